@@ -1,0 +1,135 @@
+//! The config compiler shared by every YAML file Sluice reads.
+//!
+//! A file goes through three steps: YAML text → a spanned [`Node`] tree ([`yaml`]), `${VAR}`
+//! interpolation on its scalars ([`env`]), then deserialization into the caller's raw serde
+//! structs ([`de`]). Deserialization does not stop at the first problem: unknown fields, wrong
+//! types, unknown enum variants and missing fields are all collected, each with file, line,
+//! column, field path and what was expected. Callers then run their own semantic checks against
+//! the kept [`Document`] (which can tell the span of any path) and report everything at once.
+
+#![deny(unsafe_code)]
+
+pub mod de;
+pub mod env;
+mod error;
+mod path;
+pub mod yaml;
+
+use std::path::Path;
+
+pub use env::{EnvSource, MapEnv, ProcessEnv};
+pub use error::{Diagnostic, Diagnostics, Location};
+pub use path::FieldPath;
+pub use yaml::{Node, NodeKind};
+
+use serde::de::DeserializeOwned;
+
+/// A parsed, interpolated YAML document with the name of the file it came from.
+#[derive(Debug, Clone)]
+pub struct Document {
+    name: String,
+    root: Node,
+}
+
+impl Document {
+    /// Parses `text` (named `name` in diagnostics) and interpolates `${VAR}` references from `env`.
+    pub fn parse(name: &str, text: &str, env: &dyn EnvSource) -> Result<Self, Diagnostics> {
+        let mut root = yaml::parse(text).map_err(|errors| Diagnostics::in_file(name, errors))?;
+        let errors = env::interpolate(&mut root, env);
+        if !errors.is_empty() {
+            return Err(Diagnostics::in_file(name, errors));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            root,
+        })
+    }
+
+    /// Reads and parses a file; a missing or unreadable file is a diagnostic naming the path.
+    pub fn read(path: &Path, env: &dyn EnvSource) -> Result<Self, Diagnostics> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            Diagnostics::in_file(
+                &name,
+                vec![Diagnostic::without_location(format!("cannot read file: {err}"))],
+            )
+        })?;
+        Self::parse(&name, &text, env)
+    }
+
+    /// The file name used in diagnostics.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The root node.
+    pub fn root(&self) -> &Node {
+        &self.root
+    }
+
+    /// Where the value at `path` starts, or where its nearest existing ancestor starts.
+    pub fn location(&self, path: &FieldPath) -> Location {
+        self.root.find_nearest(path).location()
+    }
+
+    /// Deserializes the document into `T`, collecting every error.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, Diagnostics> {
+        de::from_node(&self.root).map_err(|errors| Diagnostics::in_file(&self.name, errors))
+    }
+
+    /// A diagnostic for `path` in this document (for semantic checks after deserialization).
+    pub fn error_at(&self, path: &FieldPath, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(self.location(path), path.clone(), message)
+    }
+
+    /// Wraps diagnostics produced by semantic checks with this document's file name.
+    pub fn diagnostics(&self, errors: Vec<Diagnostic>) -> Diagnostics {
+        Diagnostics::in_file(&self.name, errors)
+    }
+}
+
+/// Reads, interpolates and deserializes a YAML file in one call.
+pub fn load<T: DeserializeOwned>(path: &Path, env: &dyn EnvSource) -> Result<(T, Document), Diagnostics> {
+    let document = Document::read(path, env)?;
+    let value = document.deserialize()?;
+    Ok((value, document))
+}
+
+/// The candidate in `candidates` closest to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let word_lower = word.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|candidate| (edit_distance(&word_lower, &candidate.to_lowercase()), candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len().max(word.len()) / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_pick_the_closest_candidate_within_reach() {
+        assert_eq!(did_you_mean("tokens_per_secnd", ["ttft_ms", "tokens_per_second"]), Some("tokens_per_second"));
+        assert_eq!(did_you_mean("TTFT_MS", ["ttft_ms"]), Some("ttft_ms"));
+        assert_eq!(did_you_mean("zzzzzz", ["ttft_ms", "script"]), None);
+    }
+}
