@@ -47,7 +47,9 @@ pub fn from_node<T: DeserializeOwned>(root: &Node) -> Result<T, Vec<Diagnostic>>
                     &mut all_errors,
                     vec![Diagnostic::new(location, path.key(field), format!("missing required field `{field}`"))],
                 );
-                patches.absent.entry(path).or_default().insert(field)
+                // A hand-written visitor may not take the injected field; then the whole
+                // value becomes a placeholder instead.
+                patches.absent.entry(path.clone()).or_default().insert(field) || patches.poisoned.insert(path)
             }
             None => {
                 push_unique(&mut all_errors, vec![Diagnostic::new(location, path.clone(), error.message)]);
@@ -137,6 +139,14 @@ impl de::Error for Error {
             missing_field: None,
             reported: false,
         }
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        Self::custom(unknown_name_message("field", field, expected))
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        Self::custom(unknown_name_message("value", variant, expected))
     }
 
     fn missing_field(field: &'static str) -> Self {
