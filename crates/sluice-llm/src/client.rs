@@ -386,6 +386,7 @@ impl Client {
         let mut parser = SseParser::new();
         let mut events = Vec::new();
         let mut body = sent.response.bytes_stream();
+        let mut body_ended = false;
         loop {
             let (deadline, phase, after) = match first_token_deadline {
                 Some(first) if !accumulator.has_content() && first < sent.deadline => {
@@ -404,7 +405,7 @@ impl Client {
                 Ok(next) => next,
             };
             let at = Instant::now();
-            let ended = next.is_none();
+            body_ended = next.is_none();
             match next {
                 Some(Ok(bytes)) => parser.feed(&bytes, &mut events),
                 Some(Err(error)) => {
@@ -418,9 +419,15 @@ impl Client {
             for event in events.drain(..) {
                 accumulator.on_event(&event, at)?;
             }
-            if accumulator.is_done() || ended {
+            if accumulator.is_done() || body_ended {
                 break;
             }
+        }
+        if !body_ended {
+            // Read the chunked terminator that follows `[DONE]` so the connection returns to
+            // the pool; a server that keeps the body open is not waited for.
+            let drain = async { while let Some(Ok(_)) = body.next().await {} };
+            let _ = tokio::time::timeout(Duration::from_millis(20), drain).await;
         }
         let mut generation = accumulator.finish()?;
         generation.attempts = sent.attempts;

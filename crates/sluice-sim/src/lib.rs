@@ -9,6 +9,7 @@
 
 #![deny(unsafe_code)]
 
+mod clock;
 pub mod config;
 mod embed;
 mod profile;

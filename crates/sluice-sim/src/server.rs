@@ -29,9 +29,10 @@ use sluice_llm::types::{
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, sleep};
 use tracing::{debug, info, warn};
 
+use crate::clock::sleep_until;
 use crate::config::{Profile, SimConfig};
 use crate::embed::embed;
 use crate::profile::{Outcome, Plan, Prompt};
