@@ -386,7 +386,7 @@ impl Client {
         let mut parser = SseParser::new();
         let mut events = Vec::new();
         let mut body = sent.response.bytes_stream();
-        let mut body_ended = false;
+        let mut body_ended;
         loop {
             let (deadline, phase, after) = match first_token_deadline {
                 Some(first) if !accumulator.has_content() && first < sent.deadline => {
