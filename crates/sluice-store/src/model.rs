@@ -1,0 +1,166 @@
+//! The records the store keeps.
+
+use serde::{Deserialize, Serialize};
+
+/// A run id, e.g. `eval-20261123-040105-3fa9c1`: kind, UTC start time, random suffix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub String);
+
+impl RunId {
+    /// A fresh id for a run of `kind` started at `unix_ms`.
+    pub fn generate(kind: &str, unix_ms: i64) -> Self {
+        let (date, time) = civil_from_unix_ms(unix_ms);
+        Self(format!("{kind}-{date}-{time}-{:06x}", fastrand::u32(..0x100_0000)))
+    }
+
+    /// The id text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `YYYYMMDD` and `HHMMSS` in UTC (Howard Hinnant's days-to-civil algorithm).
+fn civil_from_unix_ms(unix_ms: i64) -> (String, String) {
+    let seconds = unix_ms.div_euclid(1000);
+    let days = seconds.div_euclid(86_400);
+    let second_of_day = seconds.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (
+        format!("{year:04}{month:02}{day:02}"),
+        format!("{:02}{:02}{:02}", second_of_day / 3600, second_of_day % 3600 / 60, second_of_day % 60),
+    )
+}
+
+/// A run's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started, not finished (or interrupted: resumable).
+    Running,
+    /// Finished and the gate passed.
+    Passed,
+    /// Finished and the gate failed.
+    Failed,
+    /// Stopped by an error before it could decide.
+    Errored,
+}
+
+impl RunStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Passed => "passed",
+            RunStatus::Failed => "failed",
+            RunStatus::Errored => "errored",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "running" => RunStatus::Running,
+            "passed" => RunStatus::Passed,
+            "failed" => RunStatus::Failed,
+            "errored" => RunStatus::Errored,
+            _ => return None,
+        })
+    }
+}
+
+/// A run to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    /// `eval`, `bench`, `redteam`, `pipeline`, …
+    pub kind: String,
+    /// A human name (suite description, bench label).
+    pub name: String,
+    /// The resolved config, as JSON (secrets already removed by the caller).
+    pub config: serde_json::Value,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    /// Id.
+    pub id: RunId,
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Status.
+    pub status: RunStatus,
+    /// Config JSON.
+    pub config: serde_json::Value,
+    /// Summary JSON, `null` until finished.
+    pub summary: serde_json::Value,
+    /// Unix milliseconds.
+    pub started_at_ms: i64,
+    /// Unix milliseconds, when finished.
+    pub finished_at_ms: Option<i64>,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this status.
+    pub status: Option<RunStatus>,
+    /// At most this many (0 means 100).
+    pub limit: u32,
+}
+
+/// An event to append to a subject's log (a rollout, a model version, a run).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// What the event is about, e.g. `rollout:chat-v2`.
+    pub subject: String,
+    /// Event type, e.g. `weight_changed`.
+    pub kind: String,
+    /// Details.
+    pub payload: serde_json::Value,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Global sequence number, increasing.
+    pub seq: i64,
+    /// Subject.
+    pub subject: String,
+    /// Type.
+    pub kind: String,
+    /// Details.
+    pub payload: serde_json::Value,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_carry_kind_and_utc_time() {
+        let id = RunId::generate("eval", 1_795_406_465_000);
+        assert!(id.as_str().starts_with("eval-20261123-"), "{id}");
+        assert_eq!(civil_from_unix_ms(0), ("19700101".to_owned(), "000000".to_owned()));
+        assert_eq!(civil_from_unix_ms(951_782_400_000).0, "20000229");
+    }
+}
