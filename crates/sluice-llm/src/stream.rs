@@ -11,8 +11,8 @@ use crate::types::{ErrorBody, StreamChunk, ToolCall, Usage};
 use crate::LlmError;
 
 /// When things happened during one request, measured on a monotonic clock from the moment the
-/// final attempt was sent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// final attempt was sent. Serialized with every duration in fractional milliseconds.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timing {
     /// Time to the first chunk carrying content, reasoning or a tool call (not a role-only
     /// chunk). For a non-streaming request, the time to the complete body.
@@ -26,6 +26,24 @@ pub struct Timing {
     pub content_chunks: usize,
     /// Time spent waiting between attempts before the final one.
     pub retry_wait: Duration,
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+impl Serialize for Timing {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Timing", 6)?;
+        out.serialize_field("ttft_ms", &self.ttft.map(ms))?;
+        out.serialize_field("last_token_ms", &self.last_token().map(ms))?;
+        out.serialize_field("e2e_ms", &ms(self.e2e))?;
+        out.serialize_field("chunk_gaps_ms", &self.chunk_gaps.iter().copied().map(ms).collect::<Vec<_>>())?;
+        out.serialize_field("content_chunks", &self.content_chunks)?;
+        out.serialize_field("retry_wait_ms", &ms(self.retry_wait))?;
+        out.end()
+    }
 }
 
 impl Timing {

@@ -1,0 +1,145 @@
+//! Command-line syntax. Only commands that work are listed here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Ship LLM changes safely: evaluate, gate, roll out, watch, roll back.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Options for every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level for Sluice's own messages (RUST_LOG, when set, overrides it).
+    #[arg(long, global = true, default_value = "warn", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: String,
+    /// The store: a SQLite file path.
+    #[arg(long, global = true, env = "SLUICE_STORE", default_value = sluice_store::DEFAULT_PATH)]
+    pub store: String,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the local demo: a simulated model server, sample requests with timings, and a run
+    /// recorded in the store. Needs no GPU and no network.
+    Quickstart(QuickstartArgs),
+    /// Serve an OpenAI-compatible model-server SIMULATOR (a test and demo tool, not a model).
+    Simulate(SimulateArgs),
+    /// Send one chat request to an OpenAI-compatible endpoint and show the answer and timing.
+    Chat(ChatArgs),
+    /// Inspect the store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `sluice quickstart`.
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Profiles per model name (YAML); without it, any model name echoes the prompt.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Seed for latencies and faults, for reproducible runs.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `sluice chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The user message.
+    pub prompt: String,
+    /// Base URL of the OpenAI-compatible API, including `/v1`.
+    #[arg(long, env = "SLUICE_BASE_URL", default_value = "http://127.0.0.1:8000/v1")]
+    pub base_url: String,
+    /// Model name.
+    #[arg(long, short)]
+    pub model: String,
+    /// Name of the environment variable that holds the API key (the key itself is never
+    /// accepted on the command line).
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// A system message.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Output token cap.
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    /// Sampling temperature.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Sampling seed.
+    #[arg(long)]
+    pub seed: Option<i64>,
+    /// Use a non-streaming request.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Timeout for the first token, in seconds.
+    #[arg(long)]
+    pub ttft_timeout_s: Option<f64>,
+    /// Timeout for the whole request, in seconds.
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout_s: f64,
+    /// Retries on connect errors, 408, 409, 429 and 5xx.
+    #[arg(long, default_value_t = 2)]
+    pub max_retries: u32,
+    /// Print the generation and its timing as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice store …`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Show where the store is, its schema version and what it holds.
+    Info,
+    /// List recorded runs, newest first.
+    Runs(RunsArgs),
+}
+
+/// `sluice store runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only runs of this kind (eval, bench, quickstart, …).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

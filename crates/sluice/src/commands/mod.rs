@@ -1,0 +1,74 @@
+//! One module per command; [`run`] dispatches and returns the outcome that becomes the exit
+//! code.
+
+mod chat;
+mod quickstart;
+mod simulate;
+mod store;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use sluice_store::{Store, StoreLocation};
+
+use crate::cli::{Cli, Command};
+
+/// How a command ended, when it ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; any gate passed.
+    Ok,
+    /// A gate failed (exit code 1). Returned by gating commands.
+    #[allow(dead_code, reason = "gating commands (eval, bench, redteam) return it")]
+    GateFailed,
+}
+
+impl Outcome {
+    /// The process exit code: 0 ok, 1 gate failed (errors are 2, see `main`).
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Outcome::Ok => ExitCode::SUCCESS,
+            Outcome::GateFailed => ExitCode::from(1),
+        }
+    }
+}
+
+/// Runs the command.
+pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Quickstart(args) => quickstart::run(args, &cli.global.store).await,
+        Command::Simulate(args) => simulate::run(args).await,
+        Command::Chat(args) => chat::run(args).await,
+        Command::Store(command) => store::run(command, &cli.global.store).await,
+    }
+}
+
+/// Opens the store named by `--store` / `SLUICE_STORE`.
+async fn open_store(location: &str) -> anyhow::Result<Store> {
+    let location = StoreLocation::parse(location)?;
+    Store::open(&location).await.context("cannot open the store (set --store or SLUICE_STORE)")
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,40 @@
+//! `sluice store info` and `sluice store runs`.
+
+use sluice_store::{RunFilter, StoreLocation};
+
+use super::{Outcome, open_store};
+use crate::cli::StoreCommand;
+
+pub async fn run(command: StoreCommand, location: &str) -> anyhow::Result<Outcome> {
+    let store = open_store(location).await?;
+    match command {
+        StoreCommand::Info => {
+            let StoreLocation::Sqlite(path) = store.location();
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or_default();
+            let runs = store.list_runs(RunFilter { limit: u32::MAX, ..RunFilter::default() }).await?;
+            println!("store        {} (SQLite, {size} bytes)", path.display());
+            println!("schema       version {}", store.schema_version().await?);
+            println!("runs         {}", runs.len());
+        }
+        StoreCommand::Runs(args) => {
+            let runs = store
+                .list_runs(RunFilter {
+                    kind: args.kind,
+                    status: None,
+                    limit: args.limit,
+                })
+                .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else if runs.is_empty() {
+                println!("No runs recorded yet.");
+            } else {
+                println!("{:<44} {:<10} {:<8} NAME", "ID", "KIND", "STATUS");
+                for run in runs {
+                    println!("{:<44} {:<10} {:<8} {}", run.id, run.kind, run.status.as_str(), run.name);
+                }
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}

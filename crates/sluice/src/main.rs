@@ -1,0 +1,36 @@
+//! The `sluice` binary: parses the command line, sets up logging, runs one command, and maps
+//! the outcome to the exit-code policy (0 ok, 1 gate failed, 2 usage, config or runtime error).
+
+#![deny(unsafe_code)]
+
+mod cli;
+mod commands;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(error) = logging::init(&cli.global) {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(outcome) => outcome.exit_code(),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

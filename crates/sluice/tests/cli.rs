@@ -1,0 +1,203 @@
+//! End-to-end tests of the `sluice` binary over loopback.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn sluice() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command.env_remove("RUST_LOG").env_remove("SLUICE_STORE").env_remove("SLUICE_BASE_URL");
+    command
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A `sluice simulate` process, killed on drop.
+struct Simulate {
+    child: Child,
+    base_url: String,
+}
+
+impl Simulate {
+    fn start(args: &[&str]) -> Self {
+        let mut child = sluice()
+            .args(["simulate", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let base_url = first.rsplit(' ').next().unwrap().to_owned();
+        assert!(base_url.starts_with("http://127.0.0.1:"), "{first}");
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, base_url }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "simulate did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Simulate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn help_lists_only_working_commands_and_version_prints() {
+    let output = run(sluice().arg("--help"));
+    assert!(output.status.success());
+    let help = stdout(&output);
+    for command in ["quickstart", "simulate", "chat", "store"] {
+        assert!(help.contains(command), "{help}");
+    }
+    let version = run(sluice().arg("--version"));
+    assert_eq!(stdout(&version).trim(), format!("sluice {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let output = run(sluice().arg("frobnicate"));
+    assert_eq!(output.status.code(), Some(2));
+    let output = run(sluice().args(["chat", "--model", "m", "hi", "--log-format", "xml"]));
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn simulate_and_chat_over_loopback() {
+    let sim = Simulate::start(&["--config", repo_root().join("examples/sim.yaml").to_str().unwrap(), "--seed", "1"]);
+    let output = run(sluice().args(["chat", "--base-url", &sim.base_url, "--model", "stable", "What is the capital of France?"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "Paris.");
+    let timing = stderr(&output);
+    assert!(timing.contains("TTFT") && timing.contains("(usage)"), "{timing}");
+
+    let output = run(sluice().args(["chat", "--base-url", &sim.base_url, "--model", "stable", "--no-stream", "--json", "ping"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(json["text"], "pong");
+    assert_eq!(json["tokens"]["completion_source"], "usage");
+    assert!(json["timing"]["e2e_ms"].as_f64().unwrap() >= 50.0);
+
+    let output = run(sluice().args(["chat", "--base-url", &sim.base_url, "--model", "missing", "hi"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("404") && stderr(&output).contains("does not exist"), "{}", stderr(&output));
+
+    let status = sim.terminate();
+    assert!(status.success(), "simulate exited with {status}");
+}
+
+#[test]
+fn a_bad_simulator_config_names_every_problem_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim.yaml");
+    std::fs::write(&path, "models:\n  a:\n    ttft_ms: fast\n    tokens_per_secnd: 3\n  b:\n    script: [{answer: x}]\n").unwrap();
+    let output = run(sluice().args(["simulate", "--listen", "127.0.0.1:0", "--config", path.to_str().unwrap()]));
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    let file = path.display().to_string();
+    assert!(message.contains(&format!("{file}:3:14: models.a.ttft_ms")), "{message}");
+    assert!(message.contains(&format!("{file}:4:5: models.a.tokens_per_secnd: unknown field `tokens_per_secnd`, did you mean `tokens_per_second`?")), "{message}");
+    assert!(!message.contains("panicked") && !message.contains("RUST_BACKTRACE"), "{message}");
+
+    std::fs::write(&path, "models:\n  a: [1, 2\n").unwrap();
+    let output = run(sluice().args(["simulate", "--listen", "127.0.0.1:0", "--config", path.to_str().unwrap()]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("invalid YAML"), "{}", stderr(&output));
+
+    let output = run(sluice().args(["simulate", "--listen", "127.0.0.1:0", "--config", "/nonexistent/sim.yaml"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("/nonexistent/sim.yaml") && stderr(&output).contains("cannot read file"), "{}", stderr(&output));
+}
+
+#[test]
+fn an_unreachable_endpoint_is_one_clear_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let output = run(sluice().args(["chat", "--base-url", &format!("http://{address}/v1"), "--model", "m", "--max-retries", "0", "hi"]));
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.starts_with("error: cannot connect to"), "{message}");
+    assert!(message.contains(&address.to_string()), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+#[test]
+fn an_api_key_comes_from_a_named_variable_and_is_never_printed() {
+    let sim = Simulate::start(&[]);
+    let output = run(sluice()
+        .args(["--log-level", "trace", "chat", "--base-url", &sim.base_url, "--model", "any", "--api-key-env", "MY_KEY", "--json", "hello"])
+        .env("MY_KEY", "sk-proj-cli-secret-1234567890"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stdout(&output).contains("cli-secret") && !stderr(&output).contains("cli-secret"));
+    assert!(stderr(&output).contains("Sending request."), "trace logs missing: {}", stderr(&output));
+    let output = run(sluice().args(["chat", "--base-url", &sim.base_url, "--model", "any", "--api-key-env", "UNSET_KEY_VAR", "hi"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("`UNSET_KEY_VAR`"), "{}", stderr(&output));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let output = run(sluice().args(["--log-format", "json", "--log-level", "info", "--store", store.to_str().unwrap(), "store", "info"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let logs = stderr(&output);
+    assert!(!logs.is_empty());
+    for line in logs.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["level"].is_string());
+    }
+}
+
+#[test]
+fn quickstart_runs_locally_and_records_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let output = run(sluice().args(["--store", store.to_str().unwrap(), "quickstart", "--json"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(summary["summary"]["chat"]["answer"], "The capital of France is Paris.");
+    assert_eq!(summary["summary"]["json_answer_valid"], true);
+    let run_id = summary["run_id"].as_str().unwrap();
+    let output = run(sluice().args(["--store", store.to_str().unwrap(), "store", "runs", "--json"]));
+    let runs: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(runs[0]["id"], run_id);
+    assert_eq!(runs[0]["status"], "passed");
+}
+
+#[test]
+fn a_postgres_store_url_is_refused_without_echoing_the_password() {
+    let output = run(sluice().args(["--store", "postgres://u:hunter2@localhost/db", "store", "info"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!stderr(&output).contains("hunter2"), "{}", stderr(&output));
+}
