@@ -40,19 +40,33 @@ pub fn from_node<T: DeserializeOwned>(root: &Node) -> Result<T, Vec<Diagnostic>>
             return Err(all_errors);
         }
         let path = error.path.clone().unwrap_or_default();
-        let location = error.location.unwrap_or_else(|| root.find_nearest(&path).location());
+        let location = error
+            .location
+            .unwrap_or_else(|| root.find_nearest(&path).location());
         let progressed = match error.missing_field {
             Some(field) => {
                 push_unique(
                     &mut all_errors,
-                    vec![Diagnostic::new(location, path.key(field), format!("missing required field `{field}`"))],
+                    vec![Diagnostic::new(
+                        location,
+                        path.key(field),
+                        format!("missing required field `{field}`"),
+                    )],
                 );
                 // A hand-written visitor may not take the injected field; then the whole
                 // value becomes a placeholder instead.
-                patches.absent.entry(path.clone()).or_default().insert(field) || patches.poisoned.insert(path)
+                patches
+                    .absent
+                    .entry(path.clone())
+                    .or_default()
+                    .insert(field)
+                    || patches.poisoned.insert(path)
             }
             None => {
-                push_unique(&mut all_errors, vec![Diagnostic::new(location, path.clone(), error.message)]);
+                push_unique(
+                    &mut all_errors,
+                    vec![Diagnostic::new(location, path.clone(), error.message)],
+                );
                 patches.poisoned.insert(path)
             }
         };
@@ -87,7 +101,9 @@ struct Session<'p> {
 
 impl Session<'_> {
     fn record(&self, location: Location, path: &FieldPath, message: String) {
-        self.errors.borrow_mut().push(Diagnostic::new(location, path.clone(), message));
+        self.errors
+            .borrow_mut()
+            .push(Diagnostic::new(location, path.clone(), message));
     }
 }
 
@@ -159,7 +175,12 @@ impl de::Error for Error {
 
 fn list(names: &[&str]) -> String {
     const SHOWN: usize = 12;
-    let mut out = names.iter().take(SHOWN).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    let mut out = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > SHOWN {
         out.push_str(&format!(" and {} more", names.len() - SHOWN));
     }
@@ -188,11 +209,16 @@ struct NodeDe<'a, 'p> {
 
 impl<'a, 'p> NodeDe<'a, 'p> {
     fn new(node: &'a Node, path: FieldPath, session: &'a Session<'p>) -> Self {
-        Self { node, path, session }
+        Self {
+            node,
+            path,
+            session,
+        }
     }
 
     fn poisoned(&self) -> bool {
-        !self.session.patches.poisoned.is_empty() && self.session.patches.poisoned.contains(&self.path)
+        !self.session.patches.poisoned.is_empty()
+            && self.session.patches.poisoned.contains(&self.path)
     }
 
     /// The scalar text and whether it is plain, or `None` for collections.
@@ -204,7 +230,12 @@ impl<'a, 'p> NodeDe<'a, 'p> {
     }
 
     /// Records "expected X, found Y" and continues with a placeholder.
-    fn mismatch<V: Visitor<'a>>(&self, expected: &str, placeholder: Placeholder, visitor: V) -> Result<V::Value, Error> {
+    fn mismatch<V: Visitor<'a>>(
+        &self,
+        expected: &str,
+        placeholder: Placeholder,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         self.session.record(
             self.node.location,
             &self.path,
@@ -244,7 +275,10 @@ impl Placeholder {
             Placeholder::Str => visitor.visit_str(""),
             Placeholder::Option => visitor.visit_none(),
             Placeholder::Seq(len) => visitor.visit_seq(PlaceholderSeq(len)),
-            Placeholder::Map => visitor.visit_map(PlaceholderMap { fields: &[], next: 0 }),
+            Placeholder::Map => visitor.visit_map(PlaceholderMap {
+                fields: &[],
+                next: 0,
+            }),
             Placeholder::Struct(fields) => visitor.visit_map(PlaceholderMap { fields, next: 0 }),
             Placeholder::Enum(variants) => visitor.visit_enum(PlaceholderEnum(variants)),
         };
@@ -283,16 +317,31 @@ impl<'de> de::Deserializer<'de> for PlaceholderDe {
         deserialize_ignored_any => Placeholder::Unit,
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         Placeholder::Unit.dispatch(visitor)
     }
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_newtype_struct(self).map_err(|_| Error::reported())
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor
+            .visit_newtype_struct(self)
+            .map_err(|_| Error::reported())
     }
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Error> {
         Placeholder::Seq(len).dispatch(visitor)
     }
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _: &'static str, len: usize, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         Placeholder::Seq(len).dispatch(visitor)
     }
     fn deserialize_struct<V: Visitor<'de>>(
@@ -317,7 +366,10 @@ struct PlaceholderSeq(usize);
 
 impl<'de> de::SeqAccess<'de> for PlaceholderSeq {
     type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         if self.0 == 0 {
             return Ok(None);
         }
@@ -333,12 +385,16 @@ struct PlaceholderMap {
 
 impl<'de> de::MapAccess<'de> for PlaceholderMap {
     type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         let Some(field) = self.fields.get(self.next) else {
             return Ok(None);
         };
         self.next += 1;
-        seed.deserialize(de::value::StrDeserializer::<Error>::new(field)).map(Some)
+        seed.deserialize(de::value::StrDeserializer::<Error>::new(field))
+            .map(Some)
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
         seed.deserialize(PlaceholderDe)
@@ -350,7 +406,10 @@ struct PlaceholderEnum(&'static [&'static str]);
 impl<'de> de::EnumAccess<'de> for PlaceholderEnum {
     type Error = Error;
     type Variant = PlaceholderDe;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, PlaceholderDe), Error> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, PlaceholderDe), Error> {
         let first = self.0.first().copied().unwrap_or("");
         let value = seed.deserialize(de::value::StrDeserializer::<Error>::new(first))?;
         Ok((value, PlaceholderDe))
@@ -368,7 +427,11 @@ impl<'de> de::VariantAccess<'de> for PlaceholderDe {
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Error> {
         Placeholder::Seq(len).dispatch(visitor)
     }
-    fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         Placeholder::Struct(fields).dispatch(visitor)
     }
 }
@@ -407,7 +470,11 @@ fn parse_float(text: &str) -> Option<f64> {
             let looks_numeric = cleaned
                 .chars()
                 .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'));
-            if looks_numeric { cleaned.parse().ok() } else { None }
+            if looks_numeric {
+                cleaned.parse().ok()
+            } else {
+                None
+            }
         }
     }
 }
@@ -472,7 +539,10 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
             return Placeholder::Any.dispatch(visitor);
         }
         let result = match &self.node.kind {
-            NodeKind::Scalar { value, plain: false } => visitor.visit_str(value),
+            NodeKind::Scalar {
+                value,
+                plain: false,
+            } => visitor.visit_str(value),
             NodeKind::Scalar { value, plain: true } => {
                 if self.node.is_null() {
                     visitor.visit_unit()
@@ -490,8 +560,12 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
                     visitor.visit_str(value)
                 }
             }
-            NodeKind::Sequence(items) => visitor.visit_seq(SeqDe::new(items, self.path.clone(), self.session)),
-            NodeKind::Mapping(entries) => visitor.visit_map(MapDe::new(entries, self.path.clone(), self.session, None)),
+            NodeKind::Sequence(items) => {
+                visitor.visit_seq(SeqDe::new(items, self.path.clone(), self.session))
+            }
+            NodeKind::Mapping(entries) => {
+                visitor.visit_map(MapDe::new(entries, self.path.clone(), self.session, None))
+            }
         };
         self.located(result)
     }
@@ -500,7 +574,10 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
         if self.poisoned() {
             return Placeholder::Bool.dispatch(visitor);
         }
-        match self.scalar().and_then(|(text, plain)| if plain { parse_bool(text) } else { None }) {
+        match self
+            .scalar()
+            .and_then(|(text, plain)| if plain { parse_bool(text) } else { None })
+        {
             Some(b) => {
                 let result = visitor.visit_bool(b);
                 self.located(result)
@@ -570,7 +647,9 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
             return self.located(result);
         }
         let (path, location) = (self.path.clone(), self.node.location);
-        visitor.visit_some(self).map_err(|error| error.at(&path, location))
+        visitor
+            .visit_some(self)
+            .map_err(|error| error.at(&path, location))
     }
 
     fn deserialize_unit<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -580,13 +659,23 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
         self.mismatch("null", Placeholder::Unit, visitor)
     }
 
-    fn deserialize_unit_struct<V: Visitor<'a>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_unit_struct<V: Visitor<'a>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'a>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'a>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         let (path, location) = (self.path.clone(), self.node.location);
-        visitor.visit_newtype_struct(self).map_err(|error| error.at(&path, location))
+        visitor
+            .visit_newtype_struct(self)
+            .map_err(|error| error.at(&path, location))
     }
 
     fn deserialize_seq<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -609,11 +698,20 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
                 self.located(result)
             }
             _ if self.poisoned() => Placeholder::Seq(len).dispatch(visitor),
-            _ => self.mismatch(&format!("a list of {len} items"), Placeholder::Seq(len), visitor),
+            _ => self.mismatch(
+                &format!("a list of {len} items"),
+                Placeholder::Seq(len),
+                visitor,
+            ),
         }
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'a>>(self, _: &'static str, len: usize, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_tuple_struct<V: Visitor<'a>>(
+        self,
+        _: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         self.deserialize_tuple(len, visitor)
     }
 
@@ -623,11 +721,13 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
         }
         match &self.node.kind {
             NodeKind::Mapping(entries) => {
-                let result = visitor.visit_map(MapDe::new(entries, self.path.clone(), self.session, None));
+                let result =
+                    visitor.visit_map(MapDe::new(entries, self.path.clone(), self.session, None));
                 self.located(result)
             }
             _ if self.node.is_null() => {
-                let result = visitor.visit_map(MapDe::new(&[], self.path.clone(), self.session, None));
+                let result =
+                    visitor.visit_map(MapDe::new(&[], self.path.clone(), self.session, None));
                 self.located(result)
             }
             _ => self.mismatch("a mapping", Placeholder::Map, visitor),
@@ -655,7 +755,12 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
                 return self.mismatch(&expected, Placeholder::Struct(fields), visitor);
             }
         };
-        let result = visitor.visit_map(MapDe::new(entries, self.path.clone(), self.session, Some(fields)));
+        let result = visitor.visit_map(MapDe::new(
+            entries,
+            self.path.clone(),
+            self.session,
+            Some(fields),
+        ));
         self.located(result)
     }
 
@@ -672,12 +777,28 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
             NodeKind::Scalar { value, .. } if !self.node.is_null() => (value.as_str(), None),
             NodeKind::Mapping(entries) if entries.len() == 1 => match &entries[0].0.kind {
                 NodeKind::Scalar { value, .. } => (value.as_str(), Some(&entries[0].1)),
-                _ => return self.mismatch(&format!("one of {}", list(variants)), Placeholder::Enum(variants), visitor),
+                _ => {
+                    return self.mismatch(
+                        &format!("one of {}", list(variants)),
+                        Placeholder::Enum(variants),
+                        visitor,
+                    );
+                }
             },
-            _ => return self.mismatch(&format!("one of {}", list(variants)), Placeholder::Enum(variants), visitor),
+            _ => {
+                return self.mismatch(
+                    &format!("one of {}", list(variants)),
+                    Placeholder::Enum(variants),
+                    visitor,
+                );
+            }
         };
         if !variants.contains(&name) {
-            self.session.record(self.node.location, &self.path, unknown_name_message("value", name, variants));
+            self.session.record(
+                self.node.location,
+                &self.path,
+                unknown_name_message("value", name, variants),
+            );
             return Placeholder::Enum(variants).dispatch(visitor);
         }
         let access = EnumDe {
@@ -721,7 +842,10 @@ impl<'a, 'p> SeqDe<'a, 'p> {
 impl<'a> de::SeqAccess<'a> for SeqDe<'a, '_> {
     type Error = Error;
 
-    fn next_element_seed<T: DeserializeSeed<'a>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'a>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         let Some(item) = self.items.next() else {
             return Ok(None);
         };
@@ -779,7 +903,10 @@ impl<'a, 'p> MapDe<'a, 'p> {
 impl<'a> de::MapAccess<'a> for MapDe<'a, '_> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         for (key, value) in self.entries.by_ref() {
             let key_text = match &key.kind {
                 NodeKind::Scalar { value, .. } => value.as_str(),
@@ -788,8 +915,11 @@ impl<'a> de::MapAccess<'a> for MapDe<'a, '_> {
             if let Some(fields) = self.fields
                 && !fields.contains(&key_text)
             {
-                self.session
-                    .record(key.location, &self.path.key(key_text), unknown_name_message("field", key_text, fields));
+                self.session.record(
+                    key.location,
+                    &self.path.key(key_text),
+                    unknown_name_message("field", key_text, fields),
+                );
                 continue;
             }
             let value_path = self.path.key(key_text);
@@ -811,7 +941,9 @@ impl<'a> de::MapAccess<'a> for MapDe<'a, '_> {
             Some(Pending::Value(node, path)) => seed
                 .deserialize(NodeDe::new(node, path.clone(), self.session))
                 .map_err(|error| error.at(&path, node.location)),
-            Some(Pending::Absent) => seed.deserialize(PlaceholderDe).map_err(|_| Error::reported()),
+            Some(Pending::Absent) => seed
+                .deserialize(PlaceholderDe)
+                .map_err(|_| Error::reported()),
             None => Err(de::Error::custom("a value was asked for before its key")),
         }
     }
@@ -842,7 +974,10 @@ impl<'a, 'p> de::EnumAccess<'a> for EnumDe<'a, 'p> {
 impl<'a> EnumDe<'a, '_> {
     fn content_or_mismatch(&self, expected: &str) -> Result<&'a Node, Error> {
         self.content.ok_or_else(|| {
-            de::Error::custom(format!("`{}` expects {expected}: write `{}: …`", self.name, self.name))
+            de::Error::custom(format!(
+                "`{}` expects {expected}: write `{}: …`",
+                self.name, self.name
+            ))
         })
     }
 }
@@ -852,26 +987,47 @@ impl<'a> de::VariantAccess<'a> for EnumDe<'a, '_> {
 
     fn unit_variant(self) -> Result<(), Error> {
         match self.content {
-            Some(node) if !node.is_null() => {
-                Err(<Error as de::Error>::custom(format!("`{}` takes no value", self.name)).at(&self.path, node.location))
-            }
+            Some(node) if !node.is_null() => Err(<Error as de::Error>::custom(format!(
+                "`{}` takes no value",
+                self.name
+            ))
+            .at(&self.path, node.location)),
             _ => Ok(()),
         }
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'a>>(self, seed: T) -> Result<T::Value, Error> {
-        let node = self.content_or_mismatch("a value").map_err(|e| e.at(&self.path, self.location))?;
+        let node = self
+            .content_or_mismatch("a value")
+            .map_err(|e| e.at(&self.path, self.location))?;
         seed.deserialize(NodeDe::new(node, self.path.clone(), self.session))
     }
 
     fn tuple_variant<V: Visitor<'a>>(self, len: usize, visitor: V) -> Result<V::Value, Error> {
-        let node = self.content_or_mismatch("a list").map_err(|e| e.at(&self.path, self.location))?;
-        de::Deserializer::deserialize_tuple(NodeDe::new(node, self.path.clone(), self.session), len, visitor)
+        let node = self
+            .content_or_mismatch("a list")
+            .map_err(|e| e.at(&self.path, self.location))?;
+        de::Deserializer::deserialize_tuple(
+            NodeDe::new(node, self.path.clone(), self.session),
+            len,
+            visitor,
+        )
     }
 
-    fn struct_variant<V: Visitor<'a>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
-        let node = self.content_or_mismatch("a mapping").map_err(|e| e.at(&self.path, self.location))?;
-        de::Deserializer::deserialize_struct(NodeDe::new(node, self.path.clone(), self.session), "", fields, visitor)
+    fn struct_variant<V: Visitor<'a>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        let node = self
+            .content_or_mismatch("a mapping")
+            .map_err(|e| e.at(&self.path, self.location))?;
+        de::Deserializer::deserialize_struct(
+            NodeDe::new(node, self.path.clone(), self.session),
+            "",
+            fields,
+            visitor,
+        )
     }
 }
 
@@ -925,7 +1081,10 @@ mod tests {
 
     #[test]
     fn a_valid_document_deserializes() {
-        let root = parse("name: gw\nreplicas: 3\nmode: careful\nroutes:\n  a: {url: 'http://x', weight: 10}\n").unwrap();
+        let root = parse(
+            "name: gw\nreplicas: 3\nmode: careful\nroutes:\n  a: {url: 'http://x', weight: 10}\n",
+        )
+        .unwrap();
         let config: Config = from_node(&root).unwrap();
         assert_eq!(config.replicas, 3);
         assert_eq!(config.mode, Mode::Careful);
@@ -954,7 +1113,11 @@ mod tests {
     fn missing_fields_at_several_levels_are_all_reported() {
         let errors = errors_of("routes:\n  a: {weight: 1}\n  b: {weight: 2}\n");
         assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains(" name: missing required field `name`")));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(" name: missing required field `name`"))
+        );
         assert!(errors.iter().any(|e| e.contains("routes.a.url: missing")));
         assert!(errors.iter().any(|e| e.contains("routes.b.url: missing")));
     }
@@ -962,13 +1125,22 @@ mod tests {
     #[test]
     fn quoted_numbers_are_strings_and_plain_numbers_can_be_strings() {
         let errors = errors_of("name: 42\nreplicas: '3'\n");
-        assert_eq!(errors, vec!["2:11 replicas: expected an integer between 0 and 4294967295, found \"3\""]);
+        assert_eq!(
+            errors,
+            vec!["2:11 replicas: expected an integer between 0 and 4294967295, found \"3\""]
+        );
     }
 
     #[test]
     fn wrong_collection_kinds_are_named() {
         let errors = errors_of("name: [a, b]\nroutes: [1]\n");
-        assert_eq!(errors, vec!["1:7 name: expected a string, found a list", "2:9 routes: expected a mapping, found a list"]);
+        assert_eq!(
+            errors,
+            vec![
+                "1:7 name: expected a string, found a list",
+                "2:9 routes: expected a mapping, found a list"
+            ]
+        );
     }
 
     #[test]
@@ -984,14 +1156,29 @@ mod tests {
         impl<'de> Deserialize<'de> for Checked {
             fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let text = String::deserialize(d)?;
-                if text.starts_with("http") { Ok(Checked) } else { Err(de::Error::custom("expected an http URL")) }
+                if text.starts_with("http") {
+                    Ok(Checked)
+                } else {
+                    Err(de::Error::custom("expected an http URL"))
+                }
             }
         }
         let root = parse("url: ftp://x\nother: x\n").unwrap();
         let errors = from_node::<WithUrl>(&root).unwrap_err();
-        let messages: Vec<_> = errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
-        assert!(messages.contains(&"url: expected an http URL".to_owned()), "{messages:?}");
-        assert!(messages.iter().any(|m| m.starts_with("other: expected an integer")), "{messages:?}");
+        let messages: Vec<_> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect();
+        assert!(
+            messages.contains(&"url: expected an http URL".to_owned()),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("other: expected an integer")),
+            "{messages:?}"
+        );
     }
 
     #[test]

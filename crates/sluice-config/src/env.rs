@@ -47,7 +47,9 @@ fn walk(node: &mut Node, path: &FieldPath, env: &dyn EnvSource, errors: &mut Vec
             if value.contains('$') {
                 match expand(value, env) {
                     Ok(expanded) => *value = expanded,
-                    Err(message) => errors.push(Diagnostic::new(node.location, path.clone(), message)),
+                    Err(message) => {
+                        errors.push(Diagnostic::new(node.location, path.clone(), message))
+                    }
                 }
             }
         }
@@ -80,7 +82,9 @@ pub fn expand(text: &str, env: &dyn EnvSource) -> Result<String, String> {
             rest = stripped;
         } else if let Some(body) = after.strip_prefix("${") {
             let Some(end) = body.find('}') else {
-                return Err(format!("unterminated `${{` in {text:?}: expected `${{NAME}}`"));
+                return Err(format!(
+                    "unterminated `${{` in {text:?}: expected `${{NAME}}`"
+                ));
             };
             let reference = &body[..end];
             let (name, default) = match reference.split_once(":-") {
@@ -117,22 +121,43 @@ mod tests {
     use super::*;
 
     fn env() -> MapEnv {
-        MapEnv(HashMap::from([("HOST".to_owned(), "localhost".to_owned()), ("EMPTY".to_owned(), String::new())]))
+        MapEnv(HashMap::from([
+            ("HOST".to_owned(), "localhost".to_owned()),
+            ("EMPTY".to_owned(), String::new()),
+        ]))
     }
 
     #[test]
     fn references_expand_with_defaults_and_escapes() {
-        assert_eq!(expand("http://${HOST}:8000", &env()).unwrap(), "http://localhost:8000");
+        assert_eq!(
+            expand("http://${HOST}:8000", &env()).unwrap(),
+            "http://localhost:8000"
+        );
         assert_eq!(expand("${PORT:-8000}", &env()).unwrap(), "8000");
         assert_eq!(expand("${EMPTY:-x}", &env()).unwrap(), "x");
-        assert_eq!(expand("cost $5 and $${HOST}", &env()).unwrap(), "cost $5 and ${HOST}");
+        assert_eq!(
+            expand("cost $5 and $${HOST}", &env()).unwrap(),
+            "cost $5 and ${HOST}"
+        );
     }
 
     #[test]
     fn unset_and_malformed_references_are_errors() {
-        assert!(expand("${MISSING}", &env()).unwrap_err().contains("`MISSING` is not set"));
-        assert!(expand("${HOST", &env()).unwrap_err().contains("unterminated"));
-        assert!(expand("${a-b}", &env()).unwrap_err().contains("invalid variable name"));
+        assert!(
+            expand("${MISSING}", &env())
+                .unwrap_err()
+                .contains("`MISSING` is not set")
+        );
+        assert!(
+            expand("${HOST", &env())
+                .unwrap_err()
+                .contains("unterminated")
+        );
+        assert!(
+            expand("${a-b}", &env())
+                .unwrap_err()
+                .contains("invalid variable name")
+        );
     }
 
     #[test]

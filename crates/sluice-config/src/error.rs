@@ -56,7 +56,12 @@ pub struct Diagnostics {
 impl Diagnostics {
     /// Diagnostics for one file, sorted by position.
     pub fn in_file(file: &str, mut errors: Vec<Diagnostic>) -> Self {
-        errors.sort_by_key(|error| error.location.map(|l| (l.line, l.column)).unwrap_or_default());
+        errors.sort_by_key(|error| {
+            error
+                .location
+                .map(|l| (l.line, l.column))
+                .unwrap_or_default()
+        });
         errors.dedup();
         Self {
             file: file.to_owned(),
@@ -68,7 +73,12 @@ impl Diagnostics {
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.errors.len();
-        write!(f, "{} has {count} error{}:", self.file, if count == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{} has {count} error{}:",
+            self.file,
+            if count == 1 { "" } else { "s" }
+        )?;
         for error in &self.errors {
             write!(f, "\n  {}", self.file)?;
             if let Some(location) = error.location {

@@ -51,7 +51,9 @@ impl Document {
         let text = std::fs::read_to_string(path).map_err(|err| {
             Diagnostics::in_file(
                 &name,
-                vec![Diagnostic::without_location(format!("cannot read file: {err}"))],
+                vec![Diagnostic::without_location(format!(
+                    "cannot read file: {err}"
+                ))],
             )
         })?;
         Self::parse(&name, &text, env)
@@ -89,18 +91,29 @@ impl Document {
 }
 
 /// Reads, interpolates and deserializes a YAML file in one call.
-pub fn load<T: DeserializeOwned>(path: &Path, env: &dyn EnvSource) -> Result<(T, Document), Diagnostics> {
+pub fn load<T: DeserializeOwned>(
+    path: &Path,
+    env: &dyn EnvSource,
+) -> Result<(T, Document), Diagnostics> {
     let document = Document::read(path, env)?;
     let value = document.deserialize()?;
     Ok((value, document))
 }
 
 /// The candidate in `candidates` closest to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let word_lower = word.to_lowercase();
     candidates
         .into_iter()
-        .map(|candidate| (edit_distance(&word_lower, &candidate.to_lowercase()), candidate))
+        .map(|candidate| {
+            (
+                edit_distance(&word_lower, &candidate.to_lowercase()),
+                candidate,
+            )
+        })
         .filter(|(distance, candidate)| *distance <= (candidate.len().max(word.len()) / 3).max(1))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
@@ -128,7 +141,10 @@ mod tests {
 
     #[test]
     fn suggestions_pick_the_closest_candidate_within_reach() {
-        assert_eq!(did_you_mean("tokens_per_secnd", ["ttft_ms", "tokens_per_second"]), Some("tokens_per_second"));
+        assert_eq!(
+            did_you_mean("tokens_per_secnd", ["ttft_ms", "tokens_per_second"]),
+            Some("tokens_per_second")
+        );
         assert_eq!(did_you_mean("TTFT_MS", ["ttft_ms"]), Some("ttft_ms"));
         assert_eq!(did_you_mean("zzzzzz", ["ttft_ms", "script"]), None);
     }

@@ -51,7 +51,11 @@ impl Node {
             NodeKind::Scalar { .. } if self.is_null() => "null".to_owned(),
             NodeKind::Scalar { value, .. } => {
                 let shown: String = value.chars().take(40).collect();
-                let ellipsis = if value.chars().count() > 40 { "…" } else { "" };
+                let ellipsis = if value.chars().count() > 40 {
+                    "…"
+                } else {
+                    ""
+                };
                 format!("{shown:?}{ellipsis}")
             }
             NodeKind::Sequence(_) => "a list".to_owned(),
@@ -156,7 +160,11 @@ impl<'input> Builder<'input> {
                     root = Some(self.node(event, at, &FieldPath::root(), 0)?);
                 }
                 other => {
-                    return Err(Diagnostic::new(at, FieldPath::root(), format!("unexpected YAML event {other:?}")));
+                    return Err(Diagnostic::new(
+                        at,
+                        FieldPath::root(),
+                        format!("unexpected YAML event {other:?}"),
+                    ));
                 }
             }
         }
@@ -169,9 +177,19 @@ impl<'input> Builder<'input> {
         }))
     }
 
-    fn node(&mut self, event: Event<'input>, at: Location, path: &FieldPath, depth: usize) -> Result<Node, Diagnostic> {
+    fn node(
+        &mut self,
+        event: Event<'input>,
+        at: Location,
+        path: &FieldPath,
+        depth: usize,
+    ) -> Result<Node, Diagnostic> {
         if depth > MAX_DEPTH {
-            return Err(Diagnostic::new(at, path.clone(), format!("nesting deeper than {MAX_DEPTH} levels")));
+            return Err(Diagnostic::new(
+                at,
+                path.clone(),
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+            ));
         }
         let (node, anchor) = match event {
             Event::Scalar(value, style, anchor, tag) => {
@@ -217,11 +235,16 @@ impl<'input> Builder<'input> {
                     let key_text = match &key.kind {
                         NodeKind::Scalar { value, .. } => value.clone(),
                         _ => {
-                            return Err(Diagnostic::new(key.location, path.clone(), "expected a plain key, found a complex key"));
+                            return Err(Diagnostic::new(
+                                key.location,
+                                path.clone(),
+                                "expected a plain key, found a complex key",
+                            ));
                         }
                     };
                     let (event, value_at) = self.next()?;
-                    let value = self.node(event, value_at, &path.key(key_text.clone()), depth + 1)?;
+                    let value =
+                        self.node(event, value_at, &path.key(key_text.clone()), depth + 1)?;
                     if entries
                         .iter()
                         .any(|(k, _)| matches!(&k.kind, NodeKind::Scalar { value, .. } if *value == key_text))
@@ -249,10 +272,20 @@ impl<'input> Builder<'input> {
                     node.location = at;
                     return Ok(node);
                 }
-                None => return Err(Diagnostic::new(at, path.clone(), "alias refers to an unknown anchor")),
+                None => {
+                    return Err(Diagnostic::new(
+                        at,
+                        path.clone(),
+                        "alias refers to an unknown anchor",
+                    ));
+                }
             },
             other => {
-                return Err(Diagnostic::new(at, path.clone(), format!("unexpected YAML event {other:?}")));
+                return Err(Diagnostic::new(
+                    at,
+                    path.clone(),
+                    format!("unexpected YAML event {other:?}"),
+                ));
             }
         };
         if anchor != 0 {
@@ -270,15 +303,33 @@ mod tests {
     fn nodes_carry_one_based_lines_and_columns() {
         let root = parse("models:\n  stable:\n    ttft_ms: 50\n").unwrap();
         let ttft = root.find_nearest(&FieldPath::root().key("models").key("stable").key("ttft_ms"));
-        assert_eq!(ttft.location, Location { line: 3, column: 14 });
-        assert_eq!(ttft.kind, NodeKind::Scalar { value: "50".into(), plain: true });
+        assert_eq!(
+            ttft.location,
+            Location {
+                line: 3,
+                column: 14
+            }
+        );
+        assert_eq!(
+            ttft.kind,
+            NodeKind::Scalar {
+                value: "50".into(),
+                plain: true
+            }
+        );
     }
 
     #[test]
     fn quoted_scalars_are_not_plain() {
         let root = parse("a: '50'\nb: !!str 7\n").unwrap();
-        assert!(matches!(root.get("a").unwrap().kind, NodeKind::Scalar { plain: false, .. }));
-        assert!(matches!(root.get("b").unwrap().kind, NodeKind::Scalar { plain: false, .. }));
+        assert!(matches!(
+            root.get("a").unwrap().kind,
+            NodeKind::Scalar { plain: false, .. }
+        ));
+        assert!(matches!(
+            root.get("b").unwrap().kind,
+            NodeKind::Scalar { plain: false, .. }
+        ));
     }
 
     #[test]
@@ -299,7 +350,13 @@ mod tests {
     #[test]
     fn aliases_copy_the_anchored_node() {
         let root = parse("base: &b {x: 1}\nother: *b\n").unwrap();
-        assert_eq!(root.get("other").unwrap().get("x").unwrap().kind, NodeKind::Scalar { value: "1".into(), plain: true });
+        assert_eq!(
+            root.get("other").unwrap().get("x").unwrap().kind,
+            NodeKind::Scalar {
+                value: "1".into(),
+                plain: true
+            }
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use crate::retry::{self, RetryPolicy};
 use crate::sse::SseParser;
 use crate::stream::{Generation, StreamAccumulator, Timing};
 use crate::types::{
-    ChatCompletion, ChatRequest, CompletionRequest, EmbeddingRequest, EmbeddingResponse, ErrorBody, ModelList,
-    StreamOptions, TextCompletion,
+    ChatCompletion, ChatRequest, CompletionRequest, EmbeddingRequest, EmbeddingResponse, ErrorBody,
+    ModelList, StreamOptions, TextCompletion,
 };
 
 /// An API key. It is only ever written into the `Authorization` header (marked sensitive);
@@ -94,8 +94,16 @@ impl ClientConfig {
     }
 
     /// Reads the API key from the environment variable `var`; an unset variable is an error.
-    pub fn key_from_env(mut self, var: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, LlmError> {
-        let key = lookup(var).filter(|k| !k.is_empty()).ok_or_else(|| LlmError::MissingApiKey { var: var.to_owned() })?;
+    pub fn key_from_env(
+        mut self,
+        var: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, LlmError> {
+        let key = lookup(var)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| LlmError::MissingApiKey {
+                var: var.to_owned(),
+            })?;
         self.api_key = Some(ApiKey::new(key));
         Ok(self)
     }
@@ -156,7 +164,8 @@ impl Client {
         request.stream_options = None;
         let url = self.url("chat/completions");
         let sent = self.send(&url, &request).await?;
-        let (completion, timing, attempts): (ChatCompletion, _, _) = self.read_json(&url, sent, "chat completion").await?;
+        let (completion, timing, attempts): (ChatCompletion, _, _) =
+            self.read_json(&url, sent, "chat completion").await?;
         let mut generation = Generation {
             id: completion.id,
             model: completion.model,
@@ -180,7 +189,9 @@ impl Client {
     pub async fn chat_stream(&self, request: &ChatRequest) -> Result<Generation, LlmError> {
         let mut request = request.clone();
         request.stream = Some(true);
-        let options = request.stream_options.get_or_insert_with(StreamOptions::default);
+        let options = request
+            .stream_options
+            .get_or_insert_with(StreamOptions::default);
         options.include_usage.get_or_insert(true);
         let url = self.url("chat/completions");
         let mut generation = self.stream(&url, &request).await?;
@@ -196,7 +207,8 @@ impl Client {
         request.stream_options = None;
         let url = self.url("completions");
         let sent = self.send(&url, &request).await?;
-        let (completion, timing, attempts): (TextCompletion, _, _) = self.read_json(&url, sent, "text completion").await?;
+        let (completion, timing, attempts): (TextCompletion, _, _) =
+            self.read_json(&url, sent, "text completion").await?;
         let mut generation = Generation {
             id: completion.id,
             model: completion.model,
@@ -215,10 +227,15 @@ impl Client {
     }
 
     /// A streaming text completion.
-    pub async fn completion_stream(&self, request: &CompletionRequest) -> Result<Generation, LlmError> {
+    pub async fn completion_stream(
+        &self,
+        request: &CompletionRequest,
+    ) -> Result<Generation, LlmError> {
         let mut request = request.clone();
         request.stream = Some(true);
-        let options = request.stream_options.get_or_insert_with(StreamOptions::default);
+        let options = request
+            .stream_options
+            .get_or_insert_with(StreamOptions::default);
         options.include_usage.get_or_insert(true);
         let url = self.url("completions");
         let mut generation = self.stream(&url, &request).await?;
@@ -228,7 +245,10 @@ impl Client {
     }
 
     /// Embeddings, with the request's timing.
-    pub async fn embeddings(&self, request: &EmbeddingRequest) -> Result<(EmbeddingResponse, Timing), LlmError> {
+    pub async fn embeddings(
+        &self,
+        request: &EmbeddingRequest,
+    ) -> Result<(EmbeddingResponse, Timing), LlmError> {
         let url = self.url("embeddings");
         let sent = self.send(&url, request).await?;
         let (response, timing, _) = self.read_json(&url, sent, "embeddings response").await?;
@@ -270,7 +290,11 @@ impl Client {
                 None => deadline,
             };
             let mut builder = match &body {
-                Some(body) => self.http.post(url).header(CONTENT_TYPE, "application/json").body(body.clone()),
+                Some(body) => self
+                    .http
+                    .post(url)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone()),
                 None => self.http.get(url),
             };
             if let Some(header) = self.api_key.as_ref().and_then(ApiKey::header) {
@@ -281,7 +305,9 @@ impl Client {
             let outcome = match timeout_at(header_deadline, builder.send()).await {
                 Err(_) => {
                     let (phase, after) = match self.timeouts.first_token {
-                        Some(first_token) if header_deadline < deadline => (TimeoutPhase::FirstToken, first_token),
+                        Some(first_token) if header_deadline < deadline => {
+                            (TimeoutPhase::FirstToken, first_token)
+                        }
                         _ => (TimeoutPhase::Total, self.timeouts.total),
                     };
                     Err(LlmError::Timeout {
@@ -295,9 +321,18 @@ impl Client {
             };
             let response = match outcome {
                 Ok(response) => response,
-                Err(error) if retries_left && matches!(error, LlmError::Connect { .. } | LlmError::Timeout { .. }) => {
+                Err(error)
+                    if retries_left
+                        && matches!(error, LlmError::Connect { .. } | LlmError::Timeout { .. }) =>
+                {
                     let wait = self.retry.backoff(attempt - 1);
-                    warn!(url, attempt, error_class = error.class(), wait_ms = wait.as_millis() as u64, "Retrying after a transport failure.");
+                    warn!(
+                        url,
+                        attempt,
+                        error_class = error.class(),
+                        wait_ms = wait.as_millis() as u64,
+                        "Retrying after a transport failure."
+                    );
                     tokio::time::sleep(wait).await;
                     retry_wait += wait;
                     continue;
@@ -315,11 +350,20 @@ impl Client {
                 });
             }
             let headers = response.headers().clone();
-            let allowed = retry::should_retry_header(&headers).unwrap_or_else(|| retry::is_retryable_status(status));
+            let allowed = retry::should_retry_header(&headers)
+                .unwrap_or_else(|| retry::is_retryable_status(status));
             let error = status_error(url, status.as_u16(), response).await;
             if retries_left && allowed {
-                let wait = self.retry.delay_after(&headers, attempt - 1, SystemTime::now());
-                warn!(url, attempt, status = status.as_u16(), wait_ms = wait.as_millis() as u64, "Retrying after an error status.");
+                let wait = self
+                    .retry
+                    .delay_after(&headers, attempt - 1, SystemTime::now());
+                warn!(
+                    url,
+                    attempt,
+                    status = status.as_u16(),
+                    wait_ms = wait.as_millis() as u64,
+                    "Retrying after an error status."
+                );
                 tokio::time::sleep(wait).await;
                 retry_wait += wait;
                 continue;
@@ -343,7 +387,12 @@ impl Client {
         }
     }
 
-    async fn read_json<T: DeserializeOwned>(&self, url: &str, sent: Sent, expected: &'static str) -> Result<(T, Timing, u32), LlmError> {
+    async fn read_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        sent: Sent,
+        expected: &'static str,
+    ) -> Result<(T, Timing, u32), LlmError> {
         let body = match timeout_at(sent.deadline, sent.response.bytes()).await {
             Err(_) => {
                 return Err(LlmError::Timeout {
@@ -381,7 +430,10 @@ impl Client {
     /// has started: a partial generation may already have been billed and seen.
     async fn stream<T: Serialize>(&self, url: &str, request: &T) -> Result<Generation, LlmError> {
         let sent = self.send(url, request).await?;
-        let first_token_deadline = self.timeouts.first_token.map(|limit| TokioInstant::from_std(sent.start + limit));
+        let first_token_deadline = self
+            .timeouts
+            .first_token
+            .map(|limit| TokioInstant::from_std(sent.start + limit));
         let mut accumulator = StreamAccumulator::new(url, sent.start);
         let mut parser = SseParser::new();
         let mut events = Vec::new();
@@ -389,9 +441,11 @@ impl Client {
         let mut body_ended;
         loop {
             let (deadline, phase, after) = match first_token_deadline {
-                Some(first) if !accumulator.has_content() && first < sent.deadline => {
-                    (first, TimeoutPhase::FirstToken, self.timeouts.first_token.unwrap_or_default())
-                }
+                Some(first) if !accumulator.has_content() && first < sent.deadline => (
+                    first,
+                    TimeoutPhase::FirstToken,
+                    self.timeouts.first_token.unwrap_or_default(),
+                ),
                 _ => (sent.deadline, TimeoutPhase::Total, self.timeouts.total),
             };
             let next = match timeout_at(deadline, body.next()).await {
@@ -443,11 +497,18 @@ fn fill_model(generation: &mut Generation, requested: &str) {
 }
 
 fn chat_prompt_text(request: &ChatRequest) -> String {
-    request.messages.iter().map(|message| message.text()).collect::<Vec<_>>().join("\n")
+    request
+        .messages
+        .iter()
+        .map(|message| message.text())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn normalize_base_url(raw: &str) -> Result<String, LlmError> {
-    let invalid = || LlmError::InvalidUrl { url: raw.to_owned() };
+    let invalid = || LlmError::InvalidUrl {
+        url: raw.to_owned(),
+    };
     let url = reqwest::Url::parse(raw.trim()).map_err(|_| invalid())?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(invalid());
@@ -478,13 +539,26 @@ async fn status_error(url: &str, status: u16, response: reqwest::Response) -> Ll
             let code = parsed
                 .error
                 .code
-                .map(|code| code.as_str().map(str::to_owned).unwrap_or_else(|| code.to_string()))
+                .map(|code| {
+                    code.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| code.to_string())
+                })
                 .or(parsed.error.kind);
             (parsed.error.message, code)
         }
         _ => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_owned();
-            (if text.is_empty() { "(empty body)".to_owned() } else { text }, None)
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .to_owned();
+            (
+                if text.is_empty() {
+                    "(empty body)".to_owned()
+                } else {
+                    text
+                },
+                None,
+            )
         }
     };
     LlmError::Status {
@@ -501,18 +575,35 @@ mod tests {
 
     #[test]
     fn base_urls_are_normalized() {
-        assert_eq!(normalize_base_url("http://127.0.0.1:8000").unwrap(), "http://127.0.0.1:8000/v1");
-        assert_eq!(normalize_base_url("http://h:1/v1/").unwrap(), "http://h:1/v1");
-        assert_eq!(normalize_base_url("https://h/openai/v1").unwrap(), "https://h/openai/v1");
-        assert!(matches!(normalize_base_url("localhost:8000"), Err(LlmError::InvalidUrl { .. })));
-        assert!(matches!(normalize_base_url("ftp://h"), Err(LlmError::InvalidUrl { .. })));
+        assert_eq!(
+            normalize_base_url("http://127.0.0.1:8000").unwrap(),
+            "http://127.0.0.1:8000/v1"
+        );
+        assert_eq!(
+            normalize_base_url("http://h:1/v1/").unwrap(),
+            "http://h:1/v1"
+        );
+        assert_eq!(
+            normalize_base_url("https://h/openai/v1").unwrap(),
+            "https://h/openai/v1"
+        );
+        assert!(matches!(
+            normalize_base_url("localhost:8000"),
+            Err(LlmError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            normalize_base_url("ftp://h"),
+            Err(LlmError::InvalidUrl { .. })
+        ));
     }
 
     #[test]
     fn api_keys_do_not_debug_print() {
         let key = ApiKey::new("sk-secret");
         assert!(!format!("{key:?}").contains("secret"));
-        let config = ClientConfig::new("http://h").key_from_env("K", |_| Some("sk-secret".into())).unwrap();
+        let config = ClientConfig::new("http://h")
+            .key_from_env("K", |_| Some("sk-secret".into()))
+            .unwrap();
         assert!(!format!("{config:?}").contains("secret"));
         assert!(matches!(
             ClientConfig::new("http://h").key_from_env("K", |_| None),

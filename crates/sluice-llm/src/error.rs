@@ -34,7 +34,9 @@ pub enum LlmError {
         var: String,
     },
     /// The base URL is not an absolute http(s) URL.
-    #[error("invalid base URL {url:?}: expected an absolute http:// or https:// URL such as http://127.0.0.1:8000/v1")]
+    #[error(
+        "invalid base URL {url:?}: expected an absolute http:// or https:// URL such as http://127.0.0.1:8000/v1"
+    )]
     InvalidUrl {
         /// The URL as given.
         url: String,
@@ -70,7 +72,9 @@ pub enum LlmError {
         code: Option<String>,
     },
     /// The body was not the JSON expected.
-    #[error("{url} returned a body that is not a valid {expected}: {reason} (body starts: {snippet:?})")]
+    #[error(
+        "{url} returned a body that is not a valid {expected}: {reason} (body starts: {snippet:?})"
+    )]
     InvalidBody {
         /// The request URL.
         url: String,
@@ -90,7 +94,9 @@ pub enum LlmError {
         message: String,
     },
     /// The stream ended before `data: [DONE]`.
-    #[error("stream from {url} ended without `data: [DONE]` after {received_chunks} chunks (truncated)")]
+    #[error(
+        "stream from {url} ended without `data: [DONE]` after {received_chunks} chunks (truncated)"
+    )]
     Truncated {
         /// The request URL.
         url: String,

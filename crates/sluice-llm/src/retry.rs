@@ -44,7 +44,9 @@ impl RetryPolicy {
 
     /// Exponential backoff for retry number `retry` (0-based), with up to 25 % jitter taken off.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let exponential = self.initial_backoff.saturating_mul(2u32.saturating_pow(retry.min(16)));
+        let exponential = self
+            .initial_backoff
+            .saturating_mul(2u32.saturating_pow(retry.min(16)));
         let capped = exponential.min(self.max_backoff);
         capped.mul_f64(1.0 - 0.25 * fastrand::f64())
     }
@@ -81,7 +83,11 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     {
         return Some(Duration::from_secs_f64(ms / 1000.0));
     }
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(seconds) = value.parse::<f64>() {
         return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
     }
@@ -106,16 +112,31 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(retry_after(&headers(&[("retry-after-ms", "250")]), now), Some(Duration::from_millis(250)));
-        assert_eq!(retry_after(&headers(&[("retry-after", "2")]), now), Some(Duration::from_secs(2)));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after-ms", "250")]), now),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "2")]), now),
+            Some(Duration::from_secs(2))
+        );
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(retry_after(&headers(&[("retry-after", &later)]), now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", &later)]), now),
+            Some(Duration::from_secs(30))
+        );
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
-        assert_eq!(retry_after(&headers(&[("retry-after", &past)]), now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", &past)]), now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
         // retry-after-ms wins over retry-after.
         assert_eq!(
-            retry_after(&headers(&[("retry-after-ms", "10"), ("retry-after", "5")]), now),
+            retry_after(
+                &headers(&[("retry-after-ms", "10"), ("retry-after", "5")]),
+                now
+            ),
             Some(Duration::from_millis(10))
         );
     }
@@ -127,18 +148,30 @@ mod tests {
         assert_eq!(wait, policy.max_retry_after);
         for retry in 0..6 {
             let backoff = policy.backoff(retry);
-            let full = policy.initial_backoff.saturating_mul(1 << retry).min(policy.max_backoff);
-            assert!(backoff <= full && backoff >= full.mul_f64(0.75), "{retry}: {backoff:?}");
+            let full = policy
+                .initial_backoff
+                .saturating_mul(1 << retry)
+                .min(policy.max_backoff);
+            assert!(
+                backoff <= full && backoff >= full.mul_f64(0.75),
+                "{retry}: {backoff:?}"
+            );
         }
     }
 
     #[test]
     fn retryable_statuses() {
         for code in [408, 409, 429, 500, 502, 503] {
-            assert!(is_retryable_status(StatusCode::from_u16(code).unwrap()), "{code}");
+            assert!(
+                is_retryable_status(StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
         }
         for code in [400, 401, 403, 404, 422] {
-            assert!(!is_retryable_status(StatusCode::from_u16(code).unwrap()), "{code}");
+            assert!(
+                !is_retryable_status(StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
         }
     }
 }

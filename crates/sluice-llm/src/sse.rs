@@ -143,7 +143,9 @@ mod tests {
 
     #[test]
     fn comments_multiline_data_and_done() {
-        let events = parse_all(&[b": keep-alive\n\ndata: {\"a\":1}\n\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n"]);
+        let events = parse_all(&[
+            b": keep-alive\n\ndata: {\"a\":1}\n\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n",
+        ]);
         assert_eq!(data(&events), vec!["{\"a\":1}", "line1\nline2", "[DONE]"]);
     }
 
@@ -162,7 +164,10 @@ mod tests {
 
     #[test]
     fn an_unterminated_last_event_is_still_dispatched() {
-        assert_eq!(data(&parse_all(&[b"data: x\n\ndata: [DONE]"])), vec!["x", "[DONE]"]);
+        assert_eq!(
+            data(&parse_all(&[b"data: x\n\ndata: [DONE]"])),
+            vec!["x", "[DONE]"]
+        );
     }
 
     fn stream_strategy() -> impl Strategy<Value = Vec<u8>> {
@@ -173,8 +178,12 @@ mod tests {
             Just(String::new()),
         ];
         let terminator = prop_oneof![Just("\n"), Just("\r\n"), Just("\r")];
-        proptest::collection::vec((line, terminator), 0..30)
-            .prop_map(|lines| lines.into_iter().flat_map(|(l, t)| format!("{l}{t}").into_bytes()).collect())
+        proptest::collection::vec((line, terminator), 0..30).prop_map(|lines| {
+            lines
+                .into_iter()
+                .flat_map(|(l, t)| format!("{l}{t}").into_bytes())
+                .collect()
+        })
     }
 
     proptest! {

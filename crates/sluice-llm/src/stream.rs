@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::LlmError;
 use crate::sse::SseEvent;
 use crate::tokens::{self, TokenCounts, TokenSource};
 use crate::types::{ErrorBody, StreamChunk, ToolCall, Usage};
-use crate::LlmError;
 
 /// When things happened during one request, measured on a monotonic clock from the moment the
 /// final attempt was sent. Serialized with every duration in fractional milliseconds.
@@ -39,7 +39,10 @@ impl Serialize for Timing {
         out.serialize_field("ttft_ms", &self.ttft.map(ms))?;
         out.serialize_field("last_token_ms", &self.last_token().map(ms))?;
         out.serialize_field("e2e_ms", &ms(self.e2e))?;
-        out.serialize_field("chunk_gaps_ms", &self.chunk_gaps.iter().copied().map(ms).collect::<Vec<_>>())?;
+        out.serialize_field(
+            "chunk_gaps_ms",
+            &self.chunk_gaps.iter().copied().map(ms).collect::<Vec<_>>(),
+        )?;
         out.serialize_field("content_chunks", &self.content_chunks)?;
         out.serialize_field("retry_wait_ms", &ms(self.retry_wait))?;
         out.end()
@@ -49,7 +52,8 @@ impl Serialize for Timing {
 impl Timing {
     /// Time to the last content chunk (vLLM's end-to-end latency for a stream).
     pub fn last_token(&self) -> Option<Duration> {
-        self.ttft.map(|ttft| ttft + self.chunk_gaps.iter().sum::<Duration>())
+        self.ttft
+            .map(|ttft| ttft + self.chunk_gaps.iter().sum::<Duration>())
     }
 }
 
@@ -90,14 +94,25 @@ impl Generation {
             }
             text
         };
-        let tokenized = |text: &str| if use_tokenizer { tokens::count(&self.model, text) } else { None };
+        let tokenized = |text: &str| {
+            if use_tokenizer {
+                tokens::count(&self.model, text)
+            } else {
+                None
+            }
+        };
         let (prompt, prompt_source) = match self.usage {
-            Some(usage) if usage.prompt_tokens > 0 || usage.completion_tokens > 0 => (usage.prompt_tokens, TokenSource::Usage),
+            Some(usage) if usage.prompt_tokens > 0 || usage.completion_tokens > 0 => {
+                (usage.prompt_tokens, TokenSource::Usage)
+            }
             _ => tokenized(prompt_text).unwrap_or((0, TokenSource::ChunkCount)),
         };
         let (completion, completion_source) = match self.usage {
-            Some(usage) if usage.prompt_tokens > 0 || usage.completion_tokens > 0 => (usage.completion_tokens, TokenSource::Usage),
-            _ => tokenized(&generated()).unwrap_or((self.timing.content_chunks as u64, TokenSource::ChunkCount)),
+            Some(usage) if usage.prompt_tokens > 0 || usage.completion_tokens > 0 => {
+                (usage.completion_tokens, TokenSource::Usage)
+            }
+            _ => tokenized(&generated())
+                .unwrap_or((self.timing.content_chunks as u64, TokenSource::ChunkCount)),
         };
         self.tokens = Some(TokenCounts {
             prompt,
@@ -160,12 +175,13 @@ impl<'u> StreamAccumulator<'u> {
                 message,
             });
         }
-        let chunk: StreamChunk = serde_json::from_str(data).map_err(|error| LlmError::InvalidBody {
-            url: self.url.to_owned(),
-            expected: "stream chunk (JSON)",
-            reason: error.to_string(),
-            snippet: data.chars().take(120).collect(),
-        })?;
+        let chunk: StreamChunk =
+            serde_json::from_str(data).map_err(|error| LlmError::InvalidBody {
+                url: self.url.to_owned(),
+                expected: "stream chunk (JSON)",
+                reason: error.to_string(),
+                snippet: data.chars().take(120).collect(),
+            })?;
         self.chunks += 1;
         self.apply(chunk, at);
         Ok(())
@@ -200,7 +216,9 @@ impl<'u> StreamAccumulator<'u> {
                 for piece in delta.tool_calls.unwrap_or_default() {
                     carried_content = true;
                     if generation.tool_calls.len() <= piece.index {
-                        generation.tool_calls.resize_with(piece.index + 1, ToolCall::default);
+                        generation
+                            .tool_calls
+                            .resize_with(piece.index + 1, ToolCall::default);
                     }
                     let call = &mut generation.tool_calls[piece.index];
                     if let Some(id) = piece.id {
@@ -208,8 +226,12 @@ impl<'u> StreamAccumulator<'u> {
                     }
                     call.kind = "function".to_owned();
                     if let Some(function) = piece.function {
-                        call.function.name.push_str(&function.name.unwrap_or_default());
-                        call.function.arguments.push_str(&function.arguments.unwrap_or_default());
+                        call.function
+                            .name
+                            .push_str(&function.name.unwrap_or_default());
+                        call.function
+                            .arguments
+                            .push_str(&function.arguments.unwrap_or_default());
                     }
                 }
             }

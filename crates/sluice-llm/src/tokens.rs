@@ -37,7 +37,17 @@ pub struct TokenCounts {
 /// families, `cl100k_base` for everything else (a reasonable approximation for open models).
 pub fn tokenizer_for(model: &str) -> TokenSource {
     let model = model.rsplit('/').next().unwrap_or(model);
-    let o200k = ["gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss"];
+    let o200k = [
+        "gpt-4o",
+        "gpt-4.1",
+        "gpt-4.5",
+        "gpt-5",
+        "o1",
+        "o3",
+        "o4",
+        "chatgpt-4o",
+        "gpt-oss",
+    ];
     if o200k.iter().any(|prefix| model.starts_with(prefix)) {
         TokenSource::O200k
     } else {
@@ -49,8 +59,12 @@ fn bpe(source: TokenSource) -> Option<&'static CoreBPE> {
     static CL100K: OnceLock<Option<CoreBPE>> = OnceLock::new();
     static O200K: OnceLock<Option<CoreBPE>> = OnceLock::new();
     match source {
-        TokenSource::Cl100k => CL100K.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref(),
-        TokenSource::O200k => O200K.get_or_init(|| tiktoken_rs::o200k_base().ok()).as_ref(),
+        TokenSource::Cl100k => CL100K
+            .get_or_init(|| tiktoken_rs::cl100k_base().ok())
+            .as_ref(),
+        TokenSource::O200k => O200K
+            .get_or_init(|| tiktoken_rs::o200k_base().ok())
+            .as_ref(),
         TokenSource::Usage | TokenSource::ChunkCount => None,
     }
 }
@@ -68,8 +82,17 @@ mod tests {
 
     #[test]
     fn counts_use_the_model_family_tokenizer() {
-        assert_eq!(count("gpt-4o-mini", "hello world"), Some((2, TokenSource::O200k)));
-        assert_eq!(count("llama-3-8b", "hello world"), Some((2, TokenSource::Cl100k)));
-        assert_eq!(count("openai/gpt-oss-20b", ""), Some((0, TokenSource::O200k)));
+        assert_eq!(
+            count("gpt-4o-mini", "hello world"),
+            Some((2, TokenSource::O200k))
+        );
+        assert_eq!(
+            count("llama-3-8b", "hello world"),
+            Some((2, TokenSource::Cl100k))
+        );
+        assert_eq!(
+            count("openai/gpt-oss-20b", ""),
+            Some((0, TokenSource::O200k))
+        );
     }
 }

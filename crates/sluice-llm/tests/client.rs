@@ -1,12 +1,20 @@
 //! The client against the simulator and scripted servers, over loopback.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly on setup errors"
+)]
+
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{Canned, scripted, simulator};
 use sluice_llm::types::{ChatRequest, CompletionRequest, EmbeddingRequest, OneOrMany};
-use sluice_llm::{Client, ClientConfig, LlmError, RetryPolicy, TimeoutPhase, Timeouts, TokenSource};
+use sluice_llm::{
+    Client, ClientConfig, LlmError, RetryPolicy, TimeoutPhase, Timeouts, TokenSource,
+};
 
 const SIM: &str = r#"
 models:
@@ -53,7 +61,10 @@ async fn chat_streaming_and_not_agree_and_report_usage() {
         assert_eq!(usage.completion_tokens, 7);
         assert_eq!(usage.total_tokens, usage.prompt_tokens + 7);
         let tokens = generation.tokens.unwrap();
-        assert_eq!((tokens.completion, tokens.completion_source), (7, TokenSource::Usage));
+        assert_eq!(
+            (tokens.completion, tokens.completion_source),
+            (7, TokenSource::Usage)
+        );
         assert_eq!(generation.attempts, 1);
     }
     // Seven content chunks: the role-only chunk does not count.
@@ -83,11 +94,17 @@ async fn tool_calls_are_merged_from_the_stream() {
     let sim = simulator(SIM).await;
     let client = client(&sim.base_url());
     let request = ChatRequest::user("stable", "What's the weather like?");
-    for generation in [client.chat(&request).await.unwrap(), client.chat_stream(&request).await.unwrap()] {
+    for generation in [
+        client.chat(&request).await.unwrap(),
+        client.chat_stream(&request).await.unwrap(),
+    ] {
         assert_eq!(generation.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(generation.tool_calls.len(), 1);
         assert_eq!(generation.tool_calls[0].function.name, "get_weather");
-        assert_eq!(generation.tool_calls[0].function.arguments, r#"{"city":"Paris"}"#);
+        assert_eq!(
+            generation.tool_calls[0].function.arguments,
+            r#"{"city":"Paris"}"#
+        );
     }
     sim.shutdown().await;
 }
@@ -98,18 +115,28 @@ async fn embeddings_and_models() {
     let client = client(&sim.base_url());
     let request = EmbeddingRequest {
         model: "stable".into(),
-        input: OneOrMany::Many(vec!["Paris is in France".into(), "France has Paris".into(), "lattice gauge theory".into()]),
+        input: OneOrMany::Many(vec![
+            "Paris is in France".into(),
+            "France has Paris".into(),
+            "lattice gauge theory".into(),
+        ]),
         extra: serde_json::Map::from_iter([("dimensions".to_owned(), serde_json::json!(64))]),
     };
     let (response, _) = client.embeddings(&request).await.unwrap();
     assert_eq!(response.data.len(), 3);
     assert!(response.data.iter().all(|d| d.embedding.len() == 64));
     let cosine = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
-    assert!(cosine(&response.data[0].embedding, &response.data[1].embedding) > cosine(&response.data[0].embedding, &response.data[2].embedding));
+    assert!(
+        cosine(&response.data[0].embedding, &response.data[1].embedding)
+            > cosine(&response.data[0].embedding, &response.data[2].embedding)
+    );
     assert_eq!(response.usage.unwrap().prompt_tokens, 10);
     let models = client.models().await.unwrap();
     let names: Vec<_> = models.data.iter().map(|m| m.id.as_str()).collect();
-    assert_eq!(names, vec!["broken", "failing", "garbled", "slow", "stable"]);
+    assert_eq!(
+        names,
+        vec!["broken", "failing", "garbled", "slow", "stable"]
+    );
     sim.shutdown().await;
 }
 
@@ -123,13 +150,22 @@ async fn ttft_is_measured_within_two_milliseconds_of_the_configured_50ms() {
     for _ in 0..5 {
         let generation = client.chat_stream(&request).await.unwrap();
         let ttft = generation.timing.ttft.unwrap();
-        assert!(ttft >= Duration::from_millis(50) && ttft <= Duration::from_millis(52), "TTFT {ttft:?}");
+        assert!(
+            ttft >= Duration::from_millis(50) && ttft <= Duration::from_millis(52),
+            "TTFT {ttft:?}"
+        );
         // 200 tokens/s: the gaps are about 5 ms each.
         for gap in &generation.timing.chunk_gaps {
-            assert!(*gap >= Duration::from_millis(3) && *gap <= Duration::from_millis(8), "gap {gap:?}");
+            assert!(
+                *gap >= Duration::from_millis(3) && *gap <= Duration::from_millis(8),
+                "gap {gap:?}"
+            );
         }
         let last_token = generation.timing.last_token().unwrap();
-        assert!(last_token >= ttft + Duration::from_millis(18), "last token {last_token:?}");
+        assert!(
+            last_token >= ttft + Duration::from_millis(18),
+            "last token {last_token:?}"
+        );
         assert!(generation.timing.e2e >= last_token);
     }
     sim.shutdown().await;
@@ -139,7 +175,11 @@ async fn ttft_is_measured_within_two_milliseconds_of_the_configured_50ms() {
 async fn a_429_with_retry_after_is_retried_after_at_least_that_long() {
     let ok = r#"{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
     let server = scripted(vec![
-        Canned::json(429, "retry-after: 1\r\n", r#"{"error":{"message":"slow down","type":"rate_limit_exceeded"}}"#),
+        Canned::json(
+            429,
+            "retry-after: 1\r\n",
+            r#"{"error":{"message":"slow down","type":"rate_limit_exceeded"}}"#,
+        ),
         Canned::json(200, "", ok),
     ])
     .await;
@@ -153,7 +193,11 @@ async fn a_429_with_retry_after_is_retried_after_at_least_that_long() {
     assert_eq!(generation.attempts, 2);
     let arrivals = server.arrivals.lock().unwrap().clone();
     assert_eq!(arrivals.len(), 2);
-    assert!(arrivals[1] - arrivals[0] >= Duration::from_secs(1), "waited {:?}", arrivals[1] - arrivals[0]);
+    assert!(
+        arrivals[1] - arrivals[0] >= Duration::from_secs(1),
+        "waited {:?}",
+        arrivals[1] - arrivals[0]
+    );
     assert!(generation.timing.retry_wait >= Duration::from_secs(1));
 }
 
@@ -165,10 +209,21 @@ async fn non_retryable_statuses_fail_at_once_with_the_server_message() {
         ..ClientConfig::new(&server.base_url)
     })
     .unwrap();
-    let error = client.chat(&ChatRequest::user("m", "hello")).await.unwrap_err();
+    let error = client
+        .chat(&ChatRequest::user("m", "hello"))
+        .await
+        .unwrap_err();
     match &error {
-        LlmError::Status { status, message, code, .. } => {
-            assert_eq!((*status, message.as_str(), code.as_deref()), (401, "bad key", Some("invalid_api_key")));
+        LlmError::Status {
+            status,
+            message,
+            code,
+            ..
+        } => {
+            assert_eq!(
+                (*status, message.as_str(), code.as_deref()),
+                (401, "bad key", Some("invalid_api_key"))
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -177,17 +232,34 @@ async fn non_retryable_statuses_fail_at_once_with_the_server_message() {
 
 #[tokio::test]
 async fn no_retry_once_a_stream_has_started() {
-    let partial = "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n";
+    let partial =
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n";
     let server = scripted(vec![Canned::sse(partial), Canned::sse("data: [DONE]\n\n")]).await;
     let client = Client::new(ClientConfig {
         retry: fast_retries(),
         ..ClientConfig::new(&server.base_url)
     })
     .unwrap();
-    let error = client.chat_stream(&ChatRequest::user("m", "hello")).await.unwrap_err();
-    assert!(matches!(error, LlmError::Truncated { received_chunks: 1, .. }), "{error}");
+    let error = client
+        .chat_stream(&ChatRequest::user("m", "hello"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            LlmError::Truncated {
+                received_chunks: 1,
+                ..
+            }
+        ),
+        "{error}"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(server.arrivals.lock().unwrap().len(), 1, "the stream was retried");
+    assert_eq!(
+        server.arrivals.lock().unwrap().len(),
+        1,
+        "the stream was retried"
+    );
 }
 
 #[tokio::test]
@@ -195,15 +267,42 @@ async fn truncated_malformed_and_in_band_errors_are_errors() {
     let sim = simulator(SIM).await;
     let client = client(&sim.base_url());
     let long = "one two three four five six seven eight";
-    let error = client.chat_stream(&ChatRequest::user("broken", long)).await.unwrap_err();
+    let error = client
+        .chat_stream(&ChatRequest::user("broken", long))
+        .await
+        .unwrap_err();
     assert!(matches!(error, LlmError::Truncated { .. }), "{error}");
-    assert!(error.to_string().contains("without `data: [DONE]`"), "{error}");
-    let error = client.chat_stream(&ChatRequest::user("garbled", long)).await.unwrap_err();
+    assert!(
+        error.to_string().contains("without `data: [DONE]`"),
+        "{error}"
+    );
+    let error = client
+        .chat_stream(&ChatRequest::user("garbled", long))
+        .await
+        .unwrap_err();
     assert!(matches!(error, LlmError::InvalidBody { .. }), "{error}");
-    let error = client.chat(&ChatRequest::user("garbled", long)).await.unwrap_err();
-    assert!(matches!(error, LlmError::InvalidBody { expected: "chat completion", .. }), "{error}");
-    let error = client.chat_stream(&ChatRequest::user("failing", long)).await.unwrap_err();
-    assert!(matches!(&error, LlmError::StreamError { message, .. } if message == "Simulated mid-stream failure."), "{error}");
+    let error = client
+        .chat(&ChatRequest::user("garbled", long))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            LlmError::InvalidBody {
+                expected: "chat completion",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let error = client
+        .chat_stream(&ChatRequest::user("failing", long))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, LlmError::StreamError { message, .. } if message == "Simulated mid-stream failure."),
+        "{error}"
+    );
     sim.shutdown().await;
 }
 
@@ -219,11 +318,27 @@ async fn unreachable_servers_and_non_json_bodies_name_the_url() {
     .unwrap();
     let error = client.chat(&ChatRequest::user("m", "x")).await.unwrap_err();
     assert!(matches!(error, LlmError::Connect { .. }), "{error}");
-    assert!(error.to_string().contains(&format!("{address}/v1/chat/completions")), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("{address}/v1/chat/completions")),
+        "{error}"
+    );
 
-    let server = scripted(vec![Canned(b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 15\r\n\r\n<html>hi</html>".to_vec())]).await;
-    let error = Client::new(ClientConfig::new(&server.base_url)).unwrap().chat(&ChatRequest::user("m", "x")).await.unwrap_err();
-    assert!(error.to_string().contains("not a valid chat completion"), "{error}");
+    let server = scripted(vec![Canned(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 15\r\n\r\n<html>hi</html>"
+            .to_vec(),
+    )])
+    .await;
+    let error = Client::new(ClientConfig::new(&server.base_url))
+        .unwrap()
+        .chat(&ChatRequest::user("m", "x"))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("not a valid chat completion"),
+        "{error}"
+    );
     assert!(error.to_string().contains("<html>hi</html>"), "{error}");
 }
 
@@ -240,8 +355,20 @@ async fn first_token_timeout_fires_on_a_slow_stream() {
     })
     .unwrap();
     let started = Instant::now();
-    let error = client.chat_stream(&ChatRequest::user("glacial", "hi")).await.unwrap_err();
-    assert!(matches!(error, LlmError::Timeout { phase: TimeoutPhase::FirstToken, .. }), "{error}");
+    let error = client
+        .chat_stream(&ChatRequest::user("glacial", "hi"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            LlmError::Timeout {
+                phase: TimeoutPhase::FirstToken,
+                ..
+            }
+        ),
+        "{error}"
+    );
     assert!(started.elapsed() < Duration::from_millis(350));
     sim.shutdown().await;
 }
@@ -250,8 +377,17 @@ async fn first_token_timeout_fires_on_a_slow_stream() {
 async fn the_tokenizer_counts_when_the_server_sends_no_usage() {
     let body = r#"{"id":"x","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hello world"},"finish_reason":"stop"}]}"#;
     let server = scripted(vec![Canned::json(200, "", body)]).await;
-    let generation = client(&server.base_url).chat(&ChatRequest::user("gpt-4o-mini", "hi there")).await.unwrap();
+    let generation = client(&server.base_url)
+        .chat(&ChatRequest::user("gpt-4o-mini", "hi there"))
+        .await
+        .unwrap();
     let tokens = generation.tokens.unwrap();
-    assert_eq!((tokens.completion, tokens.completion_source), (2, TokenSource::O200k));
-    assert_eq!((tokens.prompt, tokens.prompt_source), (2, TokenSource::O200k));
+    assert_eq!(
+        (tokens.completion, tokens.completion_source),
+        (2, TokenSource::O200k)
+    );
+    assert_eq!(
+        (tokens.prompt, tokens.prompt_source),
+        (2, TokenSource::O200k)
+    );
 }

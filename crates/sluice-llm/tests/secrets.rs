@@ -1,6 +1,12 @@
 //! An API key set in the environment never appears in any log line, even at `trace` level and
 //! even when requests fail and are retried.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly on setup errors"
+)]
+
 mod common;
 
 use std::io::Write;
@@ -66,8 +72,17 @@ async fn the_api_key_is_never_logged() {
     assert!(requests.contains(&format!("Bearer {KEY}")));
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("Sending request."), "trace logs were not captured:\n{logs}");
-    assert!(logs.lines().count() > 10, "too few log lines to prove anything:\n{logs}");
+    assert!(
+        logs.contains("Sending request."),
+        "trace logs were not captured:\n{logs}"
+    );
+    assert!(
+        logs.lines().count() > 10,
+        "too few log lines to prove anything:\n{logs}"
+    );
     assert!(!logs.contains(KEY), "the key leaked into the logs:\n{logs}");
-    assert!(!logs.contains("7c1d9e0b"), "part of the key leaked into the logs");
+    assert!(
+        !logs.contains("7c1d9e0b"),
+        "part of the key leaked into the logs"
+    );
 }

@@ -73,7 +73,11 @@ fn run(timer: &'static Timer) {
             }
         }
         queue = match queue.entries.peek().map(|entry| entry.at) {
-            Some(at) => timer.changed.wait_timeout(queue, at - now).map(|(guard, _)| guard).unwrap_or_else(|p| p.into_inner().0),
+            Some(at) => timer
+                .changed
+                .wait_timeout(queue, at - now)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0),
             None => timer.changed.wait(queue).unwrap_or_else(|p| p.into_inner()),
         };
     }
@@ -92,7 +96,11 @@ pub async fn sleep_until(deadline: tokio::time::Instant) {
         let id = queue.next_id;
         queue.next_id += 1;
         let earliest = queue.entries.peek().is_none_or(|entry| deadline < entry.at);
-        queue.entries.push(Entry { at: deadline, id, wake });
+        queue.entries.push(Entry {
+            at: deadline,
+            id,
+            wake,
+        });
         if earliest {
             timer.changed.notify_one();
         }
@@ -119,7 +127,10 @@ mod tests {
         sleep_until(start + Duration::from_millis(20)).await;
         let woke = Instant::now();
         let elapsed = woke - start.into_std();
-        assert!(elapsed >= Duration::from_millis(20) && elapsed < Duration::from_micros(21_500), "{elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_millis(20) && elapsed < Duration::from_micros(21_500),
+            "{elapsed:?}"
+        );
         assert!(late.await.unwrap() > woke);
     }
 }

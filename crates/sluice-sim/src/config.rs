@@ -64,7 +64,10 @@ impl SimConfig {
             }
         }
         if raw.embedding_dimensions == Some(0) {
-            errors.push(document.error_at(&FieldPath::root().key("embedding_dimensions"), "expected at least 1 dimension"));
+            errors.push(document.error_at(
+                &FieldPath::root().key("embedding_dimensions"),
+                "expected at least 1 dimension",
+            ));
         }
         if !errors.is_empty() {
             return Err(document.diagnostics(errors));
@@ -72,7 +75,9 @@ impl SimConfig {
         Ok(Self {
             accept_any_model: raw.accept_any_model.unwrap_or(models.is_empty()),
             models,
-            embedding_dimensions: raw.embedding_dimensions.unwrap_or(DEFAULT_EMBEDDING_DIMENSIONS),
+            embedding_dimensions: raw
+                .embedding_dimensions
+                .unwrap_or(DEFAULT_EMBEDDING_DIMENSIONS),
         })
     }
 }
@@ -214,7 +219,9 @@ pub enum Latency {
     },
 }
 
-const LATENCY_FIELDS: &[&str] = &["dist", "ms", "mean", "stddev", "median", "p99", "min", "max"];
+const LATENCY_FIELDS: &[&str] = &[
+    "dist", "ms", "mean", "stddev", "median", "p99", "min", "max",
+];
 const DISTRIBUTIONS: &[&str] = &["fixed", "normal", "lognormal", "uniform"];
 
 impl<'de> Deserialize<'de> for Latency {
@@ -244,7 +251,9 @@ impl<'de> Visitor<'de> for LatencyVisitor {
         if ms.is_finite() && ms >= 0.0 {
             Ok(Latency::Fixed { ms })
         } else {
-            Err(E::custom(format!("expected a non-negative number of milliseconds, found {ms}")))
+            Err(E::custom(format!(
+                "expected a non-negative number of milliseconds, found {ms}"
+            )))
         }
     }
 
@@ -261,14 +270,25 @@ impl<'de> Visitor<'de> for LatencyVisitor {
             }
         }
         let get = |name: &'static str| -> Result<f64, A::Error> {
-            let value = values.get(name).copied().ok_or_else(|| de::Error::missing_field(name))?;
+            let value = values
+                .get(name)
+                .copied()
+                .ok_or_else(|| de::Error::missing_field(name))?;
             if value.is_finite() && value >= 0.0 {
                 Ok(value)
             } else {
-                Err(de::Error::custom(format!("`{name}` must be a non-negative number of milliseconds")))
+                Err(de::Error::custom(format!(
+                    "`{name}` must be a non-negative number of milliseconds"
+                )))
             }
         };
-        let dist = dist.unwrap_or_else(|| if values.contains_key("ms") { "fixed".into() } else { String::new() });
+        let dist = dist.unwrap_or_else(|| {
+            if values.contains_key("ms") {
+                "fixed".into()
+            } else {
+                String::new()
+            }
+        });
         let latency = match dist.as_str() {
             "fixed" => Latency::Fixed { ms: get("ms")? },
             "normal" => Latency::Normal {
@@ -427,37 +447,58 @@ impl Profile {
     pub fn from_text(name: &str, text: &str) -> Result<Self, Diagnostics> {
         let document = Document::parse(name, text, &sluice_config::MapEnv::default())?;
         let raw: RawProfile = document.deserialize()?;
-        raw.compile(&document, &FieldPath::root()).map_err(|errors| document.diagnostics(errors))
+        raw.compile(&document, &FieldPath::root())
+            .map_err(|errors| document.diagnostics(errors))
     }
 }
 
 impl RawProfile {
     /// Validates the profile; `path` locates it in `document` for error messages.
-    pub fn compile(self, document: &Document, path: &FieldPath) -> Result<Profile, Vec<Diagnostic>> {
+    pub fn compile(
+        self,
+        document: &Document,
+        path: &FieldPath,
+    ) -> Result<Profile, Vec<Diagnostic>> {
         let mut errors = Vec::new();
         let rate = |errors: &mut Vec<Diagnostic>, value: Option<f64>, field: &str| -> f64 {
             let value = value.unwrap_or(0.0);
             if !(0.0..=1.0).contains(&value) {
-                errors.push(document.error_at(&path.key("faults").key(field), format!("expected a probability between 0 and 1, found {value}")));
+                errors.push(document.error_at(
+                    &path.key("faults").key(field),
+                    format!("expected a probability between 0 and 1, found {value}"),
+                ));
             }
             value.clamp(0.0, 1.0)
         };
         if let Some(tps) = self.tokens_per_second
             && !(tps.is_finite() && tps > 0.0)
         {
-            errors.push(document.error_at(&path.key("tokens_per_second"), format!("expected a positive number, found {tps}")));
+            errors.push(document.error_at(
+                &path.key("tokens_per_second"),
+                format!("expected a positive number, found {tps}"),
+            ));
         }
         let jitter = self.jitter.unwrap_or(0.0);
         if !(0.0..=1.0).contains(&jitter) {
-            errors.push(document.error_at(&path.key("jitter"), format!("expected a fraction between 0 and 1, found {jitter}")));
+            errors.push(document.error_at(
+                &path.key("jitter"),
+                format!("expected a fraction between 0 and 1, found {jitter}"),
+            ));
         }
         let mut rules = Vec::new();
         for (index, rule) in self.script.iter().enumerate() {
             let rule_path = path.key("script").index(index);
-            let matchers = [rule.contains.is_some(), rule.exact.is_some(), rule.regex.is_some()];
+            let matchers = [
+                rule.contains.is_some(),
+                rule.exact.is_some(),
+                rule.regex.is_some(),
+            ];
             let matcher = match (&rule.contains, &rule.exact, &rule.regex) {
                 _ if matchers.iter().filter(|m| **m).count() != 1 => {
-                    errors.push(document.error_at(&rule_path, "expected exactly one of `match`, `exact` or `regex`"));
+                    errors.push(document.error_at(
+                        &rule_path,
+                        "expected exactly one of `match`, `exact` or `regex`",
+                    ));
                     continue;
                 }
                 (Some(text), _, _) => Matcher::Contains(text.to_lowercase()),
@@ -465,7 +506,10 @@ impl RawProfile {
                 (_, _, Some(pattern)) => match Regex::new(pattern) {
                     Ok(regex) => Matcher::Regex(regex),
                     Err(error) => {
-                        errors.push(document.error_at(&rule_path.key("regex"), format!("invalid regular expression: {error}")));
+                        errors.push(document.error_at(
+                            &rule_path.key("regex"),
+                            format!("invalid regular expression: {error}"),
+                        ));
                         continue;
                     }
                 },
@@ -475,10 +519,17 @@ impl RawProfile {
                 (Some(text), None) => Answer::Text(text.clone()),
                 (None, Some(call)) => Answer::ToolCall {
                     name: call.name.clone(),
-                    arguments: if call.arguments.is_null() { "{}".to_owned() } else { call.arguments.to_string() },
+                    arguments: if call.arguments.is_null() {
+                        "{}".to_owned()
+                    } else {
+                        call.arguments.to_string()
+                    },
                 },
                 _ => {
-                    errors.push(document.error_at(&rule_path, "expected exactly one of `answer` or `tool_call`"));
+                    errors.push(document.error_at(
+                        &rule_path,
+                        "expected exactly one of `answer` or `tool_call`",
+                    ));
                     continue;
                 }
             };
@@ -496,7 +547,10 @@ impl RawProfile {
             Some(StatusList::Many(statuses)) => statuses.clone(),
         };
         if error_statuses.is_empty() || error_statuses.iter().any(|s| !(400..=599).contains(s)) {
-            errors.push(document.error_at(&path.key("faults").key("error_status"), "expected HTTP error statuses between 400 and 599"));
+            errors.push(document.error_at(
+                &path.key("faults").key("error_status"),
+                "expected HTTP error statuses between 400 and 599",
+            ));
         }
         let faults = Faults {
             error_rate: rate(&mut errors, raw_faults.error_rate, "error_rate"),
@@ -506,7 +560,11 @@ impl RawProfile {
             hang_ms: raw_faults.hang_ms.unwrap_or(3_600_000),
             truncate_rate: rate(&mut errors, raw_faults.truncate_rate, "truncate_rate"),
             malformed_rate: rate(&mut errors, raw_faults.malformed_rate, "malformed_rate"),
-            stream_error_rate: rate(&mut errors, raw_faults.stream_error_rate, "stream_error_rate"),
+            stream_error_rate: rate(
+                &mut errors,
+                raw_faults.stream_error_rate,
+                "stream_error_rate",
+            ),
         };
         if !errors.is_empty() {
             return Err(errors);
@@ -542,7 +600,13 @@ mod tests {
         let stable = &config.models["stable"];
         assert_eq!(stable.ttft, Latency::Fixed { ms: 50.0 });
         assert_eq!(stable.rules.len(), 2);
-        assert_eq!(config.models["candidate"].ttft, Latency::Lognormal { median: 50.0, p99: 200.0 });
+        assert_eq!(
+            config.models["candidate"].ttft,
+            Latency::Lognormal {
+                median: 50.0,
+                p99: 200.0
+            }
+        );
         assert!(!config.accept_any_model);
     }
 
@@ -553,20 +617,34 @@ mod tests {
         )
         .unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("sim.yaml:3:14: models.stable.ttft_ms.p99: missing required field `p99`"), "{text}");
+        assert!(
+            text.contains("sim.yaml:3:14: models.stable.ttft_ms.p99: missing required field `p99`"),
+            "{text}"
+        );
         assert!(text.contains("sim.yaml:4:5: models.stable.tokens_per_secnd: unknown field `tokens_per_secnd`, did you mean `tokens_per_second`?"), "{text}");
         assert_eq!(error.errors.len(), 2, "{text}");
         let error = compile("models:\n  s:\n    script:\n      - {answer: x}\n      - {regex: '(', answer: x}\n    faults: {error_rate: 2}\n").unwrap_err();
         let text = error.to_string();
         assert!(text.contains("sim.yaml:4:9: models.s.script[0]: expected exactly one of `match`, `exact` or `regex`"), "{text}");
-        assert!(text.contains("models.s.script[1].regex: invalid regular expression"), "{text}");
-        assert!(text.contains("models.s.faults.error_rate: expected a probability between 0 and 1, found 2"), "{text}");
+        assert!(
+            text.contains("models.s.script[1].regex: invalid regular expression"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "models.s.faults.error_rate: expected a probability between 0 and 1, found 2"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
     fn latency_distributions_sample_plausibly() {
         let mut rng = fastrand::Rng::with_seed(7);
-        let lognormal = Latency::Lognormal { median: 50.0, p99: 200.0 };
+        let lognormal = Latency::Lognormal {
+            median: 50.0,
+            p99: 200.0,
+        };
         let mut samples: Vec<f64> = (0..20_000).map(|_| lognormal.sample_ms(&mut rng)).collect();
         samples.sort_by(f64::total_cmp);
         let median = samples[10_000];

@@ -4,7 +4,10 @@
 /// Embeds `text` into `dimensions` floats.
 pub fn embed(text: &str, dimensions: usize) -> Vec<f32> {
     let mut vector = vec![0f32; dimensions.max(1)];
-    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         let hash = fnv1a(word.to_lowercase().as_bytes());
         let index = (hash % vector.len() as u64) as usize;
         let sign = if hash >> 63 == 0 { 1.0 } else { -1.0 };
@@ -18,7 +21,9 @@ pub fn embed(text: &str, dimensions: usize) -> Vec<f32> {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

@@ -80,7 +80,10 @@ impl Profile {
         if faults.error_rate > 0.0 && rng.f64() < faults.error_rate {
             let status = faults.error_statuses[rng.usize(..faults.error_statuses.len())];
             let retry_after_s = matches!(status, 429 | 503).then_some(faults.retry_after_s);
-            return Outcome::Error { status, retry_after_s };
+            return Outcome::Error {
+                status,
+                retry_after_s,
+            };
         }
         if faults.hang_rate > 0.0 && rng.f64() < faults.hang_rate {
             return Outcome::Hang(Duration::from_millis(faults.hang_ms));
@@ -89,28 +92,51 @@ impl Profile {
         let malformed = faults.malformed_rate > 0.0 && rng.f64() < faults.malformed_rate;
         let stream_error = faults.stream_error_rate > 0.0 && rng.f64() < faults.stream_error_rate;
 
-        let answer = self.rules.iter().find(|rule| rule.matcher.matches(prompt.matched)).map(|rule| &rule.answer);
+        let answer = self
+            .rules
+            .iter()
+            .find(|rule| rule.matcher.matches(prompt.matched))
+            .map(|rule| &rule.answer);
         let (mut answer_text, tool_call) = match answer {
             Some(Answer::Text(text)) => (text.clone(), None),
-            Some(Answer::ToolCall { name, arguments }) => (String::new(), Some((name.clone(), arguments.clone()))),
+            Some(Answer::ToolCall { name, arguments }) => {
+                (String::new(), Some((name.clone(), arguments.clone())))
+            }
             None => match &self.default {
                 DefaultAnswer::Echo => (prompt.matched.to_owned(), None),
                 DefaultAnswer::Lorem(tokens) => (text::lorem(*tokens), None),
                 DefaultAnswer::Fixed(text) => (text.clone(), None),
             },
         };
-        let mut finish_reason = if tool_call.is_some() { "tool_calls" } else { "stop" };
-        if let Some(cut) = prompt.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| answer_text.find(s.as_str())).min() {
+        let mut finish_reason = if tool_call.is_some() {
+            "tool_calls"
+        } else {
+            "stop"
+        };
+        if let Some(cut) = prompt
+            .stop
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| answer_text.find(s.as_str()))
+            .min()
+        {
             answer_text.truncate(cut);
         }
-        let mut pieces: Vec<String> = text::pieces(&answer_text).into_iter().map(str::to_owned).collect();
+        let mut pieces: Vec<String> = text::pieces(&answer_text)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         if let Some(max) = prompt.max_tokens
             && pieces.len() as u64 > max
         {
             pieces.truncate(max as usize);
             finish_reason = "length";
         }
-        let emitted = if tool_call.is_some() { 1 } else { pieces.len().max(1) };
+        let emitted = if tool_call.is_some() {
+            1
+        } else {
+            pieces.len().max(1)
+        };
         let mut due = Vec::with_capacity(emitted);
         let mut at = self.ttft.sample_ms(rng);
         due.push(Duration::from_secs_f64(at / 1000.0));

@@ -22,9 +22,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use serde_json::json;
 use sluice_llm::types::{
-    ChatChoice, ChatCompletion, ChatRequest, CompletionRequest, Embedding, EmbeddingRequest, EmbeddingResponse,
-    ErrorBody, ErrorDetail, FunctionCall, ModelInfo, ModelList, ResponseMessage, TextChoice, TextCompletion, ToolCall,
-    Usage,
+    ChatChoice, ChatCompletion, ChatRequest, CompletionRequest, Embedding, EmbeddingRequest,
+    EmbeddingResponse, ErrorBody, ErrorDetail, FunctionCall, ModelInfo, ModelList, ResponseMessage,
+    TextChoice, TextCompletion, ToolCall, Usage,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -71,7 +71,11 @@ impl Simulator {
     /// A simulator for `config`; with a `seed`, latencies, faults and ids are reproducible.
     pub fn new(config: SimConfig, seed: Option<u64>) -> (Self, watch::Sender<bool>) {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let profiles = config.models.into_iter().map(|(name, profile)| (name, Arc::new(profile))).collect();
+        let profiles = config
+            .models
+            .into_iter()
+            .map(|(name, profile)| (name, Arc::new(profile)))
+            .collect();
         let state = State {
             profiles: RwLock::new(profiles),
             fallback: Arc::new(Profile::echo()),
@@ -81,11 +85,20 @@ impl Simulator {
             requests: AtomicU64::new(0),
             shutdown: shutdown_rx,
         };
-        (Self { state: Arc::new(state) }, shutdown_tx)
+        (
+            Self {
+                state: Arc::new(state),
+            },
+            shutdown_tx,
+        )
     }
 
     /// Binds `addr` (port 0 picks a free port) and starts serving in the background.
-    pub async fn start(config: SimConfig, seed: Option<u64>, addr: SocketAddr) -> io::Result<SimServer> {
+    pub async fn start(
+        config: SimConfig,
+        seed: Option<u64>,
+        addr: SocketAddr,
+    ) -> io::Result<SimServer> {
         let (simulator, shutdown) = Self::new(config, seed);
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
@@ -164,10 +177,15 @@ impl Body for SimBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             SimBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            SimBody::Stream(receiver) => receiver.poll_recv(cx).map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
+            SimBody::Stream(receiver) => receiver
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -186,6 +204,9 @@ impl Body for SimBody {
 
 type HandlerResult = Result<Response<SimBody>, io::Error>;
 
+/// A ready error response, boxed to keep `Result`s small.
+type Rejection = Box<Response<SimBody>>;
+
 fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<SimBody> {
     let mut response = Response::new(SimBody::Full(Some(body)));
     *response.status_mut() = status;
@@ -200,7 +221,12 @@ fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<SimBod
     response(status, "application/json", Bytes::from(body))
 }
 
-fn error_response(status: StatusCode, kind: &str, code: Option<&str>, message: impl Into<String>) -> Response<SimBody> {
+fn error_response(
+    status: StatusCode,
+    kind: &str,
+    code: Option<&str>,
+    message: impl Into<String>,
+) -> Response<SimBody> {
     let body = ErrorBody {
         error: ErrorDetail {
             message: message.into(),
@@ -212,53 +238,97 @@ fn error_response(status: StatusCode, kind: &str, code: Option<&str>, message: i
     json_response(status, &body)
 }
 
+fn reject(
+    status: StatusCode,
+    kind: &str,
+    code: Option<&str>,
+    message: impl Into<String>,
+) -> Rejection {
+    Box::new(error_response(status, kind, code, message))
+}
+
 async fn handle(state: Arc<State>, request: Request<Incoming>) -> HandlerResult {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     debug!(%method, path, "Simulator request.");
-    let result = match (&method, path.as_str()) {
+    match (&method, path.as_str()) {
         (&Method::POST, "/v1/chat/completions") => chat(&state, request).await,
         (&Method::POST, "/v1/completions") => completions(&state, request).await,
         (&Method::POST, "/v1/embeddings") => embeddings(&state, request).await,
         (&Method::GET, "/v1/models") => Ok(models(&state)),
-        (&Method::GET, "/health") => Ok(response(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n"))),
-        (_, admin) if admin.starts_with("/admin/models") => admin_models(&state, request).await,
-        _ => Ok(error_response(StatusCode::NOT_FOUND, "invalid_request_error", Some("not_found"), format!("no route for {method} {path}"))),
-    };
-    result
-}
-
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<SimBody>> {
-    match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            None,
-            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        (&Method::GET, "/health") => Ok(response(
+            StatusCode::OK,
+            "text/plain",
+            Bytes::from_static(b"ok\n"),
         )),
-        Err(error) => Err(error_response(StatusCode::BAD_REQUEST, "invalid_request_error", None, format!("cannot read request body: {error}"))),
+        (_, admin) if admin.starts_with("/admin/models") => admin_models(&state, request).await,
+        _ => Ok(error_response(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("not_found"),
+            format!("no route for {method} {path}"),
+        )),
     }
 }
 
-async fn parse_body<T: serde::de::DeserializeOwned>(request: Request<Incoming>) -> Result<T, Response<SimBody>> {
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, Rejection> {
+    match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error)
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                None,
+                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+            ))
+        }
+        Err(error) => Err(reject(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            format!("cannot read request body: {error}"),
+        )),
+    }
+}
+
+async fn parse_body<T: serde::de::DeserializeOwned>(
+    request: Request<Incoming>,
+) -> Result<T, Rejection> {
     let body = read_body(request).await?;
     serde_json::from_slice(&body).map_err(|error| {
-        error_response(StatusCode::BAD_REQUEST, "invalid_request_error", None, format!("invalid JSON body: {error}"))
+        reject(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            format!("invalid JSON body: {error}"),
+        )
     })
 }
 
 impl State {
-    fn profile(&self, model: &str) -> Result<Arc<Profile>, Response<SimBody>> {
-        let profiles = self.profiles.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    fn profile(&self, model: &str) -> Result<Arc<Profile>, Rejection> {
+        let profiles = self
+            .profiles
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match profiles.get(model) {
             Some(profile) => Ok(profile.clone()),
             None if self.accept_any_model => Ok(self.fallback.clone()),
-            None => Err(error_response(
+            None => Err(reject(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 Some("model_not_found"),
-                format!("The model `{model}` does not exist on this simulator (configured: {}).", profiles.keys().cloned().collect::<Vec<_>>().join(", ")),
+                format!(
+                    "The model `{model}` does not exist on this simulator (configured: {}).",
+                    profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
             )),
         }
     }
@@ -267,7 +337,9 @@ impl State {
     fn next_request(&self) -> (u64, fastrand::Rng) {
         let number = self.requests.fetch_add(1, Ordering::Relaxed);
         let rng = match self.seed {
-            Some(seed) => fastrand::Rng::with_seed(seed ^ number.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            Some(seed) => {
+                fastrand::Rng::with_seed(seed ^ number.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            }
             None => fastrand::Rng::new(),
         };
         (number, rng)
@@ -275,7 +347,10 @@ impl State {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// Which endpoint a generation answers, for the shape of its JSON.
@@ -298,10 +373,15 @@ async fn chat(state: &State, request: Request<Incoming>) -> HandlerResult {
     let started = Instant::now();
     let body: ChatRequest = match parse_body(request).await {
         Ok(body) => body,
-        Err(response) => return Ok(response),
+        Err(response) => return Ok(*response),
     };
     if body.messages.is_empty() {
-        return Ok(error_response(StatusCode::BAD_REQUEST, "invalid_request_error", None, "`messages` must not be empty"));
+        return Ok(error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            "`messages` must not be empty",
+        ));
     }
     let matched = body
         .messages
@@ -312,33 +392,67 @@ async fn chat(state: &State, request: Request<Incoming>) -> HandlerResult {
         .map(|m| m.text())
         .unwrap_or_default();
     let prompt_tokens = body.messages.iter().map(|m| text::count(&m.text())).sum();
-    let stop = body.stop.as_ref().map(|s| s.as_slice().to_vec()).unwrap_or_default();
+    let stop = body
+        .stop
+        .as_ref()
+        .map(|s| s.as_slice().to_vec())
+        .unwrap_or_default();
     let prompt = Prompt {
         matched: &matched,
         prompt_tokens,
         max_tokens: body.output_token_cap(),
         stop: &stop,
     };
-    let include_usage = body.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
-    generate(state, Endpoint::Chat, &body.model, &prompt, body.stream.unwrap_or(false), include_usage, started).await
+    let include_usage = body
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    generate(
+        state,
+        Endpoint::Chat,
+        &body.model,
+        &prompt,
+        body.stream.unwrap_or(false),
+        include_usage,
+        started,
+    )
+    .await
 }
 
 async fn completions(state: &State, request: Request<Incoming>) -> HandlerResult {
     let started = Instant::now();
     let body: CompletionRequest = match parse_body(request).await {
         Ok(body) => body,
-        Err(response) => return Ok(response),
+        Err(response) => return Ok(*response),
     };
     let matched = body.prompt.as_slice().join("\n");
-    let stop = body.stop.as_ref().map(|s| s.as_slice().to_vec()).unwrap_or_default();
+    let stop = body
+        .stop
+        .as_ref()
+        .map(|s| s.as_slice().to_vec())
+        .unwrap_or_default();
     let prompt = Prompt {
         matched: &matched,
         prompt_tokens: text::count(&matched),
         max_tokens: Some(body.max_tokens.unwrap_or(16)),
         stop: &stop,
     };
-    let include_usage = body.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
-    generate(state, Endpoint::Completions, &body.model, &prompt, body.stream.unwrap_or(false), include_usage, started).await
+    let include_usage = body
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    generate(
+        state,
+        Endpoint::Completions,
+        &body.model,
+        &prompt,
+        body.stream.unwrap_or(false),
+        include_usage,
+        started,
+    )
+    .await
 }
 
 async fn generate(
@@ -352,19 +466,27 @@ async fn generate(
 ) -> HandlerResult {
     let profile = match state.profile(model) {
         Ok(profile) => profile,
-        Err(response) => return Ok(response),
+        Err(response) => return Ok(*response),
     };
     let (number, mut rng) = state.next_request();
     let plan = match profile.plan(prompt, &mut rng) {
         Outcome::Answer(plan) => plan,
-        Outcome::Error { status, retry_after_s } => {
+        Outcome::Error {
+            status,
+            retry_after_s,
+        } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let (kind, code) = match status.as_u16() {
                 429 => ("rate_limit_exceeded", "rate_limit_exceeded"),
                 400..=499 => ("invalid_request_error", "simulated_error"),
                 _ => ("server_error", "simulated_error"),
             };
-            let mut response = error_response(status, kind, Some(code), format!("Simulated {status} from the simulator's fault profile."));
+            let mut response = error_response(
+                status,
+                kind,
+                Some(code),
+                format!("Simulated {status} from the simulator's fault profile."),
+            );
             if let Some(seconds) = retry_after_s
                 && let Ok(value) = HeaderValue::from_str(&format_seconds(seconds))
             {
@@ -383,7 +505,14 @@ async fn generate(
     };
     let generation = Generation {
         endpoint,
-        id: format!("{}-sim-{number}", if endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }),
+        id: format!(
+            "{}-sim-{number}",
+            if endpoint == Endpoint::Chat {
+                "chatcmpl"
+            } else {
+                "cmpl"
+            }
+        ),
         model: model.to_owned(),
         created: unix_now(),
         plan,
@@ -398,7 +527,11 @@ async fn generate(
 }
 
 fn format_seconds(seconds: f64) -> String {
-    if seconds.fract() == 0.0 { format!("{}", seconds as u64) } else { format!("{seconds}") }
+    if seconds.fract() == 0.0 {
+        format!("{}", seconds as u64)
+    } else {
+        format!("{seconds}")
+    }
 }
 
 fn usage(plan: &Plan) -> Usage {
@@ -411,9 +544,18 @@ fn usage(plan: &Plan) -> Usage {
 }
 
 fn full_response(generation: Generation) -> Response<SimBody> {
-    let Generation { endpoint, id, model, created, plan, .. } = generation;
+    let Generation {
+        endpoint,
+        id,
+        model,
+        created,
+        plan,
+        ..
+    } = generation;
     if plan.malformed || plan.truncate {
-        let broken = format!("{{\"id\": \"{id}\", \"object\": \"chat.completion\", \"choices\": [{{\"index\": 0, \"message\": ");
+        let broken = format!(
+            "{{\"id\": \"{id}\", \"object\": \"chat.completion\", \"choices\": [{{\"index\": 0, \"message\": "
+        );
         return response(StatusCode::OK, "application/json", Bytes::from(broken));
     }
     let usage = Some(usage(&plan));
@@ -438,7 +580,11 @@ fn full_response(generation: Generation) -> Response<SimBody> {
                     index: 0,
                     message: ResponseMessage {
                         role: "assistant".to_owned(),
-                        content: if tool_calls.is_some() { None } else { Some(plan.text()) },
+                        content: if tool_calls.is_some() {
+                            None
+                        } else {
+                            Some(plan.text())
+                        },
                         reasoning_content: None,
                         tool_calls,
                     },
@@ -476,7 +622,11 @@ fn sse(value: &serde_json::Value) -> Bytes {
 
 impl Generation {
     fn chunk(&self, choice: serde_json::Value) -> serde_json::Value {
-        let object = if self.endpoint == Endpoint::Chat { "chat.completion.chunk" } else { "text_completion" };
+        let object = if self.endpoint == Endpoint::Chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
+        };
         let mut chunk = json!({"id": self.id, "object": object, "created": self.created, "model": self.model, "choices": [choice]});
         if self.include_usage {
             chunk["usage"] = serde_json::Value::Null;
@@ -486,15 +636,21 @@ impl Generation {
 
     fn content_choice(&self, piece: &str) -> serde_json::Value {
         match self.endpoint {
-            Endpoint::Chat => json!({"index": 0, "delta": {"content": piece}, "finish_reason": null}),
+            Endpoint::Chat => {
+                json!({"index": 0, "delta": {"content": piece}, "finish_reason": null})
+            }
             Endpoint::Completions => json!({"index": 0, "text": piece, "finish_reason": null}),
         }
     }
 
     fn finish_choice(&self) -> serde_json::Value {
         match self.endpoint {
-            Endpoint::Chat => json!({"index": 0, "delta": {}, "finish_reason": self.plan.finish_reason}),
-            Endpoint::Completions => json!({"index": 0, "text": "", "finish_reason": self.plan.finish_reason}),
+            Endpoint::Chat => {
+                json!({"index": 0, "delta": {}, "finish_reason": self.plan.finish_reason})
+            }
+            Endpoint::Completions => {
+                json!({"index": 0, "text": "", "finish_reason": self.plan.finish_reason})
+            }
         }
     }
 }
@@ -513,7 +669,11 @@ fn stream_response(generation: Generation, started: Instant) -> Response<SimBody
 }
 
 /// Sends the chunks of a streamed answer at their due times; an `Err` means the client left.
-async fn produce_stream(generation: &Generation, started: Instant, sender: &mpsc::Sender<Bytes>) -> Result<(), mpsc::error::SendError<Bytes>> {
+async fn produce_stream(
+    generation: &Generation,
+    started: Instant,
+    sender: &mpsc::Sender<Bytes>,
+) -> Result<(), mpsc::error::SendError<Bytes>> {
     let plan = &generation.plan;
     if generation.endpoint == Endpoint::Chat {
         sender.send(sse(&generation.chunk(json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})))).await?;
@@ -521,12 +681,18 @@ async fn produce_stream(generation: &Generation, started: Instant, sender: &mpsc
     let steps = plan.due.len();
     let fault_at = steps / 2;
     for (index, due) in plan.due.iter().enumerate() {
-        if index == fault_at && index > 0 || steps == 1 && (plan.truncate || plan.malformed || plan.stream_error) {
+        if index == fault_at && index > 0
+            || steps == 1 && (plan.truncate || plan.malformed || plan.stream_error)
+        {
             if plan.truncate {
                 return Ok(());
             }
             if plan.malformed {
-                sender.send(Bytes::from_static(b"data: {\"choices\": [{\"delta\": {\"content\": \"x\"}\n\n")).await?;
+                sender
+                    .send(Bytes::from_static(
+                        b"data: {\"choices\": [{\"delta\": {\"content\": \"x\"}\n\n",
+                    ))
+                    .await?;
                 return Ok(());
             }
             if plan.stream_error {
@@ -537,7 +703,9 @@ async fn produce_stream(generation: &Generation, started: Instant, sender: &mpsc
         }
         sleep_until(started + *due).await;
         let choice = match &plan.tool_call {
-            Some((name, arguments)) => json!({"index": 0, "delta": {"tool_calls": [{"index": 0, "id": format!("call_{}", generation.id), "type": "function", "function": {"name": name, "arguments": arguments}}]}, "finish_reason": null}),
+            Some((name, arguments)) => {
+                json!({"index": 0, "delta": {"tool_calls": [{"index": 0, "id": format!("call_{}", generation.id), "type": "function", "function": {"name": name, "arguments": arguments}}]}, "finish_reason": null})
+            }
             None => match plan.pieces.get(index) {
                 Some(piece) => generation.content_choice(piece),
                 None => continue,
@@ -545,7 +713,9 @@ async fn produce_stream(generation: &Generation, started: Instant, sender: &mpsc
         };
         sender.send(sse(&generation.chunk(choice))).await?;
     }
-    sender.send(sse(&generation.chunk(generation.finish_choice()))).await?;
+    sender
+        .send(sse(&generation.chunk(generation.finish_choice())))
+        .await?;
     if generation.include_usage {
         let usage_chunk = json!({
             "id": generation.id,
@@ -563,16 +733,23 @@ async fn produce_stream(generation: &Generation, started: Instant, sender: &mpsc
 async fn embeddings(state: &State, request: Request<Incoming>) -> HandlerResult {
     let body: EmbeddingRequest = match parse_body(request).await {
         Ok(body) => body,
-        Err(response) => return Ok(response),
+        Err(response) => return Ok(*response),
     };
     if let Err(response) = state.profile(&body.model) {
-        return Ok(response);
+        return Ok(*response);
     }
     let dimensions = match body.extra.get("dimensions") {
         None => state.embedding_dimensions,
         Some(value) => match value.as_u64().filter(|d| (1..=65_536).contains(d)) {
             Some(d) => d as usize,
-            None => return Ok(error_response(StatusCode::BAD_REQUEST, "invalid_request_error", None, "`dimensions` must be an integer between 1 and 65536")),
+            None => {
+                return Ok(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    None,
+                    "`dimensions` must be an integer between 1 and 65536",
+                ));
+            }
         },
     };
     let inputs = body.input.as_slice();
@@ -600,7 +777,10 @@ async fn embeddings(state: &State, request: Request<Incoming>) -> HandlerResult 
 }
 
 fn models(state: &State) -> Response<SimBody> {
-    let profiles = state.profiles.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let profiles = state
+        .profiles
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let data = profiles
         .keys()
         .map(|name| ModelInfo {
@@ -610,49 +790,99 @@ fn models(state: &State) -> Response<SimBody> {
             owned_by: "sluice-simulator".to_owned(),
         })
         .collect();
-    json_response(StatusCode::OK, &ModelList { object: "list".to_owned(), data })
+    json_response(
+        StatusCode::OK,
+        &ModelList {
+            object: "list".to_owned(),
+            data,
+        },
+    )
 }
 
 async fn admin_models(state: &State, request: Request<Incoming>) -> HandlerResult {
     let path = request.uri().path().to_owned();
-    let name = path.trim_start_matches("/admin/models").trim_start_matches('/').to_owned();
+    let name = path
+        .trim_start_matches("/admin/models")
+        .trim_start_matches('/')
+        .to_owned();
     let method = request.method().clone();
     match (method, name.is_empty()) {
         (Method::GET, true) => {
-            let profiles = state.profiles.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let listing: BTreeMap<&String, _> = profiles.iter().map(|(name, profile)| (name, &profile.raw)).collect();
+            let profiles = state
+                .profiles
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let listing: BTreeMap<&String, _> = profiles
+                .iter()
+                .map(|(name, profile)| (name, &profile.raw))
+                .collect();
             Ok(json_response(StatusCode::OK, &listing))
         }
         (Method::GET, false) => {
-            let profiles = state.profiles.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let profiles = state
+                .profiles
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             Ok(match profiles.get(&name) {
                 Some(profile) => json_response(StatusCode::OK, &profile.raw),
-                None => error_response(StatusCode::NOT_FOUND, "invalid_request_error", Some("model_not_found"), format!("no profile named `{name}`")),
+                None => error_response(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    Some("model_not_found"),
+                    format!("no profile named `{name}`"),
+                ),
             })
         }
         (Method::PUT, false) => {
             let body = match read_body(request).await {
                 Ok(body) => body,
-                Err(response) => return Ok(response),
+                Err(response) => return Ok(*response),
             };
             let text = String::from_utf8_lossy(&body);
             match Profile::from_text(&format!("profile `{name}`"), &text) {
                 Ok(profile) => {
                     info!(model = name, "Simulator profile replaced.");
-                    state.profiles.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name.clone(), Arc::new(profile));
-                    Ok(json_response(StatusCode::OK, &json!({"model": name, "status": "replaced"})))
+                    state
+                        .profiles
+                        .write()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .insert(name.clone(), Arc::new(profile));
+                    Ok(json_response(
+                        StatusCode::OK,
+                        &json!({"model": name, "status": "replaced"}),
+                    ))
                 }
-                Err(diagnostics) => Ok(error_response(StatusCode::BAD_REQUEST, "invalid_request_error", Some("invalid_profile"), diagnostics.to_string())),
+                Err(diagnostics) => Ok(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("invalid_profile"),
+                    diagnostics.to_string(),
+                )),
             }
         }
         (Method::DELETE, false) => {
-            let removed = state.profiles.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&name).is_some();
+            let removed = state
+                .profiles
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(&name)
+                .is_some();
             Ok(if removed {
                 json_response(StatusCode::OK, &json!({"model": name, "status": "removed"}))
             } else {
-                error_response(StatusCode::NOT_FOUND, "invalid_request_error", Some("model_not_found"), format!("no profile named `{name}`"))
+                error_response(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    Some("model_not_found"),
+                    format!("no profile named `{name}`"),
+                )
             })
         }
-        (method, _) => Ok(error_response(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", None, format!("{method} is not allowed on {path}; use GET, PUT or DELETE /admin/models/NAME"))),
+        (method, _) => Ok(error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            None,
+            format!("{method} is not allowed on {path}; use GET, PUT or DELETE /admin/models/NAME"),
+        )),
     }
 }

@@ -40,8 +40,25 @@ pub fn count(text: &str) -> u64 {
 }
 
 const LOREM: &[&str] = &[
-    "lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "do", "eiusmod", "tempor",
-    "incididunt", "ut", "labore", "et", "dolore", "magna", "aliqua",
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet",
+    "consectetur",
+    "adipiscing",
+    "elit",
+    "sed",
+    "do",
+    "eiusmod",
+    "tempor",
+    "incididunt",
+    "ut",
+    "labore",
+    "et",
+    "dolore",
+    "magna",
+    "aliqua",
 ];
 
 /// Deterministic filler text of `tokens` pieces.
@@ -62,7 +79,13 @@ mod tests {
 
     #[test]
     fn pieces_round_trip_and_count_words_and_punctuation() {
-        for text in ["The capital of France is Paris.", "  lead and trail  ", "", "{\"a\": 1}", "naïve café — ok"] {
+        for text in [
+            "The capital of France is Paris.",
+            "  lead and trail  ",
+            "",
+            "{\"a\": 1}",
+            "naïve café — ok",
+        ] {
             assert_eq!(pieces(text).concat(), text);
         }
         assert_eq!(pieces("Hello, world!"), vec!["Hello", ",", " world", "!"]);

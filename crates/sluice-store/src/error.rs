@@ -23,7 +23,9 @@ pub enum StoreError {
         reason: String,
     },
     /// The store was written by a newer Sluice; it is left untouched.
-    #[error("the store at {path} has schema version {found}, newer than this build's {supported}; upgrade sluice (the store was not modified)")]
+    #[error(
+        "the store at {path} has schema version {found}, newer than this build's {supported}; upgrade sluice (the store was not modified)"
+    )]
     NewerSchema {
         /// The file.
         path: PathBuf,

@@ -29,7 +29,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Records a new run in status `running` and returns its id.
     async fn create_run(&self, run: NewRun) -> Result<RunId, StoreError>;
     /// Sets a run's final status and summary; a run can be finished once.
-    async fn finish_run(&self, id: &RunId, status: RunStatus, summary: serde_json::Value) -> Result<(), StoreError>;
+    async fn finish_run(
+        &self,
+        id: &RunId,
+        status: RunStatus,
+        summary: serde_json::Value,
+    ) -> Result<(), StoreError>;
     /// One run.
     async fn get_run(&self, id: &RunId) -> Result<Option<Run>, StoreError>;
     /// Runs matching `filter`, newest first.
@@ -37,7 +42,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Appends events in one transaction, returning their sequence numbers.
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<i64>, StoreError>;
     /// Events of one subject after sequence number `after`, oldest first.
-    async fn events(&self, subject: &str, after: i64, limit: u32) -> Result<Vec<Event>, StoreError>;
+    async fn events(&self, subject: &str, after: i64, limit: u32)
+    -> Result<Vec<Event>, StoreError>;
 }
 
 /// Where the store lives.
@@ -82,7 +88,9 @@ fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];
             match credentials.split_once(':') {
-                Some((user, _)) => format!("{}://{user}:***@{}", &url[..scheme_end], &url[at + 1..]),
+                Some((user, _)) => {
+                    format!("{}://{user}:***@{}", &url[..scheme_end], &url[at + 1..])
+                }
                 None => url.to_owned(),
             }
         }
@@ -138,9 +146,17 @@ mod tests {
 
     #[test]
     fn locations_parse_and_hide_passwords() {
-        assert_eq!(StoreLocation::parse("./x.db").unwrap(), StoreLocation::Sqlite("./x.db".into()));
-        assert_eq!(StoreLocation::parse("sqlite:///tmp/x.db").unwrap(), StoreLocation::Sqlite("/tmp/x.db".into()));
-        let error = StoreLocation::parse("postgres://sluice:hunter2@db/sluice").unwrap_err().to_string();
+        assert_eq!(
+            StoreLocation::parse("./x.db").unwrap(),
+            StoreLocation::Sqlite("./x.db".into())
+        );
+        assert_eq!(
+            StoreLocation::parse("sqlite:///tmp/x.db").unwrap(),
+            StoreLocation::Sqlite("/tmp/x.db".into())
+        );
+        let error = StoreLocation::parse("postgres://sluice:hunter2@db/sluice")
+            .unwrap_err()
+            .to_string();
         assert!(!error.contains("hunter2"), "{error}");
         assert!(error.contains("postgres://sluice:***@db/sluice"), "{error}");
         assert!(StoreLocation::parse("mysql://x").is_err());

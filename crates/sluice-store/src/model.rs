@@ -11,7 +11,10 @@ impl RunId {
     /// A fresh id for a run of `kind` started at `unix_ms`.
     pub fn generate(kind: &str, unix_ms: i64) -> Self {
         let (date, time) = civil_from_unix_ms(unix_ms);
-        Self(format!("{kind}-{date}-{time}-{:06x}", fastrand::u32(..0x100_0000)))
+        Self(format!(
+            "{kind}-{date}-{time}-{:06x}",
+            fastrand::u32(..0x100_0000)
+        ))
     }
 
     /// The id text.
@@ -34,7 +37,8 @@ fn civil_from_unix_ms(unix_ms: i64) -> (String, String) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * mp + 2) / 5 + 1;
@@ -42,7 +46,12 @@ fn civil_from_unix_ms(unix_ms: i64) -> (String, String) {
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (
         format!("{year:04}{month:02}{day:02}"),
-        format!("{:02}{:02}{:02}", second_of_day / 3600, second_of_day % 3600 / 60, second_of_day % 60),
+        format!(
+            "{:02}{:02}{:02}",
+            second_of_day / 3600,
+            second_of_day % 3600 / 60,
+            second_of_day % 60
+        ),
     )
 }
 
@@ -160,7 +169,10 @@ mod tests {
     fn run_ids_carry_kind_and_utc_time() {
         let id = RunId::generate("eval", 1_795_406_465_000);
         assert!(id.as_str().starts_with("eval-20261123-"), "{id}");
-        assert_eq!(civil_from_unix_ms(0), ("19700101".to_owned(), "000000".to_owned()));
+        assert_eq!(
+            civil_from_unix_ms(0),
+            ("19700101".to_owned(), "000000".to_owned())
+        );
         assert_eq!(civil_from_unix_ms(951_782_400_000).0, "20000229");
     }
 }

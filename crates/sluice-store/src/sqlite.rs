@@ -47,7 +47,10 @@ pub struct SqliteBackend {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 fn parse_json(text: &str, what: impl FnOnce() -> String) -> Result<serde_json::Value, StoreError> {
@@ -62,10 +65,9 @@ impl SqliteBackend {
     /// applies pending migrations, each in its own immediate transaction.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let path = path.to_owned();
-        let opened = tokio::task::spawn_blocking(move || Self::open_blocking(path))
+        tokio::task::spawn_blocking(move || Self::open_blocking(path))
             .await
-            .map_err(|error| StoreError::Worker(error.to_string()))?;
-        opened
+            .map_err(|error| StoreError::Worker(error.to_string()))?
     }
 
     fn open_blocking(path: PathBuf) -> Result<Self, StoreError> {
@@ -74,15 +76,21 @@ impl SqliteBackend {
             reason,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| open_error(format!("cannot create directory {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                open_error(format!("cannot create directory {}: {e}", parent.display()))
+            })?;
         }
         let mut connection = Connection::open(&path).map_err(|e| open_error(e.to_string()))?;
-        connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(e.to_string()))?;
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| open_error(e.to_string()))?;
         let journal: String = connection
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(|e| open_error(format!("not a usable SQLite database ({e})")))?;
         if !journal.eq_ignore_ascii_case("wal") {
-            return Err(open_error(format!("cannot switch to WAL journaling (got {journal})")));
+            return Err(open_error(format!(
+                "cannot switch to WAL journaling (got {journal})"
+            )));
         }
         connection
             .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
@@ -105,7 +113,9 @@ impl SqliteBackend {
     ) -> Result<T, StoreError> {
         let connection = self.connection.clone();
         tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut connection = connection
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             work(&mut connection)
         })
         .await
@@ -144,11 +154,29 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, String, String, String, i64, Option<i64>)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?))
-}
+type RunRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+);
 
-type RunRow = (String, String, String, String, String, String, i64, Option<i64>);
+fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+    ))
+}
 
 fn run_from_parts(parts: RunRow) -> Result<Run, StoreError> {
     let (id, kind, name, status, config, summary, started_at_ms, finished_at_ms) = parts;
@@ -173,7 +201,10 @@ const RUN_COLUMNS: &str = "id, kind, name, status, config, summary, started_at_m
 #[async_trait::async_trait]
 impl Backend for SqliteBackend {
     async fn schema_version(&self) -> Result<u32, StoreError> {
-        self.with(|connection| Ok(connection.query_row("PRAGMA user_version", [], |row| row.get(0))?)).await
+        self.with(|connection| {
+            Ok(connection.query_row("PRAGMA user_version", [], |row| row.get(0))?)
+        })
+        .await
     }
 
     async fn create_run(&self, run: NewRun) -> Result<RunId, StoreError> {
@@ -191,12 +222,22 @@ impl Backend for SqliteBackend {
         .await
     }
 
-    async fn finish_run(&self, id: &RunId, status: RunStatus, summary: serde_json::Value) -> Result<(), StoreError> {
+    async fn finish_run(
+        &self,
+        id: &RunId,
+        status: RunStatus,
+        summary: serde_json::Value,
+    ) -> Result<(), StoreError> {
         let id = id.clone();
         self.with(move |connection| {
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let current: Option<String> = transaction
-                .query_row("SELECT status FROM runs WHERE id = ?1", [id.as_str()], |row| row.get(0))
+                .query_row(
+                    "SELECT status FROM runs WHERE id = ?1",
+                    [id.as_str()],
+                    |row| row.get(0),
+                )
                 .optional()?;
             match current.as_deref() {
                 None => return Err(StoreError::UnknownRun(id.0)),
@@ -217,7 +258,11 @@ impl Backend for SqliteBackend {
         let id = id.clone();
         self.with(move |connection| {
             let row = connection
-                .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), [id.as_str()], run_from_row)
+                .query_row(
+                    &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                    [id.as_str()],
+                    run_from_row,
+                )
                 .optional()?;
             row.map(run_from_parts).transpose()
         })
@@ -232,7 +277,10 @@ impl Backend for SqliteBackend {
                  WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR status = ?2)
                  ORDER BY started_at_ms DESC, id DESC LIMIT ?3"
             ))?;
-            let rows = statement.query_map(params![filter.kind, filter.status.map(RunStatus::as_str), limit], run_from_row)?;
+            let rows = statement.query_map(
+                params![filter.kind, filter.status.map(RunStatus::as_str), limit],
+                run_from_row,
+            )?;
             rows.map(|row| run_from_parts(row?)).collect()
         })
         .await
@@ -240,14 +288,21 @@ impl Backend for SqliteBackend {
 
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<i64>, StoreError> {
         self.with(move |connection| {
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut sequence_numbers = Vec::with_capacity(events.len());
             {
-                let mut insert = transaction
-                    .prepare_cached("INSERT INTO events (subject, kind, payload, at_ms) VALUES (?1, ?2, ?3, ?4)")?;
+                let mut insert = transaction.prepare_cached(
+                    "INSERT INTO events (subject, kind, payload, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?;
                 let at = now_ms();
                 for event in &events {
-                    insert.execute(params![event.subject, event.kind, event.payload.to_string(), at])?;
+                    insert.execute(params![
+                        event.subject,
+                        event.kind,
+                        event.payload.to_string(),
+                        at
+                    ])?;
                     sequence_numbers.push(transaction.last_insert_rowid());
                 }
             }
@@ -257,7 +312,12 @@ impl Backend for SqliteBackend {
         .await
     }
 
-    async fn events(&self, subject: &str, after: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
+    async fn events(
+        &self,
+        subject: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
         let subject = subject.to_owned();
         self.with(move |connection| {
             let mut statement = connection.prepare_cached(

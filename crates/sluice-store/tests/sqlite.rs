@@ -1,6 +1,12 @@
 //! The SQLite backend on real files: migrations, durability across reopen, concurrent writers
 //! from separate connections, and refusal to touch a store from a newer build.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly on setup errors"
+)]
+
 use std::time::Duration;
 
 use serde_json::json;
@@ -22,7 +28,9 @@ async fn a_new_store_is_created_migrated_and_in_wal_mode() {
     assert_eq!(store.schema_version().await.unwrap(), 1);
     assert!(path.exists());
     let connection = rusqlite::Connection::open(&path).unwrap();
-    let mode: String = connection.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -33,11 +41,22 @@ async fn runs_and_events_survive_reopening() {
     let (id, seqs) = {
         let store = Store::open_sqlite(&path).await.unwrap();
         let id = store.create_run(new_run("eval", "smoke")).await.unwrap();
-        store.finish_run(&id, RunStatus::Passed, json!({"pass_rate": 1.0})).await.unwrap();
+        store
+            .finish_run(&id, RunStatus::Passed, json!({"pass_rate": 1.0}))
+            .await
+            .unwrap();
         let seqs = store
             .append_events(vec![
-                NewEvent { subject: "rollout:a".into(), kind: "started".into(), payload: json!({"weight": 10}) },
-                NewEvent { subject: "rollout:a".into(), kind: "weight_changed".into(), payload: json!({"weight": 25}) },
+                NewEvent {
+                    subject: "rollout:a".into(),
+                    kind: "started".into(),
+                    payload: json!({"weight": 10}),
+                },
+                NewEvent {
+                    subject: "rollout:a".into(),
+                    kind: "weight_changed".into(),
+                    payload: json!({"weight": 25}),
+                },
             ])
             .await
             .unwrap();
@@ -50,13 +69,22 @@ async fn runs_and_events_survive_reopening() {
     assert!(run.finished_at_ms.unwrap() >= run.started_at_ms);
     let events = store.events("rollout:a", 0, 0).await.unwrap();
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
-    assert_eq!(store.events("rollout:a", seqs[0], 0).await.unwrap().len(), 1);
+    assert_eq!(
+        store.events("rollout:a", seqs[0], 0).await.unwrap().len(),
+        1
+    );
     assert!(matches!(
         store.finish_run(&id, RunStatus::Failed, json!(null)).await,
         Err(StoreError::RunFinished(_))
     ));
     assert!(matches!(
-        store.finish_run(&sluice_store::RunId("nope".into()), RunStatus::Failed, json!(null)).await,
+        store
+            .finish_run(
+                &sluice_store::RunId("nope".into()),
+                RunStatus::Failed,
+                json!(null)
+            )
+            .await,
         Err(StoreError::UnknownRun(_))
     ));
 }
@@ -69,10 +97,28 @@ async fn listing_filters_by_kind_and_status_newest_first() {
     tokio::time::sleep(Duration::from_millis(3)).await;
     let second = store.create_run(new_run("eval", "b")).await.unwrap();
     store.create_run(new_run("bench", "c")).await.unwrap();
-    store.finish_run(&first, RunStatus::Failed, json!({})).await.unwrap();
-    let evals = store.list_runs(RunFilter { kind: Some("eval".into()), ..RunFilter::default() }).await.unwrap();
-    assert_eq!(evals.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![second, first.clone()]);
-    let failed = store.list_runs(RunFilter { status: Some(RunStatus::Failed), ..RunFilter::default() }).await.unwrap();
+    store
+        .finish_run(&first, RunStatus::Failed, json!({}))
+        .await
+        .unwrap();
+    let evals = store
+        .list_runs(RunFilter {
+            kind: Some("eval".into()),
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        evals.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![second, first.clone()]
+    );
+    let failed = store
+        .list_runs(RunFilter {
+            status: Some(RunStatus::Failed),
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].id, first);
 }
@@ -87,7 +133,11 @@ async fn concurrent_writers_on_separate_connections_lose_nothing() {
         tokio::spawn(async move {
             for i in 0..200 {
                 store
-                    .append_events(vec![NewEvent { subject: subject.into(), kind: "tick".into(), payload: json!(i) }])
+                    .append_events(vec![NewEvent {
+                        subject: subject.into(),
+                        kind: "tick".into(),
+                        payload: json!(i),
+                    }])
                     .await
                     .unwrap();
             }
@@ -106,11 +156,23 @@ async fn a_store_from_a_newer_build_is_refused_and_left_untouched() {
     let path = dir.path().join("s.db");
     drop(Store::open_sqlite(&path).await.unwrap());
     let connection = rusqlite::Connection::open(&path).unwrap();
-    connection.execute_batch("PRAGMA user_version = 99").unwrap();
+    connection
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
     drop(connection);
     let before = std::fs::read(&path).unwrap();
     let error = Store::open_sqlite(&path).await.unwrap_err();
-    assert!(matches!(error, StoreError::NewerSchema { found: 99, supported: 1, .. }), "{error}");
+    assert!(
+        matches!(
+            error,
+            StoreError::NewerSchema {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{error}"
+    );
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
 
@@ -120,6 +182,13 @@ async fn a_file_that_is_not_a_database_is_a_clear_error() {
     let path = dir.path().join("notes.txt");
     std::fs::write(&path, "these are my notes, not a database ".repeat(100)).unwrap();
     let error = Store::open_sqlite(&path).await.unwrap_err().to_string();
-    assert!(error.contains("notes.txt") && error.contains("not a usable SQLite database"), "{error}");
-    assert!(std::fs::read_to_string(&path).unwrap().starts_with("these are my notes"));
+    assert!(
+        error.contains("notes.txt") && error.contains("not a usable SQLite database"),
+        "{error}"
+    );
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("these are my notes")
+    );
 }

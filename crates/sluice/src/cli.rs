@@ -83,7 +83,11 @@ pub struct ChatArgs {
     /// The user message.
     pub prompt: String,
     /// Base URL of the OpenAI-compatible API, including `/v1`.
-    #[arg(long, env = "SLUICE_BASE_URL", default_value = "http://127.0.0.1:8000/v1")]
+    #[arg(
+        long,
+        env = "SLUICE_BASE_URL",
+        default_value = "http://127.0.0.1:8000/v1"
+    )]
     pub base_url: String,
     /// Model name.
     #[arg(long, short)]

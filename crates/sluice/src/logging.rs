@@ -9,9 +9,8 @@ use crate::cli::{GlobalArgs, LogFormat};
 /// Installs the global subscriber.
 pub fn init(args: &GlobalArgs) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.is_empty() => {
-            EnvFilter::try_new(&directives).with_context(|| format!("invalid RUST_LOG {directives:?}"))?
-        }
+        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(&directives)
+            .with_context(|| format!("invalid RUST_LOG {directives:?}"))?,
         _ => {
             let level = &args.log_level;
             EnvFilter::try_new(format!(
@@ -19,7 +18,9 @@ pub fn init(args: &GlobalArgs) -> anyhow::Result<()> {
             ))?
         }
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match args.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -1,5 +1,11 @@
 //! End-to-end tests of the `sluice` binary over loopback.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly on setup errors"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -7,7 +13,10 @@ use std::time::{Duration, Instant};
 
 fn sluice() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command.env_remove("RUST_LOG").env_remove("SLUICE_STORE").env_remove("SLUICE_BASE_URL");
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("SLUICE_STORE")
+        .env_remove("SLUICE_BASE_URL");
     command
 }
 
@@ -58,7 +67,10 @@ impl Simulate {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "simulate did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "simulate did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -80,7 +92,10 @@ fn help_lists_only_working_commands_and_version_prints() {
         assert!(help.contains(command), "{help}");
     }
     let version = run(sluice().arg("--version"));
-    assert_eq!(stdout(&version).trim(), format!("sluice {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout(&version).trim(),
+        format!("sluice {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -93,23 +108,58 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn simulate_and_chat_over_loopback() {
-    let sim = Simulate::start(&["--config", repo_root().join("examples/sim.yaml").to_str().unwrap(), "--seed", "1"]);
-    let output = run(sluice().args(["chat", "--base-url", &sim.base_url, "--model", "stable", "What is the capital of France?"]));
+    let sim = Simulate::start(&[
+        "--config",
+        repo_root().join("examples/sim.yaml").to_str().unwrap(),
+        "--seed",
+        "1",
+    ]);
+    let output = run(sluice().args([
+        "chat",
+        "--base-url",
+        &sim.base_url,
+        "--model",
+        "stable",
+        "What is the capital of France?",
+    ]));
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), "Paris.");
     let timing = stderr(&output);
-    assert!(timing.contains("TTFT") && timing.contains("(usage)"), "{timing}");
+    assert!(
+        timing.contains("TTFT") && timing.contains("(usage)"),
+        "{timing}"
+    );
 
-    let output = run(sluice().args(["chat", "--base-url", &sim.base_url, "--model", "stable", "--no-stream", "--json", "ping"]));
+    let output = run(sluice().args([
+        "chat",
+        "--base-url",
+        &sim.base_url,
+        "--model",
+        "stable",
+        "--no-stream",
+        "--json",
+        "ping",
+    ]));
     assert!(output.status.success(), "{}", stderr(&output));
     let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(json["text"], "pong");
     assert_eq!(json["tokens"]["completion_source"], "usage");
     assert!(json["timing"]["e2e_ms"].as_f64().unwrap() >= 50.0);
 
-    let output = run(sluice().args(["chat", "--base-url", &sim.base_url, "--model", "missing", "hi"]));
+    let output = run(sluice().args([
+        "chat",
+        "--base-url",
+        &sim.base_url,
+        "--model",
+        "missing",
+        "hi",
+    ]));
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("404") && stderr(&output).contains("does not exist"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("404") && stderr(&output).contains("does not exist"),
+        "{}",
+        stderr(&output)
+    );
 
     let status = sim.terminate();
     assert!(status.success(), "simulate exited with {status}");
@@ -120,22 +170,55 @@ fn a_bad_simulator_config_names_every_problem_with_its_location() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sim.yaml");
     std::fs::write(&path, "models:\n  a:\n    ttft_ms: fast\n    tokens_per_secnd: 3\n  b:\n    script: [{answer: x}]\n").unwrap();
-    let output = run(sluice().args(["simulate", "--listen", "127.0.0.1:0", "--config", path.to_str().unwrap()]));
+    let output = run(sluice().args([
+        "simulate",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        path.to_str().unwrap(),
+    ]));
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
     let file = path.display().to_string();
-    assert!(message.contains(&format!("{file}:3:14: models.a.ttft_ms")), "{message}");
+    assert!(
+        message.contains(&format!("{file}:3:14: models.a.ttft_ms")),
+        "{message}"
+    );
     assert!(message.contains(&format!("{file}:4:5: models.a.tokens_per_secnd: unknown field `tokens_per_secnd`, did you mean `tokens_per_second`?")), "{message}");
-    assert!(!message.contains("panicked") && !message.contains("RUST_BACKTRACE"), "{message}");
+    assert!(
+        !message.contains("panicked") && !message.contains("RUST_BACKTRACE"),
+        "{message}"
+    );
 
     std::fs::write(&path, "models:\n  a: [1, 2\n").unwrap();
-    let output = run(sluice().args(["simulate", "--listen", "127.0.0.1:0", "--config", path.to_str().unwrap()]));
+    let output = run(sluice().args([
+        "simulate",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        path.to_str().unwrap(),
+    ]));
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("invalid YAML"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("invalid YAML"),
+        "{}",
+        stderr(&output)
+    );
 
-    let output = run(sluice().args(["simulate", "--listen", "127.0.0.1:0", "--config", "/nonexistent/sim.yaml"]));
+    let output = run(sluice().args([
+        "simulate",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        "/nonexistent/sim.yaml",
+    ]));
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("/nonexistent/sim.yaml") && stderr(&output).contains("cannot read file"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("/nonexistent/sim.yaml")
+            && stderr(&output).contains("cannot read file"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -143,7 +226,16 @@ fn an_unreachable_endpoint_is_one_clear_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     drop(listener);
-    let output = run(sluice().args(["chat", "--base-url", &format!("http://{address}/v1"), "--model", "m", "--max-retries", "0", "hi"]));
+    let output = run(sluice().args([
+        "chat",
+        "--base-url",
+        &format!("http://{address}/v1"),
+        "--model",
+        "m",
+        "--max-retries",
+        "0",
+        "hi",
+    ]));
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
     assert!(message.starts_with("error: cannot connect to"), "{message}");
@@ -155,26 +247,65 @@ fn an_unreachable_endpoint_is_one_clear_error() {
 fn an_api_key_comes_from_a_named_variable_and_is_never_printed() {
     let sim = Simulate::start(&[]);
     let output = run(sluice()
-        .args(["--log-level", "trace", "chat", "--base-url", &sim.base_url, "--model", "any", "--api-key-env", "MY_KEY", "--json", "hello"])
+        .args([
+            "--log-level",
+            "trace",
+            "chat",
+            "--base-url",
+            &sim.base_url,
+            "--model",
+            "any",
+            "--api-key-env",
+            "MY_KEY",
+            "--json",
+            "hello",
+        ])
         .env("MY_KEY", "sk-proj-cli-secret-1234567890"));
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(!stdout(&output).contains("cli-secret") && !stderr(&output).contains("cli-secret"));
-    assert!(stderr(&output).contains("Sending request."), "trace logs missing: {}", stderr(&output));
-    let output = run(sluice().args(["chat", "--base-url", &sim.base_url, "--model", "any", "--api-key-env", "UNSET_KEY_VAR", "hi"]));
+    assert!(
+        stderr(&output).contains("Sending request."),
+        "trace logs missing: {}",
+        stderr(&output)
+    );
+    let output = run(sluice().args([
+        "chat",
+        "--base-url",
+        &sim.base_url,
+        "--model",
+        "any",
+        "--api-key-env",
+        "UNSET_KEY_VAR",
+        "hi",
+    ]));
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("`UNSET_KEY_VAR`"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("`UNSET_KEY_VAR`"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s.db");
-    let output = run(sluice().args(["--log-format", "json", "--log-level", "info", "--store", store.to_str().unwrap(), "store", "info"]));
+    let output = run(sluice().args([
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+        "--store",
+        store.to_str().unwrap(),
+        "store",
+        "info",
+    ]));
     assert!(output.status.success(), "{}", stderr(&output));
     let logs = stderr(&output);
     assert!(!logs.is_empty());
     for line in logs.lines() {
-        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(value["level"].is_string());
     }
 }
@@ -186,10 +317,19 @@ fn quickstart_runs_locally_and_records_a_run() {
     let output = run(sluice().args(["--store", store.to_str().unwrap(), "quickstart", "--json"]));
     assert!(output.status.success(), "{}", stderr(&output));
     let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
-    assert_eq!(summary["summary"]["chat"]["answer"], "The capital of France is Paris.");
+    assert_eq!(
+        summary["summary"]["chat"]["answer"],
+        "The capital of France is Paris."
+    );
     assert_eq!(summary["summary"]["json_answer_valid"], true);
     let run_id = summary["run_id"].as_str().unwrap();
-    let output = run(sluice().args(["--store", store.to_str().unwrap(), "store", "runs", "--json"]));
+    let output = run(sluice().args([
+        "--store",
+        store.to_str().unwrap(),
+        "store",
+        "runs",
+        "--json",
+    ]));
     let runs: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(runs[0]["id"], run_id);
     assert_eq!(runs[0]["status"], "passed");
@@ -197,7 +337,44 @@ fn quickstart_runs_locally_and_records_a_run() {
 
 #[test]
 fn a_postgres_store_url_is_refused_without_echoing_the_password() {
-    let output = run(sluice().args(["--store", "postgres://u:hunter2@localhost/db", "store", "info"]));
+    let output = run(sluice().args([
+        "--store",
+        "postgres://u:hunter2@localhost/db",
+        "store",
+        "info",
+    ]));
     assert_eq!(output.status.code(), Some(2));
     assert!(!stderr(&output).contains("hunter2"), "{}", stderr(&output));
+}
+
+/// The official `openai` Python SDK talks to `sluice simulate`. `.ci/run` installs the SDK and
+/// sets `SLUICE_REQUIRE_OPENAI_SDK=1`, so there a missing SDK fails the test; elsewhere the
+/// test says it was skipped.
+#[test]
+fn the_openai_python_sdk_talks_to_the_simulator() {
+    let has_sdk = Command::new("python3")
+        .args(["-c", "import openai"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_sdk {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_OPENAI_SDK").is_none(),
+            "the openai Python SDK is required here (pip install openai)"
+        );
+        eprintln!("skipped: the openai Python SDK is not installed (pip install openai)");
+        return;
+    }
+    let sim = Simulate::start(&[
+        "--config",
+        repo_root().join("examples/sim.yaml").to_str().unwrap(),
+    ]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_sdk.py");
+    let output = run(Command::new("python3").arg(script).arg(&sim.base_url));
+    assert!(
+        output.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(stdout(&output).contains("all checks passed"));
 }

@@ -2,6 +2,11 @@
 //! responses in order while recording when each request arrived.
 
 #![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly on setup errors"
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -14,7 +19,9 @@ use tokio::net::TcpListener;
 pub async fn simulator(yaml: &str) -> SimServer {
     let document = Document::parse("sim.yaml", yaml, &MapEnv::default()).unwrap();
     let config = SimConfig::from_document(&document).unwrap();
-    Simulator::start(config, Some(7), "127.0.0.1:0".parse().unwrap()).await.unwrap()
+    Simulator::start(config, Some(7), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
 }
 
 /// One canned answer: raw bytes written after the request is read, then the connection closes.
@@ -51,7 +58,9 @@ pub async fn scripted(answers: Vec<Canned>) -> Scripted {
     let (arrivals_task, requests_task) = (arrivals.clone(), requests.clone());
     tokio::spawn(async move {
         for answer in answers {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
             let mut buffer = vec![0u8; 65536];
             let mut read = 0;
             // Read until the end of headers plus content-length bytes of body.
@@ -65,7 +74,11 @@ pub async fn scripted(answers: Vec<Canned>) -> Scripted {
                 if let Some(end) = text.find("\r\n\r\n") {
                     let length = text
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
                         .unwrap_or(0);
                     if read >= end + 4 + length {
                         break;
@@ -73,10 +86,17 @@ pub async fn scripted(answers: Vec<Canned>) -> Scripted {
                 }
             }
             arrivals_task.lock().unwrap().push(Instant::now());
-            requests_task.lock().unwrap().push(String::from_utf8_lossy(&buffer[..read]).to_string());
+            requests_task
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buffer[..read]).to_string());
             let _ = socket.write_all(&answer.0).await;
             let _ = socket.shutdown().await;
         }
     });
-    Scripted { base_url, arrivals, requests }
+    Scripted {
+        base_url,
+        arrivals,
+        requests,
+    }
 }

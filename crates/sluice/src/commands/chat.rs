@@ -11,11 +11,15 @@ use crate::cli::ChatArgs;
 
 pub async fn run(args: ChatArgs) -> anyhow::Result<Outcome> {
     let seconds = |value: f64, flag: &str| -> anyhow::Result<Duration> {
-        Duration::try_from_secs_f64(value).with_context(|| format!("{flag} must be a non-negative number of seconds"))
+        Duration::try_from_secs_f64(value)
+            .with_context(|| format!("{flag} must be a non-negative number of seconds"))
     };
     let mut config = ClientConfig::new(&args.base_url);
     config.timeouts = Timeouts {
-        first_token: args.ttft_timeout_s.map(|s| seconds(s, "--ttft-timeout-s")).transpose()?,
+        first_token: args
+            .ttft_timeout_s
+            .map(|s| seconds(s, "--ttft-timeout-s"))
+            .transpose()?,
         total: seconds(args.timeout_s, "--timeout-s")?,
         ..Timeouts::default()
     };
@@ -40,7 +44,11 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Outcome> {
         seed: args.seed,
         ..ChatRequest::default()
     };
-    let generation = if args.no_stream { client.chat(&request).await? } else { client.chat_stream(&request).await? };
+    let generation = if args.no_stream {
+        client.chat(&request).await?
+    } else {
+        client.chat_stream(&request).await?
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&generation)?);
     } else {
@@ -55,17 +63,30 @@ fn print_text(generation: &Generation, streamed: bool) {
     }
     println!("{}", generation.text);
     for call in &generation.tool_calls {
-        println!("[tool call] {}({})", call.function.name, call.function.arguments);
+        println!(
+            "[tool call] {}({})",
+            call.function.name, call.function.arguments
+        );
     }
     let timing = &generation.timing;
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
-    let mut parts = vec![format!("model {}", generation.model), if streamed { "streamed".into() } else { "not streamed".into() }];
+    let mut parts = vec![
+        format!("model {}", generation.model),
+        if streamed {
+            "streamed".into()
+        } else {
+            "not streamed".into()
+        },
+    ];
     if let Some(ttft) = timing.ttft {
         parts.push(format!("TTFT {}", ms(ttft)));
     }
     parts.push(format!("end-to-end {}", ms(timing.e2e)));
     if let Some(tokens) = generation.tokens {
-        let source = serde_json::to_value(tokens.completion_source).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let source = serde_json::to_value(tokens.completion_source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         parts.push(format!("{} output tokens ({source})", tokens.completion));
     }
     if let Some(reason) = &generation.finish_reason {

@@ -46,7 +46,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 /// Opens the store named by `--store` / `SLUICE_STORE`.
 async fn open_store(location: &str) -> anyhow::Result<Store> {
     let location = StoreLocation::parse(location)?;
-    Store::open(&location).await.context("cannot open the store (set --store or SLUICE_STORE)")
+    Store::open(&location)
+        .await
+        .context("cannot open the store (set --store or SLUICE_STORE)")
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -24,7 +24,9 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
     let store = open_store(store_location).await?;
     let document = Document::parse("quickstart.yaml", PROFILES, &MapEnv::default())?;
     let config = SimConfig::from_document(&document)?;
-    let server = Simulator::start(config, Some(42), "127.0.0.1:0".parse()?).await.context("cannot start the simulator")?;
+    let server = Simulator::start(config, Some(42), "127.0.0.1:0".parse()?)
+        .await
+        .context("cannot start the simulator")?;
     let base_url = server.base_url();
     let run_id = store
         .create_run(NewRun {
@@ -39,7 +41,9 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
         }
     };
     say("Sluice quickstart: everything runs on this machine; nothing leaves it.".into());
-    say(format!("  simulator   {base_url}  (a test tool, not a model; models: stable, candidate)"));
+    say(format!(
+        "  simulator   {base_url}  (a test tool, not a model; models: stable, candidate)"
+    ));
 
     let client = Client::new(ClientConfig {
         retry: RetryPolicy::none(),
@@ -50,16 +54,29 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
     let summary = match result {
         Ok(summary) => summary,
         Err(error) => {
-            store.finish_run(&run_id, RunStatus::Errored, json!({"error": format!("{error:#}")})).await?;
+            store
+                .finish_run(
+                    &run_id,
+                    RunStatus::Errored,
+                    json!({"error": format!("{error:#}")}),
+                )
+                .await?;
             return Err(error);
         }
     };
-    store.finish_run(&run_id, RunStatus::Passed, summary.clone()).await?;
+    store
+        .finish_run(&run_id, RunStatus::Passed, summary.clone())
+        .await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"run_id": run_id, "summary": summary}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"run_id": run_id, "summary": summary}))?
+        );
     } else {
         println!("  recorded    run {run_id} in {store_location}");
-        println!("Next: `sluice simulate --config examples/sim.yaml` and `sluice chat --model stable \"hello\"`.");
+        println!(
+            "Next: `sluice simulate --config examples/sim.yaml` and `sluice chat --model stable \"hello\"`."
+        );
     }
     Ok(Outcome::Ok)
 }
@@ -70,19 +87,38 @@ fn ms(duration: Duration) -> f64 {
 
 async fn exercise(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serde_json::Value> {
     let question = "What is the capital of France?";
-    let streamed = client.chat_stream(&ChatRequest::user("stable", question)).await?;
+    let streamed = client
+        .chat_stream(&ChatRequest::user("stable", question))
+        .await?;
     let ttft = streamed.timing.ttft.map(ms).unwrap_or_default();
-    say(format!("  chat        stable, streamed: {question:?} -> {:?}  (TTFT {ttft} ms, {} chunks)", streamed.text, streamed.timing.content_chunks));
+    say(format!(
+        "  chat        stable, streamed: {question:?} -> {:?}  (TTFT {ttft} ms, {} chunks)",
+        streamed.text, streamed.timing.content_chunks
+    ));
 
-    let json_answer = client.chat(&ChatRequest::user("stable", "Give me a person as JSON.")).await?;
+    let json_answer = client
+        .chat(&ChatRequest::user("stable", "Give me a person as JSON."))
+        .await?;
     let parsed = serde_json::from_str::<serde_json::Value>(&json_answer.text).is_ok();
-    say(format!("  chat        stable, not streamed: {}  (valid JSON: {parsed})", json_answer.text));
+    say(format!(
+        "  chat        stable, not streamed: {}  (valid JSON: {parsed})",
+        json_answer.text
+    ));
 
-    let completion = client.completion_stream(&CompletionRequest::new("stable", "Once upon a time")).await?;
+    let completion = client
+        .completion_stream(&CompletionRequest::new("stable", "Once upon a time"))
+        .await?;
     let tokens = completion.tokens.map(|t| t.completion).unwrap_or_default();
-    say(format!("  completion  stable, streamed: {tokens} tokens, end-to-end {} ms", ms(completion.timing.e2e)));
+    say(format!(
+        "  completion  stable, streamed: {tokens} tokens, end-to-end {} ms",
+        ms(completion.timing.e2e)
+    ));
 
-    let texts = ["Paris is the capital of France", "France's capital city is Paris", "Photosynthesis in green plants"];
+    let texts = [
+        "Paris is the capital of France",
+        "France's capital city is Paris",
+        "Photosynthesis in green plants",
+    ];
     let (embeddings, _) = client
         .embeddings(&EmbeddingRequest {
             model: "stable".into(),
@@ -91,10 +127,17 @@ async fn exercise(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serd
         })
         .await?;
     let cosine = |a: usize, b: usize| -> f32 {
-        embeddings.data[a].embedding.iter().zip(&embeddings.data[b].embedding).map(|(x, y)| x * y).sum()
+        embeddings.data[a]
+            .embedding
+            .iter()
+            .zip(&embeddings.data[b].embedding)
+            .map(|(x, y)| x * y)
+            .sum()
     };
     let (similar, unrelated) = (cosine(0, 1), cosine(0, 2));
-    say(format!("  embeddings  cosine(similar) {similar:.2} vs cosine(unrelated) {unrelated:.2}"));
+    say(format!(
+        "  embeddings  cosine(similar) {similar:.2} vs cosine(unrelated) {unrelated:.2}"
+    ));
 
     let mut comparison = serde_json::Map::new();
     for model in ["stable", "candidate"] {
@@ -104,10 +147,19 @@ async fn exercise(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serd
             async move { client.chat_stream(&request).await }
         });
         let results = join_all_limited(requests.collect(), 6).await;
-        let mut ttfts: Vec<f64> = results.iter().filter_map(|r| r.as_ref().ok()).filter_map(|g| g.timing.ttft.map(ms)).collect();
+        let mut ttfts: Vec<f64> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter_map(|g| g.timing.ttft.map(ms))
+            .collect();
         ttfts.sort_by(f64::total_cmp);
         let errors = results.iter().filter(|r| r.is_err()).count();
-        let quantile = |q: f64| ttfts.get(((ttfts.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
+        let quantile = |q: f64| {
+            ttfts
+                .get(((ttfts.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or_default()
+        };
         let (p50, p95) = (quantile(0.5), quantile(0.95));
         say(format!(
             "  compare     {model:<9} {COMPARISON_REQUESTS} streamed requests: TTFT p50 {p50} ms, p95 {p95} ms, {errors} errors"

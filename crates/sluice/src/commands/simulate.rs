@@ -21,9 +21,16 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Outcome> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     // The banner is best-effort: a server keeps serving when nobody reads its stdout.
     let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "Sluice simulator (a test and demo tool, not a model) listening on {}", server.base_url());
+    let _ = writeln!(
+        stdout,
+        "Sluice simulator (a test and demo tool, not a model) listening on {}",
+        server.base_url()
+    );
     let _ = if models.is_empty() {
-        writeln!(stdout, "Any model name is accepted; answers echo the last user message.")
+        writeln!(
+            stdout,
+            "Any model name is accepted; answers echo the last user message."
+        )
     } else {
         writeln!(stdout, "Models: {}", models.join(", "))
     };

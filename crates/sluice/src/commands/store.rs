@@ -11,7 +11,12 @@ pub async fn run(command: StoreCommand, location: &str) -> anyhow::Result<Outcom
         StoreCommand::Info => {
             let StoreLocation::Sqlite(path) = store.location();
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or_default();
-            let runs = store.list_runs(RunFilter { limit: u32::MAX, ..RunFilter::default() }).await?;
+            let runs = store
+                .list_runs(RunFilter {
+                    limit: u32::MAX,
+                    ..RunFilter::default()
+                })
+                .await?;
             println!("store        {} (SQLite, {size} bytes)", path.display());
             println!("schema       version {}", store.schema_version().await?);
             println!("runs         {}", runs.len());
@@ -31,7 +36,13 @@ pub async fn run(command: StoreCommand, location: &str) -> anyhow::Result<Outcom
             } else {
                 println!("{:<44} {:<10} {:<8} NAME", "ID", "KIND", "STATUS");
                 for run in runs {
-                    println!("{:<44} {:<10} {:<8} {}", run.id, run.kind, run.status.as_str(), run.name);
+                    println!(
+                        "{:<44} {:<10} {:<8} {}",
+                        run.id,
+                        run.kind,
+                        run.status.as_str(),
+                        run.name
+                    );
                 }
             }
         }
