@@ -141,37 +141,6 @@ async fn embeddings_and_models() {
 }
 
 #[tokio::test]
-async fn ttft_is_measured_within_two_milliseconds_of_the_configured_50ms() {
-    let sim = simulator(SIM).await;
-    let client = client(&sim.base_url());
-    let request = ChatRequest::user("slow", "alpha beta gamma delta epsilon");
-    // Warm the connection so TTFT does not include the TCP handshake.
-    client.chat_stream(&request).await.unwrap();
-    for _ in 0..5 {
-        let generation = client.chat_stream(&request).await.unwrap();
-        let ttft = generation.timing.ttft.unwrap();
-        assert!(
-            ttft >= Duration::from_millis(50) && ttft <= Duration::from_millis(52),
-            "TTFT {ttft:?}"
-        );
-        // 200 tokens/s: the gaps are about 5 ms each.
-        for gap in &generation.timing.chunk_gaps {
-            assert!(
-                *gap >= Duration::from_millis(3) && *gap <= Duration::from_millis(8),
-                "gap {gap:?}"
-            );
-        }
-        let last_token = generation.timing.last_token().unwrap();
-        assert!(
-            last_token >= ttft + Duration::from_millis(18),
-            "last token {last_token:?}"
-        );
-        assert!(generation.timing.e2e >= last_token);
-    }
-    sim.shutdown().await;
-}
-
-#[tokio::test]
 async fn a_429_with_retry_after_is_retried_after_at_least_that_long() {
     let ok = r#"{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
     let server = scripted(vec![
