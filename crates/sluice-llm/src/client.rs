@@ -166,23 +166,20 @@ impl Client {
         let sent = self.send(&url, &request).await?;
         let (completion, timing, attempts): (ChatCompletion, _, _) =
             self.read_json(&url, sent, "chat completion").await?;
-        let mut generation = Generation {
-            id: completion.id,
-            model: completion.model,
-            usage: completion.usage,
+        let mut generation = Generation::from_response(
+            completion.id,
+            completion.model,
+            completion.usage,
             timing,
             attempts,
-            ..Generation::default()
-        };
+        );
         if let Some(choice) = completion.choices.into_iter().next() {
             generation.text = choice.message.content.unwrap_or_default();
             generation.reasoning = choice.message.reasoning_content.unwrap_or_default();
             generation.tool_calls = choice.message.tool_calls.unwrap_or_default();
             generation.finish_reason = choice.finish_reason;
         }
-        fill_model(&mut generation, &request.model);
-        generation.count_tokens(&chat_prompt_text(&request), self.tokenizer);
-        Ok(generation)
+        Ok(self.finish(generation, &request.model, &chat_prompt_text(&request)))
     }
 
     /// A streaming chat completion, asking for a usage chunk unless the request says otherwise.
@@ -194,10 +191,8 @@ impl Client {
             .get_or_insert_with(StreamOptions::default);
         options.include_usage.get_or_insert(true);
         let url = self.url("chat/completions");
-        let mut generation = self.stream(&url, &request).await?;
-        fill_model(&mut generation, &request.model);
-        generation.count_tokens(&chat_prompt_text(&request), self.tokenizer);
-        Ok(generation)
+        let generation = self.stream(&url, &request).await?;
+        Ok(self.finish(generation, &request.model, &chat_prompt_text(&request)))
     }
 
     /// A non-streaming text completion.
@@ -209,21 +204,22 @@ impl Client {
         let sent = self.send(&url, &request).await?;
         let (completion, timing, attempts): (TextCompletion, _, _) =
             self.read_json(&url, sent, "text completion").await?;
-        let mut generation = Generation {
-            id: completion.id,
-            model: completion.model,
-            usage: completion.usage,
+        let mut generation = Generation::from_response(
+            completion.id,
+            completion.model,
+            completion.usage,
             timing,
             attempts,
-            ..Generation::default()
-        };
+        );
         if let Some(choice) = completion.choices.into_iter().next() {
             generation.text = choice.text;
             generation.finish_reason = choice.finish_reason;
         }
-        fill_model(&mut generation, &request.model);
-        generation.count_tokens(&request.prompt.as_slice().join("\n"), self.tokenizer);
-        Ok(generation)
+        Ok(self.finish(
+            generation,
+            &request.model,
+            &request.prompt.as_slice().join("\n"),
+        ))
     }
 
     /// A streaming text completion.
@@ -238,10 +234,12 @@ impl Client {
             .get_or_insert_with(StreamOptions::default);
         options.include_usage.get_or_insert(true);
         let url = self.url("completions");
-        let mut generation = self.stream(&url, &request).await?;
-        fill_model(&mut generation, &request.model);
-        generation.count_tokens(&request.prompt.as_slice().join("\n"), self.tokenizer);
-        Ok(generation)
+        let generation = self.stream(&url, &request).await?;
+        Ok(self.finish(
+            generation,
+            &request.model,
+            &request.prompt.as_slice().join("\n"),
+        ))
     }
 
     /// Embeddings, with the request's timing.
@@ -261,6 +259,20 @@ impl Client {
         let sent = self.attempt_loop(&url, None).await?;
         let (models, _, _) = self.read_json(&url, sent, "model list").await?;
         Ok(models)
+    }
+
+    /// Fills what the response may have left out (the model name) and the token counts.
+    fn finish(
+        &self,
+        mut generation: Generation,
+        requested_model: &str,
+        prompt_text: &str,
+    ) -> Generation {
+        if generation.model.is_empty() {
+            generation.model = requested_model.to_owned();
+        }
+        generation.count_tokens(prompt_text, self.tokenizer);
+        generation
     }
 
     fn url(&self, endpoint: &str) -> String {
@@ -487,12 +499,6 @@ impl Client {
         generation.attempts = sent.attempts;
         generation.timing.retry_wait = sent.retry_wait;
         Ok(generation)
-    }
-}
-
-fn fill_model(generation: &mut Generation, requested: &str) {
-    if generation.model.is_empty() {
-        generation.model = requested.to_owned();
     }
 }
 

@@ -83,6 +83,24 @@ pub struct Generation {
 }
 
 impl Generation {
+    /// A generation from a non-streaming response, before its choice is read.
+    pub(crate) fn from_response(
+        id: String,
+        model: String,
+        usage: Option<Usage>,
+        timing: Timing,
+        attempts: u32,
+    ) -> Self {
+        Self {
+            id,
+            model,
+            usage,
+            timing,
+            attempts,
+            ..Self::default()
+        }
+    }
+
     /// Fills `tokens` from usage, else the tokenizer (when `use_tokenizer`), else chunk counts.
     pub(crate) fn count_tokens(&mut self, prompt_text: &str, use_tokenizer: bool) {
         let generated = || {

@@ -87,6 +87,16 @@ impl ChatMessage {
     }
 }
 
+/// Whether a request's `stream_options` ask for a final usage chunk.
+pub fn wants_usage(options: Option<&StreamOptions>) -> bool {
+    options.and_then(|o| o.include_usage).unwrap_or(false)
+}
+
+/// A request's stop sequences as a list (empty when there are none).
+pub fn stop_sequences(stop: Option<&OneOrMany>) -> Vec<String> {
+    stop.map(|s| s.as_slice().to_vec()).unwrap_or_default()
+}
+
 /// `stream_options`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamOptions {

@@ -24,7 +24,7 @@ use serde_json::json;
 use sluice_llm::types::{
     ChatChoice, ChatCompletion, ChatRequest, CompletionRequest, Embedding, EmbeddingRequest,
     EmbeddingResponse, ErrorBody, ErrorDetail, FunctionCall, ModelInfo, ModelList, ResponseMessage,
-    TextChoice, TextCompletion, ToolCall, Usage,
+    TextChoice, TextCompletion, ToolCall, Usage, stop_sequences, wants_usage,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -392,22 +392,14 @@ async fn chat(state: &State, request: Request<Incoming>) -> HandlerResult {
         .map(|m| m.text())
         .unwrap_or_default();
     let prompt_tokens = body.messages.iter().map(|m| text::count(&m.text())).sum();
-    let stop = body
-        .stop
-        .as_ref()
-        .map(|s| s.as_slice().to_vec())
-        .unwrap_or_default();
+    let stop = stop_sequences(body.stop.as_ref());
     let prompt = Prompt {
         matched: &matched,
         prompt_tokens,
         max_tokens: body.output_token_cap(),
         stop: &stop,
     };
-    let include_usage = body
-        .stream_options
-        .as_ref()
-        .and_then(|o| o.include_usage)
-        .unwrap_or(false);
+    let include_usage = wants_usage(body.stream_options.as_ref());
     generate(
         state,
         Endpoint::Chat,
@@ -427,22 +419,14 @@ async fn completions(state: &State, request: Request<Incoming>) -> HandlerResult
         Err(response) => return Ok(*response),
     };
     let matched = body.prompt.as_slice().join("\n");
-    let stop = body
-        .stop
-        .as_ref()
-        .map(|s| s.as_slice().to_vec())
-        .unwrap_or_default();
+    let stop = stop_sequences(body.stop.as_ref());
     let prompt = Prompt {
         matched: &matched,
         prompt_tokens: text::count(&matched),
         max_tokens: Some(body.max_tokens.unwrap_or(16)),
         stop: &stop,
     };
-    let include_usage = body
-        .stream_options
-        .as_ref()
-        .and_then(|o| o.include_usage)
-        .unwrap_or(false);
+    let include_usage = wants_usage(body.stream_options.as_ref());
     generate(
         state,
         Endpoint::Completions,

@@ -13,22 +13,19 @@ use sluice_store::{Store, StoreLocation};
 
 use crate::cli::{Cli, Command};
 
-/// How a command ended, when it ended without an error.
+/// How a command ended, when it ended without an error. Gating commands add a variant for a
+/// failed gate, which exits with 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Done; any gate passed.
+    /// Done.
     Ok,
-    /// A gate failed (exit code 1). Returned by gating commands.
-    #[allow(dead_code, reason = "gating commands (eval, bench, redteam) return it")]
-    GateFailed,
 }
 
 impl Outcome {
-    /// The process exit code: 0 ok, 1 gate failed (errors are 2, see `main`).
+    /// The process exit code (errors exit with 2, see `main`).
     pub fn exit_code(self) -> ExitCode {
         match self {
             Outcome::Ok => ExitCode::SUCCESS,
-            Outcome::GateFailed => ExitCode::from(1),
         }
     }
 }
