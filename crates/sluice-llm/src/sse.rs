@@ -35,12 +35,11 @@ impl SseParser {
 
     /// Feeds bytes, appending every event they complete to `out`.
     pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<SseEvent>) {
-        if self.skip_next_lf {
+        // A `\r` ended the previous read: a `\n` starting this one belongs to it.
+        if self.skip_next_lf && !bytes.is_empty() {
+            self.skip_next_lf = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
                 bytes = rest;
-            }
-            if !bytes.is_empty() {
-                self.skip_next_lf = false;
             }
         }
         while let Some(end) = bytes.iter().position(|b| *b == b'\n' || *b == b'\r') {
@@ -152,6 +151,12 @@ mod tests {
     #[test]
     fn crlf_split_across_reads_is_one_terminator() {
         let events = parse_all(&[b"data: a\r", b"\n\r", b"\ndata: b\r\n\r\n"]);
+        assert_eq!(data(&events), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_read_of_only_the_lf_of_a_split_crlf_does_not_swallow_the_next_lf() {
+        let events = parse_all(&[b"data: a\r", b"\n", b"\n", b"data: b\n\n"]);
         assert_eq!(data(&events), vec!["a", "b"]);
     }
 
