@@ -2,10 +2,10 @@
 //!
 //! serde's derived visitors stop at the first error, so this deserializer avoids returning
 //! errors it can describe itself: a wrong type, an unknown field or an unknown enum variant is
-//! recorded and replaced by a *placeholder* of the requested shape (zero, empty string, `None`,
-//! the first variant, a struct of placeholders), and deserialization goes on. Errors only the
+//! recorded and replaced by a *filler* of the requested shape (zero, empty string, `None`,
+//! the first variant, a struct of fillers), and deserialization goes on. Errors only the
 //! visitor can raise (a missing field, a custom validation) abort the pass; the pass is then
-//! rerun with that spot patched (the missing field injected as a placeholder, the failing node
+//! rerun with that spot patched (the missing field injected as a filler, the failing node
 //! replaced by one), until a pass completes or no further progress is possible.
 
 use std::cell::RefCell;
@@ -54,7 +54,7 @@ pub fn from_node<T: DeserializeOwned>(root: &Node) -> Result<T, Vec<Diagnostic>>
                     )],
                 );
                 // A hand-written visitor may not take the injected field; then the whole
-                // value becomes a placeholder instead.
+                // value becomes a filler instead.
                 patches
                     .absent
                     .entry(path.clone())
@@ -88,9 +88,9 @@ fn push_unique(into: &mut Vec<Diagnostic>, errors: Vec<Diagnostic>) {
 /// Spots patched for the next pass.
 #[derive(Default)]
 struct Patches {
-    /// Nodes replaced by placeholders because their value's own validation failed.
+    /// Nodes replaced by fillers because their value's own validation failed.
     poisoned: HashSet<FieldPath>,
-    /// Required fields (per struct path) injected as placeholders because they were missing.
+    /// Required fields (per struct path) injected as fillers because they were missing.
     absent: HashMap<FieldPath, HashSet<&'static str>>,
 }
 
@@ -114,7 +114,7 @@ pub struct Error {
     path: Option<FieldPath>,
     location: Option<Location>,
     missing_field: Option<&'static str>,
-    /// Already recorded (an error from inside a placeholder): abort without a new diagnostic.
+    /// Already recorded (an error from inside a filler): abort without a new diagnostic.
     reported: bool,
 }
 
@@ -229,11 +229,11 @@ impl<'a, 'p> NodeDe<'a, 'p> {
         }
     }
 
-    /// Records "expected X, found Y" and continues with a placeholder.
+    /// Records "expected X, found Y" and continues with a filler.
     fn mismatch<V: Visitor<'a>>(
         &self,
         expected: &str,
-        placeholder: Placeholder,
+        filler: Filler,
         visitor: V,
     ) -> Result<V::Value, Error> {
         self.session.record(
@@ -241,7 +241,7 @@ impl<'a, 'p> NodeDe<'a, 'p> {
             &self.path,
             format!("expected {expected}, found {}", self.node.describe()),
         );
-        placeholder.dispatch(visitor)
+        filler.dispatch(visitor)
     }
 
     fn located<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
@@ -249,9 +249,9 @@ impl<'a, 'p> NodeDe<'a, 'p> {
     }
 }
 
-/// Which `deserialize_*` a placeholder answers.
+/// Which `deserialize_*` a filler answers.
 #[derive(Clone, Copy)]
-enum Placeholder {
+enum Filler {
     Any,
     Bool,
     Integer,
@@ -265,56 +265,56 @@ enum Placeholder {
     Enum(&'static [&'static str]),
 }
 
-impl Placeholder {
+impl Filler {
     fn dispatch<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         let result = match self {
-            Placeholder::Any | Placeholder::Unit => visitor.visit_unit(),
-            Placeholder::Bool => visitor.visit_bool(false),
-            Placeholder::Integer => visitor.visit_u64(0),
-            Placeholder::Float => visitor.visit_f64(0.0),
-            Placeholder::Str => visitor.visit_str(""),
-            Placeholder::Option => visitor.visit_none(),
-            Placeholder::Seq(len) => visitor.visit_seq(PlaceholderSeq(len)),
-            Placeholder::Map => visitor.visit_map(PlaceholderMap {
+            Filler::Any | Filler::Unit => visitor.visit_unit(),
+            Filler::Bool => visitor.visit_bool(false),
+            Filler::Integer => visitor.visit_u64(0),
+            Filler::Float => visitor.visit_f64(0.0),
+            Filler::Str => visitor.visit_str(""),
+            Filler::Option => visitor.visit_none(),
+            Filler::Seq(len) => visitor.visit_seq(FillerSeq(len)),
+            Filler::Map => visitor.visit_map(FillerMap {
                 fields: &[],
                 next: 0,
             }),
-            Placeholder::Struct(fields) => visitor.visit_map(PlaceholderMap { fields, next: 0 }),
-            Placeholder::Enum(variants) => visitor.visit_enum(PlaceholderEnum(variants)),
+            Filler::Struct(fields) => visitor.visit_map(FillerMap { fields, next: 0 }),
+            Filler::Enum(variants) => visitor.visit_enum(FillerEnum(variants)),
         };
         result.map_err(|_| Error::reported())
     }
 }
 
 /// A value of whatever shape is asked for, used where the document's value was unusable.
-struct PlaceholderDe;
+struct FillerDe;
 
-macro_rules! placeholder_methods {
-    ($($method:ident => $placeholder:expr),* $(,)?) => {
+macro_rules! filler_methods {
+    ($($method:ident => $filler:expr),* $(,)?) => {
         $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-            $placeholder.dispatch(visitor)
+            $filler.dispatch(visitor)
         })*
     };
 }
 
-impl<'de> de::Deserializer<'de> for PlaceholderDe {
+impl<'de> de::Deserializer<'de> for FillerDe {
     type Error = Error;
 
-    placeholder_methods! {
-        deserialize_any => Placeholder::Any,
-        deserialize_bool => Placeholder::Bool,
-        deserialize_i8 => Placeholder::Integer, deserialize_i16 => Placeholder::Integer,
-        deserialize_i32 => Placeholder::Integer, deserialize_i64 => Placeholder::Integer,
-        deserialize_i128 => Placeholder::Integer, deserialize_u8 => Placeholder::Integer,
-        deserialize_u16 => Placeholder::Integer, deserialize_u32 => Placeholder::Integer,
-        deserialize_u64 => Placeholder::Integer, deserialize_u128 => Placeholder::Integer,
-        deserialize_f32 => Placeholder::Float, deserialize_f64 => Placeholder::Float,
-        deserialize_char => Placeholder::Str, deserialize_str => Placeholder::Str,
-        deserialize_string => Placeholder::Str, deserialize_bytes => Placeholder::Str,
-        deserialize_byte_buf => Placeholder::Str, deserialize_option => Placeholder::Option,
-        deserialize_unit => Placeholder::Unit, deserialize_seq => Placeholder::Seq(0),
-        deserialize_map => Placeholder::Map, deserialize_identifier => Placeholder::Str,
-        deserialize_ignored_any => Placeholder::Unit,
+    filler_methods! {
+        deserialize_any => Filler::Any,
+        deserialize_bool => Filler::Bool,
+        deserialize_i8 => Filler::Integer, deserialize_i16 => Filler::Integer,
+        deserialize_i32 => Filler::Integer, deserialize_i64 => Filler::Integer,
+        deserialize_i128 => Filler::Integer, deserialize_u8 => Filler::Integer,
+        deserialize_u16 => Filler::Integer, deserialize_u32 => Filler::Integer,
+        deserialize_u64 => Filler::Integer, deserialize_u128 => Filler::Integer,
+        deserialize_f32 => Filler::Float, deserialize_f64 => Filler::Float,
+        deserialize_char => Filler::Str, deserialize_str => Filler::Str,
+        deserialize_string => Filler::Str, deserialize_bytes => Filler::Str,
+        deserialize_byte_buf => Filler::Str, deserialize_option => Filler::Option,
+        deserialize_unit => Filler::Unit, deserialize_seq => Filler::Seq(0),
+        deserialize_map => Filler::Map, deserialize_identifier => Filler::Str,
+        deserialize_ignored_any => Filler::Unit,
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
@@ -322,7 +322,7 @@ impl<'de> de::Deserializer<'de> for PlaceholderDe {
         _: &'static str,
         visitor: V,
     ) -> Result<V::Value, Error> {
-        Placeholder::Unit.dispatch(visitor)
+        Filler::Unit.dispatch(visitor)
     }
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
@@ -334,7 +334,7 @@ impl<'de> de::Deserializer<'de> for PlaceholderDe {
             .map_err(|_| Error::reported())
     }
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Error> {
-        Placeholder::Seq(len).dispatch(visitor)
+        Filler::Seq(len).dispatch(visitor)
     }
     fn deserialize_tuple_struct<V: Visitor<'de>>(
         self,
@@ -342,7 +342,7 @@ impl<'de> de::Deserializer<'de> for PlaceholderDe {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Error> {
-        Placeholder::Seq(len).dispatch(visitor)
+        Filler::Seq(len).dispatch(visitor)
     }
     fn deserialize_struct<V: Visitor<'de>>(
         self,
@@ -350,7 +350,7 @@ impl<'de> de::Deserializer<'de> for PlaceholderDe {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        Placeholder::Struct(fields).dispatch(visitor)
+        Filler::Struct(fields).dispatch(visitor)
     }
     fn deserialize_enum<V: Visitor<'de>>(
         self,
@@ -358,13 +358,13 @@ impl<'de> de::Deserializer<'de> for PlaceholderDe {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        Placeholder::Enum(variants).dispatch(visitor)
+        Filler::Enum(variants).dispatch(visitor)
     }
 }
 
-struct PlaceholderSeq(usize);
+struct FillerSeq(usize);
 
-impl<'de> de::SeqAccess<'de> for PlaceholderSeq {
+impl<'de> de::SeqAccess<'de> for FillerSeq {
     type Error = Error;
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
@@ -374,16 +374,16 @@ impl<'de> de::SeqAccess<'de> for PlaceholderSeq {
             return Ok(None);
         }
         self.0 -= 1;
-        seed.deserialize(PlaceholderDe).map(Some)
+        seed.deserialize(FillerDe).map(Some)
     }
 }
 
-struct PlaceholderMap {
+struct FillerMap {
     fields: &'static [&'static str],
     next: usize,
 }
 
-impl<'de> de::MapAccess<'de> for PlaceholderMap {
+impl<'de> de::MapAccess<'de> for FillerMap {
     type Error = Error;
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
@@ -397,42 +397,39 @@ impl<'de> de::MapAccess<'de> for PlaceholderMap {
             .map(Some)
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        seed.deserialize(PlaceholderDe)
+        seed.deserialize(FillerDe)
     }
 }
 
-struct PlaceholderEnum(&'static [&'static str]);
+struct FillerEnum(&'static [&'static str]);
 
-impl<'de> de::EnumAccess<'de> for PlaceholderEnum {
+impl<'de> de::EnumAccess<'de> for FillerEnum {
     type Error = Error;
-    type Variant = PlaceholderDe;
-    fn variant_seed<V: DeserializeSeed<'de>>(
-        self,
-        seed: V,
-    ) -> Result<(V::Value, PlaceholderDe), Error> {
+    type Variant = FillerDe;
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, FillerDe), Error> {
         let first = self.0.first().copied().unwrap_or("");
         let value = seed.deserialize(de::value::StrDeserializer::<Error>::new(first))?;
-        Ok((value, PlaceholderDe))
+        Ok((value, FillerDe))
     }
 }
 
-impl<'de> de::VariantAccess<'de> for PlaceholderDe {
+impl<'de> de::VariantAccess<'de> for FillerDe {
     type Error = Error;
     fn unit_variant(self) -> Result<(), Error> {
         Ok(())
     }
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
-        seed.deserialize(PlaceholderDe)
+        seed.deserialize(FillerDe)
     }
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Error> {
-        Placeholder::Seq(len).dispatch(visitor)
+        Filler::Seq(len).dispatch(visitor)
     }
     fn struct_variant<V: Visitor<'de>>(
         self,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        Placeholder::Struct(fields).dispatch(visitor)
+        Filler::Struct(fields).dispatch(visitor)
     }
 }
 
@@ -491,7 +488,7 @@ macro_rules! integer_method {
     ($method:ident, $ty:ty, $visit:ident) => {
         fn $method<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
             if self.poisoned() {
-                return Placeholder::Integer.dispatch(visitor);
+                return Filler::Integer.dispatch(visitor);
             }
             let parsed = match self.scalar() {
                 Some((text, true)) => parse_integer(text).and_then(|n| <$ty>::try_from(n).ok()),
@@ -504,7 +501,7 @@ macro_rules! integer_method {
                 }
                 None => {
                     let expected = format!("an integer between {} and {}", <$ty>::MIN, <$ty>::MAX);
-                    self.mismatch(&expected, Placeholder::Integer, visitor)
+                    self.mismatch(&expected, Filler::Integer, visitor)
                 }
             }
         }
@@ -515,7 +512,7 @@ macro_rules! float_method {
     ($method:ident) => {
         fn $method<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
             if self.poisoned() {
-                return Placeholder::Float.dispatch(visitor);
+                return Filler::Float.dispatch(visitor);
             }
             match self.scalar() {
                 Some((text, true)) => match parse_float(text) {
@@ -523,9 +520,9 @@ macro_rules! float_method {
                         let result = visitor.visit_f64(n);
                         self.located(result)
                     }
-                    None => self.mismatch("a number", Placeholder::Float, visitor),
+                    None => self.mismatch("a number", Filler::Float, visitor),
                 },
-                _ => self.mismatch("a number", Placeholder::Float, visitor),
+                _ => self.mismatch("a number", Filler::Float, visitor),
             }
         }
     };
@@ -536,7 +533,7 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
 
     fn deserialize_any<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
         if self.poisoned() {
-            return Placeholder::Any.dispatch(visitor);
+            return Filler::Any.dispatch(visitor);
         }
         let result = match &self.node.kind {
             NodeKind::Scalar {
@@ -572,7 +569,7 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
 
     fn deserialize_bool<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
         if self.poisoned() {
-            return Placeholder::Bool.dispatch(visitor);
+            return Filler::Bool.dispatch(visitor);
         }
         match self
             .scalar()
@@ -582,7 +579,7 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
                 let result = visitor.visit_bool(b);
                 self.located(result)
             }
-            None => self.mismatch("a boolean (true or false)", Placeholder::Bool, visitor),
+            None => self.mismatch("a boolean (true or false)", Filler::Bool, visitor),
         }
     }
 
@@ -601,28 +598,28 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
 
     fn deserialize_char<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
         if self.poisoned() {
-            return Placeholder::Str.dispatch(visitor);
+            return Filler::Str.dispatch(visitor);
         }
         match self.scalar() {
             Some((text, _)) if text.chars().count() == 1 => {
                 let result = visitor.visit_str(text);
                 self.located(result)
             }
-            _ => self.mismatch("a single character", Placeholder::Str, visitor),
+            _ => self.mismatch("a single character", Filler::Str, visitor),
         }
     }
 
     fn deserialize_str<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
         if self.poisoned() {
-            return Placeholder::Str.dispatch(visitor);
+            return Filler::Str.dispatch(visitor);
         }
         match self.scalar() {
-            Some(_) if self.node.is_null() => self.mismatch("a string", Placeholder::Str, visitor),
+            Some(_) if self.node.is_null() => self.mismatch("a string", Filler::Str, visitor),
             Some((text, _)) => {
                 let result = visitor.visit_str(text);
                 self.located(result)
             }
-            None => self.mismatch("a string", Placeholder::Str, visitor),
+            None => self.mismatch("a string", Filler::Str, visitor),
         }
     }
 
@@ -640,7 +637,7 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
 
     fn deserialize_option<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
         if self.poisoned() {
-            return Placeholder::Option.dispatch(visitor);
+            return Filler::Option.dispatch(visitor);
         }
         if self.node.is_null() {
             let result = visitor.visit_none();
@@ -654,9 +651,9 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
 
     fn deserialize_unit<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
         if self.poisoned() || self.node.is_null() {
-            return Placeholder::Unit.dispatch(visitor);
+            return Filler::Unit.dispatch(visitor);
         }
-        self.mismatch("null", Placeholder::Unit, visitor)
+        self.mismatch("null", Filler::Unit, visitor)
     }
 
     fn deserialize_unit_struct<V: Visitor<'a>>(
@@ -680,14 +677,14 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
 
     fn deserialize_seq<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
         if self.poisoned() {
-            return Placeholder::Seq(0).dispatch(visitor);
+            return Filler::Seq(0).dispatch(visitor);
         }
         match &self.node.kind {
             NodeKind::Sequence(items) => {
                 let result = visitor.visit_seq(SeqDe::new(items, self.path.clone(), self.session));
                 self.located(result)
             }
-            _ => self.mismatch("a list", Placeholder::Seq(0), visitor),
+            _ => self.mismatch("a list", Filler::Seq(0), visitor),
         }
     }
 
@@ -697,12 +694,8 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
                 let result = visitor.visit_seq(SeqDe::new(items, self.path.clone(), self.session));
                 self.located(result)
             }
-            _ if self.poisoned() => Placeholder::Seq(len).dispatch(visitor),
-            _ => self.mismatch(
-                &format!("a list of {len} items"),
-                Placeholder::Seq(len),
-                visitor,
-            ),
+            _ if self.poisoned() => Filler::Seq(len).dispatch(visitor),
+            _ => self.mismatch(&format!("a list of {len} items"), Filler::Seq(len), visitor),
         }
     }
 
@@ -717,7 +710,7 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
 
     fn deserialize_map<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
         if self.poisoned() {
-            return Placeholder::Map.dispatch(visitor);
+            return Filler::Map.dispatch(visitor);
         }
         match &self.node.kind {
             NodeKind::Mapping(entries) => {
@@ -730,7 +723,7 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
                     visitor.visit_map(MapDe::new(&[], self.path.clone(), self.session, None));
                 self.located(result)
             }
-            _ => self.mismatch("a mapping", Placeholder::Map, visitor),
+            _ => self.mismatch("a mapping", Filler::Map, visitor),
         }
     }
 
@@ -741,7 +734,7 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         if self.poisoned() {
-            return Placeholder::Struct(fields).dispatch(visitor);
+            return Filler::Struct(fields).dispatch(visitor);
         }
         let entries: &[(Node, Node)] = match &self.node.kind {
             NodeKind::Mapping(entries) => entries,
@@ -752,7 +745,7 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
                 } else {
                     format!("a mapping with fields {}", list(fields))
                 };
-                return self.mismatch(&expected, Placeholder::Struct(fields), visitor);
+                return self.mismatch(&expected, Filler::Struct(fields), visitor);
             }
         };
         let result = visitor.visit_map(MapDe::new(
@@ -771,7 +764,7 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         if self.poisoned() {
-            return Placeholder::Enum(variants).dispatch(visitor);
+            return Filler::Enum(variants).dispatch(visitor);
         }
         let (name, content) = match &self.node.kind {
             NodeKind::Scalar { value, .. } if !self.node.is_null() => (value.as_str(), None),
@@ -780,7 +773,7 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
                 _ => {
                     return self.mismatch(
                         &format!("one of {}", list(variants)),
-                        Placeholder::Enum(variants),
+                        Filler::Enum(variants),
                         visitor,
                     );
                 }
@@ -788,7 +781,7 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
             _ => {
                 return self.mismatch(
                     &format!("one of {}", list(variants)),
-                    Placeholder::Enum(variants),
+                    Filler::Enum(variants),
                     visitor,
                 );
             }
@@ -799,7 +792,7 @@ impl<'a, 'p> de::Deserializer<'a> for NodeDe<'a, 'p> {
                 &self.path,
                 unknown_name_message("value", name, variants),
             );
-            return Placeholder::Enum(variants).dispatch(visitor);
+            return Filler::Enum(variants).dispatch(visitor);
         }
         let access = EnumDe {
             name,
@@ -862,7 +855,7 @@ impl<'a> de::SeqAccess<'a> for SeqDe<'a, '_> {
 }
 
 /// A mapping; with `fields` set it is a struct, whose unknown keys are reported and skipped and
-/// whose patched-in missing fields are appended as placeholders.
+/// whose patched-in missing fields are appended as fillers.
 struct MapDe<'a, 'p> {
     entries: std::slice::Iter<'a, (Node, Node)>,
     path: FieldPath,
@@ -941,9 +934,7 @@ impl<'a> de::MapAccess<'a> for MapDe<'a, '_> {
             Some(Pending::Value(node, path)) => seed
                 .deserialize(NodeDe::new(node, path.clone(), self.session))
                 .map_err(|error| error.at(&path, node.location)),
-            Some(Pending::Absent) => seed
-                .deserialize(PlaceholderDe)
-                .map_err(|_| Error::reported()),
+            Some(Pending::Absent) => seed.deserialize(FillerDe).map_err(|_| Error::reported()),
             None => Err(de::Error::custom("a value was asked for before its key")),
         }
     }
