@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::StoreError;
-pub use model::{Event, NewEvent, NewRun, Run, RunFilter, RunId, RunStatus};
-pub use sqlite::SqliteBackend;
+pub use model::{Event, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus};
+pub use sqlite::{SCHEMA_VERSION, SqliteBackend};
 
 /// The default store path, relative to the working directory.
 pub const DEFAULT_PATH: &str = ".sluice/sluice.db";
@@ -39,6 +39,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn get_run(&self, id: &RunId) -> Result<Option<Run>, StoreError>;
     /// Runs matching `filter`, newest first.
     async fn list_runs(&self, filter: RunFilter) -> Result<Vec<Run>, StoreError>;
+    /// Appends results to a running run, in one transaction (callers batch them).
+    async fn append_results(
+        &self,
+        run_id: &RunId,
+        results: Vec<ResultRecord>,
+    ) -> Result<(), StoreError>;
+    /// A run's results in `seq` order.
+    async fn results(&self, run_id: &RunId) -> Result<Vec<ResultRecord>, StoreError>;
     /// Appends events in one transaction, returning their sequence numbers.
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<i64>, StoreError>;
     /// Events of one subject after sequence number `after`, oldest first.

@@ -135,6 +135,23 @@ pub struct RunFilter {
     pub limit: u32,
 }
 
+/// One result of a run: an eval test × prompt × provider × repeat, a bench request, …
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResultRecord {
+    /// Position within the run (unique per run; results of a resumed run continue it).
+    pub seq: i64,
+    /// A stable identity across runs (e.g. a test id), used to pair results of two runs.
+    pub key: String,
+    /// Whether it passed, when that applies.
+    pub pass: Option<bool>,
+    /// Its score, when that applies.
+    pub score: Option<f64>,
+    /// The error that kept it from producing a verdict.
+    pub error: Option<String>,
+    /// Everything else.
+    pub data: serde_json::Value,
+}
+
 /// An event to append to a subject's log (a rollout, a model version, a run).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {

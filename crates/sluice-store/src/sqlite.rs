@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tracing::info;
 
-use crate::model::{Event, NewEvent, NewRun, Run, RunFilter, RunId, RunStatus};
+use crate::model::{Event, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus};
 use crate::{Backend, StoreError};
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -37,7 +37,22 @@ const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL
     );
     CREATE INDEX events_by_subject ON events (subject, seq);",
+    // 2: per-run results (one row per eval test × prompt × provider × repeat, bench request …).
+    "CREATE TABLE run_results (
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        seq INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        pass INTEGER,
+        score REAL,
+        error TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE INDEX run_results_by_key ON run_results (run_id, key);",
 ];
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// The SQLite backend.
 #[derive(Debug, Clone)]
@@ -125,7 +140,7 @@ impl SqliteBackend {
 
 fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let current: u32 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    let supported = MIGRATIONS.len() as u32;
+    let supported = SCHEMA_VERSION;
     if current > supported {
         return Err(StoreError::NewerSchema {
             path: path.to_owned(),
@@ -308,6 +323,76 @@ impl Backend for SqliteBackend {
             }
             transaction.commit()?;
             Ok(sequence_numbers)
+        })
+        .await
+    }
+
+    async fn append_results(
+        &self,
+        run_id: &RunId,
+        results: Vec<ResultRecord>,
+    ) -> Result<(), StoreError> {
+        let run_id = run_id.clone();
+        self.with(move |connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let status: Option<String> = transaction
+                    .query_row("SELECT status FROM runs WHERE id = ?1", [run_id.as_str()], |row| row.get(0))
+                    .optional()?;
+                match status.as_deref() {
+                    None => return Err(StoreError::UnknownRun(run_id.0)),
+                    Some("running") => {}
+                    Some(_) => return Err(StoreError::RunFinished(run_id.0)),
+                }
+                let mut insert = transaction.prepare_cached(
+                    "INSERT INTO run_results (run_id, seq, key, pass, score, error, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for result in &results {
+                    insert.execute(params![
+                        run_id.as_str(),
+                        result.seq,
+                        result.key,
+                        result.pass,
+                        result.score,
+                        result.error,
+                        result.data.to_string()
+                    ])?;
+                }
+            }
+            transaction.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn results(&self, run_id: &RunId) -> Result<Vec<ResultRecord>, StoreError> {
+        let run_id = run_id.clone();
+        self.with(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT seq, key, pass, score, error, data FROM run_results WHERE run_id = ?1 ORDER BY seq",
+            )?;
+            let rows = statement.query_map([run_id.as_str()], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<bool>>(2)?,
+                    row.get::<_, Option<f64>>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, String>(5)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (seq, key, pass, score, error, data) = row?;
+                Ok(ResultRecord {
+                    data: parse_json(&data, || format!("run_results.data #{seq} of `{run_id}`"))?,
+                    seq,
+                    key,
+                    pass,
+                    score,
+                    error,
+                })
+            })
+            .collect()
         })
         .await
     }

@@ -25,7 +25,10 @@ async fn a_new_store_is_created_migrated_and_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/sluice.db");
     let store = Store::open_sqlite(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        sluice_store::SCHEMA_VERSION
+    );
     assert!(path.exists());
     let connection = rusqlite::Connection::open(&path).unwrap();
     let mode: String = connection
@@ -167,7 +170,7 @@ async fn a_store_from_a_newer_build_is_refused_and_left_untouched() {
             error,
             StoreError::NewerSchema {
                 found: 99,
-                supported: 1,
+                supported: sluice_store::SCHEMA_VERSION,
                 ..
             }
         ),
@@ -191,4 +194,72 @@ async fn a_file_that_is_not_a_database_is_a_clear_error() {
             .unwrap()
             .starts_with("these are my notes")
     );
+}
+
+#[tokio::test]
+async fn results_append_to_running_runs_only_and_read_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("s.db")).await.unwrap();
+    let id = store.create_run(new_run("eval", "r")).await.unwrap();
+    let record = |seq: i64, pass: bool| sluice_store::ResultRecord {
+        seq,
+        key: format!("test-{seq}"),
+        pass: Some(pass),
+        score: Some(if pass { 1.0 } else { 0.0 }),
+        error: None,
+        data: json!({"output": "x"}),
+    };
+    store
+        .append_results(&id, vec![record(0, true), record(1, false)])
+        .await
+        .unwrap();
+    store
+        .append_results(&id, vec![record(2, true)])
+        .await
+        .unwrap();
+    // A duplicate sequence number is refused and the batch leaves nothing behind.
+    assert!(
+        store
+            .append_results(&id, vec![record(3, true), record(2, true)])
+            .await
+            .is_err()
+    );
+    let results = store.results(&id).await.unwrap();
+    assert_eq!(
+        results.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(results[1].pass, Some(false));
+    store
+        .finish_run(&id, RunStatus::Failed, json!({}))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.append_results(&id, vec![record(9, true)]).await,
+        Err(StoreError::RunFinished(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_older_store_is_migrated_forward_keeping_its_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let id = {
+        let store = Store::open_sqlite(&path).await.unwrap();
+        store.create_run(new_run("eval", "kept")).await.unwrap()
+    };
+    // Turn the file back into a version-1 store: no results table.
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute_batch("DROP TABLE run_results; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(connection);
+    let store = Store::open_sqlite(&path).await.unwrap();
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        sluice_store::SCHEMA_VERSION
+    );
+    assert_eq!(store.get_run(&id).await.unwrap().unwrap().name, "kept");
+    store.append_results(&id, vec![]).await.unwrap();
+    assert!(store.results(&id).await.unwrap().is_empty());
 }
