@@ -69,6 +69,12 @@ impl Document {
         &self.root
     }
 
+    /// The root node, for rewriting shorthand forms into their long form before
+    /// deserializing (locations are kept).
+    pub fn root_mut(&mut self) -> &mut Node {
+        &mut self.root
+    }
+
     /// Where the value at `path` starts, or where its nearest existing ancestor starts.
     pub fn location(&self, path: &FieldPath) -> Location {
         self.root.find_nearest(path).location()

@@ -95,6 +95,60 @@ impl Node {
     pub fn location(&self) -> Location {
         self.location
     }
+
+    /// The value under mapping key `key`, mutably.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
+        match &mut self.kind {
+            NodeKind::Mapping(entries) => entries
+                .iter_mut()
+                .find(|(k, _)| matches!(&k.kind, NodeKind::Scalar { value, .. } if value == key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Replaces a scalar with a one-entry mapping `{key: scalar}` at the same location, so that
+    /// shorthand forms (`- openai:chat:gpt-4o`) deserialize as their long form (`- id: …`).
+    pub fn wrap_scalar(&mut self, key: &str) {
+        if let NodeKind::Scalar { .. } = self.kind {
+            let location = self.location;
+            let scalar = std::mem::replace(&mut self.kind, NodeKind::Mapping(Vec::new()));
+            let key_node = Node {
+                kind: NodeKind::Scalar {
+                    value: key.to_owned(),
+                    plain: true,
+                },
+                location,
+            };
+            self.kind = NodeKind::Mapping(vec![(
+                key_node,
+                Node {
+                    kind: scalar,
+                    location,
+                },
+            )]);
+        }
+    }
+
+    /// Replaces a non-sequence with a one-item sequence holding it.
+    pub fn wrap_in_sequence(&mut self) {
+        if !matches!(self.kind, NodeKind::Sequence(_)) && !self.is_null() {
+            let location = self.location;
+            let inner = std::mem::replace(&mut self.kind, NodeKind::Sequence(Vec::new()));
+            self.kind = NodeKind::Sequence(vec![Node {
+                kind: inner,
+                location,
+            }]);
+        }
+    }
+
+    /// The items of a sequence, mutably (empty for other kinds).
+    pub fn items_mut(&mut self) -> &mut [Node] {
+        match &mut self.kind {
+            NodeKind::Sequence(items) => items,
+            _ => &mut [],
+        }
+    }
 }
 
 fn location(marker: Marker) -> Location {

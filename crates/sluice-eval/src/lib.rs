@@ -1,0 +1,19 @@
+//! `sluice eval`: run an eval suite (promptfoo's format) against OpenAI-compatible providers
+//! and gate on the result.
+//!
+//! [`suite`] compiles the YAML (and its JSONL/CSV/YAML test files) into a [`Suite`];
+//! [`template`] renders `{{var}}`s; [`assertion`] grades outputs; [`runner`] runs every
+//! test × prompt × provider × repeat with bounded concurrency, streaming rows to the caller;
+//! [`stats`] has the interval maths; [`report`] writes console, JSON, JSONL and JUnit reports.
+
+#![deny(unsafe_code)]
+
+pub mod assertion;
+pub mod report;
+pub mod runner;
+pub mod stats;
+pub mod suite;
+pub mod template;
+
+pub use runner::{EvalRow, Gate, RunOptions, Summary};
+pub use suite::{Suite, SuiteError};

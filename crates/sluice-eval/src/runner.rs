@@ -1,0 +1,499 @@
+//! Runs a suite: every test × prompt × provider × repeat, with bounded concurrency, each row
+//! handed to the caller as soon as it is graded (the caller stores it before reporting it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Serialize;
+use serde_json::Value;
+use sluice_llm::types::{ChatMessage, ChatRequest, CompletionRequest, OneOrMany};
+use sluice_llm::{Client, ClientConfig, Generation, LlmError, RetryPolicy, Timeouts, TokenCounts};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::assertion::{Grade, Output, weighted_score};
+use crate::suite::{Endpoint, Prompt, Provider, Suite, TestCase};
+use crate::template::{self, Vars};
+
+/// Command-line overrides and gate settings.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Overrides `evaluateOptions.maxConcurrency`.
+    pub max_concurrency: Option<usize>,
+    /// Overrides `evaluateOptions.repeat`.
+    pub repeat: Option<usize>,
+    /// Only tests whose description matches.
+    pub filter: Option<Regex>,
+    /// Retries per request.
+    pub max_retries: u32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            max_concurrency: None,
+            repeat: None,
+            filter: None,
+            max_retries: 2,
+        }
+    }
+}
+
+/// The gate: what a run must achieve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gate {
+    /// Minimum fraction of graded rows that pass (1.0 = every one).
+    pub min_pass_rate: f64,
+    /// Provider errors tolerated before the gate fails.
+    pub max_errors: u64,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            min_pass_rate: 1.0,
+            max_errors: 0,
+        }
+    }
+}
+
+/// One graded (or errored) test × prompt × provider × repeat.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalRow {
+    /// Position in the run.
+    pub seq: u64,
+    /// Stable identity for pairing with other runs: test, prompt and provider.
+    pub key: String,
+    /// Test index.
+    pub test_index: usize,
+    /// Test description.
+    pub description: String,
+    /// Prompt label.
+    pub prompt: String,
+    /// Provider label.
+    pub provider: String,
+    /// Repeat index, from 0.
+    pub repeat: usize,
+    /// Variables.
+    pub vars: Vars,
+    /// The output graded, when one was produced.
+    pub output: Option<String>,
+    /// The error that kept a verdict from being reached.
+    pub error: Option<String>,
+    /// Passed (false when errored).
+    pub pass: bool,
+    /// Weighted score, 0 to 1.
+    pub score: f64,
+    /// Each assertion's verdict.
+    pub grades: Vec<Grade>,
+    /// Named metric scores (mean of the assertions tagged with each).
+    pub named_scores: BTreeMap<String, f64>,
+    /// End-to-end latency in ms.
+    pub latency_ms: f64,
+    /// Token counts with their source.
+    pub tokens: Option<TokenCounts>,
+    /// Why generation stopped.
+    pub finish_reason: Option<String>,
+}
+
+/// Counts for one prompt × provider pair, or for the whole run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Tally {
+    /// Rows that passed.
+    pub passed: u64,
+    /// Rows that failed their assertions.
+    pub failed: u64,
+    /// Rows that errored.
+    pub errors: u64,
+    /// Sum of latencies, ms.
+    pub latency_ms: f64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+}
+
+impl Tally {
+    fn add(&mut self, row: &EvalRow) {
+        match (&row.error, row.pass) {
+            (Some(_), _) => self.errors += 1,
+            (None, true) => self.passed += 1,
+            (None, false) => self.failed += 1,
+        }
+        self.latency_ms += row.latency_ms;
+        if let Some(tokens) = row.tokens {
+            self.prompt_tokens += tokens.prompt;
+            self.completion_tokens += tokens.completion;
+        }
+    }
+
+    /// All rows.
+    pub fn total(&self) -> u64 {
+        self.passed + self.failed + self.errors
+    }
+
+    /// Passed over all rows (errors count against it); 1 with no rows.
+    pub fn pass_rate(&self) -> f64 {
+        if self.total() == 0 {
+            1.0
+        } else {
+            self.passed as f64 / self.total() as f64
+        }
+    }
+}
+
+/// Per-test outcome across repeats (and prompts × providers).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TestTally {
+    /// Description.
+    pub description: String,
+    /// Passing rows.
+    pub passed: u64,
+    /// Graded rows (errors excluded).
+    pub graded: u64,
+}
+
+impl TestTally {
+    /// Both passed and failed across its rows.
+    pub fn is_flaky(&self) -> bool {
+        self.passed > 0 && self.passed < self.graded
+    }
+}
+
+/// What a run came to.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Whole run.
+    pub total: Tally,
+    /// By `prompt → provider` (reports write it as a list).
+    #[serde(skip)]
+    pub by_pair: BTreeMap<(String, String), Tally>,
+    /// By test index.
+    pub by_test: BTreeMap<usize, TestTally>,
+    /// Mean of each named metric over rows that reported it.
+    pub named_scores: BTreeMap<String, f64>,
+    #[serde(skip)]
+    named_counts: BTreeMap<String, u64>,
+}
+
+impl Summary {
+    /// Adds a row.
+    pub fn add(&mut self, row: &EvalRow) {
+        self.total.add(row);
+        self.by_pair
+            .entry((row.prompt.clone(), row.provider.clone()))
+            .or_default()
+            .add(row);
+        let test = self
+            .by_test
+            .entry(row.test_index)
+            .or_insert_with(|| TestTally {
+                description: row.description.clone(),
+                ..TestTally::default()
+            });
+        if row.error.is_none() {
+            test.graded += 1;
+            test.passed += u64::from(row.pass);
+        }
+        for (metric, score) in &row.named_scores {
+            let count = self.named_counts.entry(metric.clone()).or_default();
+            let mean = self.named_scores.entry(metric.clone()).or_default();
+            *mean = (*mean * *count as f64 + score) / (*count + 1) as f64;
+            *count += 1;
+        }
+    }
+
+    /// Whether the gate passes, with the reasons it does not.
+    pub fn verdict(&self, gate: &Gate) -> (bool, Vec<String>) {
+        let mut reasons = Vec::new();
+        let graded = Tally {
+            errors: 0,
+            ..self.total.clone()
+        };
+        if graded.pass_rate() < gate.min_pass_rate {
+            reasons.push(format!(
+                "pass rate {:.1}% ({} of {}) is below the required {:.1}%",
+                graded.pass_rate() * 100.0,
+                graded.passed,
+                graded.total(),
+                gate.min_pass_rate * 100.0
+            ));
+        }
+        if self.total.errors > gate.max_errors {
+            reasons.push(format!(
+                "{} provider errors (at most {} allowed)",
+                self.total.errors, gate.max_errors
+            ));
+        }
+        (reasons.is_empty(), reasons)
+    }
+}
+
+/// A configuration problem found before any request is sent.
+#[derive(Debug, thiserror::Error)]
+#[error("provider `{provider}`: {source}")]
+pub struct ProviderSetupError {
+    provider: String,
+    #[source]
+    source: LlmError,
+}
+
+struct Work {
+    seq: u64,
+    test: Arc<TestCase>,
+    prompt_index: usize,
+    provider_index: usize,
+    repeat: usize,
+}
+
+/// Runs `suite`, sending every row to `rows` as it completes. Returns when all are sent.
+pub async fn run(
+    suite: &Suite,
+    options: &RunOptions,
+    rows: mpsc::Sender<EvalRow>,
+) -> Result<(), ProviderSetupError> {
+    let timeouts = Timeouts {
+        total: if suite.options.timeout_ms > 0 {
+            Duration::from_millis(suite.options.timeout_ms)
+        } else {
+            Timeouts::default().total
+        },
+        ..Timeouts::default()
+    };
+    let mut clients = Vec::with_capacity(suite.providers.len());
+    for provider in &suite.providers {
+        let mut config = ClientConfig::new(&provider.base_url);
+        config.timeouts = timeouts;
+        config.retry = RetryPolicy {
+            max_retries: options.max_retries,
+            ..RetryPolicy::default()
+        };
+        if let Some(var) = &provider.api_key_env {
+            config = config
+                .key_from_env(var, |name| std::env::var(name).ok())
+                .map_err(|source| ProviderSetupError {
+                    provider: provider.label.clone(),
+                    source,
+                })?;
+        }
+        let client = Client::new(config).map_err(|source| ProviderSetupError {
+            provider: provider.label.clone(),
+            source,
+        })?;
+        clients.push(client);
+    }
+    let shared = Arc::new((suite.prompts.clone(), suite.providers.clone(), clients));
+    let concurrency = options
+        .max_concurrency
+        .unwrap_or(suite.options.max_concurrency)
+        .max(1);
+    let repeat = options.repeat.unwrap_or(suite.options.repeat).max(1);
+    let semaphore = Arc::new(Semaphore::new(concurrency));
+    let mut seq = 0;
+    let mut handles = Vec::new();
+    for test in &suite.tests {
+        if let Some(filter) = &options.filter
+            && !filter.is_match(&test.description)
+        {
+            continue;
+        }
+        let test = Arc::new(test.clone());
+        for repeat_index in 0..repeat {
+            for prompt_index in 0..suite.prompts.len() {
+                for provider_index in 0..suite.providers.len() {
+                    let Ok(permit) = semaphore.clone().acquire_owned().await else {
+                        return Ok(());
+                    };
+                    let work = Work {
+                        seq,
+                        test: test.clone(),
+                        prompt_index,
+                        provider_index,
+                        repeat: repeat_index,
+                    };
+                    seq += 1;
+                    let (shared, rows) = (shared.clone(), rows.clone());
+                    handles.push(tokio::spawn(async move {
+                        let (prompts, providers, clients) = &*shared;
+                        let row = evaluate(
+                            &work,
+                            &prompts[work.prompt_index],
+                            &providers[work.provider_index],
+                            &clients[work.provider_index],
+                        )
+                        .await;
+                        drop(permit);
+                        let _ = rows.send(row).await;
+                    }));
+                    if handles.len() >= concurrency * 4 {
+                        handles.retain(|h| !h.is_finished());
+                    }
+                }
+            }
+        }
+    }
+    for handle in handles {
+        let _ = handle.await;
+    }
+    Ok(())
+}
+
+/// Prompt text that is a JSON list of `{role, content}` messages is sent as that chat.
+fn messages(rendered: &str) -> Vec<ChatMessage> {
+    let trimmed = rendered.trim_start();
+    if trimmed.starts_with('[')
+        && let Ok(messages) = serde_json::from_str::<Vec<ChatMessage>>(trimmed)
+        && !messages.is_empty()
+    {
+        return messages;
+    }
+    vec![ChatMessage::new("user", rendered)]
+}
+
+async fn call(
+    provider: &Provider,
+    client: &Client,
+    rendered: &str,
+) -> Result<Generation, LlmError> {
+    match provider.endpoint {
+        Endpoint::Chat => {
+            let request = ChatRequest {
+                model: provider.model.clone(),
+                messages: messages(rendered),
+                max_tokens: provider.max_tokens,
+                temperature: provider.temperature,
+                top_p: provider.top_p,
+                seed: provider.seed,
+                stop: (!provider.stop.is_empty()).then(|| OneOrMany::Many(provider.stop.clone())),
+                ..ChatRequest::default()
+            };
+            client.chat(&request).await
+        }
+        Endpoint::Completion => {
+            let mut request = CompletionRequest::new(provider.model.clone(), rendered);
+            request.max_tokens = provider.max_tokens;
+            request.temperature = provider.temperature;
+            request.seed = provider.seed;
+            request.stop =
+                (!provider.stop.is_empty()).then(|| OneOrMany::Many(provider.stop.clone()));
+            client.completion(&request).await
+        }
+    }
+}
+
+async fn evaluate(work: &Work, prompt: &Prompt, provider: &Provider, client: &Client) -> EvalRow {
+    let test = &work.test;
+    let mut row = EvalRow {
+        seq: work.seq,
+        key: format!("t{}:p{}:{}", test.index, work.prompt_index, provider.label),
+        test_index: test.index,
+        description: test.description.clone(),
+        prompt: prompt.label.clone(),
+        provider: provider.label.clone(),
+        repeat: work.repeat,
+        vars: test.vars.clone(),
+        output: None,
+        error: None,
+        pass: false,
+        score: 0.0,
+        grades: Vec::new(),
+        named_scores: BTreeMap::new(),
+        latency_ms: 0.0,
+        tokens: None,
+        finish_reason: None,
+    };
+    let generation = match &test.provider_output {
+        Some(output) => Generation {
+            text: output.clone(),
+            finish_reason: Some("stop".to_owned()),
+            ..Generation::default()
+        },
+        None => {
+            let rendered = match template::render(&prompt.template, &test.vars) {
+                Ok(rendered) => rendered,
+                Err(error) => {
+                    row.error = Some(format!("prompt `{}`: {error}", prompt.label));
+                    return row;
+                }
+            };
+            match call(provider, client, &rendered).await {
+                Ok(generation) => generation,
+                Err(error) => {
+                    row.error = Some(error.to_string());
+                    return row;
+                }
+            }
+        }
+    };
+    row.latency_ms = generation.timing.e2e.as_secs_f64() * 1000.0;
+    row.tokens = generation.tokens;
+    row.finish_reason = generation.finish_reason.clone();
+    let output = Output {
+        text: &generation.text,
+        finish_reason: generation.finish_reason.as_deref(),
+        latency_ms: row.latency_ms,
+        tool_calls: &generation.tool_calls,
+    };
+    let mut grades = Vec::with_capacity(test.assertions.len());
+    for assertion in &test.assertions {
+        match assertion.grade(&output, &test.vars) {
+            Ok(grade) => grades.push(grade),
+            Err(error) => {
+                row.error = Some(format!(
+                    "assertion `{}`: {error}",
+                    assertion_name(assertion)
+                ));
+                row.output = Some(generation.text.clone());
+                return row;
+            }
+        }
+    }
+    row.score = weighted_score(grades.iter().map(|g| (g.weight, g.score)));
+    row.pass = match test.threshold {
+        Some(threshold) => row.score >= threshold,
+        None => grades.iter().all(|g| g.pass),
+    };
+    let mut metric_sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for grade in &grades {
+        if let Some(metric) = &grade.metric {
+            let entry = metric_sums.entry(metric.clone()).or_default();
+            entry.0 += grade.score;
+            entry.1 += 1.0;
+        }
+    }
+    row.named_scores = metric_sums
+        .into_iter()
+        .map(|(k, (sum, n))| (k, sum / n))
+        .collect();
+    row.grades = grades;
+    row.output = Some(generation.text);
+    row
+}
+
+fn assertion_name(assertion: &crate::assertion::Assertion) -> String {
+    match assertion {
+        crate::assertion::Assertion::Check(check) => check.name.clone(),
+        crate::assertion::Assertion::Set(_) => "assert-set".to_owned(),
+    }
+}
+
+/// The row as stored: key, verdict and the rest as JSON.
+pub fn to_record(row: &EvalRow) -> sluice_store::ResultRecord {
+    sluice_store::ResultRecord {
+        seq: row.seq as i64,
+        key: row.key.clone(),
+        pass: if row.error.is_some() {
+            None
+        } else {
+            Some(row.pass)
+        },
+        score: if row.error.is_some() {
+            None
+        } else {
+            Some(row.score)
+        },
+        error: row.error.clone(),
+        data: serde_json::to_value(row).unwrap_or(Value::Null),
+    }
+}

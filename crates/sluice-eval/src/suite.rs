@@ -1,0 +1,1206 @@
+//! Eval suite files in promptfoo's vocabulary, compiled into a validated [`Suite`].
+//!
+//! Shorthand forms are rewritten on the YAML tree first (a provider id string becomes
+//! `{id: …}`, a prompt string `{raw: …}`, a `file://` test entry `{__file: …}`), so every
+//! error keeps its file, line and column. promptfoo features this build does not implement
+//! are reported by name rather than ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+use sluice_config::{
+    Diagnostic, Diagnostics, Document, EnvSource, FieldPath, Location, did_you_mean,
+};
+
+use crate::assertion::{Assertion, AssertionSet, Check, Kind, SUPPORTED_TYPES, UNSUPPORTED_TYPES};
+use crate::template::{self, Vars};
+
+/// Everything wrong with a suite, grouped by file (the suite, and any test files it loads).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct SuiteError(pub Vec<Diagnostics>);
+
+/// A compiled suite.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    /// `description`.
+    pub description: String,
+    /// Providers, in order.
+    pub providers: Vec<Provider>,
+    /// Prompt templates, in order.
+    pub prompts: Vec<Prompt>,
+    /// Test cases after `defaultTest` merging and array-var expansion.
+    pub tests: Vec<TestCase>,
+    /// `evaluateOptions`.
+    pub options: EvaluateOptions,
+    /// `outputPath`: reports written when `-o` is not given.
+    pub output_paths: Vec<PathBuf>,
+    /// `tags`.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Which endpoint a provider calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/chat/completions`.
+    Chat,
+    /// `/v1/completions`.
+    Completion,
+}
+
+/// A compiled provider.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// The id as written, e.g. `openai:chat:gpt-4o-mini`.
+    pub id: String,
+    /// Display label (the id when none is given).
+    pub label: String,
+    /// Endpoint.
+    pub endpoint: Endpoint,
+    /// Model name sent upstream.
+    pub model: String,
+    /// Base URL including `/v1`.
+    pub base_url: String,
+    /// Environment variable holding the key, if any.
+    pub api_key_env: Option<String>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Output token cap.
+    pub max_tokens: Option<u64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Sampling seed.
+    pub seed: Option<i64>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+}
+
+/// A compiled prompt template.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    /// Display label: the `label`, else the file name, else the text's start.
+    pub label: String,
+    /// The template text. When it renders to a JSON list of messages it is sent as a chat.
+    pub template: String,
+}
+
+/// One test case.
+#[derive(Debug, Clone)]
+pub struct TestCase {
+    /// Position in the expanded test list.
+    pub index: usize,
+    /// `description`, else the vars.
+    pub description: String,
+    /// Variables.
+    pub vars: Vars,
+    /// Assertions (the test's, then `defaultTest`'s).
+    pub assertions: Vec<Assertion>,
+    /// Pass when the weighted score reaches this, instead of requiring every assertion.
+    pub threshold: Option<f64>,
+    /// A fixed output to grade instead of calling the provider (`providerOutput`).
+    pub provider_output: Option<String>,
+    /// Where the test was defined, for messages.
+    pub origin: String,
+    /// `metadata`.
+    pub metadata: BTreeMap<String, Value>,
+}
+
+/// `evaluateOptions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluateOptions {
+    /// Requests in flight at once (promptfoo's default is 4).
+    pub max_concurrency: usize,
+    /// Times each test × prompt × provider runs.
+    pub repeat: usize,
+    /// Per-request timeout; 0 for none.
+    pub timeout_ms: u64,
+}
+
+impl Default for EvaluateOptions {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 4,
+            repeat: 1,
+            timeout_ms: 0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSuite {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    providers: Vec<RawProvider>,
+    #[serde(default)]
+    prompts: Vec<RawPrompt>,
+    #[serde(default)]
+    tests: Vec<RawTest>,
+    #[serde(default)]
+    default_test: Option<RawTest>,
+    #[serde(default)]
+    evaluate_options: Option<RawEvaluateOptions>,
+    #[serde(default)]
+    output_path: Option<OneOrMany>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    // promptfoo features this build does not implement: named in errors.
+    #[serde(default)]
+    scenarios: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    extensions: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    derived_metrics: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    assertion_templates: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    nunjucks_filters: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    env: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    redteam: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    command_line_options: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    sharing: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+struct RawProvider {
+    id: String,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    config: Option<RawProviderConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawProviderConfig {
+    #[serde(default)]
+    api_base_url: Option<String>,
+    #[serde(default)]
+    api_key_envar: Option<String>,
+    #[serde(default)]
+    api_key: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default, rename = "max_tokens")]
+    max_tokens: Option<u64>,
+    #[serde(default, rename = "max_completion_tokens")]
+    max_completion_tokens: Option<u64>,
+    #[serde(default, rename = "top_p")]
+    top_p: Option<f64>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    stop: Option<OneOrManyText>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrManyText {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+struct RawPrompt {
+    #[serde(default)]
+    raw: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawTest {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    vars: BTreeMap<String, Value>,
+    #[serde(default)]
+    assert: Vec<RawAssertion>,
+    #[serde(default)]
+    threshold: Option<f64>,
+    #[serde(default)]
+    metadata: BTreeMap<String, Value>,
+    #[serde(default)]
+    provider_output: Option<String>,
+    /// A `file://` entry in the `tests` list (the shorthand rewritten).
+    #[serde(default, rename = "__file")]
+    file: Option<String>,
+    #[serde(default)]
+    options: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    provider: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    providers: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    prompts: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    assert_scoring_function: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawAssertion {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    value: Option<Value>,
+    #[serde(default)]
+    threshold: Option<f64>,
+    #[serde(default)]
+    weight: Option<f64>,
+    #[serde(default)]
+    metric: Option<String>,
+    #[serde(default)]
+    assert: Option<Vec<RawAssertion>>,
+    #[serde(default)]
+    provider: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    transform: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    rubric_prompt: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    config: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEvaluateOptions {
+    #[serde(default)]
+    max_concurrency: Option<usize>,
+    #[serde(default)]
+    repeat: Option<usize>,
+    #[serde(default)]
+    cache: Option<bool>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    delay: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    max_eval_time_ms: Option<serde::de::IgnoredAny>,
+}
+
+/// Rewrites shorthand entries into their long form on the tree.
+fn desugar(document: &mut Document) {
+    let root = document.root_mut();
+    if let Some(providers) = root.get_mut("providers") {
+        providers.wrap_in_sequence();
+        providers
+            .items_mut()
+            .iter_mut()
+            .for_each(|p| p.wrap_scalar("id"));
+    }
+    if let Some(prompts) = root.get_mut("prompts") {
+        prompts.wrap_in_sequence();
+        prompts
+            .items_mut()
+            .iter_mut()
+            .for_each(|p| p.wrap_scalar("raw"));
+    }
+    if let Some(tests) = root.get_mut("tests") {
+        tests.wrap_in_sequence();
+        tests
+            .items_mut()
+            .iter_mut()
+            .for_each(|t| t.wrap_scalar("__file"));
+    }
+}
+
+/// Reads and compiles a suite file; `env` supplies `${VAR}` values.
+pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Suite, SuiteError> {
+    let mut document = Document::read(path, env).map_err(|d| SuiteError(vec![d]))?;
+    desugar(&mut document);
+    let raw: RawSuite = document.deserialize().map_err(|d| SuiteError(vec![d]))?;
+    let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+    Compiler {
+        document: &document,
+        base_dir: &base_dir,
+        env,
+        errors: Vec::new(),
+        other_files: Vec::new(),
+    }
+    .compile(raw)
+}
+
+struct Compiler<'a> {
+    document: &'a Document,
+    base_dir: &'a Path,
+    env: &'a dyn EnvSource,
+    errors: Vec<Diagnostic>,
+    other_files: Vec<Diagnostics>,
+}
+
+fn unsupported(feature: &str) -> String {
+    format!(
+        "`{feature}` is a promptfoo feature this build does not support; remove it or run the suite with promptfoo"
+    )
+}
+
+impl Compiler<'_> {
+    fn error(&mut self, path: &FieldPath, message: impl Into<String>) {
+        let error = self.document.error_at(path, message);
+        self.errors.push(error);
+    }
+
+    fn compile(mut self, raw: RawSuite) -> Result<Suite, SuiteError> {
+        let root = FieldPath::root();
+        let unsupported_top: [(&str, bool); 9] = [
+            ("scenarios", raw.scenarios.is_some()),
+            ("extensions", raw.extensions.is_some()),
+            ("derivedMetrics", raw.derived_metrics.is_some()),
+            ("assertionTemplates", raw.assertion_templates.is_some()),
+            ("nunjucksFilters", raw.nunjucks_filters.is_some()),
+            ("env", raw.env.is_some()),
+            ("redteam", raw.redteam.is_some()),
+            ("commandLineOptions", raw.command_line_options.is_some()),
+            ("sharing", raw.sharing.is_some()),
+        ];
+        for (name, present) in unsupported_top {
+            if present {
+                self.error(&root.key(name), unsupported(name));
+            }
+        }
+        if raw.providers.is_empty() {
+            self.error(
+                &root.key("providers"),
+                "expected at least one provider, e.g. `providers: [openai:chat:gpt-4o-mini]`",
+            );
+        }
+        let providers: Vec<Provider> = raw
+            .providers
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, p)| self.provider(p, &root.key("providers").index(i)))
+            .collect();
+        if raw.prompts.is_empty() {
+            self.error(
+                &root.key("prompts"),
+                "expected at least one prompt, e.g. `prompts: ['Answer briefly: {{question}}']`",
+            );
+        }
+        let prompts: Vec<Prompt> = raw
+            .prompts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, p)| self.prompt(p, &root.key("prompts").index(i)))
+            .collect();
+        let options = self.options(raw.evaluate_options, &root.key("evaluateOptions"));
+        let default_test = raw.default_test.unwrap_or_default();
+        let default_path = root.key("defaultTest");
+        self.unsupported_test_fields(&default_test, &default_path);
+        let default_assertions = self.assertions(&default_test.assert, &default_path.key("assert"));
+
+        let mut raw_tests: Vec<(RawTest, FieldPath, String)> = Vec::new();
+        for (i, test) in raw.tests.into_iter().enumerate() {
+            let path = root.key("tests").index(i);
+            match test.file.clone() {
+                Some(file) => raw_tests.extend(self.test_file(&file, &path)),
+                None => {
+                    let origin = format!("{}: {path}", self.document.name());
+                    raw_tests.push((test, path, origin));
+                }
+            }
+        }
+        if raw_tests.is_empty() {
+            raw_tests.push((
+                RawTest::default(),
+                root.key("tests"),
+                format!("{}: (no tests)", self.document.name()),
+            ));
+        }
+        let mut tests = Vec::new();
+        for (raw_test, path, origin) in raw_tests {
+            self.unsupported_test_fields(&raw_test, &path);
+            let mut assertions = self.assertions(&raw_test.assert, &path.key("assert"));
+            assertions.extend(default_assertions.iter().cloned());
+            let mut vars = default_test.vars.clone();
+            vars.extend(raw_test.vars.clone());
+            for expanded in expand_vars(&vars) {
+                tests.push(TestCase {
+                    index: tests.len(),
+                    description: raw_test
+                        .description
+                        .clone()
+                        .unwrap_or_else(|| describe_vars(&expanded)),
+                    vars: expanded,
+                    assertions: assertions.clone(),
+                    threshold: raw_test.threshold.or(default_test.threshold),
+                    provider_output: raw_test.provider_output.clone(),
+                    origin: origin.clone(),
+                    metadata: raw_test.metadata.clone(),
+                });
+            }
+        }
+        for prompt in &prompts {
+            for name in template::references(&prompt.template) {
+                if let Some(test) = tests
+                    .iter()
+                    .find(|t| !t.vars.contains_key(&name) && t.provider_output.is_none())
+                {
+                    self.error(
+                        &root.key("prompts"),
+                        format!("prompt `{}` uses `{{{{{name}}}}}` but test {} ({}) has no var `{name}`", prompt.label, test.index, test.origin),
+                    );
+                    break;
+                }
+            }
+        }
+        let output_paths = match raw.output_path {
+            None => Vec::new(),
+            Some(OneOrMany::One(path)) => vec![self.base_dir.join(path)],
+            Some(OneOrMany::Many(paths)) => {
+                paths.into_iter().map(|p| self.base_dir.join(p)).collect()
+            }
+        };
+        let mut all = self.other_files;
+        if !self.errors.is_empty() {
+            all.insert(0, self.document.diagnostics(self.errors));
+        }
+        if !all.is_empty() {
+            return Err(SuiteError(all));
+        }
+        Ok(Suite {
+            description: raw.description.unwrap_or_default(),
+            providers,
+            prompts,
+            tests,
+            options,
+            output_paths,
+            tags: raw.tags,
+        })
+    }
+
+    fn provider(&mut self, raw: RawProvider, path: &FieldPath) -> Option<Provider> {
+        let config = raw.config.unwrap_or_default();
+        if config.api_key.is_some() {
+            self.error(
+                &path.key("config").key("apiKey"),
+                "API keys are not accepted in suite files; put the key in an environment variable and name it in `apiKeyEnvar`",
+            );
+        }
+        let (endpoint, model) = match raw.id.split_once(':') {
+            Some(("openai", rest)) => match rest.split_once(':') {
+                Some(("chat", model)) => (Endpoint::Chat, model.to_owned()),
+                Some(("completion", model)) => (Endpoint::Completion, model.to_owned()),
+                Some((other, _)) => {
+                    self.error(&path.key("id"), format!("unsupported OpenAI provider kind `{other}` in `{}`: expected `openai:chat:MODEL` or `openai:completion:MODEL`", raw.id));
+                    return None;
+                }
+                None => (Endpoint::Chat, rest.to_owned()),
+            },
+            _ => {
+                self.error(
+                    &path.key("id"),
+                    format!("unsupported provider `{}`: this build supports `openai:chat:MODEL` and `openai:completion:MODEL` (any OpenAI-compatible server, via `config.apiBaseUrl`)", raw.id),
+                );
+                return None;
+            }
+        };
+        if model.is_empty() {
+            self.error(
+                &path.key("id"),
+                format!("provider `{}` names no model", raw.id),
+            );
+            return None;
+        }
+        let base_url = config
+            .api_base_url
+            .or_else(|| self.env.var("OPENAI_BASE_URL"))
+            .or_else(|| self.env.var("OPENAI_API_BASE_URL"))
+            .unwrap_or_else(|| "https://api.openai.com/v1".to_owned());
+        let api_key_env = config.api_key_envar.or_else(|| {
+            self.env
+                .var("OPENAI_API_KEY")
+                .map(|_| "OPENAI_API_KEY".to_owned())
+        });
+        Some(Provider {
+            label: raw.label.unwrap_or_else(|| raw.id.clone()),
+            id: raw.id,
+            endpoint,
+            model,
+            base_url,
+            api_key_env,
+            temperature: config.temperature,
+            max_tokens: config.max_completion_tokens.or(config.max_tokens),
+            top_p: config.top_p,
+            seed: config.seed,
+            stop: match config.stop {
+                None => Vec::new(),
+                Some(OneOrManyText::One(stop)) => vec![stop],
+                Some(OneOrManyText::Many(stops)) => stops,
+            },
+        })
+    }
+
+    fn prompt(&mut self, raw: RawPrompt, path: &FieldPath) -> Option<Prompt> {
+        let source = match (raw.raw, raw.id) {
+            (Some(text), _) | (None, Some(text)) => text,
+            (None, None) => {
+                self.error(
+                    path,
+                    "expected a prompt: a string, `file://PATH`, or `{raw: …, label: …}`",
+                );
+                return None;
+            }
+        };
+        let (template, default_label) = match source.strip_prefix("file://") {
+            Some(file) => {
+                if file.contains('*') {
+                    self.error(
+                        path,
+                        format!("prompt globs (`{file}`) are not supported; list the files"),
+                    );
+                    return None;
+                }
+                let full = self.base_dir.join(file);
+                match std::fs::read_to_string(&full) {
+                    Ok(text) => (text, file.to_owned()),
+                    Err(error) => {
+                        self.error(
+                            path,
+                            format!("cannot read prompt file {}: {error}", full.display()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            None => {
+                let label: String = source.chars().take(40).collect();
+                (source, label)
+            }
+        };
+        if template.contains("{%") {
+            self.error(path, "template tags `{% … %}` (loops and conditionals) are not supported; use `{{ var }}` substitutions");
+            return None;
+        }
+        Some(Prompt {
+            label: raw.label.unwrap_or(default_label),
+            template,
+        })
+    }
+
+    fn options(&mut self, raw: Option<RawEvaluateOptions>, path: &FieldPath) -> EvaluateOptions {
+        let mut options = EvaluateOptions::default();
+        let Some(raw) = raw else { return options };
+        if raw.delay.is_some() {
+            self.error(&path.key("delay"), unsupported("evaluateOptions.delay"));
+        }
+        if raw.max_eval_time_ms.is_some() {
+            self.error(
+                &path.key("maxEvalTimeMs"),
+                unsupported("evaluateOptions.maxEvalTimeMs"),
+            );
+        }
+        if let Some(concurrency) = raw.max_concurrency {
+            if concurrency == 0 {
+                self.error(&path.key("maxConcurrency"), "expected at least 1");
+            }
+            options.max_concurrency = concurrency.max(1);
+        }
+        if let Some(repeat) = raw.repeat {
+            if repeat == 0 {
+                self.error(&path.key("repeat"), "expected at least 1");
+            }
+            options.repeat = repeat.max(1);
+        }
+        let _ = raw.cache;
+        options.timeout_ms = raw.timeout_ms.unwrap_or(0);
+        options
+    }
+
+    fn unsupported_test_fields(&mut self, test: &RawTest, path: &FieldPath) {
+        let fields = [
+            ("options", test.options.is_some()),
+            ("provider", test.provider.is_some()),
+            ("providers", test.providers.is_some()),
+            ("prompts", test.prompts.is_some()),
+            (
+                "assertScoringFunction",
+                test.assert_scoring_function.is_some(),
+            ),
+        ];
+        for (name, present) in fields {
+            if present {
+                self.error(&path.key(name), unsupported(&format!("test.{name}")));
+            }
+        }
+    }
+
+    fn assertions(&mut self, raw: &[RawAssertion], path: &FieldPath) -> Vec<Assertion> {
+        raw.iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let at = path.index(i);
+                match compile_assertion(a) {
+                    Ok(assertion) => Some(assertion),
+                    Err((field, message)) => {
+                        let at = if field.is_empty() { at } else { at.key(field) };
+                        self.error(&at, message);
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Loads tests from a `file://` entry: JSONL, CSV, YAML or JSON.
+    fn test_file(&mut self, file: &str, path: &FieldPath) -> Vec<(RawTest, FieldPath, String)> {
+        let Some(relative) = file.strip_prefix("file://") else {
+            self.error(
+                path,
+                format!("expected a test object or `file://PATH`, found {file:?}"),
+            );
+            return Vec::new();
+        };
+        if relative.contains('*') {
+            self.error(
+                path,
+                format!("test file globs (`{relative}`) are not supported; list the files"),
+            );
+            return Vec::new();
+        }
+        let full = self.base_dir.join(relative);
+        let name = full.display().to_string();
+        let text = match std::fs::read_to_string(&full) {
+            Ok(text) => text,
+            Err(error) => {
+                self.error(path, format!("cannot read test file {name}: {error}"));
+                return Vec::new();
+            }
+        };
+        let extension = full
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let loaded = match extension.as_str() {
+            "jsonl" => load_jsonl(&name, &text, self.env),
+            "csv" => load_csv(&name, &text),
+            "yaml" | "yml" | "json" => load_yaml_tests(&name, &text, self.env),
+            other => {
+                self.error(path, format!("unsupported test file type `.{other}` ({name}): expected .jsonl, .csv, .yaml, .yml or .json"));
+                return Vec::new();
+            }
+        };
+        match loaded {
+            Ok(tests) => tests,
+            Err(diagnostics) => {
+                self.other_files.push(diagnostics);
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Compiles one assertion; errors name the offending field (empty for the assertion itself).
+fn compile_assertion(raw: &RawAssertion) -> Result<Assertion, (&'static str, String)> {
+    for (name, present) in [
+        ("provider", raw.provider.is_some()),
+        ("transform", raw.transform.is_some()),
+        ("rubricPrompt", raw.rubric_prompt.is_some()),
+        ("config", raw.config.is_some()),
+    ] {
+        if present {
+            return Err((name, unsupported(&format!("assert.{name}"))));
+        }
+    }
+    let weight = raw.weight.unwrap_or(1.0);
+    if !(weight.is_finite() && weight >= 0.0) {
+        return Err((
+            "weight",
+            format!("expected a non-negative weight, found {weight}"),
+        ));
+    }
+    if raw.kind == "assert-set" {
+        let members = raw
+            .assert
+            .as_deref()
+            .ok_or(("assert", "`assert-set` needs an `assert` list".to_owned()))?;
+        let assertions = members
+            .iter()
+            .map(compile_assertion)
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(threshold) = raw.threshold
+            && !(0.0..=1.0).contains(&threshold)
+        {
+            return Err((
+                "threshold",
+                format!("expected a fraction between 0 and 1, found {threshold}"),
+            ));
+        }
+        return Ok(Assertion::Set(AssertionSet {
+            assertions,
+            threshold: raw.threshold,
+            weight,
+            metric: raw.metric.clone(),
+        }));
+    }
+    if raw.assert.is_some() {
+        return Err((
+            "assert",
+            "only `assert-set` takes a nested `assert` list".to_owned(),
+        ));
+    }
+    let (negate, base) = match raw.kind.strip_prefix("not-") {
+        Some(base) => (true, base),
+        None => (false, raw.kind.as_str()),
+    };
+    let Some(kind) = Kind::parse(base) else {
+        if UNSUPPORTED_TYPES.contains(&base) {
+            return Err((
+                "type",
+                format!(
+                    "`{base}` assertions are not supported by this build yet (supported: {})",
+                    SUPPORTED_TYPES.join(", ")
+                ),
+            ));
+        }
+        let mut message = format!("unknown assertion type `{}`", raw.kind);
+        if let Some(suggestion) = did_you_mean(base, SUPPORTED_TYPES.iter().copied()) {
+            message.push_str(&format!(
+                ", did you mean `{}{suggestion}`?",
+                if negate { "not-" } else { "" }
+            ));
+        }
+        return Err(("type", message));
+    };
+    if kind.needs_value() && raw.value.is_none() {
+        return Err(("value", format!("`{}` needs a `value`", raw.kind)));
+    }
+    if matches!(kind, Kind::IsJson | Kind::ContainsJson) && raw.value.is_some() {
+        return Err((
+            "value",
+            format!(
+                "JSON Schema values for `{}` are not supported by this build yet",
+                raw.kind
+            ),
+        ));
+    }
+    if kind == Kind::Latency && raw.threshold.is_none() {
+        return Err((
+            "threshold",
+            "`latency` needs a `threshold` in milliseconds".to_owned(),
+        ));
+    }
+    if kind == Kind::Regex
+        && let Some(Value::String(pattern)) = &raw.value
+        && !pattern.contains("{{")
+        && let Err(error) = regex::Regex::new(pattern)
+    {
+        return Err((
+            "value",
+            format!(
+                "invalid regular expression: {}",
+                one_line(&error.to_string())
+            ),
+        ));
+    }
+    Ok(Assertion::Check(Check {
+        name: raw.kind.clone(),
+        kind,
+        negate,
+        value: raw.value.clone(),
+        threshold: raw.threshold,
+        weight,
+        metric: raw.metric.clone(),
+    }))
+}
+
+/// A multi-line message (the regex crate draws a caret diagram) as one line.
+pub(crate) fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "^")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Expands array-valued vars into the cartesian product of their items.
+fn expand_vars(vars: &Vars) -> Vec<Vars> {
+    let mut out = vec![Vars::new()];
+    for (name, value) in vars {
+        let choices: Vec<Value> = match value {
+            Value::Array(items) if !items.is_empty() => items.clone(),
+            other => vec![other.clone()],
+        };
+        out = out
+            .into_iter()
+            .flat_map(|partial| {
+                choices.iter().map(move |choice| {
+                    let mut next = partial.clone();
+                    next.insert(name.clone(), choice.clone());
+                    next
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+fn describe_vars(vars: &Vars) -> String {
+    if vars.is_empty() {
+        return "(no vars)".to_owned();
+    }
+    vars.iter()
+        .map(|(k, v)| {
+            let text: String = template::text(v).chars().take(40).collect();
+            format!("{k}={text}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn load_yaml_tests(
+    name: &str,
+    text: &str,
+    env: &dyn EnvSource,
+) -> Result<Vec<(RawTest, FieldPath, String)>, Diagnostics> {
+    let document = Document::parse(name, text, env)?;
+    let tests: Vec<RawTest> = document.deserialize()?;
+    Ok(tests
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (t, FieldPath::root().index(i), format!("{name}: [{i}]")))
+        .collect())
+}
+
+fn load_jsonl(
+    name: &str,
+    text: &str,
+    env: &dyn EnvSource,
+) -> Result<Vec<(RawTest, FieldPath, String)>, Diagnostics> {
+    let mut tests = Vec::new();
+    let mut errors = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let line_number = index + 1;
+        let parsed = Document::parse(name, line, env).and_then(|doc| doc.deserialize::<RawTest>());
+        match parsed {
+            Ok(test) => tests.push((test, FieldPath::root(), format!("{name}:{line_number}"))),
+            Err(diagnostics) => errors.extend(diagnostics.errors.into_iter().map(|mut d| {
+                d.location = Some(Location {
+                    line: line_number,
+                    column: d.location.map_or(1, |l| l.column),
+                });
+                d
+            })),
+        }
+    }
+    if errors.is_empty() {
+        Ok(tests)
+    } else {
+        Err(Diagnostics::in_file(name, errors))
+    }
+}
+
+/// CSV tests: each column is a var, except promptfoo's `__expected…`, `__description`,
+/// `__metric` and `__threshold` columns.
+fn load_csv(name: &str, text: &str) -> Result<Vec<(RawTest, FieldPath, String)>, Diagnostics> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let at = |line: usize, column: usize| Location { line, column };
+    let headers = reader
+        .headers()
+        .map_err(|e| {
+            Diagnostics::in_file(
+                name,
+                vec![Diagnostic::new(
+                    at(1, 1),
+                    FieldPath::root(),
+                    format!("invalid CSV header: {e}"),
+                )],
+            )
+        })?
+        .clone();
+    let mut tests = Vec::new();
+    let mut errors = Vec::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(record) => record,
+            Err(error) => {
+                let line = error.position().map_or(0, |p| p.line() as usize);
+                let message = match error.kind() {
+                    csv::ErrorKind::UnequalLengths {
+                        expected_len, len, ..
+                    } => {
+                        format!(
+                            "row has {len} fields, expected {expected_len} (as many as the header)"
+                        )
+                    }
+                    _ => format!("invalid CSV: {error}"),
+                };
+                errors.push(Diagnostic::new(at(line, 1), FieldPath::root(), message));
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let mut test = RawTest::default();
+        let mut metric = None;
+        let mut expected = Vec::new();
+        for (column, (header, value)) in headers.iter().zip(record.iter()).enumerate() {
+            let field = FieldPath::root().key(header);
+            match header {
+                h if h == "__expected"
+                    || h.starts_with("__expected")
+                        && h[10..].chars().all(|c| c.is_ascii_digit()) =>
+                {
+                    if !value.trim().is_empty() {
+                        expected.push((value.to_owned(), column));
+                    }
+                }
+                "__description" => test.description = Some(value.to_owned()),
+                "__metric" => metric = Some(value.to_owned()),
+                "__threshold" => match value.trim().parse::<f64>() {
+                    Ok(threshold) => test.threshold = Some(threshold),
+                    Err(_) if value.trim().is_empty() => {}
+                    Err(_) => errors.push(Diagnostic::new(
+                        at(line, column + 1),
+                        field,
+                        format!("expected a number, found {value:?}"),
+                    )),
+                },
+                h if h.starts_with("__") => {
+                    errors.push(Diagnostic::new(at(line, column + 1), field, format!("the CSV column `{h}` is not supported (supported: __expected, __expectedN, __description, __metric, __threshold)")));
+                }
+                _ => {
+                    test.vars
+                        .insert(header.to_owned(), Value::String(value.to_owned()));
+                }
+            }
+        }
+        for (text, column) in expected {
+            match shorthand_assertion(&text) {
+                Ok(mut assertion) => {
+                    assertion.metric = metric.clone();
+                    match compile_assertion(&assertion) {
+                        Ok(_) => test.assert.push(assertion),
+                        Err((_, message)) => errors.push(Diagnostic::new(
+                            at(line, column + 1),
+                            FieldPath::root().key(&headers[column]),
+                            message,
+                        )),
+                    }
+                }
+                Err(message) => errors.push(Diagnostic::new(
+                    at(line, column + 1),
+                    FieldPath::root().key(&headers[column]),
+                    message,
+                )),
+            }
+        }
+        tests.push((test, FieldPath::root(), format!("{name}:{line}")));
+    }
+    if errors.is_empty() {
+        Ok(tests)
+    } else {
+        Err(Diagnostics::in_file(name, errors))
+    }
+}
+
+/// promptfoo's `__expected` shorthand: `type:value`, `type(threshold):value`, `not-type:value`,
+/// or a bare value meaning `equals`.
+fn shorthand_assertion(text: &str) -> Result<RawAssertion, String> {
+    let plain = |kind: &str, value: Option<Value>, threshold: Option<f64>| RawAssertion {
+        kind: kind.to_owned(),
+        value,
+        threshold,
+        weight: None,
+        metric: None,
+        assert: None,
+        provider: None,
+        transform: None,
+        rubric_prompt: None,
+        config: None,
+    };
+    if let Some(rest) = text.strip_prefix("grade:") {
+        let _ = rest;
+        return Err(
+            "`grade:` (llm-rubric) assertions are not supported by this build yet".to_owned(),
+        );
+    }
+    if text.starts_with("fn:") {
+        return Err("`fn:` (javascript) assertions are not supported by this build yet".to_owned());
+    }
+    if let Some((head, value)) = text.split_once(':') {
+        let (name, threshold) = match head.split_once('(') {
+            Some((name, rest)) => match rest
+                .strip_suffix(')')
+                .and_then(|t| t.trim().parse::<f64>().ok())
+            {
+                Some(threshold) => (name, Some(threshold)),
+                None => (head, None),
+            },
+            None => (head, None),
+        };
+        let base = name.strip_prefix("not-").unwrap_or(name);
+        if SUPPORTED_TYPES.contains(&base) || UNSUPPORTED_TYPES.contains(&base) {
+            let value = if value.is_empty() {
+                None
+            } else {
+                Some(Value::String(value.to_owned()))
+            };
+            return Ok(plain(name, value, threshold));
+        }
+    }
+    Ok(plain("equals", Some(Value::String(text.to_owned())), None))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use sluice_config::MapEnv;
+
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn env() -> MapEnv {
+        MapEnv(HashMap::new())
+    }
+
+    #[test]
+    fn a_promptfoo_style_suite_compiles() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "prompt.txt", "Q: {{question}}");
+        write(
+            dir.path(),
+            "tests.csv",
+            "question,__expected,__description\nWhat is 2+2?,contains:4,math\nCapital of France?,icontains(0.5):paris,geo\n",
+        );
+        write(
+            dir.path(),
+            "more.jsonl",
+            "{\"vars\": {\"question\": \"hi\"}, \"assert\": [{\"type\": \"contains\", \"value\": \"hi\"}]}\n",
+        );
+        let suite = write(
+            dir.path(),
+            "promptfooconfig.yaml",
+            "description: demo\nproviders:\n  - openai:chat:stable\n  - id: openai:completion:stable\n    label: completion\n    config: {apiBaseUrl: 'http://127.0.0.1:9/v1', temperature: 0}\nprompts:\n  - file://prompt.txt\n  - 'Answer: {{question}}'\ntests:\n  - file://tests.csv\n  - file://more.jsonl\n  - vars: {question: [a, b]}\n    assert:\n      - type: not-contains\n        value: zebra\ndefaultTest:\n  assert:\n    - {type: latency, threshold: 5000}\nevaluateOptions: {maxConcurrency: 8, repeat: 2}\n",
+        );
+        let suite = load(&suite, &env()).unwrap();
+        assert_eq!(suite.providers.len(), 2);
+        assert_eq!(suite.providers[1].endpoint, Endpoint::Completion);
+        assert_eq!(suite.providers[1].base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(suite.prompts[0].label, "prompt.txt");
+        // 2 CSV rows + 1 JSONL line + 1 test expanded into 2.
+        assert_eq!(suite.tests.len(), 5);
+        assert_eq!(suite.tests[0].description, "math");
+        assert_eq!(
+            suite.tests[0].assertions.len(),
+            2,
+            "its own plus defaultTest's"
+        );
+        assert_eq!(suite.tests[4].vars["question"], Value::String("b".into()));
+        assert_eq!(
+            suite.options,
+            EvaluateOptions {
+                max_concurrency: 8,
+                repeat: 2,
+                timeout_ms: 0
+            }
+        );
+    }
+
+    #[test]
+    fn problems_across_files_are_reported_together() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "bad.csv",
+            "question,__expected\nok,contains:x\ntoo,many,fields\n",
+        );
+        let suite = write(
+            dir.path(),
+            "suite.yaml",
+            "providers: [openai:chat:m, anthropic:messages:claude]\nprompts: ['{{question}}']\ntests:\n  - file://bad.csv\n  - vars: {question: q}\n    assert:\n      - {type: contians, value: x}\n      - {type: llm-rubric, value: polite}\n      - {type: regex, value: '('}\n      - {type: equals}\n    options: {transform: output.trim()}\nscenarios: []\n",
+        );
+        let error = load(&suite, &env()).unwrap_err().to_string();
+        for expected in [
+            "suite.yaml:1:28: providers[1].id: unsupported provider `anthropic:messages:claude`",
+            "tests[1].assert[0].type: unknown assertion type `contians`, did you mean `contains`?",
+            "tests[1].assert[1].type: `llm-rubric` assertions are not supported by this build yet",
+            "tests[1].assert[2].value: invalid regular expression",
+            "tests[1].assert[3].value: `equals` needs a `value`",
+            "tests[1].options: `test.options` is a promptfoo feature this build does not support",
+            "scenarios: `scenarios` is a promptfoo feature",
+            "bad.csv:3:1: row has 3 fields, expected 2",
+        ] {
+            assert!(
+                error.contains(expected),
+                "missing {expected:?} in:\n{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_var_and_a_missing_file_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let suite = write(
+            dir.path(),
+            "s.yaml",
+            "providers: [openai:chat:m]\nprompts: ['{{question}} {{context}}']\ntests:\n  - vars: {question: q}\n  - file://nope.jsonl\n",
+        );
+        let error = load(&suite, &env()).unwrap_err().to_string();
+        assert!(error.contains("uses `{{context}}` but test 0"), "{error}");
+        assert!(
+            error.contains("cannot read test file") && error.contains("nope.jsonl"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn api_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let suite = write(
+            dir.path(),
+            "s.yaml",
+            "providers:\n  - id: openai:chat:m\n    config: {apiKey: sk-123}\nprompts: [hi]\n",
+        );
+        let error = load(&suite, &env()).unwrap_err().to_string();
+        assert!(
+            error.contains("providers[0].config.apiKey: API keys are not accepted"),
+            "{error}"
+        );
+        assert!(!error.contains("sk-123"));
+    }
+
+    #[test]
+    fn csv_shorthand() {
+        let parse = |t: &str| shorthand_assertion(t).unwrap();
+        let a = parse("contains:Paris");
+        assert_eq!(
+            (a.kind.as_str(), a.value),
+            ("contains", Some(Value::String("Paris".into())))
+        );
+        let a = parse("levenshtein(3):kitten");
+        assert_eq!((a.kind.as_str(), a.threshold), ("levenshtein", Some(3.0)));
+        assert_eq!(parse("not-icontains:x").kind, "not-icontains");
+        assert_eq!(parse("Paris: the city").kind, "equals");
+        assert!(shorthand_assertion("grade:is polite").is_err());
+    }
+}
