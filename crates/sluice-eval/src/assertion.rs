@@ -657,7 +657,9 @@ mod tests {
 
     #[test]
     fn every_deterministic_type_passes_and_fails() {
-        let cases: Vec<(&str, Option<Value>, Option<f64>, &str, &str)> = vec![
+        // (type, value, threshold, an output that passes, an output that fails)
+        type Case<'a> = (&'a str, Option<Value>, Option<f64>, &'a str, &'a str);
+        let cases: Vec<Case<'_>> = vec![
             ("equals", Some(json!("Paris")), None, "Paris", "Paris."),
             (
                 "equals",

@@ -48,6 +48,9 @@ pub enum Command {
     Quickstart(QuickstartArgs),
     /// Serve an OpenAI-compatible model-server SIMULATOR (a test and demo tool, not a model).
     Simulate(SimulateArgs),
+    /// Run an eval suite (promptfoo's YAML format) and gate on it: exit 0 when the gate
+    /// passes, 1 when it fails, 2 on a configuration or provider setup error.
+    Eval(EvalArgs),
     /// Send one chat request to an OpenAI-compatible endpoint and show the answer and timing.
     Chat(ChatArgs),
     /// Inspect the store.
@@ -61,6 +64,38 @@ pub struct QuickstartArgs {
     /// Print the summary as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `sluice eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The suite file.
+    #[arg(short = 'c', long = "config", default_value = "promptfooconfig.yaml")]
+    pub config: PathBuf,
+    /// Report files, by extension: .json, .jsonl, .xml (JUnit), .md. Repeatable.
+    #[arg(short = 'o', long = "output")]
+    pub outputs: Vec<PathBuf>,
+    /// Requests in flight at once (overrides evaluateOptions.maxConcurrency).
+    #[arg(short = 'j', long = "max-concurrency")]
+    pub max_concurrency: Option<usize>,
+    /// Runs of each test (overrides evaluateOptions.repeat).
+    #[arg(long)]
+    pub repeat: Option<usize>,
+    /// Only tests whose description matches this regular expression.
+    #[arg(long)]
+    pub filter_pattern: Option<String>,
+    /// Minimum pass rate for the gate, as a fraction (0.95) or a percentage (95).
+    #[arg(long, default_value = "1.0")]
+    pub pass_rate: f64,
+    /// Provider errors tolerated before the gate fails.
+    #[arg(long, default_value_t = 0)]
+    pub max_errors: u64,
+    /// Retries per request on connect errors, 408, 409, 429 and 5xx.
+    #[arg(long, default_value_t = 2)]
+    pub max_retries: u32,
+    /// Do not record the run in the store.
+    #[arg(long)]
+    pub no_write: bool,
 }
 
 /// `sluice simulate`.

@@ -1,6 +1,6 @@
 //! The `sluice` binary: parses the command line, sets up logging, runs one command, and maps
-//! the outcome to the exit-code policy: 0 ok, 1 a gate failed (reserved for gating commands),
-//! 2 a usage, config or runtime error.
+//! the outcome to the exit-code policy: 0 ok, 1 a gate failed, 2 a usage, config or runtime
+//! error.
 
 #![deny(unsafe_code)]
 

@@ -2,6 +2,7 @@
 //! code.
 
 mod chat;
+mod eval;
 mod quickstart;
 mod simulate;
 mod store;
@@ -13,19 +14,21 @@ use sluice_store::{Store, StoreLocation};
 
 use crate::cli::{Cli, Command};
 
-/// How a command ended, when it ended without an error. Gating commands add a variant for a
-/// failed gate, which exits with 1.
+/// How a command ended, when it ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Done.
+    /// Done; any gate passed.
     Ok,
+    /// A gate failed.
+    GateFailed,
 }
 
 impl Outcome {
-    /// The process exit code (errors exit with 2, see `main`).
+    /// The process exit code: 0 ok, 1 gate failed (errors exit with 2, see `main`).
     pub fn exit_code(self) -> ExitCode {
         match self {
             Outcome::Ok => ExitCode::SUCCESS,
+            Outcome::GateFailed => ExitCode::from(1),
         }
     }
 }
@@ -36,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Quickstart(args) => quickstart::run(args, &cli.global.store).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Chat(args) => chat::run(args).await,
+        Command::Eval(args) => eval::run(args, &cli.global.store).await,
         Command::Store(command) => store::run(command, &cli.global.store).await,
     }
 }

@@ -1,0 +1,252 @@
+//! `sluice eval`: compile the suite, run it, store every row as it completes, report, gate.
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde_json::json;
+use sluice_config::ProcessEnv;
+use sluice_eval::report::Report;
+use sluice_eval::runner::{self, to_record};
+use sluice_eval::{EvalRow, Gate, RunOptions, Summary};
+use sluice_store::{NewRun, ResultRecord, RunStatus, Store};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::{Outcome, open_store};
+use crate::cli::EvalArgs;
+
+/// Rows written to the store per transaction.
+const STORE_BATCH: usize = 256;
+
+pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome> {
+    let suite = sluice_eval::suite::load(&args.config, &ProcessEnv)?;
+    let pass_rate = if args.pass_rate > 1.0 {
+        args.pass_rate / 100.0
+    } else {
+        args.pass_rate
+    };
+    if !(0.0..=1.0).contains(&pass_rate) {
+        anyhow::bail!(
+            "--pass-rate must be a fraction between 0 and 1 or a percentage between 0 and 100, found {}",
+            args.pass_rate
+        );
+    }
+    let gate = Gate {
+        min_pass_rate: pass_rate,
+        max_errors: args.max_errors,
+    };
+    let filter = args
+        .filter_pattern
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .context("invalid --filter-pattern")?;
+    let options = RunOptions {
+        max_concurrency: args.max_concurrency,
+        repeat: args.repeat,
+        filter,
+        max_retries: args.max_retries,
+    };
+    let outputs = if args.outputs.is_empty() {
+        suite.output_paths.clone()
+    } else {
+        args.outputs.clone()
+    };
+    for output in &outputs {
+        let name = output.display().to_string().to_ascii_lowercase();
+        if ![".json", ".jsonl", ".xml", ".md"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+        {
+            anyhow::bail!(
+                "cannot tell the report format of {}: use .json, .jsonl, .xml (JUnit) or .md",
+                output.display()
+            );
+        }
+    }
+
+    let store = if args.no_write {
+        None
+    } else {
+        Some(open_store(store_location).await?)
+    };
+    let run_id = match &store {
+        Some(store) => {
+            let config = json!({
+                "suite": args.config.display().to_string(),
+                "providers": suite.providers.iter().map(|p| &p.id).collect::<Vec<_>>(),
+                "prompts": suite.prompts.iter().map(|p| &p.label).collect::<Vec<_>>(),
+                "tests": suite.tests.len(),
+                "tags": suite.tags,
+            });
+            store
+                .create_run(NewRun {
+                    kind: "eval".into(),
+                    name: if suite.description.is_empty() {
+                        args.config.display().to_string()
+                    } else {
+                        suite.description.clone()
+                    },
+                    config,
+                })
+                .await?
+                .0
+        }
+        None => "not-stored".to_owned(),
+    };
+
+    let started = Instant::now();
+    let repeat = options.repeat.unwrap_or(suite.options.repeat).max(1);
+    let expected = suite.tests.len() * repeat * suite.prompts.len() * suite.providers.len();
+    let (sender, mut receiver) = mpsc::channel::<EvalRow>(1024);
+    let runner = {
+        let suite = suite.clone();
+        let options = options.clone();
+        tokio::spawn(async move { runner::run(&suite, &options, sender).await })
+    };
+    let mut summary = Summary::default();
+    let mut rows = Vec::with_capacity(expected);
+    let mut pending: Vec<ResultRecord> = Vec::new();
+    let mut progress = Progress::new(expected);
+    while let Some(row) = receiver.recv().await {
+        summary.add(&row);
+        if store.is_some() {
+            pending.push(to_record(&row));
+        }
+        if pending.len() >= STORE_BATCH {
+            flush(store.as_ref(), &run_id, &mut pending).await?;
+        }
+        rows.push(row);
+        progress.tick(rows.len());
+    }
+    progress.finish();
+    flush(store.as_ref(), &run_id, &mut pending).await?;
+    let setup = runner
+        .await
+        .context("the eval runner stopped unexpectedly")?;
+    if let Err(error) = setup {
+        if let Some(store) = &store {
+            store
+                .finish_run(
+                    &sluice_store::RunId(run_id.clone()),
+                    RunStatus::Errored,
+                    json!({"error": error.to_string()}),
+                )
+                .await?;
+        }
+        return Err(error.into());
+    }
+    rows.sort_by_key(|row| row.seq);
+
+    let report = Report {
+        run_id: &run_id,
+        description: &suite.description,
+        rows: &rows,
+        summary: &summary,
+        gate: &gate,
+        duration_s: started.elapsed().as_secs_f64(),
+    };
+    let (passed, _) = summary.verdict(&gate);
+    if let Some(store) = &store {
+        let stats = report.json();
+        let status = if passed {
+            RunStatus::Passed
+        } else {
+            RunStatus::Failed
+        };
+        let stored = json!({"stats": stats["stats"], "gate": stats["gate"], "pairs": stats["pairs"], "flaky": stats["flaky"], "named_scores": stats["named_scores"]});
+        store
+            .finish_run(&sluice_store::RunId(run_id.clone()), status, stored)
+            .await?;
+    }
+    print!("{}", report.console());
+    for output in &outputs {
+        report.write(output)?;
+    }
+    if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY")
+        && !path.is_empty()
+    {
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(report.markdown().as_bytes()));
+        if let Err(error) = written {
+            warn!(%error, path, "Cannot write the GitHub step summary.");
+        }
+    }
+    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+        print!("{}", report.github_annotations());
+    }
+    Ok(if passed {
+        Outcome::Ok
+    } else {
+        Outcome::GateFailed
+    })
+}
+
+async fn flush(
+    store: Option<&Store>,
+    run_id: &str,
+    pending: &mut Vec<ResultRecord>,
+) -> anyhow::Result<()> {
+    if let Some(store) = store
+        && !pending.is_empty()
+    {
+        let batch = std::mem::take(pending);
+        store
+            .append_results(&sluice_store::RunId(run_id.to_owned()), batch)
+            .await
+            .context("cannot store eval results")?;
+    }
+    Ok(())
+}
+
+/// Progress on stderr: a rewritten line on a terminal, a line per 10 % otherwise.
+struct Progress {
+    expected: usize,
+    terminal: bool,
+    last_decile: usize,
+    last_draw: Instant,
+}
+
+impl Progress {
+    fn new(expected: usize) -> Self {
+        Self {
+            expected,
+            terminal: std::io::stderr().is_terminal(),
+            last_decile: 0,
+            last_draw: Instant::now(),
+        }
+    }
+
+    fn tick(&mut self, done: usize) {
+        // Small runs finish before progress would tell anyone anything.
+        if self.expected < 100 {
+            return;
+        }
+        if self.terminal {
+            if self.last_draw.elapsed().as_millis() >= 100 || done == self.expected {
+                eprint!(
+                    "\r  {done}/{} ({:.0}%)",
+                    self.expected,
+                    done as f64 * 100.0 / self.expected as f64
+                );
+                self.last_draw = Instant::now();
+            }
+        } else {
+            let decile = done * 10 / self.expected;
+            if decile > self.last_decile {
+                self.last_decile = decile;
+                eprintln!("  progress: {done}/{} ({}%)", self.expected, decile * 10);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if self.terminal && self.expected >= 100 {
+            eprintln!();
+        }
+    }
+}

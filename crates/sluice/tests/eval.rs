@@ -1,0 +1,270 @@
+//! `sluice eval` end to end: the real binary against `sluice simulate` over loopback.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly on setup errors"
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn sluice() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("SLUICE_STORE")
+        .env_remove("SLUICE_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_STEP_SUMMARY");
+    command
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+struct Simulate {
+    child: Child,
+    base_url: String,
+}
+
+impl Simulate {
+    fn start() -> Self {
+        let mut child = sluice()
+            .args([
+                "simulate",
+                "--listen",
+                "127.0.0.1:0",
+                "--seed",
+                "3",
+                "--config",
+            ])
+            .arg(examples().join("sim.yaml"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let base_url = first.rsplit(' ').next().unwrap().to_owned();
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, base_url }
+    }
+
+    /// Replaces a model's profile through the admin endpoint (a raw HTTP/1.1 PUT).
+    fn put_profile(&self, model: &str, yaml: &str) {
+        let address = self
+            .base_url
+            .trim_start_matches("http://")
+            .trim_end_matches("/v1");
+        let mut stream = TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "PUT /admin/models/{model} HTTP/1.1\r\nhost: {address}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{yaml}",
+            yaml.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+}
+
+impl Drop for Simulate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn eval(sim: &Simulate, store: &Path, extra: &[&str]) -> Output {
+    sluice()
+        .env("SLUICE_BASE_URL", &sim.base_url)
+        .arg("--store")
+        .arg(store)
+        .args(["eval", "-c"])
+        .arg(examples().join("eval/promptfooconfig.yaml"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_passing_suite_exits_0_writes_reports_and_stores_every_row() {
+    let sim = Simulate::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let (junit, json) = (
+        dir.path().join("out/results.xml"),
+        dir.path().join("results.json"),
+    );
+    let output = eval(
+        &sim,
+        &store,
+        &["-o", junit.to_str().unwrap(), "-o", json.to_str().unwrap()],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert!(
+        text(&output.stdout).contains("PASS 8 passed, 0 failed, 0 errors"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["stats"]["successes"], 8);
+    assert_eq!(report["gate"]["passed"], true);
+    assert_eq!(report["results"].as_array().unwrap().len(), 8);
+    assert_eq!(report["named_scores"]["structure"], 1.0);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuites name=\"Capital cities and JSON answers\" tests=\"8\" failures=\"0\" errors=\"0\""), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 8);
+
+    let runs = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["store", "runs", "--json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_str(&text(&runs.stdout)).unwrap();
+    assert_eq!(runs[0]["kind"], "eval");
+    assert_eq!(runs[0]["status"], "passed");
+    assert_eq!(runs[0]["id"], report["run_id"]);
+}
+
+#[test]
+fn a_regressed_model_fails_the_gate_with_exit_1_and_names_the_failures() {
+    let sim = Simulate::start();
+    // Only the capital answers regress; JSON and ping still answer as before.
+    sim.put_profile(
+        "stable",
+        "script:\n  - {match: capital of France, answer: I think it is Lyon.}\n  - {regex: '(?i)json', answer: '{\"name\": \"Ada\", \"age\": 36}'}\n  - {exact: ping, answer: pong}\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let junit = dir.path().join("results.xml");
+    let output = eval(&sim, &store, &["-o", junit.to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("FAIL 4 passed, 4 failed, 0 errors"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("knows the capital of France"), "{stdout}");
+    assert!(
+        stdout.contains("icontains: output does not contain \"paris\""),
+        "{stdout}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<failure message=\"icontains: output does not contain"),
+        "{xml}"
+    );
+
+    // A lower pass-rate gate accepts the same results.
+    let output = eval(&sim, &store, &["--pass-rate", "50"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+
+    let runs = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["store", "runs", "--json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_str(&text(&runs.stdout)).unwrap();
+    let statuses: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&"failed") && statuses.contains(&"passed"),
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn provider_errors_are_counted_apart_and_fail_the_gate_unless_allowed() {
+    let sim = Simulate::start();
+    sim.put_profile("stable", "faults: {error_rate: 1.0, error_status: 400}\n");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let output = eval(&sim, &store, &["--max-retries", "0"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("0 passed, 0 failed, 8 errors"), "{stdout}");
+    assert!(
+        stdout.contains("8 provider errors (at most 0 allowed)"),
+        "{stdout}"
+    );
+    let output = eval(&sim, &store, &["--max-retries", "0", "--max-errors", "8"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+}
+
+#[test]
+fn a_bad_suite_exits_2_with_every_problem_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(&suite, "providers: [openai:chat:m]\nprompts: ['{{q}}']\ntests:\n  - vars: {q: x}\n    assert:\n      - {type: icontain, value: x}\n      - {type: javascript, value: 'output.length > 3'}\n").unwrap();
+    let output = sluice()
+        .args(["eval", "--no-write", "-c"])
+        .arg(&suite)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("suite.yaml:6:16: tests[0].assert[0].type: unknown assertion type `icontain`, did you mean `icontains`?"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "suite.yaml:7:16: tests[0].assert[1].type: `javascript` assertions are not supported"
+        ),
+        "{stderr}"
+    );
+    let output = sluice()
+        .args([
+            "eval",
+            "--no-write",
+            "-c",
+            "/nonexistent/promptfooconfig.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("/nonexistent/promptfooconfig.yaml"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn no_write_leaves_no_store_behind() {
+    let sim = Simulate::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("never.db");
+    let output = eval(&sim, &store, &["--no-write"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(!store.exists());
+}
