@@ -339,6 +339,27 @@ pub async fn run(
     Ok(())
 }
 
+/// Runs `suite` and collects every row (in `seq` order) and the summary; for callers that
+/// do not store rows as they arrive.
+pub async fn collect(
+    suite: &Suite,
+    options: &RunOptions,
+) -> Result<(Vec<EvalRow>, Summary), ProviderSetupError> {
+    let (sender, mut receiver) = mpsc::channel(256);
+    let collector = async {
+        let mut rows = Vec::new();
+        let mut summary = Summary::default();
+        while let Some(row) = receiver.recv().await {
+            summary.add(&row);
+            rows.push(row);
+        }
+        rows.sort_by_key(|row: &EvalRow| row.seq);
+        (rows, summary)
+    };
+    let (result, collected) = tokio::join!(run(suite, options, sender), collector);
+    result.map(|()| collected)
+}
+
 /// Prompt text that is a JSON list of `{role, content}` messages is sent as that chat.
 fn messages(rendered: &str) -> Vec<ChatMessage> {
     let trimmed = rendered.trim_start();

@@ -324,13 +324,32 @@ fn desugar(document: &mut Document) {
 
 /// Reads and compiles a suite file; `env` supplies `${VAR}` values.
 pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Suite, SuiteError> {
-    let mut document = Document::read(path, env).map_err(|d| SuiteError(vec![d]))?;
+    let document = Document::read(path, env).map_err(|d| SuiteError(vec![d]))?;
+    let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+    compile(document, &base_dir, env)
+}
+
+/// Compiles a suite held in memory; `file://` references resolve against `base_dir`.
+pub fn parse(
+    name: &str,
+    text: &str,
+    base_dir: &Path,
+    env: &dyn EnvSource,
+) -> Result<Suite, SuiteError> {
+    let document = Document::parse(name, text, env).map_err(|d| SuiteError(vec![d]))?;
+    compile(document, base_dir, env)
+}
+
+fn compile(
+    mut document: Document,
+    base_dir: &Path,
+    env: &dyn EnvSource,
+) -> Result<Suite, SuiteError> {
     desugar(&mut document);
     let raw: RawSuite = document.deserialize().map_err(|d| SuiteError(vec![d]))?;
-    let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
     Compiler {
         document: &document,
-        base_dir: &base_dir,
+        base_dir,
         env,
         errors: Vec::new(),
         other_files: Vec::new(),

@@ -322,6 +322,11 @@ fn quickstart_runs_locally_and_records_a_run() {
         "The capital of France is Paris."
     );
     assert_eq!(summary["summary"]["json_answer_valid"], true);
+    assert_eq!(summary["summary"]["eval_gate"]["stable"]["passed"], true);
+    assert_eq!(
+        summary["summary"]["eval_gate"]["candidate"]["passed"],
+        false
+    );
     let run_id = summary["run_id"].as_str().unwrap();
     let output = run(sluice().args([
         "--store",

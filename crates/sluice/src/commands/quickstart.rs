@@ -2,7 +2,8 @@
 //!
 //! It starts the simulator with a healthy `stable` and a slower, flakier `candidate`, sends
 //! sample requests through the real client (chat streaming and not, completions, embeddings),
-//! compares the two models' latency and errors, and records the run in the store.
+//! compares the two models' latency and errors, gates both on a small eval suite (the
+//! candidate fails it), and records the run in the store.
 
 use std::time::Duration;
 
@@ -19,6 +20,25 @@ use crate::cli::QuickstartArgs;
 
 const PROFILES: &str = include_str!("quickstart.yaml");
 const COMPARISON_REQUESTS: usize = 24;
+
+/// The eval suite quickstart gates each model on (promptfoo's format).
+const EVAL_SUITE: &str = r#"
+description: quickstart gate
+providers:
+  - id: openai:chat:MODEL
+    config: {apiBaseUrl: "BASE_URL"}
+prompts: ["{{question}}"]
+tests:
+  - description: capital of France
+    vars: {question: What is the capital of France?}
+    assert: [{type: icontains, value: paris}]
+  - description: JSON answer
+    vars: {question: Give me a person as JSON.}
+    assert: [{type: is-json}, {type: contains-all, value: [name, born]}]
+  - description: stays short
+    vars: {question: [What is the capital of France?, Give me a person as JSON.]}
+    assert: [{type: word-count, value: {max: 12}}]
+"#;
 
 pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<Outcome> {
     let store = open_store(store_location).await?;
@@ -75,7 +95,7 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
     } else {
         println!("  recorded    run {run_id} in {store_location}");
         println!(
-            "Next: `sluice simulate --config examples/sim.yaml` and `sluice chat --model stable \"hello\"`."
+            "Next: `sluice simulate --config examples/sim.yaml`, then `sluice eval -c examples/eval/promptfooconfig.yaml`."
         );
     }
     Ok(Outcome::Ok)
@@ -166,7 +186,39 @@ async fn exercise(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serd
         ));
         comparison.insert(model.into(), json!({"requests": COMPARISON_REQUESTS, "errors": errors, "ttft_p50_ms": p50, "ttft_p95_ms": p95}));
     }
+    let mut gate = serde_json::Map::new();
+    for model in ["stable", "candidate"] {
+        let suite_text = EVAL_SUITE
+            .replace("MODEL", model)
+            .replace("BASE_URL", client.base_url());
+        let suite = sluice_eval::suite::parse(
+            "quickstart eval suite",
+            &suite_text,
+            std::path::Path::new("."),
+            &MapEnv::default(),
+        )?;
+        let options = sluice_eval::RunOptions {
+            max_retries: 0,
+            ..sluice_eval::RunOptions::default()
+        };
+        let (_, summary) = sluice_eval::runner::collect(&suite, &options).await?;
+        let (passed, reasons) = summary.verdict(&sluice_eval::Gate::default());
+        let total = &summary.total;
+        say(format!(
+            "  eval gate   {model:<9} {} passed, {} failed, {} errors -> {}",
+            total.passed,
+            total.failed,
+            total.errors,
+            if passed {
+                "PASS".to_owned()
+            } else {
+                format!("FAIL ({})", reasons.join("; "))
+            }
+        ));
+        gate.insert(model.into(), json!({"passed": passed, "tests_passed": total.passed, "tests_failed": total.failed, "errors": total.errors}));
+    }
     Ok(json!({
+        "eval_gate": gate,
         "chat": {"answer": streamed.text, "ttft_ms": ttft},
         "json_answer_valid": parsed,
         "completion_tokens": tokens,
