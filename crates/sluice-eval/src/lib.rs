@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod assertion;
+pub mod compare;
 pub mod report;
 pub mod runner;
 pub mod stats;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde_json::json;
 
+use crate::compare::Comparison;
 use crate::runner::{EvalRow, Gate, Summary};
 use crate::stats::wilson_95;
 
@@ -24,11 +25,18 @@ pub struct Report<'a> {
     pub gate: &'a Gate,
     /// Wall time in seconds.
     pub duration_s: f64,
+    /// The comparison with a baseline, when one was given.
+    pub comparison: Option<&'a Comparison>,
 }
 
 impl Report<'_> {
-    fn verdict(&self) -> (bool, Vec<String>) {
-        self.summary.verdict(self.gate)
+    /// Whether the gate passed, and why not.
+    pub fn verdict(&self) -> (bool, Vec<String>) {
+        let (_, mut reasons) = self.summary.verdict(self.gate);
+        if let Some(comparison) = self.comparison {
+            reasons.extend(comparison.reasons());
+        }
+        (reasons.is_empty(), reasons)
     }
 
     /// The console summary.
@@ -86,6 +94,39 @@ impl Report<'_> {
                     truncate(&test.description, 60),
                     test.passed,
                     test.graded
+                );
+            }
+        }
+        if let Some(comparison) = self.comparison {
+            let _ = writeln!(
+                out,
+                "  vs baseline: pass rate {:.1}% -> {:.1}% over {} paired results, {} worse, {} better, one-sided p = {:.4}{}",
+                comparison.baseline_rate * 100.0,
+                comparison.candidate_rate * 100.0,
+                comparison.paired,
+                comparison.worse,
+                comparison.better,
+                comparison.p_value,
+                if comparison.significantly_worse {
+                    " (significantly worse)"
+                } else {
+                    " (no significant regression)"
+                }
+            );
+            for flip in comparison.regressions.iter().take(10) {
+                let _ = writeln!(
+                    out,
+                    "    regressed: {} ({:.0}% -> {:.0}%)",
+                    truncate(&flip.description, 60),
+                    flip.baseline * 100.0,
+                    flip.candidate * 100.0
+                );
+            }
+            if comparison.regressions.len() > 10 {
+                let _ = writeln!(
+                    out,
+                    "    … and {} more regressions",
+                    comparison.regressions.len() - 10
                 );
             }
         }
@@ -167,6 +208,7 @@ impl Report<'_> {
             "named_scores": self.summary.named_scores,
             "pairs": pairs,
             "flaky": flaky,
+            "comparison": self.comparison,
             "results": self.rows,
         })
     }

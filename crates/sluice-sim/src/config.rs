@@ -133,9 +133,23 @@ pub struct RawRule {
     /// The answer text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
+    /// Several answers drawn by weight on every request: sampling noise, for tests of
+    /// non-deterministic models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<Vec<WeightedAnswer>>,
     /// A tool call to answer with instead of text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call: Option<RawToolCall>,
+}
+
+/// One of several possible answers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct WeightedAnswer {
+    /// The answer text.
+    pub text: String,
+    /// Relative weight (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
 }
 
 /// A scripted tool call.
@@ -383,6 +397,8 @@ pub enum Matcher {
 pub enum Answer {
     /// Text.
     Text(String),
+    /// One of several texts, drawn by weight per request.
+    Choice(Vec<(String, f64)>),
     /// A tool call.
     ToolCall {
         /// Function name.
@@ -515,9 +531,27 @@ impl RawProfile {
                 },
                 _ => continue,
             };
-            let answer = match (&rule.answer, &rule.tool_call) {
-                (Some(text), None) => Answer::Text(text.clone()),
-                (None, Some(call)) => Answer::ToolCall {
+            let answer = match (&rule.answer, &rule.answers, &rule.tool_call) {
+                (Some(text), None, None) => Answer::Text(text.clone()),
+                (None, Some(choices), None) => {
+                    let weights: Vec<f64> =
+                        choices.iter().map(|c| c.weight.unwrap_or(1.0)).collect();
+                    if choices.is_empty()
+                        || weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
+                        || weights.iter().sum::<f64>() <= 0.0
+                    {
+                        errors.push(document.error_at(&rule_path.key("answers"), "expected a non-empty list of {text, weight} with non-negative weights and a positive total"));
+                        continue;
+                    }
+                    Answer::Choice(
+                        choices
+                            .iter()
+                            .map(|c| c.text.clone())
+                            .zip(weights)
+                            .collect(),
+                    )
+                }
+                (None, None, Some(call)) => Answer::ToolCall {
                     name: call.name.clone(),
                     arguments: if call.arguments.is_null() {
                         "{}".to_owned()

@@ -99,6 +99,7 @@ impl Profile {
             .map(|rule| &rule.answer);
         let (mut answer_text, tool_call) = match answer {
             Some(Answer::Text(text)) => (text.clone(), None),
+            Some(Answer::Choice(choices)) => (pick(choices, rng).to_owned(), None),
             Some(Answer::ToolCall { name, arguments }) => {
                 (String::new(), Some((name.clone(), arguments.clone())))
             }
@@ -158,6 +159,19 @@ impl Profile {
             stream_error,
         })
     }
+}
+
+/// Draws one of `choices` by weight.
+fn pick<'a>(choices: &'a [(String, f64)], rng: &mut fastrand::Rng) -> &'a str {
+    let total: f64 = choices.iter().map(|(_, w)| w).sum();
+    let mut target = rng.f64() * total;
+    for (text, weight) in choices {
+        if target < *weight {
+            return text;
+        }
+        target -= weight;
+    }
+    choices.last().map_or("", |(text, _)| text)
 }
 
 impl Matcher {

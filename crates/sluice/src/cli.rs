@@ -93,6 +93,16 @@ pub struct EvalArgs {
     /// Retries per request on connect errors, 408, 409, 429 and 5xx.
     #[arg(long, default_value_t = 2)]
     pub max_retries: u32,
+    /// Compare with a baseline: a stored run id or a `-o results.json` report. The gate fails
+    /// when this run is significantly worse (exact McNemar, or a paired bootstrap with repeats).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Confidence for the baseline comparison.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Also fail when the pass rate drops by more than this fraction relative to the baseline.
+    #[arg(long)]
+    pub tolerance: Option<f64>,
     /// Do not record the run in the store.
     #[arg(long)]
     pub no_write: bool,

@@ -35,6 +35,10 @@ struct Simulate {
 
 impl Simulate {
     fn start() -> Self {
+        Self::with_config(&examples().join("sim.yaml"))
+    }
+
+    fn with_config(config: &Path) -> Self {
         let mut child = sluice()
             .args([
                 "simulate",
@@ -44,7 +48,7 @@ impl Simulate {
                 "3",
                 "--config",
             ])
-            .arg(examples().join("sim.yaml"))
+            .arg(config)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -267,4 +271,118 @@ fn no_write_leaves_no_store_behind() {
     let output = eval(&sim, &store, &["--no-write"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(!store.exists());
+}
+
+/// A 300-test suite against a model that answers right 80 % of the time: a second run is pure
+/// sampling noise and must not fail the baseline gate; a drop to 70 % must.
+#[test]
+fn the_baseline_gate_passes_sampling_noise_and_fails_a_ten_point_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = |right: u32| {
+        format!(
+            "script:\n  - regex: 'question \\d+'\n    answers: [{{text: right, weight: {right}}}, {{text: wrong, weight: {}}}]\n",
+            100 - right
+        )
+    };
+    let sim_config = dir.path().join("sim.yaml");
+    std::fs::write(
+        &sim_config,
+        format!(
+            "models:\n  noisy:\n{}",
+            profile(80)
+                .lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        ),
+    )
+    .unwrap();
+    let sim = Simulate::with_config(&sim_config);
+    let mut csv = String::from("question,__expected\n");
+    for i in 0..300 {
+        csv.push_str(&format!("question {i},equals:right\n"));
+    }
+    std::fs::write(dir.path().join("tests.csv"), csv).unwrap();
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(&suite, "providers:\n  - id: openai:chat:noisy\n    config: {apiBaseUrl: '${SLUICE_BASE_URL}'}\nprompts: ['{{question}}']\ntests: file://tests.csv\n").unwrap();
+    let store = dir.path().join("s.db");
+    let run = |extra: &[&str]| {
+        sluice()
+            .env("SLUICE_BASE_URL", &sim.base_url)
+            .arg("--store")
+            .arg(&store)
+            .args(["eval", "-j", "1", "--pass-rate", "0", "-c"])
+            .arg(&suite)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let baseline_report = dir.path().join("baseline.json");
+    let output = run(&["-o", baseline_report.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&baseline_report).unwrap()).unwrap();
+    let baseline_id = report["run_id"].as_str().unwrap().to_owned();
+    let rate = report["stats"]["pass_rate"].as_f64().unwrap();
+    assert!((0.72..0.88).contains(&rate), "baseline pass rate {rate}");
+
+    // Same model, new samples: noise. Against the stored run and against the report file.
+    for baseline in [baseline_id.as_str(), baseline_report.to_str().unwrap()] {
+        let output = run(&["--baseline", baseline]);
+        let stdout = text(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "noise failed the gate:\n{stdout}"
+        );
+        assert!(stdout.contains("(no significant regression)"), "{stdout}");
+    }
+
+    // A real ten-point drop.
+    let drop = profile(70);
+    let address = sim
+        .base_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    write!(stream, "PUT /admin/models/noisy HTTP/1.1\r\nhost: {address}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{drop}", drop.len()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let output = run(&["--baseline", &baseline_id]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a 10-point drop passed the gate:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("significantly worse than the baseline"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("exact McNemar"), "{stdout}");
+    assert!(stdout.contains("regressed: "), "{stdout}");
+
+    // The simple tolerance rule is there too, and a bad baseline is a clear error.
+    let output = run(&[
+        "--baseline",
+        &baseline_id,
+        "--confidence",
+        "0.999999",
+        "--tolerance",
+        "0.02",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    assert!(
+        text(&output.stdout).contains("relative to the baseline (tolerance 2.0%)"),
+        "{}",
+        text(&output.stdout)
+    );
+    let output = run(&["--baseline", "eval-19700101-000000-000000"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("is neither a file nor a run in the store"),
+        "{}",
+        text(&output.stderr)
+    );
 }

@@ -66,6 +66,21 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         }
     }
 
+    if !(0.5..1.0).contains(&args.confidence) {
+        anyhow::bail!(
+            "--confidence must be at least 0.5 and below 1, found {}",
+            args.confidence
+        );
+    }
+    if let Some(tolerance) = args.tolerance
+        && !(0.0..=1.0).contains(&tolerance)
+    {
+        anyhow::bail!("--tolerance must be a fraction between 0 and 1, found {tolerance}");
+    }
+    let baseline = match &args.baseline {
+        Some(baseline) => Some(load_baseline(baseline, store_location).await?),
+        None => None,
+    };
     let store = if args.no_write {
         None
     } else {
@@ -139,6 +154,14 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     }
     rows.sort_by_key(|row| row.seq);
 
+    let comparison = baseline.map(|baseline| {
+        sluice_eval::compare::compare(
+            &baseline,
+            &sluice_eval::compare::keyed_from_rows(&rows),
+            args.confidence,
+            args.tolerance,
+        )
+    });
     let report = Report {
         run_id: &run_id,
         description: &suite.description,
@@ -146,8 +169,9 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         summary: &summary,
         gate: &gate,
         duration_s: started.elapsed().as_secs_f64(),
+        comparison: comparison.as_ref(),
     };
-    let (passed, _) = summary.verdict(&gate);
+    let (passed, _) = report.verdict();
     if let Some(store) = &store {
         let stats = report.json();
         let status = if passed {
@@ -155,7 +179,8 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         } else {
             RunStatus::Failed
         };
-        let stored = json!({"stats": stats["stats"], "gate": stats["gate"], "pairs": stats["pairs"], "flaky": stats["flaky"], "named_scores": stats["named_scores"]});
+        let stored = json!({"stats": stats["stats"], "gate": stats["gate"], "pairs": stats["pairs"], "flaky": stats["flaky"],
+                            "named_scores": stats["named_scores"], "comparison": stats["comparison"]});
         store
             .finish_run(&sluice_store::RunId(run_id.clone()), status, stored)
             .await?;
@@ -184,6 +209,37 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     } else {
         Outcome::GateFailed
     })
+}
+
+/// Per-key results of the baseline: a report file if `baseline` names one, else a stored run.
+async fn load_baseline(
+    baseline: &str,
+    store_location: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, sluice_eval::compare::KeyResult>> {
+    let path = std::path::Path::new(baseline);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read baseline {baseline}"))?;
+        let report: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("baseline {baseline} is not JSON"))?;
+        return sluice_eval::compare::keyed_from_report(&report)
+            .map_err(|reason| anyhow::anyhow!("baseline {baseline}: {reason}"));
+    }
+    let store = open_store(store_location).await?;
+    let id = sluice_store::RunId(baseline.to_owned());
+    let run = store
+        .get_run(&id)
+        .await?
+        .with_context(|| format!("baseline `{baseline}` is neither a file nor a run in the store ({store_location}); see `sluice store runs --kind eval`"))?;
+    if run.kind != "eval" {
+        anyhow::bail!(
+            "baseline `{baseline}` is a {} run, not an eval run",
+            run.kind
+        );
+    }
+    Ok(sluice_eval::compare::keyed_from_records(
+        &store.results(&id).await?,
+    ))
 }
 
 async fn flush(
