@@ -407,7 +407,12 @@ async fn evaluate(work: &Work, prompt: &Prompt, provider: &Provider, client: &Cl
     let test = &work.test;
     let mut row = EvalRow {
         seq: work.seq,
-        key: format!("t{}:p{}:{}", test.index, work.prompt_index, provider.label),
+        key: format!(
+            "{}:{}:{}",
+            test_fingerprint(test),
+            prompt.label,
+            provider.label
+        ),
         test_index: test.index,
         description: test.description.clone(),
         prompt: prompt.label.clone(),
@@ -490,6 +495,18 @@ async fn evaluate(work: &Work, prompt: &Prompt, provider: &Provider, client: &Cl
     row.grades = grades;
     row.output = Some(generation.text);
     row
+}
+
+/// A test's identity across runs: a hash of its description and vars, so that results pair
+/// up even when tests are added, removed or reordered.
+pub fn test_fingerprint(test: &TestCase) -> String {
+    let identity = serde_json::to_string(&(&test.description, &test.vars)).unwrap_or_default();
+    let hash = identity
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("{hash:016x}")
 }
 
 fn assertion_name(assertion: &crate::assertion::Assertion) -> String {

@@ -49,8 +49,9 @@ pub enum Command {
     /// Serve an OpenAI-compatible model-server SIMULATOR (a test and demo tool, not a model).
     Simulate(SimulateArgs),
     /// Run an eval suite (promptfoo's YAML format) and gate on it: exit 0 when the gate
-    /// passes, 1 when it fails, 2 on a configuration or provider setup error.
-    Eval(EvalArgs),
+    /// passes, 1 when it fails, 2 on a configuration or provider setup error. `list`, `show`
+    /// and `diff` read stored runs.
+    Eval(EvalCommandArgs),
     /// Send one chat request to an OpenAI-compatible endpoint and show the answer and timing.
     Chat(ChatArgs),
     /// Inspect the store.
@@ -62,6 +63,66 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct QuickstartArgs {
     /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice eval [list|show|diff]`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EvalCommandArgs {
+    /// A stored-run subcommand; without one, the suite is run.
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
+    /// Running a suite.
+    #[command(flatten)]
+    pub run: EvalArgs,
+}
+
+/// Subcommands over stored eval runs.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// List stored eval runs, newest first.
+    List(RunsListArgs),
+    /// Show one stored run: its summary and failing results.
+    Show(ShowArgs),
+    /// Compare two stored runs test by test: what flipped, and whether the second is
+    /// significantly worse.
+    Diff(DiffArgs),
+}
+
+/// `sluice eval list`.
+#[derive(Debug, Args)]
+pub struct RunsListArgs {
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice eval show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The run id.
+    pub run: String,
+    /// Print the run and all its results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice eval diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The baseline run id.
+    pub baseline: String,
+    /// The candidate run id.
+    pub candidate: String,
+    /// Confidence for the significance test.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }

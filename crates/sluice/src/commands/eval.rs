@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::{Outcome, open_store};
-use crate::cli::EvalArgs;
+use crate::cli::{EvalArgs, EvalCommand};
 
 /// Rows written to the store per transaction.
 const STORE_BATCH: usize = 256;
@@ -209,6 +209,163 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     } else {
         Outcome::GateFailed
     })
+}
+
+/// `sluice eval list|show|diff`: read stored runs.
+pub async fn stored(command: EvalCommand, store_location: &str) -> anyhow::Result<Outcome> {
+    let store = open_store(store_location).await?;
+    match command {
+        EvalCommand::List(args) => {
+            let runs = store
+                .list_runs(sluice_store::RunFilter {
+                    kind: Some("eval".into()),
+                    status: None,
+                    limit: args.limit,
+                })
+                .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else if runs.is_empty() {
+                println!("No eval runs recorded yet.");
+            } else {
+                println!(
+                    "{:<36} {:<8} {:>6} {:>6} {:>6}  NAME",
+                    "RUN", "STATUS", "PASS", "FAIL", "ERROR"
+                );
+                for run in runs {
+                    let stats = &run.summary["stats"];
+                    let count = |field: &str| {
+                        stats[field]
+                            .as_u64()
+                            .map_or("-".to_owned(), |n| n.to_string())
+                    };
+                    println!(
+                        "{:<36} {:<8} {:>6} {:>6} {:>6}  {}",
+                        run.id,
+                        run.status.as_str(),
+                        count("successes"),
+                        count("failures"),
+                        count("errors"),
+                        run.name
+                    );
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        EvalCommand::Show(args) => {
+            let (run, records) = stored_eval_run(&store, &args.run).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"run": run, "results": records}))?
+                );
+                return Ok(Outcome::Ok);
+            }
+            let stats = &run.summary["stats"];
+            println!("{}  {}  ({})", run.id, run.name, run.status.as_str());
+            println!(
+                "  {} passed, {} failed, {} errors of {} stored results",
+                stats["successes"],
+                stats["failures"],
+                stats["errors"],
+                records.len()
+            );
+            for reason in run.summary["gate"]["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!("  gate: {}", reason.as_str().unwrap_or_default());
+            }
+            for record in records.iter().filter(|r| r.pass != Some(true)) {
+                let description = record.data["description"].as_str().unwrap_or_default();
+                let why = match &record.error {
+                    Some(error) => format!("error: {error}"),
+                    None => record.data["grades"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|g| g["pass"] == false)
+                        .map(|g| {
+                            format!(
+                                "{}: {}",
+                                g["assertion"].as_str().unwrap_or_default(),
+                                g["reason"].as_str().unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                };
+                println!("  [{}] {description}: {why}", record.key);
+            }
+            Ok(Outcome::Ok)
+        }
+        EvalCommand::Diff(args) => {
+            if !(0.5..1.0).contains(&args.confidence) {
+                anyhow::bail!(
+                    "--confidence must be at least 0.5 and below 1, found {}",
+                    args.confidence
+                );
+            }
+            let (_, baseline) = stored_eval_run(&store, &args.baseline).await?;
+            let (_, candidate) = stored_eval_run(&store, &args.candidate).await?;
+            let comparison = sluice_eval::compare::compare(
+                &sluice_eval::compare::keyed_from_records(&baseline),
+                &sluice_eval::compare::keyed_from_records(&candidate),
+                args.confidence,
+                None,
+            );
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&comparison)?);
+            } else {
+                println!(
+                    "{} -> {}: pass rate {:.1}% -> {:.1}% over {} paired results; {} regressed, {} fixed; one-sided p = {:.4}{}",
+                    args.baseline,
+                    args.candidate,
+                    comparison.baseline_rate * 100.0,
+                    comparison.candidate_rate * 100.0,
+                    comparison.paired,
+                    comparison.regressions.len(),
+                    comparison.fixes.len(),
+                    comparison.p_value,
+                    if comparison.significantly_worse {
+                        " (significantly worse)"
+                    } else {
+                        ""
+                    }
+                );
+                for flip in &comparison.regressions {
+                    println!("  regressed  {}  {}", flip.key, flip.description);
+                }
+                for flip in &comparison.fixes {
+                    println!("  fixed      {}  {}", flip.key, flip.description);
+                }
+                if comparison.only_baseline + comparison.only_candidate > 0 {
+                    println!(
+                        "  not compared: {} only in the baseline, {} only in the candidate",
+                        comparison.only_baseline, comparison.only_candidate
+                    );
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+async fn stored_eval_run(
+    store: &Store,
+    id: &str,
+) -> anyhow::Result<(sluice_store::Run, Vec<ResultRecord>)> {
+    let run_id = sluice_store::RunId(id.to_owned());
+    let run = store
+        .get_run(&run_id)
+        .await?
+        .with_context(|| format!("no run `{id}` in the store; see `sluice eval list`"))?;
+    if run.kind != "eval" {
+        anyhow::bail!("run `{id}` is a {} run, not an eval run", run.kind);
+    }
+    let records = store.results(&run_id).await?;
+    Ok((run, records))
 }
 
 /// Per-key results of the baseline: a report file if `baseline` names one, else a stored run.

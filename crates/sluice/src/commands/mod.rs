@@ -39,7 +39,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Quickstart(args) => quickstart::run(args, &cli.global.store).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Chat(args) => chat::run(args).await,
-        Command::Eval(args) => eval::run(args, &cli.global.store).await,
+        Command::Eval(args) => match args.command {
+            None => eval::run(args.run, &cli.global.store).await,
+            Some(command) => eval::stored(command, &cli.global.store).await,
+        },
         Command::Store(command) => store::run(command, &cli.global.store).await,
     }
 }
