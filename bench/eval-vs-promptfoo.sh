@@ -46,11 +46,12 @@ measure() { # label, command...
 
 echo "== $tests tests x 3 assertions, concurrency $concurrency, $(nproc) cores"
 measure "sluice --version" "$sluice" --version
-measure "promptfoo --version" "$promptfoo" --version
+[ -n "${SKIP_PROMPTFOO:-}" ] || measure "promptfoo --version" "$promptfoo" --version
 cd "$work"
 measure "sluice eval (store on)" "$sluice" --store "$work/sluice.db" eval -c promptfooconfig.yaml
 tail -1 "$work/out"
 measure "sluice eval --no-write" "$sluice" eval --no-write -c promptfooconfig.yaml
+[ -n "${SKIP_PROMPTFOO:-}" ] && exit 0
 measure "promptfoo eval (store on)" "$promptfoo" eval -c promptfooconfig.yaml --no-cache
 cp "$work/out" /tmp/pf-last-out.txt
 grep -E "Successes|Pass Rate|passed" "$work/out" | tail -2 || true

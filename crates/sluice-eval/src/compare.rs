@@ -265,18 +265,23 @@ pub fn paired_bootstrap_p(diffs: &[f64], iterations: usize, seed: u64) -> f64 {
 
 /// Per-key results of rows of this run.
 pub fn keyed_from_rows(rows: &[crate::EvalRow]) -> BTreeMap<String, KeyResult> {
-    let mut keyed: BTreeMap<String, KeyResult> = BTreeMap::new();
+    let mut keyed = BTreeMap::new();
     for row in rows {
-        let entry = keyed.entry(row.key.clone()).or_insert_with(|| KeyResult {
-            description: row.description.clone(),
-            ..KeyResult::default()
-        });
-        if row.error.is_none() {
-            entry.graded += 1;
-            entry.passed += u64::from(row.pass);
-        }
+        add_row(&mut keyed, row);
     }
     keyed
+}
+
+/// Adds one row to per-key results (for runs that do not keep their rows).
+pub fn add_row(keyed: &mut BTreeMap<String, KeyResult>, row: &crate::EvalRow) {
+    let entry = keyed.entry(row.key.clone()).or_insert_with(|| KeyResult {
+        description: row.description.clone(),
+        ..KeyResult::default()
+    });
+    if row.error.is_none() {
+        entry.graded += 1;
+        entry.passed += u64::from(row.pass);
+    }
 }
 
 /// Per-key results of a stored run.

@@ -2,8 +2,11 @@
 //! `.xml` JUnit, `.md`), plus GitHub's step summary and `::error` annotations when running
 //! in GitHub Actions.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
@@ -11,14 +14,18 @@ use crate::compare::Comparison;
 use crate::runner::{EvalRow, Gate, Summary};
 use crate::stats::wilson_95;
 
+/// How many failing rows a run keeps in memory for the console and annotations.
+pub const FAILING_SAMPLE: usize = 50;
+
 /// Everything a report needs.
 pub struct Report<'a> {
     /// The stored run id.
     pub run_id: &'a str,
     /// The suite's description.
     pub description: &'a str,
-    /// Every row, in `seq` order.
-    pub rows: &'a [EvalRow],
+    /// A sample of the failing and errored rows (at most [`FAILING_SAMPLE`]), for the console
+    /// and annotations; every row goes to the report files as it arrives.
+    pub failing: &'a [EvalRow],
     /// The aggregates.
     pub summary: &'a Summary,
     /// The gate applied.
@@ -130,10 +137,10 @@ impl Report<'_> {
                 );
             }
         }
-        let failing: Vec<&EvalRow> = self.rows.iter().filter(|r| !r.pass).collect();
-        if !failing.is_empty() {
-            let _ = writeln!(out, "  failures and errors ({}):", failing.len());
-            for row in failing.iter().take(20) {
+        let failing_total = self.summary.total.failed + self.summary.total.errors;
+        if failing_total > 0 {
+            let _ = writeln!(out, "  failures and errors ({failing_total}):");
+            for row in self.failing.iter().take(20) {
                 let why = match &row.error {
                     Some(error) => format!("error: {error}"),
                     None => row
@@ -153,11 +160,12 @@ impl Report<'_> {
                     why
                 );
             }
-            if failing.len() > 20 {
+            if failing_total > 20 {
                 let _ = writeln!(
                     out,
-                    "    … and {} more (see -o results.json)",
-                    failing.len() - 20
+                    "    … and {} more (see -o results.json, or `sluice eval show {}`)",
+                    failing_total - 20,
+                    self.run_id
                 );
             }
         }
@@ -179,7 +187,8 @@ impl Report<'_> {
         out
     }
 
-    /// The JSON report: an envelope in the manner of promptfoo's, with every row.
+    /// The JSON report's envelope, in the manner of promptfoo's; the `results` list is streamed
+    /// into the file by [`ReportFiles`].
     pub fn json(&self) -> serde_json::Value {
         let (pass, reasons) = self.verdict();
         let total = &self.summary.total;
@@ -209,90 +218,7 @@ impl Report<'_> {
             "pairs": pairs,
             "flaky": flaky,
             "comparison": self.comparison,
-            "results": self.rows,
         })
-    }
-
-    /// JUnit XML: one `testsuite` per prompt × provider, one `testcase` per row, failures and
-    /// errors apart.
-    pub fn junit(&self) -> String {
-        let total = &self.summary.total;
-        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let _ = writeln!(
-            out,
-            "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{:.3}\">",
-            xml(if self.description.is_empty() {
-                "sluice eval"
-            } else {
-                self.description
-            }),
-            total.total(),
-            total.failed,
-            total.errors,
-            self.duration_s
-        );
-        for ((prompt, provider), tally) in &self.summary.by_pair {
-            let suite_name = format!("{prompt} × {provider}");
-            let _ = writeln!(
-                out,
-                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{:.3}\">",
-                xml(&suite_name),
-                tally.total(),
-                tally.failed,
-                tally.errors,
-                tally.latency_ms / 1000.0
-            );
-            for row in self
-                .rows
-                .iter()
-                .filter(|r| &r.prompt == prompt && &r.provider == provider)
-            {
-                let name = if row.repeat > 0 {
-                    format!("{} (repeat {})", row.description, row.repeat + 1)
-                } else {
-                    row.description.clone()
-                };
-                let _ = write!(
-                    out,
-                    "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\"",
-                    xml(&name),
-                    xml(&suite_name),
-                    row.latency_ms / 1000.0
-                );
-                match (&row.error, row.pass) {
-                    (Some(error), _) => {
-                        let _ = writeln!(
-                            out,
-                            ">\n      <error message=\"{}\" type=\"provider_error\"/>\n    </testcase>",
-                            xml(error)
-                        );
-                    }
-                    (None, false) => {
-                        let reasons: Vec<String> = row
-                            .grades
-                            .iter()
-                            .filter(|g| !g.pass)
-                            .map(|g| format!("{}: {}", g.assertion, g.reason))
-                            .collect();
-                        let message = reasons.join("; ");
-                        let _ = writeln!(
-                            out,
-                            ">\n      <failure message=\"{}\" type=\"assertion\">{}</failure>\n    </testcase>",
-                            xml(&message),
-                            xml(&format!(
-                                "output: {}\n{}",
-                                row.output.as_deref().unwrap_or(""),
-                                reasons.join("\n")
-                            ))
-                        );
-                    }
-                    (None, true) => out.push_str("/>\n"),
-                }
-            }
-            out.push_str("  </testsuite>\n");
-        }
-        out.push_str("</testsuites>\n");
-        out
     }
 
     /// A Markdown summary (for `.md` outputs and GitHub's step summary).
@@ -335,10 +261,10 @@ impl Report<'_> {
         out
     }
 
-    /// GitHub Actions `::error` lines for failing rows (at most 50).
+    /// GitHub Actions `::error` lines for the sampled failing rows.
     pub fn github_annotations(&self) -> String {
         let mut out = String::new();
-        for row in self.rows.iter().filter(|r| !r.pass).take(50) {
+        for row in self.failing {
             let why = match &row.error {
                 Some(error) => error.clone(),
                 None => row
@@ -360,37 +286,236 @@ impl Report<'_> {
         }
         out
     }
+}
 
-    /// Writes a report file chosen by the extension of `path`.
-    pub fn write(&self, path: &Path) -> Result<(), ReportError> {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let contents = if name.ends_with(".jsonl") {
-            let mut text = String::new();
-            for row in self.rows {
-                text.push_str(&serde_json::to_string(row).unwrap_or_default());
-                text.push('\n');
-            }
-            text
-        } else if name.ends_with(".json") {
-            serde_json::to_string_pretty(&self.json()).unwrap_or_default()
-        } else if name.ends_with(".xml") {
-            self.junit()
-        } else if name.ends_with(".md") {
-            self.markdown()
-        } else {
-            return Err(ReportError::UnknownFormat(path.display().to_string()));
-        };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| ReportError::Write(path.display().to_string(), e))?;
-        }
-        std::fs::write(path, contents)
-            .map_err(|e| ReportError::Write(path.display().to_string(), e))
+/// Report files written while a run goes: every row is appended as it arrives, so memory
+/// stays flat however large the suite.
+pub struct ReportFiles {
+    writers: Vec<Writer>,
+}
+
+enum Writer {
+    Jsonl(PathBuf, BufWriter<File>),
+    Json {
+        path: PathBuf,
+        file: BufWriter<File>,
+        first: bool,
+    },
+    Junit {
+        path: PathBuf,
+        parts: BTreeMap<(String, String), (PathBuf, BufWriter<File>)>,
+    },
+    Markdown(PathBuf),
+}
+
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |error| ReportError::Write(path.display().to_string(), error)
+}
+
+fn create(path: &Path) -> Result<BufWriter<File>, ReportError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(write_error(path))?;
     }
+    File::create(path)
+        .map(BufWriter::new)
+        .map_err(write_error(path))
+}
+
+impl ReportFiles {
+    /// Checks every path's format and creates the files, before the run starts.
+    pub fn create(paths: &[PathBuf]) -> Result<Self, ReportError> {
+        let mut writers = Vec::new();
+        for path in paths {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let writer = if name.ends_with(".jsonl") {
+                Writer::Jsonl(path.clone(), create(path)?)
+            } else if name.ends_with(".json") {
+                let mut file = create(path)?;
+                file.write_all(b"{\"results\": [\n")
+                    .map_err(write_error(path))?;
+                Writer::Json {
+                    path: path.clone(),
+                    file,
+                    first: true,
+                }
+            } else if name.ends_with(".xml") {
+                // Created now so that an unwritable path fails before the run.
+                drop(create(path)?);
+                Writer::Junit {
+                    path: path.clone(),
+                    parts: BTreeMap::new(),
+                }
+            } else if name.ends_with(".md") {
+                drop(create(path)?);
+                Writer::Markdown(path.clone())
+            } else {
+                return Err(ReportError::UnknownFormat(path.display().to_string()));
+            };
+            writers.push(writer);
+        }
+        Ok(Self { writers })
+    }
+
+    /// Appends one row to every file.
+    pub fn row(&mut self, row: &EvalRow) -> Result<(), ReportError> {
+        for writer in &mut self.writers {
+            match writer {
+                Writer::Jsonl(path, file) => {
+                    serde_json::to_writer(&mut *file, row)
+                        .map_err(|e| write_error(path)(e.into()))?;
+                    file.write_all(b"\n").map_err(write_error(path))?;
+                }
+                Writer::Json { path, file, first } => {
+                    if !*first {
+                        file.write_all(b",\n").map_err(write_error(path))?;
+                    }
+                    *first = false;
+                    serde_json::to_writer(&mut *file, row)
+                        .map_err(|e| write_error(path)(e.into()))?;
+                }
+                Writer::Junit { path, parts } => {
+                    let pair = (row.prompt.clone(), row.provider.clone());
+                    if !parts.contains_key(&pair) {
+                        let part = path.with_extension(format!("xml.part{}", parts.len()));
+                        let file = create(&part)?;
+                        parts.insert(pair.clone(), (part, file));
+                    }
+                    if let Some((part, file)) = parts.get_mut(&pair) {
+                        file.write_all(junit_testcase(row).as_bytes())
+                            .map_err(write_error(part))?;
+                    }
+                }
+                Writer::Markdown(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes every file with the run's summary.
+    pub fn finish(self, report: &Report<'_>) -> Result<(), ReportError> {
+        for writer in self.writers {
+            match writer {
+                Writer::Jsonl(path, mut file) => file.flush().map_err(write_error(&path))?,
+                Writer::Json { path, mut file, .. } => {
+                    file.write_all(b"\n],\n").map_err(write_error(&path))?;
+                    let envelope = serde_json::to_string_pretty(&report.json())
+                        .unwrap_or_else(|_| "{}".to_owned());
+                    // Splice the envelope's fields after `results`: drop its opening brace.
+                    file.write_all(envelope.trim_start().trim_start_matches('{').as_bytes())
+                        .map_err(write_error(&path))?;
+                    file.flush().map_err(write_error(&path))?;
+                }
+                Writer::Junit { path, parts } => finish_junit(&path, parts, report)?,
+                Writer::Markdown(path) => {
+                    std::fs::write(&path, report.markdown()).map_err(write_error(&path))?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn junit_testcase(row: &EvalRow) -> String {
+    let suite_name = format!("{} × {}", row.prompt, row.provider);
+    let name = if row.repeat > 0 {
+        format!("{} (repeat {})", row.description, row.repeat + 1)
+    } else {
+        row.description.clone()
+    };
+    let mut out = format!(
+        "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\"",
+        xml(&name),
+        xml(&suite_name),
+        row.latency_ms / 1000.0
+    );
+    match (&row.error, row.pass) {
+        (Some(error), _) => {
+            let _ = writeln!(
+                out,
+                ">\n      <error message=\"{}\" type=\"provider_error\"/>\n    </testcase>",
+                xml(error)
+            );
+        }
+        (None, false) => {
+            let reasons: Vec<String> = row
+                .grades
+                .iter()
+                .filter(|g| !g.pass)
+                .map(|g| format!("{}: {}", g.assertion, g.reason))
+                .collect();
+            let _ = writeln!(
+                out,
+                ">\n      <failure message=\"{}\" type=\"assertion\">{}</failure>\n    </testcase>",
+                xml(&reasons.join("; ")),
+                xml(&format!(
+                    "output: {}\n{}",
+                    row.output.as_deref().unwrap_or(""),
+                    reasons.join("\n")
+                ))
+            );
+        }
+        (None, true) => out.push_str("/>\n"),
+    }
+    out
+}
+
+/// JUnit XML: one `testsuite` per prompt × provider (its testcases copied from its part file),
+/// failures and errors apart.
+fn finish_junit(
+    path: &Path,
+    parts: BTreeMap<(String, String), (PathBuf, BufWriter<File>)>,
+    report: &Report<'_>,
+) -> Result<(), ReportError> {
+    let total = &report.summary.total;
+    let mut out = create(path)?;
+    let mut header = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        header,
+        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{:.3}\">",
+        xml(if report.description.is_empty() {
+            "sluice eval"
+        } else {
+            report.description
+        }),
+        total.total(),
+        total.failed,
+        total.errors,
+        report.duration_s
+    );
+    out.write_all(header.as_bytes())
+        .map_err(write_error(path))?;
+    for ((prompt, provider), (part, mut file)) in parts {
+        file.flush().map_err(write_error(&part))?;
+        drop(file);
+        let tally = report
+            .summary
+            .by_pair
+            .get(&(prompt.clone(), provider.clone()))
+            .cloned()
+            .unwrap_or_default();
+        let opening = format!(
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{:.3}\">\n",
+            xml(&format!("{prompt} × {provider}")),
+            tally.total(),
+            tally.failed,
+            tally.errors,
+            tally.latency_ms / 1000.0
+        );
+        out.write_all(opening.as_bytes())
+            .map_err(write_error(path))?;
+        let mut reader = File::open(&part).map_err(write_error(&part))?;
+        std::io::copy(&mut reader, &mut out).map_err(write_error(path))?;
+        out.write_all(b"  </testsuite>\n")
+            .map_err(write_error(path))?;
+        std::fs::remove_file(&part).map_err(write_error(&part))?;
+    }
+    out.write_all(b"</testsuites>\n")
+        .map_err(write_error(path))?;
+    out.flush().map_err(write_error(path))
 }
 
 /// A report that could not be written.

@@ -111,10 +111,18 @@ fn a_passing_suite_exits_0_writes_reports_and_stores_every_row() {
         dir.path().join("out/results.xml"),
         dir.path().join("results.json"),
     );
+    let jsonl = dir.path().join("results.jsonl");
     let output = eval(
         &sim,
         &store,
-        &["-o", junit.to_str().unwrap(), "-o", json.to_str().unwrap()],
+        &[
+            "-o",
+            junit.to_str().unwrap(),
+            "-o",
+            json.to_str().unwrap(),
+            "-o",
+            jsonl.to_str().unwrap(),
+        ],
     );
     assert_eq!(
         output.status.code(),
@@ -138,6 +146,20 @@ fn a_passing_suite_exits_0_writes_reports_and_stores_every_row() {
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("<testsuites name=\"Capital cities and JSON answers\" tests=\"8\" failures=\"0\" errors=\"0\""), "{xml}");
     assert_eq!(xml.matches("<testcase ").count(), 8);
+    assert_eq!(xml.matches("<testsuite ").count(), 2);
+    let lines = std::fs::read_to_string(&jsonl).unwrap();
+    assert_eq!(
+        lines
+            .lines()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            .count(),
+        8
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "part files left behind: {leftovers:?}");
 
     let runs = sluice()
         .arg("--store")

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 use sluice_config::ProcessEnv;
-use sluice_eval::report::Report;
+use sluice_eval::report::{FAILING_SAMPLE, Report, ReportFiles};
 use sluice_eval::runner::{self, to_record};
 use sluice_eval::{EvalRow, Gate, RunOptions, Summary};
 use sluice_store::{NewRun, ResultRecord, RunStatus, Store};
@@ -111,6 +111,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         None => "not-stored".to_owned(),
     };
 
+    let mut files = ReportFiles::create(&outputs)?;
     let started = Instant::now();
     let repeat = options.repeat.unwrap_or(suite.options.repeat).max(1);
     let expected = suite.tests.len() * repeat * suite.prompts.len() * suite.providers.len();
@@ -120,10 +121,14 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         let options = options.clone();
         tokio::spawn(async move { runner::run(&suite, &options, sender).await })
     };
+    // Rows are stored and written to the report files as they arrive; only aggregates, a
+    // sample of failures and (with a baseline) per-key verdicts stay in memory.
     let mut summary = Summary::default();
-    let mut rows = Vec::with_capacity(expected);
+    let mut failing: Vec<EvalRow> = Vec::new();
+    let mut keyed = std::collections::BTreeMap::new();
     let mut pending: Vec<ResultRecord> = Vec::new();
     let mut progress = Progress::new(expected);
+    let mut done = 0;
     while let Some(row) = receiver.recv().await {
         summary.add(&row);
         if store.is_some() {
@@ -132,8 +137,15 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         if pending.len() >= STORE_BATCH {
             flush(store.as_ref(), &run_id, &mut pending).await?;
         }
-        rows.push(row);
-        progress.tick(rows.len());
+        files.row(&row)?;
+        if baseline.is_some() {
+            sluice_eval::compare::add_row(&mut keyed, &row);
+        }
+        if !row.pass && failing.len() < FAILING_SAMPLE {
+            failing.push(row);
+        }
+        done += 1;
+        progress.tick(done);
     }
     progress.finish();
     flush(store.as_ref(), &run_id, &mut pending).await?;
@@ -152,20 +164,15 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         }
         return Err(error.into());
     }
-    rows.sort_by_key(|row| row.seq);
+    failing.sort_by_key(|row| row.seq);
 
     let comparison = baseline.map(|baseline| {
-        sluice_eval::compare::compare(
-            &baseline,
-            &sluice_eval::compare::keyed_from_rows(&rows),
-            args.confidence,
-            args.tolerance,
-        )
+        sluice_eval::compare::compare(&baseline, &keyed, args.confidence, args.tolerance)
     });
     let report = Report {
         run_id: &run_id,
         description: &suite.description,
-        rows: &rows,
+        failing: &failing,
         summary: &summary,
         gate: &gate,
         duration_s: started.elapsed().as_secs_f64(),
@@ -186,9 +193,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
             .await?;
     }
     print!("{}", report.console());
-    for output in &outputs {
-        report.write(output)?;
-    }
+    files.finish(&report)?;
     if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY")
         && !path.is_empty()
     {
