@@ -71,8 +71,12 @@ pub struct EvalRow {
     pub description: String,
     /// Prompt label.
     pub prompt: String,
+    /// Prompt position in the suite.
+    pub prompt_index: usize,
     /// Provider label.
     pub provider: String,
+    /// Provider position in the suite.
+    pub provider_index: usize,
     /// Repeat index, from 0.
     pub repeat: usize,
     /// Variables.
@@ -416,7 +420,9 @@ async fn evaluate(work: &Work, prompt: &Prompt, provider: &Provider, client: &Cl
         test_index: test.index,
         description: test.description.clone(),
         prompt: prompt.label.clone(),
+        prompt_index: work.prompt_index,
         provider: provider.label.clone(),
+        provider_index: work.provider_index,
         repeat: work.repeat,
         vars: test.vars.clone(),
         output: None,
