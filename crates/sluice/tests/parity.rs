@@ -27,6 +27,16 @@ fn promptfoo() -> Option<PathBuf> {
     works.then_some(candidate)
 }
 
+/// Kills and reaps the simulator however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// (vars, prompt index, provider id) → pass, from either tool's JSON report.
 type Verdicts = BTreeMap<(String, u64, String), bool>;
 
@@ -81,14 +91,16 @@ fn suites_give_the_same_pass_fail_per_test_as_promptfoo() {
         return;
     };
     let parity = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity");
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["simulate", "--listen", "127.0.0.1:0", "--config"])
-        .arg(parity.join("sim.yaml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(sim.stdout.take().unwrap()).lines();
+    let mut sim = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["simulate", "--listen", "127.0.0.1:0", "--config"])
+            .arg(parity.join("sim.yaml"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(sim.0.stdout.take().unwrap()).lines();
     let base_url = lines
         .next()
         .unwrap()
@@ -168,7 +180,7 @@ fn suites_give_the_same_pass_fail_per_test_as_promptfoo() {
         );
         compared += ours.len();
     }
-    let _ = sim.kill();
+    drop(sim);
     assert!(compared >= 20, "only {compared} results compared");
     eprintln!("parity: {compared} results agree with promptfoo");
 }
