@@ -5,6 +5,7 @@ use regex::Regex;
 use serde_json::Value;
 use sluice_llm::types::ToolCall;
 
+use crate::graded::{self, Judge};
 use crate::template::{self, TemplateError, Vars};
 
 /// The assertion types this build grades.
@@ -26,21 +27,21 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "latency",
     "is-refusal",
     "is-valid-openai-tools-call",
+    "llm-rubric",
+    "factuality",
+    "model-graded-factuality",
+    "model-graded-closedqa",
+    "similar",
     "assert-set",
 ];
 
 /// promptfoo types that exist but are not graded by this build; naming one is a clear error.
 pub const UNSUPPORTED_TYPES: &[&str] = &[
-    "llm-rubric",
     "g-eval",
-    "factuality",
-    "model-graded-factuality",
-    "model-graded-closedqa",
     "answer-relevance",
     "context-faithfulness",
     "context-recall",
     "context-relevance",
-    "similar",
     "javascript",
     "python",
     "ruby",
@@ -102,6 +103,14 @@ pub enum Kind {
     IsRefusal,
     /// The output is one or more well-formed tool calls.
     IsValidOpenaiToolsCall,
+    /// A judge model grades the output against a rubric.
+    LlmRubric,
+    /// A judge model compares the output with a reference answer.
+    Factuality,
+    /// A judge model decides whether the output meets a criterion.
+    ModelGradedClosedqa,
+    /// Embedding cosine similarity with the value.
+    Similar,
 }
 
 impl Kind {
@@ -125,8 +134,20 @@ impl Kind {
             "latency" => Kind::Latency,
             "is-refusal" => Kind::IsRefusal,
             "is-valid-openai-tools-call" => Kind::IsValidOpenaiToolsCall,
+            "llm-rubric" => Kind::LlmRubric,
+            "factuality" | "model-graded-factuality" => Kind::Factuality,
+            "model-graded-closedqa" => Kind::ModelGradedClosedqa,
+            "similar" => Kind::Similar,
             _ => return None,
         })
+    }
+
+    /// Whether a model grades it (through a grader provider).
+    pub fn is_model_graded(self) -> bool {
+        matches!(
+            self,
+            Kind::LlmRubric | Kind::Factuality | Kind::ModelGradedClosedqa | Kind::Similar
+        )
     }
 
     /// Whether the type needs a `value`.
@@ -168,6 +189,8 @@ pub struct Check {
     pub weight: f64,
     /// Named metric this check contributes to.
     pub metric: Option<String>,
+    /// For model-graded checks, the index of the grader in `Suite::graders`.
+    pub grader: Option<usize>,
 }
 
 /// An `assert-set`.
@@ -186,6 +209,8 @@ pub struct AssertionSet {
 /// What an assertion is graded against.
 #[derive(Debug, Clone, Copy)]
 pub struct Output<'a> {
+    /// The rendered prompt (the question, for judges).
+    pub input: &'a str,
     /// The generated text.
     pub text: &'a str,
     /// Why generation stopped.
@@ -223,16 +248,20 @@ impl Assertion {
         }
     }
 
-    /// Grades `output`; `vars` fill `{{var}}` in values.
-    pub fn grade(&self, output: &Output<'_>, vars: &Vars) -> Result<Grade, TemplateError> {
+    /// Grades `output`; `vars` fill `{{var}}` in values; `judges` are the suite's graders.
+    pub async fn grade(
+        &self,
+        output: &Output<'_>,
+        vars: &Vars,
+        judges: &[Judge<'_>],
+    ) -> Result<Grade, GradeError> {
         match self {
-            Assertion::Check(check) => check.grade(output, vars),
+            Assertion::Check(check) => check.grade(output, vars, judges).await,
             Assertion::Set(set) => {
-                let grades = set
-                    .assertions
-                    .iter()
-                    .map(|a| a.grade(output, vars))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let mut grades = Vec::with_capacity(set.assertions.len());
+                for assertion in &set.assertions {
+                    grades.push(Box::pin(assertion.grade(output, vars, judges)).await?);
+                }
                 let passed = grades.iter().filter(|g| g.pass).count();
                 let fraction = if grades.is_empty() {
                     1.0
@@ -316,20 +345,55 @@ fn list(value: &Value) -> Vec<String> {
     }
 }
 
+/// Why an assertion could not be graded (an error of the row, not a failure).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GradeError {
+    /// A `{{var}}` in the value could not be rendered.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// The grader could not be reached or its answer could not be read.
+    #[error("{0}")]
+    Grader(String),
+}
+
 impl Check {
-    fn grade(&self, output: &Output<'_>, vars: &Vars) -> Result<Grade, TemplateError> {
+    async fn grade(
+        &self,
+        output: &Output<'_>,
+        vars: &Vars,
+        judges: &[Judge<'_>],
+    ) -> Result<Grade, GradeError> {
         let value = self
             .value
             .as_ref()
             .map(|v| render_value(v, vars))
             .transpose()?;
-        let (pass, reason) = self.evaluate(output, value.as_ref());
-        let (pass, reason) = if self.negate {
-            (!pass, format!("not: {reason}"))
+        let (pass, score, reason) = if self.kind.is_model_graded() {
+            let judge = self
+                .grader
+                .and_then(|index| judges.get(index))
+                .ok_or_else(|| GradeError::Grader(format!("`{}` has no grader", self.name)))?;
+            let value = value.clone().unwrap_or(Value::Null);
+            graded::evaluate(
+                self.kind,
+                &value,
+                self.threshold,
+                output.input,
+                output.text,
+                *judge,
+            )
+            .await
+            .map_err(GradeError::Grader)?
         } else {
-            (pass, reason)
+            let (pass, reason) = self.evaluate(output, value.as_ref());
+            (pass, if pass { 1.0 } else { 0.0 }, reason)
         };
-        let score = if pass { 1.0 } else { 0.0 };
+        // A grader error returned above is never negated into a pass.
+        let (pass, score, reason) = if self.negate {
+            (!pass, 1.0 - score, format!("not: {reason}"))
+        } else {
+            (pass, score, reason)
+        };
         Ok(Grade {
             assertion: self.name.clone(),
             pass: pass || self.weight == 0.0,
@@ -523,6 +587,9 @@ impl Check {
                     },
                 )
             }
+            Kind::LlmRubric | Kind::Factuality | Kind::ModelGradedClosedqa | Kind::Similar => {
+                (false, format!("`{}` is graded by a model", self.name))
+            }
             Kind::IsValidOpenaiToolsCall => {
                 if output.tool_calls.is_empty() {
                     return (false, "output has no tool calls".to_owned());
@@ -623,6 +690,14 @@ mod tests {
 
     use super::*;
 
+    /// Runs a grading future to completion.
+    fn block<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
     fn check(name: &str, value: Option<Value>, threshold: Option<f64>) -> Check {
         let (negate, base) = match name.strip_prefix("not-") {
             Some(base) => (true, base),
@@ -636,11 +711,13 @@ mod tests {
             threshold,
             weight: 1.0,
             metric: None,
+            grader: None,
         }
     }
 
     fn output(text: &str) -> Output<'_> {
         Output {
+            input: "",
             text,
             finish_reason: Some("stop"),
             latency_ms: 120.0,
@@ -649,10 +726,13 @@ mod tests {
     }
 
     fn passes(name: &str, value: Option<Value>, threshold: Option<f64>, text: &str) -> bool {
-        Assertion::Check(check(name, value, threshold))
-            .grade(&output(text), &Vars::new())
-            .unwrap()
-            .pass
+        block(Assertion::Check(check(name, value, threshold)).grade(
+            &output(text),
+            &Vars::new(),
+            &[],
+        ))
+        .unwrap()
+        .pass
     }
 
     #[test]
@@ -772,8 +852,7 @@ mod tests {
             ..output("x")
         };
         let grade = |name: &str, value: Option<Value>, threshold: Option<f64>, out: &Output<'_>| {
-            Assertion::Check(check(name, value, threshold))
-                .grade(out, &Vars::new())
+            block(Assertion::Check(check(name, value, threshold)).grade(out, &Vars::new(), &[]))
                 .unwrap()
                 .pass
         };
@@ -813,9 +892,14 @@ mod tests {
     #[test]
     fn values_are_templated_with_vars() {
         let vars = Vars::from([("city".to_owned(), json!("Paris"))]);
-        let grade = Assertion::Check(check("contains", Some(json!("{{city}}")), None))
-            .grade(&output("It is Paris"), &vars)
-            .unwrap();
+        let grade = block(
+            Assertion::Check(check("contains", Some(json!("{{city}}")), None)).grade(
+                &output("It is Paris"),
+                &vars,
+                &[],
+            ),
+        )
+        .unwrap();
         assert!(grade.pass, "{grade:?}");
     }
 
@@ -823,9 +907,8 @@ mod tests {
     fn weight_zero_reports_but_never_fails_and_sets_use_fractions() {
         let mut metric_only = check("contains", Some(json!("x")), None);
         metric_only.weight = 0.0;
-        let grade = Assertion::Check(metric_only)
-            .grade(&output("y"), &Vars::new())
-            .unwrap();
+        let grade =
+            block(Assertion::Check(metric_only).grade(&output("y"), &Vars::new(), &[])).unwrap();
         assert!(grade.pass && grade.score == 0.0);
         let set = Assertion::Set(AssertionSet {
             assertions: vec![
@@ -838,9 +921,9 @@ mod tests {
             weight: 1.0,
             metric: None,
         });
-        let grade = set.grade(&output("a b"), &Vars::new()).unwrap();
+        let grade = block(set.grade(&output("a b"), &Vars::new(), &[])).unwrap();
         assert!(grade.pass && (grade.score - 0.5).abs() < 1e-9, "{grade:?}");
-        let grade = set.grade(&output("a"), &Vars::new()).unwrap();
+        let grade = block(set.grade(&output("a"), &Vars::new(), &[])).unwrap();
         assert!(!grade.pass, "{grade:?}");
     }
 

@@ -10,6 +10,7 @@
 
 pub mod assertion;
 pub mod compare;
+pub mod graded;
 pub mod report;
 pub mod runner;
 pub mod stats;

@@ -13,6 +13,7 @@ use sluice_llm::{Client, ClientConfig, Generation, LlmError, RetryPolicy, Timeou
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::assertion::{Grade, Output, weighted_score};
+use crate::graded::Judge;
 use crate::suite::{Endpoint, Prompt, Provider, Suite, TestCase};
 use crate::template::{self, Vars};
 
@@ -265,8 +266,7 @@ pub async fn run(
         },
         ..Timeouts::default()
     };
-    let mut clients = Vec::with_capacity(suite.providers.len());
-    for provider in &suite.providers {
+    let build = |provider: &Provider| -> Result<Client, ProviderSetupError> {
         let mut config = ClientConfig::new(&provider.base_url);
         config.timeouts = timeouts;
         config.retry = RetryPolicy {
@@ -281,13 +281,28 @@ pub async fn run(
                     source,
                 })?;
         }
-        let client = Client::new(config).map_err(|source| ProviderSetupError {
+        Client::new(config).map_err(|source| ProviderSetupError {
             provider: provider.label.clone(),
             source,
-        })?;
-        clients.push(client);
-    }
-    let shared = Arc::new((suite.prompts.clone(), suite.providers.clone(), clients));
+        })
+    };
+    let clients = suite
+        .providers
+        .iter()
+        .map(build)
+        .collect::<Result<Vec<_>, _>>()?;
+    let grader_clients = suite
+        .graders
+        .iter()
+        .map(build)
+        .collect::<Result<Vec<_>, _>>()?;
+    let shared = Arc::new(Shared {
+        prompts: suite.prompts.clone(),
+        providers: suite.providers.clone(),
+        clients,
+        graders: suite.graders.clone(),
+        grader_clients,
+    });
     let concurrency = options
         .max_concurrency
         .unwrap_or(suite.options.max_concurrency)
@@ -319,14 +334,7 @@ pub async fn run(
                     seq += 1;
                     let (shared, rows) = (shared.clone(), rows.clone());
                     handles.push(tokio::spawn(async move {
-                        let (prompts, providers, clients) = &*shared;
-                        let row = evaluate(
-                            &work,
-                            &prompts[work.prompt_index],
-                            &providers[work.provider_index],
-                            &clients[work.provider_index],
-                        )
-                        .await;
+                        let row = evaluate(&work, &shared).await;
                         drop(permit);
                         let _ = rows.send(row).await;
                     }));
@@ -404,10 +412,36 @@ async fn call(
                 (!provider.stop.is_empty()).then(|| OneOrMany::Many(provider.stop.clone()));
             client.completion(&request).await
         }
+        Endpoint::Embedding => Err(LlmError::InvalidBody {
+            url: provider.base_url.clone(),
+            expected: "a chat or completion provider",
+            reason: format!("`{}` is an embedding provider", provider.id),
+            snippet: String::new(),
+        }),
     }
 }
 
-async fn evaluate(work: &Work, prompt: &Prompt, provider: &Provider, client: &Client) -> EvalRow {
+/// What every task of a run reads.
+struct Shared {
+    prompts: Vec<Prompt>,
+    providers: Vec<Provider>,
+    clients: Vec<Client>,
+    graders: Vec<Provider>,
+    grader_clients: Vec<Client>,
+}
+
+async fn evaluate(work: &Work, shared: &Shared) -> EvalRow {
+    let (prompt, provider, client) = (
+        &shared.prompts[work.prompt_index],
+        &shared.providers[work.provider_index],
+        &shared.clients[work.provider_index],
+    );
+    let judges: Vec<Judge<'_>> = shared
+        .graders
+        .iter()
+        .zip(&shared.grader_clients)
+        .map(|(provider, client)| Judge { provider, client })
+        .collect();
     let test = &work.test;
     let mut row = EvalRow {
         seq: work.seq,
@@ -435,33 +469,33 @@ async fn evaluate(work: &Work, prompt: &Prompt, provider: &Provider, client: &Cl
         tokens: None,
         finish_reason: None,
     };
+    let rendered = match template::render(&prompt.template, &test.vars) {
+        Ok(rendered) => rendered,
+        Err(error) if test.provider_output.is_none() => {
+            row.error = Some(format!("prompt `{}`: {error}", prompt.label));
+            return row;
+        }
+        Err(_) => String::new(),
+    };
     let generation = match &test.provider_output {
         Some(output) => Generation {
             text: output.clone(),
             finish_reason: Some("stop".to_owned()),
             ..Generation::default()
         },
-        None => {
-            let rendered = match template::render(&prompt.template, &test.vars) {
-                Ok(rendered) => rendered,
-                Err(error) => {
-                    row.error = Some(format!("prompt `{}`: {error}", prompt.label));
-                    return row;
-                }
-            };
-            match call(provider, client, &rendered).await {
-                Ok(generation) => generation,
-                Err(error) => {
-                    row.error = Some(error.to_string());
-                    return row;
-                }
+        None => match call(provider, client, &rendered).await {
+            Ok(generation) => generation,
+            Err(error) => {
+                row.error = Some(error.to_string());
+                return row;
             }
-        }
+        },
     };
     row.latency_ms = generation.timing.e2e.as_secs_f64() * 1000.0;
     row.tokens = generation.tokens;
     row.finish_reason = generation.finish_reason.clone();
     let output = Output {
+        input: &rendered,
         text: &generation.text,
         finish_reason: generation.finish_reason.as_deref(),
         latency_ms: row.latency_ms,
@@ -469,7 +503,7 @@ async fn evaluate(work: &Work, prompt: &Prompt, provider: &Provider, client: &Cl
     };
     let mut grades = Vec::with_capacity(test.assertions.len());
     for assertion in &test.assertions {
-        match assertion.grade(&output, &test.vars) {
+        match assertion.grade(&output, &test.vars, &judges).await {
             Ok(grade) => grades.push(grade),
             Err(error) => {
                 row.error = Some(format!(

@@ -39,6 +39,8 @@ pub struct Suite {
     pub output_paths: Vec<PathBuf>,
     /// `tags`.
     pub tags: BTreeMap<String, String>,
+    /// Graders of model-graded assertions (`Check::grader` indexes this).
+    pub graders: Vec<Provider>,
 }
 
 /// Which endpoint a provider calls.
@@ -48,6 +50,8 @@ pub enum Endpoint {
     Chat,
     /// `/v1/completions`.
     Completion,
+    /// `/v1/embeddings` (graders of `similar` only).
+    Embedding,
 }
 
 /// A compiled provider.
@@ -175,7 +179,7 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct RawProvider {
     id: String,
     #[serde(default)]
@@ -184,7 +188,7 @@ struct RawProvider {
     config: Option<RawProviderConfig>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawProviderConfig {
     #[serde(default)]
@@ -207,7 +211,7 @@ struct RawProviderConfig {
     stop: Option<OneOrManyText>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 enum OneOrManyText {
     One(String),
@@ -243,7 +247,7 @@ struct RawTest {
     #[serde(default, rename = "__file")]
     file: Option<String>,
     #[serde(default)]
-    options: Option<serde::de::IgnoredAny>,
+    options: Option<RawTestOptions>,
     #[serde(default)]
     provider: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -252,6 +256,32 @@ struct RawTest {
     prompts: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     assert_scoring_function: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawTestOptions {
+    /// The grader for model-graded assertions.
+    #[serde(default)]
+    provider: Option<RawProvider>,
+    #[serde(default)]
+    transform: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    transform_vars: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    prefix: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    suffix: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    rubric_prompt: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    run_serially: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    store_output_as: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    disable_default_asserts: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    disable_var_expansion: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,7 +300,7 @@ struct RawAssertion {
     #[serde(default)]
     assert: Option<Vec<RawAssertion>>,
     #[serde(default)]
-    provider: Option<serde::de::IgnoredAny>,
+    provider: Option<RawProvider>,
     #[serde(default)]
     transform: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -315,18 +345,52 @@ fn desugar(document: &mut Document) {
     }
     if let Some(tests) = root.get_mut("tests") {
         tests.wrap_in_sequence();
-        tests
-            .items_mut()
-            .iter_mut()
-            .for_each(|t| t.wrap_scalar("__file"));
+        tests.items_mut().iter_mut().for_each(|t| {
+            t.wrap_scalar("__file");
+            desugar_test(t);
+        });
+    }
+    if let Some(default_test) = root.get_mut("defaultTest") {
+        desugar_test(default_test);
+    }
+}
+
+/// Grader providers given as an id string become `{id: …}` in a test's options and asserts.
+fn desugar_test(test: &mut sluice_config::Node) {
+    if let Some(provider) = test.get_mut("options").and_then(|o| o.get_mut("provider")) {
+        provider.wrap_scalar("id");
+    }
+    if let Some(asserts) = test.get_mut("assert") {
+        desugar_asserts(asserts);
+    }
+}
+
+fn desugar_asserts(asserts: &mut sluice_config::Node) {
+    for assertion in asserts.items_mut() {
+        if let Some(provider) = assertion.get_mut("provider") {
+            provider.wrap_scalar("id");
+        }
+        if let Some(nested) = assertion.get_mut("assert") {
+            desugar_asserts(nested);
+        }
     }
 }
 
 /// Reads and compiles a suite file; `env` supplies `${VAR}` values.
 pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Suite, SuiteError> {
+    load_with_grader(path, env, None)
+}
+
+/// Like [`load`], with a default grader provider id for model-graded assertions that name
+/// none (the command line's `--grader`).
+pub fn load_with_grader(
+    path: &Path,
+    env: &dyn EnvSource,
+    grader: Option<&str>,
+) -> Result<Suite, SuiteError> {
     let document = Document::read(path, env).map_err(|d| SuiteError(vec![d]))?;
     let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
-    compile(document, &base_dir, env)
+    compile(document, &base_dir, env, grader)
 }
 
 /// Compiles a suite held in memory; `file://` references resolve against `base_dir`.
@@ -337,13 +401,14 @@ pub fn parse(
     env: &dyn EnvSource,
 ) -> Result<Suite, SuiteError> {
     let document = Document::parse(name, text, env).map_err(|d| SuiteError(vec![d]))?;
-    compile(document, base_dir, env)
+    compile(document, base_dir, env, None)
 }
 
 fn compile(
     mut document: Document,
     base_dir: &Path,
     env: &dyn EnvSource,
+    grader: Option<&str>,
 ) -> Result<Suite, SuiteError> {
     desugar(&mut document);
     let raw: RawSuite = document.deserialize().map_err(|d| SuiteError(vec![d]))?;
@@ -353,6 +418,8 @@ fn compile(
         env,
         errors: Vec::new(),
         other_files: Vec::new(),
+        graders: Vec::new(),
+        default_grader: grader.map(str::to_owned),
     }
     .compile(raw)
 }
@@ -363,6 +430,8 @@ struct Compiler<'a> {
     env: &'a dyn EnvSource,
     errors: Vec<Diagnostic>,
     other_files: Vec<Diagnostics>,
+    graders: Vec<Provider>,
+    default_grader: Option<String>,
 }
 
 fn unsupported(feature: &str) -> String {
@@ -405,7 +474,15 @@ impl Compiler<'_> {
             .providers
             .into_iter()
             .enumerate()
-            .filter_map(|(i, p)| self.provider(p, &root.key("providers").index(i)))
+            .filter_map(|(i, p)| {
+                let path = root.key("providers").index(i);
+                let provider = self.provider(p, &path)?;
+                if provider.endpoint == Endpoint::Embedding {
+                    self.error(&path.key("id"), format!("`{}` is an embedding provider: it can grade `similar` assertions, not answer prompts", provider.id));
+                    return None;
+                }
+                Some(provider)
+            })
             .collect();
         if raw.prompts.is_empty() {
             self.error(
@@ -423,7 +500,15 @@ impl Compiler<'_> {
         let default_test = raw.default_test.unwrap_or_default();
         let default_path = root.key("defaultTest");
         self.unsupported_test_fields(&default_test, &default_path);
-        let default_assertions = self.assertions(&default_test.assert, &default_path.key("assert"));
+        let default_grader = default_test
+            .options
+            .as_ref()
+            .and_then(|o| o.provider.clone());
+        let default_assertions = self.assertions(
+            &default_test.assert,
+            &default_path.key("assert"),
+            [None, default_grader.as_ref()],
+        );
 
         let mut raw_tests: Vec<(RawTest, FieldPath, String)> = Vec::new();
         for (i, test) in raw.tests.into_iter().enumerate() {
@@ -446,7 +531,12 @@ impl Compiler<'_> {
         let mut tests = Vec::new();
         for (raw_test, path, origin) in raw_tests {
             self.unsupported_test_fields(&raw_test, &path);
-            let mut assertions = self.assertions(&raw_test.assert, &path.key("assert"));
+            let test_grader = raw_test.options.as_ref().and_then(|o| o.provider.clone());
+            let mut assertions = self.assertions(
+                &raw_test.assert,
+                &path.key("assert"),
+                [test_grader.as_ref(), default_grader.as_ref()],
+            );
             assertions.extend(default_assertions.iter().cloned());
             let mut vars = default_test.vars.clone();
             vars.extend(raw_test.vars.clone());
@@ -502,6 +592,7 @@ impl Compiler<'_> {
             options,
             output_paths,
             tags: raw.tags,
+            graders: self.graders,
         })
     }
 
@@ -517,6 +608,9 @@ impl Compiler<'_> {
             Some(("openai", rest)) => match rest.split_once(':') {
                 Some(("chat", model)) => (Endpoint::Chat, model.to_owned()),
                 Some(("completion", model)) => (Endpoint::Completion, model.to_owned()),
+                Some(("embedding" | "embeddings", model)) => {
+                    (Endpoint::Embedding, model.to_owned())
+                }
                 Some((other, _)) => {
                     self.error(&path.key("id"), format!("unsupported OpenAI provider kind `{other}` in `{}`: expected `openai:chat:MODEL` or `openai:completion:MODEL`", raw.id));
                     return None;
@@ -645,7 +739,6 @@ impl Compiler<'_> {
 
     fn unsupported_test_fields(&mut self, test: &RawTest, path: &FieldPath) {
         let fields = [
-            ("options", test.options.is_some()),
             ("provider", test.provider.is_some()),
             ("providers", test.providers.is_some()),
             ("prompts", test.prompts.is_some()),
@@ -659,23 +752,153 @@ impl Compiler<'_> {
                 self.error(&path.key(name), unsupported(&format!("test.{name}")));
             }
         }
+        if let Some(options) = &test.options {
+            let option_fields = [
+                ("transform", options.transform.is_some()),
+                ("transformVars", options.transform_vars.is_some()),
+                ("prefix", options.prefix.is_some()),
+                ("suffix", options.suffix.is_some()),
+                ("rubricPrompt", options.rubric_prompt.is_some()),
+                ("runSerially", options.run_serially.is_some()),
+                ("storeOutputAs", options.store_output_as.is_some()),
+                (
+                    "disableDefaultAsserts",
+                    options.disable_default_asserts.is_some(),
+                ),
+                (
+                    "disableVarExpansion",
+                    options.disable_var_expansion.is_some(),
+                ),
+            ];
+            for (name, present) in option_fields {
+                if present {
+                    self.error(
+                        &path.key("options").key(name),
+                        unsupported(&format!("options.{name}")),
+                    );
+                }
+            }
+        }
     }
 
-    fn assertions(&mut self, raw: &[RawAssertion], path: &FieldPath) -> Vec<Assertion> {
-        raw.iter()
-            .enumerate()
-            .filter_map(|(i, a)| {
-                let at = path.index(i);
-                match compile_assertion(a) {
-                    Ok(assertion) => Some(assertion),
-                    Err((field, message)) => {
-                        let at = if field.is_empty() { at } else { at.key(field) };
-                        self.error(&at, message);
-                        None
+    /// Compiles assertions and resolves the graders of model-graded ones: the assertion's own
+    /// `provider`, then `inherited` (the test's, then defaultTest's `options.provider`), then
+    /// `--grader`, then OpenAI's defaults when `OPENAI_API_KEY` is set.
+    fn assertions(
+        &mut self,
+        raw: &[RawAssertion],
+        path: &FieldPath,
+        inherited: [Option<&RawProvider>; 2],
+    ) -> Vec<Assertion> {
+        let mut compiled = Vec::new();
+        for (i, a) in raw.iter().enumerate() {
+            let at = path.index(i);
+            match compile_assertion(a) {
+                Ok(mut assertion) => {
+                    if self.resolve_graders(&mut assertion, a, inherited, &at) {
+                        compiled.push(assertion);
                     }
                 }
-            })
-            .collect()
+                Err((field, message)) => {
+                    let at = if field.is_empty() { at } else { at.key(field) };
+                    self.error(&at, message);
+                }
+            }
+        }
+        compiled
+    }
+
+    fn resolve_graders(
+        &mut self,
+        assertion: &mut Assertion,
+        raw: &RawAssertion,
+        inherited: [Option<&RawProvider>; 2],
+        path: &FieldPath,
+    ) -> bool {
+        match assertion {
+            Assertion::Set(set) => {
+                let members = raw.assert.as_deref().unwrap_or_default();
+                let mut ok = true;
+                for (i, (member, raw_member)) in set.assertions.iter_mut().zip(members).enumerate()
+                {
+                    ok &= self.resolve_graders(
+                        member,
+                        raw_member,
+                        inherited,
+                        &path.key("assert").index(i),
+                    );
+                }
+                ok
+            }
+            Assertion::Check(check) if check.kind.is_model_graded() => {
+                let wants = if check.kind == Kind::Similar {
+                    Endpoint::Embedding
+                } else {
+                    Endpoint::Chat
+                };
+                let fallback = match wants {
+                    Endpoint::Embedding => "openai:embedding:text-embedding-3-large",
+                    _ => "openai:chat:gpt-4.1-2025-04-14",
+                };
+                let cli = self.default_grader.clone().map(|id| RawProvider {
+                    id,
+                    label: None,
+                    config: None,
+                });
+                let env_default = self.env.var("OPENAI_API_KEY").map(|_| RawProvider {
+                    id: fallback.to_owned(),
+                    label: None,
+                    config: None,
+                });
+                let candidates = [
+                    raw.provider.as_ref(),
+                    inherited[0],
+                    inherited[1],
+                    cli.as_ref(),
+                    env_default.as_ref(),
+                ];
+                let chosen = candidates
+                    .into_iter()
+                    .flatten()
+                    .find(|p| endpoint_of(&p.id) == Some(wants))
+                    .cloned();
+                let Some(chosen) = chosen else {
+                    let kind = if wants == Endpoint::Embedding {
+                        "an embedding provider (`openai:embedding:MODEL`)"
+                    } else {
+                        "a chat provider (`openai:chat:MODEL`)"
+                    };
+                    self.error(
+                        path,
+                        format!(
+                            "`{}` needs a grader, {kind}: set `provider` on the assertion, `options.provider` on the test or defaultTest, or pass --grader",
+                            check.name
+                        ),
+                    );
+                    return false;
+                };
+                let grader_path = if raw.provider.is_some() {
+                    path.key("provider")
+                } else {
+                    path.clone()
+                };
+                let Some(provider) = self.provider(chosen, &grader_path) else {
+                    return false;
+                };
+                let existing = self.graders.iter().position(|g| {
+                    g.id == provider.id
+                        && g.base_url == provider.base_url
+                        && g.api_key_env == provider.api_key_env
+                        && g.temperature == provider.temperature
+                });
+                check.grader = Some(existing.unwrap_or_else(|| {
+                    self.graders.push(provider);
+                    self.graders.len() - 1
+                }));
+                true
+            }
+            Assertion::Check(_) => true,
+        }
     }
 
     /// Loads tests from a `file://` entry: JSONL, CSV, YAML or JSON.
@@ -730,7 +953,6 @@ impl Compiler<'_> {
 /// Compiles one assertion; errors name the offending field (empty for the assertion itself).
 fn compile_assertion(raw: &RawAssertion) -> Result<Assertion, (&'static str, String)> {
     for (name, present) in [
-        ("provider", raw.provider.is_some()),
         ("transform", raw.transform.is_some()),
         ("rubricPrompt", raw.rubric_prompt.is_some()),
         ("config", raw.config.is_some()),
@@ -838,7 +1060,18 @@ fn compile_assertion(raw: &RawAssertion) -> Result<Assertion, (&'static str, Str
         threshold: raw.threshold,
         weight,
         metric: raw.metric.clone(),
+        grader: None,
     }))
+}
+
+/// The endpoint a provider id names, when it is one this build supports.
+fn endpoint_of(id: &str) -> Option<Endpoint> {
+    match id.split(':').collect::<Vec<_>>().as_slice() {
+        ["openai", "chat", _, ..] | ["openai", _] => Some(Endpoint::Chat),
+        ["openai", "completion", _, ..] => Some(Endpoint::Completion),
+        ["openai", "embedding" | "embeddings", _, ..] => Some(Endpoint::Embedding),
+        _ => None,
+    }
 }
 
 /// A multi-line message (the regex crate draws a caret diagram) as one line.
@@ -891,7 +1124,12 @@ fn load_yaml_tests(
     text: &str,
     env: &dyn EnvSource,
 ) -> Result<Vec<(RawTest, FieldPath, String)>, Diagnostics> {
-    let document = Document::parse(name, text, env)?;
+    let mut document = Document::parse(name, text, env)?;
+    document
+        .root_mut()
+        .items_mut()
+        .iter_mut()
+        .for_each(desugar_test);
     let tests: Vec<RawTest> = document.deserialize()?;
     Ok(tests
         .into_iter()
@@ -912,7 +1150,10 @@ fn load_jsonl(
             continue;
         }
         let line_number = index + 1;
-        let parsed = Document::parse(name, line, env).and_then(|doc| doc.deserialize::<RawTest>());
+        let parsed = Document::parse(name, line, env).and_then(|mut doc| {
+            desugar_test(doc.root_mut());
+            doc.deserialize::<RawTest>()
+        });
         match parsed {
             Ok(test) => tests.push((test, FieldPath::root(), format!("{name}:{line_number}"))),
             Err(diagnostics) => errors.extend(diagnostics.errors.into_iter().map(|mut d| {
@@ -1051,11 +1292,12 @@ fn shorthand_assertion(text: &str) -> Result<RawAssertion, String> {
         rubric_prompt: None,
         config: None,
     };
-    if let Some(rest) = text.strip_prefix("grade:") {
-        let _ = rest;
-        return Err(
-            "`grade:` (llm-rubric) assertions are not supported by this build yet".to_owned(),
-        );
+    if let Some(rubric) = text.strip_prefix("grade:") {
+        return Ok(plain(
+            "llm-rubric",
+            Some(Value::String(rubric.trim().to_owned())),
+            None,
+        ));
     }
     if text.starts_with("fn:") {
         return Err("`fn:` (javascript) assertions are not supported by this build yet".to_owned());
@@ -1156,16 +1398,16 @@ mod tests {
         let suite = write(
             dir.path(),
             "suite.yaml",
-            "providers: [openai:chat:m, anthropic:messages:claude]\nprompts: ['{{question}}']\ntests:\n  - file://bad.csv\n  - vars: {question: q}\n    assert:\n      - {type: contians, value: x}\n      - {type: llm-rubric, value: polite}\n      - {type: regex, value: '('}\n      - {type: equals}\n    options: {transform: output.trim()}\nscenarios: []\n",
+            "providers: [openai:chat:m, anthropic:messages:claude]\nprompts: ['{{question}}']\ntests:\n  - file://bad.csv\n  - vars: {question: q}\n    assert:\n      - {type: contians, value: x}\n      - {type: javascript, value: 'output.length > 3'}\n      - {type: regex, value: '('}\n      - {type: equals}\n    options: {transform: output.trim()}\nscenarios: []\n",
         );
         let error = load(&suite, &env()).unwrap_err().to_string();
         for expected in [
             "suite.yaml:1:28: providers[1].id: unsupported provider `anthropic:messages:claude`",
             "tests[1].assert[0].type: unknown assertion type `contians`, did you mean `contains`?",
-            "tests[1].assert[1].type: `llm-rubric` assertions are not supported by this build yet",
+            "tests[1].assert[1].type: `javascript` assertions are not supported by this build yet",
             "tests[1].assert[2].value: invalid regular expression",
             "tests[1].assert[3].value: `equals` needs a `value`",
-            "tests[1].options: `test.options` is a promptfoo feature this build does not support",
+            "tests[1].options.transform: `options.transform` is a promptfoo feature this build does not support",
             "scenarios: `scenarios` is a promptfoo feature",
             "bad.csv:3:1: row has 3 fields, expected 2",
         ] {
@@ -1174,6 +1416,47 @@ mod tests {
                 "missing {expected:?} in:\n{error}"
             );
         }
+    }
+
+    #[test]
+    fn graders_resolve_from_the_assertion_the_test_defaults_and_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "providers: [openai:chat:m]\nprompts: [hi]\ndefaultTest:\n  options:\n    provider: {id: openai:chat:judge, config: {apiBaseUrl: 'http://127.0.0.1:9/v1'}}\ntests:\n  - assert:\n      - {type: llm-rubric, value: polite}\n      - {type: llm-rubric, value: short, provider: openai:chat:strict}\n      - {type: similar, value: hello, provider: openai:embedding:embed}\n";
+        let suite = write(dir.path(), "s.yaml", text);
+        let suite = load(&suite, &env()).unwrap();
+        let graders: Vec<&str> = suite.graders.iter().map(|g| g.id.as_str()).collect();
+        assert_eq!(
+            graders,
+            vec![
+                "openai:chat:judge",
+                "openai:chat:strict",
+                "openai:embedding:embed"
+            ]
+        );
+        assert_eq!(suite.graders[0].base_url, "http://127.0.0.1:9/v1");
+
+        let bare = write(
+            dir.path(),
+            "bare.yaml",
+            "providers: [openai:chat:m]\nprompts: [hi]\ntests:\n  - assert: [{type: llm-rubric, value: polite}, {type: similar, value: hi}]\n",
+        );
+        let error = load(&bare, &env()).unwrap_err().to_string();
+        assert!(
+            error.contains("tests[0].assert[0]: `llm-rubric` needs a grader, a chat provider"),
+            "{error}"
+        );
+        assert!(
+            error.contains("tests[0].assert[1]: `similar` needs a grader, an embedding provider"),
+            "{error}"
+        );
+        let with_cli = load_with_grader(&bare, &env(), Some("openai:chat:cli-judge"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !with_cli.contains("`llm-rubric` needs a grader"),
+            "{with_cli}"
+        );
+        assert!(with_cli.contains("`similar` needs a grader"), "{with_cli}");
     }
 
     #[test]
@@ -1220,6 +1503,11 @@ mod tests {
         assert_eq!((a.kind.as_str(), a.threshold), ("levenshtein", Some(3.0)));
         assert_eq!(parse("not-icontains:x").kind, "not-icontains");
         assert_eq!(parse("Paris: the city").kind, "equals");
-        assert!(shorthand_assertion("grade:is polite").is_err());
+        let rubric = parse("grade: is polite");
+        assert_eq!(
+            (rubric.kind.as_str(), rubric.value),
+            ("llm-rubric", Some(Value::String("is polite".into())))
+        );
+        assert!(shorthand_assertion("fn:output.length > 3").is_err());
     }
 }

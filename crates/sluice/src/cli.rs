@@ -154,6 +154,10 @@ pub struct EvalArgs {
     /// Retries per request on connect errors, 408, 409, 429 and 5xx.
     #[arg(long, default_value_t = 2)]
     pub max_retries: u32,
+    /// The grader for model-graded assertions that name none (e.g. `openai:chat:gpt-4.1`;
+    /// its base URL and key come from OPENAI_BASE_URL and OPENAI_API_KEY).
+    #[arg(long)]
+    pub grader: Option<String>,
     /// Compare with a baseline: a stored run id or a `-o results.json` report. The gate fails
     /// when this run is significantly worse (exact McNemar, or a paired bootstrap with repeats).
     #[arg(long)]

@@ -408,3 +408,109 @@ fn the_baseline_gate_passes_sampling_noise_and_fails_a_ten_point_drop() {
         text(&output.stderr)
     );
 }
+
+/// Model-graded assertions with the simulator as both the model and the judge.
+#[test]
+fn model_graded_assertions_use_the_grader_and_never_pass_on_a_bad_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_config = dir.path().join("sim.yaml");
+    std::fs::write(
+        &sim_config,
+        r#"models:
+  answerer:
+    script:
+      - {match: capital of France, answer: The capital of France is Paris.}
+  judge:
+    script:
+      - {regex: '(?s)Rubric:\s*mentions Paris.*Output:.*Paris', answer: '{"reason": "it names Paris", "pass": true, "score": 0.9}'}
+      - {regex: '(?s)Rubric:\s*lenient', answer: '{"reason": "looks fine", "pass": true, "score": 0.2}'}
+      - {regex: '(?s)Rubric:\s*garbage', answer: 'I cannot decide.'}
+      - {regex: '(?s)Expert answer:\s*Paris.*Submission:.*Paris', answer: "Both name Paris.\nAnswer: C"}
+      - {regex: '(?s)Expert answer:', answer: "They name different cities.\nAnswer: D"}
+      - {regex: '(?s)Criterion:\s*is concise', answer: "One short sentence.\nY"}
+    default: '{"reason": "no", "pass": false, "score": 0}'
+"#,
+    )
+    .unwrap();
+    let sim = Simulate::with_config(&sim_config);
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(
+        &suite,
+        r#"providers:
+  - id: openai:chat:answerer
+    config: {apiBaseUrl: '${SLUICE_BASE_URL}'}
+prompts: ['{{question}}']
+defaultTest:
+  vars: {question: What is the capital of France?}
+  options:
+    provider: {id: openai:chat:judge, config: {apiBaseUrl: '${SLUICE_BASE_URL}'}}
+tests:
+  - description: graded pass
+    assert:
+      - {type: llm-rubric, value: mentions Paris}
+      - {type: factuality, value: Paris}
+      - {type: model-graded-closedqa, value: is concise}
+      - type: similar
+        value: The capital of France is Paris.
+        threshold: 0.9
+        provider: {id: openai:embedding:judge, config: {apiBaseUrl: '${SLUICE_BASE_URL}'}}
+  - description: lenient judge under threshold
+    assert: [{type: llm-rubric, value: lenient, threshold: 0.5}]
+  - description: unreadable verdict
+    assert: [{type: not-llm-rubric, value: garbage}]
+  - description: factual disagreement
+    assert: [{type: factuality, value: Lyon}]
+"#,
+    )
+    .unwrap();
+    let report = dir.path().join("r.json");
+    let output = sluice()
+        .env("SLUICE_BASE_URL", &sim.base_url)
+        .args(["eval", "--no-write", "--max-retries", "0", "-c"])
+        .arg(&suite)
+        .arg("-o")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let row = |description: &str| {
+        report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["description"] == description)
+            .unwrap()
+            .clone()
+    };
+    let graded = row("graded pass");
+    assert_eq!(graded["pass"], true, "{graded}");
+    assert_eq!(graded["grades"].as_array().unwrap().len(), 4);
+    let lenient = row("lenient judge under threshold");
+    assert_eq!(lenient["pass"], false, "{lenient}");
+    assert!(
+        lenient["grades"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("score 0.20 against threshold 0.5"),
+        "{lenient}"
+    );
+    let unreadable = row("unreadable verdict");
+    assert_eq!(unreadable["pass"], false);
+    assert!(
+        unreadable["error"]
+            .as_str()
+            .unwrap()
+            .contains("holds no JSON verdict"),
+        "{unreadable}"
+    );
+    assert_eq!(row("factual disagreement")["pass"], false);
+    assert_eq!(report["stats"]["errors"], 1);
+}

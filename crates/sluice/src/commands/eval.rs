@@ -20,7 +20,8 @@ use crate::cli::{EvalArgs, EvalCommand};
 const STORE_BATCH: usize = 256;
 
 pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome> {
-    let suite = sluice_eval::suite::load(&args.config, &ProcessEnv)?;
+    let suite =
+        sluice_eval::suite::load_with_grader(&args.config, &ProcessEnv, args.grader.as_deref())?;
     let pass_rate = if args.pass_rate > 1.0 {
         args.pass_rate / 100.0
     } else {
