@@ -222,7 +222,7 @@ pub struct Output<'a> {
 }
 
 /// The verdict of one assertion.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Grade {
     /// The type as written.
     pub assertion: String,

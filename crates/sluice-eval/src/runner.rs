@@ -1,7 +1,7 @@
 //! Runs a suite: every test × prompt × provider × repeat, with bounded concurrency, each row
 //! handed to the caller as soon as it is graded (the caller stores it before reporting it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,10 @@ pub struct RunOptions {
     pub filter: Option<Regex>,
     /// Retries per request.
     pub max_retries: u32,
+    /// Work items (by `seq`) already done, when resuming a run.
+    pub skip: HashSet<u64>,
+    /// Only tests with these fingerprints (`--filter-failing`).
+    pub only_tests: Option<HashSet<String>>,
 }
 
 impl Default for RunOptions {
@@ -37,6 +41,8 @@ impl Default for RunOptions {
             repeat: None,
             filter: None,
             max_retries: 2,
+            skip: HashSet::new(),
+            only_tests: None,
         }
     }
 }
@@ -60,7 +66,7 @@ impl Default for Gate {
 }
 
 /// One graded (or errored) test × prompt × provider × repeat.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EvalRow {
     /// Position in the run.
     pub seq: u64,
@@ -307,48 +313,120 @@ pub async fn run(
         .max_concurrency
         .unwrap_or(suite.options.max_concurrency)
         .max(1);
-    let repeat = options.repeat.unwrap_or(suite.options.repeat).max(1);
     let semaphore = Arc::new(Semaphore::new(concurrency));
-    let mut seq = 0;
     let mut handles = Vec::new();
-    for test in &suite.tests {
-        if let Some(filter) = &options.filter
-            && !filter.is_match(&test.description)
-        {
+    let mut current: Option<(usize, Arc<TestCase>)> = None;
+    for planned in plan(suite, options) {
+        if options.skip.contains(&planned.seq) {
             continue;
         }
-        let test = Arc::new(test.clone());
-        for repeat_index in 0..repeat {
-            for prompt_index in 0..suite.prompts.len() {
-                for provider_index in 0..suite.providers.len() {
-                    let Ok(permit) = semaphore.clone().acquire_owned().await else {
-                        return Ok(());
-                    };
-                    let work = Work {
-                        seq,
-                        test: test.clone(),
-                        prompt_index,
-                        provider_index,
-                        repeat: repeat_index,
-                    };
-                    seq += 1;
-                    let (shared, rows) = (shared.clone(), rows.clone());
-                    handles.push(tokio::spawn(async move {
-                        let row = evaluate(&work, &shared).await;
-                        drop(permit);
-                        let _ = rows.send(row).await;
-                    }));
-                    if handles.len() >= concurrency * 4 {
-                        handles.retain(|h| !h.is_finished());
-                    }
-                }
+        let test = match &current {
+            Some((index, test)) if *index == planned.test_index => test.clone(),
+            _ => {
+                let test = Arc::new(suite.tests[planned.test_index].clone());
+                current = Some((planned.test_index, test.clone()));
+                test
             }
+        };
+        let Ok(permit) = semaphore.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let work = Work {
+            seq: planned.seq,
+            test,
+            prompt_index: planned.prompt_index,
+            provider_index: planned.provider_index,
+            repeat: planned.repeat,
+        };
+        let (shared, rows) = (shared.clone(), rows.clone());
+        handles.push(tokio::spawn(async move {
+            let row = evaluate(&work, &shared).await;
+            drop(permit);
+            let _ = rows.send(row).await;
+        }));
+        if handles.len() >= concurrency * 4 {
+            handles.retain(|h| !h.is_finished());
         }
     }
     for handle in handles {
         let _ = handle.await;
     }
     Ok(())
+}
+
+/// One planned work item: which test, repeat, prompt and provider get which `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    /// Position in the run.
+    pub seq: u64,
+    /// Index into `Suite::tests`.
+    pub test_index: usize,
+    /// Repeat index.
+    pub repeat: usize,
+    /// Index into `Suite::prompts`.
+    pub prompt_index: usize,
+    /// Index into `Suite::providers`.
+    pub provider_index: usize,
+}
+
+/// The run's work items in order. The same suite and options always give the same plan, which
+/// is what makes a run resumable.
+pub fn plan<'a>(suite: &'a Suite, options: &'a RunOptions) -> impl Iterator<Item = Planned> + 'a {
+    let repeat = options.repeat.unwrap_or(suite.options.repeat).max(1);
+    let (prompts, providers) = (suite.prompts.len(), suite.providers.len());
+    suite
+        .tests
+        .iter()
+        .filter(move |test| {
+            options
+                .filter
+                .as_ref()
+                .is_none_or(|f| f.is_match(&test.description))
+        })
+        .filter(move |test| {
+            options
+                .only_tests
+                .as_ref()
+                .is_none_or(|only| only.contains(&test_fingerprint(test)))
+        })
+        .flat_map(move |test| {
+            (0..repeat).flat_map(move |repeat| {
+                (0..prompts).flat_map(move |prompt_index| {
+                    (0..providers).map(move |provider_index| {
+                        (test.index, repeat, prompt_index, provider_index)
+                    })
+                })
+            })
+        })
+        .enumerate()
+        .map(
+            |(seq, (test_index, repeat, prompt_index, provider_index))| Planned {
+                seq: seq as u64,
+                test_index,
+                repeat,
+                prompt_index,
+                provider_index,
+            },
+        )
+}
+
+/// A fingerprint of the plan: the keys and repeats of every work item in order. A run resumes
+/// only under the same fingerprint.
+pub fn plan_fingerprint(suite: &Suite, options: &RunOptions) -> String {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    let mut mix = |text: &str| {
+        for byte in text.bytes().chain(std::iter::once(0)) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for planned in plan(suite, options) {
+        let test = &suite.tests[planned.test_index];
+        mix(&test_fingerprint(test));
+        mix(&suite.prompts[planned.prompt_index].template);
+        mix(&suite.providers[planned.provider_index].id);
+        mix(&planned.repeat.to_string());
+    }
+    format!("{hash:016x}")
 }
 
 /// Runs `suite` and collects every row (in `seq` order) and the summary; for callers that

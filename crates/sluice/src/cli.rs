@@ -168,6 +168,13 @@ pub struct EvalArgs {
     /// Also fail when the pass rate drops by more than this fraction relative to the baseline.
     #[arg(long)]
     pub tolerance: Option<f64>,
+    /// Resume an interrupted run (status `running`): keep its stored results and run only
+    /// what is missing. The suite and options must be unchanged.
+    #[arg(long, conflicts_with = "no_write")]
+    pub resume: Option<String>,
+    /// Run only the tests that failed or errored in this stored run.
+    #[arg(long)]
+    pub filter_failing: Option<String>,
     /// Do not record the run in the store.
     #[arg(long)]
     pub no_write: bool,

@@ -514,3 +514,132 @@ tests:
     assert_eq!(row("factual disagreement")["pass"], false);
     assert_eq!(report["stats"]["errors"], 1);
 }
+
+/// A run killed mid-way keeps what it stored, and `--resume` completes it without repeating
+/// or losing a result.
+#[test]
+fn a_killed_run_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_config = dir.path().join("sim.yaml");
+    std::fs::write(
+        &sim_config,
+        "models:\n  slow:\n    ttft_ms: 40\n    default: ok\n",
+    )
+    .unwrap();
+    let sim = Simulate::with_config(&sim_config);
+    let mut csv = String::from("question,__expected\n");
+    for i in 0..60 {
+        csv.push_str(&format!("question {i},equals:ok\n"));
+    }
+    std::fs::write(dir.path().join("tests.csv"), csv).unwrap();
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(&suite, "providers:\n  - id: openai:chat:slow\n    config: {apiBaseUrl: '${SLUICE_BASE_URL}'}\nprompts: ['{{question}}']\ntests: file://tests.csv\n").unwrap();
+    let store = dir.path().join("s.db");
+    let eval = |extra: &[&str]| {
+        let mut command = sluice();
+        command
+            .env("SLUICE_BASE_URL", &sim.base_url)
+            .arg("--store")
+            .arg(&store)
+            .args(["eval", "-j", "2", "-c"])
+            .arg(&suite)
+            .args(extra);
+        command
+    };
+    let mut child = eval(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(900));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let runs = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["store", "runs", "--json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_str(&text(&runs.stdout)).unwrap();
+    assert_eq!(runs[0]["status"], "running", "{runs}");
+    let run_id = runs[0]["id"].as_str().unwrap().to_owned();
+    let stored = |id: &str| {
+        let show = sluice()
+            .arg("--store")
+            .arg(&store)
+            .args(["eval", "show", id, "--json"])
+            .output()
+            .unwrap();
+        let show: serde_json::Value = serde_json::from_str(&text(&show.stdout)).unwrap();
+        show["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let partial = stored(&run_id);
+    assert!(
+        !partial.is_empty() && partial.len() < 60,
+        "{} results stored before the kill",
+        partial.len()
+    );
+
+    // A changed suite cannot resume the run.
+    let other = eval(&["--resume", &run_id, "--repeat", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        text(&other.stderr).contains("changed since run"),
+        "{}",
+        text(&other.stderr)
+    );
+
+    let resumed = eval(&["--resume", &run_id]).output().unwrap();
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&resumed.stdout),
+        text(&resumed.stderr)
+    );
+    assert!(
+        text(&resumed.stdout).contains("PASS 60 passed, 0 failed, 0 errors"),
+        "{}",
+        text(&resumed.stdout)
+    );
+    let mut all = stored(&run_id);
+    all.sort_unstable();
+    assert_eq!(all, (0..60).collect::<Vec<u64>>());
+
+    let again = eval(&["--resume", &run_id]).output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("is already passed"),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
+#[test]
+fn filter_failing_reruns_only_what_failed() {
+    let sim = Simulate::start();
+    sim.put_profile("stable", "script:\n  - {match: capital of France, answer: Lyon}\n  - {regex: '(?i)json', answer: '{\"name\": \"Ada\", \"age\": 36}'}\n  - {exact: ping, answer: pong}\n");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let first = eval(&sim, &store, &[]);
+    assert_eq!(first.status.code(), Some(1));
+    let runs = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["eval", "list", "--json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_str(&text(&runs.stdout)).unwrap();
+    let failed_run = runs[0]["id"].as_str().unwrap().to_owned();
+    let rerun = eval(&sim, &store, &["--filter-failing", &failed_run]);
+    let stdout = text(&rerun.stdout);
+    assert!(stdout.contains("0 passed, 4 failed, 0 errors"), "{stdout}");
+}

@@ -16,8 +16,10 @@ use tracing::warn;
 use super::{Outcome, open_store};
 use crate::cli::{EvalArgs, EvalCommand};
 
-/// Rows written to the store per transaction.
+/// Rows written to the store per transaction, at most.
 const STORE_BATCH: usize = 256;
+/// The longest a completed row waits before it is stored (what a crash can lose).
+const STORE_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome> {
     let suite =
@@ -43,12 +45,28 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         .map(regex::Regex::new)
         .transpose()
         .context("invalid --filter-pattern")?;
-    let options = RunOptions {
+    let mut options = RunOptions {
         max_concurrency: args.max_concurrency,
         repeat: args.repeat,
         filter,
         max_retries: args.max_retries,
+        ..RunOptions::default()
     };
+    if let Some(previous) = &args.filter_failing {
+        let store = open_store(store_location).await?;
+        let (_, records) = stored_eval_run(&store, previous).await?;
+        let failing: std::collections::HashSet<String> = records
+            .iter()
+            .filter(|r| r.pass != Some(true))
+            .filter_map(|r| r.key.split(':').next().map(str::to_owned))
+            .collect();
+        if failing.is_empty() {
+            println!("Nothing to run: every result of `{previous}` passed.");
+            return Ok(Outcome::Ok);
+        }
+        options.only_tests = Some(failing);
+    }
+    let plan = runner::plan_fingerprint(&suite, &options);
     let outputs = if args.outputs.is_empty() {
         suite.output_paths.clone()
     } else {
@@ -87,35 +105,52 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     } else {
         Some(open_store(store_location).await?)
     };
-    let run_id = match &store {
-        Some(store) => {
+    let (run_id, replay) = match (&store, &args.resume) {
+        (Some(store), Some(resume)) => {
+            let (run, records) = stored_eval_run(store, resume).await?;
+            if run.status != RunStatus::Running {
+                anyhow::bail!(
+                    "run `{resume}` is already {}; only an interrupted (running) run can be resumed",
+                    run.status.as_str()
+                );
+            }
+            if run.config["plan"].as_str() != Some(plan.as_str()) {
+                anyhow::bail!(
+                    "the suite or its options changed since run `{resume}` started; resume it with the same suite, --repeat and --filter-pattern, or start a new run"
+                );
+            }
+            (resume.clone(), records)
+        }
+        (Some(store), None) => {
             let config = json!({
                 "suite": args.config.display().to_string(),
                 "providers": suite.providers.iter().map(|p| &p.id).collect::<Vec<_>>(),
                 "prompts": suite.prompts.iter().map(|p| &p.label).collect::<Vec<_>>(),
                 "tests": suite.tests.len(),
                 "tags": suite.tags,
+                "plan": plan,
             });
-            store
+            let name = if suite.description.is_empty() {
+                args.config.display().to_string()
+            } else {
+                suite.description.clone()
+            };
+            let id = store
                 .create_run(NewRun {
                     kind: "eval".into(),
-                    name: if suite.description.is_empty() {
-                        args.config.display().to_string()
-                    } else {
-                        suite.description.clone()
-                    },
+                    name,
                     config,
                 })
-                .await?
-                .0
+                .await?;
+            (id.0, Vec::new())
         }
-        None => "not-stored".to_owned(),
+        (None, _) => ("not-stored".to_owned(), Vec::new()),
     };
+    options.skip = replay.iter().map(|record| record.seq as u64).collect();
 
     let mut files = ReportFiles::create(&outputs)?;
     let started = Instant::now();
-    let repeat = options.repeat.unwrap_or(suite.options.repeat).max(1);
-    let expected = suite.tests.len() * repeat * suite.prompts.len() * suite.providers.len();
+    let expected = runner::plan(&suite, &options).count();
     let (sender, mut receiver) = mpsc::channel::<EvalRow>(1024);
     let runner = {
         let suite = suite.clone();
@@ -129,14 +164,34 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     let mut keyed = std::collections::BTreeMap::new();
     let mut pending: Vec<ResultRecord> = Vec::new();
     let mut progress = Progress::new(expected);
+    let mut last_flush = Instant::now();
     let mut done = 0;
+    // A resumed run's stored rows count, and are reported, as if just run.
+    for record in replay {
+        let row: EvalRow = serde_json::from_value(record.data).with_context(|| {
+            format!(
+                "stored result #{} of `{run_id}` is not an eval row",
+                record.seq
+            )
+        })?;
+        summary.add(&row);
+        files.row(&row)?;
+        if baseline.is_some() {
+            sluice_eval::compare::add_row(&mut keyed, &row);
+        }
+        if !row.pass && failing.len() < FAILING_SAMPLE {
+            failing.push(row);
+        }
+        done += 1;
+    }
     while let Some(row) = receiver.recv().await {
         summary.add(&row);
         if store.is_some() {
             pending.push(to_record(&row));
         }
-        if pending.len() >= STORE_BATCH {
+        if pending.len() >= STORE_BATCH || last_flush.elapsed() >= STORE_FLUSH_EVERY {
             flush(store.as_ref(), &run_id, &mut pending).await?;
+            last_flush = Instant::now();
         }
         files.row(&row)?;
         if baseline.is_some() {
