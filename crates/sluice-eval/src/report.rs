@@ -34,6 +34,8 @@ pub struct Report<'a> {
     pub duration_s: f64,
     /// The comparison with a baseline, when one was given.
     pub comparison: Option<&'a Comparison>,
+    /// Results (by key) that passed in some stored runs of this suite and failed in others.
+    pub flaky_in_history: &'a [String],
 }
 
 impl Report<'_> {
@@ -137,6 +139,19 @@ impl Report<'_> {
                 );
             }
         }
+        if !self.flaky_in_history.is_empty() {
+            let _ = writeln!(
+                out,
+                "  flaky across stored runs ({}): {}",
+                self.flaky_in_history.len(),
+                self.flaky_in_history
+                    .iter()
+                    .take(5)
+                    .map(|k| truncate(k, 60))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         let failing_total = self.summary.total.failed + self.summary.total.errors;
         if failing_total > 0 {
             let _ = writeln!(out, "  failures and errors ({failing_total}):");
@@ -205,6 +220,19 @@ impl Report<'_> {
             })
             .collect();
         let flaky: Vec<_> = self.summary.by_test.iter().filter(|(_, t)| t.is_flaky()).map(|(i, t)| json!({"test": i, "description": t.description, "passed": t.passed, "graded": t.graded})).collect();
+        let tests: Vec<_> = self
+            .summary
+            .by_test
+            .iter()
+            .map(|(i, t)| {
+                let (low, high) = wilson_95(t.passed, t.graded);
+                let n = t.graded;
+                let finite = |x: f64| if x.is_finite() { json!(x) } else { serde_json::Value::Null };
+                json!({"test": i, "description": t.description, "passed": t.passed, "graded": n,
+                       "pass_rate_95": [low, high], "pass_at_1": finite(t.pass_at(1)),
+                       "pass_at_n": finite(t.pass_at(n)), "pass_all_n": finite(t.pass_all(n)), "flaky": t.is_flaky()})
+            })
+            .collect();
         json!({
             "version": 1,
             "run_id": self.run_id,
@@ -217,6 +245,8 @@ impl Report<'_> {
             "named_scores": self.summary.named_scores,
             "pairs": pairs,
             "flaky": flaky,
+            "flaky_in_history": self.flaky_in_history,
+            "tests": tests,
             "comparison": self.comparison,
         })
     }

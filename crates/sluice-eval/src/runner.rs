@@ -170,6 +170,33 @@ impl TestTally {
     pub fn is_flaky(&self) -> bool {
         self.passed > 0 && self.passed < self.graded
     }
+
+    /// pass@k: the chance that at least one of `k` samples drawn from its `graded` results
+    /// passes (the unbiased estimator `1 − C(n−c, k) / C(n, k)`).
+    pub fn pass_at(&self, k: u64) -> f64 {
+        let (n, c) = (self.graded, self.passed);
+        if k == 0 || k > n {
+            return f64::NAN;
+        }
+        1.0 - ratio_of_choose(n - c, n, k)
+    }
+
+    /// pass^k: the chance that all of `k` samples pass (`C(c, k) / C(n, k)`).
+    pub fn pass_all(&self, k: u64) -> f64 {
+        let (n, c) = (self.graded, self.passed);
+        if k == 0 || k > n {
+            return f64::NAN;
+        }
+        ratio_of_choose(c, n, k)
+    }
+}
+
+/// `C(a, k) / C(n, k)` for `a ≤ n`, as a product that stays finite.
+fn ratio_of_choose(a: u64, n: u64, k: u64) -> f64 {
+    if a < k {
+        return 0.0;
+    }
+    (0..k).map(|i| (a - i) as f64 / (n - i) as f64).product()
 }
 
 /// What a run came to.
@@ -651,5 +678,28 @@ pub fn to_record(row: &EvalRow) -> sluice_store::ResultRecord {
         },
         error: row.error.clone(),
         data: serde_json::to_value(row).unwrap_or(Value::Null),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pass_at_k_and_pass_hat_k_follow_their_estimators() {
+        let tally = TestTally {
+            description: String::new(),
+            passed: 3,
+            graded: 5,
+        };
+        // pass@1 = c/n; pass@5 = 1 (some sample passes); pass^5 = 0; pass^2 = C(3,2)/C(5,2).
+        assert!((tally.pass_at(1) - 0.6).abs() < 1e-12);
+        assert!((tally.pass_at(5) - 1.0).abs() < 1e-12);
+        assert_eq!(tally.pass_all(5), 0.0);
+        assert!((tally.pass_all(2) - 0.3).abs() < 1e-12);
+        // pass@2 = 1 − C(2,2)/C(5,2) = 0.9.
+        assert!((tally.pass_at(2) - 0.9).abs() < 1e-12);
+        assert!(tally.pass_at(6).is_nan());
+        assert!(tally.is_flaky());
     }
 }

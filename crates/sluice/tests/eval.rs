@@ -643,3 +643,63 @@ fn filter_failing_reruns_only_what_failed() {
     let stdout = text(&rerun.stdout);
     assert!(stdout.contains("0 passed, 4 failed, 0 errors"), "{stdout}");
 }
+
+#[test]
+fn repeats_report_pass_at_k_and_flaky_tests_within_a_run_and_across_runs() {
+    let sim = Simulate::start();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(
+        &suite,
+        "description: coin\nproviders:\n  - id: openai:chat:stable\n    config: {apiBaseUrl: '${SLUICE_BASE_URL}'}\nprompts: ['{{q}}']\ntests:\n  - {description: coin, vars: {q: flip a coin}, assert: [{type: equals, value: heads}]}\n  - {description: ping, vars: {q: ping}, assert: [{type: equals, value: pong}]}\n",
+    )
+    .unwrap();
+    let store = dir.path().join("s.db");
+    let run = |extra: &[&str], report: &Path| {
+        sluice()
+            .env("SLUICE_BASE_URL", &sim.base_url)
+            .arg("--store")
+            .arg(&store)
+            .args(["eval", "-j", "1", "--pass-rate", "0", "-c"])
+            .arg(&suite)
+            .arg("-o")
+            .arg(report)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = dir.path().join("first.json");
+    let output = run(&["--repeat", "8"], &first);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("flaky (1 tests passed and failed across repeats)"),
+        "{}",
+        text(&output.stdout)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&first).unwrap()).unwrap();
+    let coin = &report["tests"][0];
+    assert_eq!(coin["graded"], 8);
+    assert_eq!(coin["flaky"], true);
+    assert_eq!(coin["pass_at_n"], 1.0);
+    assert_eq!(coin["pass_all_n"], 0.0);
+    let ping = &report["tests"][1];
+    assert_eq!(
+        (ping["passed"].as_u64(), ping["pass_all_n"].as_f64()),
+        (Some(8), Some(1.0))
+    );
+
+    // ping now fails: within this run it is stable, across the stored runs it is flaky.
+    sim.put_profile("stable", "script:\n  - {exact: ping, answer: PONG}\n");
+    let second = dir.path().join("second.json");
+    run(&[], &second);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&second).unwrap()).unwrap();
+    let flaky: Vec<&str> = report["flaky_in_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(flaky.len(), 2, "coin and ping: {flaky:?}");
+}

@@ -176,9 +176,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         })?;
         summary.add(&row);
         files.row(&row)?;
-        if baseline.is_some() {
-            sluice_eval::compare::add_row(&mut keyed, &row);
-        }
+        sluice_eval::compare::add_row(&mut keyed, &row);
         if !row.pass && failing.len() < FAILING_SAMPLE {
             failing.push(row);
         }
@@ -194,9 +192,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
             last_flush = Instant::now();
         }
         files.row(&row)?;
-        if baseline.is_some() {
-            sluice_eval::compare::add_row(&mut keyed, &row);
-        }
+        sluice_eval::compare::add_row(&mut keyed, &row);
         if !row.pass && failing.len() < FAILING_SAMPLE {
             failing.push(row);
         }
@@ -225,7 +221,12 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     let comparison = baseline.map(|baseline| {
         sluice_eval::compare::compare(&baseline, &keyed, args.confidence, args.tolerance)
     });
+    let flaky_in_history = match &store {
+        Some(store) => flaky_in_history(store, &run_id, &keyed).await?,
+        None => Vec::new(),
+    };
     let report = Report {
+        flaky_in_history: &flaky_in_history,
         run_id: &run_id,
         description: &suite.description,
         failing: &failing,
@@ -427,6 +428,52 @@ async fn stored_eval_run(
     }
     let records = store.results(&run_id).await?;
     Ok((run, records))
+}
+
+/// How many earlier runs of the same suite are read for flakiness across history.
+const HISTORY_RUNS: usize = 10;
+
+/// Keys of this run whose verdicts differ across it and the last finished runs of the same
+/// suite (by name): flaky even when each single run looks stable.
+async fn flaky_in_history(
+    store: &Store,
+    run_id: &str,
+    current: &std::collections::BTreeMap<String, sluice_eval::compare::KeyResult>,
+) -> anyhow::Result<Vec<String>> {
+    let Some(this) = store
+        .get_run(&sluice_store::RunId(run_id.to_owned()))
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let earlier = store
+        .list_runs(sluice_store::RunFilter {
+            kind: Some("eval".into()),
+            status: None,
+            limit: 200,
+        })
+        .await?;
+    let mut seen: std::collections::BTreeMap<&str, (bool, bool)> = current
+        .iter()
+        .map(|(key, r)| (key.as_str(), (r.passed > 0, r.passed < r.graded)))
+        .collect();
+    for run in earlier
+        .iter()
+        .filter(|r| r.id != this.id && r.name == this.name && r.status != RunStatus::Running)
+        .take(HISTORY_RUNS)
+    {
+        for record in store.results(&run.id).await? {
+            if let (Some(pass), Some(entry)) = (record.pass, seen.get_mut(record.key.as_str())) {
+                entry.0 |= pass;
+                entry.1 |= !pass;
+            }
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .filter(|(_, (passed, failed))| *passed && *failed)
+        .map(|(key, _)| key.to_owned())
+        .collect())
 }
 
 /// Per-key results of the baseline: a report file if `baseline` names one, else a stored run.
