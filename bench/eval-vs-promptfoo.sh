@@ -48,9 +48,9 @@ echo "== $tests tests x 3 assertions, concurrency $concurrency, $(nproc) cores"
 measure "sluice --version" "$sluice" --version
 [ -n "${SKIP_PROMPTFOO:-}" ] || measure "promptfoo --version" "$promptfoo" --version
 cd "$work"
-measure "sluice eval (store on)" "$sluice" --store "$work/sluice.db" eval -c promptfooconfig.yaml
+measure "sluice eval (store on)" "$sluice" --store "$work/sluice.db" eval --no-cache -c promptfooconfig.yaml
 tail -1 "$work/out"
-measure "sluice eval --no-write" "$sluice" eval --no-write -c promptfooconfig.yaml
+measure "sluice eval --no-write" "$sluice" eval --no-write --no-cache -c promptfooconfig.yaml
 [ -n "${SKIP_PROMPTFOO:-}" ] && exit 0
 measure "promptfoo eval (store on)" "$promptfoo" eval -c promptfooconfig.yaml --no-cache
 cp "$work/out" /tmp/pf-last-out.txt

@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod assertion;
+pub mod cache;
 pub mod compare;
 pub mod graded;
 pub mod report;

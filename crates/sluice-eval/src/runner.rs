@@ -12,7 +12,10 @@ use sluice_llm::types::{ChatMessage, ChatRequest, CompletionRequest, OneOrMany};
 use sluice_llm::{Client, ClientConfig, Generation, LlmError, RetryPolicy, Timeouts, TokenCounts};
 use tokio::sync::{Semaphore, mpsc};
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use crate::assertion::{Grade, Output, weighted_score};
+use crate::cache::{CachedResponse, ResponseCache};
 use crate::graded::Judge;
 use crate::suite::{Endpoint, Prompt, Provider, Suite, TestCase};
 use crate::template::{self, Vars};
@@ -32,6 +35,8 @@ pub struct RunOptions {
     pub skip: HashSet<u64>,
     /// Only tests with these fingerprints (`--filter-failing`).
     pub only_tests: Option<HashSet<String>>,
+    /// The response cache; `None` (or `evaluateOptions.cache: false`) sends every request.
+    pub cache: Option<ResponseCache>,
 }
 
 impl Default for RunOptions {
@@ -43,6 +48,7 @@ impl Default for RunOptions {
             max_retries: 2,
             skip: HashSet::new(),
             only_tests: None,
+            cache: None,
         }
     }
 }
@@ -106,6 +112,9 @@ pub struct EvalRow {
     pub tokens: Option<TokenCounts>,
     /// Why generation stopped.
     pub finish_reason: Option<String>,
+    /// Answered from the response cache (its latency is the original request's).
+    #[serde(default)]
+    pub cached: bool,
 }
 
 /// Counts for one prompt × provider pair, or for the whole run.
@@ -335,6 +344,7 @@ pub async fn run(
         clients,
         graders: suite.graders.clone(),
         grader_clients,
+        cache: options.cache.clone().filter(|_| suite.options.cache),
     });
     let concurrency = options
         .max_concurrency
@@ -489,41 +499,90 @@ fn messages(rendered: &str) -> Vec<ChatMessage> {
     vec![ChatMessage::new("user", rendered)]
 }
 
-async fn call(
-    provider: &Provider,
-    client: &Client,
-    rendered: &str,
-) -> Result<Generation, LlmError> {
+/// One provider request, as sent (and as keyed in the cache).
+enum Request {
+    Chat(ChatRequest),
+    Completion(CompletionRequest),
+}
+
+fn request(provider: &Provider, rendered: &str) -> Request {
+    let stop = (!provider.stop.is_empty()).then(|| OneOrMany::Many(provider.stop.clone()));
     match provider.endpoint {
-        Endpoint::Chat => {
-            let request = ChatRequest {
-                model: provider.model.clone(),
-                messages: messages(rendered),
-                max_tokens: provider.max_tokens,
-                temperature: provider.temperature,
-                top_p: provider.top_p,
-                seed: provider.seed,
-                stop: (!provider.stop.is_empty()).then(|| OneOrMany::Many(provider.stop.clone())),
-                ..ChatRequest::default()
-            };
-            client.chat(&request).await
-        }
         Endpoint::Completion => {
             let mut request = CompletionRequest::new(provider.model.clone(), rendered);
             request.max_tokens = provider.max_tokens;
             request.temperature = provider.temperature;
             request.seed = provider.seed;
-            request.stop =
-                (!provider.stop.is_empty()).then(|| OneOrMany::Many(provider.stop.clone()));
-            client.completion(&request).await
+            request.stop = stop;
+            Request::Completion(request)
         }
-        Endpoint::Embedding => Err(LlmError::InvalidBody {
-            url: provider.base_url.clone(),
-            expected: "a chat or completion provider",
-            reason: format!("`{}` is an embedding provider", provider.id),
-            snippet: String::new(),
+        // Embedding providers only grade; the suite compiler keeps them out of `providers`.
+        Endpoint::Chat | Endpoint::Embedding => Request::Chat(ChatRequest {
+            model: provider.model.clone(),
+            messages: messages(rendered),
+            max_tokens: provider.max_tokens,
+            temperature: provider.temperature,
+            top_p: provider.top_p,
+            seed: provider.seed,
+            stop,
+            ..ChatRequest::default()
         }),
     }
+}
+
+/// Sends the request, or answers it from the cache; returns whether it was cached.
+async fn call(
+    provider: &Provider,
+    client: &Client,
+    rendered: &str,
+    cache: Option<&ResponseCache>,
+    repeat: usize,
+) -> Result<(Generation, bool), LlmError> {
+    let request = request(provider, rendered);
+    let key = cache.map(|_| {
+        let (endpoint, body) = match &request {
+            Request::Chat(r) => ("chat", serde_json::to_string(r).unwrap_or_default()),
+            Request::Completion(r) => ("completion", serde_json::to_string(r).unwrap_or_default()),
+        };
+        ResponseCache::key(endpoint, &provider.base_url, &body, repeat)
+    });
+    if let (Some(cache), Some(key)) = (cache, &key)
+        && let Some(hit) = cache.get(key)
+    {
+        let generation = Generation {
+            text: hit.text,
+            finish_reason: hit.finish_reason,
+            tool_calls: hit.tool_calls,
+            tokens: hit.tokens,
+            timing: sluice_llm::Timing {
+                e2e: Duration::from_secs_f64(hit.latency_ms / 1000.0),
+                ..sluice_llm::Timing::default()
+            },
+            ..Generation::default()
+        };
+        return Ok((generation, true));
+    }
+    let generation = match &request {
+        Request::Chat(r) => client.chat(r).await?,
+        Request::Completion(r) => client.completion(r).await?,
+    };
+    if let (Some(cache), Some(key)) = (cache, &key) {
+        let entry = CachedResponse {
+            created_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default(),
+            text: generation.text.clone(),
+            finish_reason: generation.finish_reason.clone(),
+            tool_calls: generation.tool_calls.clone(),
+            tokens: generation.tokens,
+            latency_ms: generation.timing.e2e.as_secs_f64() * 1000.0,
+        };
+        if let Err(error) = cache.put(key, &entry) {
+            tracing::warn!(%error, dir = %cache.dir().display(), "Cannot write to the response cache.");
+        }
+    }
+    Ok((generation, false))
 }
 
 /// What every task of a run reads.
@@ -533,6 +592,7 @@ struct Shared {
     clients: Vec<Client>,
     graders: Vec<Provider>,
     grader_clients: Vec<Client>,
+    cache: Option<ResponseCache>,
 }
 
 async fn evaluate(work: &Work, shared: &Shared) -> EvalRow {
@@ -573,6 +633,7 @@ async fn evaluate(work: &Work, shared: &Shared) -> EvalRow {
         latency_ms: 0.0,
         tokens: None,
         finish_reason: None,
+        cached: false,
     };
     let rendered = match template::render(&prompt.template, &test.vars) {
         Ok(rendered) => rendered,
@@ -588,8 +649,19 @@ async fn evaluate(work: &Work, shared: &Shared) -> EvalRow {
             finish_reason: Some("stop".to_owned()),
             ..Generation::default()
         },
-        None => match call(provider, client, &rendered).await {
-            Ok(generation) => generation,
+        None => match call(
+            provider,
+            client,
+            &rendered,
+            shared.cache.as_ref(),
+            work.repeat,
+        )
+        .await
+        {
+            Ok((generation, cached)) => {
+                row.cached = cached;
+                generation
+            }
             Err(error) => {
                 row.error = Some(error.to_string());
                 return row;

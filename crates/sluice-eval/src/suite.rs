@@ -120,6 +120,8 @@ pub struct EvaluateOptions {
     pub repeat: usize,
     /// Per-request timeout; 0 for none.
     pub timeout_ms: u64,
+    /// Use the response cache (promptfoo's default is on).
+    pub cache: bool,
 }
 
 impl Default for EvaluateOptions {
@@ -128,6 +130,7 @@ impl Default for EvaluateOptions {
             max_concurrency: 4,
             repeat: 1,
             timeout_ms: 0,
+            cache: true,
         }
     }
 }
@@ -732,7 +735,7 @@ impl Compiler<'_> {
             }
             options.repeat = repeat.max(1);
         }
-        let _ = raw.cache;
+        options.cache = raw.cache.unwrap_or(true);
         options.timeout_ms = raw.timeout_ms.unwrap_or(0);
         options
     }
@@ -1382,7 +1385,8 @@ mod tests {
             EvaluateOptions {
                 max_concurrency: 8,
                 repeat: 2,
-                timeout_ms: 0
+                timeout_ms: 0,
+                cache: true
             }
         );
     }

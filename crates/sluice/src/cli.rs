@@ -175,6 +175,12 @@ pub struct EvalArgs {
     /// Run only the tests that failed or errored in this stored run.
     #[arg(long)]
     pub filter_failing: Option<String>,
+    /// Send every request instead of answering repeats of earlier ones from the response cache.
+    #[arg(long, env = "SLUICE_NO_CACHE")]
+    pub no_cache: bool,
+    /// The response cache directory (default: SLUICE_CACHE_DIR, else ~/.cache/sluice/responses).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// Do not record the run in the store.
     #[arg(long)]
     pub no_write: bool,

@@ -20,7 +20,10 @@ fn sluice() -> Command {
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITHUB_STEP_SUMMARY");
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("SLUICE_CACHE_DIR")
+        // Runs here change simulator profiles between runs: no answers from earlier runs.
+        .env("SLUICE_NO_CACHE", "true");
     command
 }
 
@@ -702,4 +705,77 @@ fn repeats_report_pass_at_k_and_flaky_tests_within_a_run_and_across_runs() {
         .map(|k| k.as_str().unwrap())
         .collect();
     assert_eq!(flaky.len(), 2, "coin and ping: {flaky:?}");
+}
+
+#[test]
+fn the_response_cache_replays_each_repeat_and_no_cache_bypasses_it() {
+    let sim = Simulate::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(
+        &suite,
+        "providers:\n  - id: openai:chat:stable\n    config: {apiBaseUrl: '${SLUICE_BASE_URL}'}\nprompts: ['{{q}}']\ntests:\n  - {description: coin, vars: {q: flip a coin}, assert: [{type: equals, value: heads}]}\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str], report: &Path| {
+        let output = sluice()
+            .env_remove("SLUICE_NO_CACHE")
+            .env("SLUICE_BASE_URL", &sim.base_url)
+            .args([
+                "eval",
+                "--no-write",
+                "--pass-rate",
+                "0",
+                "--repeat",
+                "6",
+                "-j",
+                "1",
+                "--cache-dir",
+            ])
+            .arg(&cache)
+            .arg("-c")
+            .arg(&suite)
+            .arg("-o")
+            .arg(report)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+        let rows = report["results"].as_array().unwrap().clone();
+        let outputs: Vec<(u64, String, bool)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["repeat"].as_u64().unwrap(),
+                    r["output"].as_str().unwrap().to_owned(),
+                    r["cached"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        let mut sorted = outputs;
+        sorted.sort();
+        sorted
+    };
+    let first = run(&[], &dir.path().join("1.json"));
+    assert!(first.iter().all(|(_, _, cached)| !cached));
+    // The profile changes, but the cache answers every repeat exactly as before.
+    sim.put_profile("stable", "default: changed\n");
+    let second = run(&[], &dir.path().join("2.json"));
+    assert!(second.iter().all(|(_, _, cached)| *cached));
+    let strip = |rows: &[(u64, String, bool)]| {
+        rows.iter()
+            .map(|(r, o, _)| (*r, o.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&first), strip(&second));
+    let third = run(&["--no-cache"], &dir.path().join("3.json"));
+    assert!(
+        third
+            .iter()
+            .all(|(_, output, cached)| output == "changed" && !cached),
+        "{third:?}"
+    );
 }

@@ -123,7 +123,7 @@ fn suites_give_the_same_pass_fail_per_test_as_promptfoo() {
         }
         let config = dir.path().join("promptfooconfig.yaml");
         let ours = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["eval", "--no-write", "-c"])
+            .args(["eval", "--no-write", "--no-cache", "-c"])
             .arg(&config)
             .arg("-o")
             .arg(dir.path().join("sluice.json"))

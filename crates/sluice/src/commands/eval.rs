@@ -50,6 +50,12 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         repeat: args.repeat,
         filter,
         max_retries: args.max_retries,
+        cache: (!args.no_cache).then(|| {
+            let dir = args.cache_dir.clone().unwrap_or_else(|| {
+                sluice_eval::cache::default_dir(|name| std::env::var(name).ok())
+            });
+            sluice_eval::cache::ResponseCache::new(dir, sluice_eval::cache::DEFAULT_TTL)
+        }),
         ..RunOptions::default()
     };
     if let Some(previous) = &args.filter_failing {
