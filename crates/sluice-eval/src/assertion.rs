@@ -6,6 +6,7 @@ use serde_json::Value;
 use sluice_llm::types::ToolCall;
 
 use crate::graded::{self, Judge};
+use crate::scripted;
 use crate::template::{self, TemplateError, Vars};
 
 /// The assertion types this build grades.
@@ -32,6 +33,9 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "model-graded-factuality",
     "model-graded-closedqa",
     "similar",
+    "python",
+    "exec",
+    "webhook",
     "assert-set",
 ];
 
@@ -43,10 +47,7 @@ pub const UNSUPPORTED_TYPES: &[&str] = &[
     "context-recall",
     "context-relevance",
     "javascript",
-    "python",
     "ruby",
-    "exec",
-    "webhook",
     "rouge-n",
     "bleu",
     "gleu",
@@ -111,6 +112,12 @@ pub enum Kind {
     ModelGradedClosedqa,
     /// Embedding cosine similarity with the value.
     Similar,
+    /// A python expression, function body or `file://script.py[:function]`.
+    Python,
+    /// A command; exit code 0 passes, or it prints `{pass, score, reason}`.
+    Exec,
+    /// An HTTP endpoint answering `{pass, score, reason}`.
+    Webhook,
 }
 
 impl Kind {
@@ -138,6 +145,9 @@ impl Kind {
             "factuality" | "model-graded-factuality" => Kind::Factuality,
             "model-graded-closedqa" => Kind::ModelGradedClosedqa,
             "similar" => Kind::Similar,
+            "python" => Kind::Python,
+            "exec" => Kind::Exec,
+            "webhook" => Kind::Webhook,
             _ => return None,
         })
     }
@@ -368,7 +378,24 @@ impl Check {
             .as_ref()
             .map(|v| render_value(v, vars))
             .transpose()?;
-        let (pass, score, reason) = if self.kind.is_model_graded() {
+        let code = || value.as_ref().map(template::text).unwrap_or_default();
+        let scripted = match self.kind {
+            Kind::Python => Some(
+                scripted::run_python(&code(), self.threshold, output.input, output.text, vars)
+                    .await,
+            ),
+            Kind::Exec => Some(
+                scripted::run_exec(&code(), self.threshold, output.input, output.text, vars).await,
+            ),
+            Kind::Webhook => Some(
+                scripted::run_webhook(&code(), self.threshold, output.input, output.text, vars)
+                    .await,
+            ),
+            _ => None,
+        };
+        let (pass, score, reason) = if let Some(result) = scripted {
+            result.map_err(GradeError::Grader)?
+        } else if self.kind.is_model_graded() {
             let judge = self
                 .grader
                 .and_then(|index| judges.get(index))
@@ -587,9 +614,13 @@ impl Check {
                     },
                 )
             }
-            Kind::LlmRubric | Kind::Factuality | Kind::ModelGradedClosedqa | Kind::Similar => {
-                (false, format!("`{}` is graded by a model", self.name))
-            }
+            Kind::LlmRubric
+            | Kind::Factuality
+            | Kind::ModelGradedClosedqa
+            | Kind::Similar
+            | Kind::Python
+            | Kind::Exec
+            | Kind::Webhook => (false, format!("`{}` is graded by a model", self.name)),
             Kind::IsValidOpenaiToolsCall => {
                 if output.tool_calls.is_empty() {
                     return (false, "output has no tool calls".to_owned());

@@ -14,6 +14,7 @@ pub mod compare;
 pub mod graded;
 pub mod report;
 pub mod runner;
+pub mod scripted;
 pub mod stats;
 pub mod suite;
 pub mod template;

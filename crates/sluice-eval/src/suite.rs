@@ -798,6 +798,7 @@ impl Compiler<'_> {
             let at = path.index(i);
             match compile_assertion(a) {
                 Ok(mut assertion) => {
+                    self.resolve_script_paths(&mut assertion);
                     if self.resolve_graders(&mut assertion, a, inherited, &at) {
                         compiled.push(assertion);
                     }
@@ -809,6 +810,24 @@ impl Compiler<'_> {
             }
         }
         compiled
+    }
+
+    /// `file://` python scripts are found relative to the suite file.
+    fn resolve_script_paths(&self, assertion: &mut Assertion) {
+        match assertion {
+            Assertion::Set(set) => set
+                .assertions
+                .iter_mut()
+                .for_each(|a| self.resolve_script_paths(a)),
+            Assertion::Check(check) if check.kind == Kind::Python => {
+                if let Some(Value::String(code)) = &mut check.value
+                    && let Some(relative) = code.strip_prefix("file://")
+                {
+                    *code = format!("file://{}", self.base_dir.join(relative).display());
+                }
+            }
+            Assertion::Check(_) => {}
+        }
     }
 
     fn resolve_graders(

@@ -779,3 +779,137 @@ fn the_response_cache_replays_each_repeat_and_no_cache_bypasses_it() {
         "{third:?}"
     );
 }
+
+/// `python`, `exec` and `webhook` assertions, the webhook served on loopback by this test.
+#[test]
+fn scripted_assertions_run_python_commands_and_webhooks() {
+    let sim = Simulate::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("check.py"), "def custom(output, context):\n    return {'pass': context['vars']['city'] in output, 'score': 1, 'reason': 'city named'}\n").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let webhook = format!("http://{}/grade", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            let mut stream = stream.unwrap();
+            let mut buffer = vec![0u8; 65536];
+            let mut read = 0;
+            loop {
+                let n = stream.read(&mut buffer[read..]).unwrap();
+                read += n;
+                let text = String::from_utf8_lossy(&buffer[..read]).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if read >= end + 4 + length || n == 0 {
+                        break;
+                    }
+                }
+            }
+            let request = String::from_utf8_lossy(&buffer[..read]).to_string();
+            let body = if request.contains("Paris") {
+                r#"{"pass": true, "score": 1, "reason": "names Paris"}"#
+            } else {
+                r#"{"pass": false, "reason": "no Paris"}"#
+            };
+            write!(stream, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+        }
+    });
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"providers:
+  - id: openai:chat:stable
+    config: {{apiBaseUrl: '${{SLUICE_BASE_URL}}'}}
+prompts: ['{{{{q}}}}']
+defaultTest:
+  vars: {{q: What is the capital of France?, city: Paris}}
+tests:
+  - description: python expression
+    assert: [{{type: python, value: "'Paris' in output and context['vars']['city'] == 'Paris'"}}]
+  - description: python function body under threshold
+    assert:
+      - type: python
+        threshold: 0.5
+        value: |
+          words = len(output.split())
+          return {{'score': 0.3, 'reason': f'{{words}} words'}}
+  - description: python file
+    assert: [{{type: python, value: 'file://check.py:custom'}}]
+  - description: python error
+    assert: [{{type: python, value: "1 / 0"}}]
+  - description: exec exit codes
+    assert:
+      - {{type: exec, value: "grep -q Paris"}}
+      - {{type: not-exec, value: "exit 3"}}
+  - description: webhook
+    assert: [{{type: webhook, value: '{webhook}'}}]
+"#
+        ),
+    )
+    .unwrap();
+    let report = dir.path().join("r.json");
+    let output = sluice()
+        .env("SLUICE_BASE_URL", &sim.base_url)
+        .args(["eval", "--no-write", "-c"])
+        .arg(&suite)
+        .arg("-o")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let row = |d: &str| {
+        report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["description"] == d)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        row("python expression")["pass"],
+        true,
+        "{}",
+        row("python expression")
+    );
+    let under = row("python function body under threshold");
+    assert_eq!(under["pass"], false);
+    assert!(
+        under["grades"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("words"),
+        "{under}"
+    );
+    assert_eq!(row("python file")["pass"], true, "{}", row("python file"));
+    let error = row("python error");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("ZeroDivisionError"),
+        "{error}"
+    );
+    assert_eq!(
+        row("exec exit codes")["pass"],
+        true,
+        "{}",
+        row("exec exit codes")
+    );
+    assert_eq!(row("webhook")["pass"], true, "{}", row("webhook"));
+}

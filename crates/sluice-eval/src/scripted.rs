@@ -1,0 +1,292 @@
+//! Assertions that run code: `python` (an expression, a function body, or
+//! `file://script.py[:function]`, through `python3`), `exec` (any command), and `webhook` (an
+//! HTTP endpoint). Each gets the output and a context `{prompt, vars}` and answers a boolean, a
+//! number (a score: it passes when at least `threshold`, or above 0 without one), or a
+//! `{pass, score, reason}` object. A script that fails to run is an error of the row, never a
+//! pass.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::graded::Verdict;
+use crate::template::Vars;
+
+/// How long a script or webhook may take.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Marks the line holding a python assertion's result, after anything the script printed.
+const RESULT_MARKER: &str = "__SLUICE_ASSERT_RESULT__";
+
+/// Runs the assertion's code; the verdict is not yet negated.
+pub async fn run_python(
+    code: &str,
+    threshold: Option<f64>,
+    input: &str,
+    output: &str,
+    vars: &Vars,
+) -> Result<Verdict, String> {
+    let (file, function) = match code.trim().strip_prefix("file://") {
+        Some(reference) => {
+            let (path, function) = match reference.rsplit_once(':') {
+                Some((path, function)) if path.ends_with(".py") => (path, Some(function)),
+                _ => (reference, None),
+            };
+            (Some(PathBuf::from(path)), function)
+        }
+        None => (None, None),
+    };
+    let request = json!({
+        "code": code,
+        "file": file.as_ref().map(|f| f.display().to_string()),
+        "function": function,
+        "output": output,
+        "context": {"prompt": input, "vars": vars},
+    });
+    let stdout = run_process(
+        "python3",
+        &["-c", PYTHON_RUNNER],
+        &request.to_string(),
+        "python assertion",
+    )
+    .await?;
+    let result = stdout
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix(RESULT_MARKER))
+        .ok_or_else(|| "the python assertion printed no result".to_owned())?;
+    let value: Value = serde_json::from_str(result)
+        .map_err(|e| format!("the python assertion's result is not JSON: {e}"))?;
+    verdict(&value, threshold, "python")
+}
+
+/// Runs `command` with `sh -c`, the request as JSON on stdin.
+pub async fn run_exec(
+    command: &str,
+    threshold: Option<f64>,
+    input: &str,
+    output: &str,
+    vars: &Vars,
+) -> Result<Verdict, String> {
+    let request = json!({"output": output, "context": {"prompt": input, "vars": vars}});
+    let mut child = tokio::process::Command::new("sh")
+        .args(["-c", command])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run `sh -c {command}`: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(request.to_string().as_bytes()).await;
+    }
+    let finished = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| format!("`{command}` did not finish within {SCRIPT_TIMEOUT:?}"))?
+        .map_err(|e| format!("`{command}` failed: {e}"))?;
+    let stdout = String::from_utf8_lossy(&finished.stdout);
+    if let Some(Value::Object(result)) = stdout.lines().rev().find_map(|l| {
+        serde_json::from_str::<Value>(l.trim())
+            .ok()
+            .filter(Value::is_object)
+    }) {
+        return verdict(&Value::Object(result), threshold, "exec");
+    }
+    let stderr = String::from_utf8_lossy(&finished.stderr);
+    let detail = stderr
+        .lines()
+        .chain(stdout.lines())
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    Ok(match finished.status.code() {
+        Some(0) => (true, 1.0, format!("`{command}` exited 0")),
+        Some(code) => (
+            false,
+            0.0,
+            format!(
+                "`{command}` exited {code}{}",
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                }
+            ),
+        ),
+        None => return Err(format!("`{command}` was killed by a signal")),
+    })
+}
+
+/// POSTs `{output, context}` to `url` and reads `{pass, score, reason}` back.
+pub async fn run_webhook(
+    url: &str,
+    threshold: Option<f64>,
+    input: &str,
+    output: &str,
+    vars: &Vars,
+) -> Result<Verdict, String> {
+    let client = reqwest::Client::builder()
+        .timeout(SCRIPT_TIMEOUT)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .post(url)
+        .json(&json!({"output": output, "context": {"prompt": input, "vars": vars}}))
+        .send()
+        .await
+        .map_err(|e| format!("webhook {url}: {e}"))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| format!("webhook {url}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "webhook {url} answered {status}: {}",
+            body.chars().take(200).collect::<String>()
+        ));
+    }
+    let value: Value = serde_json::from_str(&body)
+        .map_err(|e| format!("webhook {url} did not answer JSON: {e}"))?;
+    verdict(&value, threshold, "webhook")
+}
+
+/// Reads a script's answer: a boolean, a number, or `{pass, score, reason}`.
+pub fn verdict(value: &Value, threshold: Option<f64>, what: &str) -> Result<Verdict, String> {
+    let from_score = |score: f64| match threshold {
+        Some(threshold) => score >= threshold,
+        None => score > 0.0,
+    };
+    match value {
+        Value::Bool(pass) => Ok((
+            *pass,
+            if *pass { 1.0 } else { 0.0 },
+            format!("{what} returned {pass}"),
+        )),
+        Value::Number(n) => {
+            let score = n.as_f64().unwrap_or(0.0);
+            Ok((
+                from_score(score),
+                score.clamp(0.0, 1.0),
+                format!("{what} returned score {score}"),
+            ))
+        }
+        Value::Object(map) => {
+            let score = map.get("score").and_then(Value::as_f64);
+            let pass = match map
+                .get("pass")
+                .or_else(|| map.get("pass_"))
+                .and_then(Value::as_bool)
+            {
+                Some(pass) => pass,
+                None => from_score(score.ok_or_else(|| {
+                    format!("{what} returned an object with neither `pass` nor `score`")
+                })?),
+            };
+            let reason = map
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let score = score.unwrap_or(if pass { 1.0 } else { 0.0 });
+            Ok((
+                pass,
+                score.clamp(0.0, 1.0),
+                format!(
+                    "{what}: {}",
+                    if reason.is_empty() {
+                        format!("score {score}")
+                    } else {
+                        reason.to_owned()
+                    }
+                ),
+            ))
+        }
+        other => Err(format!(
+            "{what} returned {other}, expected a boolean, a number or {{pass, score, reason}}"
+        )),
+    }
+}
+
+async fn run_process(
+    program: &str,
+    args: &[&str],
+    stdin: &str,
+    what: &str,
+) -> Result<String, String> {
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("the {what} needs `{program}` on PATH: {e}"))?;
+    if let Some(mut pipe) = child.stdin.take() {
+        let _ = pipe.write_all(stdin.as_bytes()).await;
+    }
+    let finished = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| format!("the {what} did not finish within {SCRIPT_TIMEOUT:?}"))?
+        .map_err(|e| format!("the {what} failed: {e}"))?;
+    if !finished.status.success() {
+        let stderr = String::from_utf8_lossy(&finished.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("no message");
+        return Err(format!("the {what} raised: {last}"));
+    }
+    Ok(String::from_utf8_lossy(&finished.stdout).into_owned())
+}
+
+/// Runs one python assertion: reads `{code | file+function, output, context}` on stdin and
+/// prints the result after a marker line.
+const PYTHON_RUNNER: &str = r#"
+import importlib.util, json, math, re, sys
+request = json.load(sys.stdin)
+output, context = request["output"], request["context"]
+def run():
+    if request.get("file"):
+        spec = importlib.util.spec_from_file_location("sluice_assertion", request["file"])
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return getattr(module, request.get("function") or "get_assert")(output, context)
+    code = request["code"].strip("\n")
+    scope = {"json": json, "math": math, "re": re}
+    if "\n" in code.strip() or code.lstrip().startswith("return"):
+        body = "\n".join("    " + line for line in code.splitlines())
+        exec("def __sluice_assertion(output, context):\n" + body, scope)
+        return scope["__sluice_assertion"](output, context)
+    scope.update(output=output, context=context)
+    return eval(code, scope)
+print("__SLUICE_ASSERT_RESULT__" + json.dumps(run()))
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_answers_become_verdicts() {
+        assert_eq!(verdict(&json!(true), None, "x").unwrap().0, true);
+        assert_eq!(verdict(&json!(0.7), Some(0.8), "x").unwrap().0, false);
+        assert_eq!(verdict(&json!(0.7), None, "x").unwrap().0, true);
+        assert_eq!(verdict(&json!(0), None, "x").unwrap().0, false);
+        let graded = verdict(
+            &json!({"pass": false, "score": 0.4, "reason": "too long"}),
+            None,
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            (graded.0, graded.1, graded.2.as_str()),
+            (false, 0.4, "x: too long")
+        );
+        assert!(verdict(&json!({"reason": "?"}), None, "x").is_err());
+        assert!(verdict(&json!("yes"), None, "x").is_err());
+    }
+}
