@@ -272,10 +272,10 @@ mod tests {
 
     #[test]
     fn script_answers_become_verdicts() {
-        assert_eq!(verdict(&json!(true), None, "x").unwrap().0, true);
-        assert_eq!(verdict(&json!(0.7), Some(0.8), "x").unwrap().0, false);
-        assert_eq!(verdict(&json!(0.7), None, "x").unwrap().0, true);
-        assert_eq!(verdict(&json!(0), None, "x").unwrap().0, false);
+        assert!(verdict(&json!(true), None, "x").unwrap().0);
+        assert!(!verdict(&json!(0.7), Some(0.8), "x").unwrap().0);
+        assert!(verdict(&json!(0.7), None, "x").unwrap().0);
+        assert!(!verdict(&json!(0), None, "x").unwrap().0);
         let graded = verdict(
             &json!({"pass": false, "score": 0.4, "reason": "too long"}),
             None,
