@@ -8,6 +8,7 @@ use sluice_llm::types::ToolCall;
 use crate::graded::{self, Judge};
 use crate::scripted;
 use crate::template::{self, TemplateError, Vars};
+use crate::text_metrics;
 
 /// The assertion types this build grades.
 pub const SUPPORTED_TYPES: &[&str] = &[
@@ -23,6 +24,10 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "is-json",
     "contains-json",
     "levenshtein",
+    "rouge-n",
+    "bleu",
+    "is-xml",
+    "contains-xml",
     "word-count",
     "finish-reason",
     "latency",
@@ -48,13 +53,9 @@ pub const UNSUPPORTED_TYPES: &[&str] = &[
     "context-relevance",
     "javascript",
     "ruby",
-    "rouge-n",
-    "bleu",
     "gleu",
     "meteor",
     "cost",
-    "is-xml",
-    "contains-xml",
     "is-html",
     "contains-html",
     "is-sql",
@@ -94,6 +95,14 @@ pub enum Kind {
     ContainsJson,
     /// Edit distance to the value at most `threshold` (default 5).
     Levenshtein,
+    /// ROUGE-N (unigram) recall of the reference at least `threshold` (default 0.75).
+    RougeN,
+    /// BLEU-4 against the reference(s) at least `threshold` (default 0.5).
+    Bleu,
+    /// The whole output is XML, holding the required element paths if given.
+    IsXml,
+    /// The output contains XML, holding the required element paths if given.
+    ContainsXml,
     /// Word count equals the value, or lies within `{min, max}`.
     WordCount,
     /// The finish reason equals the value.
@@ -136,6 +145,10 @@ impl Kind {
             "is-json" => Kind::IsJson,
             "contains-json" => Kind::ContainsJson,
             "levenshtein" => Kind::Levenshtein,
+            "rouge-n" => Kind::RougeN,
+            "bleu" => Kind::Bleu,
+            "is-xml" => Kind::IsXml,
+            "contains-xml" => Kind::ContainsXml,
             "word-count" => Kind::WordCount,
             "finish-reason" => Kind::FinishReason,
             "latency" => Kind::Latency,
@@ -166,6 +179,8 @@ impl Kind {
             self,
             Kind::IsJson
                 | Kind::ContainsJson
+                | Kind::IsXml
+                | Kind::ContainsXml
                 | Kind::Latency
                 | Kind::IsRefusal
                 | Kind::IsValidOpenaiToolsCall
@@ -412,8 +427,7 @@ impl Check {
             .await
             .map_err(GradeError::Grader)?
         } else {
-            let (pass, reason) = self.evaluate(output, value.as_ref());
-            (pass, if pass { 1.0 } else { 0.0 }, reason)
+            self.evaluate(output, value.as_ref())
         };
         // A grader error returned above is never negated into a pass.
         let (pass, score, reason) = if self.negate {
@@ -431,8 +445,46 @@ impl Check {
         })
     }
 
-    /// Whether the (un-negated) check holds, and why.
-    fn evaluate(&self, output: &Output<'_>, value: Option<&Value>) -> (bool, String) {
+    /// Whether the (un-negated) check holds, its score, and why. Overlap metrics score with
+    /// their value; every other check scores 1 or 0.
+    fn evaluate(&self, output: &Output<'_>, value: Option<&Value>) -> (bool, f64, String) {
+        let reference = || value.map(template::text).unwrap_or_default();
+        match self.kind {
+            Kind::RougeN => {
+                let (score, limit) = (
+                    text_metrics::rouge_n(output.text, &reference(), 1),
+                    self.threshold.unwrap_or(0.75),
+                );
+                (
+                    score >= limit,
+                    score,
+                    format!("ROUGE-1 {score:.3} (at least {limit})"),
+                )
+            }
+            Kind::Bleu => {
+                let references = match value {
+                    Some(Value::Array(items)) => items.iter().map(template::text).collect(),
+                    _ => vec![reference()],
+                };
+                let (score, limit) = (
+                    text_metrics::bleu(output.text, &references),
+                    self.threshold.unwrap_or(0.5),
+                );
+                (
+                    score >= limit,
+                    score,
+                    format!("BLEU {score:.3} (at least {limit})"),
+                )
+            }
+            _ => {
+                let (pass, reason) = self.evaluate_binary(output, value);
+                (pass, if pass { 1.0 } else { 0.0 }, reason)
+            }
+        }
+    }
+
+    /// Whether a pass/fail check holds, and why.
+    fn evaluate_binary(&self, output: &Output<'_>, value: Option<&Value>) -> (bool, String) {
         let text = output.text;
         let value_text = value.map(template::text).unwrap_or_default();
         let shown = |s: &str| -> String {
@@ -544,17 +596,55 @@ impl Check {
                     ),
                 ),
             },
-            Kind::IsJson => match serde_json::from_str::<Value>(text) {
-                Ok(_) => (true, "output is valid JSON".to_owned()),
-                Err(error) => (false, format!("output is not valid JSON: {error}")),
+            Kind::IsJson => match (serde_json::from_str::<Value>(text), value) {
+                (Err(error), _) => (false, format!("output is not valid JSON: {error}")),
+                (Ok(_), None) => (true, "output is valid JSON".to_owned()),
+                (Ok(instance), Some(schema)) => match text_metrics::check_schema(schema, &instance)
+                {
+                    Ok(()) => (true, "output is JSON matching the schema".to_owned()),
+                    Err(error) => (false, format!("output JSON {error}")),
+                },
             },
-            Kind::ContainsJson => match find_json(text) {
-                Some(_) => (true, "output contains valid JSON".to_owned()),
-                None => (
-                    false,
-                    "output contains no valid JSON object or array".to_owned(),
-                ),
-            },
+            Kind::ContainsJson => {
+                let mut last_error = None;
+                for candidate in json_candidates(text) {
+                    match value.map(|schema| text_metrics::check_schema(schema, &candidate)) {
+                        None | Some(Ok(())) => {
+                            return (true, "output contains valid JSON".to_owned());
+                        }
+                        Some(Err(error)) => last_error = Some(error),
+                    }
+                }
+                match last_error {
+                    Some(error) => (false, format!("embedded JSON {error}")),
+                    None => (
+                        false,
+                        "output contains no valid JSON object or array".to_owned(),
+                    ),
+                }
+            }
+            Kind::IsXml | Kind::ContainsXml => {
+                let required: Vec<String> = match value {
+                    Some(Value::Object(map)) => {
+                        map.get("requiredElements").map(list).unwrap_or_default()
+                    }
+                    Some(other) => list(other),
+                    None => Vec::new(),
+                };
+                let checked = if self.kind == Kind::IsXml {
+                    text_metrics::check_xml(text, &required)
+                } else {
+                    text_metrics::find_xml(text, &required)
+                };
+                match checked {
+                    Ok(()) => (true, "output holds well-formed XML".to_owned()),
+                    Err(error) => (false, format!("output XML: {error}")),
+                }
+            }
+            Kind::RougeN | Kind::Bleu => {
+                let (pass, _, reason) = self.evaluate(output, value);
+                (pass, reason)
+            }
             Kind::Levenshtein => {
                 let limit = self.threshold.unwrap_or(5.0);
                 let distance = levenshtein(text, &value_text) as f64;
@@ -651,11 +741,11 @@ impl Check {
     }
 }
 
-/// The first JSON object or array embedded in `text`.
-pub fn find_json(text: &str) -> Option<Value> {
+/// Every JSON object or array embedded in `text`, in order.
+pub fn json_candidates(text: &str) -> impl Iterator<Item = Value> + '_ {
     text.char_indices()
         .filter(|(_, c)| *c == '{' || *c == '[')
-        .find_map(|(start, _)| {
+        .filter_map(|(start, _)| {
             let mut stream =
                 serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
             match stream.next() {
@@ -663,6 +753,11 @@ pub fn find_json(text: &str) -> Option<Value> {
                 _ => None,
             }
         })
+}
+
+/// The first JSON object or array embedded in `text`.
+pub fn find_json(text: &str) -> Option<Value> {
+    json_candidates(text).next()
 }
 
 /// Levenshtein distance over chars.
@@ -854,6 +949,48 @@ mod tests {
                 None,
                 "I'm sorry, but I can't help with that.",
                 "Sure! Here you go.",
+            ),
+            (
+                "rouge-n",
+                Some(json!("the cat sat on the mat")),
+                None,
+                "the cat sat on a mat",
+                "a dog ran",
+            ),
+            (
+                "bleu",
+                Some(json!("the quick brown fox jumps over the lazy dog")),
+                None,
+                "the quick brown fox jumps over the lazy dog",
+                "a slow red fox",
+            ),
+            (
+                "is-xml",
+                Some(json!(["note.to"])),
+                None,
+                "<note><to>Ada</to></note>",
+                "<note><from>Ada</from></note>",
+            ),
+            (
+                "contains-xml",
+                None,
+                None,
+                "Here: <a><b/></a> done",
+                "Here: <a><b></a> done",
+            ),
+            (
+                "is-json",
+                Some(json!({"type": "object", "required": ["name"]})),
+                None,
+                "{\"name\": \"Ada\"}",
+                "{\"age\": 3}",
+            ),
+            (
+                "contains-json",
+                Some(json!({"type": "array"})),
+                None,
+                "list: [1, 2]",
+                "object: {\"a\": 1}",
             ),
         ];
         for (name, value, threshold, passing, failing) in cases {

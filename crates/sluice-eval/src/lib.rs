@@ -18,6 +18,7 @@ pub mod scripted;
 pub mod stats;
 pub mod suite;
 pub mod template;
+pub mod text_metrics;
 
 pub use runner::{EvalRow, Gate, RunOptions, Summary};
 pub use suite::{Suite, SuiteError};

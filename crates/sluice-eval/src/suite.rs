@@ -1046,14 +1046,22 @@ fn compile_assertion(raw: &RawAssertion) -> Result<Assertion, (&'static str, Str
     if kind.needs_value() && raw.value.is_none() {
         return Err(("value", format!("`{}` needs a `value`", raw.kind)));
     }
-    if matches!(kind, Kind::IsJson | Kind::ContainsJson) && raw.value.is_some() {
-        return Err((
-            "value",
-            format!(
-                "JSON Schema values for `{}` are not supported by this build yet",
-                raw.kind
-            ),
-        ));
+    if matches!(kind, Kind::IsJson | Kind::ContainsJson)
+        && let Some(schema) = &raw.value
+    {
+        match schema {
+            Value::Object(_) => {
+                if let Err(error) = crate::text_metrics::compile_schema(schema) {
+                    return Err(("value", error));
+                }
+            }
+            _ => {
+                return Err((
+                    "value",
+                    format!("the value of `{}` must be a JSON Schema object", raw.kind),
+                ));
+            }
+        }
     }
     if kind == Kind::Latency && raw.threshold.is_none() {
         return Err((

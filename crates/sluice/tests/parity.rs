@@ -37,8 +37,8 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// (vars, prompt index, provider id) → pass, from either tool's JSON report.
-type Verdicts = BTreeMap<(String, u64, String), bool>;
+/// (test index, vars, prompt index, provider id) → pass, from either tool's JSON report.
+type Verdicts = BTreeMap<(u64, String, u64, String), bool>;
 
 fn sluice_verdicts(report: &serde_json::Value) -> Verdicts {
     report["results"]
@@ -48,6 +48,7 @@ fn sluice_verdicts(report: &serde_json::Value) -> Verdicts {
         .map(|row| {
             (
                 (
+                    row["test_index"].as_u64().unwrap(),
                     row["vars"].to_string(),
                     row["prompt_index"].as_u64().unwrap(),
                     row["provider"].as_str().unwrap().to_owned(),
@@ -68,6 +69,7 @@ fn promptfoo_verdicts(report: &serde_json::Value) -> Verdicts {
                 serde_json::from_value(row["vars"].clone()).unwrap();
             (
                 (
+                    row["testIdx"].as_u64().unwrap(),
                     serde_json::to_string(&vars).unwrap(),
                     row["promptIdx"].as_u64().unwrap(),
                     row["provider"]["id"].as_str().unwrap().to_owned(),
