@@ -176,7 +176,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub filter_failing: Option<String>,
     /// Send every request instead of answering repeats of earlier ones from the response cache.
-    #[arg(long, env = "SLUICE_NO_CACHE")]
+    #[arg(long, env = "SLUICE_NO_CACHE", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_cache: bool,
     /// The response cache directory (default: SLUICE_CACHE_DIR, else ~/.cache/sluice/responses).
     #[arg(long)]

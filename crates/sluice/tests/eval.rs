@@ -913,3 +913,61 @@ tests:
     );
     assert_eq!(row("webhook")["pass"], true, "{}", row("webhook"));
 }
+
+/// JUnit reports validate against the JUnit XSD (the one published in the `junit-report`
+/// crate) with xmllint. `.ci/run` provides both and sets `SLUICE_REQUIRE_JUNIT_XSD`; elsewhere
+/// the test says it was skipped when either is missing.
+#[test]
+fn junit_reports_validate_against_the_junit_schema() {
+    let xsd = std::env::var_os("SLUICE_JUNIT_XSD")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file());
+    let xmllint = Command::new("xmllint")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let (Some(xsd), true) = (xsd, xmllint) else {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_JUNIT_XSD").is_none(),
+            "SLUICE_JUNIT_XSD and xmllint are required here"
+        );
+        eprintln!(
+            "skipped: set SLUICE_JUNIT_XSD to a JUnit XSD and install xmllint (libxml2-utils)"
+        );
+        return;
+    };
+    let sim = Simulate::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let passing = dir.path().join("passing.xml");
+    eval(&sim, &store, &["-o", passing.to_str().unwrap()]);
+    // Failures (wrong answers) and errors (injected 400s) in one report.
+    sim.put_profile("stable", "script:\n  - {match: capital, answer: Lyon <&> \"quoted\"}\ndefault: echo\nfaults: {error_rate: 0.3, error_status: 400}\n");
+    let mixed = dir.path().join("mixed.xml");
+    eval(
+        &sim,
+        &store,
+        &["--max-retries", "0", "-o", mixed.to_str().unwrap()],
+    );
+    let text_of = |p: &Path| std::fs::read_to_string(p).unwrap();
+    assert!(
+        text_of(&mixed).contains("<failure ") && text_of(&mixed).contains("<error "),
+        "{}",
+        text_of(&mixed)
+    );
+    for report in [&passing, &mixed] {
+        let output = Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&xsd)
+            .arg(report)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            report.display(),
+            text(&output.stderr)
+        );
+    }
+}
