@@ -41,6 +41,7 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "python",
     "exec",
     "webhook",
+    "retrieval-recall",
     "assert-set",
 ];
 
@@ -127,6 +128,8 @@ pub enum Kind {
     Exec,
     /// An HTTP endpoint answering `{pass, score, reason}`.
     Webhook,
+    /// Recall@k of expected document ids in a JSON retrieval result (default threshold 0.8).
+    RetrievalRecall,
 }
 
 impl Kind {
@@ -161,6 +164,7 @@ impl Kind {
             "python" => Kind::Python,
             "exec" => Kind::Exec,
             "webhook" => Kind::Webhook,
+            "retrieval-recall" => Kind::RetrievalRecall,
             _ => return None,
         })
     }
@@ -450,6 +454,19 @@ impl Check {
     fn evaluate(&self, output: &Output<'_>, value: Option<&Value>) -> (bool, f64, String) {
         let reference = || value.map(template::text).unwrap_or_default();
         match self.kind {
+            Kind::RetrievalRecall => {
+                let limit = self.threshold.unwrap_or(0.8);
+                match retrieval_recall(output.text, value) {
+                    Ok((recall, found, expected, k)) => (
+                        recall >= limit,
+                        recall,
+                        format!(
+                            "recall@{k} {recall:.2}: {found} of {expected} expected documents retrieved (at least {limit})"
+                        ),
+                    ),
+                    Err(reason) => (false, 0.0, reason),
+                }
+            }
             Kind::RougeN => {
                 let (score, limit) = (
                     text_metrics::rouge_n(output.text, &reference(), 1),
@@ -641,7 +658,7 @@ impl Check {
                     Err(error) => (false, format!("output XML: {error}")),
                 }
             }
-            Kind::RougeN | Kind::Bleu => {
+            Kind::RougeN | Kind::Bleu | Kind::RetrievalRecall => {
                 let (pass, _, reason) = self.evaluate(output, value);
                 (pass, reason)
             }
@@ -739,6 +756,55 @@ impl Check {
             }
         }
     }
+}
+
+/// Recall@k of the expected ids in a retrieval result: `(recall, found, expected, k)`.
+fn retrieval_recall(
+    text: &str,
+    value: Option<&Value>,
+) -> Result<(f64, usize, usize, usize), String> {
+    let (expected, k): (Vec<String>, Option<usize>) = match value {
+        Some(Value::Object(map)) => (
+            map.get("ids").map(list).unwrap_or_default(),
+            map.get("k").and_then(Value::as_u64).map(|k| k as usize),
+        ),
+        Some(other) => (list(other), None),
+        None => (Vec::new(), None),
+    };
+    if expected.is_empty() {
+        return Err("`retrieval-recall` needs expected document ids".to_owned());
+    }
+    let json: Value = serde_json::from_str(text.trim())
+        .map_err(|e| format!("the retrieval result is not JSON: {e}"))?;
+    let documents = match &json {
+        Value::Array(items) => items.clone(),
+        Value::Object(map) => ["documents", "results", "ids", "items", "data", "hits"]
+            .iter()
+            .find_map(|key| map.get(*key).and_then(Value::as_array).cloned())
+            .ok_or_else(|| {
+                "the retrieval result holds no list (documents, results, ids, items, data or hits)"
+                    .to_owned()
+            })?,
+        _ => return Err("the retrieval result is neither a list nor an object".to_owned()),
+    };
+    let ids: Vec<String> = documents
+        .iter()
+        .filter_map(|document| match document {
+            Value::Object(map) => ["id", "doc_id", "document_id"]
+                .iter()
+                .find_map(|key| map.get(*key))
+                .map(template::text),
+            other => Some(template::text(other)),
+        })
+        .collect();
+    let k = k.unwrap_or(ids.len()).min(ids.len());
+    let found = expected.iter().filter(|id| ids[..k].contains(id)).count();
+    Ok((
+        found as f64 / expected.len() as f64,
+        found,
+        expected.len(),
+        k,
+    ))
 }
 
 /// Every JSON object or array embedded in `text`, in order.
@@ -977,6 +1043,13 @@ mod tests {
                 None,
                 "Here: <a><b/></a> done",
                 "Here: <a><b></a> done",
+            ),
+            (
+                "retrieval-recall",
+                Some(json!({"ids": ["d1", "d2", "d3", "d4", "d5"], "k": 5})),
+                None,
+                "{\"documents\": [{\"id\": \"d1\"}, {\"id\": \"d2\"}, {\"id\": \"d3\"}, {\"id\": \"d4\"}, {\"id\": \"x\"}]}",
+                "[\"d1\", \"x\", \"y\", \"z\", \"w\", \"d2\"]",
             ),
             (
                 "is-json",

@@ -12,6 +12,7 @@ pub mod assertion;
 pub mod cache;
 pub mod compare;
 pub mod graded;
+pub mod http_provider;
 pub mod report;
 pub mod runner;
 pub mod scripted;

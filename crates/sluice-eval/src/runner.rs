@@ -345,6 +345,16 @@ pub async fn run(
         graders: suite.graders.clone(),
         grader_clients,
         cache: options.cache.clone().filter(|_| suite.options.cache),
+        http: reqwest::Client::builder()
+            .timeout(timeouts.total)
+            .build()
+            .map_err(|error| ProviderSetupError {
+                provider: "http".to_owned(),
+                source: LlmError::Connect {
+                    url: String::new(),
+                    reason: error.to_string(),
+                },
+            })?,
     });
     let concurrency = options
         .max_concurrency
@@ -516,8 +526,9 @@ fn request(provider: &Provider, rendered: &str) -> Request {
             request.stop = stop;
             Request::Completion(request)
         }
-        // Embedding providers only grade; the suite compiler keeps them out of `providers`.
-        Endpoint::Chat | Endpoint::Embedding => Request::Chat(ChatRequest {
+        // Embedding providers only grade (the suite compiler keeps them out of `providers`) and
+        // `http` providers are called by `http_provider::call`; neither reaches here.
+        Endpoint::Chat | Endpoint::Embedding | Endpoint::Http => Request::Chat(ChatRequest {
             model: provider.model.clone(),
             messages: messages(rendered),
             max_tokens: provider.max_tokens,
@@ -593,6 +604,7 @@ struct Shared {
     graders: Vec<Provider>,
     grader_clients: Vec<Client>,
     cache: Option<ResponseCache>,
+    http: reqwest::Client,
 }
 
 async fn evaluate(work: &Work, shared: &Shared) -> EvalRow {
@@ -649,6 +661,32 @@ async fn evaluate(work: &Work, shared: &Shared) -> EvalRow {
             finish_reason: Some("stop".to_owned()),
             ..Generation::default()
         },
+        None if provider.endpoint == Endpoint::Http => {
+            let outcome = match provider.http.as_ref() {
+                Some(config) => {
+                    crate::http_provider::call(config, &shared.http, &rendered, &test.vars).await
+                }
+                None => Err(format!(
+                    "provider `{}` has no http settings",
+                    provider.label
+                )),
+            };
+            match outcome {
+                Ok((text, latency_ms)) => Generation {
+                    text,
+                    finish_reason: Some("stop".to_owned()),
+                    timing: sluice_llm::Timing {
+                        e2e: Duration::from_secs_f64(latency_ms / 1000.0),
+                        ..sluice_llm::Timing::default()
+                    },
+                    ..Generation::default()
+                },
+                Err(error) => {
+                    row.error = Some(error);
+                    return row;
+                }
+            }
+        }
         None => match call(
             provider,
             client,

@@ -52,6 +52,8 @@ pub enum Endpoint {
     Completion,
     /// `/v1/embeddings` (graders of `similar` only).
     Embedding,
+    /// Any HTTP API (the `http` provider).
+    Http,
 }
 
 /// A compiled provider.
@@ -79,6 +81,8 @@ pub struct Provider {
     pub seed: Option<i64>,
     /// Stop sequences.
     pub stop: Vec<String>,
+    /// The `http` provider's request and response handling.
+    pub http: Option<crate::http_provider::HttpConfig>,
 }
 
 /// A compiled prompt template.
@@ -212,6 +216,18 @@ struct RawProviderConfig {
     seed: Option<i64>,
     #[serde(default)]
     stop: Option<OneOrManyText>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    body: Option<Value>,
+    #[serde(default)]
+    transform_response: Option<String>,
+    #[serde(default)]
+    validate_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -600,12 +616,37 @@ impl Compiler<'_> {
     }
 
     fn provider(&mut self, raw: RawProvider, path: &FieldPath) -> Option<Provider> {
-        let config = raw.config.unwrap_or_default();
+        let config = raw.config.clone().unwrap_or_default();
         if config.api_key.is_some() {
             self.error(
                 &path.key("config").key("apiKey"),
                 "API keys are not accepted in suite files; put the key in an environment variable and name it in `apiKeyEnvar`",
             );
+        }
+        let is_http = matches!(raw.id.as_str(), "http" | "https")
+            || raw.id.starts_with("http://")
+            || raw.id.starts_with("https://");
+        if is_http {
+            return self.http_provider(raw, config, path);
+        }
+        let http_fields = [
+            ("url", config.url.is_some()),
+            ("method", config.method.is_some()),
+            ("headers", config.headers.is_some()),
+            ("body", config.body.is_some()),
+            ("transformResponse", config.transform_response.is_some()),
+            ("validateStatus", config.validate_status.is_some()),
+        ];
+        for (field, present) in http_fields {
+            if present {
+                self.error(
+                    &path.key("config").key(field),
+                    format!(
+                        "`{field}` is a setting of the `http` provider, not of `{}`",
+                        raw.id
+                    ),
+                );
+            }
         }
         let (endpoint, model) = match raw.id.split_once(':') {
             Some(("openai", rest)) => match rest.split_once(':') {
@@ -661,6 +702,78 @@ impl Compiler<'_> {
                 Some(OneOrManyText::One(stop)) => vec![stop],
                 Some(OneOrManyText::Many(stops)) => stops,
             },
+            http: None,
+        })
+    }
+
+    fn http_provider(
+        &mut self,
+        raw: RawProvider,
+        config: RawProviderConfig,
+        path: &FieldPath,
+    ) -> Option<Provider> {
+        let config_path = path.key("config");
+        let url = match (
+            config.url,
+            raw.id.starts_with("http://") || raw.id.starts_with("https://"),
+        ) {
+            (Some(url), _) => url,
+            (None, true) => raw.id.clone(),
+            (None, false) => {
+                self.error(
+                    &config_path.key("url"),
+                    "the `http` provider needs `config.url`",
+                );
+                return None;
+            }
+        };
+        let json_path = match config
+            .transform_response
+            .as_deref()
+            .map(crate::http_provider::parse_transform)
+            .transpose()
+        {
+            Ok(path) => path.unwrap_or(None),
+            Err(message) => {
+                self.error(&config_path.key("transformResponse"), message);
+                return None;
+            }
+        };
+        let rule = config
+            .validate_status
+            .as_deref()
+            .unwrap_or("status >= 200 && status < 300");
+        let valid_status = match crate::http_provider::parse_status_rule(rule) {
+            Ok(rule) => rule,
+            Err(message) => {
+                self.error(&config_path.key("validateStatus"), message);
+                return None;
+            }
+        };
+        let method = config
+            .method
+            .unwrap_or_else(|| "POST".to_owned())
+            .to_ascii_uppercase();
+        Some(Provider {
+            label: raw.label.unwrap_or_else(|| raw.id.clone()),
+            id: raw.id,
+            endpoint: Endpoint::Http,
+            model: String::new(),
+            base_url: url.clone(),
+            api_key_env: None,
+            temperature: None,
+            max_tokens: None,
+            top_p: None,
+            seed: None,
+            stop: Vec::new(),
+            http: Some(crate::http_provider::HttpConfig {
+                url,
+                method,
+                headers: config.headers.unwrap_or_default(),
+                body: config.body,
+                json_path,
+                valid_status,
+            }),
         })
     }
 
@@ -1100,6 +1213,7 @@ fn endpoint_of(id: &str) -> Option<Endpoint> {
         ["openai", "chat", _, ..] | ["openai", _] => Some(Endpoint::Chat),
         ["openai", "completion", _, ..] => Some(Endpoint::Completion),
         ["openai", "embedding" | "embeddings", _, ..] => Some(Endpoint::Embedding),
+        ["http" | "https"] | ["http" | "https", ..] => Some(Endpoint::Http),
         _ => None,
     }
 }

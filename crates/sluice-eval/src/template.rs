@@ -100,6 +100,21 @@ pub fn text(value: &Value) -> String {
     }
 }
 
+/// The value at a path such as `data.items[0].text` inside `value`.
+pub fn lookup_path(value: &Value, path: &str) -> Option<Value> {
+    let mut current = value.clone();
+    for segment in path.split('.') {
+        let (key, indexes) = split_indexes(segment)?;
+        if !key.is_empty() {
+            current = current.get(key)?.clone();
+        }
+        for index in indexes {
+            current = current.get(index)?.clone();
+        }
+    }
+    Some(current)
+}
+
 fn lookup(path: &str, vars: &Vars) -> Option<Value> {
     let mut segments = path.split('.');
     let first = segments.next()?;

@@ -971,3 +971,101 @@ fn junit_reports_validate_against_the_junit_schema() {
         );
     }
 }
+
+/// A small service on loopback for the `http` provider suites: health, users, retrieve, qa.
+/// `broken` makes every endpoint misbehave.
+fn service(broken: bool) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buffer = vec![0u8; 65536];
+            let mut read = 0;
+            loop {
+                let n = stream.read(&mut buffer[read..]).unwrap_or(0);
+                read += n;
+                let text = String::from_utf8_lossy(&buffer[..read]).to_string();
+                let Some(end) = text.find("\r\n\r\n") else {
+                    if n == 0 { break } else { continue }
+                };
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if read >= end + 4 + length || n == 0 {
+                    break;
+                }
+            }
+            let request = String::from_utf8_lossy(&buffer[..read]).to_string();
+            let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let (status, body) = match (path.as_str(), broken) {
+                ("/health", false) => (200, "ok".to_owned()),
+                ("/health", true) => (503, "down".to_owned()),
+                ("/users", false) => (201, r#"{"id": 7, "name": "Ada"}"#.to_owned()),
+                ("/users", true) => (200, r#"{"id": "7"}"#.to_owned()),
+                ("/retrieve", false) => (200, r#"{"documents": [{"id": "doc-1"}, {"id": "doc-2"}, {"id": "doc-9"}, {"id": "doc-3"}, {"id": "doc-4"}]}"#.to_owned()),
+                ("/retrieve", true) => (200, r#"{"documents": [{"id": "doc-1"}, {"id": "doc-8"}, {"id": "doc-9"}]}"#.to_owned()),
+                ("/qa", false) => (200, r#"{"answer": "Paris is the capital of France."}"#.to_owned()),
+                ("/qa", true) => (200, r#"{"answer": "I do not know."}"#.to_owned()),
+                _ => (404, "no route".to_owned()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn http_provider_suites_check_health_contracts_retrieval_and_answers() {
+    let suites = ["health", "contract", "retrieval", "qa"];
+    let run = |url: &str, suite: &str| {
+        sluice()
+            .env("SERVICE_URL", url)
+            .args(["eval", "--no-write", "-c"])
+            .arg(examples().join(format!("eval/service/{suite}.yaml")))
+            .output()
+            .unwrap()
+    };
+    let healthy = service(false);
+    for suite in suites {
+        let output = run(&healthy, suite);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{suite}:\n{}\n{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+    }
+    let broken = service(true);
+    for suite in suites {
+        let output = run(&broken, suite);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{suite} passed against a broken service:\n{}",
+            text(&output.stdout)
+        );
+    }
+    let output = run(&broken, "health");
+    assert!(
+        text(&output.stdout).contains("answered 503, which validateStatus does not accept"),
+        "{}",
+        text(&output.stdout)
+    );
+    let output = run(&broken, "retrieval");
+    assert!(
+        text(&output.stdout).contains("recall@3 0.25"),
+        "{}",
+        text(&output.stdout)
+    );
+}
