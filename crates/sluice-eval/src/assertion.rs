@@ -42,6 +42,7 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "exec",
     "webhook",
     "retrieval-recall",
+    "cost",
     "assert-set",
 ];
 
@@ -56,7 +57,6 @@ pub const UNSUPPORTED_TYPES: &[&str] = &[
     "ruby",
     "gleu",
     "meteor",
-    "cost",
     "is-html",
     "contains-html",
     "is-sql",
@@ -130,6 +130,8 @@ pub enum Kind {
     Webhook,
     /// Recall@k of expected document ids in a JSON retrieval result (default threshold 0.8).
     RetrievalRecall,
+    /// The request's cost in USD at most `threshold` (needs the provider's token prices).
+    Cost,
 }
 
 impl Kind {
@@ -165,6 +167,7 @@ impl Kind {
             "exec" => Kind::Exec,
             "webhook" => Kind::Webhook,
             "retrieval-recall" => Kind::RetrievalRecall,
+            "cost" => Kind::Cost,
             _ => return None,
         })
     }
@@ -185,6 +188,7 @@ impl Kind {
                 | Kind::ContainsJson
                 | Kind::IsXml
                 | Kind::ContainsXml
+                | Kind::Cost
                 | Kind::Latency
                 | Kind::IsRefusal
                 | Kind::IsValidOpenaiToolsCall
@@ -246,6 +250,8 @@ pub struct Output<'a> {
     pub finish_reason: Option<&'a str>,
     /// End-to-end latency in ms.
     pub latency_ms: f64,
+    /// Cost in USD, when the provider's prices and the token counts are known.
+    pub cost: Option<f64>,
     /// Tool calls made.
     pub tool_calls: &'a [ToolCall],
 }
@@ -703,6 +709,13 @@ impl Check {
                     format!("finish reason {actual:?} (expected {value_text:?})"),
                 )
             }
+            Kind::Cost => match output.cost {
+                Some(cost) => {
+                    let limit = self.threshold.unwrap_or(f64::INFINITY);
+                    (cost <= limit, format!("cost ${cost:.6} (at most ${limit})"))
+                }
+                None => (false, "cost unknown: set `inputCost` and `outputCost` (USD per token) on the provider".to_owned()),
+            },
             Kind::Latency => {
                 let limit = self.threshold.unwrap_or(f64::INFINITY);
                 (
@@ -913,6 +926,7 @@ mod tests {
             text,
             finish_reason: Some("stop"),
             latency_ms: 120.0,
+            cost: None,
             tool_calls: &[],
         }
     }

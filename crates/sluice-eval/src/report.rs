@@ -186,6 +186,18 @@ impl Report<'_> {
         }
         let (pass, reasons) = self.verdict();
         let total = &self.summary.total;
+        if total.prompt_tokens + total.completion_tokens > 0 {
+            let cost = if total.cost > 0.0 {
+                format!(", ${:.4}", total.cost)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  tokens: {} prompt, {} completion{cost}",
+                total.prompt_tokens, total.completion_tokens
+            );
+        }
         let _ = writeln!(
             out,
             "{} {} passed, {} failed, {} errors{}",
@@ -241,7 +253,8 @@ impl Report<'_> {
             "stats": {"successes": total.passed, "failures": total.failed, "errors": total.errors,
                       "pass_rate": total.pass_rate(), "duration_s": self.duration_s,
                       "token_usage": {"prompt": total.prompt_tokens, "completion": total.completion_tokens,
-                                      "total": total.prompt_tokens + total.completion_tokens}},
+                                      "total": total.prompt_tokens + total.completion_tokens},
+                      "cost_usd": total.cost},
             "named_scores": self.summary.named_scores,
             "pairs": pairs,
             "flaky": flaky,

@@ -115,6 +115,10 @@ pub struct EvalRow {
     /// Answered from the response cache (its latency is the original request's).
     #[serde(default)]
     pub cached: bool,
+    /// Cost in USD of the request, when the provider's prices are configured (a cached
+    /// answer costs nothing).
+    #[serde(default)]
+    pub cost: Option<f64>,
 }
 
 /// Counts for one prompt × provider pair, or for the whole run.
@@ -132,6 +136,8 @@ pub struct Tally {
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
+    /// Cost in USD of the rows whose cost is known.
+    pub cost: f64,
 }
 
 impl Tally {
@@ -146,6 +152,7 @@ impl Tally {
             self.prompt_tokens += tokens.prompt;
             self.completion_tokens += tokens.completion;
         }
+        self.cost += row.cost.unwrap_or(0.0);
     }
 
     /// All rows.
@@ -646,6 +653,7 @@ async fn evaluate(work: &Work, shared: &Shared) -> EvalRow {
         tokens: None,
         finish_reason: None,
         cached: false,
+        cost: None,
     };
     let rendered = match template::render(&prompt.template, &test.vars) {
         Ok(rendered) => rendered,
@@ -709,7 +717,14 @@ async fn evaluate(work: &Work, shared: &Shared) -> EvalRow {
     row.latency_ms = generation.timing.e2e.as_secs_f64() * 1000.0;
     row.tokens = generation.tokens;
     row.finish_reason = generation.finish_reason.clone();
+    row.cost = match (provider.prices, row.tokens) {
+        (Some((input, output)), Some(tokens)) if test.provider_output.is_none() && !row.cached => {
+            Some(tokens.prompt as f64 * input + tokens.completion as f64 * output)
+        }
+        _ => None,
+    };
     let output = Output {
+        cost: row.cost,
         input: &rendered,
         text: &generation.text,
         finish_reason: generation.finish_reason.as_deref(),

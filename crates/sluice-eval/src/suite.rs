@@ -83,6 +83,8 @@ pub struct Provider {
     pub stop: Vec<String>,
     /// The `http` provider's request and response handling.
     pub http: Option<crate::http_provider::HttpConfig>,
+    /// USD per input and per output token, when configured.
+    pub prices: Option<(f64, f64)>,
 }
 
 /// A compiled prompt template.
@@ -216,6 +218,15 @@ struct RawProviderConfig {
     seed: Option<i64>,
     #[serde(default)]
     stop: Option<OneOrManyText>,
+    /// USD per token, input and output alike.
+    #[serde(default)]
+    cost: Option<f64>,
+    /// USD per input token.
+    #[serde(default)]
+    input_cost: Option<f64>,
+    /// USD per output token.
+    #[serde(default)]
+    output_cost: Option<f64>,
     #[serde(default)]
     url: Option<String>,
     #[serde(default)]
@@ -703,6 +714,13 @@ impl Compiler<'_> {
                 Some(OneOrManyText::Many(stops)) => stops,
             },
             http: None,
+            prices: match (
+                config.input_cost.or(config.cost),
+                config.output_cost.or(config.cost),
+            ) {
+                (Some(input), Some(output)) => Some((input, output)),
+                _ => None,
+            },
         })
     }
 
@@ -766,6 +784,7 @@ impl Compiler<'_> {
             top_p: None,
             seed: None,
             stop: Vec::new(),
+            prices: None,
             http: Some(crate::http_provider::HttpConfig {
                 url,
                 method,
@@ -1175,6 +1194,9 @@ fn compile_assertion(raw: &RawAssertion) -> Result<Assertion, (&'static str, Str
                 ));
             }
         }
+    }
+    if kind == Kind::Cost && raw.threshold.is_none() {
+        return Err(("threshold", "`cost` needs a `threshold` in USD".to_owned()));
     }
     if kind == Kind::Latency && raw.threshold.is_none() {
         return Err((

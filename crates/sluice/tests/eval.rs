@@ -1069,3 +1069,52 @@ fn http_provider_suites_check_health_contracts_retrieval_and_answers() {
         text(&output.stdout)
     );
 }
+
+#[test]
+fn costs_come_from_token_counts_and_provider_prices() {
+    let sim = Simulate::start();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(
+        &suite,
+        "providers:\n  - id: openai:chat:stable\n    label: priced\n    config: {apiBaseUrl: '${SLUICE_BASE_URL}', inputCost: 0.000001, outputCost: 0.000002}\n  - id: openai:chat:stable\n    label: unpriced\n    config: {apiBaseUrl: '${SLUICE_BASE_URL}'}\nprompts: ['{{q}}']\ntests:\n  - {description: cheap enough, vars: {q: What is the capital of France?}, assert: [{type: cost, threshold: 0.001}]}\n  - {description: too dear, vars: {q: What is the capital of France?}, assert: [{type: cost, threshold: 0.000001}]}\n",
+    )
+    .unwrap();
+    let report = dir.path().join("r.json");
+    let output = sluice()
+        .env("SLUICE_BASE_URL", &sim.base_url)
+        .args(["eval", "--no-write", "-c"])
+        .arg(&suite)
+        .arg("-o")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let rows = report["results"].as_array().unwrap();
+    let find = |description: &str, provider: &str| {
+        rows.iter()
+            .find(|r| r["description"] == description && r["provider"] == provider)
+            .unwrap()
+            .clone()
+    };
+    let cheap = find("cheap enough", "priced");
+    assert_eq!(cheap["pass"], true, "{cheap}");
+    // "Paris." is 2 completion tokens; the prompt is 6: 6 × 1e-6 + 2 × 2e-6.
+    assert!(
+        (cheap["cost"].as_f64().unwrap() - 0.00001).abs() < 1e-12,
+        "{cheap}"
+    );
+    assert_eq!(find("too dear", "priced")["pass"], false);
+    let unpriced = find("cheap enough", "unpriced");
+    assert_eq!(unpriced["pass"], false);
+    assert!(
+        unpriced["grades"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cost unknown"),
+        "{unpriced}"
+    );
+    assert!(report["stats"]["cost_usd"].as_f64().unwrap() > 0.0);
+}
