@@ -1101,9 +1101,16 @@ fn costs_come_from_token_counts_and_provider_prices() {
     };
     let cheap = find("cheap enough", "priced");
     assert_eq!(cheap["pass"], true, "{cheap}");
-    // "Paris." is 2 completion tokens; the prompt is 6: 6 × 1e-6 + 2 × 2e-6.
+    // The prompt is 7 tokens ("?" is one) and "Paris." 2: 7 × 1e-6 + 2 × 2e-6.
+    assert_eq!(
+        (
+            cheap["tokens"]["prompt"].as_u64(),
+            cheap["tokens"]["completion"].as_u64()
+        ),
+        (Some(7), Some(2))
+    );
     assert!(
-        (cheap["cost"].as_f64().unwrap() - 0.00001).abs() < 1e-12,
+        (cheap["cost"].as_f64().unwrap() - 0.000011).abs() < 1e-12,
         "{cheap}"
     );
     assert_eq!(find("too dear", "priced")["pass"], false);
