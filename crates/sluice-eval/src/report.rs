@@ -349,6 +349,11 @@ enum Writer {
         parts: BTreeMap<(String, String), (PathBuf, BufWriter<File>)>,
     },
     Markdown(PathBuf),
+    Html {
+        path: PathBuf,
+        part: PathBuf,
+        rows: BufWriter<File>,
+    },
 }
 
 fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
@@ -395,6 +400,15 @@ impl ReportFiles {
             } else if name.ends_with(".md") {
                 drop(create(path)?);
                 Writer::Markdown(path.clone())
+            } else if name.ends_with(".html") || name.ends_with(".htm") {
+                drop(create(path)?);
+                let part = path.with_extension("html.part");
+                let rows = create(&part)?;
+                Writer::Html {
+                    path: path.clone(),
+                    part,
+                    rows,
+                }
             } else {
                 return Err(ReportError::UnknownFormat(path.display().to_string()));
             };
@@ -433,6 +447,10 @@ impl ReportFiles {
                     }
                 }
                 Writer::Markdown(_) => {}
+                Writer::Html { part, rows, .. } => {
+                    rows.write_all(html_row(row).as_bytes())
+                        .map_err(write_error(part))?;
+                }
             }
         }
         Ok(())
@@ -456,11 +474,121 @@ impl ReportFiles {
                 Writer::Markdown(path) => {
                     std::fs::write(&path, report.markdown()).map_err(write_error(&path))?
                 }
+                Writer::Html { path, part, rows } => finish_html(&path, &part, rows, report)?,
             }
         }
         Ok(())
     }
 }
+
+fn html_row(row: &EvalRow) -> String {
+    let verdict = match (&row.error, row.pass) {
+        (Some(_), _) => "<td class=error>error</td>",
+        (None, true) => "<td class=pass>pass</td>",
+        (None, false) => "<td class=fail>fail</td>",
+    };
+    let why = match &row.error {
+        Some(error) => error.clone(),
+        None => row
+            .grades
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} {}: {}",
+                    if g.pass { "✓" } else { "✗" },
+                    g.assertion,
+                    g.reason
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    let output: String = row
+        .output
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .take(2000)
+        .collect();
+    format!(
+        "<tr class=\"{}\">{verdict}<td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td><pre>{}</pre></td><td><pre>{}</pre></td><td>{:.0}</td></tr>\n",
+        if row.pass { "passed" } else { "failed" },
+        xml(&row.description),
+        xml(&row.prompt),
+        xml(&row.provider),
+        row.score,
+        xml(&output),
+        xml(&why),
+        row.latency_ms
+    )
+}
+
+/// A self-contained HTML page: the verdict, the summary per prompt × provider, then every row
+/// (copied from its part file), with a filter for failures. No external resources.
+fn finish_html(
+    path: &Path,
+    part: &Path,
+    mut rows: BufWriter<File>,
+    report: &Report<'_>,
+) -> Result<(), ReportError> {
+    rows.flush().map_err(write_error(part))?;
+    drop(rows);
+    let (pass, reasons) = report.verdict();
+    let total = &report.summary.total;
+    let title = if report.description.is_empty() {
+        "sluice eval"
+    } else {
+        report.description
+    };
+    let mut head = format!(
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>{}</title><style>{HTML_STYLE}</style></head><body>\n<h1>{} {}</h1>\n<p>Run <code>{}</code>: {} passed, {} failed, {} errors in {:.1} s.{}</p>\n<table><tr><th>prompt</th><th>provider</th><th>pass</th><th>fail</th><th>error</th><th>pass rate</th><th>95% interval</th></tr>\n",
+        xml(title),
+        if pass { "✅" } else { "❌" },
+        xml(title),
+        xml(report.run_id),
+        total.passed,
+        total.failed,
+        total.errors,
+        report.duration_s,
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " <strong>Gate failed:</strong> {}",
+                xml(&reasons.join("; "))
+            )
+        }
+    );
+    for ((prompt, provider), tally) in &report.summary.by_pair {
+        let (low, high) = wilson_95(tally.passed, tally.total());
+        let _ = writeln!(
+            head,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{:.1}–{:.1}%</td></tr>",
+            xml(prompt),
+            xml(provider),
+            tally.passed,
+            tally.failed,
+            tally.errors,
+            tally.pass_rate() * 100.0,
+            low * 100.0,
+            high * 100.0
+        );
+    }
+    head.push_str("</table>\n<p><label><input type=checkbox id=only-failed onchange=\"document.body.classList.toggle('only-failed', this.checked)\"> show failures and errors only</label></p>\n<table id=rows><tr><th>verdict</th><th>test</th><th>prompt</th><th>provider</th><th>score</th><th>output</th><th>assertions</th><th>ms</th></tr>\n");
+    let mut out = create(path)?;
+    out.write_all(head.as_bytes()).map_err(write_error(path))?;
+    let mut reader = File::open(part).map_err(write_error(part))?;
+    std::io::copy(&mut reader, &mut out).map_err(write_error(path))?;
+    out.write_all(b"</table>\n</body></html>\n")
+        .map_err(write_error(path))?;
+    out.flush().map_err(write_error(path))?;
+    std::fs::remove_file(part).map_err(write_error(part))
+}
+
+const HTML_STYLE: &str = "body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
+td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}th{background:#f4f4f4}\
+pre{margin:0;white-space:pre-wrap;max-width:40em}.pass{color:#176f2c;font-weight:600}.fail{color:#b3261e;font-weight:600}\
+.error{color:#8a4b00;font-weight:600}body.only-failed tr.passed{display:none}";
 
 fn junit_testcase(row: &EvalRow) -> String {
     let suite_name = format!("{} × {}", row.prompt, row.provider);
@@ -565,7 +693,7 @@ fn finish_junit(
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// The extension names no format.
-    #[error("cannot tell the report format of {0}: use .json, .jsonl, .xml (JUnit) or .md")]
+    #[error("cannot tell the report format of {0}: use .json, .jsonl, .xml (JUnit), .md or .html")]
     UnknownFormat(String),
     /// The file could not be written.
     #[error("cannot write {0}: {1}")]

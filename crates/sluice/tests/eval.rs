@@ -187,7 +187,27 @@ fn a_regressed_model_fails_the_gate_with_exit_1_and_names_the_failures() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s.db");
     let junit = dir.path().join("results.xml");
-    let output = eval(&sim, &store, &["-o", junit.to_str().unwrap()]);
+    let html = dir.path().join("report.html");
+    let output = eval(
+        &sim,
+        &store,
+        &["-o", junit.to_str().unwrap(), "-o", html.to_str().unwrap()],
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.starts_with("<!doctype html>") && page.trim_end().ends_with("</html>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Gate failed:") && page.contains("<td class=fail>fail</td>"),
+        "{page}"
+    );
+    assert_eq!(page.matches("<tr class=").count(), 8);
+    assert!(
+        page.contains("I think it is Lyon.") && !page.contains("<script"),
+        "{page}"
+    );
+    assert!(!dir.path().join("report.html.part").exists());
     assert_eq!(
         output.status.code(),
         Some(1),
@@ -1124,4 +1144,30 @@ fn costs_come_from_token_counts_and_provider_prices() {
         "{unpriced}"
     );
     assert!(report["stats"]["cost_usd"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn an_unknown_report_format_is_refused_before_anything_runs() {
+    let sim = Simulate::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let output = eval(
+        &sim,
+        &store,
+        &["-o", dir.path().join("results.txt").to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("cannot tell the report format")
+            && text(&output.stderr).contains(".html"),
+        "{}",
+        text(&output.stderr)
+    );
+    let runs = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["eval", "list", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&runs.stdout).trim(), "[]", "a run was recorded");
 }

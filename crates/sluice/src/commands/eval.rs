@@ -78,18 +78,9 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     } else {
         args.outputs.clone()
     };
-    for output in &outputs {
-        let name = output.display().to_string().to_ascii_lowercase();
-        if ![".json", ".jsonl", ".xml", ".md"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
-        {
-            anyhow::bail!(
-                "cannot tell the report format of {}: use .json, .jsonl, .xml (JUnit) or .md",
-                output.display()
-            );
-        }
-    }
+    // Report files are created (and their formats checked) before the run is recorded, so a
+    // bad `-o` leaves nothing behind in the store.
+    let mut files = ReportFiles::create(&outputs)?;
 
     if !(0.5..1.0).contains(&args.confidence) {
         anyhow::bail!(
@@ -154,7 +145,6 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     };
     options.skip = replay.iter().map(|record| record.seq as u64).collect();
 
-    let mut files = ReportFiles::create(&outputs)?;
     let started = Instant::now();
     let expected = runner::plan(&suite, &options).count();
     let (sender, mut receiver) = mpsc::channel::<EvalRow>(1024);
