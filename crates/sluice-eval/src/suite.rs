@@ -586,7 +586,9 @@ impl Compiler<'_> {
                 });
             }
         }
-        for prompt in &prompts {
+        // Templates with block tags define names of their own (loop variables, `set`); their
+        // missing variables are reported when they render.
+        for prompt in prompts.iter().filter(|p| !p.template.contains("{%")) {
             for name in template::references(&prompt.template) {
                 if let Some(test) = tests
                     .iter()
@@ -833,10 +835,6 @@ impl Compiler<'_> {
                 (source, label)
             }
         };
-        if template.contains("{%") {
-            self.error(path, "template tags `{% … %}` (loops and conditionals) are not supported; use `{{ var }}` substitutions");
-            return None;
-        }
         Some(Prompt {
             label: raw.label.unwrap_or(default_label),
             template,

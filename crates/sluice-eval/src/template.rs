@@ -1,9 +1,11 @@
-//! `{{ var }}` templating: the subset of Nunjucks that eval suites use for prompts, provider
+//! `{{ var }}` templating: the part of Nunjucks that eval suites use for prompts, provider
 //! bodies and assertion values.
 //!
-//! Supported: `{{ name }}`, dotted paths `{{ doc.title }}` and indexes `{{ items[0] }}`, and the
-//! filters `upper`, `lower`, `trim`, `dump` (JSON), `length`. Strings render as-is, other
-//! values as JSON. Block tags (`{% … %}`) are refused with an error that names them.
+//! Substitutions (`{{ name }}`, `{{ doc.title }}`, `{{ items[0] }}`, filters `upper`, `lower`,
+//! `trim`, `dump`, `length`) are rendered by a small, fast renderer: strings as-is, other values
+//! as JSON. Templates with block tags (`{% for %}`, `{% if %}`, `{% set %}` …) go through a
+//! Jinja engine, Nunjucks's close relative, with undefined variables as errors and Nunjucks's
+//! `dump` filter added.
 
 use std::collections::BTreeMap;
 
@@ -24,17 +26,15 @@ pub enum TemplateError {
     /// `{{` without `}}`.
     #[error("unterminated `{{{{` in template")]
     Unterminated,
-    /// A block tag.
-    #[error(
-        "template tags `{{% … %}}` (loops and conditionals) are not supported; use `{{{{ var }}}}` substitutions"
-    )]
-    BlockTag,
+    /// A template with block tags that does not parse or render.
+    #[error("template error: {0}")]
+    Blocks(String),
 }
 
 /// Renders `template` with `vars`.
 pub fn render(template: &str, vars: &Vars) -> Result<String, TemplateError> {
     if template.contains("{%") {
-        return Err(TemplateError::BlockTag);
+        return render_blocks(template, vars);
     }
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -47,6 +47,31 @@ pub fn render(template: &str, vars: &Vars) -> Result<String, TemplateError> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Renders a template with block tags through the Jinja engine.
+fn render_blocks(template: &str, vars: &Vars) -> Result<String, TemplateError> {
+    thread_local! {
+        static ENGINE: minijinja::Environment<'static> = {
+            let mut engine = minijinja::Environment::new();
+            engine.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+            engine.add_filter("dump", |value: minijinja::Value| -> Result<String, minijinja::Error> {
+                serde_json::to_string(&value).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))
+            });
+            engine
+        };
+    }
+    ENGINE.with(|engine| {
+        engine
+            .render_str(template, minijinja::value::Serde(vars))
+            .map_err(|error| {
+                let mut message = error.to_string();
+                if let Some(detail) = error.detail() {
+                    message = format!("{message}: {detail}");
+                }
+                TemplateError::Blocks(message)
+            })
+    })
 }
 
 /// The variable names a template refers to (for validation before running).
@@ -200,9 +225,26 @@ mod tests {
             Err(TemplateError::UnknownFilter("shout".into()))
         );
         assert_eq!(render("{{ city", &vars()), Err(TemplateError::Unterminated));
+        assert!(matches!(
+            render("{% for x in nope %}{{ x }}{% endfor %}", &vars()),
+            Err(TemplateError::Blocks(_))
+        ));
+        assert!(matches!(
+            render("{% if %}", &vars()),
+            Err(TemplateError::Blocks(_))
+        ));
+    }
+
+    #[test]
+    fn loops_conditionals_and_filters_render_like_nunjucks() {
+        let rendered = render(
+            "{% for tag in doc.tags %}[{{ tag | upper }}]{% endfor %}{% if n > 2 %} many{% else %} few{% endif %}",
+            &vars(),
+        );
+        assert_eq!(rendered.unwrap(), "[A][B] many");
         assert_eq!(
-            render("{% for x in xs %}{% endfor %}", &vars()),
-            Err(TemplateError::BlockTag)
+            render("{% set t = doc.tags | dump %}{{ t }}", &vars()).unwrap(),
+            r#"["a","b"]"#
         );
     }
 

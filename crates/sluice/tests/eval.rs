@@ -1171,3 +1171,43 @@ fn an_unknown_report_format_is_refused_before_anything_runs() {
         .unwrap();
     assert_eq!(text(&runs.stdout).trim(), "[]", "a run was recorded");
 }
+
+#[test]
+fn github_actions_get_a_step_summary_annotations_and_templated_loops() {
+    let sim = Simulate::start();
+    sim.put_profile(
+        "stable",
+        "script:\n  - {match: capital of France, answer: Lyon}\ndefault: echo\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.md");
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(
+        &suite,
+        "description: gh\nproviders:\n  - id: openai:chat:stable\n    config: {apiBaseUrl: '${SLUICE_BASE_URL}'}\nprompts: ['{% for w in words %}{{ w | upper }} {% endfor %}{% if polite %}please{% endif %}']\ntests:\n  - {description: loop, vars: {words: [[a, b]], polite: true}, assert: [{type: equals, value: 'A B please'}]}\n  - {description: fails, vars: {words: [[x]], polite: false}, assert: [{type: equals, value: y}]}\n",
+    )
+    .unwrap();
+    let output = sluice()
+        .env("SLUICE_BASE_URL", &sim.base_url)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .args(["eval", "--no-write", "-c"])
+        .arg(&suite)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("::error title=sluice eval: fails::"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("::error title=sluice eval: loop::"),
+        "the loop test should pass: {stdout}"
+    );
+    let markdown = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        markdown.contains("### ❌ gh") && markdown.contains("1 passed, 1 failed, 0 errors"),
+        "{markdown}"
+    );
+}
