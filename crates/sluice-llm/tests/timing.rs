@@ -33,9 +33,11 @@ async fn ttft_is_measured_within_two_milliseconds_of_the_configured_50ms() {
         );
         ttfts.push(ttft);
         gaps.extend(generation.timing.chunk_gaps.iter().copied());
+        // The simulator schedules every token from the request's arrival (TTFT 50 ms, then one
+        // every 5 ms): the eighth is due at 85 ms however late the first one was.
         let last_token = generation.timing.last_token().unwrap();
         assert!(
-            last_token >= ttft + Duration::from_millis(30),
+            last_token >= Duration::from_millis(84),
             "last token {last_token:?}"
         );
         assert!(generation.timing.e2e >= last_token);
@@ -47,11 +49,13 @@ async fn ttft_is_measured_within_two_milliseconds_of_the_configured_50ms() {
         median <= Duration::from_millis(52),
         "median TTFT {median:?}, all {ttfts:?}"
     );
-    // 200 tokens per second: the gaps average 5 ms.
-    let mean_gap = gaps.iter().sum::<Duration>() / gaps.len() as u32;
+    // 200 tokens per second: gaps of 5 ms. The median ignores the few squeezed together after
+    // a first token that a loaded machine delivered late.
+    gaps.sort();
+    let median_gap = gaps[gaps.len() / 2];
     assert!(
-        mean_gap >= Duration::from_micros(4_500) && mean_gap <= Duration::from_micros(6_500),
-        "mean gap {mean_gap:?}"
+        median_gap >= Duration::from_micros(4_500) && median_gap <= Duration::from_micros(6_500),
+        "median gap {median_gap:?}"
     );
     sim.shutdown().await;
 }
