@@ -38,6 +38,7 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "model-graded-factuality",
     "model-graded-closedqa",
     "similar",
+    "javascript",
     "python",
     "exec",
     "webhook",
@@ -53,7 +54,6 @@ pub const UNSUPPORTED_TYPES: &[&str] = &[
     "context-faithfulness",
     "context-recall",
     "context-relevance",
-    "javascript",
     "ruby",
     "gleu",
     "meteor",
@@ -122,6 +122,8 @@ pub enum Kind {
     ModelGradedClosedqa,
     /// Embedding cosine similarity with the value.
     Similar,
+    /// A javascript expression, function body or `file://script.js[:function]`.
+    Javascript,
     /// A python expression, function body or `file://script.py[:function]`.
     Python,
     /// A command; exit code 0 passes, or it prints `{pass, score, reason}`.
@@ -163,6 +165,7 @@ impl Kind {
             "factuality" | "model-graded-factuality" => Kind::Factuality,
             "model-graded-closedqa" => Kind::ModelGradedClosedqa,
             "similar" => Kind::Similar,
+            "javascript" => Kind::Javascript,
             "python" => Kind::Python,
             "exec" => Kind::Exec,
             "webhook" => Kind::Webhook,
@@ -405,6 +408,10 @@ impl Check {
             .transpose()?;
         let code = || value.as_ref().map(template::text).unwrap_or_default();
         let scripted = match self.kind {
+            Kind::Javascript => Some(
+                scripted::run_javascript(&code(), self.threshold, output.input, output.text, vars)
+                    .await,
+            ),
             Kind::Python => Some(
                 scripted::run_python(&code(), self.threshold, output.input, output.text, vars)
                     .await,
@@ -738,6 +745,7 @@ impl Check {
             | Kind::Factuality
             | Kind::ModelGradedClosedqa
             | Kind::Similar
+            | Kind::Javascript
             | Kind::Python
             | Kind::Exec
             | Kind::Webhook => (false, format!("`{}` is graded by a model", self.name)),

@@ -1,6 +1,7 @@
-//! Assertions that run code: `python` (an expression, a function body, or
-//! `file://script.py[:function]`, through `python3`), `exec` (any command), and `webhook` (an
-//! HTTP endpoint). Each gets the output and a context `{prompt, vars}` and answers a boolean, a
+//! Assertions that run code: `javascript` (an expression, a function body, or
+//! `file://script.js[:function]`, in an embedded QuickJS sandbox with no file or network access),
+//! `python` (the same forms, through `python3`), `exec` (any command), and `webhook` (an HTTP
+//! endpoint). Each gets the output and a context `{prompt, vars}` and answers a boolean, a
 //! number (a score: it passes when at least `threshold`, or above 0 without one), or a
 //! `{pass, score, reason}` object. A script that fails to run is an error of the row, never a
 //! pass.
@@ -60,6 +61,100 @@ pub async fn run_python(
     let value: Value = serde_json::from_str(result)
         .map_err(|e| format!("the python assertion's result is not JSON: {e}"))?;
     verdict(&value, threshold, "python")
+}
+
+/// How much memory one javascript assertion may use.
+const JAVASCRIPT_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+/// How long one javascript assertion may run.
+const JAVASCRIPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a javascript assertion in a fresh sandbox on a blocking thread.
+pub async fn run_javascript(
+    code: &str,
+    threshold: Option<f64>,
+    input: &str,
+    output: &str,
+    vars: &Vars,
+) -> Result<Verdict, String> {
+    let context = json!({"prompt": input, "vars": vars}).to_string();
+    let (code, output) = (code.to_owned(), output.to_owned());
+    let value = tokio::task::spawn_blocking(move || {
+        evaluate_javascript(&code, &output, &context, JAVASCRIPT_TIMEOUT)
+    })
+    .await
+    .map_err(|e| format!("the javascript assertion stopped: {e}"))??;
+    verdict(&value, threshold, "javascript")
+}
+
+fn evaluate_javascript(
+    code: &str,
+    output: &str,
+    context: &str,
+    timeout: Duration,
+) -> Result<Value, String> {
+    use rquickjs::{Context, Runtime};
+    let runtime = Runtime::new().map_err(|e| format!("cannot start javascript: {e}"))?;
+    runtime.set_memory_limit(JAVASCRIPT_MEMORY_BYTES);
+    let deadline = std::time::Instant::now() + timeout;
+    runtime.set_interrupt_handler(Some(Box::new(move || std::time::Instant::now() > deadline)));
+    let engine = Context::full(&runtime).map_err(|e| format!("cannot start javascript: {e}"))?;
+    let source = match code.trim().strip_prefix("file://") {
+        Some(reference) => {
+            let (path, function) = match reference.rsplit_once(':') {
+                Some((path, function)) if path.ends_with(".js") || path.ends_with(".cjs") => {
+                    (path, Some(function))
+                }
+                _ => (reference, None),
+            };
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            let export = match function {
+                Some(name) => format!("module.exports[{}]", serde_json::to_string(name).unwrap_or_default()),
+                None => "(typeof module.exports === 'function' ? module.exports : module.exports.default)".to_owned(),
+            };
+            format!(
+                "(function(){{ var module = {{exports: {{}}}}; var exports = module.exports;\n{text}\n;return {export}(output, context); }})()"
+            )
+        }
+        None if code.trim().contains('\n') || code.trim_start().starts_with("return") => {
+            format!("(function(output, context){{\n{code}\n}})(output, context)")
+        }
+        None => format!("({code})"),
+    };
+    engine.with(|ctx| {
+        let describe = |ctx: &rquickjs::Ctx<'_>, error: rquickjs::Error| -> String {
+            if let rquickjs::Error::Exception = error {
+                let exception = ctx.catch();
+                let message = exception
+                    .as_exception()
+                    .and_then(|e| e.message())
+                    .or_else(|| exception.as_string().and_then(|s| s.to_string().ok()))
+                    .unwrap_or_else(|| "an exception".to_owned());
+                format!("the javascript assertion threw: {message}")
+            } else {
+                format!("the javascript assertion failed: {error}")
+            }
+        };
+        let globals = ctx.globals();
+        globals
+            .set("output", output)
+            .map_err(|e| describe(&ctx, e))?;
+        let context_value = ctx.json_parse(context).map_err(|e| describe(&ctx, e))?;
+        globals
+            .set("context", context_value)
+            .map_err(|e| describe(&ctx, e))?;
+        let result: rquickjs::Value = ctx.eval(source).map_err(|e| describe(&ctx, e))?;
+        if result.is_undefined() {
+            return Err("the javascript assertion returned nothing (undefined)".to_owned());
+        }
+        let text = ctx
+            .json_stringify(result)
+            .map_err(|e| describe(&ctx, e))?
+            .and_then(|s| s.to_string().ok())
+            .ok_or_else(|| "the javascript assertion's result cannot be read".to_owned())?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("the javascript assertion's result is not JSON: {e}"))
+    })
 }
 
 /// Runs `command` with `sh -c`, the request as JSON on stdin.
@@ -269,6 +364,41 @@ print("__SLUICE_ASSERT_RESULT__" + json.dumps(run()))
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn js(code: &str, output: &str) -> Result<Value, String> {
+        evaluate_javascript(
+            code,
+            output,
+            r#"{"prompt": "p", "vars": {"city": "Paris"}}"#,
+            Duration::from_millis(200),
+        )
+    }
+
+    #[test]
+    fn javascript_runs_expressions_bodies_and_reports_errors() {
+        assert_eq!(
+            js("output.includes(context.vars.city)", "in Paris").unwrap(),
+            json!(true)
+        );
+        assert_eq!(js("output.length / 10", "12345").unwrap(), json!(0.5));
+        let body = "const words = output.split(' ').length;\nreturn {pass: words < 3, score: 1 / words, reason: `${words} words`};";
+        assert_eq!(
+            js(body, "a b").unwrap(),
+            json!({"pass": true, "score": 0.5, "reason": "2 words"})
+        );
+        let thrown = js("if (output) {\n  throw new Error('nope');\n}", "x").unwrap_err();
+        assert!(thrown.contains("threw: nope"), "{thrown}");
+        assert!(js("undefinedThing.x", "x").unwrap_err().contains("threw"));
+        let syntax = js("output ===", "x").unwrap_err();
+        assert!(syntax.contains("threw"), "{syntax}");
+        let started = std::time::Instant::now();
+        let endless = js("while (true) {}\nreturn 1;", "x").unwrap_err();
+        assert!(
+            endless.contains("threw") && started.elapsed() < Duration::from_secs(30),
+            "{endless}"
+        );
+        assert!(js("require('fs')", "x").is_err(), "no modules");
+    }
 
     #[test]
     fn script_answers_become_verdicts() {

@@ -942,14 +942,14 @@ impl Compiler<'_> {
         compiled
     }
 
-    /// `file://` python scripts are found relative to the suite file.
+    /// `file://` python and javascript scripts are found relative to the suite file.
     fn resolve_script_paths(&self, assertion: &mut Assertion) {
         match assertion {
             Assertion::Set(set) => set
                 .assertions
                 .iter_mut()
                 .for_each(|a| self.resolve_script_paths(a)),
-            Assertion::Check(check) if check.kind == Kind::Python => {
+            Assertion::Check(check) if matches!(check.kind, Kind::Python | Kind::Javascript) => {
                 if let Some(Value::String(code)) = &mut check.value
                     && let Some(relative) = code.strip_prefix("file://")
                 {
@@ -1463,8 +1463,12 @@ fn shorthand_assertion(text: &str) -> Result<RawAssertion, String> {
             None,
         ));
     }
-    if text.starts_with("fn:") {
-        return Err("`fn:` (javascript) assertions are not supported by this build yet".to_owned());
+    if let Some(code) = text.strip_prefix("fn:") {
+        return Ok(plain(
+            "javascript",
+            Some(Value::String(code.trim().to_owned())),
+            None,
+        ));
     }
     if let Some((head, value)) = text.split_once(':') {
         let (name, threshold) = match head.split_once('(') {
@@ -1563,13 +1567,13 @@ mod tests {
         let suite = write(
             dir.path(),
             "suite.yaml",
-            "providers: [openai:chat:m, anthropic:messages:claude]\nprompts: ['{{question}}']\ntests:\n  - file://bad.csv\n  - vars: {question: q}\n    assert:\n      - {type: contians, value: x}\n      - {type: javascript, value: 'output.length > 3'}\n      - {type: regex, value: '('}\n      - {type: equals}\n    options: {transform: output.trim()}\nscenarios: []\n",
+            "providers: [openai:chat:m, anthropic:messages:claude]\nprompts: ['{{question}}']\ntests:\n  - file://bad.csv\n  - vars: {question: q}\n    assert:\n      - {type: contians, value: x}\n      - {type: ruby, value: 'output.length > 3'}\n      - {type: regex, value: '('}\n      - {type: equals}\n    options: {transform: output.trim()}\nscenarios: []\n",
         );
         let error = load(&suite, &env()).unwrap_err().to_string();
         for expected in [
             "suite.yaml:1:28: providers[1].id: unsupported provider `anthropic:messages:claude`",
             "tests[1].assert[0].type: unknown assertion type `contians`, did you mean `contains`?",
-            "tests[1].assert[1].type: `javascript` assertions are not supported by this build yet",
+            "tests[1].assert[1].type: `ruby` assertions are not supported by this build yet",
             "tests[1].assert[2].value: invalid regular expression",
             "tests[1].assert[3].value: `equals` needs a `value`",
             "tests[1].options.transform: `options.transform` is a promptfoo feature this build does not support",
@@ -1673,6 +1677,6 @@ mod tests {
             (rubric.kind.as_str(), rubric.value),
             ("llm-rubric", Some(Value::String("is polite".into())))
         );
-        assert!(shorthand_assertion("fn:output.length > 3").is_err());
+        assert_eq!(parse("fn:output.length > 3").kind, "javascript");
     }
 }

@@ -276,7 +276,7 @@ fn provider_errors_are_counted_apart_and_fail_the_gate_unless_allowed() {
 fn a_bad_suite_exits_2_with_every_problem_located() {
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("suite.yaml");
-    std::fs::write(&suite, "providers: [openai:chat:m]\nprompts: ['{{q}}']\ntests:\n  - vars: {q: x}\n    assert:\n      - {type: icontain, value: x}\n      - {type: javascript, value: 'output.length > 3'}\n").unwrap();
+    std::fs::write(&suite, "providers: [openai:chat:m]\nprompts: ['{{q}}']\ntests:\n  - vars: {q: x}\n    assert:\n      - {type: icontain, value: x}\n      - {type: ruby, value: 'output.length > 3'}\n").unwrap();
     let output = sluice()
         .args(["eval", "--no-write", "-c"])
         .arg(&suite)
@@ -287,7 +287,7 @@ fn a_bad_suite_exits_2_with_every_problem_located() {
     assert!(stderr.contains("suite.yaml:6:16: tests[0].assert[0].type: unknown assertion type `icontain`, did you mean `icontains`?"), "{stderr}");
     assert!(
         stderr.contains(
-            "suite.yaml:7:16: tests[0].assert[1].type: `javascript` assertions are not supported"
+            "suite.yaml:7:16: tests[0].assert[1].type: `ruby` assertions are not supported"
         ),
         "{stderr}"
     );
@@ -870,6 +870,8 @@ tests:
       - {{type: not-exec, value: "exit 3"}}
   - description: webhook
     assert: [{{type: webhook, value: '{webhook}'}}]
+  - description: javascript
+    assert: [{{type: javascript, value: "output.includes(context.vars.city) && context.prompt.length > 5"}}]
 "#
         ),
     )
@@ -932,6 +934,7 @@ tests:
         row("exec exit codes")
     );
     assert_eq!(row("webhook")["pass"], true, "{}", row("webhook"));
+    assert_eq!(row("javascript")["pass"], true, "{}", row("javascript"));
 }
 
 /// JUnit reports validate against the JUnit XSD (the one published in the `junit-report`
