@@ -352,24 +352,6 @@ pub fn weighted_score(items: impl Iterator<Item = (f64, f64)>) -> f64 {
     if weights > 0.0 { total / weights } else { 1.0 }
 }
 
-fn render_value(value: &Value, vars: &Vars) -> Result<Value, TemplateError> {
-    Ok(match value {
-        Value::String(text) if text.contains("{{") => Value::String(template::render(text, vars)?),
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| render_value(v, vars))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), render_value(v, vars)?)))
-                .collect::<Result<_, TemplateError>>()?,
-        ),
-        other => other.clone(),
-    })
-}
-
 /// A list value: an array, or a comma-separated string (as promptfoo accepts).
 fn list(value: &Value) -> Vec<String> {
     match value {
@@ -404,7 +386,7 @@ impl Check {
         let value = self
             .value
             .as_ref()
-            .map(|v| render_value(v, vars))
+            .map(|v| template::render_value(v, vars))
             .transpose()?;
         let code = || value.as_ref().map(template::text).unwrap_or_default();
         let scripted = match self.kind {
@@ -849,19 +831,7 @@ pub fn find_json(text: &str) -> Option<Value> {
 
 /// Levenshtein distance over chars.
 pub fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        current[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            current[j + 1] = (previous[j] + usize::from(ca != *cb))
-                .min(previous[j + 1] + 1)
-                .min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
-    }
-    previous[b.len()]
+    sluice_config::edit_distance(a, b)
 }
 
 const REFUSAL_MARKERS: &[&str] = &[

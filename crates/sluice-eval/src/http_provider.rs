@@ -120,26 +120,6 @@ pub fn status_ok(rule: &[(Comparison, u16)], status: u16) -> bool {
     })
 }
 
-fn render_value(value: &Value, vars: &Vars) -> Result<Value, String> {
-    Ok(match value {
-        Value::String(text) => {
-            Value::String(template::render(text, vars).map_err(|e| e.to_string())?)
-        }
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| render_value(v, vars))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), render_value(v, vars)?)))
-                .collect::<Result<_, String>>()?,
-        ),
-        other => other.clone(),
-    })
-}
-
 /// Calls the API with `prompt` and the vars; returns the output text and the latency in ms.
 pub async fn call(
     config: &HttpConfig,
@@ -162,7 +142,7 @@ pub async fn call(
     match config
         .body
         .as_ref()
-        .map(|b| render_value(b, &vars))
+        .map(|b| template::render_value(b, &vars).map_err(|e| e.to_string()))
         .transpose()?
     {
         Some(Value::String(text)) => request = request.body(text),

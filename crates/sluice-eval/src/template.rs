@@ -74,6 +74,27 @@ fn render_blocks(template: &str, vars: &Vars) -> Result<String, TemplateError> {
     })
 }
 
+/// Renders every string inside a JSON value (assertion values, request bodies).
+pub fn render_value(value: &Value, vars: &Vars) -> Result<Value, TemplateError> {
+    Ok(match value {
+        Value::String(text) if text.contains("{{") || text.contains("{%") => {
+            Value::String(render(text, vars)?)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_value(v, vars))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_value(v, vars)?)))
+                .collect::<Result<_, TemplateError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
 /// The variable names a template refers to (for validation before running).
 pub fn references(template: &str) -> Vec<String> {
     let mut names = Vec::new();

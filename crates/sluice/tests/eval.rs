@@ -101,6 +101,34 @@ fn eval(sim: &Simulate, store: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Reads one HTTP/1.1 request (headers and a content-length body) from a test server's socket.
+fn read_request(stream: &mut TcpStream) -> String {
+    let mut buffer = vec![0u8; 65536];
+    let mut read = 0;
+    loop {
+        let n = stream.read(&mut buffer[read..]).unwrap_or(0);
+        read += n;
+        let text = String::from_utf8_lossy(&buffer[..read]).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if read >= end + 4 + length {
+                break;
+            }
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&buffer[..read]).into_owned()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -811,27 +839,7 @@ fn scripted_assertions_run_python_commands_and_webhooks() {
     std::thread::spawn(move || {
         for stream in listener.incoming().take(2) {
             let mut stream = stream.unwrap();
-            let mut buffer = vec![0u8; 65536];
-            let mut read = 0;
-            loop {
-                let n = stream.read(&mut buffer[read..]).unwrap();
-                read += n;
-                let text = String::from_utf8_lossy(&buffer[..read]).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length: usize = text
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if read >= end + 4 + length || n == 0 {
-                        break;
-                    }
-                }
-            }
-            let request = String::from_utf8_lossy(&buffer[..read]).to_string();
+            let request = read_request(&mut stream);
             let body = if request.contains("Paris") {
                 r#"{"pass": true, "score": 1, "reason": "names Paris"}"#
             } else {
@@ -1003,28 +1011,7 @@ fn service(broken: bool) -> String {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
-            let mut buffer = vec![0u8; 65536];
-            let mut read = 0;
-            loop {
-                let n = stream.read(&mut buffer[read..]).unwrap_or(0);
-                read += n;
-                let text = String::from_utf8_lossy(&buffer[..read]).to_string();
-                let Some(end) = text.find("\r\n\r\n") else {
-                    if n == 0 { break } else { continue }
-                };
-                let length: usize = text
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                if read >= end + 4 + length || n == 0 {
-                    break;
-                }
-            }
-            let request = String::from_utf8_lossy(&buffer[..read]).to_string();
+            let request = read_request(&mut stream);
             let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
             let (status, body) = match (path.as_str(), broken) {
                 ("/health", false) => (200, "ok".to_owned()),
