@@ -158,13 +158,7 @@ impl Report<'_> {
             for row in self.failing.iter().take(20) {
                 let why = match &row.error {
                     Some(error) => format!("error: {error}"),
-                    None => row
-                        .grades
-                        .iter()
-                        .filter(|g| !g.pass)
-                        .map(|g| format!("{}: {}", g.assertion, g.reason))
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    None => failed_assertions(row),
                 };
                 let _ = writeln!(
                     out,
@@ -310,13 +304,7 @@ impl Report<'_> {
         for row in self.failing {
             let why = match &row.error {
                 Some(error) => error.clone(),
-                None => row
-                    .grades
-                    .iter()
-                    .filter(|g| !g.pass)
-                    .map(|g| format!("{}: {}", g.assertion, g.reason))
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                None => failed_assertions(row),
             };
             let _ = writeln!(
                 out,
@@ -698,6 +686,16 @@ pub enum ReportError {
     /// The file could not be written.
     #[error("cannot write {0}: {1}")]
     Write(String, #[source] std::io::Error),
+}
+
+/// The failed assertions of a row and why, joined by `; `.
+fn failed_assertions(row: &EvalRow) -> String {
+    row.grades
+        .iter()
+        .filter(|g| !g.pass)
+        .map(|g| format!("{}: {}", g.assertion, g.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn truncate(text: &str, width: usize) -> String {

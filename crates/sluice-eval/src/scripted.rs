@@ -166,21 +166,13 @@ pub async fn run_exec(
     vars: &Vars,
 ) -> Result<Verdict, String> {
     let request = json!({"output": output, "context": {"prompt": input, "vars": vars}});
-    let mut child = tokio::process::Command::new("sh")
-        .args(["-c", command])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run `sh -c {command}`: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(request.to_string().as_bytes()).await;
-    }
-    let finished = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
-        .await
-        .map_err(|_| format!("`{command}` did not finish within {SCRIPT_TIMEOUT:?}"))?
-        .map_err(|e| format!("`{command}` failed: {e}"))?;
+    let finished = spawn_and_wait(
+        "sh",
+        &["-c", command],
+        &request.to_string(),
+        &format!("command `{command}`"),
+    )
+    .await?;
     let stdout = String::from_utf8_lossy(&finished.stdout);
     if let Some(Value::Object(result)) = stdout.lines().rev().find_map(|l| {
         serde_json::from_str::<Value>(l.trim())
@@ -304,12 +296,13 @@ pub fn verdict(value: &Value, threshold: Option<f64>, what: &str) -> Result<Verd
     }
 }
 
-async fn run_process(
+/// Runs `program` with `stdin` written to it, within the script timeout.
+async fn spawn_and_wait(
     program: &str,
     args: &[&str],
     stdin: &str,
     what: &str,
-) -> Result<String, String> {
+) -> Result<std::process::Output, String> {
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
@@ -321,10 +314,19 @@ async fn run_process(
     if let Some(mut pipe) = child.stdin.take() {
         let _ = pipe.write_all(stdin.as_bytes()).await;
     }
-    let finished = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+    tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
         .await
         .map_err(|_| format!("the {what} did not finish within {SCRIPT_TIMEOUT:?}"))?
-        .map_err(|e| format!("the {what} failed: {e}"))?;
+        .map_err(|e| format!("the {what} failed: {e}"))
+}
+
+async fn run_process(
+    program: &str,
+    args: &[&str],
+    stdin: &str,
+    what: &str,
+) -> Result<String, String> {
+    let finished = spawn_and_wait(program, args, stdin, what).await?;
     if !finished.status.success() {
         let stderr = String::from_utf8_lossy(&finished.stderr);
         let last = stderr
