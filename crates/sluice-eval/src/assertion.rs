@@ -10,48 +10,17 @@ use crate::scripted;
 use crate::template::{self, TemplateError, Vars};
 use crate::text_metrics;
 
-/// The assertion types this build grades.
-pub const SUPPORTED_TYPES: &[&str] = &[
-    "equals",
-    "contains",
-    "icontains",
-    "contains-any",
-    "contains-all",
-    "icontains-any",
-    "icontains-all",
-    "starts-with",
-    "regex",
-    "is-json",
-    "contains-json",
-    "levenshtein",
-    "rouge-n",
-    "bleu",
-    "is-xml",
-    "contains-xml",
-    "word-count",
-    "finish-reason",
-    "latency",
-    "is-refusal",
-    "is-valid-openai-tools-call",
-    "llm-rubric",
-    "factuality",
-    "model-graded-factuality",
-    "model-graded-closedqa",
-    "similar",
-    "javascript",
-    "python",
-    "exec",
-    "webhook",
-    "retrieval-recall",
-    "cost",
-    "assert-set",
-];
+/// The assertion types this build grades (`assert-set` last).
+pub fn supported_types() -> impl Iterator<Item = &'static str> + Clone {
+    KINDS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(std::iter::once("assert-set"))
+}
 
 /// promptfoo types that exist but are not graded by this build; naming one is a clear error.
 pub const UNSUPPORTED_TYPES: &[&str] = &[
     "g-eval",
-    "answer-relevance",
-    "context-faithfulness",
     "context-recall",
     "context-relevance",
     "ruby",
@@ -122,6 +91,10 @@ pub enum Kind {
     ModelGradedClosedqa,
     /// Embedding cosine similarity with the value.
     Similar,
+    /// Questions a judge infers from the output, compared by embedding with the query.
+    AnswerRelevance,
+    /// The share of the output's claims that the test's `context` supports.
+    ContextFaithfulness,
     /// A javascript expression, function body or `file://script.js[:function]`.
     Javascript,
     /// A python expression, function body or `file://script.py[:function]`.
@@ -136,51 +109,77 @@ pub enum Kind {
     Cost,
 }
 
+/// Type names (without `not-`) and what they check; the first name of a kind is its own.
+const KINDS: &[(&str, Kind)] = &[
+    ("equals", Kind::Equals),
+    ("contains", Kind::Contains),
+    ("icontains", Kind::Icontains),
+    ("contains-any", Kind::ContainsAny),
+    ("contains-all", Kind::ContainsAll),
+    ("icontains-any", Kind::IcontainsAny),
+    ("icontains-all", Kind::IcontainsAll),
+    ("starts-with", Kind::StartsWith),
+    ("regex", Kind::Regex),
+    ("is-json", Kind::IsJson),
+    ("contains-json", Kind::ContainsJson),
+    ("levenshtein", Kind::Levenshtein),
+    ("rouge-n", Kind::RougeN),
+    ("bleu", Kind::Bleu),
+    ("is-xml", Kind::IsXml),
+    ("contains-xml", Kind::ContainsXml),
+    ("word-count", Kind::WordCount),
+    ("finish-reason", Kind::FinishReason),
+    ("latency", Kind::Latency),
+    ("is-refusal", Kind::IsRefusal),
+    ("is-valid-openai-tools-call", Kind::IsValidOpenaiToolsCall),
+    ("llm-rubric", Kind::LlmRubric),
+    ("factuality", Kind::Factuality),
+    ("model-graded-factuality", Kind::Factuality),
+    ("model-graded-closedqa", Kind::ModelGradedClosedqa),
+    ("similar", Kind::Similar),
+    ("answer-relevance", Kind::AnswerRelevance),
+    ("context-faithfulness", Kind::ContextFaithfulness),
+    ("javascript", Kind::Javascript),
+    ("python", Kind::Python),
+    ("exec", Kind::Exec),
+    ("webhook", Kind::Webhook),
+    ("retrieval-recall", Kind::RetrievalRecall),
+    ("cost", Kind::Cost),
+];
+
 impl Kind {
     /// Parses a type name (without `not-`).
     pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "equals" => Kind::Equals,
-            "contains" => Kind::Contains,
-            "icontains" => Kind::Icontains,
-            "contains-any" => Kind::ContainsAny,
-            "contains-all" => Kind::ContainsAll,
-            "icontains-any" => Kind::IcontainsAny,
-            "icontains-all" => Kind::IcontainsAll,
-            "starts-with" => Kind::StartsWith,
-            "regex" => Kind::Regex,
-            "is-json" => Kind::IsJson,
-            "contains-json" => Kind::ContainsJson,
-            "levenshtein" => Kind::Levenshtein,
-            "rouge-n" => Kind::RougeN,
-            "bleu" => Kind::Bleu,
-            "is-xml" => Kind::IsXml,
-            "contains-xml" => Kind::ContainsXml,
-            "word-count" => Kind::WordCount,
-            "finish-reason" => Kind::FinishReason,
-            "latency" => Kind::Latency,
-            "is-refusal" => Kind::IsRefusal,
-            "is-valid-openai-tools-call" => Kind::IsValidOpenaiToolsCall,
-            "llm-rubric" => Kind::LlmRubric,
-            "factuality" | "model-graded-factuality" => Kind::Factuality,
-            "model-graded-closedqa" => Kind::ModelGradedClosedqa,
-            "similar" => Kind::Similar,
-            "javascript" => Kind::Javascript,
-            "python" => Kind::Python,
-            "exec" => Kind::Exec,
-            "webhook" => Kind::Webhook,
-            "retrieval-recall" => Kind::RetrievalRecall,
-            "cost" => Kind::Cost,
-            _ => return None,
-        })
+        KINDS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, kind)| *kind)
+    }
+
+    /// The type name, as promptfoo spells it.
+    pub fn name(self) -> &'static str {
+        KINDS
+            .iter()
+            .find(|(_, kind)| *kind == self)
+            .map_or("", |(name, _)| name)
     }
 
     /// Whether a model grades it (through a grader provider).
     pub fn is_model_graded(self) -> bool {
-        matches!(
-            self,
-            Kind::LlmRubric | Kind::Factuality | Kind::ModelGradedClosedqa | Kind::Similar
-        )
+        self.graders_needed() != (false, false)
+    }
+
+    /// The graders a model-graded check needs: (a chat judge, an embedding model).
+    pub fn graders_needed(self) -> (bool, bool) {
+        match self {
+            Kind::Similar => (false, true),
+            Kind::AnswerRelevance => (true, true),
+            Kind::LlmRubric
+            | Kind::Factuality
+            | Kind::ModelGradedClosedqa
+            | Kind::ContextFaithfulness => (true, false),
+            _ => (false, false),
+        }
     }
 
     /// Whether the type needs a `value`.
@@ -195,6 +194,8 @@ impl Kind {
                 | Kind::Latency
                 | Kind::IsRefusal
                 | Kind::IsValidOpenaiToolsCall
+                | Kind::AnswerRelevance
+                | Kind::ContextFaithfulness
         )
     }
 }
@@ -225,8 +226,10 @@ pub struct Check {
     pub weight: f64,
     /// Named metric this check contributes to.
     pub metric: Option<String>,
-    /// For model-graded checks, the index of the grader in `Suite::graders`.
+    /// For checks a chat model grades, the index of the judge in `Suite::graders`.
     pub grader: Option<usize>,
+    /// For checks that need embeddings, the index of the embedding model in `Suite::graders`.
+    pub embedder: Option<usize>,
 }
 
 /// An `assert-set`.
@@ -410,21 +413,15 @@ impl Check {
         let (pass, score, reason) = if let Some(result) = scripted {
             result.map_err(GradeError::Grader)?
         } else if self.kind.is_model_graded() {
-            let judge = self
-                .grader
-                .and_then(|index| judges.get(index))
-                .ok_or_else(|| GradeError::Grader(format!("`{}` has no grader", self.name)))?;
+            let pick = |index: Option<usize>| index.and_then(|i| judges.get(i)).copied();
+            let graders = graded::Graders {
+                judge: pick(self.grader),
+                embedder: pick(self.embedder),
+            };
             let value = value.clone().unwrap_or(Value::Null);
-            graded::evaluate(
-                self.kind,
-                &value,
-                self.threshold,
-                output.input,
-                output.text,
-                *judge,
-            )
-            .await
-            .map_err(GradeError::Grader)?
+            graded::evaluate(self.kind, &value, self.threshold, output, vars, graders)
+                .await
+                .map_err(GradeError::Grader)?
         } else {
             self.evaluate(output, value.as_ref())
         };
@@ -727,6 +724,8 @@ impl Check {
             | Kind::Factuality
             | Kind::ModelGradedClosedqa
             | Kind::Similar
+            | Kind::AnswerRelevance
+            | Kind::ContextFaithfulness
             | Kind::Javascript
             | Kind::Python
             | Kind::Exec
@@ -895,6 +894,7 @@ mod tests {
             weight: 1.0,
             metric: None,
             grader: None,
+            embedder: None,
         }
     }
 

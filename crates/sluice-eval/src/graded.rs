@@ -10,6 +10,12 @@
 //! - `model-graded-closedqa`: the judge answers whether the output meets a criterion, Y or N.
 //! - `similar`: cosine similarity of embeddings of the output and the value (any of several),
 //!   at least `threshold` (default 0.75).
+//! - `answer-relevance`: the judge writes three questions the output would answer; the score is
+//!   their mean embedding similarity with the query (the `query` var, else the prompt), at least
+//!   `threshold` (default 0).
+//! - `context-faithfulness`: the judge splits the output into factual statements, then decides
+//!   for each whether the `context` var supports it; the score is the supported share, at least
+//!   `threshold` (default 0). Both `query` and `context` vars are required.
 //!
 //! A judge that cannot be reached or whose answer cannot be read is an error of the row, not a
 //! failure, and negation never turns it into a pass.
@@ -18,8 +24,9 @@ use serde_json::Value;
 use sluice_llm::Client;
 use sluice_llm::types::{ChatMessage, ChatRequest, EmbeddingRequest, OneOrMany};
 
-use crate::assertion::{Kind, find_json};
+use crate::assertion::{Kind, Output, find_json};
 use crate::suite::Provider;
+use crate::template::Vars;
 
 /// A judge: the provider and its client.
 #[derive(Clone, Copy)]
@@ -28,6 +35,15 @@ pub struct Judge<'a> {
     pub provider: &'a Provider,
     /// Its client.
     pub client: &'a Client,
+}
+
+/// The models a check may grade with: a chat judge and an embedding model.
+#[derive(Clone, Copy, Default)]
+pub struct Graders<'a> {
+    /// The chat model that judges.
+    pub judge: Option<Judge<'a>>,
+    /// The embedding model.
+    pub embedder: Option<Judge<'a>>,
 }
 
 /// What a model-graded check decided: pass, score, reason.
@@ -49,20 +65,44 @@ Explain briefly, then end with a last line of the form `Answer: X`.";
 const CLOSEDQA_SYSTEM: &str = "You assess whether a submitted answer to a task meets a criterion. \
 Reason step by step, then end with a last line holding only Y (it meets the criterion) or N (it does not).";
 
-/// Grades `output` (the answer to `input`) with a model; `value` is already templated.
+const QUESTIONS_SYSTEM: &str = "You are given an answer. Write three different questions, each of which \
+the answer would fully respond to. Reply with a single JSON object and nothing else: \
+{\"questions\": [\"<question>\", \"<question>\", \"<question>\"]}.";
+
+const STATEMENTS_SYSTEM: &str = "You are given a question and an answer. Break the answer into short, \
+self-contained factual statements, each understandable on its own (no pronouns that point elsewhere). \
+Reply with a single JSON object and nothing else: {\"statements\": [\"<statement>\", ...]}.";
+
+const VERDICTS_SYSTEM: &str = "You are given a context and numbered statements. For each statement, in order, \
+decide whether the context supports it: supported means it can be inferred from the context alone. \
+Reply with a single JSON object and nothing else: \
+{\"verdicts\": [{\"statement\": <number>, \"supported\": true or false}, ...]}.";
+
+/// Grades `output` with a model; `value` is already templated, `vars` are the test's.
 pub async fn evaluate(
     kind: Kind,
     value: &Value,
     threshold: Option<f64>,
-    input: &str,
-    output: &str,
-    judge: Judge<'_>,
+    output: &Output<'_>,
+    vars: &Vars,
+    graders: Graders<'_>,
 ) -> Result<Verdict, String> {
+    let (input, output) = (output.input, output.text);
+    let judge = || {
+        graders
+            .judge
+            .ok_or_else(|| format!("`{}` has no chat grader", kind.name()))
+    };
+    let embedder = || {
+        graders
+            .embedder
+            .ok_or_else(|| format!("`{}` has no embedding grader", kind.name()))
+    };
     match kind {
         Kind::LlmRubric => {
             let rubric = crate::template::text(value);
             let answer = ask(
-                judge,
+                judge()?,
                 RUBRIC_SYSTEM,
                 &format!("Rubric:\n{rubric}\n\nOutput:\n{output}"),
             )
@@ -72,7 +112,7 @@ pub async fn evaluate(
         Kind::Factuality => {
             let reference = crate::template::text(value);
             let answer = ask(
-                judge,
+                judge()?,
                 FACTUALITY_SYSTEM,
                 &format!(
                     "Question:\n{input}\n\nExpert answer:\n{reference}\n\nSubmission:\n{output}"
@@ -84,15 +124,93 @@ pub async fn evaluate(
         Kind::ModelGradedClosedqa => {
             let criterion = crate::template::text(value);
             let answer = ask(
-                judge,
+                judge()?,
                 CLOSEDQA_SYSTEM,
                 &format!("Task:\n{input}\n\nSubmission:\n{output}\n\nCriterion:\n{criterion}"),
             )
             .await?;
             closedqa_verdict(&answer)
         }
-        Kind::Similar => similar(value, threshold.unwrap_or(0.75), output, judge).await,
-        other => Err(format!("{other:?} is not a model-graded assertion")),
+        Kind::Similar => similar(value, threshold.unwrap_or(0.75), output, embedder()?).await,
+        Kind::AnswerRelevance => {
+            let query = vars
+                .get("query")
+                .map_or_else(|| input.to_owned(), crate::template::text);
+            let answer = ask(judge()?, QUESTIONS_SYSTEM, &format!("Answer:\n{output}")).await?;
+            let questions = string_list(&answer, "questions")?;
+            if questions.is_empty() {
+                return Err("the grader wrote no questions".to_owned());
+            }
+            let mut inputs = vec![query];
+            inputs.extend(questions.iter().cloned());
+            let vectors = embed(embedder()?, inputs).await?;
+            let mean = vectors[1..]
+                .iter()
+                .map(|v| cosine(&vectors[0], v))
+                .sum::<f64>()
+                / questions.len() as f64;
+            let score = mean.clamp(0.0, 1.0);
+            let threshold = threshold.unwrap_or(0.0);
+            Ok((
+                score >= threshold,
+                score,
+                format!(
+                    "relevance {score:.3} (at least {threshold}) over the questions {questions:?}"
+                ),
+            ))
+        }
+        Kind::ContextFaithfulness => {
+            let query = required_var(vars, "query", kind)?;
+            let context = required_var(vars, "context", kind)?;
+            let judge = judge()?;
+            let answer = ask(
+                judge,
+                STATEMENTS_SYSTEM,
+                &format!("Question:\n{query}\n\nAnswer:\n{output}"),
+            )
+            .await?;
+            let statements = string_list(&answer, "statements")?;
+            let threshold = threshold.unwrap_or(0.0);
+            if statements.is_empty() {
+                return Ok((
+                    true,
+                    1.0,
+                    "the output makes no factual statements".to_owned(),
+                ));
+            }
+            let numbered: String = statements
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("{}. {s}\n", i + 1))
+                .collect();
+            let answer = ask(
+                judge,
+                VERDICTS_SYSTEM,
+                &format!("Context:\n{context}\n\nStatements:\n{numbered}"),
+            )
+            .await?;
+            let supported = verdicts(&answer, statements.len())?;
+            let unsupported: Vec<&String> = statements
+                .iter()
+                .zip(&supported)
+                .filter(|(_, ok)| !**ok)
+                .map(|(s, _)| s)
+                .collect();
+            let score = (statements.len() - unsupported.len()) as f64 / statements.len() as f64;
+            let mut reason = format!(
+                "{} of {} statements supported by the context ({score:.2}, at least {threshold})",
+                statements.len() - unsupported.len(),
+                statements.len()
+            );
+            if !unsupported.is_empty() {
+                reason.push_str(&format!("; unsupported: {unsupported:?}"));
+            }
+            Ok((score >= threshold, score, reason))
+        }
+        other => Err(format!(
+            "`{}` is not a model-graded assertion",
+            other.name()
+        )),
     }
 }
 
@@ -238,40 +356,112 @@ async fn similar(
         other => vec![crate::template::text(other)],
     };
     let mut input = vec![output.to_owned()];
-    input.extend(references.iter().cloned());
-    let request = EmbeddingRequest {
-        model: judge.provider.model.clone(),
-        input: OneOrMany::Many(input),
-        extra: serde_json::Map::new(),
-    };
-    let (response, _) = judge
-        .client
-        .embeddings(&request)
-        .await
-        .map_err(|e| format!("embedding provider `{}`: {e}", judge.provider.label))?;
-    let mut vectors: Vec<(u32, Vec<f32>)> = response
-        .data
-        .into_iter()
-        .map(|d| (d.index, d.embedding))
-        .collect();
-    vectors.sort_by_key(|(index, _)| *index);
-    if vectors.len() != references.len() + 1 {
-        return Err(format!(
-            "embedding provider `{}` returned {} vectors for {} inputs",
-            judge.provider.label,
-            vectors.len(),
-            references.len() + 1
-        ));
-    }
+    input.extend(references);
+    let vectors = embed(judge, input).await?;
     let best = vectors[1..]
         .iter()
-        .map(|(_, v)| cosine(&vectors[0].1, v))
+        .map(|v| cosine(&vectors[0], v))
         .fold(f64::NEG_INFINITY, f64::max);
     Ok((
         best >= threshold,
         best.clamp(0.0, 1.0),
         format!("cosine similarity {best:.3} (at least {threshold})"),
     ))
+}
+
+/// Embeds `input` in one request; the vectors come back in input order.
+async fn embed(embedder: Judge<'_>, input: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
+    let count = input.len();
+    let request = EmbeddingRequest {
+        model: embedder.provider.model.clone(),
+        input: OneOrMany::Many(input),
+        extra: serde_json::Map::new(),
+    };
+    let (response, _) = embedder
+        .client
+        .embeddings(&request)
+        .await
+        .map_err(|e| format!("embedding provider `{}`: {e}", embedder.provider.label))?;
+    let mut vectors: Vec<(u32, Vec<f32>)> = response
+        .data
+        .into_iter()
+        .map(|d| (d.index, d.embedding))
+        .collect();
+    vectors.sort_by_key(|(index, _)| *index);
+    if vectors.len() != count {
+        return Err(format!(
+            "embedding provider `{}` returned {} vectors for {count} inputs",
+            embedder.provider.label,
+            vectors.len(),
+        ));
+    }
+    Ok(vectors.into_iter().map(|(_, v)| v).collect())
+}
+
+/// A var a check cannot do without, as text (a list is joined by lines).
+fn required_var(vars: &Vars, name: &str, kind: Kind) -> Result<String, String> {
+    match vars.get(name) {
+        Some(Value::Array(items)) => Ok(items
+            .iter()
+            .map(crate::template::text)
+            .collect::<Vec<_>>()
+            .join("\n")),
+        Some(Value::Null) | None => Err(format!(
+            "`{}` needs a `{name}` var in the test's vars",
+            kind.name()
+        )),
+        Some(value) => Ok(crate::template::text(value)),
+    }
+}
+
+/// The list a judge answered: `{"<key>": [...]}` or a bare array.
+fn json_list(answer: &str, key: &str) -> Result<Vec<Value>, String> {
+    let shown: String = answer.chars().take(120).collect();
+    match find_json(answer) {
+        Some(Value::Array(items)) => Ok(items),
+        Some(Value::Object(mut map)) => match map.remove(key) {
+            Some(Value::Array(items)) => Ok(items),
+            _ => Err(format!(
+                "the grader's answer has no `{key}` list: {shown:?}"
+            )),
+        },
+        _ => Err(format!(
+            "the grader's answer holds no JSON `{key}` list: {shown:?}"
+        )),
+    }
+}
+
+/// Reads a judge's JSON list of strings: `{"<key>": [...]}` or a bare array.
+pub fn string_list(answer: &str, key: &str) -> Result<Vec<String>, String> {
+    json_list(answer, key)?
+        .iter()
+        .map(|item| match item {
+            Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+            other => Err(format!("the grader's `{key}` list holds {other}, not text")),
+        })
+        .collect()
+}
+
+/// Reads a judge's per-statement verdicts; exactly one for each of `count` statements.
+pub fn verdicts(answer: &str, count: usize) -> Result<Vec<bool>, String> {
+    let items = json_list(answer, "verdicts")?;
+    if items.len() != count {
+        return Err(format!(
+            "the grader gave {} verdicts for {count} statements",
+            items.len()
+        ));
+    }
+    items
+        .iter()
+        .map(|item| {
+            let verdict = match item {
+                Value::Object(map) => map.get("supported").or_else(|| map.get("verdict")),
+                other => Some(other),
+            };
+            boolean(verdict)
+                .ok_or_else(|| format!("the grader's verdict {item} is not true or false"))
+        })
+        .collect()
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -310,6 +500,33 @@ mod tests {
         assert!(rubric_verdict("I think it passes", None).is_err());
         assert!(rubric_verdict(r#"{"pass": true}"#, Some(0.5)).is_err());
         assert!(rubric_verdict(r#"{"score": 7}"#, None).is_err());
+    }
+
+    #[test]
+    fn statement_lists_and_verdicts_are_read_strictly() {
+        assert_eq!(
+            string_list(
+                r#"Sure: {"statements": ["Paris is a city.", " "]}"#,
+                "statements"
+            )
+            .unwrap_err(),
+            "the grader's `statements` list holds \" \", not text"
+        );
+        assert_eq!(
+            string_list(r#"["a?", "b?"]"#, "questions").unwrap(),
+            ["a?", "b?"]
+        );
+        assert!(string_list("1. a?\n2. b?", "questions").is_err());
+        assert!(string_list(r#"{"items": []}"#, "questions").is_err());
+        let answer = r#"{"verdicts": [{"statement": 1, "supported": true}, {"statement": 2, "supported": "no"}]}"#;
+        assert_eq!(verdicts(answer, 2).unwrap(), [true, false]);
+        assert!(
+            verdicts(answer, 3)
+                .unwrap_err()
+                .contains("2 verdicts for 3")
+        );
+        assert!(verdicts(r#"{"verdicts": [{"supported": "maybe"}]}"#, 1).is_err());
+        assert!(verdicts("all supported", 1).is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use sluice_config::{
     Diagnostic, Diagnostics, Document, EnvSource, FieldPath, Location, did_you_mean,
 };
 
-use crate::assertion::{Assertion, AssertionSet, Check, Kind, SUPPORTED_TYPES, UNSUPPORTED_TYPES};
+use crate::assertion::{Assertion, AssertionSet, Check, Kind, UNSUPPORTED_TYPES, supported_types};
 use crate::template::{self, Vars};
 
 /// Everything wrong with a suite, grouped by file (the suite, and any test files it loads).
@@ -197,6 +197,37 @@ struct RawProvider {
     config: Option<RawProviderConfig>,
 }
 
+/// The grader of model-graded assertions: one provider, or a `text` (chat) and an `embedding`
+/// provider for checks that need both.
+#[derive(Debug, Clone, Deserialize)]
+struct RawGrader {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    config: Option<RawProviderConfig>,
+    #[serde(default)]
+    text: Option<RawProvider>,
+    #[serde(default)]
+    embedding: Option<RawProvider>,
+}
+
+impl RawGrader {
+    /// The providers it names, its own first.
+    fn providers(&self) -> Vec<RawProvider> {
+        let own = self.id.clone().map(|id| RawProvider {
+            id,
+            label: self.label.clone(),
+            config: self.config.clone(),
+        });
+        [own, self.text.clone(), self.embedding.clone()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawProviderConfig {
@@ -293,7 +324,7 @@ struct RawTest {
 struct RawTestOptions {
     /// The grader for model-graded assertions.
     #[serde(default)]
-    provider: Option<RawProvider>,
+    provider: Option<RawGrader>,
     #[serde(default)]
     transform: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -330,11 +361,13 @@ struct RawAssertion {
     #[serde(default)]
     assert: Option<Vec<RawAssertion>>,
     #[serde(default)]
-    provider: Option<RawProvider>,
+    provider: Option<RawGrader>,
     #[serde(default)]
     transform: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     rubric_prompt: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    context_transform: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     config: Option<serde::de::IgnoredAny>,
 }
@@ -388,17 +421,26 @@ fn desugar(document: &mut Document) {
 /// Grader providers given as an id string become `{id: …}` in a test's options and asserts.
 fn desugar_test(test: &mut sluice_config::Node) {
     if let Some(provider) = test.get_mut("options").and_then(|o| o.get_mut("provider")) {
-        provider.wrap_scalar("id");
+        desugar_grader(provider);
     }
     if let Some(asserts) = test.get_mut("assert") {
         desugar_asserts(asserts);
     }
 }
 
+fn desugar_grader(provider: &mut sluice_config::Node) {
+    provider.wrap_scalar("id");
+    for key in ["text", "embedding"] {
+        if let Some(inner) = provider.get_mut(key) {
+            inner.wrap_scalar("id");
+        }
+    }
+}
+
 fn desugar_asserts(asserts: &mut sluice_config::Node) {
     for assertion in asserts.items_mut() {
         if let Some(provider) = assertion.get_mut("provider") {
-            provider.wrap_scalar("id");
+            desugar_grader(provider);
         }
         if let Some(nested) = assertion.get_mut("assert") {
             desugar_asserts(nested);
@@ -886,6 +928,14 @@ impl Compiler<'_> {
             }
         }
         if let Some(options) = &test.options {
+            if let Some(grader) = &options.provider
+                && grader.providers().is_empty()
+            {
+                self.error(
+                    &path.key("options").key("provider"),
+                    "expected a provider `id`, or `text` and/or `embedding` providers".to_owned(),
+                );
+            }
             let option_fields = [
                 ("transform", options.transform.is_some()),
                 ("transformVars", options.transform_vars.is_some()),
@@ -921,7 +971,7 @@ impl Compiler<'_> {
         &mut self,
         raw: &[RawAssertion],
         path: &FieldPath,
-        inherited: [Option<&RawProvider>; 2],
+        inherited: [Option<&RawGrader>; 2],
     ) -> Vec<Assertion> {
         let mut compiled = Vec::new();
         for (i, a) in raw.iter().enumerate() {
@@ -964,7 +1014,7 @@ impl Compiler<'_> {
         &mut self,
         assertion: &mut Assertion,
         raw: &RawAssertion,
-        inherited: [Option<&RawProvider>; 2],
+        inherited: [Option<&RawGrader>; 2],
         path: &FieldPath,
     ) -> bool {
         match assertion {
@@ -983,74 +1033,105 @@ impl Compiler<'_> {
                 ok
             }
             Assertion::Check(check) if check.kind.is_model_graded() => {
-                let wants = if check.kind == Kind::Similar {
-                    Endpoint::Embedding
-                } else {
-                    Endpoint::Chat
-                };
-                let fallback = match wants {
-                    Endpoint::Embedding => "openai:embedding:text-embedding-3-large",
-                    _ => "openai:chat:gpt-4.1-2025-04-14",
-                };
-                let cli = self.default_grader.clone().map(|id| RawProvider {
-                    id,
-                    label: None,
-                    config: None,
-                });
-                let env_default = self.env.var("OPENAI_API_KEY").map(|_| RawProvider {
-                    id: fallback.to_owned(),
-                    label: None,
-                    config: None,
-                });
-                let candidates = [
-                    raw.provider.as_ref(),
-                    inherited[0],
-                    inherited[1],
-                    cli.as_ref(),
-                    env_default.as_ref(),
-                ];
-                let chosen = candidates
-                    .into_iter()
-                    .flatten()
-                    .find(|p| endpoint_of(&p.id) == Some(wants))
-                    .cloned();
-                let Some(chosen) = chosen else {
-                    let kind = if wants == Endpoint::Embedding {
-                        "an embedding provider (`openai:embedding:MODEL`)"
-                    } else {
-                        "a chat provider (`openai:chat:MODEL`)"
-                    };
+                let own = raw
+                    .provider
+                    .as_ref()
+                    .map(RawGrader::providers)
+                    .unwrap_or_default();
+                if raw.provider.is_some() && own.is_empty() {
                     self.error(
-                        path,
-                        format!(
-                            "`{}` needs a grader, {kind}: set `provider` on the assertion, `options.provider` on the test or defaultTest, or pass --grader",
-                            check.name
-                        ),
+                        &path.key("provider"),
+                        "expected a provider `id`, or `text` and/or `embedding` providers"
+                            .to_owned(),
                     );
                     return false;
-                };
-                let grader_path = if raw.provider.is_some() {
-                    path.key("provider")
-                } else {
-                    path.clone()
-                };
-                let Some(provider) = self.provider(chosen, &grader_path) else {
-                    return false;
-                };
-                let existing = self.graders.iter().position(|g| {
-                    g.id == provider.id
-                        && g.base_url == provider.base_url
-                        && g.api_key_env == provider.api_key_env
-                        && g.temperature == provider.temperature
-                });
-                check.grader = Some(existing.unwrap_or_else(|| {
-                    self.graders.push(provider);
-                    self.graders.len() - 1
-                }));
-                true
+                }
+                let inherited: Vec<RawProvider> = inherited
+                    .into_iter()
+                    .flatten()
+                    .flat_map(RawGrader::providers)
+                    .collect();
+                let (needs_judge, needs_embedder) = check.kind.graders_needed();
+                let name = check.name.clone();
+                let mut ok = true;
+                if needs_judge {
+                    check.grader = self.grader(&name, Endpoint::Chat, &own, &inherited, path);
+                    ok &= check.grader.is_some();
+                }
+                if needs_embedder {
+                    check.embedder =
+                        self.grader(&name, Endpoint::Embedding, &own, &inherited, path);
+                    ok &= check.embedder.is_some();
+                }
+                ok
             }
             Assertion::Check(_) => true,
         }
+    }
+
+    /// Picks the grader for `endpoint`: the assertion's own providers, then the inherited ones,
+    /// then `--grader`, then OpenAI's default when `OPENAI_API_KEY` is set; its index in
+    /// `graders`, or `None` with an error recorded.
+    fn grader(
+        &mut self,
+        assertion: &str,
+        endpoint: Endpoint,
+        own: &[RawProvider],
+        inherited: &[RawProvider],
+        path: &FieldPath,
+    ) -> Option<usize> {
+        let fallback = match endpoint {
+            Endpoint::Embedding => "openai:embedding:text-embedding-3-large",
+            _ => "openai:chat:gpt-4.1-2025-04-14",
+        };
+        let by_id = |id: String| RawProvider {
+            id,
+            label: None,
+            config: None,
+        };
+        let cli = self.default_grader.clone().map(by_id);
+        let env_default = self
+            .env
+            .var("OPENAI_API_KEY")
+            .map(|_| by_id(fallback.to_owned()));
+        let fits = |p: &&RawProvider| endpoint_of(&p.id) == Some(endpoint);
+        let (chosen, at) = match own.iter().find(fits) {
+            Some(p) => (Some(p.clone()), path.key("provider")),
+            None => (
+                inherited
+                    .iter()
+                    .chain(&cli)
+                    .chain(&env_default)
+                    .find(fits)
+                    .cloned(),
+                path.clone(),
+            ),
+        };
+        let Some(chosen) = chosen else {
+            let kind = if endpoint == Endpoint::Embedding {
+                "an embedding provider (`openai:embedding:MODEL`)"
+            } else {
+                "a chat provider (`openai:chat:MODEL`)"
+            };
+            self.error(
+                path,
+                format!(
+                    "`{assertion}` needs a grader, {kind}: set `provider` on the assertion, `options.provider` on the test or defaultTest, or pass --grader"
+                ),
+            );
+            return None;
+        };
+        let provider = self.provider(chosen, &at)?;
+        let existing = self.graders.iter().position(|g| {
+            g.id == provider.id
+                && g.base_url == provider.base_url
+                && g.api_key_env == provider.api_key_env
+                && g.temperature == provider.temperature
+        });
+        Some(existing.unwrap_or_else(|| {
+            self.graders.push(provider);
+            self.graders.len() - 1
+        }))
     }
 
     /// Loads tests from a `file://` entry: JSONL, CSV, YAML or JSON.
@@ -1107,6 +1188,7 @@ fn compile_assertion(raw: &RawAssertion) -> Result<Assertion, (&'static str, Str
     for (name, present) in [
         ("transform", raw.transform.is_some()),
         ("rubricPrompt", raw.rubric_prompt.is_some()),
+        ("contextTransform", raw.context_transform.is_some()),
         ("config", raw.config.is_some()),
     ] {
         if present {
@@ -1160,12 +1242,12 @@ fn compile_assertion(raw: &RawAssertion) -> Result<Assertion, (&'static str, Str
                 "type",
                 format!(
                     "`{base}` assertions are not supported by this build yet (supported: {})",
-                    SUPPORTED_TYPES.join(", ")
+                    supported_types().collect::<Vec<_>>().join(", ")
                 ),
             ));
         }
         let mut message = format!("unknown assertion type `{}`", raw.kind);
-        if let Some(suggestion) = did_you_mean(base, SUPPORTED_TYPES.iter().copied()) {
+        if let Some(suggestion) = did_you_mean(base, supported_types()) {
             message.push_str(&format!(
                 ", did you mean `{}{suggestion}`?",
                 if negate { "not-" } else { "" }
@@ -1224,6 +1306,7 @@ fn compile_assertion(raw: &RawAssertion) -> Result<Assertion, (&'static str, Str
         weight,
         metric: raw.metric.clone(),
         grader: None,
+        embedder: None,
     }))
 }
 
@@ -1454,6 +1537,7 @@ fn shorthand_assertion(text: &str) -> Result<RawAssertion, String> {
         provider: None,
         transform: None,
         rubric_prompt: None,
+        context_transform: None,
         config: None,
     };
     if let Some(rubric) = text.strip_prefix("grade:") {
@@ -1482,7 +1566,7 @@ fn shorthand_assertion(text: &str) -> Result<RawAssertion, String> {
             None => (head, None),
         };
         let base = name.strip_prefix("not-").unwrap_or(name);
-        if SUPPORTED_TYPES.contains(&base) || UNSUPPORTED_TYPES.contains(&base) {
+        if supported_types().any(|t| t == base) || UNSUPPORTED_TYPES.contains(&base) {
             let value = if value.is_empty() {
                 None
             } else {
@@ -1626,6 +1710,27 @@ mod tests {
             "{with_cli}"
         );
         assert!(with_cli.contains("`similar` needs a grader"), "{with_cli}");
+
+        let split = write(
+            dir.path(),
+            "split.yaml",
+            "providers: [openai:chat:m]\nprompts: [hi]\ntests:\n  - assert:\n      - {type: answer-relevance, provider: {text: openai:chat:asker, embedding: openai:embedding:embed}}\n      - {type: answer-relevance, provider: {text: openai:chat:asker}}\n      - {type: context-faithfulness, provider: {label: nothing}}\n",
+        );
+        let error = load(&split, &env()).unwrap_err().to_string();
+        assert!(
+            !error.contains("tests[0].assert[0]"),
+            "text and embedding graders both resolve: {error}"
+        );
+        assert!(
+            error.contains(
+                "tests[0].assert[1]: `answer-relevance` needs a grader, an embedding provider"
+            ),
+            "{error}"
+        );
+        assert!(
+            error.contains("tests[0].assert[2].provider: expected a provider `id`, or `text` and/or `embedding` providers"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -460,13 +460,49 @@ fn the_baseline_gate_passes_sampling_noise_and_fails_a_ten_point_drop() {
     );
 }
 
+/// Runs `suite` (its `${SLUICE_BASE_URL}` pointing at a simulator started with `sim_config`)
+/// with no store, expecting the gate to fail; returns the JSON report.
+fn failing_report(sim_config: &str, suite: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_path = dir.path().join("sim.yaml");
+    std::fs::write(&sim_path, sim_config).unwrap();
+    let sim = Simulate::with_config(&sim_path);
+    let suite_path = dir.path().join("suite.yaml");
+    std::fs::write(&suite_path, suite).unwrap();
+    let report = dir.path().join("r.json");
+    let output = sluice()
+        .env("SLUICE_BASE_URL", &sim.base_url)
+        .args(["eval", "--no-write", "--max-retries", "0", "-c"])
+        .arg(&suite_path)
+        .arg("-o")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap()
+}
+
+/// The result row of the test with this description.
+fn row(report: &serde_json::Value, description: &str) -> serde_json::Value {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["description"] == description)
+        .unwrap()
+        .clone()
+}
+
 /// Model-graded assertions with the simulator as both the model and the judge.
 #[test]
 fn model_graded_assertions_use_the_grader_and_never_pass_on_a_bad_verdict() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim_config = dir.path().join("sim.yaml");
-    std::fs::write(
-        &sim_config,
+    let report = failing_report(
         r#"models:
   answerer:
     script:
@@ -481,12 +517,6 @@ fn model_graded_assertions_use_the_grader_and_never_pass_on_a_bad_verdict() {
       - {regex: '(?s)Criterion:\s*is concise', answer: "One short sentence.\nY"}
     default: '{"reason": "no", "pass": false, "score": 0}'
 "#,
-    )
-    .unwrap();
-    let sim = Simulate::with_config(&sim_config);
-    let suite = dir.path().join("suite.yaml");
-    std::fs::write(
-        &suite,
         r#"providers:
   - id: openai:chat:answerer
     config: {apiBaseUrl: '${SLUICE_BASE_URL}'}
@@ -512,39 +542,11 @@ tests:
   - description: factual disagreement
     assert: [{type: factuality, value: Lyon}]
 "#,
-    )
-    .unwrap();
-    let report = dir.path().join("r.json");
-    let output = sluice()
-        .env("SLUICE_BASE_URL", &sim.base_url)
-        .args(["eval", "--no-write", "--max-retries", "0", "-c"])
-        .arg(&suite)
-        .arg("-o")
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    let row = |description: &str| {
-        report["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["description"] == description)
-            .unwrap()
-            .clone()
-    };
-    let graded = row("graded pass");
+    let graded = row(&report, "graded pass");
     assert_eq!(graded["pass"], true, "{graded}");
     assert_eq!(graded["grades"].as_array().unwrap().len(), 4);
-    let lenient = row("lenient judge under threshold");
+    let lenient = row(&report, "lenient judge under threshold");
     assert_eq!(lenient["pass"], false, "{lenient}");
     assert!(
         lenient["grades"][0]["reason"]
@@ -553,7 +555,7 @@ tests:
             .contains("score 0.20 against threshold 0.5"),
         "{lenient}"
     );
-    let unreadable = row("unreadable verdict");
+    let unreadable = row(&report, "unreadable verdict");
     assert_eq!(unreadable["pass"], false);
     assert!(
         unreadable["error"]
@@ -562,7 +564,98 @@ tests:
             .contains("holds no JSON verdict"),
         "{unreadable}"
     );
-    assert_eq!(row("factual disagreement")["pass"], false);
+    assert_eq!(row(&report, "factual disagreement")["pass"], false);
+    assert_eq!(report["stats"]["errors"], 1);
+}
+
+/// `answer-relevance` and `context-faithfulness`: a text judge and an embedding model from one
+/// `provider: {text, embedding}` grader; scores against thresholds; a missing var is an error.
+#[test]
+fn relevance_and_faithfulness_score_with_a_text_judge_and_embeddings() {
+    let report = failing_report(
+        r#"models:
+  answerer:
+    script:
+      - {match: capital of France, answer: The capital of France is Paris.}
+      - {match: weather, answer: Bananas are yellow.}
+  judge:
+    script:
+      - {regex: '(?s)^Answer:.*Paris', answer: '{"questions": ["What is the capital of France?", "Which city is the capital of France?", "What is the capital city of France?"]}'}
+      - {regex: '(?s)^Answer:.*Bananas', answer: '{"questions": ["What colour are bananas?", "Are ripe bananas yellow?", "Which fruit is yellow?"]}'}
+      - {regex: '(?s)^Question:.*Answer:.*Paris', answer: '{"statements": ["The capital of France is Paris.", "Paris has forty million residents."]}'}
+      - {regex: '(?s)^Context:.*1\. The capital.*2\. Paris has', answer: '{"verdicts": [{"statement": 1, "supported": true}, {"statement": 2, "supported": false}]}'}
+    default: 'no idea'
+"#,
+        r#"providers:
+  - id: openai:chat:answerer
+    config: {apiBaseUrl: '${SLUICE_BASE_URL}'}
+prompts: ['{{query}}']
+defaultTest:
+  options:
+    provider:
+      text: {id: openai:chat:judge, config: {apiBaseUrl: '${SLUICE_BASE_URL}'}}
+      embedding: {id: openai:embedding:judge, config: {apiBaseUrl: '${SLUICE_BASE_URL}'}}
+tests:
+  - description: relevant
+    vars: {query: What is the capital of France?}
+    assert: [{type: answer-relevance, threshold: 0.8}]
+  - description: irrelevant
+    vars: {query: What is the weather in Paris today?}
+    assert: [{type: answer-relevance, threshold: 0.8}]
+  - description: faithful enough
+    vars: {query: What is the capital of France?, context: [Paris is the capital of France., It lies on the Seine.]}
+    assert: [{type: context-faithfulness, threshold: 0.5}]
+  - description: not faithful enough
+    vars: {query: What is the capital of France?, context: Paris is the capital of France.}
+    assert: [{type: context-faithfulness, threshold: 0.9}]
+  - description: no context
+    vars: {query: What is the capital of France?}
+    assert: [{type: context-faithfulness}]
+"#,
+    );
+    let score = |description: &str| {
+        row(&report, description)["grades"][0]["score"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(
+        row(&report, "relevant")["pass"],
+        true,
+        "{}",
+        row(&report, "relevant")
+    );
+    assert!(score("relevant") > 0.8, "{}", row(&report, "relevant"));
+    assert_eq!(
+        row(&report, "irrelevant")["pass"],
+        false,
+        "{}",
+        row(&report, "irrelevant")
+    );
+    assert!(score("irrelevant") < 0.5, "{}", row(&report, "irrelevant"));
+    assert_eq!(
+        row(&report, "faithful enough")["pass"],
+        true,
+        "{}",
+        row(&report, "faithful enough")
+    );
+    assert_eq!(score("faithful enough"), 0.5);
+    let unfaithful = row(&report, "not faithful enough");
+    assert_eq!(unfaithful["pass"], false, "{unfaithful}");
+    assert!(
+        unfaithful["grades"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("forty million"),
+        "{unfaithful}"
+    );
+    let missing = row(&report, "no context");
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap()
+            .contains("needs a `context` var"),
+        "{missing}"
+    );
     assert_eq!(report["stats"]["errors"], 1);
 }
 
