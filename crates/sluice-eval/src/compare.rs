@@ -127,6 +127,34 @@ impl Comparison {
     }
 }
 
+/// A comparison with a baseline of either kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Regression {
+    /// Results paired by key with a run or a report.
+    Paired(Comparison),
+    /// Aggregates compared with an lm-evaluation-harness results file.
+    Aggregate(crate::lm_eval::AggregateComparison),
+}
+
+impl Regression {
+    /// Whether the comparison fails the gate.
+    pub fn fails(&self) -> bool {
+        match self {
+            Regression::Paired(c) => c.fails(),
+            Regression::Aggregate(c) => c.fails(),
+        }
+    }
+
+    /// Why it fails, in words.
+    pub fn reasons(&self) -> Vec<String> {
+        match self {
+            Regression::Paired(c) => c.reasons(),
+            Regression::Aggregate(c) => c.reasons(),
+        }
+    }
+}
+
 /// Compares `candidate` with `baseline` at `confidence` (e.g. 0.95), optionally also applying
 /// the relative-drop `tolerance` rule.
 pub fn compare(
@@ -312,11 +340,7 @@ pub fn keyed_from_report(
     report: &serde_json::Value,
 ) -> Result<BTreeMap<String, KeyResult>, String> {
     let rows = report.get("results").and_then(|r| r.as_array()).ok_or_else(|| {
-        if report.get("results").is_some_and(|r| r.is_object()) {
-            "this looks like an lm-evaluation-harness results file; pairing needs per-sample results, which it does not hold: use a `sluice eval -o results.json` report or a stored run id".to_owned()
-        } else {
-            "expected a `sluice eval -o results.json` report with a `results` list".to_owned()
-        }
+        "expected a `sluice eval -o results.json` report with a `results` list, or an lm-evaluation-harness results file".to_owned()
     })?;
     let mut keyed: BTreeMap<String, KeyResult> = BTreeMap::new();
     for (index, row) in rows.iter().enumerate() {

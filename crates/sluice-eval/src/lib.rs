@@ -13,6 +13,7 @@ pub mod cache;
 pub mod compare;
 pub mod graded;
 pub mod http_provider;
+pub mod lm_eval;
 pub mod report;
 pub mod runner;
 pub mod scripted;

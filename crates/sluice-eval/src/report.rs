@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::compare::Comparison;
+use crate::compare::Regression;
 use crate::runner::{EvalRow, Gate, Summary};
 use crate::stats::wilson_95;
 
@@ -33,7 +33,7 @@ pub struct Report<'a> {
     /// Wall time in seconds.
     pub duration_s: f64,
     /// The comparison with a baseline, when one was given.
-    pub comparison: Option<&'a Comparison>,
+    pub comparison: Option<&'a Regression>,
     /// Results (by key) that passed in some stored runs of this suite and failed in others.
     pub flaky_in_history: &'a [String],
 }
@@ -106,7 +106,7 @@ impl Report<'_> {
                 );
             }
         }
-        if let Some(comparison) = self.comparison {
+        if let Some(Regression::Paired(comparison)) = self.comparison {
             let _ = writeln!(
                 out,
                 "  vs baseline: pass rate {:.1}% -> {:.1}% over {} paired results, {} worse, {} better, one-sided p = {:.4}{}",
@@ -136,6 +136,36 @@ impl Report<'_> {
                     out,
                     "    … and {} more regressions",
                     comparison.regressions.len() - 10
+                );
+            }
+        }
+        if let Some(Regression::Aggregate(comparison)) = self.comparison {
+            for task in &comparison.tasks {
+                let _ = writeln!(
+                    out,
+                    "  vs lm-eval {} {}: {:.1}% -> {:.1}% ({} over {} results), unpaired one-sided p = {}{}",
+                    task.baseline.task,
+                    task.baseline.metric,
+                    task.baseline.value * 100.0,
+                    task.candidate * 100.0,
+                    task.candidate_source,
+                    task.candidate_samples,
+                    task.p_value.map_or_else(
+                        || "n/a (no baseline stderr)".to_owned(),
+                        |p| format!("{p:.4}")
+                    ),
+                    if task.significantly_worse {
+                        " (significantly worse)"
+                    } else {
+                        " (no significant regression)"
+                    }
+                );
+            }
+            if !comparison.unmatched.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    not compared (no metric of that name): {}",
+                    comparison.unmatched.join(", ")
                 );
             }
         }

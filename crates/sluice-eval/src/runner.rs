@@ -229,6 +229,8 @@ pub struct Summary {
     pub named_scores: BTreeMap<String, f64>,
     #[serde(skip)]
     named_counts: BTreeMap<String, u64>,
+    #[serde(skip)]
+    named_squares: BTreeMap<String, f64>,
 }
 
 impl Summary {
@@ -255,7 +257,31 @@ impl Summary {
             let mean = self.named_scores.entry(metric.clone()).or_default();
             *mean = (*mean * *count as f64 + score) / (*count + 1) as f64;
             *count += 1;
+            *self.named_squares.entry(metric.clone()).or_default() += score * score;
         }
+    }
+
+    /// A named metric's mean, number of scores and standard error of the mean.
+    pub fn named_metric(&self, name: &str) -> Option<(f64, u64, f64)> {
+        let mean = *self.named_scores.get(name)?;
+        let count = self.named_counts.get(name).copied().unwrap_or(0);
+        let squares = self.named_squares.get(name).copied().unwrap_or(0.0);
+        Some((mean, count, standard_error(mean, squares, count)))
+    }
+
+    /// The pass rate of graded rows, their number and its standard error.
+    pub fn pass_rate_stats(&self) -> (f64, u64, f64) {
+        let graded = self.total.passed + self.total.failed;
+        let rate = if graded == 0 {
+            0.0
+        } else {
+            self.total.passed as f64 / graded as f64
+        };
+        (
+            rate,
+            graded,
+            standard_error(rate, self.total.passed as f64, graded),
+        )
     }
 
     /// Whether the gate passes, with the reasons it does not.
@@ -282,6 +308,16 @@ impl Summary {
         }
         (reasons.is_empty(), reasons)
     }
+}
+
+/// The standard error of a mean from the sum of squares of `count` values (sample variance).
+fn standard_error(mean: f64, squares: f64, count: u64) -> f64 {
+    if count < 2 {
+        return 0.0;
+    }
+    let n = count as f64;
+    let variance = ((squares - n * mean * mean) / (n - 1.0)).max(0.0);
+    (variance / n).sqrt()
 }
 
 /// A configuration problem found before any request is sent.

@@ -43,6 +43,28 @@ pub struct Suite {
     pub graders: Vec<Provider>,
 }
 
+impl Suite {
+    /// The named metrics its assertions report to.
+    pub fn metric_names(&self) -> std::collections::BTreeSet<String> {
+        fn walk(assertions: &[Assertion], names: &mut std::collections::BTreeSet<String>) {
+            for assertion in assertions {
+                match assertion {
+                    Assertion::Check(check) => names.extend(check.metric.clone()),
+                    Assertion::Set(set) => {
+                        names.extend(set.metric.clone());
+                        walk(&set.assertions, names);
+                    }
+                }
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for test in &self.tests {
+            walk(&test.assertions, &mut names);
+        }
+        names
+    }
+}
+
 /// Which endpoint a provider calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {

@@ -499,6 +499,86 @@ fn row(report: &serde_json::Value, description: &str) -> serde_json::Value {
         .clone()
 }
 
+/// An lm-evaluation-harness results file as the baseline: its task's headline metric against
+/// the suite's metric of that name, by an unpaired z-test; noise passes, a real drop fails, and
+/// a file whose tasks match nothing is refused before anything runs.
+#[test]
+fn lm_eval_results_files_are_compared_by_task_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sim.yaml"), "{}").unwrap();
+    let sim = Simulate::with_config(&dir.path().join("sim.yaml"));
+    let baseline = dir.path().join("results_2026-11-01.json");
+    std::fs::write(
+        &baseline,
+        r#"{"results": {"gsm8k": {"alias": "gsm8k", "exact_match,strict-match": 0.8, "exact_match_stderr,strict-match": 0.02}},
+            "higher_is_better": {"gsm8k": {"exact_match": true}},
+            "n-samples": {"gsm8k": {"original": 1319, "effective": 400}},
+            "versions": {"gsm8k": 3}}"#,
+    )
+    .unwrap();
+    // The default model echoes: a row passes when its question says "ok".
+    let suite = |passing: usize, metric: &str| {
+        let rows: String = (0..50)
+            .map(|i| {
+                if i < passing {
+                    format!("ok {i}\n")
+                } else {
+                    format!("bad {i}\n")
+                }
+            })
+            .collect();
+        std::fs::write(dir.path().join("tests.csv"), format!("question\n{rows}")).unwrap();
+        let path = dir.path().join("suite.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "providers: [{{id: 'openai:chat:echo', config: {{apiBaseUrl: '${{SLUICE_BASE_URL}}'}}}}]\nprompts: ['{{{{question}}}}']\ndefaultTest:\n  assert: [{{type: contains, value: ok, metric: {metric}}}]\ntests: file://tests.csv\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let run = |suite: &Path| {
+        sluice()
+            .env("SLUICE_BASE_URL", &sim.base_url)
+            .args(["eval", "--no-write", "--pass-rate", "0", "-c"])
+            .arg(suite)
+            .arg("--baseline")
+            .arg(&baseline)
+            .output()
+            .unwrap()
+    };
+
+    let noise = run(&suite(39, "gsm8k"));
+    assert_eq!(noise.status.code(), Some(0), "{}", text(&noise.stderr));
+    let stdout = text(&noise.stdout);
+    assert!(
+        stdout.contains(
+            "vs lm-eval gsm8k exact_match: 80.0% -> 78.0% (metric gsm8k over 50 results)"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no significant regression"), "{stdout}");
+
+    let drop = run(&suite(25, "gsm8k"));
+    assert_eq!(drop.status.code(), Some(1), "{}", text(&drop.stderr));
+    let stdout = text(&drop.stdout);
+    assert!(
+        stdout.contains(
+            "gsm8k: significantly worse than the lm-eval baseline: 50.0% vs exact_match 80.0%"
+        ),
+        "{stdout}"
+    );
+
+    let unmatched = run(&suite(50, "accuracy"));
+    assert_eq!(unmatched.status.code(), Some(2));
+    let stderr = text(&unmatched.stderr);
+    assert!(
+        stderr.contains("none of its tasks (gsm8k) matches a metric of the suite (accuracy)"),
+        "{stderr}"
+    );
+}
+
 /// Model-graded assertions with the simulator as both the model and the judge.
 #[test]
 fn model_graded_assertions_use_the_grader_and_never_pass_on_a_bad_verdict() {

@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 use sluice_config::ProcessEnv;
+use sluice_eval::compare::Regression;
 use sluice_eval::report::{FAILING_SAMPLE, Report, ReportFiles};
 use sluice_eval::runner::{self, to_record};
 use sluice_eval::{EvalRow, Gate, RunOptions, Summary};
@@ -94,7 +95,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         anyhow::bail!("--tolerance must be a fraction between 0 and 1, found {tolerance}");
     }
     let baseline = match &args.baseline {
-        Some(baseline) => Some(load_baseline(baseline, store_location).await?),
+        Some(baseline) => Some(load_baseline(baseline, store_location, &suite).await?),
         None => None,
     };
     let store = if args.no_write {
@@ -214,9 +215,17 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     }
     failing.sort_by_key(|row| row.seq);
 
-    let comparison = baseline.map(|baseline| {
-        sluice_eval::compare::compare(&baseline, &keyed, args.confidence, args.tolerance)
-    });
+    let comparison =
+        match baseline {
+            Some(Baseline::Keyed(baseline)) => Some(Regression::Paired(
+                sluice_eval::compare::compare(&baseline, &keyed, args.confidence, args.tolerance),
+            )),
+            Some(Baseline::LmEval(tasks)) => Some(Regression::Aggregate(
+                sluice_eval::lm_eval::compare(&tasks, &summary, args.confidence, args.tolerance)
+                    .map_err(|reason| anyhow::anyhow!("baseline: {reason}"))?,
+            )),
+            None => None,
+        };
     let flaky_in_history = match &store {
         Some(store) => flaky_in_history(store, &run_id, &keyed).await?,
         None => Vec::new(),
@@ -472,18 +481,37 @@ async fn flaky_in_history(
         .collect())
 }
 
-/// Per-key results of the baseline: a report file if `baseline` names one, else a stored run.
+/// What a run is compared with.
+enum Baseline {
+    /// Per-key results of a stored run or a JSON report.
+    Keyed(std::collections::BTreeMap<String, sluice_eval::compare::KeyResult>),
+    /// Task aggregates of an lm-evaluation-harness results file.
+    LmEval(Vec<sluice_eval::lm_eval::TaskMetric>),
+}
+
+/// The baseline: a report or lm-eval results file if `baseline` names one, else a stored run.
 async fn load_baseline(
     baseline: &str,
     store_location: &str,
-) -> anyhow::Result<std::collections::BTreeMap<String, sluice_eval::compare::KeyResult>> {
+    suite: &sluice_eval::Suite,
+) -> anyhow::Result<Baseline> {
     let path = std::path::Path::new(baseline);
     if path.is_file() {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read baseline {baseline}"))?;
         let report: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("baseline {baseline} is not JSON"))?;
+        if sluice_eval::lm_eval::is_results_file(&report) {
+            let tasks = sluice_eval::lm_eval::read(&report)
+                .and_then(|tasks| {
+                    sluice_eval::lm_eval::check_matches(&tasks, &suite.metric_names())?;
+                    Ok(tasks)
+                })
+                .map_err(|reason| anyhow::anyhow!("baseline {baseline}: {reason}"))?;
+            return Ok(Baseline::LmEval(tasks));
+        }
         return sluice_eval::compare::keyed_from_report(&report)
+            .map(Baseline::Keyed)
             .map_err(|reason| anyhow::anyhow!("baseline {baseline}: {reason}"));
     }
     let store = open_store(store_location).await?;
@@ -498,9 +526,9 @@ async fn load_baseline(
             run.kind
         );
     }
-    Ok(sluice_eval::compare::keyed_from_records(
+    Ok(Baseline::Keyed(sluice_eval::compare::keyed_from_records(
         &store.results(&id).await?,
-    ))
+    )))
 }
 
 async fn flush(
