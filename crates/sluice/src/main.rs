@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod logging;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,6 @@
 //! `sluice eval`: compile the suite, run it, store every row as it completes, report, gate.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::{Outcome, open_store};
+use crate::progress::Progress;
 use crate::cli::{EvalArgs, EvalCommand};
 
 /// Rows written to the store per transaction, at most.
@@ -194,7 +195,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
             failing.push(row);
         }
         done += 1;
-        progress.tick(done);
+        progress.tick(done, summary.total.errors);
     }
     progress.finish();
     flush(store.as_ref(), &run_id, &mut pending).await?;
@@ -548,50 +549,3 @@ async fn flush(
     Ok(())
 }
 
-/// Progress on stderr: a rewritten line on a terminal, a line per 10 % otherwise.
-struct Progress {
-    expected: usize,
-    terminal: bool,
-    last_decile: usize,
-    last_draw: Instant,
-}
-
-impl Progress {
-    fn new(expected: usize) -> Self {
-        Self {
-            expected,
-            terminal: std::io::stderr().is_terminal(),
-            last_decile: 0,
-            last_draw: Instant::now(),
-        }
-    }
-
-    fn tick(&mut self, done: usize) {
-        // Small runs finish before progress would tell anyone anything.
-        if self.expected < 100 {
-            return;
-        }
-        if self.terminal {
-            if self.last_draw.elapsed().as_millis() >= 100 || done == self.expected {
-                eprint!(
-                    "\r  {done}/{} ({:.0}%)",
-                    self.expected,
-                    done as f64 * 100.0 / self.expected as f64
-                );
-                self.last_draw = Instant::now();
-            }
-        } else {
-            let decile = done * 10 / self.expected;
-            if decile > self.last_decile {
-                self.last_decile = decile;
-                eprintln!("  progress: {done}/{} ({}%)", self.expected, decile * 10);
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if self.terminal && self.expected >= 100 {
-            eprintln!();
-        }
-    }
-}
