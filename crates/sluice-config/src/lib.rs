@@ -12,6 +12,7 @@
 pub mod de;
 pub mod env;
 mod error;
+pub mod glob;
 mod path;
 pub mod yaml;
 

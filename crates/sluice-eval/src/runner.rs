@@ -767,8 +767,8 @@ async fn evaluate(work: &Work, shared: &Shared) -> EvalRow {
         latency_ms: row.latency_ms,
         tool_calls: &generation.tool_calls,
     };
-    let mut grades = Vec::with_capacity(test.assertions.len());
-    for assertion in &test.assertions {
+    let mut grades = Vec::new();
+    for assertion in test.all_assertions() {
         match assertion.grade(&output, &test.vars, &judges).await {
             Ok(grade) => grades.push(grade),
             Err(error) => {

@@ -60,6 +60,7 @@ impl Suite {
         let mut names = std::collections::BTreeSet::new();
         for test in &self.tests {
             walk(&test.assertions, &mut names);
+            walk(&test.default_assertions, &mut names);
         }
         names
     }
@@ -127,8 +128,10 @@ pub struct TestCase {
     pub description: String,
     /// Variables.
     pub vars: Vars,
-    /// Assertions (the test's, then `defaultTest`'s).
+    /// The test's own assertions.
     pub assertions: Vec<Assertion>,
+    /// `defaultTest`'s assertions, shared by every test.
+    pub default_assertions: std::sync::Arc<[Assertion]>,
     /// Pass when the weighted score reaches this, instead of requiring every assertion.
     pub threshold: Option<f64>,
     /// A fixed output to grade instead of calling the provider (`providerOutput`).
@@ -137,6 +140,13 @@ pub struct TestCase {
     pub origin: String,
     /// `metadata`.
     pub metadata: BTreeMap<String, Value>,
+}
+
+impl TestCase {
+    /// Every assertion of the test: its own, then `defaultTest`'s.
+    pub fn all_assertions(&self) -> impl Iterator<Item = &Assertion> {
+        self.assertions.iter().chain(self.default_assertions.iter())
+    }
 }
 
 /// `evaluateOptions`.
@@ -346,7 +356,7 @@ struct RawTest {
 struct RawTestOptions {
     /// The grader for model-graded assertions.
     #[serde(default)]
-    provider: Option<RawGrader>,
+    provider: Option<Box<RawGrader>>,
     #[serde(default)]
     transform: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -383,7 +393,7 @@ struct RawAssertion {
     #[serde(default)]
     assert: Option<Vec<RawAssertion>>,
     #[serde(default)]
-    provider: Option<RawGrader>,
+    provider: Option<Box<RawGrader>>,
     #[serde(default)]
     transform: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -588,7 +598,7 @@ impl Compiler<'_> {
             .prompts
             .into_iter()
             .enumerate()
-            .filter_map(|(i, p)| self.prompt(p, &root.key("prompts").index(i)))
+            .flat_map(|(i, p)| self.prompt(p, &root.key("prompts").index(i)))
             .collect();
         let options = self.options(raw.evaluate_options, &root.key("evaluateOptions"));
         let default_test = raw.default_test.unwrap_or_default();
@@ -598,11 +608,13 @@ impl Compiler<'_> {
             .options
             .as_ref()
             .and_then(|o| o.provider.clone());
-        let default_assertions = self.assertions(
-            &default_test.assert,
-            &default_path.key("assert"),
-            [None, default_grader.as_ref()],
-        );
+        let default_assertions: std::sync::Arc<[Assertion]> = self
+            .assertions(
+                &default_test.assert,
+                &default_path.key("assert"),
+                [None, default_grader.as_deref()],
+            )
+            .into();
 
         let mut raw_tests: Vec<(RawTest, FieldPath, String)> = Vec::new();
         for (i, test) in raw.tests.into_iter().enumerate() {
@@ -626,12 +638,11 @@ impl Compiler<'_> {
         for (raw_test, path, origin) in raw_tests {
             self.unsupported_test_fields(&raw_test, &path);
             let test_grader = raw_test.options.as_ref().and_then(|o| o.provider.clone());
-            let mut assertions = self.assertions(
+            let assertions = self.assertions(
                 &raw_test.assert,
                 &path.key("assert"),
-                [test_grader.as_ref(), default_grader.as_ref()],
+                [test_grader.as_deref(), default_grader.as_deref()],
             );
-            assertions.extend(default_assertions.iter().cloned());
             let mut vars = default_test.vars.clone();
             vars.extend(raw_test.vars.clone());
             for expanded in expand_vars(&vars) {
@@ -643,6 +654,7 @@ impl Compiler<'_> {
                         .unwrap_or_else(|| describe_vars(&expanded)),
                     vars: expanded,
                     assertions: assertions.clone(),
+                    default_assertions: default_assertions.clone(),
                     threshold: raw_test.threshold.or(default_test.threshold),
                     provider_output: raw_test.provider_output.clone(),
                     origin: origin.clone(),
@@ -862,7 +874,8 @@ impl Compiler<'_> {
         })
     }
 
-    fn prompt(&mut self, raw: RawPrompt, path: &FieldPath) -> Option<Prompt> {
+    /// A prompt, or one per file a `file://` glob matches.
+    fn prompt(&mut self, raw: RawPrompt, path: &FieldPath) -> Vec<Prompt> {
         let source = match (raw.raw, raw.id) {
             (Some(text), _) | (None, Some(text)) => text,
             (None, None) => {
@@ -870,39 +883,58 @@ impl Compiler<'_> {
                     path,
                     "expected a prompt: a string, `file://PATH`, or `{raw: …, label: …}`",
                 );
-                return None;
+                return Vec::new();
             }
         };
-        let (template, default_label) = match source.strip_prefix("file://") {
-            Some(file) => {
-                if file.contains('*') {
-                    self.error(
-                        path,
-                        format!("prompt globs (`{file}`) are not supported; list the files"),
-                    );
-                    return None;
-                }
-                let full = self.base_dir.join(file);
-                match std::fs::read_to_string(&full) {
-                    Ok(text) => (text, file.to_owned()),
-                    Err(error) => {
-                        self.error(
-                            path,
-                            format!("cannot read prompt file {}: {error}", full.display()),
-                        );
-                        return None;
-                    }
-                }
-            }
-            None => {
-                let label: String = source.chars().take(40).collect();
-                (source, label)
-            }
+        let Some(file) = source.strip_prefix("file://") else {
+            let label: String = source.chars().take(40).collect();
+            return vec![Prompt {
+                label: raw.label.unwrap_or(label),
+                template: source,
+            }];
         };
-        Some(Prompt {
-            label: raw.label.unwrap_or(default_label),
-            template,
-        })
+        let files = if sluice_config::glob::is_glob(file) {
+            match sluice_config::glob::expand(self.base_dir, file) {
+                Ok(files) if files.is_empty() => {
+                    self.error(path, format!("`{file}` matches no prompt files"));
+                    return Vec::new();
+                }
+                Ok(files) => files,
+                Err(message) => {
+                    self.error(path, message);
+                    return Vec::new();
+                }
+            }
+        } else {
+            vec![self.base_dir.join(file)]
+        };
+        let single = files.len() == 1;
+        let mut prompts = Vec::new();
+        for full in files {
+            match std::fs::read_to_string(&full) {
+                Ok(template) => {
+                    let shown = if sluice_config::glob::is_glob(file) {
+                        full.strip_prefix(self.base_dir)
+                            .unwrap_or(&full)
+                            .display()
+                            .to_string()
+                    } else {
+                        file.to_owned()
+                    };
+                    let label = match (&raw.label, single) {
+                        (Some(label), true) => label.clone(),
+                        (Some(label), false) => format!("{label}: {shown}"),
+                        (None, _) => shown,
+                    };
+                    prompts.push(Prompt { label, template });
+                }
+                Err(error) => self.error(
+                    path,
+                    format!("cannot read prompt file {}: {error}", full.display()),
+                ),
+            }
+        }
+        prompts
     }
 
     fn options(&mut self, raw: Option<RawEvaluateOptions>, path: &FieldPath) -> EvaluateOptions {
@@ -1057,7 +1089,7 @@ impl Compiler<'_> {
             Assertion::Check(check) if check.kind.is_model_graded() => {
                 let own = raw
                     .provider
-                    .as_ref()
+                    .as_deref()
                     .map(RawGrader::providers)
                     .unwrap_or_default();
                 if raw.provider.is_some() && own.is_empty() {
@@ -1165,16 +1197,30 @@ impl Compiler<'_> {
             );
             return Vec::new();
         };
-        if relative.contains('*') {
-            self.error(
-                path,
-                format!("test file globs (`{relative}`) are not supported; list the files"),
-            );
-            return Vec::new();
+        if sluice_config::glob::is_glob(relative) {
+            let files = match sluice_config::glob::expand(self.base_dir, relative) {
+                Ok(files) => files,
+                Err(message) => {
+                    self.error(path, message);
+                    return Vec::new();
+                }
+            };
+            if files.is_empty() {
+                self.error(path, format!("`{relative}` matches no test files"));
+            }
+            return files
+                .iter()
+                .flat_map(|file| self.tests_in(file, path))
+                .collect();
         }
         let full = self.base_dir.join(relative);
+        self.tests_in(&full, path)
+    }
+
+    /// Loads the tests of one JSONL, CSV, YAML or JSON file.
+    fn tests_in(&mut self, full: &Path, path: &FieldPath) -> Vec<(RawTest, FieldPath, String)> {
         let name = full.display().to_string();
-        let text = match std::fs::read_to_string(&full) {
+        let text = match std::fs::read_to_string(full) {
             Ok(text) => text,
             Err(error) => {
                 self.error(path, format!("cannot read test file {name}: {error}"));
@@ -1610,6 +1656,7 @@ mod tests {
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -1646,7 +1693,7 @@ mod tests {
         assert_eq!(suite.tests.len(), 5);
         assert_eq!(suite.tests[0].description, "math");
         assert_eq!(
-            suite.tests[0].assertions.len(),
+            suite.tests[0].all_assertions().count(),
             2,
             "its own plus defaultTest's"
         );
@@ -1659,6 +1706,41 @@ mod tests {
                 timeout_ms: 0,
                 cache: true
             }
+        );
+    }
+
+    #[test]
+    fn test_and_prompt_globs_load_every_matching_file_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "prompts/b.txt", "B {{q}}");
+        write(dir.path(), "prompts/a.txt", "A {{q}}");
+        write(dir.path(), "cases/2.csv", "q\ntwo\n");
+        write(
+            dir.path(),
+            "cases/1.jsonl",
+            "{\"vars\": {\"q\": \"one\"}}\n",
+        );
+        write(dir.path(), "cases/deeper/3.yaml", "- vars: {q: three}\n");
+        let suite = write(
+            dir.path(),
+            "s.yaml",
+            "providers: [openai:chat:m]\nprompts: [file://prompts/*.txt]\ntests: ['file://cases/**/*.{csv,jsonl,yaml}']\n",
+        );
+        let suite = load(&suite, &env()).unwrap();
+        let labels: Vec<&str> = suite.prompts.iter().map(|p| p.label.as_str()).collect();
+        assert_eq!(labels, ["prompts/a.txt", "prompts/b.txt"]);
+        let qs: Vec<&Value> = suite.tests.iter().map(|t| &t.vars["q"]).collect();
+        assert_eq!(qs, ["one", "two", "three"]);
+
+        let none = write(
+            dir.path(),
+            "none.yaml",
+            "providers: [openai:chat:m]\nprompts: [hi]\ntests: [file://cases/*.xlsx]\n",
+        );
+        let error = load(&none, &env()).unwrap_err().to_string();
+        assert!(
+            error.contains("tests[0]: `cases/*.xlsx` matches no test files"),
+            "{error}"
         );
     }
 

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::{Outcome, open_store};
-use crate::progress::Progress;
 use crate::cli::{EvalArgs, EvalCommand};
+use crate::progress::Progress;
 
 /// Rows written to the store per transaction, at most.
 const STORE_BATCH: usize = 256;
@@ -24,8 +24,11 @@ const STORE_BATCH: usize = 256;
 const STORE_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome> {
-    let suite =
-        sluice_eval::suite::load_with_grader(&args.config, &ProcessEnv, args.grader.as_deref())?;
+    let suite = std::sync::Arc::new(sluice_eval::suite::load_with_grader(
+        &args.config,
+        &ProcessEnv,
+        args.grader.as_deref(),
+    )?);
     let pass_rate = if args.pass_rate > 1.0 {
         args.pass_rate / 100.0
     } else {
@@ -151,7 +154,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     let expected = runner::plan(&suite, &options).count();
     let (sender, mut receiver) = mpsc::channel::<EvalRow>(1024);
     let runner = {
-        let suite = suite.clone();
+        let suite = std::sync::Arc::clone(&suite);
         let options = options.clone();
         tokio::spawn(async move { runner::run(&suite, &options, sender).await })
     };
@@ -548,4 +551,3 @@ async fn flush(
     }
     Ok(())
 }
-
