@@ -240,7 +240,7 @@ impl Report<'_> {
 
     /// The JSON report's envelope, in the manner of promptfoo's; the `results` list is streamed
     /// into the file by [`ReportFiles`].
-    pub fn json(&self) -> serde_json::Value {
+    pub fn summary_json(&self) -> serde_json::Value {
         let (pass, reasons) = self.verdict();
         let total = &self.summary.total;
         let pairs: Vec<_> = self
@@ -256,19 +256,6 @@ impl Report<'_> {
             })
             .collect();
         let flaky: Vec<_> = self.summary.by_test.iter().filter(|(_, t)| t.is_flaky()).map(|(i, t)| json!({"test": i, "description": t.description, "passed": t.passed, "graded": t.graded})).collect();
-        let tests: Vec<_> = self
-            .summary
-            .by_test
-            .iter()
-            .map(|(i, t)| {
-                let (low, high) = wilson_95(t.passed, t.graded);
-                let n = t.graded;
-                let finite = |x: f64| if x.is_finite() { json!(x) } else { serde_json::Value::Null };
-                json!({"test": i, "description": t.description, "passed": t.passed, "graded": n,
-                       "pass_rate_95": [low, high], "pass_at_1": finite(t.pass_at(1)),
-                       "pass_at_n": finite(t.pass_at(n)), "pass_all_n": finite(t.pass_all(n)), "flaky": t.is_flaky()})
-            })
-            .collect();
         json!({
             "version": 1,
             "run_id": self.run_id,
@@ -283,8 +270,34 @@ impl Report<'_> {
             "pairs": pairs,
             "flaky": flaky,
             "flaky_in_history": self.flaky_in_history,
-            "tests": tests,
             "comparison": self.comparison,
+        })
+    }
+
+    /// The whole JSON envelope: [`Report::summary_json`] plus a `tests` list with each test's
+    /// k of n, Wilson interval, pass@k and flakiness.
+    pub fn json(&self) -> serde_json::Value {
+        let mut envelope = self.summary_json();
+        let tests: Vec<_> = self.tests_json().collect();
+        envelope["tests"] = serde_json::Value::Array(tests);
+        envelope
+    }
+
+    /// One JSON object per test, made as they are asked for.
+    pub fn tests_json(&self) -> impl Iterator<Item = serde_json::Value> + '_ {
+        self.summary.by_test.iter().map(|(i, t)| {
+            let (low, high) = wilson_95(t.passed, t.graded);
+            let n = t.graded;
+            let finite = |x: f64| {
+                if x.is_finite() {
+                    json!(x)
+                } else {
+                    serde_json::Value::Null
+                }
+            };
+            json!({"test": i, "description": t.description, "passed": t.passed, "graded": n,
+                   "pass_rate_95": [low, high], "pass_at_1": finite(t.pass_at(1)),
+                   "pass_at_n": finite(t.pass_at(n)), "pass_all_n": finite(t.pass_all(n)), "flaky": t.is_flaky()})
         })
     }
 
@@ -481,11 +494,25 @@ impl ReportFiles {
                 Writer::Jsonl(path, mut file) => file.flush().map_err(write_error(&path))?,
                 Writer::Json { path, mut file, .. } => {
                     file.write_all(b"\n],\n").map_err(write_error(&path))?;
-                    let envelope = serde_json::to_string_pretty(&report.json())
+                    let envelope = serde_json::to_string_pretty(&report.summary_json())
                         .unwrap_or_else(|_| "{}".to_owned());
-                    // Splice the envelope's fields after `results`: drop its opening brace.
-                    file.write_all(envelope.trim_start().trim_start_matches('{').as_bytes())
+                    // Splice the envelope's fields after `results`, dropping its braces, then
+                    // stream the per-test list.
+                    let fields = envelope
+                        .trim()
+                        .trim_start_matches('{')
+                        .trim_end_matches('}');
+                    file.write_all(fields.trim_end().as_bytes())
                         .map_err(write_error(&path))?;
+                    file.write_all(b",\n  \"tests\": [")
+                        .map_err(write_error(&path))?;
+                    for (i, test) in report.tests_json().enumerate() {
+                        let separator: &[u8] = if i == 0 { b"\n    " } else { b",\n    " };
+                        file.write_all(separator).map_err(write_error(&path))?;
+                        serde_json::to_writer(&mut file, &test)
+                            .map_err(|e| write_error(&path)(std::io::Error::other(e)))?;
+                    }
+                    file.write_all(b"\n  ]\n}\n").map_err(write_error(&path))?;
                     file.flush().map_err(write_error(&path))?;
                 }
                 Writer::Junit { path, parts } => finish_junit(&path, parts, report)?,

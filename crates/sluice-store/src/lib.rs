@@ -47,6 +47,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// A run's results in `seq` order.
     async fn results(&self, run_id: &RunId) -> Result<Vec<ResultRecord>, StoreError>;
+    /// A run's verdicts alone, `(key, pass)` in `seq` order: what history checks need, without
+    /// each result's data.
+    async fn verdicts(&self, run_id: &RunId) -> Result<Vec<(String, Option<bool>)>, StoreError>;
     /// Appends events in one transaction, returning their sequence numbers.
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<i64>, StoreError>;
     /// Events of one subject after sequence number `after`, oldest first.

@@ -365,6 +365,20 @@ impl Backend for SqliteBackend {
         .await
     }
 
+    async fn verdicts(&self, run_id: &RunId) -> Result<Vec<(String, Option<bool>)>, StoreError> {
+        let run_id = run_id.clone();
+        self.with(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT key, pass FROM run_results WHERE run_id = ?1 ORDER BY seq",
+            )?;
+            let rows = statement.query_map([run_id.as_str()], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Option<bool>>(1)?))
+            })?;
+            rows.map(|row| row.map_err(StoreError::from)).collect()
+        })
+        .await
+    }
+
     async fn results(&self, run_id: &RunId) -> Result<Vec<ResultRecord>, StoreError> {
         let run_id = run_id.clone();
         self.with(move |connection| {

@@ -230,6 +230,9 @@ async fn results_append_to_running_runs_only_and_read_back_in_order() {
         vec![0, 1, 2]
     );
     assert_eq!(results[1].pass, Some(false));
+    let verdicts = store.verdicts(&id).await.unwrap();
+    assert_eq!(verdicts.len(), 3);
+    assert_eq!(verdicts[1], (results[1].key.clone(), Some(false)));
     store
         .finish_run(&id, RunStatus::Failed, json!({}))
         .await

@@ -246,7 +246,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     };
     let (passed, _) = report.verdict();
     if let Some(store) = &store {
-        let stats = report.json();
+        let stats = report.summary_json();
         let status = if passed {
             RunStatus::Passed
         } else {
@@ -471,8 +471,8 @@ async fn flaky_in_history(
         .filter(|r| r.id != this.id && r.name == this.name && r.status != RunStatus::Running)
         .take(HISTORY_RUNS)
     {
-        for record in store.results(&run.id).await? {
-            if let (Some(pass), Some(entry)) = (record.pass, seen.get_mut(record.key.as_str())) {
+        for (key, pass) in store.verdicts(&run.id).await? {
+            if let (Some(pass), Some(entry)) = (pass, seen.get_mut(key.as_str())) {
                 entry.0 |= pass;
                 entry.1 |= !pass;
             }
