@@ -1,0 +1,533 @@
+//! `sluice bench`: load testing of OpenAI-compatible endpoints.
+//!
+//! [`schedule`] computes open-loop arrival instants; `run` dispatches them (or runs a closed
+//! loop of workers) through `sluice-llm`'s client, which times every chunk on a monotonic
+//! clock; [`metrics`] keeps one HdrHistogram per metric; [`threshold`] parses k6-style gates.
+//! Metric names and formulas are vLLM's: TTFT to the first content chunk (role-only chunks
+//! ignored), TPOT = (E2EL − TTFT)/(output tokens − 1), ITL per chunk gap, E2EL to the last
+//! content chunk. Latencies are also measured from each request's *intended* send instant,
+//! which is what a user of an overloaded system would see (no coordinated omission).
+
+#![deny(unsafe_code)]
+
+pub mod metrics;
+mod run;
+pub mod schedule;
+pub mod threshold;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use sluice_llm::{Client, ClientConfig};
+
+use crate::metrics::{Metric, Stats};
+use crate::schedule::Arrival;
+use crate::threshold::Threshold;
+
+/// Which endpoint is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/chat/completions`.
+    Chat,
+    /// `/v1/completions`.
+    Completions,
+}
+
+/// How requests arrive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Load {
+    /// Open loop at `rate` requests per second, optionally capped at `max_concurrency` in flight
+    /// (requests over the cap wait in a client-side queue, which is measured).
+    Rate {
+        /// Requests per second.
+        rate: f64,
+        /// Gap distribution.
+        arrival: Arrival,
+        /// In-flight cap.
+        max_concurrency: Option<usize>,
+    },
+    /// Closed loop: this many workers, each sending when its previous answer is complete.
+    Concurrency(usize),
+}
+
+/// When the run stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    /// After this many measured requests.
+    Requests(usize),
+    /// After this long (after the warm-up).
+    Duration(Duration),
+}
+
+/// SLOs a request must meet to count towards goodput, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Goodput {
+    /// Time to first token.
+    pub ttft: Option<f64>,
+    /// Time per output token.
+    pub tpot: Option<f64>,
+    /// End-to-end latency.
+    pub e2el: Option<f64>,
+}
+
+impl Goodput {
+    /// Parses vLLM's `ttft:200 tpot:50 e2el:5000` (milliseconds).
+    pub fn parse(items: &[String]) -> Result<Self, String> {
+        let mut goodput = Goodput::default();
+        for item in items.iter().flat_map(|i| i.split_whitespace()) {
+            let (key, value) = item.split_once(':').ok_or_else(|| {
+                format!("goodput `{item}`: expected KEY:MILLISECONDS, e.g. ttft:200")
+            })?;
+            let value: f64 = value
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| {
+                    format!("goodput `{item}`: expected a positive number of milliseconds")
+                })?;
+            match key {
+                "ttft" => goodput.ttft = Some(value),
+                "tpot" => goodput.tpot = Some(value),
+                "e2el" => goodput.e2el = Some(value),
+                other => {
+                    return Err(format!(
+                        "goodput `{item}`: unknown SLO `{other}` (ttft, tpot or e2el)"
+                    ));
+                }
+            }
+        }
+        Ok(goodput)
+    }
+
+    fn is_set(&self) -> bool {
+        self.ttft.is_some() || self.tpot.is_some() || self.e2el.is_some()
+    }
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The server's base URL (`http://host:port/v1`).
+    pub base_url: String,
+    /// The model name sent.
+    pub model: String,
+    /// Environment variable holding the API key, if any.
+    pub api_key_env: Option<String>,
+    /// Chat or completions.
+    pub endpoint: Endpoint,
+    /// Arrivals.
+    pub load: Load,
+    /// Stop condition.
+    pub limit: Limit,
+    /// Requests sent during this leading period are not measured.
+    pub warmup: Duration,
+    /// Prompt length in tokens (about one word per token).
+    pub input_tokens: usize,
+    /// `max_tokens` of each request.
+    pub output_tokens: u64,
+    /// Relative spread of input lengths, 0 to 1.
+    pub range_ratio: f64,
+    /// Stream responses (needed for TTFT, ITL and TPOT).
+    pub stream: bool,
+    /// Ask servers that support it to ignore end-of-sequence (vLLM's `ignore_eos`).
+    pub ignore_eos: bool,
+    /// SLOs for goodput.
+    pub goodput: Goodput,
+    /// Gates.
+    pub thresholds: Vec<Threshold>,
+    /// The schedule-lag p99 beyond which the run is invalid (the client could not keep up).
+    pub max_lag: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Seed for the schedule and the prompts.
+    pub seed: u64,
+}
+
+/// Every metric's samples.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    metrics: BTreeMap<&'static str, Metric>,
+    completed: u64,
+    failed: u64,
+    good: u64,
+    errors: BTreeMap<String, u64>,
+    input_tokens: u64,
+    output_tokens: u64,
+    token_sources: BTreeMap<String, u64>,
+    goodput: Goodput,
+}
+
+impl Recorder {
+    fn metric(&mut self, name: &'static str) -> &mut Metric {
+        self.metrics.entry(name).or_default()
+    }
+
+    fn add(&mut self, outcome: &run::Outcome) {
+        let lag = outcome
+            .dispatched
+            .saturating_duration_since(outcome.intended);
+        let queue = outcome.sent.saturating_duration_since(outcome.dispatched);
+        self.metric("schedule_lag").record(lag);
+        self.metric("queue").record(queue);
+        let generation = match &outcome.result {
+            Ok(generation) => generation,
+            Err(error) => {
+                self.failed += 1;
+                *self.errors.entry(error.class().to_owned()).or_default() += 1;
+                return;
+            }
+        };
+        let timing = &generation.timing;
+        let Some(ttft) = timing.ttft else {
+            self.failed += 1;
+            *self.errors.entry("no_content".to_owned()).or_default() += 1;
+            return;
+        };
+        self.completed += 1;
+        let late = outcome.sent.saturating_duration_since(outcome.intended);
+        let e2el = timing.last_token().unwrap_or(timing.e2e);
+        self.metric("ttft").record(ttft);
+        self.metric("e2el").record(e2el);
+        self.metric("ttft_intended").record(late + ttft);
+        self.metric("e2el_intended").record(late + e2el);
+        for gap in &timing.chunk_gaps {
+            self.metric("itl").record(*gap);
+        }
+        let (input, output) = match &generation.tokens {
+            Some(tokens) => {
+                *self
+                    .token_sources
+                    .entry(format!("{:?}", tokens.completion_source).to_lowercase())
+                    .or_default() += 1;
+                (tokens.prompt, tokens.completion)
+            }
+            None => (0, timing.content_chunks as u64),
+        };
+        self.input_tokens += input;
+        self.output_tokens += output;
+        let tpot = (output > 1).then(|| (e2el.saturating_sub(ttft)) / (output as u32 - 1));
+        if let Some(tpot) = tpot {
+            self.metric("tpot").record(tpot);
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let goodput = &self.goodput;
+        let good = goodput.ttft.is_none_or(|slo| ms(ttft) <= slo)
+            && goodput.tpot.is_none_or(|slo| tpot.map_or(0.0, ms) <= slo)
+            && goodput.e2el.is_none_or(|slo| ms(e2el) <= slo);
+        if good {
+            self.good += 1;
+        }
+    }
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    /// The configuration.
+    pub config: BenchConfig,
+    /// Measured duration (first measured send to last completion), seconds.
+    pub duration_s: f64,
+    /// What was recorded.
+    pub recorder: Recorder,
+}
+
+/// Why a run's numbers are not a server result.
+pub fn invalid_reason(result: &BenchResult) -> Option<String> {
+    let lag = result.stats("schedule_lag").percentile(99.0)?;
+    let bound = result.config.max_lag.as_secs_f64() * 1000.0;
+    (lag > bound).then(|| {
+        format!(
+            "the client fell behind its schedule: schedule lag p99 {lag:.2} ms exceeds {bound} ms; the numbers describe the client, not the server (lower the rate or raise --max-lag)"
+        )
+    })
+}
+
+impl BenchResult {
+    /// A metric's statistics (empty when nothing was recorded).
+    pub fn stats(&self, metric: &str) -> Stats {
+        self.recorder
+            .metrics
+            .get(metric)
+            .map(Metric::stats)
+            .unwrap_or_default()
+    }
+
+    /// A whole-run number by its threshold name.
+    pub fn number(&self, name: &str) -> Option<f64> {
+        let r = &self.recorder;
+        let total = (r.completed + r.failed) as f64;
+        let per_s = |n: f64| {
+            if self.duration_s > 0.0 {
+                n / self.duration_s
+            } else {
+                0.0
+            }
+        };
+        Some(match name {
+            "error_rate" => {
+                if total == 0.0 {
+                    0.0
+                } else {
+                    r.failed as f64 / total
+                }
+            }
+            "errors" => r.failed as f64,
+            "completed" => r.completed as f64,
+            "goodput" => per_s(r.good as f64),
+            "request_throughput" => per_s(r.completed as f64),
+            "output_throughput" => per_s(r.output_tokens as f64),
+            "total_token_throughput" => per_s((r.input_tokens + r.output_tokens) as f64),
+            _ => return None,
+        })
+    }
+
+    /// The value a threshold compares.
+    pub fn value_for(&self, threshold: &Threshold) -> Option<f64> {
+        let Some(aggregate) = &threshold.aggregate else {
+            return self.number(&threshold.metric);
+        };
+        let stats = self.stats(&threshold.metric);
+        if stats.count == 0 {
+            return None;
+        }
+        match aggregate.as_str() {
+            "mean" => Some(stats.mean),
+            "median" => Some(stats.median),
+            "std" => Some(stats.std),
+            "min" => Some(stats.min),
+            "max" => Some(stats.max),
+            _ => stats.percentile(threshold.percentile()?),
+        }
+    }
+
+    /// Each threshold with its measured value and verdict (no value fails).
+    pub fn check(&self) -> Vec<(Threshold, Option<f64>, bool)> {
+        self.config
+            .thresholds
+            .iter()
+            .map(|t| {
+                let value = self.value_for(t);
+                (t.clone(), value, value.is_some_and(|v| t.holds(v)))
+            })
+            .collect()
+    }
+
+    /// The result as JSON: vLLM's field names (`p99_ttft_ms`, `output_throughput`, …) plus
+    /// Sluice's (intended-time latencies, schedule lag, errors by class, histograms).
+    pub fn json(&self) -> Value {
+        let c = &self.config;
+        let r = &self.recorder;
+        let mut out = Map::new();
+        let (rate, burstiness, max_concurrency) = match c.load {
+            Load::Rate {
+                rate,
+                arrival,
+                max_concurrency,
+            } => (
+                json!(rate),
+                json!(match arrival {
+                    Arrival::Constant => Value::Null,
+                    Arrival::Poisson => json!(1.0),
+                    Arrival::Gamma(b) => json!(b),
+                }),
+                json!(max_concurrency),
+            ),
+            Load::Concurrency(n) => (json!("inf"), Value::Null, json!(n)),
+        };
+        out.insert(
+            "backend".into(),
+            json!(match c.endpoint {
+                Endpoint::Chat => "openai-chat",
+                Endpoint::Completions => "openai",
+            }),
+        );
+        out.insert("model_id".into(), json!(c.model));
+        out.insert("base_url".into(), json!(c.base_url));
+        out.insert("request_rate".into(), rate);
+        out.insert("burstiness".into(), burstiness);
+        out.insert("max_concurrency".into(), max_concurrency);
+        out.insert("duration".into(), json!(self.duration_s));
+        out.insert("completed".into(), json!(r.completed));
+        out.insert("failed".into(), json!(r.failed));
+        out.insert("total_input_tokens".into(), json!(r.input_tokens));
+        out.insert("total_output_tokens".into(), json!(r.output_tokens));
+        for name in [
+            "request_throughput",
+            "output_throughput",
+            "total_token_throughput",
+            "error_rate",
+        ] {
+            out.insert(name.into(), json!(self.number(name)));
+        }
+        out.insert(
+            "request_goodput".into(),
+            if r.goodput.is_set() {
+                json!(self.number("goodput"))
+            } else {
+                Value::Null
+            },
+        );
+        for (name, metric) in &r.metrics {
+            let stats = metric.stats();
+            out.insert(format!("mean_{name}_ms"), json!(stats.mean));
+            out.insert(format!("median_{name}_ms"), json!(stats.median));
+            out.insert(format!("std_{name}_ms"), json!(stats.std));
+            for (p, value) in &stats.percentiles {
+                out.insert(format!("p{p}_{name}_ms"), json!(value));
+            }
+        }
+        out.insert("errors_by_class".into(), json!(r.errors));
+        out.insert("output_token_sources".into(), json!(r.token_sources));
+        out.insert("invalid".into(), json!(invalid_reason(self)));
+        out.insert(
+            "thresholds".into(),
+            Value::Array(
+                self.check()
+                    .into_iter()
+                    .map(|(t, value, pass)| json!({"threshold": t.source, "value": value, "pass": pass}))
+                    .collect(),
+            ),
+        );
+        out.insert(
+            "histograms".into(),
+            Value::Object(
+                r.metrics
+                    .iter()
+                    .map(|(name, m)| ((*name).to_owned(), json!(m.encode())))
+                    .collect(),
+            ),
+        );
+        Value::Object(out)
+    }
+
+    /// A console summary.
+    pub fn console(&self) -> String {
+        let r = &self.recorder;
+        let mut out = format!(
+            "bench {} ({:.1} s): {} completed, {} failed\n  request throughput {:.2} req/s, output {:.1} tok/s, total {:.1} tok/s",
+            self.config.model,
+            self.duration_s,
+            r.completed,
+            r.failed,
+            self.number("request_throughput").unwrap_or(0.0),
+            self.number("output_throughput").unwrap_or(0.0),
+            self.number("total_token_throughput").unwrap_or(0.0),
+        );
+        if r.goodput.is_set() {
+            out.push_str(&format!(
+                ", goodput {:.2} req/s",
+                self.number("goodput").unwrap_or(0.0)
+            ));
+        }
+        out.push_str(&format!(
+            "\n  {:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+            "metric (ms)", "mean", "p50", "p90", "p99", "p99.9", "max"
+        ));
+        for name in [
+            "ttft",
+            "tpot",
+            "itl",
+            "e2el",
+            "ttft_intended",
+            "e2el_intended",
+            "queue",
+            "schedule_lag",
+        ] {
+            let s = self.stats(name);
+            if s.count == 0 {
+                continue;
+            }
+            let p = |q: f64| s.percentile(q).unwrap_or(0.0);
+            out.push_str(&format!(
+                "  {name:<14} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}\n",
+                s.mean,
+                s.median,
+                p(90.0),
+                p(99.0),
+                p(99.9),
+                s.max
+            ));
+        }
+        if !r.errors.is_empty() {
+            let errors: Vec<String> = r.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            out.push_str(&format!("  errors: {}\n", errors.join(", ")));
+        }
+        for (t, value, pass) in self.check() {
+            out.push_str(&format!(
+                "  {} {} (measured {})\n",
+                if pass { "✓" } else { "✗" },
+                t.source,
+                value.map_or_else(|| "nothing".to_owned(), |v| format!("{v:.3}"))
+            ));
+        }
+        if let Some(reason) = invalid_reason(self) {
+            out.push_str(&format!("  INVALID: {reason}\n"));
+        }
+        out
+    }
+}
+
+/// Errors before the load starts.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The client could not be built (bad URL, missing key).
+    #[error(transparent)]
+    Client(#[from] sluice_llm::LlmError),
+    /// A setting is out of range.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Runs a benchmark.
+pub async fn run(config: BenchConfig) -> Result<BenchResult, BenchError> {
+    if let Load::Rate { rate, .. } = config.load
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return Err(BenchError::Config(format!(
+            "the rate must be a positive number of requests per second, found {rate}"
+        )));
+    }
+    let mut client_config = ClientConfig::new(config.base_url.clone());
+    if let Some(var) = &config.api_key_env {
+        client_config = client_config.key_from_env(var, |v| std::env::var(v).ok())?;
+    }
+    client_config.retry.max_retries = 0;
+    client_config.timeouts.total = config.timeout;
+    let client = Arc::new(Client::new(client_config)?);
+    let prompts = Arc::new(random_prompts(&config, 256));
+    let (mut recorder, duration) = run::run(&config, client, prompts).await;
+    recorder.goodput = config.goodput.clone();
+    Ok(BenchResult {
+        duration_s: duration.as_secs_f64(),
+        config,
+        recorder,
+    })
+}
+
+/// Prompts of about `input_tokens` words (± `range_ratio`), seeded; each starts with a
+/// distinct number so no two share a cached prefix.
+fn random_prompts(config: &BenchConfig, count: usize) -> Vec<String> {
+    const WORDS: &[&str] = &[
+        "time", "river", "stone", "light", "garden", "window", "paper", "music", "silver",
+        "orange", "market", "winter", "signal", "forest", "engine", "harbor",
+    ];
+    let mut rng = fastrand::Rng::with_seed(config.seed);
+    let base = config.input_tokens.max(1) as f64;
+    let (low, high) = (
+        (base * (1.0 - config.range_ratio)).floor().max(1.0) as usize,
+        (base * (1.0 + config.range_ratio)).ceil() as usize,
+    );
+    (0..count)
+        .map(|i| {
+            let len = rng.usize(low..=high.max(low));
+            let mut prompt = format!("{i}");
+            for _ in 1..len {
+                prompt.push(' ');
+                prompt.push_str(WORDS[rng.usize(..WORDS.len())]);
+            }
+            prompt
+        })
+        .collect()
+}

@@ -1,0 +1,235 @@
+//! Running a load: the open-loop dispatcher (absolute send instants from a precomputed
+//! schedule, optionally capped by a concurrency limit) and the closed loop (a fixed number of
+//! workers, each sending as soon as its last answer is in). Every request records when it was
+//! meant to go, when the dispatcher released it and when it was sent, so latencies can be told
+//! from the intended instant (no coordinated omission) as well as from the actual one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sluice_llm::types::{ChatMessage, ChatRequest, CompletionRequest};
+use sluice_llm::{Client, Generation, LlmError};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::schedule::{self, Arrival};
+use crate::{BenchConfig, Endpoint, Limit, Load, Recorder};
+
+/// One request's outcome and instants.
+pub(crate) struct Outcome {
+    /// When the schedule meant it to go.
+    pub intended: Instant,
+    /// When the dispatcher released it.
+    pub dispatched: Instant,
+    /// When it was handed to the HTTP client (after any concurrency wait).
+    pub sent: Instant,
+    /// Sent during the warm-up (not measured).
+    pub warmup: bool,
+    /// What came back.
+    pub result: Result<Generation, LlmError>,
+}
+
+/// Runs the load and returns what was recorded, with the run's measured duration.
+pub(crate) async fn run(
+    config: &BenchConfig,
+    client: Arc<Client>,
+    prompts: Arc<Vec<String>>,
+) -> (Recorder, Duration) {
+    let (sender, mut receiver) = mpsc::unbounded_channel::<Outcome>();
+    let collector = tokio::spawn(async move {
+        let mut recorder = Recorder::default();
+        let mut first_measured: Option<Instant> = None;
+        let mut last_done: Option<Instant> = None;
+        while let Some(outcome) = receiver.recv().await {
+            if outcome.warmup {
+                continue;
+            }
+            first_measured = Some(first_measured.map_or(outcome.sent, |f| f.min(outcome.sent)));
+            let done = outcome.sent
+                + outcome
+                    .result
+                    .as_ref()
+                    .map_or(Duration::ZERO, |g| g.timing.e2e);
+            last_done = Some(last_done.map_or(done, |l| l.max(done)));
+            recorder.add(&outcome);
+        }
+        let duration = match (first_measured, last_done) {
+            (Some(first), Some(last)) => last.saturating_duration_since(first),
+            _ => Duration::ZERO,
+        };
+        (recorder, duration)
+    });
+    let start = Instant::now();
+    let warmup_end = start + config.warmup;
+    match config.load {
+        Load::Rate {
+            rate,
+            arrival,
+            max_concurrency,
+        } => {
+            open_loop(
+                config,
+                &client,
+                &prompts,
+                start,
+                warmup_end,
+                (rate, arrival, max_concurrency),
+                &sender,
+            )
+            .await
+        }
+        Load::Concurrency(workers) => {
+            closed_loop(config, &client, &prompts, warmup_end, workers, &sender).await
+        }
+    }
+    drop(sender);
+    collector
+        .await
+        .unwrap_or_else(|_| (Recorder::default(), Duration::ZERO))
+}
+
+async fn open_loop(
+    config: &BenchConfig,
+    client: &Arc<Client>,
+    prompts: &Arc<Vec<String>>,
+    start: Instant,
+    warmup_end: Instant,
+    (rate, arrival, max_concurrency): (f64, Arrival, Option<usize>),
+    sender: &mpsc::UnboundedSender<Outcome>,
+) {
+    let count = match config.limit {
+        Limit::Requests(n) => n,
+        Limit::Duration(d) => ((d + config.warmup).as_secs_f64() * rate).ceil() as usize,
+    };
+    let offsets = schedule::offsets(count, rate, arrival, config.seed);
+    let slots = max_concurrency.map(|c| Arc::new(Semaphore::new(c.max(1))));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, offset) in offsets.into_iter().enumerate() {
+        let intended = start + offset;
+        tokio::time::sleep_until(intended.into()).await;
+        let dispatched = Instant::now();
+        let client = Arc::clone(client);
+        let prompts = Arc::clone(prompts);
+        let slots = slots.clone();
+        let sender = sender.clone();
+        let request = Request::new(config, &prompts[i % prompts.len()]);
+        let stream = config.stream;
+        tasks.spawn(async move {
+            let _permit = match &slots {
+                Some(slots) => Some(slots.acquire().await),
+                None => None,
+            };
+            let sent = Instant::now();
+            let result = request.send(&client, stream).await;
+            let _ = sender.send(Outcome {
+                intended,
+                dispatched,
+                sent,
+                warmup: intended < warmup_end,
+                result,
+            });
+        });
+        // Reap finished tasks as we go so the set stays small at high rates.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn closed_loop(
+    config: &BenchConfig,
+    client: &Arc<Client>,
+    prompts: &Arc<Vec<String>>,
+    warmup_end: Instant,
+    workers: usize,
+    sender: &mpsc::UnboundedSender<Outcome>,
+) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let measured = Arc::new(AtomicUsize::new(0));
+    let deadline = match config.limit {
+        Limit::Duration(d) => Some(warmup_end + d),
+        Limit::Requests(_) => None,
+    };
+    let budget = match config.limit {
+        Limit::Requests(n) => Some(n),
+        Limit::Duration(_) => None,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers.max(1) {
+        let (client, prompts, next, measured, sender) = (
+            Arc::clone(client),
+            Arc::clone(prompts),
+            Arc::clone(&next),
+            Arc::clone(&measured),
+            sender.clone(),
+        );
+        let config = config.clone();
+        tasks.spawn(async move {
+            loop {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    break;
+                }
+                let warmup = now < warmup_end;
+                if let Some(budget) = budget
+                    && !warmup
+                    && measured.fetch_add(1, Ordering::Relaxed) >= budget
+                {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let request = Request::new(&config, &prompts[i % prompts.len()]);
+                let stream = config.stream;
+                let sent = Instant::now();
+                let result = request.send(&client, stream).await;
+                let _ = sender.send(Outcome {
+                    intended: sent,
+                    dispatched: sent,
+                    sent,
+                    warmup,
+                    result,
+                });
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One request, ready to send.
+enum Request {
+    Chat(ChatRequest),
+    Completion(CompletionRequest),
+}
+
+impl Request {
+    fn new(config: &BenchConfig, prompt: &str) -> Self {
+        let mut extra = serde_json::Map::new();
+        if config.ignore_eos {
+            extra.insert("ignore_eos".into(), serde_json::Value::Bool(true));
+        }
+        match config.endpoint {
+            Endpoint::Chat => Request::Chat(ChatRequest {
+                model: config.model.clone(),
+                messages: vec![ChatMessage::new("user", prompt)],
+                max_tokens: Some(config.output_tokens),
+                temperature: Some(0.0),
+                extra,
+                ..ChatRequest::default()
+            }),
+            Endpoint::Completions => Request::Completion(CompletionRequest {
+                max_tokens: Some(config.output_tokens),
+                temperature: Some(0.0),
+                extra,
+                ..CompletionRequest::new(config.model.clone(), prompt)
+            }),
+        }
+    }
+
+    async fn send(&self, client: &Client, stream: bool) -> Result<Generation, LlmError> {
+        match (self, stream) {
+            (Request::Chat(r), true) => client.chat_stream(r).await,
+            (Request::Chat(r), false) => client.chat(r).await,
+            (Request::Completion(r), true) => client.completion_stream(r).await,
+            (Request::Completion(r), false) => client.completion(r).await,
+        }
+    }
+}
