@@ -425,16 +425,7 @@ impl BenchResult {
             "\n  {:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
             "metric (ms)", "mean", "p50", "p90", "p99", "p99.9", "max"
         ));
-        for name in [
-            "ttft",
-            "tpot",
-            "itl",
-            "e2el",
-            "ttft_intended",
-            "e2el_intended",
-            "queue",
-            "schedule_lag",
-        ] {
+        for name in threshold::LATENCY_METRICS {
             let s = self.stats(name);
             if s.count == 0 {
                 continue;
