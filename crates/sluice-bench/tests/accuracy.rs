@@ -34,7 +34,8 @@ fn config(base_url: String) -> BenchConfig {
         ignore_eos: false,
         goodput: Goodput::default(),
         thresholds: Vec::new(),
-        max_lag: Duration::from_millis(5),
+        // Generous: this test is about the server's latencies, on a machine that may be busy.
+        max_lag: Duration::from_millis(50),
         timeout: Duration::from_secs(10),
         seed: 1,
     }
