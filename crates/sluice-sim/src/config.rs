@@ -11,11 +11,13 @@
 //!       - {regex: "(?i)json", answer: '{"name": "Ada", "age": 36}'}
 //!     default: echo                  # echo | lorem | any fixed answer
 //!     faults: {error_rate: 0.0, error_status: 500}
+//!     # faults: {stall_every_ms: 2000, stall_ms: 300}  # a 300 ms pause every 2 s
 //! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 use serde::de::{self, MapAccess, Visitor};
@@ -189,6 +191,14 @@ pub struct RawFaults {
     /// Send an in-band `{"error": …}` event half-way through a stream.
     #[serde(default)]
     pub stream_error_rate: Option<f64>,
+    /// Stall the whole model periodically: the last `stall_ms` of every `stall_every_ms`
+    /// (counted from the server's start) nothing is sent; what falls due then goes out when the
+    /// stall ends, as after a long garbage-collection or scheduling pause.
+    #[serde(default)]
+    pub stall_every_ms: Option<u64>,
+    /// How long each stall lasts.
+    #[serde(default)]
+    pub stall_ms: Option<u64>,
 }
 
 /// One status or a list of them.
@@ -438,6 +448,31 @@ pub struct Faults {
     pub malformed_rate: f64,
     /// Probability of an in-band stream error.
     pub stream_error_rate: f64,
+    /// Periodic stalls.
+    pub stall: Option<Stall>,
+}
+
+/// A periodic stall: the last `length` of every `every`, counted from the server's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stall {
+    /// The period.
+    pub every: Duration,
+    /// The stalled part of each period.
+    pub length: Duration,
+}
+
+impl Stall {
+    /// When something due at `due` actually goes out, for a server started at `epoch`.
+    pub fn release(&self, epoch: Instant, due: Instant) -> Instant {
+        let every = self.every.as_nanos().max(1);
+        let phase = due.saturating_duration_since(epoch).as_nanos() % every;
+        let healthy = every.saturating_sub(self.length.as_nanos());
+        if phase >= healthy {
+            due + Duration::from_nanos(u64::try_from(every - phase).unwrap_or(u64::MAX))
+        } else {
+            due
+        }
+    }
 }
 
 impl Profile {
@@ -599,6 +634,34 @@ impl RawProfile {
                 raw_faults.stream_error_rate,
                 "stream_error_rate",
             ),
+            stall: match (raw_faults.stall_every_ms, raw_faults.stall_ms) {
+                (None, None) | (Some(_), Some(0)) => None,
+                (Some(every), Some(length)) if length < every => Some(Stall {
+                    every: Duration::from_millis(every),
+                    length: Duration::from_millis(length),
+                }),
+                (Some(_), Some(_)) => {
+                    errors.push(document.error_at(
+                        &path.key("faults").key("stall_ms"),
+                        "expected `stall_ms` shorter than `stall_every_ms`",
+                    ));
+                    None
+                }
+                (every, _) => {
+                    let missing = if every.is_some() {
+                        "stall_ms"
+                    } else {
+                        "stall_every_ms"
+                    };
+                    errors.push(document.error_at(
+                        &path.key("faults"),
+                        format!(
+                            "expected both `stall_every_ms` and `stall_ms`; `{missing}` is missing"
+                        ),
+                    ));
+                    None
+                }
+            },
         };
         if !errors.is_empty() {
             return Err(errors);
@@ -686,5 +749,37 @@ mod tests {
         assert!((45.0..55.0).contains(&median), "{median}");
         assert!((170.0..235.0).contains(&p99), "{p99}");
         assert_eq!(Latency::Fixed { ms: 5.0 }.sample_ms(&mut rng), 5.0);
+    }
+
+    #[test]
+    fn stalls_hold_what_falls_due_until_they_end() {
+        let stall = Stall {
+            every: Duration::from_millis(1000),
+            length: Duration::from_millis(300),
+        };
+        let epoch = Instant::now();
+        let at = |ms: u64| epoch + Duration::from_millis(ms);
+        assert_eq!(stall.release(epoch, at(100)), at(100));
+        assert_eq!(stall.release(epoch, at(699)), at(699));
+        assert_eq!(stall.release(epoch, at(700)), at(1000));
+        assert_eq!(stall.release(epoch, at(950)), at(1000));
+        assert_eq!(stall.release(epoch, at(1200)), at(1200));
+        assert_eq!(stall.release(epoch, at(1800)), at(2000));
+        let config =
+            compile("models:\n  s:\n    faults: {stall_every_ms: 1000, stall_ms: 300}\n").unwrap();
+        assert_eq!(config.models["s"].faults.stall, Some(stall));
+        let error = compile("models:\n  s:\n    faults: {stall_every_ms: 100, stall_ms: 300}\n")
+            .unwrap_err();
+        assert!(
+            error.to_string().contains(
+                "models.s.faults.stall_ms: expected `stall_ms` shorter than `stall_every_ms`"
+            ),
+            "{error}"
+        );
+        let error = compile("models:\n  s:\n    faults: {stall_ms: 300}\n").unwrap_err();
+        assert!(
+            error.to_string().contains("`stall_every_ms` is missing"),
+            "{error}"
+        );
     }
 }

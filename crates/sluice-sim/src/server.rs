@@ -33,7 +33,7 @@ use tokio::time::{Instant, sleep};
 use tracing::{debug, info, warn};
 
 use crate::clock::sleep_until;
-use crate::config::{Profile, SimConfig};
+use crate::config::{Profile, SimConfig, Stall};
 use crate::embed::embed;
 use crate::profile::{Outcome, Plan, Prompt};
 use crate::text;
@@ -58,6 +58,8 @@ struct State {
     seed: Option<u64>,
     requests: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    /// When the server started: the origin of periodic stalls.
+    epoch: Instant,
 }
 
 /// A running simulator.
@@ -84,6 +86,7 @@ impl Simulator {
             seed,
             requests: AtomicU64::new(0),
             shutdown: shutdown_rx,
+            epoch: Instant::now(),
         };
         (
             Self {
@@ -367,6 +370,20 @@ struct Generation {
     created: u64,
     plan: Plan,
     include_usage: bool,
+    /// The profile's periodic stall and the server's start.
+    stall: Option<(Stall, Instant)>,
+}
+
+impl Generation {
+    /// When something due at `due` goes out, after any stall.
+    fn release(&self, due: Instant) -> Instant {
+        match &self.stall {
+            Some((stall, epoch)) => {
+                Instant::from_std(stall.release(epoch.into_std(), due.into_std()))
+            }
+            None => due,
+        }
+    }
 }
 
 async fn chat(state: &State, request: Request<Incoming>) -> HandlerResult {
@@ -501,11 +518,12 @@ async fn generate(
         created: unix_now(),
         plan,
         include_usage,
+        stall: profile.faults.stall.map(|stall| (stall, state.epoch)),
     };
     if stream {
         Ok(stream_response(generation, started))
     } else {
-        sleep_until(started + generation.plan.finished_at()).await;
+        sleep_until(generation.release(started + generation.plan.finished_at())).await;
         Ok(full_response(generation))
     }
 }
@@ -685,7 +703,7 @@ async fn produce_stream(
                 return Ok(());
             }
         }
-        sleep_until(started + *due).await;
+        sleep_until(generation.release(started + *due)).await;
         let choice = match &plan.tool_call {
             Some((name, arguments)) => {
                 json!({"index": 0, "delta": {"tool_calls": [{"index": 0, "id": format!("call_{}", generation.id), "type": "function", "function": {"name": name, "arguments": arguments}}]}, "finish_reason": null})
