@@ -10,9 +10,12 @@
 
 #![deny(unsafe_code)]
 
+pub mod compare;
+pub mod dataset;
 pub mod metrics;
 mod run;
 pub mod schedule;
+pub mod sweep;
 pub mod threshold;
 
 use std::collections::BTreeMap;
@@ -22,7 +25,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use sluice_llm::{Client, ClientConfig};
 
-use crate::metrics::{Metric, Stats};
+use crate::dataset::{BenchPrompt, Dataset};
+use crate::metrics::Metric;
+pub use crate::metrics::Stats;
 use crate::schedule::Arrival;
 use crate::threshold::Threshold;
 
@@ -50,6 +55,14 @@ pub enum Load {
     },
     /// Closed loop: this many workers, each sending when its previous answer is complete.
     Concurrency(usize),
+    /// Lock-step batches: `size` requests at once, the next batch when all are answered; the
+    /// first `warmup` batches are not measured. The limit counts batches' requests.
+    Batch {
+        /// Requests per batch.
+        size: usize,
+        /// Unmeasured leading batches.
+        warmup: usize,
+    },
 }
 
 /// When the run stops.
@@ -117,6 +130,8 @@ pub struct BenchConfig {
     pub api_key_env: Option<String>,
     /// Chat or completions.
     pub endpoint: Endpoint,
+    /// What is sent.
+    pub dataset: Dataset,
     /// Arrivals.
     pub load: Load,
     /// Stop condition.
@@ -157,7 +172,13 @@ pub struct Recorder {
     output_tokens: u64,
     token_sources: BTreeMap<String, u64>,
     goodput: Goodput,
+    /// `(usage completion tokens, answer text)` of the first answers whose count came from
+    /// `usage`, checked against the tokenizer once the run is over.
+    usage_samples: Vec<(u64, String)>,
 }
+
+/// How many answers the usage-versus-tokenizer check looks at.
+const USAGE_SAMPLES: usize = 64;
 
 impl Recorder {
     fn metric(&mut self, name: &'static str) -> &mut Metric {
@@ -201,10 +222,26 @@ impl Recorder {
                     .token_sources
                     .entry(format!("{:?}", tokens.completion_source).to_lowercase())
                     .or_default() += 1;
+                if tokens.completion_source == sluice_llm::TokenSource::Usage
+                    && self.usage_samples.len() < USAGE_SAMPLES
+                {
+                    self.usage_samples
+                        .push((tokens.completion, generation.text.clone()));
+                }
                 (tokens.prompt, tokens.completion)
             }
             None => (0, timing.content_chunks as u64),
         };
+        // Per-token ITL: each chunk gap spread over the tokens the chunk carried, estimated
+        // as the answer's tokens per content chunk (one for servers that stream token by token).
+        if timing.content_chunks > 1 && output > 0 {
+            let per_chunk = (output as f64 / timing.content_chunks as f64).max(1.0);
+            let copies = per_chunk.round().max(1.0) as u64;
+            for gap in &timing.chunk_gaps {
+                self.metric("itl_token")
+                    .record_n(gap.div_f64(per_chunk), copies);
+            }
+        }
         self.input_tokens += input;
         self.output_tokens += output;
         let tpot = (output > 1).then(|| (e2el.saturating_sub(ttft)) / (output as u32 - 1));
@@ -222,6 +259,62 @@ impl Recorder {
     }
 }
 
+/// Figures while a run is going, for a progress display.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Live {
+    /// Time since the load started.
+    pub elapsed: Duration,
+    /// Measured requests answered so far.
+    pub completed: u64,
+    /// Measured requests failed so far.
+    pub failed: u64,
+    /// Running TTFT median and p99, ms.
+    pub ttft_ms: (f64, f64),
+    /// Running E2EL median and p99, ms.
+    pub e2el_ms: (f64, f64),
+}
+
+impl Recorder {
+    /// The figures so far.
+    fn live(&self, elapsed: Duration) -> Live {
+        let pair = |name: &str| {
+            self.metrics.get(name).map_or((0.0, 0.0), |m| {
+                let s = m.stats();
+                (s.median, s.percentile(99.0).unwrap_or(0.0))
+            })
+        };
+        Live {
+            elapsed,
+            completed: self.completed,
+            failed: self.failed,
+            ttft_ms: pair("ttft"),
+            e2el_ms: pair("e2el"),
+        }
+    }
+
+    /// Compares `usage` token counts with the offline tokenizer on the sampled answers and
+    /// says so when they disagree by more than half: a server whose `usage` is wrong makes
+    /// every throughput figure wrong.
+    fn usage_warning(&self, model: &str) -> Option<String> {
+        let (mut usage, mut counted) = (0u64, 0u64);
+        for (reported, text) in &self.usage_samples {
+            let (tokens, _) = sluice_llm::tokens::count(model, text)?;
+            usage += reported;
+            counted += tokens;
+        }
+        if self.usage_samples.is_empty() || counted == 0 {
+            return None;
+        }
+        let ratio = usage as f64 / counted as f64;
+        (!(0.5..=1.5).contains(&ratio)).then(|| {
+            format!(
+                "the server's usage reports {usage} completion tokens for {} sampled answers where the offline tokenizer counts {counted} ({ratio:.2}×); throughput figures use the server's counts",
+                self.usage_samples.len()
+            )
+        })
+    }
+}
+
 /// A finished run.
 #[derive(Debug, Clone)]
 pub struct BenchResult {
@@ -231,6 +324,8 @@ pub struct BenchResult {
     pub duration_s: f64,
     /// What was recorded.
     pub recorder: Recorder,
+    /// Set when the server's `usage` token counts disagree with the tokenizer.
+    pub usage_warning: Option<String>,
 }
 
 /// Why a run's numbers are not a server result.
@@ -334,7 +429,9 @@ impl BenchResult {
                 }),
                 json!(max_concurrency),
             ),
-            Load::Concurrency(n) => (json!("inf"), Value::Null, json!(n)),
+            Load::Concurrency(n) | Load::Batch { size: n, .. } => {
+                (json!("inf"), Value::Null, json!(n))
+            }
         };
         out.insert(
             "backend".into(),
@@ -380,6 +477,7 @@ impl BenchResult {
         }
         out.insert("errors_by_class".into(), json!(r.errors));
         out.insert("output_token_sources".into(), json!(r.token_sources));
+        out.insert("usage_warning".into(), json!(self.usage_warning));
         out.insert("invalid".into(), json!(invalid_reason(self)));
         out.insert(
             "thresholds".into(),
@@ -453,10 +551,96 @@ impl BenchResult {
                 value.map_or_else(|| "nothing".to_owned(), |v| format!("{v:.3}"))
             ));
         }
+        if let Some(warning) = &self.usage_warning {
+            out.push_str(&format!("  warning: {warning}\n"));
+        }
         if let Some(reason) = invalid_reason(self) {
             out.push_str(&format!("  INVALID: {reason}\n"));
         }
         out
+    }
+
+    /// The CSV columns [`BenchResult::csv_row`] fills.
+    pub fn csv_header() -> String {
+        let mut columns: Vec<String> = [
+            "model",
+            "load",
+            "completed",
+            "failed",
+            "duration_s",
+            "request_throughput",
+            "output_throughput",
+            "total_token_throughput",
+            "request_goodput",
+            "error_rate",
+        ]
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
+        for name in threshold::LATENCY_METRICS {
+            columns.push(format!("mean_{name}_ms"));
+            for p in metrics::PERCENTILES {
+                columns.push(format!("p{p}_{name}_ms"));
+            }
+        }
+        columns.push("invalid".into());
+        columns.join(",")
+    }
+
+    /// This run as one CSV row.
+    pub fn csv_row(&self) -> String {
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let number = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.3}"));
+        let mut cells = vec![
+            quote(&self.config.model),
+            quote(&self.load_label()),
+            self.recorder.completed.to_string(),
+            self.recorder.failed.to_string(),
+            format!("{:.3}", self.duration_s),
+            number(self.number("request_throughput")),
+            number(self.number("output_throughput")),
+            number(self.number("total_token_throughput")),
+            number(
+                self.recorder
+                    .goodput
+                    .is_set()
+                    .then(|| self.number("goodput"))
+                    .flatten(),
+            ),
+            number(self.number("error_rate")),
+        ];
+        for name in threshold::LATENCY_METRICS {
+            let stats = self.stats(name);
+            let present = stats.count > 0;
+            cells.push(number(present.then_some(stats.mean)));
+            for p in metrics::PERCENTILES {
+                cells.push(number(stats.percentile(*p)));
+            }
+        }
+        cells.push(quote(&invalid_reason(self).unwrap_or_default()));
+        cells.join(",")
+    }
+
+    /// The load in words: `rate 20/s poisson`, `concurrency 8`, `batch 4`.
+    pub fn load_label(&self) -> String {
+        match self.config.load {
+            Load::Rate {
+                rate,
+                arrival,
+                max_concurrency,
+            } => {
+                let arrival = match arrival {
+                    Arrival::Constant => "constant".to_owned(),
+                    Arrival::Poisson => "poisson".to_owned(),
+                    Arrival::Gamma(b) => format!("gamma({b})"),
+                };
+                let cap =
+                    max_concurrency.map_or_else(String::new, |c| format!(", max {c} in flight"));
+                format!("rate {rate:.2}/s {arrival}{cap}")
+            }
+            Load::Concurrency(n) => format!("concurrency {n}"),
+            Load::Batch { size, .. } => format!("batch {size}"),
+        }
     }
 }
 
@@ -469,10 +653,21 @@ pub enum BenchError {
     /// A setting is out of range.
     #[error("{0}")]
     Config(String),
+    /// The dataset cannot be used.
+    #[error(transparent)]
+    Dataset(#[from] dataset::DatasetError),
 }
 
 /// Runs a benchmark.
 pub async fn run(config: BenchConfig) -> Result<BenchResult, BenchError> {
+    run_with(config, None).await
+}
+
+/// Runs a benchmark, publishing running figures on `live` as it goes.
+pub async fn run_with(
+    config: BenchConfig,
+    live: Option<tokio::sync::watch::Sender<Live>>,
+) -> Result<BenchResult, BenchError> {
     if let Load::Rate { rate, .. } = config.load
         && !(rate.is_finite() && rate > 0.0)
     {
@@ -480,26 +675,66 @@ pub async fn run(config: BenchConfig) -> Result<BenchResult, BenchError> {
             "the rate must be a positive number of requests per second, found {rate}"
         )));
     }
+    let client = Arc::new(client(&config)?);
+    let prompts = Arc::new(match &config.dataset {
+        Dataset::Random => random_prompts(&config, 256),
+        Dataset::Prompts(prompts) => prompts.clone(),
+    });
+    let (mut recorder, duration) = run::run(&config, client, prompts, live).await;
+    recorder.goodput = config.goodput.clone();
+    let usage_warning = recorder.usage_warning(&config.model);
+    Ok(BenchResult {
+        duration_s: duration.as_secs_f64(),
+        config,
+        recorder,
+        usage_warning,
+    })
+}
+
+/// The HTTP client a run uses: no retries (a retried request would hide an error and distort
+/// its latency) and the run's timeout.
+fn client(config: &BenchConfig) -> Result<Client, BenchError> {
     let mut client_config = ClientConfig::new(config.base_url.clone());
     if let Some(var) = &config.api_key_env {
         client_config = client_config.key_from_env(var, |v| std::env::var(v).ok())?;
     }
     client_config.retry.max_retries = 0;
     client_config.timeouts.total = config.timeout;
-    let client = Arc::new(Client::new(client_config)?);
-    let prompts = Arc::new(random_prompts(&config, 256));
-    let (mut recorder, duration) = run::run(&config, client, prompts).await;
-    recorder.goodput = config.goodput.clone();
-    Ok(BenchResult {
-        duration_s: duration.as_secs_f64(),
-        config,
-        recorder,
-    })
+    Ok(Client::new(client_config)?)
+}
+
+/// Sends one request the way the run will and checks that a well-formed answer comes back,
+/// so that a wrong URL, a server that is down or one that does not speak the OpenAI API is
+/// reported before any load is sent.
+pub async fn preflight(config: &BenchConfig) -> Result<(), BenchError> {
+    let client = client(config)?;
+    let prompt = match &config.dataset {
+        Dataset::Prompts(prompts) => prompts.first().cloned(),
+        Dataset::Random => None,
+    }
+    .unwrap_or(BenchPrompt {
+        text: "Say hello.".into(),
+        output_tokens: None,
+    });
+    let probe = BenchConfig {
+        output_tokens: config.output_tokens.min(8),
+        ..config.clone()
+    };
+    let generation = run::Request::new(&probe, &prompt)
+        .send(&client, config.stream)
+        .await?;
+    if generation.timing.ttft.is_none() {
+        return Err(BenchError::Config(format!(
+            "the server at {} answered without any content for model `{}`; TTFT cannot be measured",
+            config.base_url, config.model
+        )));
+    }
+    Ok(())
 }
 
 /// Prompts of about `input_tokens` words (± `range_ratio`), seeded; each starts with a
 /// distinct number so no two share a cached prefix.
-fn random_prompts(config: &BenchConfig, count: usize) -> Vec<String> {
+fn random_prompts(config: &BenchConfig, count: usize) -> Vec<BenchPrompt> {
     const WORDS: &[&str] = &[
         "time", "river", "stone", "light", "garden", "window", "paper", "music", "silver",
         "orange", "market", "winter", "signal", "forest", "engine", "harbor",
@@ -518,7 +753,10 @@ fn random_prompts(config: &BenchConfig, count: usize) -> Vec<String> {
                 prompt.push(' ');
                 prompt.push_str(WORDS[rng.usize(..WORDS.len())]);
             }
-            prompt
+            BenchPrompt {
+                text: prompt,
+                output_tokens: None,
+            }
         })
         .collect()
 }

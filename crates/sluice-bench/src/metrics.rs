@@ -35,6 +35,14 @@ impl Metric {
         self.histogram.saturating_record(micros);
     }
 
+    /// Records one duration `count` times.
+    pub fn record_n(&mut self, value: Duration, count: u64) {
+        let micros = u64::try_from(value.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, self.histogram.high());
+        let _ = self.histogram.record_n(micros, count);
+    }
+
     /// Samples recorded.
     pub fn count(&self) -> u64 {
         self.histogram.len()

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use sluice_llm::types::{ChatMessage, ChatRequest, CompletionRequest};
 use sluice_llm::{Client, Generation, LlmError};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::dataset::BenchPrompt;
 use crate::schedule::{self, Arrival};
-use crate::{BenchConfig, Endpoint, Limit, Load, Recorder};
+use crate::{BenchConfig, Endpoint, Limit, Live, Load, Recorder};
 
 /// One request's outcome and instants.
 pub(crate) struct Outcome {
@@ -33,14 +34,23 @@ pub(crate) struct Outcome {
 pub(crate) async fn run(
     config: &BenchConfig,
     client: Arc<Client>,
-    prompts: Arc<Vec<String>>,
+    prompts: Arc<Vec<BenchPrompt>>,
+    live: Option<watch::Sender<Live>>,
 ) -> (Recorder, Duration) {
     let (sender, mut receiver) = mpsc::unbounded_channel::<Outcome>();
     let collector = tokio::spawn(async move {
         let mut recorder = Recorder::default();
         let mut first_measured: Option<Instant> = None;
         let mut last_done: Option<Instant> = None;
+        let started = Instant::now();
+        let mut last_report = started;
         while let Some(outcome) = receiver.recv().await {
+            if let Some(live) = &live
+                && last_report.elapsed() >= LIVE_EVERY
+            {
+                last_report = Instant::now();
+                live.send_replace(recorder.live(started.elapsed()));
+            }
             if outcome.warmup {
                 continue;
             }
@@ -81,6 +91,9 @@ pub(crate) async fn run(
         Load::Concurrency(workers) => {
             closed_loop(config, &client, &prompts, warmup_end, workers, &sender).await
         }
+        Load::Batch { size, warmup } => {
+            batches(config, &client, &prompts, (size, warmup), &sender).await
+        }
     }
     drop(sender);
     collector
@@ -88,10 +101,13 @@ pub(crate) async fn run(
         .unwrap_or_else(|_| (Recorder::default(), Duration::ZERO))
 }
 
+/// How often live figures are refreshed.
+const LIVE_EVERY: Duration = Duration::from_millis(200);
+
 async fn open_loop(
     config: &BenchConfig,
     client: &Arc<Client>,
-    prompts: &Arc<Vec<String>>,
+    prompts: &Arc<Vec<BenchPrompt>>,
     start: Instant,
     warmup_end: Instant,
     (rate, arrival, max_concurrency): (f64, Arrival, Option<usize>),
@@ -135,10 +151,51 @@ async fn open_loop(
     while tasks.join_next().await.is_some() {}
 }
 
+async fn batches(
+    config: &BenchConfig,
+    client: &Arc<Client>,
+    prompts: &Arc<Vec<BenchPrompt>>,
+    (size, warmup): (usize, usize),
+    sender: &mpsc::UnboundedSender<Outcome>,
+) {
+    let size = size.max(1);
+    let measured = match config.limit {
+        Limit::Requests(n) => Some(n.div_ceil(size)),
+        Limit::Duration(_) => None,
+    };
+    let deadline = match config.limit {
+        Limit::Duration(d) => Some(d),
+        Limit::Requests(_) => None,
+    };
+    let mut next = 0usize;
+    let mut measured_start: Option<Instant> = None;
+    for iteration in 0.. {
+        let is_warmup = iteration < warmup;
+        if !is_warmup {
+            let start = *measured_start.get_or_insert_with(Instant::now);
+            if measured.is_some_and(|m| iteration - warmup >= m)
+                || deadline.is_some_and(|d| start.elapsed() >= d)
+            {
+                break;
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..size {
+            let request = Request::new(config, &prompts[next % prompts.len()]);
+            next += 1;
+            let (client, sender, stream) = (Arc::clone(client), sender.clone(), config.stream);
+            tasks.spawn(async move {
+                let _ = sender.send(request.send_now(&client, stream, is_warmup).await);
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
 async fn closed_loop(
     config: &BenchConfig,
     client: &Arc<Client>,
-    prompts: &Arc<Vec<String>>,
+    prompts: &Arc<Vec<BenchPrompt>>,
     warmup_end: Instant,
     workers: usize,
     sender: &mpsc::UnboundedSender<Outcome>,
@@ -178,16 +235,7 @@ async fn closed_loop(
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let request = Request::new(&config, &prompts[i % prompts.len()]);
-                let stream = config.stream;
-                let sent = Instant::now();
-                let result = request.send(&client, stream).await;
-                let _ = sender.send(Outcome {
-                    intended: sent,
-                    dispatched: sent,
-                    sent,
-                    warmup,
-                    result,
-                });
+                let _ = sender.send(request.send_now(&client, config.stream, warmup).await);
             }
         });
     }
@@ -195,13 +243,15 @@ async fn closed_loop(
 }
 
 /// One request, ready to send.
-enum Request {
+pub(crate) enum Request {
     Chat(ChatRequest),
     Completion(CompletionRequest),
 }
 
 impl Request {
-    fn new(config: &BenchConfig, prompt: &str) -> Self {
+    pub(crate) fn new(config: &BenchConfig, prompt: &BenchPrompt) -> Self {
+        let max_tokens = Some(prompt.output_tokens.unwrap_or(config.output_tokens));
+        let prompt = prompt.text.as_str();
         let mut extra = serde_json::Map::new();
         if config.ignore_eos {
             extra.insert("ignore_eos".into(), serde_json::Value::Bool(true));
@@ -210,13 +260,13 @@ impl Request {
             Endpoint::Chat => Request::Chat(ChatRequest {
                 model: config.model.clone(),
                 messages: vec![ChatMessage::new("user", prompt)],
-                max_tokens: Some(config.output_tokens),
+                max_tokens,
                 temperature: Some(0.0),
                 extra,
                 ..ChatRequest::default()
             }),
             Endpoint::Completions => Request::Completion(CompletionRequest {
-                max_tokens: Some(config.output_tokens),
+                max_tokens,
                 temperature: Some(0.0),
                 extra,
                 ..CompletionRequest::new(config.model.clone(), prompt)
@@ -224,7 +274,20 @@ impl Request {
         }
     }
 
-    async fn send(&self, client: &Client, stream: bool) -> Result<Generation, LlmError> {
+    /// Sends at once (closed loops and batches: the intended instant is the actual one).
+    async fn send_now(&self, client: &Client, stream: bool, warmup: bool) -> Outcome {
+        let sent = Instant::now();
+        let result = self.send(client, stream).await;
+        Outcome {
+            intended: sent,
+            dispatched: sent,
+            sent,
+            warmup,
+            result,
+        }
+    }
+
+    pub(crate) async fn send(&self, client: &Client, stream: bool) -> Result<Generation, LlmError> {
         match (self, stream) {
             (Request::Chat(r), true) => client.chat_stream(r).await,
             (Request::Chat(r), false) => client.chat(r).await,

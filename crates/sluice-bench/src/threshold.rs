@@ -10,6 +10,7 @@ pub const LATENCY_METRICS: &[&str] = &[
     "ttft",
     "tpot",
     "itl",
+    "itl_token",
     "e2el",
     "ttft_intended",
     "e2el_intended",

@@ -20,6 +20,7 @@ fn config(base_url: String) -> BenchConfig {
         model: "fixed".into(),
         api_key_env: None,
         endpoint: Endpoint::Chat,
+        dataset: sluice_bench::dataset::Dataset::Random,
         load: Load::Rate {
             rate: 20.0,
             arrival: Arrival::Constant,

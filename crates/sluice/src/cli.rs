@@ -52,6 +52,11 @@ pub enum Command {
     /// passes, 1 when it fails, 2 on a configuration or provider setup error. `list`, `show`
     /// and `diff` read stored runs.
     Eval(EvalCommandArgs),
+    /// Load-test an OpenAI-compatible endpoint (open or closed loop, sweeps, presets) and
+    /// gate on thresholds: exit 0 when all hold, 99 when one fails, 3 when the client could
+    /// not keep its schedule (the numbers are not a server result), 2 on a usage or setup
+    /// error. `compare` sets two results side by side.
+    Bench(BenchCommandArgs),
     /// Send one chat request to an OpenAI-compatible endpoint and show the answer and timing.
     Chat(ChatArgs),
     /// Inspect the store.
@@ -181,6 +186,172 @@ pub struct EvalArgs {
     /// The response cache directory (default: SLUICE_CACHE_DIR, else ~/.cache/sluice/responses).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Do not record the run in the store.
+    #[arg(long)]
+    pub no_write: bool,
+}
+
+/// `sluice bench [compare]`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, args_override_self = true)]
+pub struct BenchCommandArgs {
+    /// A subcommand over results; without one, a load test is run.
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// Running a load test.
+    #[command(flatten)]
+    pub run: BenchArgs,
+}
+
+/// Subcommands over bench results.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Compare two results (`-o` JSON files or stored run ids) metric by metric.
+    Compare(BenchCompareArgs),
+}
+
+/// `sluice bench compare`.
+#[derive(Debug, Args)]
+pub struct BenchCompareArgs {
+    /// The baseline: a result JSON file or a stored bench run id.
+    pub baseline: String,
+    /// The candidate: a result JSON file or a stored bench run id.
+    pub candidate: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Endpoints `sluice bench` can load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchEndpoint {
+    /// `/v1/chat/completions`.
+    Chat,
+    /// `/v1/completions`.
+    Completions,
+}
+
+/// Open-loop gap distributions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchArrival {
+    /// Evenly spaced.
+    Constant,
+    /// Exponential gaps.
+    Poisson,
+    /// Gamma gaps with `--burstiness` as the shape (vLLM's model; 1 is Poisson).
+    Gamma,
+}
+
+/// Presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchPreset {
+    /// p50/p99 latency and tokens/s at batch sizes 1, 4, 8 and 16 (3 warm-up and 50
+    /// measured batches each).
+    BatchSizes,
+}
+
+/// `sluice bench`. Every setting can also come from a YAML profile (`-c`), whose keys are the
+/// flags' names in snake case; flags override it.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A YAML profile holding any of these settings.
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Base URL of the OpenAI-compatible API (`http://host:8000/v1`; `/v1` is added to a bare
+    /// host).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Model name sent with each request.
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// Name of the environment variable holding the API key.
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// The endpoint [default: chat].
+    #[arg(long, value_enum)]
+    pub endpoint: Option<BenchEndpoint>,
+    /// Open loop: requests per second, on a schedule computed ahead of time.
+    #[arg(long, conflicts_with_all = ["concurrency", "sweep"])]
+    pub rate: Option<f64>,
+    /// Gaps between open-loop arrivals [default: poisson].
+    #[arg(long, value_enum)]
+    pub arrival: Option<BenchArrival>,
+    /// Gamma shape for `--arrival gamma` (below 1 is burstier than Poisson); implies gamma.
+    #[arg(long)]
+    pub burstiness: Option<f64>,
+    /// Closed loop: this many requests in flight, each sent when another finishes.
+    #[arg(long, conflicts_with = "sweep")]
+    pub concurrency: Option<usize>,
+    /// With `--rate`: at most this many in flight (the wait is reported as `queue`). With
+    /// `--sweep`: the throughput stage's concurrency [default: 256].
+    #[arg(long)]
+    pub max_concurrency: Option<usize>,
+    /// Sweep: synchronous, maximum throughput, then evenly spaced rates between (N stages in
+    /// all, default 10); prints a table and the knee of the latency curve.
+    #[arg(long, num_args = 0..=1, default_missing_value = "10")]
+    pub sweep: Option<usize>,
+    /// Run for this long after the warm-up (`60s`, `2m`, `500ms`).
+    #[arg(long, conflicts_with = "requests")]
+    pub duration: Option<String>,
+    /// Send this many measured requests [default: 200].
+    #[arg(long)]
+    pub requests: Option<usize>,
+    /// Requests sent in this leading period are not measured (`10s`).
+    #[arg(long)]
+    pub warmup: Option<String>,
+    /// `random`, a `.jsonl` file of `{"prompt": …, "output_tokens": …}` lines, or a ShareGPT
+    /// `.json` file [default: random].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Random prompts' length in tokens [default: 512].
+    #[arg(long)]
+    pub input_tokens: Option<usize>,
+    /// `max_tokens` of each request [default: 128].
+    #[arg(long)]
+    pub output_tokens: Option<u64>,
+    /// Relative spread of random prompt lengths, 0 to 1 [default: 0].
+    #[arg(long)]
+    pub range_ratio: Option<f64>,
+    /// Stream responses (the default; needed for TTFT, ITL and TPOT).
+    #[arg(long, overrides_with = "no_stream")]
+    pub stream: bool,
+    /// Do not stream: only end-to-end latency is measured.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Send `ignore_eos` so servers that support it always write `max_tokens`.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// SLOs for goodput, in ms: `ttft:200 tpot:50 e2el:5000`.
+    #[arg(long, num_args = 1..)]
+    pub goodput: Vec<String>,
+    /// A gate, k6-style: `ttft.p99<500ms`, `e2el.p95<2s`, `error_rate<0.01`, `goodput>=20`.
+    /// Repeatable.
+    #[arg(long = "threshold")]
+    pub thresholds: Vec<String>,
+    /// The run is invalid when the schedule lag p99 exceeds this [default: 10ms].
+    #[arg(long)]
+    pub max_lag: Option<String>,
+    /// Per-request timeout [default: 600s].
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Seed for the schedule and the random prompts [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// A preset run.
+    #[arg(long, value_enum, conflicts_with_all = ["rate", "concurrency", "sweep"])]
+    pub preset: Option<BenchPreset>,
+    /// Write the result as JSON (vLLM's field names plus Sluice's, with histograms).
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// Write a CSV summary, one row per run or stage.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Print the result JSON on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
     /// Do not record the run in the store.
     #[arg(long)]
     pub no_write: bool,

@@ -1,6 +1,7 @@
 //! The `sluice` binary: parses the command line, sets up logging, runs one command, and maps
 //! the outcome to the exit-code policy: 0 ok, 1 a gate failed, 2 a usage, config or runtime
-//! error.
+//! error; `sluice bench` adds 99 for a failed threshold (k6's code) and 3 for a run whose
+//! client fell behind its schedule.
 
 #![deny(unsafe_code)]
 

@@ -6,19 +6,12 @@
     reason = "test helpers fail loudly on setup errors"
 )]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-fn sluice() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command
-        .env_remove("RUST_LOG")
-        .env_remove("SLUICE_STORE")
-        .env_remove("SLUICE_BASE_URL");
-    command
-}
+mod common;
+
+use common::{Simulate, sluice};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -34,53 +27,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A `sluice simulate` process, killed on drop.
-struct Simulate {
-    child: Child,
-    base_url: String,
-}
-
-impl Simulate {
-    fn start(args: &[&str]) -> Self {
-        let mut child = sluice()
-            .args(["simulate", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let base_url = first.rsplit(' ').next().unwrap().to_owned();
-        assert!(base_url.starts_with("http://127.0.0.1:"), "{first}");
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, base_url }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "simulate did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Simulate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -108,7 +54,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn simulate_and_chat_over_loopback() {
-    let sim = Simulate::start(&[
+    let sim = Simulate::with_args(&[
         "--config",
         repo_root().join("examples/sim.yaml").to_str().unwrap(),
         "--seed",
@@ -245,7 +191,7 @@ fn an_unreachable_endpoint_is_one_clear_error() {
 
 #[test]
 fn an_api_key_comes_from_a_named_variable_and_is_never_printed() {
-    let sim = Simulate::start(&[]);
+    let sim = Simulate::with_args(&[]);
     let output = run(sluice()
         .args([
             "--log-level",
@@ -369,7 +315,7 @@ fn the_openai_python_sdk_talks_to_the_simulator() {
         eprintln!("skipped: the openai Python SDK is not installed (pip install openai)");
         return;
     }
-    let sim = Simulate::start(&[
+    let sim = Simulate::with_args(&[
         "--config",
         repo_root().join("examples/sim.yaml").to_str().unwrap(),
     ]);

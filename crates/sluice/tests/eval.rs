@@ -6,88 +6,14 @@
     reason = "test helpers fail loudly on setup errors"
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
-fn sluice() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command
-        .env_remove("RUST_LOG")
-        .env_remove("SLUICE_STORE")
-        .env_remove("SLUICE_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .env_remove("SLUICE_CACHE_DIR")
-        // Runs here change simulator profiles between runs: no answers from earlier runs.
-        .env("SLUICE_NO_CACHE", "true");
-    command
-}
+mod common;
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-struct Simulate {
-    child: Child,
-    base_url: String,
-}
-
-impl Simulate {
-    fn start() -> Self {
-        Self::with_config(&examples().join("sim.yaml"))
-    }
-
-    fn with_config(config: &Path) -> Self {
-        let mut child = sluice()
-            .args([
-                "simulate",
-                "--listen",
-                "127.0.0.1:0",
-                "--seed",
-                "3",
-                "--config",
-            ])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let base_url = first.rsplit(' ').next().unwrap().to_owned();
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, base_url }
-    }
-
-    /// Replaces a model's profile through the admin endpoint (a raw HTTP/1.1 PUT).
-    fn put_profile(&self, model: &str, yaml: &str) {
-        let address = self
-            .base_url
-            .trim_start_matches("http://")
-            .trim_end_matches("/v1");
-        let mut stream = TcpStream::connect(address).unwrap();
-        write!(
-            stream,
-            "PUT /admin/models/{model} HTTP/1.1\r\nhost: {address}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{yaml}",
-            yaml.len()
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    }
-}
-
-impl Drop for Simulate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Simulate, examples, sluice};
 
 fn eval(sim: &Simulate, store: &Path, extra: &[&str]) -> Output {
     sluice()

@@ -1,6 +1,7 @@
 //! One module per command; [`run`] dispatches and returns the outcome that becomes the exit
 //! code.
 
+mod bench;
 mod chat;
 mod eval;
 mod quickstart;
@@ -21,14 +22,21 @@ pub enum Outcome {
     Ok,
     /// A gate failed.
     GateFailed,
+    /// A bench threshold failed (k6's exit code, 99).
+    ThresholdFailed,
+    /// A load test's client fell behind its schedule: its figures are not a server result.
+    Invalid,
 }
 
 impl Outcome {
-    /// The process exit code: 0 ok, 1 gate failed (errors exit with 2, see `main`).
+    /// The process exit code: 0 ok, 1 gate failed, 99 bench threshold failed, 3 invalid
+    /// bench run (errors exit with 2, see `main`).
     pub fn exit_code(self) -> ExitCode {
         match self {
             Outcome::Ok => ExitCode::SUCCESS,
             Outcome::GateFailed => ExitCode::from(1),
+            Outcome::ThresholdFailed => ExitCode::from(99),
+            Outcome::Invalid => ExitCode::from(3),
         }
     }
 }
@@ -39,6 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Quickstart(args) => quickstart::run(args, &cli.global.store).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Chat(args) => chat::run(args).await,
+        Command::Bench(args) => bench::dispatch(args.command, args.run, &cli.global.store).await,
         Command::Eval(args) => match args.command {
             None => eval::run(args.run, &cli.global.store).await,
             Some(command) => eval::stored(command, &cli.global.store).await,

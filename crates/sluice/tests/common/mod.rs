@@ -1,0 +1,115 @@
+//! Helpers shared by the end-to-end tests: the binary with a clean environment, and a
+//! `sluice simulate` child process on a free loopback port.
+
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    reason = "each test binary uses a different part of the helpers, which fail loudly"
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary, with no inherited settings.
+pub fn sluice() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("SLUICE_STORE")
+        .env_remove("SLUICE_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("SLUICE_CACHE_DIR")
+        // Runs here change simulator profiles between runs: no answers from earlier runs.
+        .env("SLUICE_NO_CACHE", "true");
+    command
+}
+
+/// The repository's examples folder.
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// A running simulator, killed when dropped.
+pub struct Simulate {
+    child: Child,
+    /// Its base URL, with `/v1`.
+    pub base_url: String,
+}
+
+impl Simulate {
+    /// Starts one with `examples/sim.yaml`.
+    pub fn start() -> Self {
+        Self::with_config(&examples().join("sim.yaml"))
+    }
+
+    /// Starts one with this config.
+    pub fn with_config(config: &Path) -> Self {
+        let config = config.to_str().unwrap();
+        Self::with_args(&["--seed", "3", "--config", config])
+    }
+
+    /// Starts one with these `sluice simulate` arguments (on a free port).
+    pub fn with_args(args: &[&str]) -> Self {
+        let mut child = sluice()
+            .args(["simulate", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let base_url = first.rsplit(' ').next().unwrap().to_owned();
+        assert!(base_url.starts_with("http://127.0.0.1:"), "{first}");
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, base_url }
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for the process to exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "simulate did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Replaces a model's profile through the admin endpoint (a raw HTTP/1.1 PUT).
+    pub fn put_profile(&self, model: &str, yaml: &str) {
+        let address = self
+            .base_url
+            .trim_start_matches("http://")
+            .trim_end_matches("/v1");
+        let mut stream = TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "PUT /admin/models/{model} HTTP/1.1\r\nhost: {address}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{yaml}",
+            yaml.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+}
+
+impl Drop for Simulate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
