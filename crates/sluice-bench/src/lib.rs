@@ -186,10 +186,8 @@ impl Recorder {
     }
 
     fn add(&mut self, outcome: &run::Outcome) {
-        let lag = outcome
-            .dispatched
-            .saturating_duration_since(outcome.intended);
-        let queue = outcome.sent.saturating_duration_since(outcome.dispatched);
+        let lag = outcome.started.saturating_duration_since(outcome.intended);
+        let queue = outcome.sent.saturating_duration_since(outcome.started);
         self.metric("schedule_lag").record(lag);
         self.metric("queue").record(queue);
         let generation = match &outcome.result {

@@ -1,7 +1,7 @@
 //! Running a load: the open-loop dispatcher (absolute send instants from a precomputed
 //! schedule, optionally capped by a concurrency limit) and the closed loop (a fixed number of
 //! workers, each sending as soon as its last answer is in). Every request records when it was
-//! meant to go, when the dispatcher released it and when it was sent, so latencies can be told
+//! meant to go, when its task started and when it was sent, so latencies can be told
 //! from the intended instant (no coordinated omission) as well as from the actual one.
 
 use std::sync::Arc;
@@ -20,8 +20,9 @@ use crate::{BenchConfig, Endpoint, Limit, Live, Load, Recorder};
 pub(crate) struct Outcome {
     /// When the schedule meant it to go.
     pub intended: Instant,
-    /// When the dispatcher released it.
-    pub dispatched: Instant,
+    /// When its task first ran: the schedule lag is the time from `intended` to here, which
+    /// covers both a late dispatcher and a runtime too busy to start the request.
+    pub started: Instant,
     /// When it was handed to the HTTP client (after any concurrency wait).
     pub sent: Instant,
     /// Sent during the warm-up (not measured).
@@ -104,6 +105,10 @@ pub(crate) async fn run(
 /// How often live figures are refreshed.
 const LIVE_EVERY: Duration = Duration::from_millis(200);
 
+/// Dispatches the schedule from a blocking-pool thread that sleeps to each absolute instant
+/// with the OS's high-resolution timer (the async timer ticks in whole milliseconds), then
+/// hands the request to the runtime. Requests run detached; each holds a sender, so the
+/// collector ends when the last one is answered.
 async fn open_loop(
     config: &BenchConfig,
     client: &Arc<Client>,
@@ -119,36 +124,42 @@ async fn open_loop(
     };
     let offsets = schedule::offsets(count, rate, arrival, config.seed);
     let slots = max_concurrency.map(|c| Arc::new(Semaphore::new(c.max(1))));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, offset) in offsets.into_iter().enumerate() {
-        let intended = start + offset;
-        tokio::time::sleep_until(intended.into()).await;
-        let dispatched = Instant::now();
-        let client = Arc::clone(client);
-        let prompts = Arc::clone(prompts);
-        let slots = slots.clone();
-        let sender = sender.clone();
-        let request = Request::new(config, &prompts[i % prompts.len()]);
-        let stream = config.stream;
-        tasks.spawn(async move {
-            let _permit = match &slots {
-                Some(slots) => Some(slots.acquire().await),
-                None => None,
-            };
-            let sent = Instant::now();
-            let result = request.send(&client, stream).await;
-            let _ = sender.send(Outcome {
-                intended,
-                dispatched,
-                sent,
-                warmup: intended < warmup_end,
-                result,
+    let runtime = tokio::runtime::Handle::current();
+    let (config, client, prompts, sender) = (
+        config.clone(),
+        Arc::clone(client),
+        Arc::clone(prompts),
+        sender.clone(),
+    );
+    let dispatcher = tokio::task::spawn_blocking(move || {
+        for (i, offset) in offsets.into_iter().enumerate() {
+            let intended = start + offset;
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            let (client, slots, sender) = (Arc::clone(&client), slots.clone(), sender.clone());
+            let request = Request::new(&config, &prompts[i % prompts.len()]);
+            let stream = config.stream;
+            runtime.spawn(async move {
+                let started = Instant::now();
+                let _permit = match &slots {
+                    Some(slots) => Some(slots.acquire().await),
+                    None => None,
+                };
+                let sent = Instant::now();
+                let result = request.send(&client, stream).await;
+                let _ = sender.send(Outcome {
+                    intended,
+                    started,
+                    sent,
+                    warmup: intended < warmup_end,
+                    result,
+                });
             });
-        });
-        // Reap finished tasks as we go so the set stays small at high rates.
-        while tasks.try_join_next().is_some() {}
-    }
-    while tasks.join_next().await.is_some() {}
+        }
+    });
+    let _ = dispatcher.await;
 }
 
 async fn batches(
@@ -280,7 +291,7 @@ impl Request {
         let result = self.send(client, stream).await;
         Outcome {
             intended: sent,
-            dispatched: sent,
+            started: sent,
             sent,
             warmup,
             result,
