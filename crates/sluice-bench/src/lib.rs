@@ -678,6 +678,7 @@ pub async fn run_with(
         Dataset::Random => random_prompts(&config, 256),
         Dataset::Prompts(prompts) => prompts.clone(),
     });
+    prewarm(&config, &client, &prompts).await;
     let (mut recorder, duration) = run::run(&config, client, prompts, live).await;
     recorder.goodput = config.goodput.clone();
     let usage_warning = recorder.usage_warning(&config.model);
@@ -699,6 +700,44 @@ fn client(config: &BenchConfig) -> Result<Client, BenchError> {
     client_config.retry.max_retries = 0;
     client_config.timeouts.total = config.timeout;
     Ok(Client::new(client_config)?)
+}
+
+/// The most connections opened ahead of a run.
+const PREWARM_MAX: usize = 1024;
+
+/// Opens about as many pooled connections as the run will keep busy, by sending that many
+/// one-token requests at once before the clock starts: otherwise the first seconds of a run
+/// measure TCP (and TLS) handshakes, and the schedule lags while they are made.
+async fn prewarm(config: &BenchConfig, client: &Arc<Client>, prompts: &Arc<Vec<BenchPrompt>>) {
+    let probe = BenchConfig {
+        output_tokens: 1,
+        ..config.clone()
+    };
+    let prompt = &prompts[0];
+    let started = std::time::Instant::now();
+    let _ = run::Request::new(&probe, prompt)
+        .send(client, config.stream)
+        .await;
+    let latency = started.elapsed().as_secs_f64();
+    let connections = match config.load {
+        Load::Rate {
+            rate,
+            max_concurrency,
+            ..
+        } => {
+            let expected = (rate * latency * 2.0).ceil() as usize + 1;
+            max_concurrency.map_or(expected, |c| expected.min(c))
+        }
+        Load::Concurrency(n) | Load::Batch { size: n, .. } => n,
+    }
+    .min(PREWARM_MAX);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (client, request) = (Arc::clone(client), run::Request::new(&probe, prompt));
+        let stream = config.stream;
+        tasks.spawn(async move { request.send(&client, stream).await.is_ok() });
+    }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Sends one request the way the run will and checks that a well-formed answer comes back,

@@ -174,3 +174,66 @@ pub fn table(stages: &Stages) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::metrics::Metric;
+    use crate::{Endpoint, Goodput, Recorder};
+
+    /// A stage that completed `throughput` requests per second with this median E2EL.
+    fn stage(throughput: f64, e2el_ms: u64) -> BenchResult {
+        let mut recorder = Recorder::default();
+        let mut metric = Metric::default();
+        metric.record(Duration::from_millis(e2el_ms));
+        recorder.metrics.insert("e2el", metric);
+        recorder.completed = (throughput * 10.0) as u64;
+        BenchResult {
+            config: BenchConfig {
+                base_url: String::new(),
+                model: "m".into(),
+                api_key_env: None,
+                endpoint: Endpoint::Chat,
+                dataset: crate::dataset::Dataset::Random,
+                load: Load::Concurrency(1),
+                limit: Limit::Requests(1),
+                warmup: Duration::ZERO,
+                input_tokens: 1,
+                output_tokens: 1,
+                range_ratio: 0.0,
+                stream: true,
+                ignore_eos: false,
+                goodput: Goodput::default(),
+                thresholds: Vec::new(),
+                max_lag: Duration::from_millis(10),
+                timeout: Duration::from_secs(1),
+                seed: 0,
+            },
+            duration_s: 10.0,
+            recorder,
+            usage_warning: None,
+        }
+    }
+
+    #[test]
+    fn the_knee_is_where_throughput_stops_paying_for_latency() {
+        // Latency flat until 40 req/s, then it climbs steeply for little more throughput.
+        let stages = [
+            stage(10.0, 100),
+            stage(20.0, 102),
+            stage(30.0, 105),
+            stage(40.0, 110),
+            stage(44.0, 400),
+            stage(45.0, 1500),
+        ];
+        assert_eq!(knee(&stages), Some(3));
+        assert_eq!(knee(&[]), None);
+        let table = table(&Stages {
+            stages: stages.to_vec(),
+            knee: Some(3),
+        });
+        assert_eq!(table.matches("← knee").count(), 1, "{table}");
+    }
+}

@@ -43,8 +43,9 @@ pub enum LogFormat {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the local demo: a simulated model server, sample requests with timings, and a run
-    /// recorded in the store. Needs no GPU and no network.
+    /// Run the local demo: a simulated model server, sample requests with timings, a load test
+    /// and an eval gate on a healthy and a regressed model, and a run recorded in the store.
+    /// Needs no GPU and no network.
     Quickstart(QuickstartArgs),
     /// Serve an OpenAI-compatible model-server SIMULATOR (a test and demo tool, not a model).
     Simulate(SimulateArgs),

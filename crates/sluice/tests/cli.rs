@@ -270,6 +270,14 @@ fn quickstart_runs_locally_and_records_a_run() {
     assert_eq!(summary["summary"]["json_answer_valid"], true);
     assert_eq!(summary["summary"]["eval_gate"]["stable"]["passed"], true);
     assert_eq!(
+        summary["summary"]["bench"]["stable"]["thresholds_passed"],
+        true
+    );
+    assert_eq!(
+        summary["summary"]["bench"]["candidate"]["thresholds_passed"],
+        false
+    );
+    assert_eq!(
         summary["summary"]["eval_gate"]["candidate"]["passed"],
         false
     );

@@ -2,8 +2,9 @@
 //!
 //! It starts the simulator with a healthy `stable` and a slower, flakier `candidate`, sends
 //! sample requests through the real client (chat streaming and not, completions, embeddings),
-//! compares the two models' latency and errors, gates both on a small eval suite (the
-//! candidate fails it), and records the run in the store.
+//! load-tests both with `sluice bench`'s engine and gates them on latency and error
+//! thresholds, gates both on a small eval suite (the candidate fails both gates), and records
+//! the run in the store.
 
 use std::time::Duration;
 
@@ -19,7 +20,10 @@ use super::{Outcome, open_store};
 use crate::cli::QuickstartArgs;
 
 const PROFILES: &str = include_str!("quickstart.yaml");
-const COMPARISON_REQUESTS: usize = 24;
+/// The load quickstart puts on each model, and the gate on it.
+const BENCH_RATE: f64 = 20.0;
+const BENCH_REQUESTS: usize = 40;
+const BENCH_THRESHOLDS: &[&str] = &["ttft.p99<300ms", "error_rate<0.05"];
 
 /// The eval suite quickstart gates each model on (promptfoo's format).
 const EVAL_SUITE: &str = r#"
@@ -95,7 +99,7 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
     } else {
         println!("  recorded    run {run_id} in {store_location}");
         println!(
-            "Next: `sluice simulate --config examples/sim.yaml`, then `sluice eval -c examples/eval/promptfooconfig.yaml`."
+            "Next: `sluice simulate --config examples/sim.yaml`, then `sluice eval -c examples/eval/promptfooconfig.yaml` and `sluice bench -c examples/bench.yaml`."
         );
     }
     Ok(Outcome::Ok)
@@ -159,32 +163,55 @@ async fn exercise(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serd
         "  embeddings  cosine(similar) {similar:.2} vs cosine(unrelated) {unrelated:.2}"
     ));
 
-    let mut comparison = serde_json::Map::new();
+    let mut bench = serde_json::Map::new();
     for model in ["stable", "candidate"] {
-        let requests = (0..COMPARISON_REQUESTS).map(|i| {
-            let client = client.clone();
-            let request = ChatRequest::user(model, format!("Tell me a story, part {i}."));
-            async move { client.chat_stream(&request).await }
-        });
-        let results = join_all_limited(requests.collect(), 6).await;
-        let mut ttfts: Vec<f64> = results
-            .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .filter_map(|g| g.timing.ttft.map(ms))
-            .collect();
-        ttfts.sort_by(f64::total_cmp);
-        let errors = results.iter().filter(|r| r.is_err()).count();
-        let quantile = |q: f64| {
-            ttfts
-                .get(((ttfts.len() as f64 - 1.0) * q).round() as usize)
-                .copied()
-                .unwrap_or_default()
+        let config = sluice_bench::BenchConfig {
+            base_url: client.base_url().to_owned(),
+            model: model.into(),
+            api_key_env: None,
+            endpoint: sluice_bench::Endpoint::Chat,
+            dataset: sluice_bench::dataset::Dataset::Random,
+            load: sluice_bench::Load::Rate {
+                rate: BENCH_RATE,
+                arrival: sluice_bench::schedule::Arrival::Poisson,
+                max_concurrency: None,
+            },
+            limit: sluice_bench::Limit::Requests(BENCH_REQUESTS),
+            warmup: Duration::ZERO,
+            input_tokens: 32,
+            output_tokens: 24,
+            range_ratio: 0.0,
+            stream: true,
+            ignore_eos: false,
+            goodput: sluice_bench::Goodput::default(),
+            thresholds: BENCH_THRESHOLDS
+                .iter()
+                .map(|t| sluice_bench::threshold::Threshold::parse(t))
+                .collect::<Result<_, _>>()?,
+            max_lag: Duration::from_millis(50),
+            timeout: Duration::from_secs(30),
+            seed: 42,
         };
-        let (p50, p95) = (quantile(0.5), quantile(0.95));
+        let result = sluice_bench::run(config).await?;
+        let checks = result.check();
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|(_, _, pass)| !pass)
+            .map(|(t, value, _)| format!("{} measured {:.3}", t.source, value.unwrap_or(f64::NAN)))
+            .collect();
+        let ttft = result.stats("ttft");
+        let p99 = ttft.percentile(99.0).unwrap_or_default();
+        let errors = result.number("errors").unwrap_or_default();
         say(format!(
-            "  compare     {model:<9} {COMPARISON_REQUESTS} streamed requests: TTFT p50 {p50} ms, p95 {p95} ms, {errors} errors"
+            "  bench       {model:<9} {BENCH_REQUESTS} requests at {BENCH_RATE}/s: TTFT p50 {:.1} ms, p99 {p99:.1} ms, {errors} errors -> {}",
+            ttft.median,
+            if failed.is_empty() {
+                "PASS".to_owned()
+            } else {
+                format!("FAIL ({})", failed.join("; "))
+            }
         ));
-        comparison.insert(model.into(), json!({"requests": COMPARISON_REQUESTS, "errors": errors, "ttft_p50_ms": p50, "ttft_p95_ms": p95}));
+        bench.insert(model.into(), json!({"requests": BENCH_REQUESTS, "errors": errors, "ttft_p50_ms": ttft.median, "ttft_p99_ms": p99, "thresholds_passed": failed.is_empty()}));
     }
     let mut gate = serde_json::Map::new();
     for model in ["stable", "candidate"] {
@@ -223,32 +250,6 @@ async fn exercise(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serd
         "json_answer_valid": parsed,
         "completion_tokens": tokens,
         "embedding_cosine": {"similar": similar, "unrelated": unrelated},
-        "comparison": comparison,
+        "bench": bench,
     }))
-}
-
-/// Runs futures with at most `limit` in flight, keeping their order.
-async fn join_all_limited<F, T>(futures: Vec<F>, limit: usize) -> Vec<T>
-where
-    F: std::future::Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(limit));
-    let handles: Vec<_> = futures
-        .into_iter()
-        .map(|future| {
-            let semaphore = semaphore.clone();
-            tokio::spawn(async move {
-                let _permit = semaphore.acquire_owned().await;
-                future.await
-            })
-        })
-        .collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for handle in handles {
-        if let Ok(value) = handle.await {
-            out.push(value);
-        }
-    }
-    out
 }
