@@ -58,6 +58,10 @@ pub enum Command {
     /// not keep its schedule (the numbers are not a server result), 2 on a usage or setup
     /// error. `compare` sets two results side by side.
     Bench(BenchCommandArgs),
+    /// Serve an OpenAI-compatible gateway that splits each route's traffic between model
+    /// versions (weights, sticky users, header overrides, segments) with live per-version
+    /// metrics and an admin API. SIGHUP reloads the config; SIGTERM drains.
+    Gateway(GatewayArgs),
     /// Send one chat request to an OpenAI-compatible endpoint and show the answer and timing.
     Chat(ChatArgs),
     /// Inspect the store.
@@ -356,6 +360,20 @@ pub struct BenchArgs {
     /// Do not record the run in the store.
     #[arg(long)]
     pub no_write: bool,
+}
+
+/// `sluice gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The gateway config (routes, versions, split).
+    #[arg(short = 'c', long = "config", default_value = "gateway.yaml")]
+    pub config: PathBuf,
+    /// Address of the OpenAI-compatible API (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Address of the admin API (loopback unless the config sets `admin.token_env`).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub admin_listen: SocketAddr,
 }
 
 /// `sluice simulate`.

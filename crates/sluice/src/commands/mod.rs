@@ -4,6 +4,7 @@
 mod bench;
 mod chat;
 mod eval;
+mod gateway;
 mod quickstart;
 mod simulate;
 mod store;
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Quickstart(args) => quickstart::run(args, &cli.global.store).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Chat(args) => chat::run(args).await,
+        Command::Gateway(args) => gateway::run(args).await,
         Command::Bench(args) => bench::dispatch(args.command, args.run, &cli.global.store).await,
         Command::Eval(args) => match args.command {
             None => eval::run(args.run, &cli.global.store).await,

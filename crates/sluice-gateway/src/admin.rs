@@ -1,0 +1,241 @@
+//! The admin API, on its own listener (loopback by default), behind a bearer token when one is
+//! configured: read routes and windows, set a route's weights atomically, add and remove
+//! versions, read a key's bucket, reload the config file.
+//!
+//! | method | path | |
+//! |---|---|---|
+//! | GET | `/admin/routes` | every route with its versions and weights |
+//! | PUT | `/admin/routes/{route}/weights` | `{"stable": 50, "candidate": 50}` |
+//! | POST | `/admin/routes/{route}/versions` | `{"name", "url", "model", "api_key_env"?}`, weight 0 |
+//! | DELETE | `/admin/routes/{route}/versions/{name}` | only a version with weight 0 |
+//! | GET | `/admin/routes/{route}/bucket?key=K` | the sticky bucket of `K` and its version |
+//! | GET | `/admin/windows?seconds=60` | per-version live windows |
+//! | POST | `/admin/reload` | re-read the config file |
+//! | GET | `/metrics` | Prometheus text |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sluice_config::ProcessEnv;
+
+use crate::GatewayHandle;
+use crate::proxy::{GatewayBody, error, full, json_response, read_body};
+use crate::route::{Timeouts, Version};
+
+/// Compares two secrets in constant time over their SHA-256 digests (so neither the content
+/// nor the length leaks through timing).
+pub(crate) fn token_matches(given: &str, expected: &str) -> bool {
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewVersion {
+    name: String,
+    url: String,
+    model: String,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    system_prompt: Option<String>,
+}
+
+fn query(request: &Request<Incoming>, key: &str) -> Option<String> {
+    request.uri().query().and_then(|q| {
+        q.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == key).then(|| v.replace("%20", " ").replace('+', " "))
+        })
+    })
+}
+
+fn bad(message: impl Into<String>) -> Response<GatewayBody> {
+    error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+}
+
+/// Dispatches one admin request.
+pub(crate) async fn handle(
+    handle: GatewayHandle,
+    token: Option<Arc<String>>,
+    request: Request<Incoming>,
+) -> Response<GatewayBody> {
+    if let Some(token) = &token {
+        let given = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !token_matches(given, token) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "the admin API needs `authorization: Bearer <token>`",
+            );
+        }
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let shared = &handle.shared;
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["metrics"]) => full(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            Bytes::from(shared.metrics.prometheus()),
+        ),
+        (&Method::GET, ["admin", "routes"]) => {
+            let snapshot = shared.snapshot.load();
+            let routes: BTreeMap<&String, Value> = snapshot
+                .routes
+                .iter()
+                .map(|(name, route)| (name, route.describe()))
+                .collect();
+            json_response(StatusCode::OK, &json!({"routes": routes}))
+        }
+        (&Method::GET, ["admin", "windows"]) => {
+            let seconds = query(&request, "seconds")
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(60);
+            json_response(
+                StatusCode::OK,
+                &json!({"windows": handle.windows(Duration::from_secs(seconds))}),
+            )
+        }
+        (&Method::POST, ["admin", "reload"]) => match handle.reload() {
+            Ok(()) => json_response(StatusCode::OK, &json!({"reloaded": true})),
+            Err(message) => bad(message),
+        },
+        (&Method::GET, ["admin", "routes", route, "bucket"]) => {
+            let Some(key) = query(&request, "key") else {
+                return bad("`key` is required: /admin/routes/ROUTE/bucket?key=K");
+            };
+            let snapshot = shared.snapshot.load();
+            match snapshot.routes.get(*route) {
+                Some(r) => {
+                    let keys = crate::route::RequestKeys {
+                        user: Some(&key),
+                        ..Default::default()
+                    };
+                    let bucket = r.bucket(&key);
+                    let sticky = crate::route::Route {
+                        sticky: crate::route::StickyKey::User,
+                        segments: Vec::new(),
+                        ..(**r).clone()
+                    };
+                    let (index, _) = sticky.pick(&keys, 0.0);
+                    json_response(
+                        StatusCode::OK,
+                        &json!({"key": key, "bucket": bucket, "version": r.versions[index].name}),
+                    )
+                }
+                None => unknown_route(route),
+            }
+        }
+        (&Method::PUT, ["admin", "routes", route, "weights"]) => {
+            let body = match read_body(request, 64 * 1024).await {
+                Ok(body) => body,
+                Err(response) => return *response,
+            };
+            let weights: BTreeMap<String, f64> = match serde_json::from_slice(&body) {
+                Ok(weights) => weights,
+                Err(e) => {
+                    return bad(format!(
+                        "expected weights as {{\"version\": percent, …}}: {e}"
+                    ));
+                }
+            };
+            match handle.set_weights(route, &weights) {
+                Ok(()) => {
+                    json_response(StatusCode::OK, &json!({"route": route, "weights": weights}))
+                }
+                Err(message) => bad(message),
+            }
+        }
+        (&Method::POST, ["admin", "routes", route, "versions"]) => {
+            let body = match read_body(request, 64 * 1024).await {
+                Ok(body) => body,
+                Err(response) => return *response,
+            };
+            let new: NewVersion = match serde_json::from_slice(&body) {
+                Ok(new) => new,
+                Err(e) => {
+                    return bad(format!(
+                        "expected {{\"name\", \"url\", \"model\", \"api_key_env\"?}}: {e}"
+                    ));
+                }
+            };
+            let api_key = match &new.api_key_env {
+                Some(var) => match sluice_config::EnvSource::var(&ProcessEnv, var) {
+                    Some(key) => Some(key),
+                    None => return bad(format!("the environment variable `{var}` is not set")),
+                },
+                None => None,
+            };
+            if !(new.url.starts_with("http://") || new.url.starts_with("https://")) {
+                return bad(format!(
+                    "`url`: expected an http:// or https:// base URL, found `{}`",
+                    new.url
+                ));
+            }
+            let version = Version {
+                name: new.name,
+                base_url: new.url.trim_end_matches('/').to_owned(),
+                model: new.model,
+                api_key,
+                system_prompt: new.system_prompt,
+                params: serde_json::Map::new(),
+                timeouts: Timeouts::default(),
+            };
+            match handle.add_version(route, version) {
+                Ok(()) => json_response(StatusCode::CREATED, &json!({"added": true})),
+                Err(message) => bad(message),
+            }
+        }
+        (&Method::DELETE, ["admin", "routes", route, "versions", name]) => {
+            match handle.remove_version(route, name) {
+                Ok(()) => json_response(StatusCode::OK, &json!({"removed": name})),
+                Err(message) => bad(message),
+            }
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("no such admin endpoint: {method} {path}"),
+        ),
+    }
+}
+
+fn unknown_route(route: &str) -> Response<GatewayBody> {
+    error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("no route `{route}`"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_by_digest() {
+        assert!(token_matches("s3cret", "s3cret"));
+        assert!(!token_matches("s3cret ", "s3cret"));
+        assert!(!token_matches("", "s3cret"));
+    }
+}

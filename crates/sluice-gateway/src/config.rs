@@ -1,0 +1,426 @@
+//! The gateway's YAML config, checked as a whole and compiled into a routing [`Snapshot`].
+//!
+//! ```yaml
+//! routes:
+//!   chat:                                  # the model name clients send
+//!     versions:
+//!       - {name: stable, url: "http://127.0.0.1:9001/v1", model: stable}
+//!       - {name: candidate, url: "http://127.0.0.1:9002/v1", model: candidate, api_key_env: CANDIDATE_KEY}
+//!     split:
+//!       weights: {stable: 90, candidate: 10}
+//!       sticky_key: user                   # or "header:x-user-id"
+//!       salt: chat-2026-11                 # default: the route name
+//!       overrides: true                    # honour `x-sluice-version` (default true)
+//!       segments:
+//!         - {header: x-beta, equals: "1", version: candidate}
+//!         - {users: [alice, bob], version: candidate}
+//! limits: {max_body_bytes: 4194304, header_read_timeout_ms: 10000}
+//! admin: {token_env: SLUICE_ADMIN_TOKEN}
+//! drain_timeout_ms: 30000
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sluice_config::{Diagnostic, Diagnostics, Document, EnvSource, FieldPath};
+
+use crate::route::{Route, Segment, Snapshot, StickyKey, Timeouts, Version};
+
+/// The config file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    routes: BTreeMap<String, RawRoute>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+    #[serde(default)]
+    admin: Option<RawAdmin>,
+    #[serde(default)]
+    drain_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    versions: Vec<RawVersion>,
+    #[serde(default)]
+    split: Option<RawSplit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVersion {
+    name: String,
+    url: String,
+    model: String,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    system_prompt: Option<String>,
+    #[serde(default)]
+    params: Option<Map<String, Value>>,
+    #[serde(default)]
+    timeouts: Option<RawTimeouts>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    connect_ms: Option<u64>,
+    ttft_ms: Option<u64>,
+    total_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSplit {
+    #[serde(default)]
+    weights: Option<BTreeMap<String, f64>>,
+    #[serde(default)]
+    sticky_key: Option<String>,
+    #[serde(default)]
+    salt: Option<String>,
+    #[serde(default)]
+    overrides: Option<bool>,
+    #[serde(default)]
+    segments: Vec<RawSegment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSegment {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    equals: Option<String>,
+    #[serde(default)]
+    users: Option<Vec<String>>,
+    version: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    token_env: Option<String>,
+}
+
+/// Server-wide settings (not hot-reloadable: they shape the listeners).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Longest a client may take to send its request headers.
+    pub header_read_timeout: Duration,
+    /// How long a shutdown waits for requests in flight.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A checked config.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Routes and versions.
+    pub snapshot: Snapshot,
+    /// Listener limits.
+    pub limits: Limits,
+    /// The admin bearer token, read from the named environment variable.
+    pub admin_token: Option<String>,
+}
+
+impl GatewayConfig {
+    /// Reads and checks a config file, reporting every problem at once.
+    pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Self, Diagnostics> {
+        let document = Document::read(path, env)?;
+        Self::from_document(&document, env)
+    }
+
+    /// Checks a parsed document.
+    pub fn from_document(document: &Document, env: &dyn EnvSource) -> Result<Self, Diagnostics> {
+        let raw: RawConfig = document.deserialize()?;
+        let mut errors = Vec::new();
+        let mut routes = BTreeMap::new();
+        if raw.routes.is_empty() {
+            errors.push(document.error_at(
+                &FieldPath::root().key("routes"),
+                "expected at least one route",
+            ));
+        }
+        for (name, raw_route) in raw.routes {
+            let path = FieldPath::root().key("routes").key(name.clone());
+            if let Some(route) = compile_route(document, env, &path, &name, raw_route, &mut errors)
+            {
+                routes.insert(name, Arc::new(route));
+            }
+        }
+        let limits_path = FieldPath::root().key("limits");
+        let raw_limits = raw.limits.unwrap_or_default();
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_body_bytes: match raw_limits.max_body_bytes {
+                Some(0) => {
+                    errors.push(document.error_at(
+                        &limits_path.key("max_body_bytes"),
+                        "expected at least 1 byte",
+                    ));
+                    0
+                }
+                Some(n) => n,
+                None => defaults.max_body_bytes,
+            },
+            header_read_timeout: raw_limits
+                .header_read_timeout_ms
+                .map_or(defaults.header_read_timeout, Duration::from_millis),
+            drain_timeout: raw
+                .drain_timeout_ms
+                .map_or(defaults.drain_timeout, Duration::from_millis),
+        };
+        let admin_token = match raw.admin.and_then(|a| a.token_env) {
+            Some(var) => match env.var(&var).filter(|v| !v.is_empty()) {
+                Some(token) => Some(token),
+                None => {
+                    errors.push(document.error_at(
+                        &FieldPath::root().key("admin").key("token_env"),
+                        format!("the environment variable `{var}` is not set"),
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        if !errors.is_empty() {
+            return Err(document.diagnostics(errors));
+        }
+        Ok(Self {
+            snapshot: Snapshot { routes },
+            limits,
+            admin_token,
+        })
+    }
+}
+
+fn compile_route(
+    document: &Document,
+    env: &dyn EnvSource,
+    path: &FieldPath,
+    name: &str,
+    raw: RawRoute,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Route> {
+    let before = errors.len();
+    let mut versions = Vec::with_capacity(raw.versions.len());
+    let mut names = BTreeSet::new();
+    if raw.versions.is_empty() {
+        errors.push(document.error_at(&path.key("versions"), "expected at least one version"));
+    }
+    for (i, v) in raw.versions.into_iter().enumerate() {
+        let vpath = path.key("versions").index(i);
+        if !names.insert(v.name.clone()) {
+            errors.push(document.error_at(
+                &vpath.key("name"),
+                format!("duplicate version name `{}`", v.name),
+            ));
+        }
+        if !(v.url.starts_with("http://") || v.url.starts_with("https://")) {
+            errors.push(document.error_at(
+                &vpath.key("url"),
+                format!(
+                    "expected an http:// or https:// base URL such as http://127.0.0.1:8000/v1, found `{}`",
+                    v.url
+                ),
+            ));
+        }
+        let api_key = match &v.api_key_env {
+            Some(var) => match env.var(var).filter(|k| !k.is_empty()) {
+                Some(key) => Some(key),
+                None => {
+                    errors.push(document.error_at(
+                        &vpath.key("api_key_env"),
+                        format!("the environment variable `{var}` is not set"),
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let raw_timeouts = v.timeouts.unwrap_or_default();
+        let defaults = Timeouts::default();
+        versions.push(Version {
+            name: v.name,
+            base_url: v.url.trim_end_matches('/').to_owned(),
+            model: v.model,
+            api_key,
+            system_prompt: v.system_prompt,
+            params: v.params.unwrap_or_default(),
+            timeouts: Timeouts {
+                connect: raw_timeouts
+                    .connect_ms
+                    .map_or(defaults.connect, Duration::from_millis),
+                ttft: raw_timeouts
+                    .ttft_ms
+                    .map_or(defaults.ttft, Duration::from_millis),
+                total: raw_timeouts
+                    .total_ms
+                    .map_or(defaults.total, Duration::from_millis),
+            },
+        });
+    }
+    let split = raw.split;
+    let weights = match split.as_ref().and_then(|s| s.weights.clone()) {
+        Some(weights) => {
+            let wpath = path.key("split").key("weights");
+            for (version, weight) in &weights {
+                if !names.contains(version) {
+                    errors.push(document.error_at(
+                        &wpath.key(version.clone()),
+                        format!(
+                            "unknown version `{version}` (versions: {})",
+                            names.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                if !(weight.is_finite() && *weight >= 0.0) {
+                    errors.push(document.error_at(
+                        &wpath.key(version.clone()),
+                        format!("expected a weight between 0 and 100, found {weight}"),
+                    ));
+                }
+            }
+            let sum: f64 = weights.values().sum();
+            if (sum - 100.0).abs() > 1e-6 {
+                errors.push(
+                    document.error_at(&wpath, format!("weights must sum to 100, found {sum}")),
+                );
+            }
+            weights
+        }
+        // Without weights everything goes to the first version.
+        None => versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.clone(), if i == 0 { 100.0 } else { 0.0 }))
+            .collect(),
+    };
+    let sticky = match split.as_ref().and_then(|s| s.sticky_key.as_deref()) {
+        None => StickyKey::None,
+        Some("user") => StickyKey::User,
+        Some(text) => match text.strip_prefix("header:") {
+            Some(header) if !header.is_empty() => StickyKey::Header(header.to_ascii_lowercase()),
+            _ => {
+                errors.push(document.error_at(
+                    &path.key("split").key("sticky_key"),
+                    format!("expected `user` or `header:NAME`, found `{text}`"),
+                ));
+                StickyKey::None
+            }
+        },
+    };
+    let mut segments = Vec::new();
+    for (i, s) in split
+        .as_ref()
+        .map(|s| s.segments.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let spath = path.key("split").key("segments").index(i);
+        if !names.contains(&s.version) {
+            errors.push(document.error_at(
+                &spath.key("version"),
+                format!("unknown version `{}`", s.version),
+            ));
+        }
+        match (&s.header, &s.equals, &s.users) {
+            (Some(header), Some(value), None) => segments.push(Segment::Header {
+                name: header.to_ascii_lowercase(),
+                value: value.clone(),
+                version: s.version.clone(),
+            }),
+            (None, None, Some(users)) => segments.push(Segment::Users {
+                users: users.iter().cloned().collect(),
+                version: s.version.clone(),
+            }),
+            _ => errors.push(
+                document.error_at(&spath, "expected either `header` with `equals`, or `users`"),
+            ),
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    let salt = split
+        .as_ref()
+        .and_then(|s| s.salt.clone())
+        .unwrap_or_else(|| name.to_owned());
+    let overrides = split.as_ref().and_then(|s| s.overrides).unwrap_or(true);
+    Route::new(versions, &weights, sticky, salt, overrides, segments).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_config::MapEnv;
+
+    use super::*;
+
+    fn compile(text: &str, env: &MapEnv) -> Result<GatewayConfig, Diagnostics> {
+        let document = Document::parse("gateway.yaml", text, env)?;
+        GatewayConfig::from_document(&document, env)
+    }
+
+    #[test]
+    fn the_issue_example_compiles() {
+        let env = MapEnv([("CANDIDATE_KEY".to_owned(), "sk-test".to_owned())].into());
+        let config = compile(
+            "routes:\n  chat:\n    versions:\n      - {name: stable, url: \"http://127.0.0.1:9001/v1\", model: stable}\n      - {name: candidate, url: \"http://127.0.0.1:9002/v1\", model: candidate, api_key_env: CANDIDATE_KEY}\n    split:\n      weights: {stable: 90, candidate: 10}\n      sticky_key: user\n",
+            &env,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let route = &config.snapshot.routes["chat"];
+        assert_eq!(route.versions[1].api_key.as_deref(), Some("sk-test"));
+        assert_eq!(route.weight("candidate"), Some(10.0));
+        assert_eq!(route.sticky, StickyKey::User);
+    }
+
+    #[test]
+    fn every_problem_is_located() {
+        let error = compile(
+            "routes:\n  chat:\n    versions:\n      - {name: a, url: \"ftp://x\", model: a, api_key_env: NOPE}\n      - {name: a, url: \"http://x/v1\", model: b}\n    split:\n      weights: {a: 50, c: 40}\n      sticky_key: cookie\n",
+            &MapEnv::default(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        for expected in [
+            "gateway.yaml:4:24: routes.chat.versions[0].url: expected an http:// or https:// base URL",
+            "routes.chat.versions[0].api_key_env: the environment variable `NOPE` is not set",
+            "routes.chat.versions[1].name: duplicate version name `a`",
+            "routes.chat.split.weights.c: unknown version `c` (versions: a)",
+            "routes.chat.split.weights: weights must sum to 100, found 90",
+            "routes.chat.split.sticky_key: expected `user` or `header:NAME`, found `cookie`",
+        ] {
+            assert!(
+                error.contains(expected),
+                "missing {expected:?} in:\n{error}"
+            );
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! `sluice gateway`: an OpenAI-compatible proxy that splits each route's traffic between
+//! versions (weighted, sticky by user, header overrides, feature-flag segments) and keeps live
+//! per-version metrics for the rollout controller and for Prometheus.
+//!
+//! Every request reads the routing [`route::Snapshot`] once, from an atomically swapped
+//! pointer: a weight change, an added version or a config reload affects only requests that
+//! arrive after it, and a stream that started on a version finishes there. [`proxy`] passes
+//! answers through as they arrive; [`metrics`] keeps windows and counters; [`admin`] is the
+//! control API; [`GatewayHandle`] is the same control surface in-process.
+
+#![deny(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+mod proxy;
+pub mod route;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use sluice_config::ProcessEnv;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::config::GatewayConfig;
+use crate::metrics::{Metrics, WindowStats};
+use crate::proxy::Shared;
+use crate::route::{Route, Snapshot, Version};
+
+/// The in-process control surface: what the admin API does, for the rollout controller.
+#[derive(Clone)]
+pub struct GatewayHandle {
+    shared: Arc<Shared>,
+    config_path: Option<Arc<PathBuf>>,
+}
+
+impl GatewayHandle {
+    /// The routing snapshot in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// The live metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.shared.metrics)
+    }
+
+    /// Every version's figures over the last `span`.
+    pub fn windows(&self, span: Duration) -> BTreeMap<String, BTreeMap<String, WindowStats>> {
+        self.shared.metrics.windows(span)
+    }
+
+    /// Replaces one route in a copy of the snapshot and swaps it in.
+    fn update_route(
+        &self,
+        route: &str,
+        change: impl Fn(&Route) -> Result<Route, String>,
+    ) -> Result<(), String> {
+        let mut result = Ok(());
+        self.shared.snapshot.rcu(|current| {
+            let mut next = (**current).clone();
+            match next.routes.get(route) {
+                Some(existing) => match change(existing) {
+                    Ok(updated) => {
+                        next.routes.insert(route.to_owned(), Arc::new(updated));
+                        result = Ok(());
+                    }
+                    Err(e) => result = Err(e),
+                },
+                None => result = Err(format!("no route `{route}`")),
+            }
+            next
+        });
+        result
+    }
+
+    /// Sets a route's weights atomically (percent by version name; they must sum to 100).
+    pub fn set_weights(&self, route: &str, weights: &BTreeMap<String, f64>) -> Result<(), String> {
+        self.update_route(route, |r| {
+            r.with_weights(weights).map_err(|e| e.to_string())
+        })?;
+        info!(route, ?weights, "Weights set.");
+        Ok(())
+    }
+
+    /// Adds a version to a route with weight 0.
+    pub fn add_version(&self, route: &str, version: Version) -> Result<(), String> {
+        let name = version.name.clone();
+        self.update_route(route, |r| {
+            if r.index(&version.name).is_some() {
+                return Err(format!(
+                    "route `{route}` already has a version `{}`",
+                    version.name
+                ));
+            }
+            let mut next = r.clone();
+            next.versions.push(version.clone());
+            next.weights.push(0.0);
+            Ok(next)
+        })?;
+        info!(route, version = name, "Version added.");
+        Ok(())
+    }
+
+    /// Removes a version whose weight is 0.
+    pub fn remove_version(&self, route: &str, name: &str) -> Result<(), String> {
+        self.update_route(route, |r| {
+            let index = r
+                .index(name)
+                .ok_or_else(|| format!("route `{route}` has no version `{name}`"))?;
+            if r.weights[index] > 0.0 {
+                return Err(format!(
+                    "version `{name}` still has weight {}; set it to 0 first",
+                    r.weights[index]
+                ));
+            }
+            if r.versions.len() == 1 {
+                return Err(format!("`{name}` is the route's only version"));
+            }
+            let mut next = r.clone();
+            next.versions.remove(index);
+            next.weights.remove(index);
+            next.segments.retain(|s| match s {
+                route::Segment::Header { version, .. } | route::Segment::Users { version, .. } => {
+                    version != name
+                }
+            });
+            Ok(next)
+        })?;
+        info!(route, version = name, "Version removed.");
+        Ok(())
+    }
+
+    /// Re-reads the config file and swaps its routes in; on an error the routes in force are
+    /// kept. Listener limits are not reloaded.
+    pub fn reload(&self) -> Result<(), String> {
+        let Some(path) = &self.config_path else {
+            return Err("this gateway was started without a config file".into());
+        };
+        let config = GatewayConfig::load(path, &ProcessEnv).map_err(|e| e.to_string())?;
+        self.shared.snapshot.store(Arc::new(config.snapshot));
+        info!(path = %path.display(), "Config reloaded.");
+        Ok(())
+    }
+
+    /// Requests whose answers are not complete.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// A running gateway.
+pub struct GatewayServer {
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    handle: GatewayHandle,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The admin API would be reachable from other hosts without a token.
+    #[error(
+        "the admin API on {0} is not on loopback; set `admin.token_env` in the config so that it needs a token"
+    )]
+    OpenAdmin(SocketAddr),
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+impl GatewayServer {
+    /// Binds both listeners and starts serving.
+    pub async fn start(
+        config: GatewayConfig,
+        config_path: Option<PathBuf>,
+        listen: SocketAddr,
+        admin_listen: SocketAddr,
+    ) -> Result<Self, StartError> {
+        if config.admin_token.is_none() && !admin_listen.ip().is_loopback() {
+            return Err(StartError::OpenAdmin(admin_listen));
+        }
+        let listener = bind(listen).await?;
+        let admin_listener = bind(admin_listen).await?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: admin_listen,
+                source,
+            })?;
+        let limits = config.limits.clone();
+        let shared = Arc::new(Shared::new(config.snapshot, limits.clone()));
+        let handle = GatewayHandle {
+            shared: Arc::clone(&shared),
+            config_path: config_path.map(Arc::new),
+        };
+        let (shutdown, receiver) = watch::channel(false);
+        let public = {
+            let shared = Arc::clone(&shared);
+            serve(listener, limits.clone(), receiver.clone(), move |request| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, request).await) }
+            })
+        };
+        let admin = {
+            let handle = handle.clone();
+            let token = config.admin_token.map(Arc::new);
+            serve(admin_listener, limits, receiver, move |request| {
+                let (handle, token) = (handle.clone(), token.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(admin::handle(handle, token, request).await)
+                }
+            })
+        };
+        info!(%addr, %admin_addr, "Gateway listening.");
+        Ok(Self {
+            addr,
+            admin_addr,
+            handle,
+            shutdown,
+            tasks: vec![tokio::spawn(public), tokio::spawn(admin)],
+        })
+    }
+
+    /// The public address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The control surface.
+    pub fn handle(&self) -> GatewayHandle {
+        self.handle.clone()
+    }
+
+    /// Stops accepting, lets requests in flight finish (streams included) up to the drain
+    /// deadline, then closes what is left and says how many were cut.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let left = self.handle.in_flight();
+        if left > 0 {
+            warn!(
+                in_flight = left,
+                "Gateway stopped with requests still in flight."
+            );
+        } else {
+            info!("Gateway drained.");
+        }
+    }
+}
+
+/// Accepts connections until shutdown, then drains them (up to the limit's deadline).
+async fn serve<F, Fut>(
+    listener: TcpListener,
+    limits: config::Limits,
+    mut shutdown: watch::Receiver<bool>,
+    service: F,
+) where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<
+            Output = Result<hyper::Response<proxy::GatewayBody>, std::convert::Infallible>,
+        > + Send
+        + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        warn!(%error, "Accept failed.");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = service.clone();
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout)
+                    .serve_connection(TokioIo::new(stream), service_fn(service));
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        debug!(%error, "Connection ended with an error.");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.drain_timeout) => {
+            warn!(deadline_ms = limits.drain_timeout.as_millis() as u64, "Drain deadline passed; closing the remaining connections.");
+        }
+    }
+}

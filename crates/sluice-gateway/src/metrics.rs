@@ -1,0 +1,469 @@
+//! Per-version live metrics: cumulative counters and fixed-bucket histograms for Prometheus,
+//! and sliding windows (10-second buckets over the last five minutes, each with HdrHistograms)
+//! that the rollout controller and the admin API read.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Width of one window bucket.
+pub const BUCKET: Duration = Duration::from_secs(10);
+/// Buckets kept: five minutes.
+const BUCKETS: usize = 30;
+/// Upper bounds of the Prometheus histograms, in seconds.
+const PROMETHEUS_BOUNDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0,
+];
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// A 2xx answer, completely delivered.
+    Ok,
+    /// The upstream answered 4xx.
+    ClientError,
+    /// The upstream answered 5xx, or broke its stream.
+    ServerError,
+    /// An upstream timeout (connect, first token or total).
+    Timeout,
+    /// The upstream could not be reached.
+    UpstreamConnect,
+    /// The client went away before the answer was complete.
+    ClientClosed,
+}
+
+impl Class {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Ok => "ok",
+            Class::ClientError => "4xx",
+            Class::ServerError => "5xx",
+            Class::Timeout => "timeout",
+            Class::UpstreamConnect => "upstream_connect",
+            Class::ClientClosed => "client_closed",
+        }
+    }
+
+    /// Counts against the version's error rate (a client leaving does not).
+    pub fn is_error(self) -> bool {
+        !matches!(self, Class::Ok | Class::ClientClosed)
+    }
+}
+
+/// What one finished request contributes.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation {
+    /// How it ended.
+    pub class: Class,
+    /// From the request's arrival to its last byte.
+    pub latency: Duration,
+    /// To the first body chunk from upstream (streams), when there was one.
+    pub ttft: Option<Duration>,
+    /// Time spent in the gateway itself: latency minus the upstream exchange.
+    pub overhead: Duration,
+    /// Prompt tokens, from `usage`.
+    pub prompt_tokens: u64,
+    /// Completion tokens, from `usage`.
+    pub completion_tokens: u64,
+}
+
+#[derive(Debug, Clone)]
+struct PromHistogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl PromHistogram {
+    fn new() -> Self {
+        Self {
+            counts: vec![0; PROMETHEUS_BOUNDS.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, value: Duration) {
+        let seconds = value.as_secs_f64();
+        if let Some(i) = PROMETHEUS_BOUNDS.iter().position(|b| seconds <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (bound, count) in PROMETHEUS_BOUNDS.iter().zip(&self.counts) {
+            cumulative += count;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+fn window_histogram() -> Histogram<u32> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2)
+        .unwrap_or_else(|e| unreachable!("constant histogram bounds are valid: {e}"))
+}
+
+#[derive(Debug)]
+struct Bucket {
+    index: u64,
+    requests: u64,
+    classes: BTreeMap<Class, u64>,
+    latency: Histogram<u32>,
+    ttft: Histogram<u32>,
+    completion_tokens: u64,
+}
+
+impl Bucket {
+    fn new(index: u64) -> Self {
+        Self {
+            index,
+            requests: 0,
+            classes: BTreeMap::new(),
+            latency: window_histogram(),
+            ttft: window_histogram(),
+            completion_tokens: 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    classes: BTreeMap<Class, u64>,
+    latency: PromHistogram,
+    ttft: PromHistogram,
+    overhead: PromHistogram,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    buckets: VecDeque<Bucket>,
+}
+
+/// One version's metrics.
+#[derive(Debug)]
+pub struct VersionMetrics {
+    inner: Mutex<Inner>,
+    in_flight: AtomicI64,
+    started: Instant,
+}
+
+/// A window's figures, in milliseconds where they are times.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WindowStats {
+    /// The window asked for, in seconds.
+    pub window_s: f64,
+    /// Requests finished in the window.
+    pub requests: u64,
+    /// Requests by how they ended.
+    pub classes: BTreeMap<Class, u64>,
+    /// Errors (every class but ok and client_closed) over requests; 0 without requests.
+    pub error_rate: f64,
+    /// Latency median.
+    pub latency_p50_ms: Option<f64>,
+    /// Latency p99.
+    pub latency_p99_ms: Option<f64>,
+    /// TTFT median.
+    pub ttft_p50_ms: Option<f64>,
+    /// TTFT p99.
+    pub ttft_p99_ms: Option<f64>,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Requests in flight now.
+    pub in_flight: i64,
+}
+
+impl VersionMetrics {
+    fn new(started: Instant) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                classes: BTreeMap::new(),
+                latency: PromHistogram::new(),
+                ttft: PromHistogram::new(),
+                overhead: PromHistogram::new(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                buckets: VecDeque::with_capacity(BUCKETS + 1),
+            }),
+            in_flight: AtomicI64::new(0),
+            started,
+        }
+    }
+
+    /// A request started.
+    pub fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request finished.
+    pub fn record(&self, observation: &Observation) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let index = self.started.elapsed().as_secs() / BUCKET.as_secs();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *inner.classes.entry(observation.class).or_default() += 1;
+        inner.latency.observe(observation.latency);
+        inner.overhead.observe(observation.overhead);
+        if let Some(ttft) = observation.ttft {
+            inner.ttft.observe(ttft);
+        }
+        inner.prompt_tokens += observation.prompt_tokens;
+        inner.completion_tokens += observation.completion_tokens;
+        if inner.buckets.back().is_none_or(|b| b.index != index) {
+            inner.buckets.push_back(Bucket::new(index));
+            while inner.buckets.len() > BUCKETS {
+                inner.buckets.pop_front();
+            }
+        }
+        if let Some(bucket) = inner.buckets.back_mut() {
+            bucket.requests += 1;
+            *bucket.classes.entry(observation.class).or_default() += 1;
+            let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+            bucket
+                .latency
+                .saturating_record(micros(observation.latency));
+            if let Some(ttft) = observation.ttft {
+                bucket.ttft.saturating_record(micros(ttft));
+            }
+            bucket.completion_tokens += observation.completion_tokens;
+        }
+    }
+
+    /// The figures of the last `span` (rounded up to whole 10-second buckets).
+    pub fn window(&self, span: Duration) -> WindowStats {
+        let now = self.started.elapsed().as_secs() / BUCKET.as_secs();
+        let count = span.as_secs().div_ceil(BUCKET.as_secs()).max(1);
+        let oldest = (now + 1).saturating_sub(count);
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stats = WindowStats {
+            window_s: span.as_secs_f64(),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            ..WindowStats::default()
+        };
+        let mut latency = window_histogram();
+        let mut ttft = window_histogram();
+        for bucket in inner.buckets.iter().filter(|b| b.index >= oldest) {
+            stats.requests += bucket.requests;
+            for (class, n) in &bucket.classes {
+                *stats.classes.entry(*class).or_default() += n;
+            }
+            let _ = latency.add(&bucket.latency);
+            let _ = ttft.add(&bucket.ttft);
+            stats.completion_tokens += bucket.completion_tokens;
+        }
+        let errors: u64 = stats
+            .classes
+            .iter()
+            .filter(|(c, _)| c.is_error())
+            .map(|(_, n)| n)
+            .sum();
+        if stats.requests > 0 {
+            stats.error_rate = errors as f64 / stats.requests as f64;
+        }
+        let ms = |h: &Histogram<u32>, q: f64| {
+            (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1000.0)
+        };
+        stats.latency_p50_ms = ms(&latency, 0.5);
+        stats.latency_p99_ms = ms(&latency, 0.99);
+        stats.ttft_p50_ms = ms(&ttft, 0.5);
+        stats.ttft_p99_ms = ms(&ttft, 0.99);
+        stats
+    }
+}
+
+/// Every version's metrics, by route and version.
+#[derive(Debug)]
+pub struct Metrics {
+    versions: RwLock<BTreeMap<(String, String), Arc<VersionMetrics>>>,
+    started: Instant,
+    /// Shadow copies dropped because their queue was full.
+    pub shadow_dropped: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            versions: RwLock::new(BTreeMap::new()),
+            started: Instant::now(),
+            shadow_dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// A version's metrics, created on first use (they outlive config reloads).
+    pub fn version(&self, route: &str, version: &str) -> Arc<VersionMetrics> {
+        let key = (route.to_owned(), version.to_owned());
+        if let Some(found) = self
+            .versions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Arc::clone(found);
+        }
+        let mut versions = self.versions.write().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            versions
+                .entry(key)
+                .or_insert_with(|| Arc::new(VersionMetrics::new(self.started))),
+        )
+    }
+
+    /// Every version's window, by route then version.
+    pub fn windows(&self, span: Duration) -> BTreeMap<String, BTreeMap<String, WindowStats>> {
+        let versions = self.versions.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: BTreeMap<String, BTreeMap<String, WindowStats>> = BTreeMap::new();
+        for ((route, version), metrics) in versions.iter() {
+            out.entry(route.clone())
+                .or_default()
+                .insert(version.clone(), metrics.window(span));
+        }
+        out
+    }
+
+    /// Everything in Prometheus's text format.
+    pub fn prometheus(&self) -> String {
+        let versions = self.versions.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let labels = |route: &str, version: &str| {
+            format!(
+                "route=\"{}\",version=\"{}\"",
+                escape(route),
+                escape(version)
+            )
+        };
+        out.push_str("# HELP sluice_gateway_requests_total Requests finished, by how they ended.\n# TYPE sluice_gateway_requests_total counter\n");
+        for ((route, version), m) in versions.iter() {
+            let inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
+            for (class, n) in &inner.classes {
+                let _ = writeln!(
+                    out,
+                    "sluice_gateway_requests_total{{{},class=\"{}\"}} {n}",
+                    labels(route, version),
+                    class.as_str()
+                );
+            }
+        }
+        out.push_str("# HELP sluice_gateway_in_flight Requests in flight.\n# TYPE sluice_gateway_in_flight gauge\n");
+        for ((route, version), m) in versions.iter() {
+            let _ = writeln!(
+                out,
+                "sluice_gateway_in_flight{{{}}} {}",
+                labels(route, version),
+                m.in_flight.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP sluice_gateway_tokens_total Tokens from upstream usage.\n# TYPE sluice_gateway_tokens_total counter\n");
+        for ((route, version), m) in versions.iter() {
+            let inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
+            for (kind, n) in [
+                ("prompt", inner.prompt_tokens),
+                ("completion", inner.completion_tokens),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "sluice_gateway_tokens_total{{{},kind=\"{kind}\"}} {n}",
+                    labels(route, version)
+                );
+            }
+        }
+        for (name, help, pick) in [
+            (
+                "sluice_gateway_request_duration_seconds",
+                "From request arrival to its last byte.",
+                0,
+            ),
+            (
+                "sluice_gateway_ttft_seconds",
+                "From request arrival to the first streamed chunk.",
+                1,
+            ),
+            (
+                "sluice_gateway_overhead_seconds",
+                "Time spent in the gateway: request duration minus the upstream exchange.",
+                2,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for ((route, version), m) in versions.iter() {
+                let inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
+                let histogram = match pick {
+                    0 => &inner.latency,
+                    1 => &inner.ttft,
+                    _ => &inner.overhead,
+                };
+                histogram.write(&mut out, name, &labels(route, version));
+            }
+        }
+        out.push_str("# HELP sluice_gateway_shadow_dropped_total Shadow copies dropped on a full queue.\n# TYPE sluice_gateway_shadow_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "sluice_gateway_shadow_dropped_total {}",
+            self.shadow_dropped.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observation(class: Class, ms: u64) -> Observation {
+        Observation {
+            class,
+            latency: Duration::from_millis(ms),
+            ttft: Some(Duration::from_millis(ms / 2)),
+            overhead: Duration::from_micros(50),
+            prompt_tokens: 3,
+            completion_tokens: 5,
+        }
+    }
+
+    #[test]
+    fn windows_and_prometheus_agree() {
+        let metrics = Metrics::default();
+        let v = metrics.version("chat", "stable");
+        for i in 0..100 {
+            v.begin();
+            let class = if i < 5 { Class::ServerError } else { Class::Ok };
+            v.record(&observation(class, 10 + i));
+        }
+        let w = v.window(Duration::from_secs(60));
+        assert_eq!(w.requests, 100);
+        assert!((w.error_rate - 0.05).abs() < 1e-9);
+        assert!(
+            w.latency_p99_ms.is_some_and(|p| (p - 108.0).abs() < 2.0),
+            "{w:?}"
+        );
+        assert_eq!(w.in_flight, 0);
+        let text = metrics.prometheus();
+        assert!(
+            text.contains(
+                "sluice_gateway_requests_total{route=\"chat\",version=\"stable\",class=\"ok\"} 95"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "sluice_gateway_requests_total{route=\"chat\",version=\"stable\",class=\"5xx\"} 5"
+        ));
+        assert!(text.contains(
+            "sluice_gateway_overhead_seconds_count{route=\"chat\",version=\"stable\"} 100"
+        ));
+        assert!(text.contains(
+            "sluice_gateway_tokens_total{route=\"chat\",version=\"stable\",kind=\"completion\"} 500"
+        ));
+    }
+}

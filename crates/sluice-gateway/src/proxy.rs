@@ -1,0 +1,841 @@
+//! The OpenAI-compatible front: reads and checks a request, routes it once from the current
+//! snapshot, rewrites it for the chosen version (upstream model name, system prompt, default
+//! parameters, `include_usage` forced on streams), and passes the answer back as it arrives —
+//! event by event for streams, with the usage chunk the client did not ask for removed —
+//! recording the outcome in the version's metrics when the last byte has gone.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Map, Value, json};
+use tokio::time::Sleep;
+use tracing::{debug, warn};
+
+use crate::config::Limits;
+use crate::metrics::{Class, Metrics, Observation, VersionMetrics};
+use crate::route::{RequestKeys, Snapshot, Version};
+
+/// State shared by every request.
+pub(crate) struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    /// Upstream clients by connect timeout (ms); each keeps its own connection pool.
+    clients: Mutex<HashMap<u64, reqwest::Client>>,
+    next_id: AtomicU64,
+    id_prefix: String,
+    /// Requests whose answer is not complete yet.
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+impl Shared {
+    pub fn new(snapshot: Snapshot, limits: Limits) -> Self {
+        Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics: Arc::new(Metrics::default()),
+            limits,
+            clients: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            id_prefix: format!("{:08x}", fastrand::u32(..)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn client(&self, connect: Duration) -> Result<reqwest::Client, reqwest::Error> {
+        let key = u64::try_from(connect.as_millis()).unwrap_or(u64::MAX);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    fn request_id(&self) -> String {
+        format!(
+            "req-{}-{}",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// A response body: complete bytes, or an upstream answer passed through.
+pub(crate) enum GatewayBody {
+    Full(Option<Bytes>),
+    Proxy(Box<ProxyBody>),
+}
+
+impl Body for GatewayBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            GatewayBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            GatewayBody::Proxy(body) => body.poll_next(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, GatewayBody::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            GatewayBody::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            GatewayBody::Full(None) => SizeHint::with_exact(0),
+            GatewayBody::Proxy(_) => SizeHint::default(),
+        }
+    }
+}
+
+pub(crate) fn full(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<GatewayBody> {
+    let mut response = Response::new(GatewayBody::Full(Some(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<GatewayBody> {
+    full(
+        status,
+        "application/json",
+        Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+    )
+}
+
+/// An OpenAI-shaped error.
+pub(crate) fn error(
+    status: StatusCode,
+    kind: &str,
+    message: impl Into<String>,
+) -> Response<GatewayBody> {
+    json_response(
+        status,
+        &json!({"error": {"message": message.into(), "type": kind, "param": null, "code": null}}),
+    )
+}
+
+/// Reads a request body up to the configured limit.
+pub(crate) async fn read_body(
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<Bytes, Box<Response<GatewayBody>>> {
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(Box::new(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                format!("the request body is larger than the gateway's limit of {limit} bytes"),
+            )))
+        }
+        Err(e) => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("the request body could not be read: {e}"),
+        ))),
+    }
+}
+
+/// The endpoints that are routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat/completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// `GET /v1/models`: the routes, as models.
+pub(crate) fn models(shared: &Shared) -> Response<GatewayBody> {
+    let snapshot = shared.snapshot.load();
+    let data: Vec<Value> = snapshot
+        .routes
+        .keys()
+        .map(|name| json!({"id": name, "object": "model", "created": 0, "owned_by": "sluice-gateway"}))
+        .collect();
+    json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+}
+
+/// Proxies one routed request.
+pub(crate) async fn forward(
+    shared: &Shared,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+) -> Response<GatewayBody> {
+    let arrived = Instant::now();
+    let headers = request.headers().clone();
+    let body = match read_body(request, shared.limits.max_body_bytes).await {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let mut body: Map<String, Value> = match serde_json::from_slice(&body) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "the request body must be a JSON object",
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("the request body is not valid JSON: {e}"),
+            );
+        }
+    };
+    let Some(model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "`model` is required",
+        );
+    };
+    let snapshot = shared.snapshot.load_full();
+    let Some(route) = snapshot.routes.get(&model).cloned() else {
+        let known: Vec<&str> = snapshot.routes.keys().map(String::as_str).collect();
+        let mut response = error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!(
+                "The model `{model}` does not exist on this gateway (routes: {}).",
+                known.join(", ")
+            ),
+        );
+        set_header(response.headers_mut(), "x-sluice-route", "none");
+        return response;
+    };
+    let (index, request_id) = {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let user = body.get("user").and_then(Value::as_str);
+        let keys = RequestKeys {
+            override_version: header("x-sluice-version"),
+            user,
+            header: Some(&header),
+        };
+        let (index, reason) = route.pick(&keys, fastrand::f64());
+        let request_id = header("x-request-id")
+            .filter(|id| id.len() <= 128)
+            .map_or_else(|| shared.request_id(), str::to_owned);
+        debug!(
+            route = model,
+            version = route.versions[index].name,
+            reason = reason.as_str(),
+            request_id,
+            "Routed."
+        );
+        (index, request_id)
+    };
+    let version = &route.versions[index];
+
+    let stream = body.get("stream").and_then(Value::as_bool) == Some(true)
+        && endpoint != Endpoint::Embeddings;
+    let strip_usage = stream && !client_wants_usage(&body);
+    rewrite(&mut body, version, endpoint, stream);
+    let metrics = shared.metrics.version(&model, &version.name);
+    metrics.begin();
+    let finish = Finish {
+        metrics,
+        in_flight: Arc::clone(&shared.in_flight),
+        arrived,
+        upstream_started: Instant::now(),
+        upstream_ended: None,
+        ttft: None,
+        class: None,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+    };
+    shared.in_flight.fetch_add(1, Ordering::Relaxed);
+    let mut response = send(
+        shared,
+        version,
+        endpoint,
+        &body,
+        &request_id,
+        stream,
+        strip_usage,
+        finish,
+    )
+    .await;
+    let headers = response.headers_mut();
+    set_header(headers, "x-sluice-version", &version.name);
+    set_header(headers, "x-sluice-route", &model);
+    set_header(headers, "x-request-id", &request_id);
+    response
+}
+
+fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+fn client_wants_usage(body: &Map<String, Value>) -> bool {
+    body.get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+/// Rewrites the client's request for `version`.
+fn rewrite(body: &mut Map<String, Value>, version: &Version, endpoint: Endpoint, stream: bool) {
+    body.insert("model".into(), Value::String(version.model.clone()));
+    if endpoint == Endpoint::Chat
+        && let Some(system) = &version.system_prompt
+        && let Some(Value::Array(messages)) = body.get_mut("messages")
+    {
+        messages.insert(0, json!({"role": "system", "content": system}));
+    }
+    for (key, value) in &version.params {
+        body.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+    if stream {
+        let options = body
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(options) = options {
+            options.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, every argument distinct"
+)]
+async fn send(
+    shared: &Shared,
+    version: &Version,
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+    request_id: &str,
+    stream: bool,
+    strip_usage: bool,
+    mut finish: Finish,
+) -> Response<GatewayBody> {
+    let client = match shared.client(version.timeouts.connect) {
+        Ok(client) => client,
+        Err(e) => {
+            finish.end(Class::UpstreamConnect);
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                format!("cannot build the upstream client: {e}"),
+            );
+        }
+    };
+    let url = format!("{}/{}", version.base_url, endpoint.path());
+    let mut upstream = client
+        .post(&url)
+        .header(CONTENT_TYPE, "application/json")
+        .header("x-request-id", request_id)
+        .body(serde_json::to_vec(body).unwrap_or_default());
+    if let Some(key) = &version.api_key {
+        upstream = upstream.bearer_auth(key);
+    }
+    finish.upstream_started = Instant::now();
+    let deadline = finish.upstream_started + version.timeouts.total;
+    let first = version.timeouts.ttft.min(version.timeouts.total);
+    let answer = match tokio::time::timeout(first, upstream.send()).await {
+        Err(_) => {
+            finish.end(Class::Timeout);
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "version `{}` did not answer within {} ms",
+                    version.name,
+                    first.as_millis()
+                ),
+            );
+        }
+        Ok(Err(e)) => {
+            let class = if e.is_timeout() {
+                Class::Timeout
+            } else {
+                Class::UpstreamConnect
+            };
+            finish.end(class);
+            warn!(version = version.name, error = %e, "Upstream request failed.");
+            let status = if class == Class::Timeout {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            return error(
+                status,
+                "upstream_error",
+                format!("version `{}` could not be reached: {e}", version.name),
+            );
+        }
+        Ok(Ok(answer)) => answer,
+    };
+    let status = answer.status();
+    let content_type = answer.headers().get(CONTENT_TYPE).cloned();
+    let retry_after = answer.headers().get(RETRY_AFTER).cloned();
+    if !status.is_success() {
+        let class = if status.is_client_error() {
+            Class::ClientError
+        } else {
+            Class::ServerError
+        };
+        let text = match tokio::time::timeout_at(deadline.into(), answer.bytes()).await {
+            Ok(Ok(bytes)) => bytes,
+            _ => Bytes::new(),
+        };
+        finish.end(class);
+        let openai_shaped = serde_json::from_slice::<Value>(&text)
+            .ok()
+            .is_some_and(|v| v.get("error").is_some());
+        let mut response = if openai_shaped {
+            full(status, "application/json", text)
+        } else {
+            let snippet: String = String::from_utf8_lossy(&text).chars().take(200).collect();
+            error(
+                status,
+                "upstream_error",
+                format!("version `{}` answered {status}: {snippet}", version.name),
+            )
+        };
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let first_chunk_deadline = finish.upstream_started + first;
+    let body = ProxyBody {
+        upstream: Box::pin(answer.bytes_stream()),
+        mode: if stream {
+            Mode::Events {
+                buffer: BytesMut::new(),
+                strip_usage,
+                saw_done: false,
+            }
+        } else {
+            Mode::Plain {
+                collected: Vec::new(),
+            }
+        },
+        deadline: Box::pin(tokio::time::sleep_until(
+            first_chunk_deadline.min(deadline).into(),
+        )),
+        total_deadline: deadline,
+        waiting_first: stream,
+        finish: Some(finish),
+        ended: false,
+    };
+    let mut response = Response::new(GatewayBody::Proxy(Box::new(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
+    );
+    if stream {
+        headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    }
+    response
+}
+
+/// Records a request's outcome once: when its answer ends, or when it is dropped unfinished
+/// (the client left).
+pub(crate) struct Finish {
+    metrics: Arc<VersionMetrics>,
+    in_flight: Arc<AtomicUsize>,
+    arrived: Instant,
+    upstream_started: Instant,
+    upstream_ended: Option<Instant>,
+    ttft: Option<Duration>,
+    class: Option<Class>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+impl Finish {
+    fn end(&mut self, class: Class) {
+        if self.class.is_some() {
+            return;
+        }
+        self.class = Some(class);
+        let now = Instant::now();
+        let upstream = self
+            .upstream_ended
+            .unwrap_or(now)
+            .saturating_duration_since(self.upstream_started);
+        let latency = now.saturating_duration_since(self.arrived);
+        self.metrics.record(&Observation {
+            class,
+            latency,
+            ttft: self.ttft,
+            overhead: latency.saturating_sub(upstream),
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+        });
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn usage(&mut self, usage: &Value) {
+        let count = |key| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
+        self.prompt_tokens = count("prompt_tokens");
+        self.completion_tokens = count("completion_tokens");
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.end(Class::ClientClosed);
+    }
+}
+
+enum Mode {
+    /// A complete JSON answer, passed through as it comes; a copy is kept (up to 1 MiB) to
+    /// read `usage` at the end.
+    Plain { collected: Vec<u8> },
+    /// Server-sent events, passed on one whole event at a time.
+    Events {
+        buffer: BytesMut,
+        strip_usage: bool,
+        saw_done: bool,
+    },
+}
+
+/// Largest non-streamed answer copied for its `usage`.
+const COLLECT_LIMIT: usize = 1 << 20;
+
+type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+/// An upstream answer on its way to the client.
+pub(crate) struct ProxyBody {
+    upstream: Upstream,
+    mode: Mode,
+    /// The next deadline: the first chunk's (streams), then the total.
+    deadline: Pin<Box<Sleep>>,
+    total_deadline: Instant,
+    waiting_first: bool,
+    finish: Option<Finish>,
+    ended: bool,
+}
+
+/// Where the first complete event in `buffer` ends (after its blank line).
+fn event_end(buffer: &[u8]) -> Option<usize> {
+    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether an event carries a generated token: non-empty `content`, `text` or
+/// `reasoning_content`, or a tool call. Role-only chunks do not, so TTFT is not set by them.
+fn carries_token(event: &[u8]) -> bool {
+    for key in [
+        &b"\"content\":\""[..],
+        b"\"content\": \"",
+        b"\"text\":\"",
+        b"\"text\": \"",
+        b"\"reasoning_content\":\"",
+    ] {
+        let mut rest = event;
+        while let Some(at) = rest.windows(key.len()).position(|w| w == key) {
+            let after = &rest[at + key.len()..];
+            if after.first().is_some_and(|b| *b != b'"') {
+                return true;
+            }
+            rest = after;
+        }
+    }
+    contains(event, b"\"tool_calls\":[{") || contains(event, b"\"tool_calls\": [{")
+}
+
+impl ProxyBody {
+    fn finish(&mut self, class: Class) {
+        if let Some(finish) = &mut self.finish {
+            finish.upstream_ended.get_or_insert_with(Instant::now);
+            finish.end(class);
+        }
+        self.ended = true;
+    }
+
+    /// An in-band error event to end a stream that failed after its headers were sent.
+    fn error_event(message: &str, kind: &str) -> Bytes {
+        let event =
+            json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
+        Bytes::from(format!("data: {event}\n\n"))
+    }
+
+    /// Takes the next complete event off the buffer; `None` when there is none yet. Usage-only
+    /// chunks are read for their token counts and, when the client did not ask for them,
+    /// dropped.
+    fn next_event(&mut self) -> Option<Bytes> {
+        loop {
+            let Mode::Events {
+                buffer,
+                strip_usage,
+                saw_done,
+            } = &mut self.mode
+            else {
+                return None;
+            };
+            let end = event_end(buffer)?;
+            let event = buffer.split_to(end).freeze();
+            if let Some(finish) = &mut self.finish
+                && finish.ttft.is_none()
+                && carries_token(&event)
+            {
+                finish.ttft = Some(finish.arrived.elapsed());
+            }
+            if contains(&event, b"[DONE]") {
+                *saw_done = true;
+                return Some(event);
+            }
+            if contains(&event, b"\"usage\":{") || contains(&event, b"\"usage\": {") {
+                let data = String::from_utf8_lossy(&event);
+                let json = data
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .collect::<String>();
+                if let Ok(value) = serde_json::from_str::<Value>(json.trim()) {
+                    let usage_only = value
+                        .get("choices")
+                        .and_then(Value::as_array)
+                        .is_some_and(Vec::is_empty);
+                    if let (Some(finish), Some(usage)) = (&mut self.finish, value.get("usage")) {
+                        finish.usage(usage);
+                    }
+                    if usage_only && *strip_usage {
+                        continue;
+                    }
+                }
+            }
+            return Some(event);
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            if let Some(event) = self.next_event() {
+                return Poll::Ready(Some(event));
+            }
+            match self.upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(bytes))) => {
+                    if self.waiting_first {
+                        self.waiting_first = false;
+                        let total = self.total_deadline;
+                        self.deadline.as_mut().reset(total.into());
+                    }
+                    match &mut self.mode {
+                        Mode::Plain { collected } => {
+                            if collected.len() + bytes.len() <= COLLECT_LIMIT {
+                                collected.extend_from_slice(&bytes);
+                            }
+                            return Poll::Ready(Some(bytes));
+                        }
+                        Mode::Events { buffer, .. } => buffer.extend_from_slice(&bytes),
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    warn!(error = %e, "Upstream body failed.");
+                    let class = if e.is_timeout() {
+                        Class::Timeout
+                    } else {
+                        Class::ServerError
+                    };
+                    self.finish(class);
+                    return Poll::Ready(match self.mode {
+                        Mode::Events { .. } => Some(Self::error_event(
+                            &format!("the upstream stream failed: {e}"),
+                            "upstream_error",
+                        )),
+                        Mode::Plain { .. } => None,
+                    });
+                }
+                Poll::Ready(None) => {
+                    let (class, rest) = match &mut self.mode {
+                        Mode::Plain { collected } => {
+                            if let Ok(value) = serde_json::from_slice::<Value>(collected)
+                                && let (Some(finish), Some(usage)) =
+                                    (&mut self.finish, value.get("usage"))
+                            {
+                                finish.usage(usage);
+                            }
+                            (Class::Ok, None)
+                        }
+                        Mode::Events {
+                            buffer, saw_done, ..
+                        } => {
+                            let rest = (!buffer.is_empty()).then(|| buffer.split().freeze());
+                            // A stream that ends without `[DONE]` was cut off.
+                            let class = if *saw_done {
+                                Class::Ok
+                            } else {
+                                Class::ServerError
+                            };
+                            (class, rest)
+                        }
+                    };
+                    self.finish(class);
+                    return Poll::Ready(rest);
+                }
+                Poll::Pending => {
+                    if self.deadline.as_mut().poll(cx).is_ready() {
+                        let what = if self.waiting_first {
+                            "the first chunk"
+                        } else {
+                            "the end of the answer"
+                        };
+                        self.finish(Class::Timeout);
+                        return Poll::Ready(match self.mode {
+                            Mode::Events { .. } => Some(Self::error_event(
+                                &format!("the upstream timed out waiting for {what}"),
+                                "timeout",
+                            )),
+                            Mode::Plain { .. } => None,
+                        });
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// Dispatches a request on the public listener.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Response<GatewayBody> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match (&method, path.as_str()) {
+        (&Method::POST, "/v1/chat/completions") => forward(&shared, Endpoint::Chat, request).await,
+        (&Method::POST, "/v1/completions") => {
+            forward(&shared, Endpoint::Completions, request).await
+        }
+        (&Method::POST, "/v1/embeddings") => forward(&shared, Endpoint::Embeddings, request).await,
+        (&Method::GET, "/v1/models") => models(&shared),
+        (&Method::GET, "/metrics") => full(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            Bytes::from(shared.metrics.prometheus()),
+        ),
+        (&Method::GET, "/health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (_, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            format!("{method} is not allowed on {path}; use POST"),
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("no such endpoint: {method} {path}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_only_chunks_carry_no_token() {
+        assert!(!carries_token(
+            br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#
+        ));
+        assert!(carries_token(
+            br#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#
+        ));
+        assert!(carries_token(
+            br#"data: {"choices":[{"text":" once","index":0}]}"#
+        ));
+        assert!(carries_token(
+            br#"data: {"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#
+        ));
+    }
+
+    #[test]
+    fn events_end_at_blank_lines_of_either_kind() {
+        assert_eq!(event_end(b"data: x\n\ndata: y"), Some(9));
+        assert_eq!(event_end(b"data: x\r\n\r\nrest"), Some(11));
+        assert_eq!(event_end(b"data: x\n"), None);
+    }
+
+    #[test]
+    fn rewriting_sets_the_upstream_model_and_forces_usage() {
+        let version = Version {
+            name: "candidate".into(),
+            base_url: "http://x/v1".into(),
+            model: "upstream-model".into(),
+            api_key: None,
+            system_prompt: Some("Be brief.".into()),
+            params: Map::from_iter([
+                ("temperature".to_owned(), json!(0.2)),
+                ("top_p".to_owned(), json!(0.9)),
+            ]),
+            timeouts: crate::route::Timeouts::default(),
+        };
+        let mut body: Map<String, Value> = serde_json::from_value(json!({
+            "model": "chat", "stream": true, "top_p": 0.5,
+            "messages": [{"role": "user", "content": "hi"}]
+        }))
+        .unwrap_or_default();
+        assert!(!client_wants_usage(&body));
+        rewrite(&mut body, &version, Endpoint::Chat, true);
+        assert_eq!(body["model"], "upstream-model");
+        assert_eq!(body["messages"][0]["content"], "Be brief.");
+        assert_eq!(body["temperature"], 0.2);
+        assert_eq!(body["top_p"], 0.5);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+    }
+}

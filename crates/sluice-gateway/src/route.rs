@@ -1,0 +1,396 @@
+//! Routing: the immutable [`Snapshot`] of routes that every request reads once, and the choice
+//! of a version for one request — header override, then feature-flag segments, then the
+//! weighted split, sticky when a key is configured and present.
+//!
+//! A sticky key maps to a bucket `u = SHA-256(salt ‖ key)[0..4] / 2³²` in [0, 1), and the
+//! version is the one whose cumulative-weight interval holds `u` (versions in config order).
+//! A user therefore stays on a version until a weight change moves that interval past its
+//! bucket, and a new salt reshuffles everyone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// Every route, by the model name clients send.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Routes by public model name.
+    pub routes: BTreeMap<String, Arc<Route>>,
+}
+
+/// Per-version upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect.
+    pub connect: Duration,
+    /// From sending the request to the response headers and, for a stream, its first chunk.
+    pub ttft: Duration,
+    /// The whole exchange, body included.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            ttft: Duration::from_secs(60),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One upstream version of a route.
+#[derive(Debug, Clone)]
+pub struct Version {
+    /// Its name (`stable`, `candidate`).
+    pub name: String,
+    /// The upstream's OpenAI base URL, with `/v1`, no trailing slash.
+    pub base_url: String,
+    /// The model name sent upstream.
+    pub model: String,
+    /// The upstream API key.
+    pub api_key: Option<String>,
+    /// A system message put first in chat requests.
+    pub system_prompt: Option<String>,
+    /// Default request parameters, applied where the client set none.
+    pub params: Map<String, Value>,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// Where a sticky key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyKey {
+    /// No stickiness: each request draws anew.
+    None,
+    /// The request body's `user` field.
+    User,
+    /// A request header (lower case).
+    Header(String),
+}
+
+/// A feature-flag segment: requests that match go to `version`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    /// A header with an exact value.
+    Header {
+        /// Header name, lower case.
+        name: String,
+        /// The value to match.
+        value: String,
+        /// The version.
+        version: String,
+    },
+    /// A set of `user` values.
+    Users {
+        /// The users.
+        users: BTreeSet<String>,
+        /// The version.
+        version: String,
+    },
+}
+
+/// A route: versions and how traffic is split between them.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Versions in config order.
+    pub versions: Vec<Version>,
+    /// Weight of each version, in percent, same order; they sum to 100.
+    pub weights: Vec<f64>,
+    /// The sticky key.
+    pub sticky: StickyKey,
+    /// Salt of the bucket hash.
+    pub salt: String,
+    /// Honour the `x-sluice-version` header.
+    pub overrides: bool,
+    /// Feature-flag segments, first match wins.
+    pub segments: Vec<Segment>,
+}
+
+/// Why weights cannot be applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WeightError {
+    /// A name that is not a version.
+    #[error("unknown version `{0}`")]
+    UnknownVersion(String),
+    /// Negative, not finite, or not summing to 100.
+    #[error("weights must be between 0 and 100 and sum to 100, found a sum of {0}")]
+    BadSum(f64),
+}
+
+/// How a version was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The `x-sluice-version` header.
+    Override,
+    /// A segment matched.
+    Segment,
+    /// The sticky key's bucket.
+    Sticky,
+    /// A random draw.
+    Random,
+}
+
+impl Reason {
+    /// The reason's name, as logged.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Override => "override",
+            Reason::Segment => "segment",
+            Reason::Sticky => "sticky",
+            Reason::Random => "random",
+        }
+    }
+}
+
+/// Looks up a request header by lower-case name.
+pub type HeaderLookup<'a> = &'a (dyn Fn(&str) -> Option<&'a str> + Sync);
+
+/// What routing needs to know about a request.
+#[derive(Default, Clone, Copy)]
+pub struct RequestKeys<'a> {
+    /// The `x-sluice-version` header.
+    pub override_version: Option<&'a str>,
+    /// The body's `user` field.
+    pub user: Option<&'a str>,
+    /// Looks up a request header by lower-case name.
+    pub header: Option<HeaderLookup<'a>>,
+}
+
+impl Route {
+    /// Builds a route; `weights` are by version name, missing ones count as 0.
+    pub fn new(
+        versions: Vec<Version>,
+        weights: &BTreeMap<String, f64>,
+        sticky: StickyKey,
+        salt: String,
+        overrides: bool,
+        segments: Vec<Segment>,
+    ) -> Result<Self, WeightError> {
+        let mut route = Route {
+            weights: vec![0.0; versions.len()],
+            versions,
+            sticky,
+            salt,
+            overrides,
+            segments,
+        };
+        route.set_weights(weights)?;
+        Ok(route)
+    }
+
+    /// A copy with new weights (by version name; missing ones become 0).
+    pub fn with_weights(&self, weights: &BTreeMap<String, f64>) -> Result<Self, WeightError> {
+        let mut route = self.clone();
+        route.set_weights(weights)?;
+        Ok(route)
+    }
+
+    fn set_weights(&mut self, weights: &BTreeMap<String, f64>) -> Result<(), WeightError> {
+        for name in weights.keys() {
+            if self.index(name).is_none() {
+                return Err(WeightError::UnknownVersion(name.clone()));
+            }
+        }
+        let values: Vec<f64> = self
+            .versions
+            .iter()
+            .map(|v| weights.get(&v.name).copied().unwrap_or(0.0))
+            .collect();
+        let sum: f64 = values.iter().sum();
+        if values.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || (sum - 100.0).abs() > 1e-6 {
+            return Err(WeightError::BadSum(sum));
+        }
+        self.weights = values;
+        Ok(())
+    }
+
+    /// A version's index by name.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.versions.iter().position(|v| v.name == name)
+    }
+
+    /// A version's weight by name.
+    pub fn weight(&self, name: &str) -> Option<f64> {
+        self.index(name).map(|i| self.weights[i])
+    }
+
+    /// The bucket of a sticky key, in [0, 1).
+    pub fn bucket(&self, key: &str) -> f64 {
+        let mut hasher = Sha256::new();
+        hasher.update(self.salt.as_bytes());
+        hasher.update(key.as_bytes());
+        let digest = hasher.finalize();
+        let head = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        f64::from(head) / 4_294_967_296.0
+    }
+
+    /// The version whose cumulative-weight interval holds `u` (in [0, 1)).
+    fn by_bucket(&self, u: f64) -> usize {
+        let target = u * 100.0;
+        let mut cumulative = 0.0;
+        let mut last_positive = 0;
+        for (i, weight) in self.weights.iter().enumerate() {
+            if *weight <= 0.0 {
+                continue;
+            }
+            last_positive = i;
+            cumulative += weight;
+            if target < cumulative {
+                return i;
+            }
+        }
+        last_positive
+    }
+
+    /// Chooses the version for one request; `random` is a uniform draw in [0, 1) used when
+    /// nothing makes the choice sticky.
+    pub fn pick(&self, keys: &RequestKeys<'_>, random: f64) -> (usize, Reason) {
+        if self.overrides
+            && let Some(i) = keys.override_version.and_then(|name| self.index(name))
+        {
+            return (i, Reason::Override);
+        }
+        for segment in &self.segments {
+            let (matched, version) = match segment {
+                Segment::Header {
+                    name,
+                    value,
+                    version,
+                } => (
+                    keys.header
+                        .and_then(|h| h(name))
+                        .is_some_and(|v| v == value),
+                    version,
+                ),
+                Segment::Users { users, version } => {
+                    (keys.user.is_some_and(|u| users.contains(u)), version)
+                }
+            };
+            if matched && let Some(i) = self.index(version) {
+                return (i, Reason::Segment);
+            }
+        }
+        let key = match &self.sticky {
+            StickyKey::None => None,
+            StickyKey::User => keys.user,
+            StickyKey::Header(name) => keys.header.and_then(|h| h(name)),
+        };
+        match key {
+            Some(key) => (self.by_bucket(self.bucket(key)), Reason::Sticky),
+            None => (self.by_bucket(random), Reason::Random),
+        }
+    }
+
+    /// The route as JSON for the admin API (no keys).
+    pub fn describe(&self) -> Value {
+        json!({
+            "versions": self.versions.iter().zip(&self.weights).map(|(v, w)| json!({
+                "name": v.name,
+                "url": v.base_url,
+                "model": v.model,
+                "weight": w,
+            })).collect::<Vec<_>>(),
+            "sticky_key": match &self.sticky {
+                StickyKey::None => Value::Null,
+                StickyKey::User => json!("user"),
+                StickyKey::Header(h) => json!(format!("header:{h}")),
+            },
+            "salt": self.salt,
+            "overrides": self.overrides,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(name: &str) -> Version {
+        Version {
+            name: name.into(),
+            base_url: "http://x/v1".into(),
+            model: name.into(),
+            api_key: None,
+            system_prompt: None,
+            params: Map::new(),
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    fn route(a: f64, b: f64) -> Route {
+        Route::new(
+            vec![version("stable"), version("candidate")],
+            &BTreeMap::from([("stable".into(), a), ("candidate".into(), b)]),
+            StickyKey::User,
+            "chat".into(),
+            true,
+            vec![Segment::Header {
+                name: "x-beta".into(),
+                value: "1".into(),
+                version: "candidate".into(),
+            }],
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_sticky_user_moves_only_when_its_bucket_is_crossed() {
+        let before = route(90.0, 10.0);
+        fn keys(user: &str) -> RequestKeys<'_> {
+            RequestKeys {
+                user: Some(user),
+                ..RequestKeys::default()
+            }
+        }
+        for i in 0..500 {
+            let user = format!("user-{i}");
+            let u = before.bucket(&user);
+            let (was, _) = before.pick(&keys(&user), 0.0);
+            assert_eq!(was, usize::from(u >= 0.9), "{user} {u}");
+            let after = route(50.0, 50.0);
+            let (now, reason) = after.pick(&keys(&user), 0.0);
+            assert_eq!(reason, Reason::Sticky);
+            // Stable's interval shrank from [0, 0.9) to [0, 0.5): only buckets in
+            // [0.5, 0.9) move, and they move to the candidate.
+            if (0.5..0.9).contains(&u) {
+                assert_eq!((was, now), (0, 1));
+            } else {
+                assert_eq!(was, now);
+            }
+        }
+    }
+
+    #[test]
+    fn overrides_and_segments_come_first() {
+        let route = route(100.0, 0.0);
+        let header = |name: &str| (name == "x-beta").then_some("1");
+        let keys = RequestKeys {
+            header: Some(&header),
+            ..RequestKeys::default()
+        };
+        assert_eq!(route.pick(&keys, 0.1), (1, Reason::Segment));
+        let keys = RequestKeys {
+            override_version: Some("candidate"),
+            ..RequestKeys::default()
+        };
+        assert_eq!(route.pick(&keys, 0.1), (1, Reason::Override));
+        assert_eq!(
+            route.pick(&RequestKeys::default(), 0.99),
+            (0, Reason::Random)
+        );
+        assert!(
+            route
+                .with_weights(&BTreeMap::from([("x".into(), 100.0)]))
+                .is_err()
+        );
+        assert!(
+            route
+                .with_weights(&BTreeMap::from([("stable".into(), 60.0)]))
+                .is_err()
+        );
+    }
+}
