@@ -311,16 +311,7 @@ fn a_postgres_store_url_is_refused_without_echoing_the_password() {
 /// test says it was skipped.
 #[test]
 fn the_openai_python_sdk_talks_to_the_simulator() {
-    let has_sdk = Command::new("python3")
-        .args(["-c", "import openai"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_sdk {
-        assert!(
-            std::env::var_os("SLUICE_REQUIRE_OPENAI_SDK").is_none(),
-            "the openai Python SDK is required here (pip install openai)"
-        );
-        eprintln!("skipped: the openai Python SDK is not installed (pip install openai)");
+    if !common::openai_sdk_available() {
         return;
     }
     let sim = Simulate::with_args(&[

@@ -113,3 +113,20 @@ impl Drop for Simulate {
         let _ = self.child.wait();
     }
 }
+
+/// Whether `python3` can import the official `openai` SDK. When it cannot, the caller skips
+/// its test with a message, unless `SLUICE_REQUIRE_OPENAI_SDK` is set (as in CI), which fails.
+pub fn openai_sdk_available() -> bool {
+    let has_sdk = Command::new("python3")
+        .args(["-c", "import openai"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_sdk {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_OPENAI_SDK").is_none(),
+            "the openai Python SDK is required here (pip install openai)"
+        );
+        eprintln!("skipped: the openai Python SDK is not installed (pip install openai)");
+    }
+    has_sdk
+}

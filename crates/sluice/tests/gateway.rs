@@ -1,0 +1,525 @@
+//! `sluice gateway` end to end: the real binary between HTTP clients and `sluice simulate`,
+//! over loopback.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly on setup errors"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+mod common;
+
+use common::{Simulate, examples, sluice};
+
+const SIM: &str = "models:
+  stable: {default: stable answer}
+  candidate: {default: candidate answer}
+  slow: {ttft_ms: 50, tokens_per_second: 10, default: lorem, lorem_tokens: 10}
+  flaky:
+    faults: {error_rate: 1.0, error_status: 503, retry_after_s: 7}
+";
+
+fn gateway_config(sim: &str, weights: (u32, u32)) -> String {
+    format!(
+        "routes:
+  chat:
+    versions:
+      - {{name: stable, url: \"{sim}\", model: stable}}
+      - {{name: candidate, url: \"{sim}\", model: candidate}}
+    split:
+      weights: {{stable: {}, candidate: {}}}
+      sticky_key: user
+      segments:
+        - {{header: x-beta, equals: \"1\", version: candidate}}
+  slow:
+    versions: [{{name: slow, url: \"{sim}\", model: slow}}]
+  flaky:
+    versions: [{{name: flaky, url: \"{sim}\", model: flaky}}]
+  down:
+    versions: [{{name: gone, url: \"http://127.0.0.1:1/v1\", model: x}}]
+limits: {{max_body_bytes: 4096}}
+drain_timeout_ms: 5000
+",
+        weights.0, weights.1
+    )
+}
+
+/// A running `sluice gateway`, killed when dropped.
+struct Gateway {
+    child: Child,
+    /// `http://ADDR/v1`.
+    url: String,
+    /// `http://ADMIN`.
+    admin: String,
+}
+
+impl Gateway {
+    fn start(config: &Path) -> Self {
+        let mut child = sluice()
+            .args([
+                "gateway",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "-c",
+            ])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        // "Sluice gateway listening on http://A/v1 (admin http://B)"
+        let url = first.split(' ').nth(4).unwrap().to_owned();
+        let admin = first
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .trim_end_matches(')')
+            .to_owned();
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, url, admin }
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    async fn windows(&self) -> Value {
+        reqwest::get(format!("{}/admin/windows?seconds=300", self.admin))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn setup(weights: (u32, u32)) -> (tempfile::TempDir, Simulate, Gateway) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_path = dir.path().join("sim.yaml");
+    std::fs::write(&sim_path, SIM).unwrap();
+    let sim = Simulate::with_config(&sim_path);
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(&config, gateway_config(&sim.base_url, weights)).unwrap();
+    let gateway = Gateway::start(&config);
+    (dir, sim, gateway)
+}
+
+/// One chat request; returns the status, the version header and the body.
+async fn chat(gateway: &Gateway, body: Value, headers: &[(&str, &str)]) -> (u16, String, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/chat/completions", gateway.url))
+        .json(&body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let version = response
+        .headers()
+        .get("x-sluice-version")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, version, body)
+}
+
+/// `sluice bench` against the gateway's `chat` route, failing on any error.
+fn load(gateway: &Gateway, extra: &[&str]) -> Command {
+    let mut command = sluice();
+    command
+        .args([
+            "bench",
+            "--url",
+            &gateway.url,
+            "--model",
+            "chat",
+            "--input-tokens",
+            "4",
+        ])
+        .args(["--max-lag", "1s", "--threshold", "errors==0", "--no-write"])
+        .args(extra);
+    command
+}
+
+fn assert_success(output: &std::process::Output) {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn message(model: &str, user: Option<&str>) -> Value {
+    let mut body = json!({"model": model, "messages": [{"role": "user", "content": "hello"}]});
+    if let Some(user) = user {
+        body["user"] = json!(user);
+    }
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_90_10_split_holds_and_sticky_users_move_only_when_their_bucket_is_crossed() {
+    let (_dir, _sim, gateway) = setup((90, 10));
+    let output = load(
+        &gateway,
+        &["--concurrency", "16", "--requests", "10000", "--no-stream"],
+    )
+    .output()
+    .unwrap();
+    assert_success(&output);
+    let windows = gateway.windows().await;
+    let count = |v: &str| windows["windows"]["chat"][v]["requests"].as_f64().unwrap();
+    let (stable, candidate) = (count("stable"), count("candidate"));
+    assert!(stable + candidate >= 10_000.0);
+    let share = candidate / (stable + candidate) * 100.0;
+    assert!(
+        (8.0..=12.0).contains(&share),
+        "candidate share {share:.2} %"
+    );
+
+    // A sticky user stays on one version.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let (status, version, _) = chat(&gateway, message("chat", Some("alice")), &[]).await;
+        assert_eq!(status, 200);
+        seen.insert(version);
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+
+    // Find users whose buckets lie in [0.5, 0.9) (they move when stable drops to 50) and
+    // below 0.5 (they stay).
+    let mut movers = Vec::new();
+    let mut stayers = Vec::new();
+    for i in 0..200 {
+        let user = format!("user-{i}");
+        let bucket: Value = reqwest::get(format!(
+            "{}/admin/routes/chat/bucket?key={user}",
+            gateway.admin
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let u = bucket["bucket"].as_f64().unwrap();
+        if (0.5..0.9).contains(&u) && movers.len() < 5 {
+            movers.push(user);
+        } else if u < 0.5 && stayers.len() < 5 {
+            stayers.push(user);
+        }
+    }
+    for user in movers.iter().chain(&stayers) {
+        let (_, version, _) = chat(&gateway, message("chat", Some(user)), &[]).await;
+        assert_eq!(version, "stable", "{user}");
+    }
+    let set = reqwest::Client::new()
+        .put(format!("{}/admin/routes/chat/weights", gateway.admin))
+        .json(&json!({"stable": 50, "candidate": 50}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status().as_u16(), 200);
+    for user in &movers {
+        let (_, version, _) = chat(&gateway, message("chat", Some(user)), &[]).await;
+        assert_eq!(version, "candidate", "{user} should have moved");
+    }
+    for user in &stayers {
+        let (_, version, _) = chat(&gateway, message("chat", Some(user)), &[]).await;
+        assert_eq!(version, "stable", "{user} should have stayed");
+    }
+
+    // The header override and a segment match pick the candidate whatever the bucket says.
+    let (_, version, body) = chat(
+        &gateway,
+        message("chat", Some("alice")),
+        &[("x-sluice-version", "candidate")],
+    )
+    .await;
+    assert_eq!(version, "candidate");
+    assert_eq!(body["choices"][0]["message"]["content"], "candidate answer");
+    let (_, version, _) = chat(&gateway, message("chat", None), &[("x-beta", "1")]).await;
+    assert_eq!(version, "candidate");
+
+    let metrics = reqwest::get(format!("{}/metrics", gateway.url.trim_end_matches("/v1")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "sluice_gateway_requests_total{route=\"chat\",version=\"candidate\",class=\"ok\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        "sluice_gateway_overhead_seconds_bucket{route=\"chat\",version=\"stable\",le=\"0.001\"}"
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_changes_and_reloads_under_load_fail_no_request() {
+    let (dir, sim, gateway) = setup((90, 10));
+    let load = load(&gateway, &["--rate", "150", "--duration", "4s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let admin = reqwest::Client::new();
+    let config = dir.path().join("gateway.yaml");
+    for round in 0..8u32 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if round % 3 == 2 {
+            let candidate = 10 * round;
+            std::fs::write(
+                &config,
+                gateway_config(&sim.base_url, (100 - candidate, candidate)),
+            )
+            .unwrap();
+            gateway.signal("-HUP");
+        } else {
+            let candidate = if round % 2 == 0 { 70 } else { 20 };
+            let response = admin
+                .put(format!("{}/admin/routes/chat/weights", gateway.admin))
+                .json(&json!({"stable": 100 - candidate, "candidate": candidate}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+        }
+    }
+    assert_success(&load.wait_with_output().unwrap());
+    // The last change was the reload of round 5 (50/50) or a later admin call (round 7: 20).
+    let routes: Value = reqwest::get(format!("{}/admin/routes", gateway.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        routes["routes"]["chat"]["versions"][1]["weight"], 20.0,
+        "{routes:#}"
+    );
+    let windows = gateway.windows().await;
+    for version in ["stable", "candidate"] {
+        let w = &windows["windows"]["chat"][version];
+        assert_eq!(w["error_rate"], 0.0, "{w:#}");
+        assert!(w["requests"].as_u64().unwrap() > 0, "{w:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_streams_in_flight() {
+    let (_dir, _sim, mut gateway) = setup((100, 0));
+    let url = format!("{}/chat/completions", gateway.url);
+    let stream = tokio::spawn(async move {
+        let response = reqwest::Client::new()
+            .post(url)
+            .json(&json!({"model": "slow", "stream": true, "messages": [{"role": "user", "content": "go"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped_at = Instant::now();
+    gateway.signal("-TERM");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = reqwest::Client::new()
+        .post(format!("{}/chat/completions", gateway.url))
+        .json(&message("chat", None))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a draining gateway must not accept new connections"
+    );
+    let text = stream.await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert_eq!(text.matches("\"content\":\"").count(), 11, "{text}");
+    assert!(
+        !text.contains("\"usage\":{"),
+        "usage was not asked for: {text}"
+    );
+    let status = loop {
+        if let Some(status) = gateway.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(10),
+            "the gateway did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_and_failing_upstreams_get_openai_shaped_errors() {
+    let (_dir, _sim, gateway) = setup((90, 10));
+    let client = reqwest::Client::new();
+    let post = |body: String| {
+        client
+            .post(format!("{}/chat/completions", gateway.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let cases = [
+        ("{not json".to_owned(), 400, "not valid JSON"),
+        (
+            json!({"model": "nope", "messages": []}).to_string(),
+            404,
+            "routes: chat, down, flaky, slow",
+        ),
+        (
+            json!({"messages": []}).to_string(),
+            400,
+            "`model` is required",
+        ),
+        (
+            json!({"model": "chat", "messages": [{"role": "user", "content": "x".repeat(5000)}]})
+                .to_string(),
+            413,
+            "larger than the gateway's limit of 4096 bytes",
+        ),
+        (
+            json!({"model": "down", "messages": []}).to_string(),
+            502,
+            "version `gone` could not be reached",
+        ),
+    ];
+    for (body, status, expected) in cases {
+        let response = post(body).await.unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        let error: Value = response.json().await.unwrap();
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{message}");
+    }
+    let response = post(message("flaky", None).to_string()).await.unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "7");
+    assert_eq!(response.headers()["x-sluice-version"], "flaky");
+    let windows = gateway.windows().await;
+    assert_eq!(
+        windows["windows"]["flaky"]["flaky"]["classes"]["server_error"],
+        1
+    );
+    assert_eq!(
+        windows["windows"]["down"]["gone"]["classes"]["upstream_connect"],
+        1
+    );
+
+    let unauthorized_admin = reqwest::get(format!("{}/admin/nothing", gateway.admin))
+        .await
+        .unwrap();
+    assert_eq!(unauthorized_admin.status().as_u16(), 404);
+    let bad_weights = client
+        .put(format!("{}/admin/routes/chat/weights", gateway.admin))
+        .json(&json!({"stable": 50, "canary": 50}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_weights.status().as_u16(), 400);
+    let text = bad_weights.text().await.unwrap();
+    assert!(text.contains("unknown version `canary`"), "{text}");
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "routes:\n  chat:\n    versions:\n      - {name: a, url: \"http://x/v1\", model: a, api_key_env: SLUICE_TEST_UNSET_KEY}\n    split:\n      weights: {a: 60, b: 30}\n",
+    )
+    .unwrap();
+    let output = sluice()
+        .env_remove("SLUICE_TEST_UNSET_KEY")
+        .args([
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "-c",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("gateway.yaml:4:"), "{stderr}");
+    assert!(
+        stderr.contains("`SLUICE_TEST_UNSET_KEY` is not set"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("routes.chat.split.weights.b: unknown version `b`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("weights must sum to 100, found 90"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_openai_python_sdk_works_through_the_gateway() {
+    if !common::openai_sdk_available() {
+        return;
+    }
+    let sim = Simulate::with_config(&examples().join("sim.yaml"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:\n  stable:\n    versions: [{{name: v1, url: \"{0}\", model: stable}}]\n  candidate:\n    versions: [{{name: v1, url: \"{0}\", model: candidate}}]\n",
+            sim.base_url
+        ),
+    )
+    .unwrap();
+    let gateway = Gateway::start(&config);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_sdk.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(&gateway.url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}
