@@ -14,9 +14,11 @@
 //!       segments:
 //!         - {header: x-beta, equals: "1", version: candidate}
 //!         - {users: [alice, bob], version: candidate}
+//!     shadow: {version: candidate, percent: 20}   # mirror 20 % of requests (default 100)
 //! limits: {max_body_bytes: 4194304, header_read_timeout_ms: 10000}
 //! admin: {token_env: SLUICE_ADMIN_TOKEN}
 //! drain_timeout_ms: 30000
+//! shadow_queue: 1000                     # shadow copies waiting, at most; more are dropped
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +43,8 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     #[serde(default)]
     drain_timeout_ms: Option<u64>,
+    #[serde(default)]
+    shadow_queue: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +53,16 @@ struct RawRoute {
     versions: Vec<RawVersion>,
     #[serde(default)]
     split: Option<RawSplit>,
+    #[serde(default)]
+    shadow: Option<RawShadow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShadow {
+    version: String,
+    #[serde(default)]
+    percent: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +138,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// How long a shutdown waits for requests in flight.
     pub drain_timeout: Duration,
+    /// Shadow copies waiting to be sent, at most; more are dropped and counted.
+    pub shadow_queue: usize,
 }
 
 impl Default for Limits {
@@ -132,6 +148,7 @@ impl Default for Limits {
             max_body_bytes: 4 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            shadow_queue: 1000,
         }
     }
 }
@@ -193,6 +210,17 @@ impl GatewayConfig {
             drain_timeout: raw
                 .drain_timeout_ms
                 .map_or(defaults.drain_timeout, Duration::from_millis),
+            shadow_queue: match raw.shadow_queue {
+                Some(0) => {
+                    errors.push(document.error_at(
+                        &FieldPath::root().key("shadow_queue"),
+                        "expected at least 1",
+                    ));
+                    0
+                }
+                Some(n) => n,
+                None => defaults.shadow_queue,
+            },
         };
         let admin_token = match raw.admin.and_then(|a| a.token_env) {
             Some(var) => match env.var(&var).filter(|v| !v.is_empty()) {
@@ -364,6 +392,29 @@ fn compile_route(
             ),
         }
     }
+    let shadow = match raw.shadow {
+        Some(shadow) => {
+            let spath = path.key("shadow");
+            if !names.contains(&shadow.version) {
+                errors.push(document.error_at(
+                    &spath.key("version"),
+                    format!("unknown version `{}`", shadow.version),
+                ));
+            }
+            let percent = shadow.percent.unwrap_or(100.0);
+            if !(0.0..=100.0).contains(&percent) {
+                errors.push(document.error_at(
+                    &spath.key("percent"),
+                    format!("expected a percentage between 0 and 100, found {percent}"),
+                ));
+            }
+            Some(crate::route::Shadow {
+                version: shadow.version,
+                percent,
+            })
+        }
+        None => None,
+    };
     if errors.len() > before {
         return None;
     }
@@ -372,7 +423,9 @@ fn compile_route(
         .and_then(|s| s.salt.clone())
         .unwrap_or_else(|| name.to_owned());
     let overrides = split.as_ref().and_then(|s| s.overrides).unwrap_or(true);
-    Route::new(versions, &weights, sticky, salt, overrides, segments).ok()
+    let mut route = Route::new(versions, &weights, sticky, salt, overrides, segments).ok()?;
+    route.shadow = shadow;
+    Some(route)
 }
 
 #[cfg(test)]

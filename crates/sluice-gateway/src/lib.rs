@@ -12,9 +12,13 @@
 
 pub mod admin;
 pub mod config;
+mod log;
 pub mod metrics;
 mod proxy;
+pub mod redact;
 pub mod route;
+mod shadow;
+pub mod similarity;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -126,6 +130,9 @@ impl GatewayHandle {
                     r.weights[index]
                 ));
             }
+            if r.shadow.as_ref().is_some_and(|s| s.version == name) {
+                return Err(format!("version `{name}` is the route's shadow"));
+            }
             if r.versions.len() == 1 {
                 return Err(format!("`{name}` is the route's only version"));
             }
@@ -168,6 +175,8 @@ pub struct GatewayServer {
     handle: GatewayHandle,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+    log_task: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 /// Why the gateway cannot start.
@@ -199,6 +208,7 @@ impl GatewayServer {
     pub async fn start(
         config: GatewayConfig,
         config_path: Option<PathBuf>,
+        store: Option<sluice_store::Store>,
         listen: SocketAddr,
         admin_listen: SocketAddr,
     ) -> Result<Self, StartError> {
@@ -218,7 +228,24 @@ impl GatewayServer {
                 source,
             })?;
         let limits = config.limits.clone();
-        let shared = Arc::new(Shared::new(config.snapshot, limits.clone()));
+        let metrics = Arc::new(Metrics::default());
+        let (log, log_task) = match &store {
+            Some(store) => {
+                let (log, stop, task) = log::RequestLog::start(store.clone(), Arc::clone(&metrics));
+                (Some(log), Some((stop, task)))
+            }
+            None => (None, None),
+        };
+        let (shadow_queue, shadow_jobs) = tokio::sync::mpsc::channel(limits.shadow_queue.max(1));
+        let shared = Arc::new(Shared::new(
+            config.snapshot,
+            limits.clone(),
+            metrics,
+            store,
+            log,
+            shadow_queue,
+        ));
+        let shadow_task = tokio::spawn(shadow::run(Arc::clone(&shared), shadow_jobs));
         let handle = GatewayHandle {
             shared: Arc::clone(&shared),
             config_path: config_path.map(Arc::new),
@@ -248,6 +275,8 @@ impl GatewayServer {
             handle,
             shutdown,
             tasks: vec![tokio::spawn(public), tokio::spawn(admin)],
+            background: vec![shadow_task],
+            log_task,
         })
     }
 
@@ -273,7 +302,20 @@ impl GatewayServer {
         for task in self.tasks {
             let _ = task.await;
         }
+        for task in self.background {
+            task.abort();
+        }
         let left = self.handle.in_flight();
+        // Requests have drained: write what the request log has queued, then stop it.
+        if let Some((stop, task)) = self.log_task {
+            let _ = stop.send(());
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                warn!("The request log could not be written within 10 s of shutdown.");
+            }
+        }
         if left > 0 {
             warn!(
                 in_flight = left,

@@ -125,6 +125,32 @@ struct Bucket {
     latency: Histogram<u32>,
     ttft: Histogram<u32>,
     completion_tokens: u64,
+    feedback: Tally,
+    shadow_f1: Tally,
+    shadow_rouge: Tally,
+}
+
+/// A count and a sum, for means.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    count: u64,
+    sum: f64,
+}
+
+impl Tally {
+    fn add(&mut self, value: f64) {
+        self.count += 1;
+        self.sum += value;
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.count += other.count;
+        self.sum += other.sum;
+    }
+
+    fn mean(self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
 }
 
 impl Bucket {
@@ -136,6 +162,9 @@ impl Bucket {
             latency: window_histogram(),
             ttft: window_histogram(),
             completion_tokens: 0,
+            feedback: Tally::default(),
+            shadow_f1: Tally::default(),
+            shadow_rouge: Tally::default(),
         }
     }
 }
@@ -148,7 +177,23 @@ struct Inner {
     overhead: PromHistogram,
     prompt_tokens: u64,
     completion_tokens: u64,
+    feedback: Tally,
+    shadow_compared: u64,
     buckets: VecDeque<Bucket>,
+}
+
+impl Inner {
+    /// The bucket for window index `index`, created (and old ones dropped) as time moves on.
+    fn bucket(&mut self, index: u64) -> &mut Bucket {
+        if self.buckets.back().is_none_or(|b| b.index != index) {
+            self.buckets.push_back(Bucket::new(index));
+            while self.buckets.len() > BUCKETS {
+                self.buckets.pop_front();
+            }
+        }
+        let last = self.buckets.len() - 1;
+        &mut self.buckets[last]
+    }
 }
 
 /// One version's metrics.
@@ -182,6 +227,16 @@ pub struct WindowStats {
     pub completion_tokens: u64,
     /// Requests in flight now.
     pub in_flight: i64,
+    /// Feedback received for requests this version served.
+    pub feedback_count: u64,
+    /// Mean feedback score, scaled to 0–1 (ratings 1–5 map to 0–1).
+    pub feedback_mean: Option<f64>,
+    /// Shadow answers compared with the primary's.
+    pub shadow_compared: u64,
+    /// Mean token F1 of the shadow answers against the primary's.
+    pub shadow_token_f1: Option<f64>,
+    /// Mean ROUGE-L of the shadow answers against the primary's.
+    pub shadow_rouge_l: Option<f64>,
 }
 
 impl VersionMetrics {
@@ -194,6 +249,8 @@ impl VersionMetrics {
                 overhead: PromHistogram::new(),
                 prompt_tokens: 0,
                 completion_tokens: 0,
+                feedback: Tally::default(),
+                shadow_compared: 0,
                 buckets: VecDeque::with_capacity(BUCKETS + 1),
             }),
             in_flight: AtomicI64::new(0),
@@ -209,7 +266,7 @@ impl VersionMetrics {
     /// A request finished.
     pub fn record(&self, observation: &Observation) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let index = self.started.elapsed().as_secs() / BUCKET.as_secs();
+        let index = self.index();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         *inner.classes.entry(observation.class).or_default() += 1;
         inner.latency.observe(observation.latency);
@@ -219,24 +276,39 @@ impl VersionMetrics {
         }
         inner.prompt_tokens += observation.prompt_tokens;
         inner.completion_tokens += observation.completion_tokens;
-        if inner.buckets.back().is_none_or(|b| b.index != index) {
-            inner.buckets.push_back(Bucket::new(index));
-            while inner.buckets.len() > BUCKETS {
-                inner.buckets.pop_front();
-            }
+        let bucket = inner.bucket(index);
+        bucket.requests += 1;
+        *bucket.classes.entry(observation.class).or_default() += 1;
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        bucket
+            .latency
+            .saturating_record(micros(observation.latency));
+        if let Some(ttft) = observation.ttft {
+            bucket.ttft.saturating_record(micros(ttft));
         }
-        if let Some(bucket) = inner.buckets.back_mut() {
-            bucket.requests += 1;
-            *bucket.classes.entry(observation.class).or_default() += 1;
-            let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
-            bucket
-                .latency
-                .saturating_record(micros(observation.latency));
-            if let Some(ttft) = observation.ttft {
-                bucket.ttft.saturating_record(micros(ttft));
-            }
-            bucket.completion_tokens += observation.completion_tokens;
-        }
+        bucket.completion_tokens += observation.completion_tokens;
+    }
+
+    fn index(&self) -> u64 {
+        self.started.elapsed().as_secs() / BUCKET.as_secs()
+    }
+
+    /// Feedback for a request this version served, as a score from 0 to 1.
+    pub fn record_feedback(&self, score: f64) {
+        let index = self.index();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.feedback.add(score);
+        inner.bucket(index).feedback.add(score);
+    }
+
+    /// A shadow answer of this version compared with the primary's.
+    pub fn record_shadow(&self, similarity: &crate::similarity::Similarity) {
+        let index = self.index();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.shadow_compared += 1;
+        let bucket = inner.bucket(index);
+        bucket.shadow_f1.add(similarity.token_f1);
+        bucket.shadow_rouge.add(similarity.rouge_l);
     }
 
     /// The figures of the last `span` (rounded up to whole 10-second buckets).
@@ -252,7 +324,12 @@ impl VersionMetrics {
         };
         let mut latency = window_histogram();
         let mut ttft = window_histogram();
+        let (mut feedback, mut f1, mut rouge) =
+            (Tally::default(), Tally::default(), Tally::default());
         for bucket in inner.buckets.iter().filter(|b| b.index >= oldest) {
+            feedback.merge(bucket.feedback);
+            f1.merge(bucket.shadow_f1);
+            rouge.merge(bucket.shadow_rouge);
             stats.requests += bucket.requests;
             for (class, n) in &bucket.classes {
                 *stats.classes.entry(*class).or_default() += n;
@@ -277,6 +354,11 @@ impl VersionMetrics {
         stats.latency_p99_ms = ms(&latency, 0.99);
         stats.ttft_p50_ms = ms(&ttft, 0.5);
         stats.ttft_p99_ms = ms(&ttft, 0.99);
+        stats.feedback_count = feedback.count;
+        stats.feedback_mean = feedback.mean();
+        stats.shadow_compared = f1.count;
+        stats.shadow_token_f1 = f1.mean();
+        stats.shadow_rouge_l = rouge.mean();
         stats
     }
 }
@@ -288,6 +370,8 @@ pub struct Metrics {
     started: Instant,
     /// Shadow copies dropped because their queue was full.
     pub shadow_dropped: AtomicU64,
+    /// Request-log entries dropped because the writer's queue was full.
+    pub log_dropped: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -296,6 +380,7 @@ impl Default for Metrics {
             versions: RwLock::new(BTreeMap::new()),
             started: Instant::now(),
             shadow_dropped: AtomicU64::new(0),
+            log_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -379,6 +464,26 @@ impl Metrics {
                 );
             }
         }
+        out.push_str("# HELP sluice_gateway_feedback_total Feedback received, by the version that served.\n# TYPE sluice_gateway_feedback_total counter\n");
+        for ((route, version), m) in versions.iter() {
+            let inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(
+                out,
+                "sluice_gateway_feedback_total{{{}}} {}",
+                labels(route, version),
+                inner.feedback.count
+            );
+        }
+        out.push_str("# HELP sluice_gateway_shadow_compared_total Shadow answers compared with the primary's.\n# TYPE sluice_gateway_shadow_compared_total counter\n");
+        for ((route, version), m) in versions.iter() {
+            let inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(
+                out,
+                "sluice_gateway_shadow_compared_total{{{}}} {}",
+                labels(route, version),
+                inner.shadow_compared
+            );
+        }
         for (name, help, pick) in [
             (
                 "sluice_gateway_request_duration_seconds",
@@ -412,6 +517,12 @@ impl Metrics {
             out,
             "sluice_gateway_shadow_dropped_total {}",
             self.shadow_dropped.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP sluice_gateway_log_dropped_total Request-log entries dropped on a full queue.\n# TYPE sluice_gateway_log_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "sluice_gateway_log_dropped_total {}",
+            self.log_dropped.load(Ordering::Relaxed)
         );
         out
     }

@@ -22,9 +22,15 @@ use serde_json::{Map, Value, json};
 use tokio::time::Sleep;
 use tracing::{debug, warn};
 
+use sluice_store::{NewEvent, Store};
+use tokio::sync::{mpsc, oneshot};
+
 use crate::config::Limits;
+use crate::log::{Recent, Record, RequestLog};
 use crate::metrics::{Class, Metrics, Observation, VersionMetrics};
+use crate::redact::redact;
 use crate::route::{RequestKeys, Snapshot, Version};
+use crate::shadow::{Job, Primary};
 
 /// State shared by every request.
 pub(crate) struct Shared {
@@ -37,13 +43,32 @@ pub(crate) struct Shared {
     id_prefix: String,
     /// Requests whose answer is not complete yet.
     pub in_flight: Arc<AtomicUsize>,
+    /// Where feedback and shadow comparisons are stored.
+    pub store: Option<Store>,
+    /// The request log's queue.
+    pub log: Option<RequestLog>,
+    /// Which version served recent requests (for feedback).
+    pub recent: Mutex<Recent>,
+    /// The shadow queue.
+    pub shadow: mpsc::Sender<Job>,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot, limits: Limits) -> Self {
+    pub fn new(
+        snapshot: Snapshot,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        store: Option<Store>,
+        log: Option<RequestLog>,
+        shadow: mpsc::Sender<Job>,
+    ) -> Self {
         Self {
+            store,
+            log,
+            recent: Mutex::new(Recent::default()),
+            shadow,
             snapshot: ArcSwap::from_pointee(snapshot),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             limits,
             clients: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -52,7 +77,7 @@ impl Shared {
         }
     }
 
-    fn client(&self, connect: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    pub(crate) fn client(&self, connect: Duration) -> Result<reqwest::Client, reqwest::Error> {
         let key = u64::try_from(connect.as_millis()).unwrap_or(u64::MAX);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = clients.get(&key) {
@@ -176,7 +201,7 @@ pub(crate) enum Endpoint {
 }
 
 impl Endpoint {
-    fn path(self) -> &'static str {
+    pub(crate) fn path(self) -> &'static str {
         match self {
             Endpoint::Chat => "chat/completions",
             Endpoint::Completions => "completions",
@@ -204,11 +229,11 @@ pub(crate) async fn forward(
 ) -> Response<GatewayBody> {
     let arrived = Instant::now();
     let headers = request.headers().clone();
-    let body = match read_body(request, shared.limits.max_body_bytes).await {
+    let raw = match read_body(request, shared.limits.max_body_bytes).await {
         Ok(body) => body,
         Err(response) => return *response,
     };
-    let mut body: Map<String, Value> = match serde_json::from_slice(&body) {
+    let mut body: Map<String, Value> = match serde_json::from_slice(&raw) {
         Ok(Value::Object(map)) => map,
         Ok(_) => {
             return error(
@@ -268,16 +293,54 @@ pub(crate) async fn forward(
         (index, request_id)
     };
     let version = &route.versions[index];
-
+    if shared.log.is_some() {
+        shared
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request_id.clone(), model.clone(), version.name.clone());
+    }
+    let primary = shadow_copy(
+        shared,
+        &route,
+        version,
+        endpoint,
+        &body,
+        &model,
+        &request_id,
+    );
     let stream = body.get("stream").and_then(Value::as_bool) == Some(true)
         && endpoint != Endpoint::Embeddings;
     let strip_usage = stream && !client_wants_usage(&body);
     rewrite(&mut body, version, endpoint, stream);
     let metrics = shared.metrics.version(&model, &version.name);
     metrics.begin();
+    let capture_limit = if !stream {
+        COLLECT_LIMIT
+    } else if shared.log.is_some() || primary.is_some() {
+        STREAM_CAPTURE_LIMIT
+    } else {
+        0
+    };
     let finish = Finish {
         metrics,
         in_flight: Arc::clone(&shared.in_flight),
+        log: shared.log.clone().map(|log| {
+            (
+                log,
+                Entry {
+                    request_id: request_id.clone(),
+                    route: model.clone(),
+                    version: version.name.clone(),
+                    request: raw,
+                },
+            )
+        }),
+        primary,
+        version: version.name.clone(),
+        stream,
+        capture: Vec::new(),
+        capture_limit,
         arrived,
         upstream_started: Instant::now(),
         upstream_ended: None,
@@ -303,6 +366,46 @@ pub(crate) async fn forward(
     set_header(headers, "x-sluice-route", &model);
     set_header(headers, "x-request-id", &request_id);
     response
+}
+
+/// Queues a shadow copy of a sampled request and returns where its primary answer goes.
+fn shadow_copy(
+    shared: &Shared,
+    route: &crate::route::Route,
+    serving: &Version,
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+    route_name: &str,
+    request_id: &str,
+) -> Option<oneshot::Sender<Primary>> {
+    let shadow = route.shadow.as_ref()?;
+    if shadow.version == serving.name || fastrand::f64() * 100.0 >= shadow.percent {
+        return None;
+    }
+    let version = route.versions.get(route.index(&shadow.version)?)?;
+    let mut copy = body.clone();
+    copy.remove("stream");
+    copy.remove("stream_options");
+    rewrite(&mut copy, version, endpoint, false);
+    let (sender, receiver) = oneshot::channel();
+    let job = Job {
+        route: route_name.to_owned(),
+        version: version.clone(),
+        endpoint,
+        body: copy,
+        request_id: request_id.to_owned(),
+        primary: receiver,
+    };
+    match shared.shadow.try_send(job) {
+        Ok(()) => Some(sender),
+        Err(_) => {
+            shared
+                .metrics
+                .shadow_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
@@ -424,6 +527,7 @@ async fn send(
             Ok(Ok(bytes)) => bytes,
             _ => Bytes::new(),
         };
+        finish.capture = text.to_vec();
         finish.end(class);
         let openai_shaped = serde_json::from_slice::<Value>(&text)
             .ok()
@@ -453,9 +557,7 @@ async fn send(
                 saw_done: false,
             }
         } else {
-            Mode::Plain {
-                collected: Vec::new(),
-            }
+            Mode::Plain
         },
         deadline: Box::pin(tokio::time::sleep_until(
             first_chunk_deadline.min(deadline).into(),
@@ -490,9 +592,34 @@ pub(crate) struct Finish {
     class: Option<Class>,
     prompt_tokens: u64,
     completion_tokens: u64,
+    /// The request log and what it records of this request.
+    log: Option<(RequestLog, Entry)>,
+    /// Where a shadow comparison waits for this answer.
+    primary: Option<oneshot::Sender<Primary>>,
+    /// The serving version's name.
+    version: String,
+    /// Whether the answer is a stream.
+    stream: bool,
+    /// The answer's bytes (up to `capture_limit`), for `usage`, the log and shadow comparisons.
+    capture: Vec<u8>,
+    capture_limit: usize,
+}
+
+/// What the request log keeps of a request besides its outcome.
+struct Entry {
+    request_id: String,
+    route: String,
+    version: String,
+    request: Bytes,
 }
 
 impl Finish {
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.capture.len() + bytes.len() <= self.capture_limit {
+            self.capture.extend_from_slice(bytes);
+        }
+    }
+
     fn end(&mut self, class: Class) {
         if self.class.is_some() {
             return;
@@ -513,6 +640,35 @@ impl Finish {
             completion_tokens: self.completion_tokens,
         });
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let mut response = std::mem::take(&mut self.capture);
+        if let Some(sender) = self.primary.take() {
+            let _ = sender.send(Primary {
+                response: if self.log.is_some() {
+                    response.clone()
+                } else {
+                    std::mem::take(&mut response)
+                },
+                stream: self.stream,
+                latency,
+                class,
+                version: self.version.clone(),
+            });
+        }
+        if let Some((log, entry)) = self.log.take() {
+            log.record(Record {
+                request_id: entry.request_id,
+                route: entry.route,
+                version: entry.version,
+                class,
+                latency,
+                ttft: self.ttft,
+                prompt_tokens: self.prompt_tokens,
+                completion_tokens: self.completion_tokens,
+                request: entry.request,
+                response,
+                stream: self.stream,
+            });
+        }
     }
 
     fn usage(&mut self, usage: &Value) {
@@ -531,7 +687,7 @@ impl Drop for Finish {
 enum Mode {
     /// A complete JSON answer, passed through as it comes; a copy is kept (up to 1 MiB) to
     /// read `usage` at the end.
-    Plain { collected: Vec<u8> },
+    Plain,
     /// Server-sent events, passed on one whole event at a time.
     Events {
         buffer: BytesMut,
@@ -542,6 +698,8 @@ enum Mode {
 
 /// Largest non-streamed answer copied for its `usage`.
 const COLLECT_LIMIT: usize = 1 << 20;
+/// Most of a stream copied for the request log and shadow comparisons.
+const STREAM_CAPTURE_LIMIT: usize = 256 * 1024;
 
 type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
@@ -675,13 +833,11 @@ impl ProxyBody {
                         let total = self.total_deadline;
                         self.deadline.as_mut().reset(total.into());
                     }
+                    if let Some(finish) = &mut self.finish {
+                        finish.keep(&bytes);
+                    }
                     match &mut self.mode {
-                        Mode::Plain { collected } => {
-                            if collected.len() + bytes.len() <= COLLECT_LIMIT {
-                                collected.extend_from_slice(&bytes);
-                            }
-                            return Poll::Ready(Some(bytes));
-                        }
+                        Mode::Plain => return Poll::Ready(Some(bytes)),
                         Mode::Events { buffer, .. } => buffer.extend_from_slice(&bytes),
                     }
                 }
@@ -698,15 +854,15 @@ impl ProxyBody {
                             &format!("the upstream stream failed: {e}"),
                             "upstream_error",
                         )),
-                        Mode::Plain { .. } => None,
+                        Mode::Plain => None,
                     });
                 }
                 Poll::Ready(None) => {
                     let (class, rest) = match &mut self.mode {
-                        Mode::Plain { collected } => {
-                            if let Ok(value) = serde_json::from_slice::<Value>(collected)
-                                && let (Some(finish), Some(usage)) =
-                                    (&mut self.finish, value.get("usage"))
+                        Mode::Plain => {
+                            if let Some(finish) = &mut self.finish
+                                && let Ok(value) = serde_json::from_slice::<Value>(&finish.capture)
+                                && let Some(usage) = value.get("usage")
                             {
                                 finish.usage(usage);
                             }
@@ -741,13 +897,99 @@ impl ProxyBody {
                                 &format!("the upstream timed out waiting for {what}"),
                                 "timeout",
                             )),
-                            Mode::Plain { .. } => None,
+                            Mode::Plain => None,
                         });
                     }
                     return Poll::Pending;
                 }
             }
         }
+    }
+}
+
+/// `POST /v1/feedback {request_id, rating 1–5 | value, metric?, comment?}`: stored with the
+/// route and version that served the request, and counted in that version's window.
+async fn feedback(shared: &Shared, request: Request<Incoming>) -> Response<GatewayBody> {
+    let Some(store) = &shared.store else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "feedback needs the store; this gateway runs without one",
+        );
+    };
+    let body = match read_body(request, 64 * 1024).await {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let bad = |message: &str| error(StatusCode::BAD_REQUEST, "invalid_request_error", message);
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
+        return bad(
+            "expected a JSON object: {\"request_id\", \"rating\" (1–5) or \"value\", \"metric\"?, \"comment\"?}",
+        );
+    };
+    let Some(request_id) = body.get("request_id").and_then(Value::as_str) else {
+        return bad("`request_id` is required: the `x-request-id` header of the answer");
+    };
+    let rating = body.get("rating");
+    let value = body.get("value");
+    let comment = body.get("comment").and_then(Value::as_str);
+    let score = match (rating, value) {
+        (Some(r), None) => match r.as_u64().filter(|r| (1..=5).contains(r)) {
+            Some(r) => Some((r - 1) as f64 / 4.0),
+            None => return bad("`rating` must be a whole number from 1 to 5"),
+        },
+        (None, Some(Value::Bool(b))) => Some(if *b { 1.0 } else { 0.0 }),
+        (None, Some(Value::Number(n))) => n.as_f64().filter(|v| (0.0..=1.0).contains(v)),
+        (None, Some(_)) => return bad("`value` must be a number or a boolean"),
+        (Some(_), Some(_)) => return bad("give either `rating` or `value`, not both"),
+        (None, None) if comment.is_some() => None,
+        (None, None) => return bad("give a `rating` (1–5), a `value` or a `comment`"),
+    };
+    let served = shared
+        .recent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(request_id)
+        .cloned();
+    let Some((route, version)) = served else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!(
+                "unknown request id `{request_id}` (feedback is taken for the last 100,000 requests this gateway served)"
+            ),
+        );
+    };
+    if let Some(score) = score {
+        shared
+            .metrics
+            .version(&route, &version)
+            .record_feedback(score);
+    }
+    let event = NewEvent {
+        subject: format!("gateway:{route}"),
+        kind: "feedback".into(),
+        payload: json!({
+            "request_id": request_id,
+            "route": route,
+            "version": version,
+            "rating": rating,
+            "value": value,
+            "score": score,
+            "metric": body.get("metric").and_then(Value::as_str),
+            "comment": comment.map(redact),
+        }),
+    };
+    match store.append_events(vec![event]).await {
+        Ok(ids) => json_response(
+            StatusCode::OK,
+            &json!({"feedback_id": ids.first(), "route": route, "version": version}),
+        ),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("the feedback could not be stored: {e}"),
+        ),
     }
 }
 
@@ -765,6 +1007,7 @@ pub(crate) async fn handle(
         }
         (&Method::POST, "/v1/embeddings") => forward(&shared, Endpoint::Embeddings, request).await,
         (&Method::GET, "/v1/models") => models(&shared),
+        (&Method::POST, "/v1/feedback") => feedback(&shared, request).await,
         (&Method::GET, "/metrics") => full(
             StatusCode::OK,
             "text/plain; version=0.0.4",

@@ -108,6 +108,18 @@ pub struct Route {
     pub overrides: bool,
     /// Feature-flag segments, first match wins.
     pub segments: Vec<Segment>,
+    /// Mirroring of sampled requests to a shadow version.
+    pub shadow: Option<Shadow>,
+}
+
+/// Shadow mirroring: a sampled copy of requests goes to `version`; its answer is compared with
+/// the primary's and never returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shadow {
+    /// The shadow version's name.
+    pub version: String,
+    /// Share of requests mirrored, in percent.
+    pub percent: f64,
 }
 
 /// Why weights cannot be applied.
@@ -177,6 +189,7 @@ impl Route {
             salt,
             overrides,
             segments,
+            shadow: None,
         };
         route.set_weights(weights)?;
         Ok(route)
@@ -301,6 +314,7 @@ impl Route {
             },
             "salt": self.salt,
             "overrides": self.overrides,
+            "shadow": self.shadow.as_ref().map(|s| json!({"version": s.version, "percent": s.percent})),
         })
     }
 }

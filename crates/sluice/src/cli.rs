@@ -374,6 +374,9 @@ pub struct GatewayArgs {
     /// Address of the admin API (loopback unless the config sets `admin.token_env`).
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub admin_listen: SocketAddr,
+    /// Keep no request log and open no store (feedback and stored shadow comparisons need it).
+    #[arg(long)]
+    pub no_store: bool,
 }
 
 /// `sluice simulate`.

@@ -24,6 +24,8 @@ const SIM: &str = "models:
   slow: {ttft_ms: 50, tokens_per_second: 10, default: lorem, lorem_tokens: 10}
   flaky:
     faults: {error_rate: 1.0, error_status: 503, retry_after_s: 7}
+  echo: {default: echo}
+  sluggish: {ttft_ms: 300, default: candidate answer}
 ";
 
 fn gateway_config(sim: &str, weights: (u32, u32)) -> String {
@@ -44,6 +46,14 @@ fn gateway_config(sim: &str, weights: (u32, u32)) -> String {
     versions: [{{name: flaky, url: \"{sim}\", model: flaky}}]
   down:
     versions: [{{name: gone, url: \"http://127.0.0.1:1/v1\", model: x}}]
+  echo:
+    versions: [{{name: echo, url: \"{sim}\", model: echo}}]
+  mirrored:
+    versions:
+      - {{name: stable, url: \"{sim}\", model: stable}}
+      - {{name: sluggish, url: \"{sim}\", model: sluggish}}
+    split: {{weights: {{stable: 100, sluggish: 0}}}}
+    shadow: {{version: sluggish, percent: 100}}
 limits: {{max_body_bytes: 4096}}
 drain_timeout_ms: 5000
 ",
@@ -62,7 +72,10 @@ struct Gateway {
 
 impl Gateway {
     fn start(config: &Path) -> Self {
+        let store = config.with_file_name("sluice.db");
         let mut child = sluice()
+            .arg("--store")
+            .arg(store)
             .args([
                 "gateway",
                 "--listen",
@@ -398,7 +411,7 @@ async fn bad_requests_and_failing_upstreams_get_openai_shaped_errors() {
         (
             json!({"model": "nope", "messages": []}).to_string(),
             404,
-            "routes: chat, down, flaky, slow",
+            "routes: chat, down, echo, flaky, mirrored, slow",
         ),
         (
             json!({"messages": []}).to_string(),
@@ -466,6 +479,7 @@ fn a_bad_config_exits_2_naming_each_problem() {
         .env_remove("SLUICE_TEST_UNSET_KEY")
         .args([
             "gateway",
+            "--no-store",
             "--listen",
             "127.0.0.1:0",
             "--admin-listen",
@@ -522,4 +536,145 @@ fn the_openai_python_sdk_works_through_the_gateway() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+/// The store's events about one route, of one kind.
+async fn events(dir: &Path, route: &str, kind: &str) -> Vec<Value> {
+    let store = sluice_store::Store::open_sqlite(&dir.join("sluice.db"))
+        .await
+        .unwrap();
+    store
+        .events(&format!("gateway:{route}"), 0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| e.payload)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_copies_are_compared_and_stored_without_slowing_the_primary() {
+    let (dir, _sim, gateway) = setup((90, 10));
+    for _ in 0..10 {
+        let started = Instant::now();
+        let (status, version, body) = chat(&gateway, message("mirrored", None), &[]).await;
+        let took = started.elapsed();
+        assert_eq!((status, version.as_str()), (200, "stable"));
+        assert_eq!(body["choices"][0]["message"]["content"], "stable answer");
+        // The shadow answers after 300 ms; the primary must not wait for it.
+        assert!(took < Duration::from_millis(250), "primary took {took:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let window = loop {
+        let windows = gateway.windows().await;
+        let window = windows["windows"]["mirrored"]["sluggish"].clone();
+        if window["shadow_compared"] == 10 || Instant::now() > deadline {
+            break window;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(window["shadow_compared"], 10, "{window:#}");
+    // "stable answer" against "candidate answer": one word of two in common.
+    assert_eq!(window["shadow_token_f1"], 0.5, "{window:#}");
+    let stored = events(dir.path(), "mirrored", "shadow").await;
+    assert_eq!(stored.len(), 10);
+    let first = &stored[0];
+    assert_eq!(first["primary_version"], "stable");
+    assert_eq!(first["shadow_version"], "sluggish");
+    assert_eq!(first["exact"], false);
+    assert!(
+        first["shadow_latency_ms"].as_f64().unwrap() >= 300.0,
+        "{first:#}"
+    );
+    assert!(
+        first["primary_latency_ms"].as_f64().unwrap() < 250.0,
+        "{first:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_log_keeps_no_planted_secret_and_feedback_finds_its_version() {
+    let (dir, _sim, mut gateway) = setup((90, 10));
+    let secrets = [
+        "ada.lovelace@example.com",
+        "sk-proj-Zx81bQ2mN4pL7rT9vW3yK6",
+        "4111 1111 1111 1111",
+        "+1 415 555 0132",
+    ];
+    let prompt = format!(
+        "Mail {} with key {}, card {}, phone {}.",
+        secrets[0], secrets[1], secrets[2], secrets[3]
+    );
+    let body = json!({"model": "echo", "messages": [{"role": "user", "content": prompt}]});
+    let response = reqwest::Client::new()
+        .post(format!("{}/chat/completions", gateway.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let answer: Value = response.json().await.unwrap();
+    // The simulator echoes the prompt, so the answer carries the secrets too.
+    assert!(
+        answer["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains(secrets[0])
+    );
+
+    let feedback = |body: Value| {
+        reqwest::Client::new()
+            .post(format!("{}/feedback", gateway.url))
+            .json(&body)
+            .send()
+    };
+    let accepted = feedback(json!({"request_id": request_id, "rating": 5, "comment": "great, write to ada.lovelace@example.com"}))
+        .await
+        .unwrap();
+    assert_eq!(accepted.status().as_u16(), 200);
+    let accepted: Value = accepted.json().await.unwrap();
+    assert_eq!(accepted["version"], "echo");
+    let unknown = feedback(json!({"request_id": "req-nope", "rating": 3}))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    let bad = feedback(json!({"request_id": request_id, "rating": 9}))
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let window = &gateway.windows().await["windows"]["echo"]["echo"];
+    assert_eq!(window["feedback_count"], 1);
+    assert_eq!(window["feedback_mean"], 1.0);
+
+    // SIGTERM drains and flushes the log.
+    gateway.signal("-TERM");
+    assert!(gateway.child.wait().unwrap().success());
+    let logged = events(dir.path(), "echo", "request").await;
+    assert_eq!(logged.len(), 1, "{logged:#?}");
+    let entry = &logged[0];
+    assert_eq!(entry["request_id"], request_id.as_str());
+    assert_eq!(entry["version"], "echo");
+    let stored = events(dir.path(), "echo", "feedback").await;
+    assert_eq!(stored.len(), 1);
+    let everything = format!("{logged:?}{stored:?}");
+    for secret in secrets {
+        assert!(
+            !everything.contains(secret),
+            "{secret} was stored: {everything}"
+        );
+    }
+    for label in ["[EMAIL]", "[API_KEY]", "[CARD]", "[PHONE]"] {
+        assert!(
+            entry["request"].as_str().unwrap().contains(label),
+            "{entry:#}"
+        );
+        assert!(
+            entry["answer"].as_str().unwrap().contains(label),
+            "{entry:#}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! `sluice gateway`: serve the traffic-splitting gateway until Ctrl-C or SIGTERM (which drain
-//! it), re-reading the config file on SIGHUP.
+//! it), re-reading the config file on SIGHUP, with its request log, feedback and shadow
+//! comparisons in the store.
 
 use std::io::Write;
 
@@ -8,15 +9,21 @@ use sluice_gateway::GatewayServer;
 use sluice_gateway::config::GatewayConfig;
 use tracing::{info, warn};
 
-use super::{Outcome, shutdown_signal};
+use super::{Outcome, open_store, shutdown_signal};
 use crate::cli::GatewayArgs;
 
-pub async fn run(args: GatewayArgs) -> anyhow::Result<Outcome> {
+pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outcome> {
     let config = GatewayConfig::load(&args.config, &ProcessEnv)?;
     let routes: Vec<String> = config.snapshot.routes.keys().cloned().collect();
+    let store = if args.no_store {
+        None
+    } else {
+        Some(open_store(store_location).await?)
+    };
     let server = GatewayServer::start(
         config,
         Some(args.config.clone()),
+        store,
         args.listen,
         args.admin_listen,
     )

@@ -48,7 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Quickstart(args) => quickstart::run(args, &cli.global.store).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Chat(args) => chat::run(args).await,
-        Command::Gateway(args) => gateway::run(args).await,
+        Command::Gateway(args) => gateway::run(args, &cli.global.store).await,
         Command::Bench(args) => bench::dispatch(args.command, args.run, &cli.global.store).await,
         Command::Eval(args) => match args.command {
             None => eval::run(args.run, &cli.global.store).await,

@@ -1,0 +1,152 @@
+//! Shadow mirroring: a sampled request is copied, rewritten for the route's shadow version and
+//! queued (a bounded queue; a full queue drops the copy and counts it). A worker sends it —
+//! never streamed, at most [`CONCURRENT`] at once — waits for the primary's answer, compares
+//! the two, and records the comparison in the shadow version's window and, with a store, as a
+//! `shadow` event carrying both latencies. Nothing here can delay, change or fail the primary.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::header::CONTENT_TYPE;
+use serde_json::{Map, Value, json};
+use sluice_store::NewEvent;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::log::answer_text;
+use crate::metrics::{Class, Observation};
+use crate::proxy::{Endpoint, Shared};
+use crate::route::Version;
+use crate::similarity::compare;
+
+/// Shadow requests in flight at once, at most.
+pub(crate) const CONCURRENT: usize = 16;
+/// How long a shadow comparison waits for the primary's answer.
+const PRIMARY_WAIT: Duration = Duration::from_secs(600);
+
+/// The primary's answer, as its request path hands it over.
+#[derive(Debug)]
+pub(crate) struct Primary {
+    pub response: Vec<u8>,
+    pub stream: bool,
+    pub latency: Duration,
+    pub class: Class,
+    pub version: String,
+}
+
+/// One shadow copy.
+pub(crate) struct Job {
+    pub route: String,
+    pub version: Version,
+    pub endpoint: Endpoint,
+    pub body: Map<String, Value>,
+    pub request_id: String,
+    pub primary: oneshot::Receiver<Primary>,
+}
+
+/// Runs queued shadow copies until the queue closes.
+pub(crate) async fn run(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>) {
+    let slots = Arc::new(Semaphore::new(CONCURRENT));
+    while let Some(job) = jobs.recv().await {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            process(&shared, job).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn process(shared: &Shared, job: Job) {
+    let metrics = shared.metrics.version(&job.route, &job.version.name);
+    metrics.begin();
+    let started = Instant::now();
+    let outcome = send(shared, &job).await;
+    let latency = started.elapsed();
+    let (class, shadow_text, status) = match outcome {
+        Ok((status, bytes)) if (200..300).contains(&status) => {
+            (Class::Ok, Some(answer_text(&bytes, false)), status)
+        }
+        Ok((status, _)) if status < 500 => (Class::ClientError, None, status),
+        Ok((status, _)) => (Class::ServerError, None, status),
+        Err(class) => (class, None, 0),
+    };
+    metrics.record(&Observation {
+        class,
+        latency,
+        ttft: None,
+        overhead: Duration::ZERO,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+    });
+    let primary = match tokio::time::timeout(PRIMARY_WAIT, job.primary).await {
+        Ok(Ok(primary)) => primary,
+        _ => {
+            debug!(
+                request_id = job.request_id,
+                "No primary answer to compare the shadow with."
+            );
+            return;
+        }
+    };
+    let similarity = match (&shadow_text, primary.class) {
+        (Some(shadow), Class::Ok) => {
+            let primary_text = answer_text(&primary.response, primary.stream);
+            let similarity = compare(&primary_text, shadow);
+            metrics.record_shadow(&similarity);
+            Some(similarity)
+        }
+        _ => None,
+    };
+    if let Some(store) = &shared.store {
+        let event = NewEvent {
+            subject: format!("gateway:{}", job.route),
+            kind: "shadow".into(),
+            payload: json!({
+                "request_id": job.request_id,
+                "route": job.route,
+                "primary_version": primary.version,
+                "shadow_version": job.version.name,
+                "primary_class": primary.class.as_str(),
+                "shadow_class": class.as_str(),
+                "shadow_status": status,
+                "primary_latency_ms": primary.latency.as_secs_f64() * 1000.0,
+                "shadow_latency_ms": latency.as_secs_f64() * 1000.0,
+                "exact": similarity.map(|s| s.exact),
+                "token_f1": similarity.map(|s| s.token_f1),
+                "rouge_l": similarity.map(|s| s.rouge_l),
+            }),
+        };
+        if let Err(error) = store.append_events(vec![event]).await {
+            warn!(%error, "Cannot store a shadow comparison.");
+        }
+    }
+}
+
+async fn send(shared: &Shared, job: &Job) -> Result<(u16, bytes::Bytes), Class> {
+    let client = shared
+        .client(job.version.timeouts.connect)
+        .map_err(|_| Class::UpstreamConnect)?;
+    let mut request = client
+        .post(format!("{}/{}", job.version.base_url, job.endpoint.path()))
+        .header(CONTENT_TYPE, "application/json")
+        .header("x-request-id", &job.request_id)
+        .header("x-sluice-shadow", "true")
+        .timeout(job.version.timeouts.total)
+        .body(serde_json::to_vec(&job.body).unwrap_or_default());
+    if let Some(key) = &job.version.api_key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            Class::Timeout
+        } else {
+            Class::UpstreamConnect
+        }
+    })?;
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.map_err(|_| Class::ServerError)?;
+    Ok((status, bytes))
+}
