@@ -64,7 +64,8 @@ model_list:
     litellm_params: {model: openai/stable, api_base: "http://127.0.0.1:$sim_port/v1", api_key: none}
 litellm_settings: {telemetry: false}
 YAML
-  (cd "$work" && "$litellm" --config "$work/litellm.yaml" --port "$litellm_port" --num_workers 1 >"$work/litellm.log" 2>&1 &)
+  # Like the other proxies here, LiteLLM runs without client authentication.
+  (cd "$work" && LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true "$litellm" --config "$work/litellm.yaml" --port "$litellm_port" --num_workers 1 >"$work/litellm.log" 2>&1 &)
   for _ in $(seq 1 60); do
     curl -sf "http://127.0.0.1:$litellm_port/health/liveliness" >/dev/null && break
     sleep 1

@@ -860,13 +860,26 @@ impl ProxyBody {
                 Poll::Ready(None) => {
                     let (class, rest) = match &mut self.mode {
                         Mode::Plain => {
-                            if let Some(finish) = &mut self.finish
-                                && let Ok(value) = serde_json::from_slice::<Value>(&finish.capture)
-                                && let Some(usage) = value.get("usage")
-                            {
-                                finish.usage(usage);
+                            let mut class = Class::Ok;
+                            if let Some(finish) = &mut self.finish {
+                                match serde_json::from_slice::<Value>(&finish.capture) {
+                                    Ok(value) => {
+                                        if let Some(usage) = value.get("usage") {
+                                            finish.usage(usage);
+                                        }
+                                    }
+                                    // An answer that is not JSON (and was not cut at the copy
+                                    // limit) is the upstream's failure, even with a 200.
+                                    Err(_) if finish.capture.len() < COLLECT_LIMIT => {
+                                        warn!(
+                                            "The upstream answered 200 with a body that is not JSON."
+                                        );
+                                        class = Class::ServerError;
+                                    }
+                                    Err(_) => {}
+                                }
                             }
-                            (Class::Ok, None)
+                            (class, None)
                         }
                         Mode::Events {
                             buffer, saw_done, ..

@@ -26,6 +26,10 @@ const SIM: &str = "models:
     faults: {error_rate: 1.0, error_status: 503, retry_after_s: 7}
   echo: {default: echo}
   sluggish: {ttft_ms: 300, default: candidate answer}
+  garbage:
+    faults: {malformed_rate: 1.0}
+  hangs:
+    faults: {hang_rate: 1.0, hang_ms: 5000}
 ";
 
 fn gateway_config(sim: &str, weights: (u32, u32)) -> String {
@@ -48,6 +52,10 @@ fn gateway_config(sim: &str, weights: (u32, u32)) -> String {
     versions: [{{name: gone, url: \"http://127.0.0.1:1/v1\", model: x}}]
   echo:
     versions: [{{name: echo, url: \"{sim}\", model: echo}}]
+  garbage:
+    versions: [{{name: garbage, url: \"{sim}\", model: garbage}}]
+  hangs:
+    versions: [{{name: hangs, url: \"{sim}\", model: hangs, timeouts: {{ttft_ms: 200}}}}]
   mirrored:
     versions:
       - {{name: stable, url: \"{sim}\", model: stable}}
@@ -411,7 +419,7 @@ async fn bad_requests_and_failing_upstreams_get_openai_shaped_errors() {
         (
             json!({"model": "nope", "messages": []}).to_string(),
             404,
-            "routes: chat, down, echo, flaky, mirrored, slow",
+            "routes: chat, down, echo, flaky, garbage, hangs, mirrored, slow",
         ),
         (
             json!({"messages": []}).to_string(),
@@ -441,7 +449,38 @@ async fn bad_requests_and_failing_upstreams_get_openai_shaped_errors() {
     assert_eq!(response.status().as_u16(), 503);
     assert_eq!(response.headers()["retry-after"], "7");
     assert_eq!(response.headers()["x-sluice-version"], "flaky");
+    let response = post(message("hangs", None).to_string()).await.unwrap();
+    assert_eq!(response.status().as_u16(), 504);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("did not answer within 200 ms"), "{text}");
+    let response = post(message("garbage", None).to_string()).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let _ = response.bytes().await;
+
+    // A client that leaves mid-stream is counted, and nothing stays in flight.
+    let mut stream = client
+        .post(format!("{}/chat/completions", gateway.url))
+        .json(&json!({"model": "slow", "stream": true, "messages": [{"role": "user", "content": "go"}]}))
+        .send()
+        .await
+        .unwrap();
+    let first = stream.chunk().await.unwrap();
+    assert!(first.is_some());
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     let windows = gateway.windows().await;
+    let slow = &windows["windows"]["slow"]["slow"];
+    assert_eq!(slow["classes"]["client_closed"], 1, "{windows:#}");
+    assert_eq!(slow["in_flight"], 0, "{windows:#}");
+    assert_eq!(
+        windows["windows"]["hangs"]["hangs"]["classes"]["timeout"],
+        1
+    );
+    assert_eq!(
+        windows["windows"]["garbage"]["garbage"]["classes"]["server_error"],
+        1
+    );
     assert_eq!(
         windows["windows"]["flaky"]["flaky"]["classes"]["server_error"],
         1
@@ -677,4 +716,71 @@ async fn the_request_log_keeps_no_planted_secret_and_feedback_finds_its_version(
             "{entry:#}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_needs_its_token_and_stays_on_loopback_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "routes:\n  chat:\n    versions: [{name: v1, url: \"http://127.0.0.1:9/v1\", model: m}]\nadmin: {token_env: SLUICE_TEST_ADMIN_TOKEN}\n",
+    )
+    .unwrap();
+    let mut child = sluice()
+        .env("SLUICE_TEST_ADMIN_TOKEN", "open-sesame")
+        .args(["gateway", "--no-store", "--listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0", "-c"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let admin = first
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    // Killed on drop, whatever fails below.
+    let gateway = Gateway {
+        child,
+        url: String::new(),
+        admin,
+    };
+    let client = reqwest::Client::new();
+    let routes = format!("{}/admin/routes", gateway.admin);
+    let status = |request: reqwest::RequestBuilder| async move {
+        request.send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(status(client.get(&routes)).await, 401);
+    assert_eq!(
+        status(client.get(&routes).bearer_auth("open-sesamE")).await,
+        401
+    );
+    assert_eq!(
+        status(client.get(&routes).bearer_auth("open-sesame")).await,
+        200
+    );
+    drop(gateway);
+
+    // Without a token, an admin API off loopback is refused.
+    std::fs::write(
+        &config,
+        "routes:\n  chat:\n    versions: [{name: v1, url: \"http://127.0.0.1:9/v1\", model: m}]\n",
+    )
+    .unwrap();
+    let output = sluice()
+        .args(["gateway", "--no-store", "--listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "0.0.0.0:0", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is not on loopback; set `admin.token_env`"),
+        "{stderr}"
+    );
 }
