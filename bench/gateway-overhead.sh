@@ -65,7 +65,8 @@ model_list:
 litellm_settings: {telemetry: false}
 YAML
   # Like the other proxies here, LiteLLM runs without client authentication.
-  (cd "$work" && LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true "$litellm" --config "$work/litellm.yaml" --port "$litellm_port" --num_workers 1 >"$work/litellm.log" 2>&1 &)
+  (cd "$work" && LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true exec "$litellm" \
+    --config "$work/litellm.yaml" --port "$litellm_port" --num_workers 1 >"$work/litellm.log" 2>&1) &
   for _ in $(seq 1 60); do
     curl -sf "http://127.0.0.1:$litellm_port/health/liveliness" >/dev/null && break
     sleep 1
