@@ -14,7 +14,8 @@
 //!       segments:
 //!         - {header: x-beta, equals: "1", version: candidate}
 //!         - {users: [alice, bob], version: candidate}
-//!     shadow: {version: candidate, percent: 20}   # mirror 20 % of requests (default 100)
+//!     shadow: {version: candidate, percent: 20}   # mirror 20 % of requests (default 100);
+//!                                          # `embedding_model: M` adds an embedding cosine
 //! limits: {max_body_bytes: 4194304, header_read_timeout_ms: 10000}
 //! admin: {token_env: SLUICE_ADMIN_TOKEN}
 //! drain_timeout_ms: 30000
@@ -63,6 +64,8 @@ struct RawShadow {
     version: String,
     #[serde(default)]
     percent: Option<f64>,
+    #[serde(default)]
+    embedding_model: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -411,6 +414,7 @@ fn compile_route(
             Some(crate::route::Shadow {
                 version: shadow.version,
                 percent,
+                embedding_model: shadow.embedding_model,
             })
         }
         None => None,

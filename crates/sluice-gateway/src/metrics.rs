@@ -128,6 +128,7 @@ struct Bucket {
     feedback: Tally,
     shadow_f1: Tally,
     shadow_rouge: Tally,
+    shadow_cosine: Tally,
 }
 
 /// A count and a sum, for means.
@@ -165,6 +166,7 @@ impl Bucket {
             feedback: Tally::default(),
             shadow_f1: Tally::default(),
             shadow_rouge: Tally::default(),
+            shadow_cosine: Tally::default(),
         }
     }
 }
@@ -237,6 +239,8 @@ pub struct WindowStats {
     pub shadow_token_f1: Option<f64>,
     /// Mean ROUGE-L of the shadow answers against the primary's.
     pub shadow_rouge_l: Option<f64>,
+    /// Mean embedding cosine of the shadow answers against the primary's.
+    pub shadow_cosine: Option<f64>,
 }
 
 impl VersionMetrics {
@@ -309,6 +313,9 @@ impl VersionMetrics {
         let bucket = inner.bucket(index);
         bucket.shadow_f1.add(similarity.token_f1);
         bucket.shadow_rouge.add(similarity.rouge_l);
+        if let Some(cosine) = similarity.cosine {
+            bucket.shadow_cosine.add(cosine);
+        }
     }
 
     /// The figures of the last `span` (rounded up to whole 10-second buckets).
@@ -324,12 +331,17 @@ impl VersionMetrics {
         };
         let mut latency = window_histogram();
         let mut ttft = window_histogram();
-        let (mut feedback, mut f1, mut rouge) =
-            (Tally::default(), Tally::default(), Tally::default());
+        let (mut feedback, mut f1, mut rouge, mut cosine) = (
+            Tally::default(),
+            Tally::default(),
+            Tally::default(),
+            Tally::default(),
+        );
         for bucket in inner.buckets.iter().filter(|b| b.index >= oldest) {
             feedback.merge(bucket.feedback);
             f1.merge(bucket.shadow_f1);
             rouge.merge(bucket.shadow_rouge);
+            cosine.merge(bucket.shadow_cosine);
             stats.requests += bucket.requests;
             for (class, n) in &bucket.classes {
                 *stats.classes.entry(*class).or_default() += n;
@@ -359,6 +371,7 @@ impl VersionMetrics {
         stats.shadow_compared = f1.count;
         stats.shadow_token_f1 = f1.mean();
         stats.shadow_rouge_l = rouge.mean();
+        stats.shadow_cosine = cosine.mean();
         stats
     }
 }

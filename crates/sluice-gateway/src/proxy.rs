@@ -395,6 +395,7 @@ fn shadow_copy(
         body: copy,
         request_id: request_id.to_owned(),
         primary: receiver,
+        embedding_model: shadow.embedding_model.clone(),
     };
     match shared.shadow.try_send(job) {
         Ok(()) => Some(sender),

@@ -120,6 +120,9 @@ pub struct Shadow {
     pub version: String,
     /// Share of requests mirrored, in percent.
     pub percent: f64,
+    /// An embedding model served by the shadow version's upstream: when set, the two answers
+    /// are also compared by the cosine of their embeddings.
+    pub embedding_model: Option<String>,
 }
 
 /// Why weights cannot be applied.

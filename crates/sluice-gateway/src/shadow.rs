@@ -42,6 +42,8 @@ pub(crate) struct Job {
     pub body: Map<String, Value>,
     pub request_id: String,
     pub primary: oneshot::Receiver<Primary>,
+    /// The embedding model for the cosine comparison, if any.
+    pub embedding_model: Option<String>,
 }
 
 /// Runs queued shadow copies until the queue closes.
@@ -94,7 +96,11 @@ async fn process(shared: &Shared, job: Job) {
     let similarity = match (&shadow_text, primary.class) {
         (Some(shadow), Class::Ok) => {
             let primary_text = answer_text(&primary.response, primary.stream);
-            let similarity = compare(&primary_text, shadow);
+            let mut similarity = compare(&primary_text, shadow);
+            if let Some(model) = &job.embedding_model {
+                similarity.cosine =
+                    embedding_cosine(shared, &job.version, model, &primary_text, shadow).await;
+            }
             metrics.record_shadow(&similarity);
             Some(similarity)
         }
@@ -117,12 +123,54 @@ async fn process(shared: &Shared, job: Job) {
                 "exact": similarity.map(|s| s.exact),
                 "token_f1": similarity.map(|s| s.token_f1),
                 "rouge_l": similarity.map(|s| s.rouge_l),
+                "embedding_cosine": similarity.and_then(|s| s.cosine),
             }),
         };
         if let Err(error) = store.append_events(vec![event]).await {
             warn!(%error, "Cannot store a shadow comparison.");
         }
     }
+}
+
+/// Embeds both answers with `model` on the shadow version's upstream and returns their
+/// cosine; `None` (and a warning) when the upstream cannot.
+async fn embedding_cosine(
+    shared: &Shared,
+    version: &Version,
+    model: &str,
+    primary: &str,
+    shadow: &str,
+) -> Option<f64> {
+    let client = shared.client(version.timeouts.connect).ok()?;
+    let mut request = client
+        .post(format!("{}/embeddings", version.base_url))
+        .timeout(version.timeouts.total)
+        .json(&json!({"model": model, "input": [primary, shadow]}));
+    if let Some(key) = &version.api_key {
+        request = request.bearer_auth(key);
+    }
+    let answer: Value = match request.send().await {
+        Ok(response) if response.status().is_success() => response.json().await.ok()?,
+        Ok(response) => {
+            warn!(status = %response.status(), model, "The shadow's embedding request failed.");
+            return None;
+        }
+        Err(error) => {
+            warn!(%error, model, "The shadow's embedding request failed.");
+            return None;
+        }
+    };
+    let vector = |i: usize| -> Option<Vec<f64>> {
+        answer
+            .get("data")?
+            .get(i)?
+            .get("embedding")?
+            .as_array()?
+            .iter()
+            .map(Value::as_f64)
+            .collect()
+    };
+    Some(crate::similarity::cosine(&vector(0)?, &vector(1)?))
 }
 
 async fn send(shared: &Shared, job: &Job) -> Result<(u16, bytes::Bytes), Class> {

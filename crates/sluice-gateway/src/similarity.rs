@@ -15,6 +15,23 @@ pub struct Similarity {
     pub token_f1: f64,
     /// ROUGE-L F-measure, 0 to 1.
     pub rouge_l: f64,
+    /// Cosine of the two answers' embeddings, when an embedding model is configured.
+    pub cosine: Option<f64>,
+}
+
+/// The cosine of two vectors (0 when either is all zeros or their lengths differ).
+pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    if a.len() != b.len() {
+        return 0.0;
+    }
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let (na, nb) = (norm(a), norm(b));
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
 }
 
 fn words(text: &str) -> Vec<String> {
@@ -44,6 +61,7 @@ pub fn compare(primary: &str, shadow: &str) -> Similarity {
             exact,
             token_f1: score,
             rouge_l: score,
+            cosine: None,
         };
     }
     let mut counts: HashMap<&str, i64> = HashMap::new();
@@ -78,6 +96,7 @@ pub fn compare(primary: &str, shadow: &str) -> Similarity {
         exact,
         token_f1: f_measure(overlap, a.len(), b.len()),
         rouge_l: f_measure(lcs, a.len(), b.len()),
+        cosine: None,
     }
 }
 
@@ -97,5 +116,8 @@ mod tests {
         assert_eq!(order.token_f1, 1.0);
         assert!((order.rouge_l - 0.25).abs() < 1e-9);
         assert_eq!(compare("yes", "no").token_f1, 0.0);
+        assert!((cosine(&[1.0, 0.0], &[1.0, 0.0]) - 1.0).abs() < 1e-12);
+        assert_eq!(cosine(&[1.0, 0.0], &[0.0, 1.0]), 0.0);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
     }
 }

@@ -61,7 +61,7 @@ fn gateway_config(sim: &str, weights: (u32, u32)) -> String {
       - {{name: stable, url: \"{sim}\", model: stable}}
       - {{name: sluggish, url: \"{sim}\", model: sluggish}}
     split: {{weights: {{stable: 100, sluggish: 0}}}}
-    shadow: {{version: sluggish, percent: 100}}
+    shadow: {{version: sluggish, percent: 100, embedding_model: sluggish}}
 limits: {{max_body_bytes: 4096}}
 drain_timeout_ms: 5000
 ",
@@ -616,12 +616,16 @@ async fn shadow_copies_are_compared_and_stored_without_slowing_the_primary() {
     assert_eq!(window["shadow_compared"], 10, "{window:#}");
     // "stable answer" against "candidate answer": one word of two in common.
     assert_eq!(window["shadow_token_f1"], 0.5, "{window:#}");
+    // The simulator's embeddings are bags of words: related, not identical.
+    let cosine = window["shadow_cosine"].as_f64().unwrap();
+    assert!(cosine > 0.2 && cosine < 0.99, "{window:#}");
     let stored = events(dir.path(), "mirrored", "shadow").await;
     assert_eq!(stored.len(), 10);
     let first = &stored[0];
     assert_eq!(first["primary_version"], "stable");
     assert_eq!(first["shadow_version"], "sluggish");
     assert_eq!(first["exact"], false);
+    assert!(first["embedding_cosine"].is_number(), "{first:#}");
     assert!(
         first["shadow_latency_ms"].as_f64().unwrap() >= 300.0,
         "{first:#}"
