@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod de;
+mod duration;
 pub mod env;
 mod error;
 pub mod glob;
@@ -18,6 +19,7 @@ pub mod yaml;
 
 use std::path::Path;
 
+pub use duration::parse_duration;
 pub use env::{EnvSource, MapEnv, ProcessEnv};
 pub use error::{Diagnostic, Diagnostics, Location};
 pub use path::FieldPath;

@@ -62,6 +62,10 @@ pub enum Command {
     /// versions (weights, sticky users, header overrides, segments) with live per-version
     /// metrics and an admin API. SIGHUP reloads the config; SIGTERM drains.
     Gateway(GatewayArgs),
+    /// Roll a new version out behind `sluice gateway`: canary steps, live analysis and
+    /// automatic rollback, with every transition in the store.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Send one chat request to an OpenAI-compatible endpoint and show the answer and timing.
     Chat(ChatArgs),
     /// Inspect the store.
@@ -377,6 +381,73 @@ pub struct GatewayArgs {
     /// Keep no request log and open no store (feedback and stored shadow comparisons need it).
     #[arg(long)]
     pub no_store: bool,
+}
+
+/// `sluice rollout …`.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Run a rollout to its end in the foreground (or resume the unfinished run of the same
+    /// name): exit 0 when promoted, 1 when rolled back.
+    Start(RolloutStartArgs),
+    /// Show a rollout's state.
+    Status(RolloutNameArgs),
+    /// List rollouts, newest first.
+    List(RolloutListArgs),
+    /// Show a rollout's transitions, measurements and rollbacks.
+    History(RolloutNameArgs),
+    /// Skip the current pause (or, with --full, every remaining step).
+    Promote(RolloutPromoteArgs),
+    /// Pause a running rollout.
+    Pause(RolloutNameArgs),
+    /// Resume a rollout paused by hand.
+    Resume(RolloutNameArgs),
+    /// Abort a running rollout: all traffic back to the stable version.
+    Abort(RolloutAbortArgs),
+}
+
+/// `sluice rollout start`.
+#[derive(Debug, Args)]
+pub struct RolloutStartArgs {
+    /// The rollout spec.
+    pub spec: PathBuf,
+}
+
+/// A rollout by name.
+#[derive(Debug, Args)]
+pub struct RolloutNameArgs {
+    /// The rollout's name (from its spec).
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice rollout list`.
+#[derive(Debug, Args)]
+pub struct RolloutListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice rollout promote`.
+#[derive(Debug, Args)]
+pub struct RolloutPromoteArgs {
+    /// The rollout's name.
+    pub name: String,
+    /// Go straight to 100 %.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// `sluice rollout abort`.
+#[derive(Debug, Args)]
+pub struct RolloutAbortArgs {
+    /// The rollout's name.
+    pub name: String,
+    /// Why (recorded with the rollback).
+    #[arg(long, default_value = "aborted by hand")]
+    pub reason: String,
 }
 
 /// `sluice simulate`.

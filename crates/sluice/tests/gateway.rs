@@ -9,14 +9,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod common;
 
-use common::{Simulate, examples, sluice};
+use common::{Gateway, Simulate, examples, sluice};
 
 const SIM: &str = "models:
   stable: {default: stable answer}
@@ -69,74 +69,14 @@ drain_timeout_ms: 5000
     )
 }
 
-/// A running `sluice gateway`, killed when dropped.
-struct Gateway {
-    child: Child,
-    /// `http://ADDR/v1`.
-    url: String,
-    /// `http://ADMIN`.
-    admin: String,
-}
-
-impl Gateway {
-    fn start(config: &Path) -> Self {
-        let store = config.with_file_name("sluice.db");
-        let mut child = sluice()
-            .arg("--store")
-            .arg(store)
-            .args([
-                "gateway",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "-c",
-            ])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        // "Sluice gateway listening on http://A/v1 (admin http://B)"
-        let url = first.split(' ').nth(4).unwrap().to_owned();
-        let admin = first
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .trim_end_matches(')')
-            .to_owned();
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, url, admin }
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([name, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-
-    async fn windows(&self) -> Value {
-        reqwest::get(format!("{}/admin/windows?seconds=300", self.admin))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The gateway's live windows over five minutes.
+async fn windows(gateway: &Gateway) -> Value {
+    reqwest::get(format!("{}/admin/windows?seconds=300", gateway.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 fn setup(weights: (u32, u32)) -> (tempfile::TempDir, Simulate, Gateway) {
@@ -146,7 +86,7 @@ fn setup(weights: (u32, u32)) -> (tempfile::TempDir, Simulate, Gateway) {
     let sim = Simulate::with_config(&sim_path);
     let config = dir.path().join("gateway.yaml");
     std::fs::write(&config, gateway_config(&sim.base_url, weights)).unwrap();
-    let gateway = Gateway::start(&config);
+    let gateway = Gateway::start(&config, &config.with_file_name("sluice.db"));
     (dir, sim, gateway)
 }
 
@@ -215,7 +155,7 @@ async fn a_90_10_split_holds_and_sticky_users_move_only_when_their_bucket_is_cro
     .output()
     .unwrap();
     assert_success(&output);
-    let windows = gateway.windows().await;
+    let windows = windows(&gateway).await;
     let count = |v: &str| windows["windows"]["chat"][v]["requests"].as_f64().unwrap();
     let (stable, candidate) = (count("stable"), count("candidate"));
     assert!(stable + candidate >= 10_000.0);
@@ -348,7 +288,7 @@ async fn weight_changes_and_reloads_under_load_fail_no_request() {
         routes["routes"]["chat"]["versions"][1]["weight"], 20.0,
         "{routes:#}"
     );
-    let windows = gateway.windows().await;
+    let windows = windows(&gateway).await;
     for version in ["stable", "candidate"] {
         let w = &windows["windows"]["chat"][version];
         assert_eq!(w["error_rate"], 0.0, "{w:#}");
@@ -469,7 +409,7 @@ async fn bad_requests_and_failing_upstreams_get_openai_shaped_errors() {
     drop(stream);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let windows = gateway.windows().await;
+    let windows = windows(&gateway).await;
     let slow = &windows["windows"]["slow"]["slow"];
     assert_eq!(slow["classes"]["client_closed"], 1, "{windows:#}");
     assert_eq!(slow["in_flight"], 0, "{windows:#}");
@@ -561,7 +501,7 @@ fn the_openai_python_sdk_works_through_the_gateway() {
         ),
     )
     .unwrap();
-    let gateway = Gateway::start(&config);
+    let gateway = Gateway::start(&config, &config.with_file_name("sluice.db"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_sdk.py");
     let output = Command::new("python3")
         .arg(script)
@@ -606,7 +546,7 @@ async fn shadow_copies_are_compared_and_stored_without_slowing_the_primary() {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let window = loop {
-        let windows = gateway.windows().await;
+        let windows = windows(&gateway).await;
         let window = windows["windows"]["mirrored"]["sluggish"].clone();
         if window["shadow_compared"] == 10 || Instant::now() > deadline {
             break window;
@@ -689,7 +629,7 @@ async fn the_request_log_keeps_no_planted_secret_and_feedback_finds_its_version(
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
-    let window = &gateway.windows().await["windows"]["echo"]["echo"];
+    let window = &windows(&gateway).await["windows"]["echo"]["echo"];
     assert_eq!(window["feedback_count"], 1);
     assert_eq!(window["feedback_mean"], 1.0);
 
@@ -741,18 +681,8 @@ async fn the_admin_api_needs_its_token_and_stays_on_loopback_without_one() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    let admin = first
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .trim_end_matches(')')
-        .to_owned();
     // Killed on drop, whatever fails below.
-    let gateway = Gateway {
-        child,
-        url: String::new(),
-        admin,
-    };
+    let gateway = Gateway::from_banner(child, &first);
     let client = reqwest::Client::new();
     let routes = format!("{}/admin/routes", gateway.admin);
     let status = |request: reqwest::RequestBuilder| async move {

@@ -15,7 +15,7 @@ use sluice_bench::schedule::Arrival;
 use sluice_bench::sweep::Stages;
 use sluice_bench::threshold::Threshold;
 use sluice_bench::{BenchConfig, BenchResult, Endpoint, Goodput, Limit, Live, Load};
-use sluice_config::{Document, FieldPath, ProcessEnv};
+use sluice_config::{Document, FieldPath, ProcessEnv, parse_duration};
 use sluice_store::{NewRun, RunStatus};
 use tokio::sync::watch;
 
@@ -99,31 +99,6 @@ struct Settings {
     mode: Mode,
     output: Option<PathBuf>,
     csv: Option<PathBuf>,
-}
-
-/// Parses `60s`, `2m`, `1h`, `500ms`, `250us` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}`: expected a duration such as 60s, 500ms or 2m"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => number,
-        "ms" => number / 1e3,
-        "us" | "µs" => number / 1e6,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        other => {
-            return Err(format!(
-                "`{text}`: unknown unit `{other}` (us, ms, s, m or h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}`: out of range"))
 }
 
 /// Adds `/v1` to a base URL that names only a host.
@@ -613,16 +588,6 @@ pub async fn dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_units() {
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("fast").is_err());
-    }
 
     #[test]
     fn bare_hosts_get_v1() {

@@ -6,6 +6,7 @@ mod chat;
 mod eval;
 mod gateway;
 mod quickstart;
+mod rollout;
 mod simulate;
 mod store;
 
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Simulate(args) => simulate::run(args).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Gateway(args) => gateway::run(args, &cli.global.store).await,
+        Command::Rollout(command) => rollout::run(command, &cli.global.store).await,
         Command::Bench(args) => bench::dispatch(args.command, args.run, &cli.global.store).await,
         Command::Eval(args) => match args.command {
             None => eval::run(args.run, &cli.global.store).await,

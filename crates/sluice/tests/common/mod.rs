@@ -130,3 +130,71 @@ pub fn openai_sdk_available() -> bool {
     }
     has_sdk
 }
+
+/// A running `sluice gateway`, killed when dropped.
+pub struct Gateway {
+    /// The process.
+    pub child: Child,
+    /// `http://ADDR/v1`.
+    pub url: String,
+    /// `http://ADMIN`.
+    pub admin: String,
+}
+
+impl Gateway {
+    /// Starts one on free ports with this config and store.
+    pub fn start(config: &Path, store: &Path) -> Self {
+        let mut child = sluice()
+            .arg("--store")
+            .arg(store)
+            .args([
+                "gateway",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "-c",
+            ])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        std::thread::spawn(move || lines.for_each(drop));
+        Self::from_banner(child, &first)
+    }
+
+    /// Wraps a started gateway, reading its addresses from its first line
+    /// ("Sluice gateway listening on http://A/v1 (admin http://B)").
+    pub fn from_banner(child: Child, banner: &str) -> Self {
+        let url = banner.split(' ').nth(4).unwrap().to_owned();
+        let admin = banner
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .trim_end_matches(')')
+            .to_owned();
+        Self { child, url, admin }
+    }
+
+    /// Sends a signal (`-HUP`, `-TERM`).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

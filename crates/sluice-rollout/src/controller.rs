@@ -1,0 +1,461 @@
+//! The controller: drives one rollout's state machine against a gateway's admin API, measures
+//! its rules on the gateway's live windows, and keeps everything in the store.
+//!
+//! Durability: a rollout is a `rollout` run; every transition is stored as a `state` event
+//! (the new state and the actions it needs) *before* any action is carried out, and every
+//! measurement as a `measurement` event. A controller that starts while a run of the same name
+//! is still `running` resumes it from its last stored state and carries out that state's
+//! actions again — they are idempotent (absolute weights), so no step is applied twice.
+//! Commands (`promote`, `pause`, `resume`, `abort`) reach a running controller as `command`
+//! events on the run's subject.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use sluice_store::{NewEvent, NewRun, RunFilter, RunId, RunStatus, Store};
+use tracing::{info, warn};
+
+use crate::machine::{Action, Input, Outcome, State};
+use crate::spec::Spec;
+use crate::{RolloutError, alert};
+
+/// How often the controller looks at time, commands and due measurements.
+const TICK: Duration = Duration::from_millis(100);
+/// Timeout of each admin API call.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The store subject of a rollout's events.
+pub fn subject(run: &RunId) -> String {
+    format!("rollout:{}", run.as_str())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A rollout being driven.
+pub struct Controller {
+    spec: Spec,
+    store: Store,
+    run: RunId,
+    client: reqwest::Client,
+    state: State,
+    /// The last event read from the run's subject.
+    seen: i64,
+    /// A weight the gateway has not accepted yet (retried every tick).
+    pending_weight: Option<u32>,
+    /// When each rule is next measured.
+    due: BTreeMap<usize, Instant>,
+    /// Alerts being delivered.
+    alerts: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Controller {
+    /// Starts a new rollout, or resumes the unfinished run of the same name.
+    pub async fn start(spec: Spec, store: Store) -> Result<(Self, bool), RolloutError> {
+        let client = reqwest::Client::builder()
+            .timeout(ADMIN_TIMEOUT)
+            .build()
+            .map_err(|e| RolloutError::Gateway(e.to_string()))?;
+        let running = store
+            .list_runs(RunFilter {
+                kind: Some("rollout".into()),
+                status: Some(RunStatus::Running),
+                limit: 1000,
+            })
+            .await?
+            .into_iter()
+            .find(|r| r.name == spec.name);
+        let (run, state, actions, seen, resumed) = match running {
+            Some(run) => {
+                let events = store.events(&subject(&run.id), 0, 0).await?;
+                let last = events.iter().rev().find(|e| e.kind == "state");
+                let (state, actions) = match last {
+                    Some(event) => (
+                        serde_json::from_value(event.payload["state"].clone())
+                            .map_err(|e| RolloutError::Store(format!("stored state: {e}")))?,
+                        serde_json::from_value::<Vec<Action>>(event.payload["actions"].clone())
+                            .unwrap_or_default(),
+                    ),
+                    None => (State::new(), Vec::new()),
+                };
+                let seen = events.last().map_or(0, |e| e.seq);
+                (run.id, state, actions, seen, true)
+            }
+            None => {
+                let run = store
+                    .create_run(NewRun {
+                        kind: "rollout".into(),
+                        name: spec.name.clone(),
+                        config: json!({
+                            "route": spec.route,
+                            "stable": spec.stable,
+                            "candidate": spec.candidate,
+                            "admin_url": spec.admin_url,
+                            "steps": format!("{:?}", spec.steps),
+                            "rules": spec.rules.iter().map(|r| r.describe()).collect::<Vec<_>>(),
+                        }),
+                    })
+                    .await?;
+                let state = State::new();
+                let seq = store
+                    .append_events(vec![NewEvent {
+                        subject: subject(&run),
+                        kind: "state".into(),
+                        payload: json!({"state": state, "actions": [], "input": null}),
+                    }])
+                    .await?;
+                (
+                    run,
+                    state,
+                    Vec::new(),
+                    seq.last().copied().unwrap_or(0),
+                    false,
+                )
+            }
+        };
+        let mut controller = Self {
+            spec,
+            store,
+            run,
+            client,
+            state,
+            seen,
+            pending_weight: None,
+            due: BTreeMap::new(),
+            alerts: Vec::new(),
+        };
+        if resumed {
+            info!(run = %controller.run, version = controller.state.version, "Resuming the rollout from its stored state.");
+            // The last transition's actions may or may not have been carried out: again.
+            for action in actions {
+                if let Action::SetWeight(weight) = action {
+                    controller.set_weight(weight).await;
+                }
+            }
+        }
+        Ok((controller, resumed))
+    }
+
+    /// The run id.
+    pub fn run_id(&self) -> &RunId {
+        &self.run
+    }
+
+    /// The current state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Drives the rollout to its end, calling `on_change` after each transition.
+    pub async fn run(mut self, mut on_change: impl FnMut(&State)) -> Result<State, RolloutError> {
+        on_change(&self.state);
+        while !self.state.is_finished() {
+            if let Some(weight) = self.pending_weight {
+                self.set_weight(weight).await;
+            }
+            for input in self.commands().await? {
+                if self.apply(input).await? {
+                    on_change(&self.state);
+                }
+            }
+            if self.apply(Input::Tick { now_ms: now_ms() }).await? {
+                on_change(&self.state);
+            }
+            for rule in self.due_rules() {
+                let input = self.measure(rule).await?;
+                if self.apply(input).await? {
+                    on_change(&self.state);
+                }
+            }
+            if !self.state.is_finished() {
+                tokio::time::sleep(TICK).await;
+            }
+        }
+        // A rollback's weight must reach the gateway before the run is closed.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Some(weight) = self.pending_weight {
+            if Instant::now() > deadline {
+                warn!(weight, "The gateway did not accept the final weight.");
+                break;
+            }
+            tokio::time::sleep(TICK).await;
+            self.set_weight(weight).await;
+        }
+        let status = if self.state.aborted {
+            RunStatus::Failed
+        } else {
+            RunStatus::Passed
+        };
+        self.store
+            .finish_run(&self.run, status, json!({"state": self.state}))
+            .await?;
+        for task in self.alerts.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        }
+        Ok(self.state)
+    }
+
+    fn due_rules(&mut self) -> Vec<usize> {
+        if self.state.is_finished() || self.state.weight == 0 && self.state.step == 0 {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (i, rule) in self.spec.rules.iter().enumerate() {
+            let next = self.due.entry(i).or_insert(now);
+            if *next <= now {
+                *next = now + rule.interval;
+                due.push(i);
+            }
+        }
+        due
+    }
+
+    /// New commands from the run's subject.
+    async fn commands(&mut self) -> Result<Vec<Input>, RolloutError> {
+        let events = self.store.events(&subject(&self.run), self.seen, 0).await?;
+        let mut inputs = Vec::new();
+        for event in events {
+            self.seen = event.seq;
+            if event.kind != "command" {
+                continue;
+            }
+            let command = event.payload["command"].as_str().unwrap_or_default();
+            inputs.push(match command {
+                "promote" => Input::Promote {
+                    full: event.payload["full"].as_bool().unwrap_or(false),
+                },
+                "pause" => Input::Pause,
+                "resume" => Input::Resume,
+                "abort" => Input::Abort {
+                    reason: event.payload["reason"]
+                        .as_str()
+                        .unwrap_or("aborted by hand")
+                        .to_owned(),
+                },
+                other => {
+                    warn!(command = other, "Unknown rollout command ignored.");
+                    continue;
+                }
+            });
+        }
+        Ok(inputs)
+    }
+
+    /// Applies an input: stores the transition, then carries out its actions. Returns whether
+    /// the state changed.
+    async fn apply(&mut self, input: Input) -> Result<bool, RolloutError> {
+        let (next, actions) = crate::machine::next(&self.spec, &self.state, &input);
+        if next == self.state {
+            return Ok(false);
+        }
+        let seq = self
+            .store
+            .append_events(vec![NewEvent {
+                subject: subject(&self.run),
+                kind: "state".into(),
+                payload: json!({"state": next, "actions": actions, "input": input}),
+            }])
+            .await?;
+        if let Some(seq) = seq.last() {
+            self.seen = self.seen.max(*seq);
+        }
+        self.state = next;
+        for action in actions {
+            match action {
+                Action::SetWeight(weight) => self.set_weight(weight).await,
+                Action::AlertRollback { reason } => self.rollback_event(&input, &reason).await?,
+                Action::AlertPromoted => {
+                    let event = json!({
+                        "id": format!("{}-promoted", self.run),
+                        "kind": "promoted",
+                        "rollout": self.spec.name,
+                        "run": self.run.as_str(),
+                        "route": self.spec.route,
+                        "version": self.spec.candidate,
+                        "summary": format!("Rollout {} promoted: {} now serves all of route {}.", self.spec.name, self.spec.candidate, self.spec.route),
+                    });
+                    self.alerts.push(alert::send(&self.spec.alerts, event));
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Records the rollback with a snapshot of both versions' windows, and alerts.
+    async fn rollback_event(&mut self, input: &Input, reason: &str) -> Result<(), RolloutError> {
+        let snapshot = self.windows(300).await.ok().map(|w| {
+            let route = &w["windows"][&self.spec.route];
+            json!({
+                "stable": route[&self.spec.stable],
+                "candidate": route[&self.spec.candidate],
+            })
+        });
+        let trigger = match input {
+            Input::Measured { rule, .. } => self
+                .spec
+                .rules
+                .get(*rule)
+                .map_or_else(|| "analysis".to_owned(), |r| r.describe()),
+            Input::Abort { .. } => "manual abort".to_owned(),
+            _ => "rollout".to_owned(),
+        };
+        let event = json!({
+            "id": format!("{}-rollback", self.run),
+            "kind": "rollback",
+            "rollout": self.spec.name,
+            "run": self.run.as_str(),
+            "route": self.spec.route,
+            "from_version": self.spec.candidate,
+            "to_version": self.spec.stable,
+            "trigger": trigger,
+            "reason": reason,
+            "metrics": snapshot,
+            "at_ms": now_ms(),
+            "summary": format!("Rollout {} rolled back: route {} is back on {} ({reason}).", self.spec.name, self.spec.route, self.spec.stable),
+        });
+        self.store
+            .append_events(vec![NewEvent {
+                subject: subject(&self.run),
+                kind: "rollback".into(),
+                payload: event.clone(),
+            }])
+            .await?;
+        self.alerts.push(alert::send(&self.spec.alerts, event));
+        Ok(())
+    }
+
+    async fn set_weight(&mut self, weight: u32) {
+        let url = format!(
+            "{}/admin/routes/{}/weights",
+            self.spec.admin_url, self.spec.route
+        );
+        let mut weights = serde_json::Map::new();
+        weights.insert(self.spec.stable.clone(), json!(100 - weight));
+        weights.insert(self.spec.candidate.clone(), json!(weight));
+        let mut request = self.client.put(&url).json(&weights);
+        if let Some(token) = &self.spec.admin_token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => {
+                self.pending_weight = None;
+                info!(weight, route = self.spec.route, "Candidate weight set.");
+            }
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                warn!(weight, %status, text, "The gateway refused the weight; retrying.");
+                self.pending_weight = Some(weight);
+            }
+            Err(error) => {
+                warn!(weight, %error, "The gateway is unreachable; retrying the weight.");
+                self.pending_weight = Some(weight);
+            }
+        }
+    }
+
+    async fn windows(&self, seconds: u64) -> Result<Value, String> {
+        let url = format!("{}/admin/windows?seconds={seconds}", self.spec.admin_url);
+        let mut request = self.client.get(&url);
+        if let Some(token) = &self.spec.admin_token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("the gateway answered {}", response.status()));
+        }
+        response.json().await.map_err(|e| e.to_string())
+    }
+
+    /// Measures one rule on the candidate's window and stores the measurement.
+    async fn measure(&mut self, index: usize) -> Result<Input, RolloutError> {
+        let rule = self.spec.rules[index].clone();
+        let (outcome, value, samples, detail) =
+            match self.windows(rule.window.as_secs().max(1)).await {
+                Err(error) => (
+                    Outcome::Error,
+                    None,
+                    0,
+                    format!("gateway unreachable: {error}"),
+                ),
+                Ok(windows) => {
+                    let window = &windows["windows"][&self.spec.route][&self.spec.candidate];
+                    let samples = window[rule.metric.samples_field()].as_u64().unwrap_or(0);
+                    let value = window[rule.metric.field()].as_f64();
+                    match value {
+                        _ if samples < rule.min_samples => (
+                            Outcome::NoData,
+                            value,
+                            samples,
+                            format!("{samples} of {} samples", rule.min_samples),
+                        ),
+                        None => (Outcome::NoData, None, samples, "no value".to_owned()),
+                        Some(v) => {
+                            let fails = rule.max.is_some_and(|max| v > max)
+                                || rule.min.is_some_and(|min| v < min);
+                            let outcome = if fails { Outcome::Fail } else { Outcome::Pass };
+                            (
+                                outcome,
+                                Some(v),
+                                samples,
+                                format!("measured {v:.4} over {samples} samples"),
+                            )
+                        }
+                    }
+                }
+            };
+        self.store
+            .append_events(vec![NewEvent {
+                subject: subject(&self.run),
+                kind: "measurement".into(),
+                payload: json!({
+                    "rule": rule.describe(),
+                    "index": index,
+                    "outcome": outcome,
+                    "value": value,
+                    "samples": samples,
+                    "detail": detail,
+                }),
+            }])
+            .await?;
+        Ok(Input::Measured {
+            rule: index,
+            outcome,
+            detail,
+        })
+    }
+}
+
+/// Sends a command to the running rollout of this name.
+pub async fn command(store: &Store, name: &str, payload: Value) -> Result<RunId, RolloutError> {
+    let run = latest(store, name)
+        .await?
+        .filter(|r| r.status == RunStatus::Running)
+        .ok_or_else(|| RolloutError::NotRunning(name.to_owned()))?;
+    store
+        .append_events(vec![NewEvent {
+            subject: subject(&run.id),
+            kind: "command".into(),
+            payload,
+        }])
+        .await?;
+    Ok(run.id)
+}
+
+/// The newest run of a rollout.
+pub async fn latest(store: &Store, name: &str) -> Result<Option<sluice_store::Run>, RolloutError> {
+    Ok(store
+        .list_runs(RunFilter {
+            kind: Some("rollout".into()),
+            status: None,
+            limit: 1000,
+        })
+        .await?
+        .into_iter()
+        .find(|r| r.name == name))
+}

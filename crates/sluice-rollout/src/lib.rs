@@ -1,0 +1,33 @@
+//! `sluice rollout`: progressive delivery of a new model version behind `sluice gateway`.
+//!
+//! [`spec`] reads the rollout YAML; [`machine`] is the pure canary state machine (phases,
+//! steps, pauses, analysis counts, abort); [`controller`] drives it against the gateway's admin
+//! API and live windows, storing every transition before acting on it so that a restarted
+//! controller resumes where the last one stopped; [`alert`] tells people.
+
+#![deny(unsafe_code)]
+
+pub mod alert;
+pub mod controller;
+pub mod machine;
+pub mod spec;
+
+/// Errors that stop a rollout's controller (not the rollout's own failures, which abort it).
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    /// The store failed.
+    #[error("the store: {0}")]
+    Store(String),
+    /// The gateway client could not be built.
+    #[error("the gateway: {0}")]
+    Gateway(String),
+    /// No rollout of that name is running.
+    #[error("no rollout named `{0}` is running (see `sluice rollout list`)")]
+    NotRunning(String),
+}
+
+impl From<sluice_store::StoreError> for RolloutError {
+    fn from(error: sluice_store::StoreError) -> Self {
+        RolloutError::Store(error.to_string())
+    }
+}

@@ -1,0 +1,520 @@
+//! The canary state machine, pure: a [`State`] and an [`Input`] give the next state and the
+//! [`Action`]s to carry out. The controller stores each new state with its actions *before*
+//! carrying them out, and every action is idempotent (an absolute weight, an alert with an id),
+//! so replaying the last stored transition after a crash applies nothing twice.
+//!
+//! Phases follow Argo Rollouts: `Progressing` while steps run, `Paused` on a pause step or a
+//! manual pause, `Healthy` once the candidate has all traffic, `Degraded` after an abort (with
+//! `aborted` set and the weight back at 0).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Spec, Step};
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Steps are running.
+    Progressing,
+    /// Waiting: on a pause step or a manual pause.
+    Paused,
+    /// Finished: the candidate serves all traffic.
+    Healthy,
+    /// Aborted: traffic is back on stable.
+    Degraded,
+}
+
+/// A rule's running counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleCounts {
+    /// Failed measurements.
+    pub failures: u32,
+    /// Measurement errors in a row.
+    pub consecutive_errors: u32,
+    /// Measurements with too few samples.
+    pub no_data: u32,
+    /// Passing measurements.
+    pub passes: u32,
+}
+
+/// The whole state of one rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Phase.
+    pub phase: Phase,
+    /// Index of the next step to run.
+    pub step: usize,
+    /// The candidate's weight, in percent, as last set.
+    pub weight: u32,
+    /// On a pause step.
+    pub step_pause: bool,
+    /// When a timed pause step ends (Unix ms); `None` with `step_pause` waits for promote.
+    pub pause_until_ms: Option<i64>,
+    /// Paused by hand (on top of any pause step).
+    pub manual_pause: bool,
+    /// Set once aborted.
+    pub aborted: bool,
+    /// Counts per rule (by index in the spec).
+    pub rules: BTreeMap<usize, RuleCounts>,
+    /// The latest reason or message.
+    pub message: String,
+    /// Transitions so far; also the id of the next one.
+    pub version: u64,
+}
+
+impl State {
+    /// A new rollout, before its first step.
+    pub fn new() -> Self {
+        Self {
+            phase: Phase::Progressing,
+            step: 0,
+            weight: 0,
+            step_pause: false,
+            pause_until_ms: None,
+            manual_pause: false,
+            aborted: false,
+            rules: BTreeMap::new(),
+            message: "started".into(),
+            version: 0,
+        }
+    }
+
+    fn settle_phase(&mut self) {
+        if !self.is_finished() {
+            self.phase = if self.step_pause || self.manual_pause {
+                Phase::Paused
+            } else {
+                Phase::Progressing
+            };
+        }
+    }
+
+    /// Whether the rollout has ended.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Healthy | Phase::Degraded)
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a rule measurement found.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Within bounds.
+    Pass,
+    /// Out of bounds.
+    Fail,
+    /// Too few samples to say.
+    NoData,
+    /// The source could not be read.
+    Error,
+}
+
+/// Something that happens to a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    /// Time passes; steps that can run, run.
+    Tick {
+        /// Now, Unix ms.
+        now_ms: i64,
+    },
+    /// A rule was measured.
+    Measured {
+        /// The rule's index in the spec.
+        rule: usize,
+        /// What it found.
+        outcome: Outcome,
+        /// Its description, for messages.
+        detail: String,
+    },
+    /// Skip the current pause, or (`full`) every remaining step.
+    Promote {
+        /// Go straight to 100 %.
+        full: bool,
+    },
+    /// Pause by hand.
+    Pause,
+    /// Undo a manual pause.
+    Resume,
+    /// Stop and send all traffic back to stable.
+    Abort {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What the controller must do after a transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Action {
+    /// Set the candidate's weight (the stable version gets the rest).
+    SetWeight(u32),
+    /// Tell people the rollout was rolled back.
+    AlertRollback {
+        /// Why.
+        reason: String,
+    },
+    /// Tell people the rollout finished.
+    AlertPromoted,
+}
+
+/// The next state and the actions it needs.
+pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
+    let mut s = state.clone();
+    let mut actions = Vec::new();
+    if s.is_finished() {
+        return (s, actions);
+    }
+    match input {
+        Input::Tick { now_ms } => {
+            if s.step_pause && s.pause_until_ms.is_some_and(|until| *now_ms >= until) {
+                s.step_pause = false;
+                s.pause_until_ms = None;
+            }
+            run_steps(spec, &mut s, *now_ms, &mut actions);
+        }
+        Input::Measured {
+            rule,
+            outcome,
+            detail,
+        } => {
+            let Some(limits) = spec.rules.get(*rule) else {
+                return (s, actions);
+            };
+            let counts = s.rules.entry(*rule).or_default();
+            match outcome {
+                Outcome::Pass => {
+                    counts.passes += 1;
+                    counts.consecutive_errors = 0;
+                }
+                Outcome::NoData => {
+                    counts.no_data += 1;
+                    counts.consecutive_errors = 0;
+                }
+                Outcome::Fail => {
+                    counts.failures += 1;
+                    counts.consecutive_errors = 0;
+                }
+                Outcome::Error => counts.consecutive_errors += 1,
+            }
+            let counts = *counts;
+            let reason = if counts.failures > limits.failure_limit {
+                Some(format!(
+                    "analysis failed: {} ({detail}); {} failed measurement(s), {} allowed",
+                    limits.describe(),
+                    counts.failures,
+                    limits.failure_limit
+                ))
+            } else if counts.consecutive_errors > limits.consecutive_error_limit {
+                Some(format!(
+                    "analysis errored: {} could not be measured {} times in a row ({detail})",
+                    limits.describe(),
+                    counts.consecutive_errors
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                abort(&mut s, reason, &mut actions);
+            }
+        }
+        Input::Promote { full } => {
+            if *full {
+                s.step = spec.steps.len();
+                s.step_pause = false;
+                s.manual_pause = false;
+                s.pause_until_ms = None;
+                run_steps(spec, &mut s, 0, &mut actions);
+                s.message = "promoted in full by hand".into();
+            } else if s.step_pause || s.manual_pause {
+                s.step_pause = false;
+                s.manual_pause = false;
+                s.pause_until_ms = None;
+                s.message = "promoted past the pause".into();
+            }
+        }
+        Input::Pause => {
+            s.manual_pause = true;
+            s.message = "paused by hand".into();
+        }
+        Input::Resume => {
+            if s.manual_pause {
+                s.manual_pause = false;
+                s.message = "resumed".into();
+            }
+        }
+        Input::Abort { reason } => abort(&mut s, reason.clone(), &mut actions),
+    }
+    s.settle_phase();
+    if s != *state {
+        s.version += 1;
+    }
+    (s, actions)
+}
+
+fn abort(s: &mut State, reason: String, actions: &mut Vec<Action>) {
+    s.aborted = true;
+    s.phase = Phase::Degraded;
+    s.step_pause = false;
+    s.manual_pause = false;
+    s.pause_until_ms = None;
+    s.weight = 0;
+    s.message = reason.clone();
+    actions.push(Action::SetWeight(0));
+    actions.push(Action::AlertRollback { reason });
+}
+
+/// Runs steps from `s.step` until one has to wait, or all are done.
+fn run_steps(spec: &Spec, s: &mut State, now_ms: i64, actions: &mut Vec<Action>) {
+    if s.step_pause || s.manual_pause {
+        return;
+    }
+    while let Some(step) = spec.steps.get(s.step) {
+        s.step += 1;
+        match step {
+            Step::SetWeight(weight) => {
+                s.weight = *weight;
+                s.message = format!("set weight {weight}");
+                actions.push(Action::SetWeight(*weight));
+            }
+            Step::Pause(duration) => {
+                s.step_pause = true;
+                s.pause_until_ms = duration.map(|d| now_ms + d.as_millis() as i64);
+                s.message = match duration {
+                    Some(d) => format!("paused for {} ms", d.as_millis()),
+                    None => "paused until promoted".into(),
+                };
+                return;
+            }
+        }
+    }
+    if s.weight != 100 {
+        s.weight = 100;
+        actions.push(Action::SetWeight(100));
+    }
+    s.phase = Phase::Healthy;
+    s.message = "promoted: the candidate serves all traffic".into();
+    actions.push(Action::AlertPromoted);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::spec::{Metric, Rule};
+
+    fn spec(steps: Vec<Step>) -> Spec {
+        Spec {
+            name: "r".into(),
+            admin_url: "http://x".into(),
+            admin_token: None,
+            route: "chat".into(),
+            stable: "a".into(),
+            candidate: "b".into(),
+            steps,
+            rules: vec![Rule {
+                metric: Metric::ErrorRate,
+                max: Some(0.05),
+                min: None,
+                window: Duration::from_secs(60),
+                min_samples: 10,
+                interval: Duration::from_secs(1),
+                failure_limit: 1,
+                consecutive_error_limit: 2,
+            }],
+            alerts: Vec::new(),
+        }
+    }
+
+    fn measured(outcome: Outcome) -> Input {
+        Input::Measured {
+            rule: 0,
+            outcome,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_canary_walks_its_steps_and_waits_on_pauses() {
+        let spec = spec(vec![
+            Step::SetWeight(10),
+            Step::Pause(Some(Duration::from_secs(5))),
+            Step::SetWeight(50),
+            Step::Pause(None),
+            Step::SetWeight(100),
+        ]);
+        let (s, a) = next(&spec, &State::new(), &Input::Tick { now_ms: 1000 });
+        assert_eq!(
+            (s.phase, s.weight, s.pause_until_ms),
+            (Phase::Paused, 10, Some(6000))
+        );
+        assert_eq!(a, vec![Action::SetWeight(10)]);
+        let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 5999 });
+        assert!(a.is_empty());
+        let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 6000 });
+        assert_eq!((s.phase, s.weight, s.step_pause), (Phase::Paused, 50, true));
+        assert_eq!(a, vec![Action::SetWeight(50)]);
+        let (s, _) = next(&spec, &s, &Input::Tick { now_ms: 99_999 });
+        assert_eq!(
+            s.phase,
+            Phase::Paused,
+            "an indefinite pause waits for promote"
+        );
+        let (s, _) = next(&spec, &s, &Input::Promote { full: false });
+        let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 100_000 });
+        assert_eq!((s.phase, s.weight), (Phase::Healthy, 100));
+        assert_eq!(a, vec![Action::SetWeight(100), Action::AlertPromoted]);
+    }
+
+    #[test]
+    fn failures_and_errors_beyond_their_limits_abort() {
+        let spec = spec(vec![Step::SetWeight(20), Step::Pause(None)]);
+        let (s, _) = next(&spec, &State::new(), &Input::Tick { now_ms: 0 });
+        let (s, a) = next(&spec, &s, &measured(Outcome::Fail));
+        assert!(
+            a.is_empty() && !s.aborted,
+            "one failure is within the limit of 1"
+        );
+        let (s, _) = next(&spec, &s, &measured(Outcome::NoData));
+        let (s, a) = next(&spec, &s, &measured(Outcome::Fail));
+        assert!(s.aborted && s.phase == Phase::Degraded && s.weight == 0);
+        assert_eq!(a[0], Action::SetWeight(0));
+        let (after, a) = next(&spec, &s, &Input::Promote { full: true });
+        assert_eq!((after, a.len()), (s, 0), "a finished rollout ignores input");
+
+        let (s, _) = next(&spec, &State::new(), &Input::Tick { now_ms: 0 });
+        let (s, _) = next(&spec, &s, &measured(Outcome::Error));
+        let (s, _) = next(&spec, &s, &measured(Outcome::Error));
+        let (s, _) = next(&spec, &s, &measured(Outcome::Pass));
+        let (s, _) = next(&spec, &s, &measured(Outcome::Error));
+        let (s, _) = next(&spec, &s, &measured(Outcome::Error));
+        assert!(!s.aborted, "a pass resets the errors in a row");
+        let (s, _) = next(&spec, &s, &measured(Outcome::Error));
+        assert!(s.aborted, "{}", s.message);
+    }
+
+    /// A reference model: what the weight and the end must be, from the inputs alone.
+    fn reference(spec: &Spec, inputs: &[Input]) -> (bool, bool, u32) {
+        let (mut failures, mut errors) = (0u32, 0u32);
+        let limits = &spec.rules[0];
+        let mut weight = 0;
+        let (mut step, mut paused_until, mut manual, mut promoted_past) =
+            (0usize, None::<i64>, false, false);
+        for input in inputs {
+            match input {
+                Input::Abort { .. } => return (true, false, 0),
+                Input::Measured { outcome, .. } => {
+                    match outcome {
+                        Outcome::Fail => {
+                            failures += 1;
+                            errors = 0;
+                        }
+                        Outcome::Error => errors += 1,
+                        _ => errors = 0,
+                    }
+                    if failures > limits.failure_limit || errors > limits.consecutive_error_limit {
+                        return (true, false, 0);
+                    }
+                }
+                Input::Promote { full: true } => return (false, true, 100),
+                Input::Promote { full: false } => {
+                    if paused_until.is_some() || manual {
+                        paused_until = None;
+                        manual = false;
+                        promoted_past = true;
+                    }
+                }
+                Input::Pause => manual = true,
+                Input::Resume => manual = false,
+                Input::Tick { now_ms } => {
+                    if manual {
+                        continue;
+                    }
+                    if let Some(until) = paused_until
+                        && (promoted_past || *now_ms >= until)
+                    {
+                        paused_until = None;
+                    }
+                    promoted_past = false;
+                    if paused_until.is_some() {
+                        continue;
+                    }
+                    loop {
+                        match spec.steps.get(step) {
+                            Some(Step::SetWeight(w)) => {
+                                weight = *w;
+                                step += 1;
+                            }
+                            Some(Step::Pause(d)) => {
+                                step += 1;
+                                paused_until =
+                                    Some(d.map_or(i64::MAX, |d| now_ms + d.as_millis() as i64));
+                                break;
+                            }
+                            None => return (false, true, 100),
+                        }
+                    }
+                }
+            }
+        }
+        (false, false, weight)
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        prop_oneof![
+            4 => (0i64..20_000).prop_map(|now_ms| Input::Tick { now_ms }),
+            3 => prop_oneof![Just(Outcome::Pass), Just(Outcome::Fail), Just(Outcome::NoData), Just(Outcome::Error)]
+                .prop_map(measured),
+            1 => any::<bool>().prop_map(|full| Input::Promote { full }),
+            1 => Just(Input::Pause),
+            1 => Just(Input::Resume),
+            1 => Just(Input::Abort { reason: "by hand".into() }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_machine_agrees_with_a_reference_model(mut inputs in proptest::collection::vec(input(), 0..40)) {
+            // Time only moves forward.
+            let mut now = 0;
+            for input in &mut inputs {
+                if let Input::Tick { now_ms } = input {
+                    now += *now_ms / 10;
+                    *now_ms = now;
+                }
+            }
+            let spec = spec(vec![
+                Step::SetWeight(10),
+                Step::Pause(Some(Duration::from_millis(500))),
+                Step::SetWeight(40),
+                Step::Pause(None),
+                Step::SetWeight(100),
+            ]);
+            let mut state = State::new();
+            let mut last_weight = 0;
+            for input in &inputs {
+                let (next_state, actions) = next(&spec, &state, input);
+                for action in &actions {
+                    if let Action::SetWeight(w) = action {
+                        last_weight = *w;
+                    }
+                }
+                prop_assert_eq!(next_state.weight, last_weight, "the applied weight is the state's");
+                prop_assert!(next_state.version >= state.version);
+                state = next_state;
+            }
+            let (aborted, healthy, weight) = reference(&spec, &inputs);
+            prop_assert_eq!(state.aborted, aborted, "{:?}", state);
+            prop_assert_eq!(state.phase == Phase::Healthy, healthy, "{:?}", state);
+            prop_assert_eq!(state.weight, weight, "{:?}", state);
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! The rollout spec (YAML), checked as a whole.
+//!
+//! ```yaml
+//! name: chat-candidate
+//! gateway: {admin_url: "http://127.0.0.1:8081", token_env: SLUICE_ADMIN_TOKEN}
+//! route: chat
+//! stable: stable
+//! candidate: candidate
+//! strategy:
+//!   canary:
+//!     steps:                         # default: set_weight 10, 25, 50, 100 with 30 s pauses
+//!       - set_weight: 10
+//!       - pause: {duration: 30s}
+//!       - set_weight: 50
+//!       - pause: {}                  # until `sluice rollout promote`
+//!       - set_weight: 100
+//! analysis:
+//!   rules:                           # evaluated on the candidate's live gateway window
+//!     - {metric: error_rate, max: 0.05, window: 60s, min_samples: 20}
+//!     - {metric: latency_p99_ms, max: 5000, window: 60s, min_samples: 20}
+//!   # preset: default                # the seed's rules instead
+//! alerts:
+//!   - {type: webhook, url: "http://127.0.0.1:9000/hook"}
+//!   - {type: slack, url: "https://hooks.slack.com/services/…"}
+//!   - {type: pagerduty, routing_key_env: PD_ROUTING_KEY}
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sluice_config::{Diagnostic, Diagnostics, Document, EnvSource, FieldPath, parse_duration};
+
+/// A checked rollout spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// The rollout's name.
+    pub name: String,
+    /// The gateway's admin base URL.
+    pub admin_url: String,
+    /// The admin token, if the gateway needs one.
+    pub admin_token: Option<String>,
+    /// The route whose traffic moves.
+    pub route: String,
+    /// The version serving now.
+    pub stable: String,
+    /// The version being rolled out.
+    pub candidate: String,
+    /// Canary steps.
+    pub steps: Vec<Step>,
+    /// Rules watched for the whole rollout.
+    pub rules: Vec<Rule>,
+    /// Where alerts go.
+    pub alerts: Vec<Alert>,
+}
+
+/// One canary step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Send this percent of the route's traffic to the candidate.
+    SetWeight(u32),
+    /// Wait this long, or (`None`) until promoted.
+    Pause(Option<Duration>),
+}
+
+/// A metric a rule watches, read from the candidate's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Metric {
+    /// Errors over requests.
+    ErrorRate,
+    /// Latency p99, ms.
+    LatencyP99,
+    /// Time to first token p99, ms.
+    TtftP99,
+    /// Mean feedback score, 0–1.
+    Feedback,
+    /// Mean shadow token F1 against the primary, 0–1.
+    ShadowSimilarity,
+}
+
+/// The metrics rules may name, with their window fields.
+pub const METRICS: &[(&str, Metric, &str)] = &[
+    ("error_rate", Metric::ErrorRate, "error_rate"),
+    ("latency_p99_ms", Metric::LatencyP99, "latency_p99_ms"),
+    ("ttft_p99_ms", Metric::TtftP99, "ttft_p99_ms"),
+    ("feedback", Metric::Feedback, "feedback_mean"),
+    (
+        "shadow_similarity",
+        Metric::ShadowSimilarity,
+        "shadow_token_f1",
+    ),
+];
+
+impl Metric {
+    /// The rule name.
+    pub fn name(self) -> &'static str {
+        METRICS
+            .iter()
+            .find(|(_, m, _)| *m == self)
+            .map_or("?", |(n, _, _)| n)
+    }
+
+    /// The field of the gateway's window holding it.
+    pub fn field(self) -> &'static str {
+        METRICS
+            .iter()
+            .find(|(_, m, _)| *m == self)
+            .map_or("?", |(_, _, f)| f)
+    }
+
+    /// The window field counting its samples.
+    pub fn samples_field(self) -> &'static str {
+        match self {
+            Metric::Feedback => "feedback_count",
+            Metric::ShadowSimilarity => "shadow_compared",
+            _ => "requests",
+        }
+    }
+}
+
+/// An analysis rule: the metric must stay within its bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// What is measured.
+    pub metric: Metric,
+    /// Fails above this.
+    pub max: Option<f64>,
+    /// Fails below this.
+    pub min: Option<f64>,
+    /// The window measured.
+    pub window: Duration,
+    /// Fewer samples in the window is no data, neither pass nor fail.
+    pub min_samples: u64,
+    /// How often it is measured.
+    pub interval: Duration,
+    /// Failed measurements tolerated; one more aborts the rollout.
+    pub failure_limit: u32,
+    /// Measurement errors in a row tolerated; one more aborts the rollout.
+    pub consecutive_error_limit: u32,
+}
+
+impl Rule {
+    /// `error_rate<=0.05`-style text for messages.
+    pub fn describe(&self) -> String {
+        match (self.max, self.min) {
+            (Some(max), _) => format!("{} <= {max}", self.metric.name()),
+            (None, Some(min)) => format!("{} >= {min}", self.metric.name()),
+            (None, None) => self.metric.name().to_owned(),
+        }
+    }
+}
+
+/// Where alerts go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Alert {
+    /// Any URL, the rollout event as JSON.
+    Webhook(String),
+    /// A Slack-compatible incoming webhook (`{"text": …}`).
+    Slack(String),
+    /// PagerDuty Events v2.
+    PagerDuty {
+        /// The events URL.
+        url: String,
+        /// The integration's routing key.
+        routing_key: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: String,
+    gateway: RawGateway,
+    route: String,
+    stable: String,
+    candidate: String,
+    #[serde(default)]
+    strategy: Option<RawStrategy>,
+    #[serde(default)]
+    analysis: Option<RawAnalysis>,
+    #[serde(default)]
+    alerts: Vec<RawAlert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    admin_url: String,
+    #[serde(default)]
+    token_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStrategy {
+    canary: RawCanary,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCanary {
+    #[serde(default)]
+    steps: Option<Vec<RawStep>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    #[serde(default)]
+    set_weight: Option<i64>,
+    #[serde(default)]
+    pause: Option<RawPause>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPause {
+    #[serde(default)]
+    duration: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnalysis {
+    #[serde(default)]
+    preset: Option<String>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    metric: String,
+    #[serde(default)]
+    max: Option<f64>,
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    window: Option<String>,
+    #[serde(default)]
+    min_samples: Option<u64>,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    failure_limit: Option<u32>,
+    #[serde(default)]
+    consecutive_error_limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlert {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    routing_key_env: Option<String>,
+}
+
+/// The default canary steps (the seed's 10, 25, 50, 100 with 30-second pauses between).
+pub fn default_steps() -> Vec<Step> {
+    let pause = Step::Pause(Some(Duration::from_secs(30)));
+    vec![
+        Step::SetWeight(10),
+        pause.clone(),
+        Step::SetWeight(25),
+        pause.clone(),
+        Step::SetWeight(50),
+        pause,
+        Step::SetWeight(100),
+    ]
+}
+
+/// The seed's default rules, over the five minutes the gateway's windows keep.
+pub fn default_rules() -> Vec<Rule> {
+    let rule = |metric, max, min, min_samples| Rule {
+        metric,
+        max,
+        min,
+        window: Duration::from_secs(300),
+        min_samples,
+        interval: Duration::from_secs(5),
+        failure_limit: 0,
+        consecutive_error_limit: 4,
+    };
+    vec![
+        rule(Metric::ErrorRate, Some(0.05), None, 100),
+        rule(Metric::LatencyP99, Some(5000.0), None, 100),
+        rule(Metric::Feedback, None, Some(0.8), 500),
+    ]
+}
+
+impl Spec {
+    /// Reads and checks a spec file.
+    pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Self, Diagnostics> {
+        let document = Document::read(path, env)?;
+        Self::from_document(&document, env)
+    }
+
+    /// Checks a parsed spec, reporting every problem at once.
+    pub fn from_document(document: &Document, env: &dyn EnvSource) -> Result<Self, Diagnostics> {
+        let raw: RawSpec = document.deserialize()?;
+        let mut errors: Vec<Diagnostic> = Vec::new();
+        let root = FieldPath::root();
+        let mut error =
+            |path: FieldPath, message: String| errors.push(document.error_at(&path, message));
+        if raw.name.trim().is_empty() {
+            error(root.key("name"), "expected a non-empty name".into());
+        }
+        if raw.stable == raw.candidate {
+            error(
+                root.key("candidate"),
+                format!(
+                    "the candidate must differ from the stable version `{}`",
+                    raw.stable
+                ),
+            );
+        }
+        if !(raw.gateway.admin_url.starts_with("http://")
+            || raw.gateway.admin_url.starts_with("https://"))
+        {
+            error(
+                root.key("gateway").key("admin_url"),
+                format!(
+                    "expected an http:// URL such as http://127.0.0.1:8081, found `{}`",
+                    raw.gateway.admin_url
+                ),
+            );
+        }
+        let admin_token = match &raw.gateway.token_env {
+            Some(var) => {
+                let token = env.var(var).filter(|t| !t.is_empty());
+                if token.is_none() {
+                    error(
+                        root.key("gateway").key("token_env"),
+                        format!("the environment variable `{var}` is not set"),
+                    );
+                }
+                token
+            }
+            None => None,
+        };
+        let steps = match raw.strategy.and_then(|s| s.canary.steps) {
+            None => default_steps(),
+            Some(raw_steps) => {
+                let mut steps = Vec::new();
+                if raw_steps.is_empty() {
+                    error(
+                        root.key("strategy").key("canary").key("steps"),
+                        "expected at least one step".into(),
+                    );
+                }
+                for (i, step) in raw_steps.iter().enumerate() {
+                    let path = root.key("strategy").key("canary").key("steps").index(i);
+                    match (step.set_weight, &step.pause) {
+                        (Some(w), None) if (0..=100).contains(&w) => {
+                            steps.push(Step::SetWeight(w as u32))
+                        }
+                        (Some(w), None) => error(
+                            path.key("set_weight"),
+                            format!("expected a weight from 0 to 100, found {w}"),
+                        ),
+                        (None, Some(pause)) => match &pause.duration {
+                            None => steps.push(Step::Pause(None)),
+                            Some(text) => match parse_duration(text) {
+                                Ok(d) => steps.push(Step::Pause(Some(d))),
+                                Err(e) => error(path.key("pause").key("duration"), e),
+                            },
+                        },
+                        _ => error(
+                            path,
+                            "expected exactly one of `set_weight` or `pause`".into(),
+                        ),
+                    }
+                }
+                steps
+            }
+        };
+        let mut rules = Vec::new();
+        if let Some(analysis) = raw.analysis {
+            match analysis.preset.as_deref() {
+                None => {}
+                Some("default") => rules.extend(default_rules()),
+                Some(other) => error(
+                    root.key("analysis").key("preset"),
+                    format!("unknown preset `{other}` (known: default)"),
+                ),
+            }
+            for (i, r) in analysis.rules.iter().enumerate() {
+                let path = root.key("analysis").key("rules").index(i);
+                let Some((_, metric, _)) = METRICS.iter().find(|(n, _, _)| *n == r.metric) else {
+                    let known: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();
+                    error(
+                        path.key("metric"),
+                        format!(
+                            "unknown metric `{}` (known: {})",
+                            r.metric,
+                            known.join(", ")
+                        ),
+                    );
+                    continue;
+                };
+                if r.max.is_none() && r.min.is_none() {
+                    error(path.clone(), "expected a bound: `max` or `min`".into());
+                }
+                let mut duration = |key: &str, text: &Option<String>, default: Duration| match text
+                {
+                    None => default,
+                    Some(t) => parse_duration(t).unwrap_or_else(|e| {
+                        error(path.key(key), e);
+                        default
+                    }),
+                };
+                let window = duration("window", &r.window, Duration::from_secs(60));
+                let interval = duration("interval", &r.interval, Duration::from_secs(1));
+                rules.push(Rule {
+                    metric: *metric,
+                    max: r.max,
+                    min: r.min,
+                    window,
+                    min_samples: r.min_samples.unwrap_or(1),
+                    interval: interval.max(Duration::from_millis(100)),
+                    failure_limit: r.failure_limit.unwrap_or(0),
+                    consecutive_error_limit: r.consecutive_error_limit.unwrap_or(4),
+                });
+            }
+        }
+        let mut alerts = Vec::new();
+        for (i, a) in raw.alerts.iter().enumerate() {
+            let path = root.key("alerts").index(i);
+            match (a.kind.as_str(), &a.url) {
+                ("webhook", Some(url)) => alerts.push(Alert::Webhook(url.clone())),
+                ("slack", Some(url)) => alerts.push(Alert::Slack(url.clone())),
+                ("pagerduty", url) => match a.routing_key_env.as_ref().and_then(|v| env.var(v)) {
+                    Some(routing_key) => alerts.push(Alert::PagerDuty {
+                        url: url
+                            .clone()
+                            .unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".into()),
+                        routing_key,
+                    }),
+                    None => error(
+                        path.key("routing_key_env"),
+                        "expected the name of a set environment variable holding the routing key"
+                            .into(),
+                    ),
+                },
+                ("webhook" | "slack", None) => error(path.key("url"), "expected a `url`".into()),
+                (other, _) => error(
+                    path.key("type"),
+                    format!("unknown alert type `{other}` (webhook, slack or pagerduty)"),
+                ),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(document.diagnostics(errors));
+        }
+        Ok(Spec {
+            name: raw.name,
+            admin_url: raw.gateway.admin_url.trim_end_matches('/').to_owned(),
+            admin_token,
+            route: raw.route,
+            stable: raw.stable,
+            candidate: raw.candidate,
+            steps,
+            rules,
+            alerts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_config::MapEnv;
+
+    use super::*;
+
+    fn parse(text: &str) -> Result<Spec, String> {
+        let env = MapEnv::default();
+        let document = Document::parse("rollout.yaml", text, &env).map_err(|e| e.to_string())?;
+        Spec::from_document(&document, &env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_spec_with_defaults() {
+        let spec = parse("name: r\ngateway: {admin_url: \"http://127.0.0.1:8081\"}\nroute: chat\nstable: a\ncandidate: b\nanalysis: {preset: default}\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec.steps, default_steps());
+        assert_eq!(spec.rules.len(), 3);
+    }
+
+    #[test]
+    fn every_problem_is_located() {
+        let error = parse("name: r\ngateway: {admin_url: \"ftp://x\"}\nroute: chat\nstable: a\ncandidate: a\nstrategy:\n  canary:\n    steps:\n      - set_weight: 150\n      - pause: {duration: soon}\n      - {}\nanalysis:\n  rules:\n    - {metric: eror_rate, max: 0.1}\n    - {metric: error_rate}\nalerts:\n  - {type: sms, url: x}\n")
+            .err()
+            .unwrap_or_default();
+        for expected in [
+            "gateway.admin_url: expected an http:// URL",
+            "candidate: the candidate must differ from the stable version `a`",
+            "strategy.canary.steps[0].set_weight: expected a weight from 0 to 100, found 150",
+            "strategy.canary.steps[1].pause.duration: expected a duration",
+            "strategy.canary.steps[2]: expected exactly one of `set_weight` or `pause`",
+            "analysis.rules[0].metric: unknown metric `eror_rate`",
+            "analysis.rules[1]: expected a bound: `max` or `min`",
+            "alerts[0].type: unknown alert type `sms`",
+        ] {
+            assert!(error.contains(expected), "missing {expected:?} in\n{error}");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! `sluice rollout`: run a rollout's controller in the foreground, or read and steer rollouts
+//! through the store (commands reach the running controller as events).
+
+use serde_json::{Value, json};
+use sluice_config::ProcessEnv;
+use sluice_rollout::controller::{self, Controller};
+use sluice_rollout::machine::{Phase, State};
+use sluice_rollout::spec::Spec;
+use sluice_store::{RunFilter, Store};
+
+use super::{Outcome, open_store};
+use crate::cli::RolloutCommand;
+
+fn describe(state: &State) -> String {
+    let phase = match (state.phase, state.aborted) {
+        (Phase::Degraded, true) => "Degraded (aborted)".to_owned(),
+        (phase, _) => format!("{phase:?}"),
+    };
+    format!(
+        "{phase:<19} weight {:>3} %  step {}  {}",
+        state.weight, state.step, state.message
+    )
+}
+
+async fn stored_state(store: &Store, name: &str) -> anyhow::Result<(sluice_store::Run, State)> {
+    let run = controller::latest(store, name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no rollout named `{name}` (see `sluice rollout list`)"))?;
+    let events = store.events(&controller::subject(&run.id), 0, 0).await?;
+    let state = events
+        .iter()
+        .rev()
+        .find(|e| e.kind == "state")
+        .and_then(|e| serde_json::from_value(e.payload["state"].clone()).ok())
+        .unwrap_or_default();
+    Ok((run, state))
+}
+
+pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Result<Outcome> {
+    let store = open_store(store_location).await?;
+    match command {
+        RolloutCommand::Start(args) => {
+            let spec = Spec::load(&args.spec, &ProcessEnv)?;
+            let name = spec.name.clone();
+            let (controller, resumed) = Controller::start(spec, store).await?;
+            println!(
+                "rollout {name}: {} run {}",
+                if resumed { "resuming" } else { "started" },
+                controller.run_id()
+            );
+            let state = controller
+                .run(|state| println!("  {}", describe(state)))
+                .await?;
+            Ok(if state.aborted {
+                println!("rollout {name}: rolled back ({})", state.message);
+                Outcome::GateFailed
+            } else {
+                println!("rollout {name}: promoted");
+                Outcome::Ok
+            })
+        }
+        RolloutCommand::Status(args) => {
+            let (run, state) = stored_state(&store, &args.name).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"run": run.id.as_str(), "status": run.status.as_str(), "state": state})
+                    )?
+                );
+            } else {
+                println!("{} ({}, run {})", args.name, run.status.as_str(), run.id);
+                println!("  {}", describe(&state));
+            }
+            Ok(Outcome::Ok)
+        }
+        RolloutCommand::List(args) => {
+            let runs = store
+                .list_runs(RunFilter {
+                    kind: Some("rollout".into()),
+                    status: None,
+                    limit: 100,
+                })
+                .await?;
+            if args.json {
+                let list: Vec<Value> = runs
+                    .iter()
+                    .map(|r| json!({"name": r.name, "run": r.id.as_str(), "status": r.status.as_str(), "started_at_ms": r.started_at_ms}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for r in &runs {
+                    println!("{:<24} {:<8} {}", r.name, r.status.as_str(), r.id);
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        RolloutCommand::History(args) => {
+            let (run, _) = stored_state(&store, &args.name).await?;
+            let events = store.events(&controller::subject(&run.id), 0, 0).await?;
+            if args.json {
+                let list: Vec<Value> = events
+                    .iter()
+                    .map(|e| json!({"seq": e.seq, "kind": e.kind, "at_ms": e.at_ms, "payload": e.payload}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for e in &events {
+                    let line = match e.kind.as_str() {
+                        "state" => serde_json::from_value::<State>(e.payload["state"].clone())
+                            .map(|s| describe(&s))
+                            .unwrap_or_default(),
+                        "measurement" => format!(
+                            "{} → {} ({})",
+                            e.payload["rule"].as_str().unwrap_or("?"),
+                            e.payload["outcome"].as_str().unwrap_or("?"),
+                            e.payload["detail"].as_str().unwrap_or("")
+                        ),
+                        _ => e
+                            .payload
+                            .get("summary")
+                            .and_then(Value::as_str)
+                            .map_or_else(|| e.payload.to_string(), str::to_owned),
+                    };
+                    println!("{:>6} {:<12} {line}", e.seq, e.kind);
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        RolloutCommand::Promote(args) => {
+            let run = controller::command(
+                &store,
+                &args.name,
+                json!({"command": "promote", "full": args.full}),
+            )
+            .await?;
+            println!("promote sent to {} (run {run})", args.name);
+            Ok(Outcome::Ok)
+        }
+        RolloutCommand::Pause(args) => {
+            let run = controller::command(&store, &args.name, json!({"command": "pause"})).await?;
+            println!("pause sent to {} (run {run})", args.name);
+            Ok(Outcome::Ok)
+        }
+        RolloutCommand::Resume(args) => {
+            let run = controller::command(&store, &args.name, json!({"command": "resume"})).await?;
+            println!("resume sent to {} (run {run})", args.name);
+            Ok(Outcome::Ok)
+        }
+        RolloutCommand::Abort(args) => {
+            let run = controller::command(
+                &store,
+                &args.name,
+                json!({"command": "abort", "reason": args.reason}),
+            )
+            .await?;
+            println!("abort sent to {} (run {run})", args.name);
+            Ok(Outcome::Ok)
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! `sluice rollout` end to end: the real binary steering a real `sluice gateway` in front of
+//! `sluice simulate`, with synthetic traffic from `sluice bench` and a local webhook receiver.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly on setup errors"
+)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+
+use common::{Gateway, Simulate, sluice};
+
+const SIM: &str = "models:
+  stable: {default: stable answer}
+  candidate: {default: candidate answer}
+  broken:
+    faults: {error_rate: 1.0, error_status: 500}
+";
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Simulator, gateway (route `chat`: stable, and the candidate served by `candidate_model`),
+/// traffic and a webhook receiver.
+struct Setup {
+    dir: tempfile::TempDir,
+    _sim: Simulate,
+    _gateway: Gateway,
+    _traffic: Process,
+    admin: String,
+    hooks: Arc<Mutex<Vec<Value>>>,
+    hook_url: String,
+}
+
+fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let hooks = Arc::new(Mutex::new(Vec::new()));
+    let received = Arc::clone(&hooks);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut data = Vec::new();
+            let mut buffer = [0u8; 8192];
+            // Headers, then a content-length body.
+            let body = loop {
+                let n = stream.read(&mut buffer).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                data.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&data).into_owned();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if data.len() >= end + 4 + length {
+                        break Some(data[end + 4..end + 4 + length].to_vec());
+                    }
+                }
+            };
+            if let Some(body) = body
+                && let Ok(value) = serde_json::from_slice(&body)
+            {
+                received.lock().unwrap().push(value);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, hooks)
+}
+
+fn setup(candidate_model: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_path = dir.path().join("sim.yaml");
+    std::fs::write(&sim_path, SIM).unwrap();
+    let sim = Simulate::with_config(&sim_path);
+    let gateway_config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &gateway_config,
+        format!(
+            "routes:\n  chat:\n    versions:\n      - {{name: stable, url: \"{0}\", model: stable}}\n      - {{name: candidate, url: \"{0}\", model: {candidate_model}}}\n    split: {{weights: {{stable: 100, candidate: 0}}}}\n",
+            sim.base_url
+        ),
+    )
+    .unwrap();
+    let gateway = Gateway::start(&gateway_config, &dir.path().join("gateway.db"));
+    let (url, admin) = (gateway.url.clone(), gateway.admin.clone());
+    let traffic = sluice()
+        .args([
+            "bench",
+            "--url",
+            &url,
+            "--model",
+            "chat",
+            "--rate",
+            "100",
+            "--duration",
+            "60s",
+        ])
+        .args([
+            "--no-stream",
+            "--input-tokens",
+            "4",
+            "--max-lag",
+            "10s",
+            "--no-write",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (hook_url, hooks) = receiver();
+    Setup {
+        dir,
+        _sim: sim,
+        _gateway: gateway,
+        _traffic: Process(traffic),
+        admin,
+        hooks,
+        hook_url,
+    }
+}
+
+impl Setup {
+    fn spec(&self, name: &str, steps: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name: {name}\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n  canary:\n    steps:\n{steps}analysis:\n  rules:\n    - {{metric: error_rate, max: 0.05, window: 10s, min_samples: 5, interval: 200ms}}\nalerts:\n  - {{type: webhook, url: \"{}\"}}\n",
+                self.admin, self.hook_url
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn rollout(&self) -> Command {
+        let mut command = sluice();
+        command
+            .arg("--store")
+            .arg(self.dir.path().join("rollout.db"))
+            .arg("rollout");
+        command
+    }
+
+    fn candidate_weight(&self) -> f64 {
+        let address = self.admin.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "GET /admin/routes HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let routes: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        routes["routes"]["chat"]["versions"][1]["weight"]
+            .as_f64()
+            .unwrap_or(-1.0)
+    }
+
+    fn wait_for_hook(&self, kind: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(hook) = self
+                .hooks
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|h| h["kind"] == kind)
+            {
+                return hook.clone();
+            }
+            assert!(Instant::now() < deadline, "no {kind} alert arrived");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+const STEPS: &str = "      - set_weight: 20\n      - pause: {duration: 1s}\n      - set_weight: 60\n      - pause: {duration: 1s}\n      - set_weight: 100\n";
+
+#[test]
+fn a_healthy_candidate_is_promoted_to_all_traffic() {
+    let setup = setup("candidate");
+    let spec = setup.spec("healthy", STEPS);
+    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("weight  20 %") && out.contains("weight  60 %"),
+        "{out}"
+    );
+    assert!(out.contains("rollout healthy: promoted"), "{out}");
+    assert_eq!(setup.candidate_weight(), 100.0);
+    let hook = setup.wait_for_hook("promoted");
+    assert_eq!(hook["version"], "candidate");
+    let status = setup
+        .rollout()
+        .args(["status", "healthy", "--json"])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["status"], "passed");
+    assert_eq!(status["state"]["phase"], "Healthy");
+}
+
+#[test]
+fn a_failing_candidate_is_rolled_back_with_an_event_a_snapshot_and_an_alert() {
+    let setup = setup("broken");
+    let spec = setup.spec("failing", "      - set_weight: 50\n      - pause: {}\n");
+    let started = Instant::now();
+    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let took = started.elapsed();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("rolled back (analysis failed: error_rate <= 0.05"),
+        "{out}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_eq!(setup.candidate_weight(), 0.0);
+    let hook = setup.wait_for_hook("rollback");
+    assert_eq!(hook["from_version"], "candidate");
+    assert_eq!(hook["to_version"], "stable");
+    assert_eq!(hook["trigger"], "error_rate <= 0.05");
+    assert!(
+        hook["metrics"]["candidate"]["error_rate"].as_f64().unwrap() > 0.05,
+        "{hook:#}"
+    );
+    let history = setup
+        .rollout()
+        .args(["history", "failing"])
+        .output()
+        .unwrap();
+    let history = text(&history);
+    assert!(history.contains("rollback"), "{history}");
+    assert!(history.contains("error_rate <= 0.05 → Fail"), "{history}");
+}
+
+fn spawn_start(setup: &Setup, spec: &Path) -> Process {
+    Process(
+        setup
+            .rollout()
+            .arg("start")
+            .arg(spec)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn wait_phase(setup: &Setup, name: &str, phase: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let output = setup
+            .rollout()
+            .args(["status", name, "--json"])
+            .output()
+            .unwrap();
+        if let Ok(status) = serde_json::from_slice::<Value>(&output.stdout)
+            && status["state"]["phase"] == phase
+        {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never reached {phase}: {}",
+            text(&output)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_exit(process: &mut Process) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = process.0.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "the controller did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn manual_promote_and_abort() {
+    let setup = setup("candidate");
+    let spec = setup.spec(
+        "manual",
+        "      - set_weight: 10\n      - pause: {}\n      - set_weight: 100\n",
+    );
+    let mut controller = spawn_start(&setup, &spec);
+    wait_phase(&setup, "manual", "Paused");
+    assert_eq!(setup.candidate_weight(), 10.0);
+    let sent = setup
+        .rollout()
+        .args(["promote", "manual"])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", text(&sent));
+    assert_eq!(wait_exit(&mut controller), 0);
+    assert_eq!(setup.candidate_weight(), 100.0);
+
+    let spec = setup.spec("aborted", "      - set_weight: 30\n      - pause: {}\n");
+    let mut controller = spawn_start(&setup, &spec);
+    wait_phase(&setup, "aborted", "Paused");
+    let sent = setup
+        .rollout()
+        .args(["abort", "aborted", "--reason", "not today"])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", text(&sent));
+    assert_eq!(wait_exit(&mut controller), 1);
+    assert_eq!(setup.candidate_weight(), 0.0);
+    let hook = setup.wait_for_hook("rollback");
+    assert_eq!(hook["trigger"], "manual abort");
+    assert_eq!(hook["reason"], "not today");
+    let refused = setup
+        .rollout()
+        .args(["promote", "aborted"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused).contains("no rollout named `aborted` is running"));
+}
+
+#[test]
+fn a_killed_controller_resumes_without_repeating_a_step() {
+    let setup = setup("candidate");
+    let steps = "      - set_weight: 30\n      - pause: {duration: 1500ms}\n      - set_weight: 70\n      - pause: {duration: 1s}\n      - set_weight: 100\n";
+    let spec = setup.spec("resumed", steps);
+    for kill_after in [300u64, 900, 1700, 2300] {
+        let mut controller = spawn_start(&setup, &spec);
+        std::thread::sleep(Duration::from_millis(kill_after));
+        let _ = controller.0.kill();
+        let _ = controller.0.wait();
+    }
+    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert_eq!(setup.candidate_weight(), 100.0);
+    let history = setup
+        .rollout()
+        .args(["history", "resumed", "--json"])
+        .output()
+        .unwrap();
+    let events: Vec<Value> = serde_json::from_slice(&history.stdout).unwrap();
+    let states: Vec<&Value> = events.iter().filter(|e| e["kind"] == "state").collect();
+    let versions: Vec<u64> = states
+        .iter()
+        .map(|e| e["payload"]["state"]["version"].as_u64().unwrap())
+        .collect();
+    assert!(
+        versions.windows(2).all(|w| w[1] == w[0] + 1),
+        "each transition stored once: {versions:?}"
+    );
+    for weight in [30, 70, 100] {
+        let applied = states
+            .iter()
+            .filter(|e| {
+                e["payload"]["actions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["SetWeight"] == weight)
+            })
+            .count();
+        assert_eq!(applied, 1, "set_weight {weight} stored {applied} times");
+    }
+}
