@@ -499,7 +499,7 @@ mod tests {
             "gateway.admin_url: expected an http:// URL",
             "candidate: the candidate must differ from the stable version `a`",
             "strategy.canary.steps[0].set_weight: expected a weight from 0 to 100, found 150",
-            "strategy.canary.steps[1].pause.duration: expected a duration",
+            "strategy.canary.steps[1].pause.duration: `soon`: expected a duration",
             "strategy.canary.steps[2]: expected exactly one of `set_weight` or `pause`",
             "analysis.rules[0].metric: unknown metric `eror_rate`",
             "analysis.rules[1]: expected a bound: `max` or `min`",
