@@ -5,7 +5,7 @@
 //! from the intended instant (no coordinated omission) as well as from the actual one.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_llm::types::{ChatMessage, ChatRequest, CompletionRequest};
@@ -102,6 +102,18 @@ pub(crate) async fn run(
         .unwrap_or_else(|_| (Recorder::default(), Duration::ZERO))
 }
 
+/// The longest the dispatcher sleeps before checking whether the run was cancelled.
+const MAX_SLEEP: Duration = Duration::from_millis(50);
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// How often live figures are refreshed.
 const LIVE_EVERY: Duration = Duration::from_millis(200);
 
@@ -125,6 +137,9 @@ async fn open_loop(
     let offsets = schedule::offsets(count, rate, arrival, config.seed);
     let slots = max_concurrency.map(|c| Arc::new(Semaphore::new(c.max(1))));
     let runtime = tokio::runtime::Handle::current();
+    // The dispatcher thread stops when this future is dropped (a run that is cancelled).
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
     let (config, client, prompts, sender) = (
         config.clone(),
         Arc::clone(client),
@@ -134,9 +149,15 @@ async fn open_loop(
     let dispatcher = tokio::task::spawn_blocking(move || {
         for (i, offset) in offsets.into_iter().enumerate() {
             let intended = start + offset;
-            let now = Instant::now();
-            if intended > now {
-                std::thread::sleep(intended - now);
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let now = Instant::now();
+                if intended <= now {
+                    break;
+                }
+                std::thread::sleep((intended - now).min(MAX_SLEEP));
             }
             let (client, slots, sender) = (Arc::clone(&client), slots.clone(), sender.clone());
             let request = Request::new(&config, &prompts[i % prompts.len()]);

@@ -277,6 +277,10 @@ fn quickstart_runs_locally_and_records_a_run() {
         summary["summary"]["bench"]["candidate"]["thresholds_passed"],
         false
     );
+    let canary = &summary["summary"]["canary"];
+    assert_eq!(canary["rolled_back"], true, "{canary:#}");
+    assert_eq!(canary["final_candidate_weight"], 0.0, "{canary:#}");
+    assert!(canary["detected_ms"].as_u64().is_some(), "{canary:#}");
     assert_eq!(
         summary["summary"]["eval_gate"]["candidate"]["passed"],
         false
@@ -290,8 +294,19 @@ fn quickstart_runs_locally_and_records_a_run() {
         "--json",
     ]));
     let runs: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
-    assert_eq!(runs[0]["id"], run_id);
-    assert_eq!(runs[0]["status"], "passed");
+    let find = |id: &str| {
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no run {id} in {runs:#}"))
+    };
+    assert_eq!(find(run_id)["status"], "passed");
+    // The canary's rollout is a run of its own, rolled back.
+    let rollout = find(canary["rollout_run"].as_str().unwrap());
+    assert_eq!(rollout["kind"], "rollout");
+    assert_eq!(rollout["status"], "failed");
 }
 
 #[test]

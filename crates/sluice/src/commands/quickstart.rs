@@ -3,8 +3,9 @@
 //! It starts the simulator with a healthy `stable` and a slower, flakier `candidate`, sends
 //! sample requests through the real client (chat streaming and not, completions, embeddings),
 //! load-tests both with `sluice bench`'s engine and gates them on latency and error
-//! thresholds, gates both on a small eval suite (the candidate fails both gates), and records
-//! the run in the store.
+//! thresholds, gates both on a small eval suite (the candidate fails both gates), then puts the
+//! gateway in front of the simulator and runs a canary of a third model that is made to fail
+//! half-way: the rollout controller rolls it back. Everything is recorded in the store.
 
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ const PROFILES: &str = include_str!("quickstart.yaml");
 const BENCH_RATE: f64 = 20.0;
 const BENCH_REQUESTS: usize = 40;
 const BENCH_THRESHOLDS: &[&str] = &["ttft.p99<300ms", "error_rate<0.05"];
+/// Requests per second sent through the gateway during the canary.
+const CANARY_TRAFFIC: f64 = 100.0;
 
 /// The eval suite quickstart gates each model on (promptfoo's format).
 const EVAL_SUITE: &str = r#"
@@ -73,7 +76,16 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
         retry: RetryPolicy::none(),
         ..ClientConfig::new(&base_url)
     })?;
-    let result = exercise(&client, &say).await;
+    let result = match exercise(&client, &say).await {
+        Ok(mut summary) => match canary(&store, &base_url, run_id.as_str(), &say).await {
+            Ok(canary) => {
+                summary["canary"] = canary;
+                Ok(summary)
+            }
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
     server.shutdown().await;
     let summary = match result {
         Ok(summary) => summary,
@@ -98,11 +110,184 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
         );
     } else {
         println!("  recorded    run {run_id} in {store_location}");
+        if let Some(rollout) = summary["canary"]["rollout"].as_str() {
+            println!("  look        `sluice rollout history {rollout}`, `sluice store runs`");
+        }
         println!(
-            "Next: `sluice simulate --config examples/sim.yaml`, then `sluice eval -c examples/eval/promptfooconfig.yaml` and `sluice bench -c examples/bench.yaml`."
+            "Next, against real endpoints: put them in a gateway config (examples/gateway.yaml), run `sluice gateway`, then `sluice rollout start` with a spec like examples/rollout.yaml; `sluice eval` and `sluice bench` take any OpenAI-compatible URL."
         );
     }
     Ok(Outcome::Ok)
+}
+
+/// The canary act: the gateway in front of the simulator, synthetic traffic, and a canary of
+/// `candidate-v2` that starts healthy and is made to fail during its first pause; the rollout
+/// controller sees the error rate cross its rule and sends all traffic back to stable.
+async fn canary(
+    store: &sluice_store::Store,
+    base_url: &str,
+    run_id: &str,
+    say: &impl Fn(String),
+) -> anyhow::Result<serde_json::Value> {
+    let gateway_yaml = format!(
+        "routes:\n  chat:\n    versions:\n      - {{name: stable, url: \"{base_url}\", model: stable}}\n      - {{name: candidate, url: \"{base_url}\", model: candidate-v2}}\n    split: {{weights: {{stable: 100, candidate: 0}}}}\n"
+    );
+    let document = Document::parse("quickstart gateway", &gateway_yaml, &MapEnv::default())?;
+    let config =
+        sluice_gateway::config::GatewayConfig::from_document(&document, &MapEnv::default())?;
+    let gateway = sluice_gateway::GatewayServer::start(
+        config,
+        None,
+        Some(store.clone()),
+        "127.0.0.1:0".parse()?,
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    let gateway_url = format!("http://{}/v1", gateway.local_addr());
+    let admin_url = format!("http://{}", gateway.admin_addr());
+    say(format!(
+        "  gateway     {gateway_url}  route `chat`: stable 100 %, candidate (candidate-v2) 0 %"
+    ));
+    let traffic = tokio::spawn(sluice_bench::run(sluice_bench::BenchConfig {
+        base_url: gateway_url.clone(),
+        model: "chat".into(),
+        api_key_env: None,
+        endpoint: sluice_bench::Endpoint::Chat,
+        dataset: sluice_bench::dataset::Dataset::Random,
+        load: sluice_bench::Load::Rate {
+            rate: CANARY_TRAFFIC,
+            arrival: sluice_bench::schedule::Arrival::Poisson,
+            max_concurrency: None,
+        },
+        limit: sluice_bench::Limit::Duration(Duration::from_secs(60)),
+        warmup: Duration::ZERO,
+        input_tokens: 8,
+        output_tokens: 8,
+        range_ratio: 0.0,
+        stream: false,
+        ignore_eos: false,
+        goodput: sluice_bench::Goodput::default(),
+        thresholds: Vec::new(),
+        max_lag: Duration::from_secs(10),
+        timeout: Duration::from_secs(10),
+        seed: 7,
+    }));
+    say(format!(
+        "  traffic     {CANARY_TRAFFIC} requests/s of synthetic chat traffic through the gateway"
+    ));
+    let rule = sluice_rollout::spec::Rule {
+        metric: sluice_rollout::spec::Metric::ErrorRate,
+        max: Some(0.05),
+        min: None,
+        window: Duration::from_secs(10),
+        min_samples: 20,
+        interval: Duration::from_millis(250),
+        failure_limit: 0,
+        consecutive_error_limit: 4,
+    };
+    let name = format!(
+        "quickstart-canary-{}",
+        run_id.rsplit('-').next().unwrap_or("run")
+    );
+    let spec = sluice_rollout::spec::Spec {
+        name: name.clone(),
+        admin_url,
+        admin_token: None,
+        route: "chat".into(),
+        stable: "stable".into(),
+        candidate: "candidate".into(),
+        steps: vec![
+            sluice_rollout::spec::Step::SetWeight(10),
+            sluice_rollout::spec::Step::Pause(Some(Duration::from_secs(3))),
+            sluice_rollout::spec::Step::SetWeight(50),
+            sluice_rollout::spec::Step::Pause(Some(Duration::from_secs(3))),
+            sluice_rollout::spec::Step::SetWeight(100),
+        ],
+        rules: vec![rule.clone()],
+        alerts: Vec::new(),
+    };
+    say(format!(
+        "  rollout     canary {name}: 10 % → 50 % → 100 %, rolled back if {} over 10 s (≥ 20 requests)",
+        rule.describe()
+    ));
+    // Give the candidate a healthy second at 10 %, then break it.
+    let fault_url = format!(
+        "{}/admin/models/candidate-v2",
+        base_url.trim_end_matches("/v1")
+    );
+    let injected = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    let fault = {
+        let injected = std::sync::Arc::clone(&injected);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let client = reqwest::Client::new();
+            let response = client
+                .put(&fault_url)
+                .body("default: lorem\nlorem_tokens: 8\nfaults: {error_rate: 0.6, error_status: [500, 503]}\n")
+                .send()
+                .await;
+            if response.is_ok_and(|r| r.status().is_success()) {
+                *injected.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(std::time::Instant::now());
+            }
+        })
+    };
+    let (controller, _) =
+        sluice_rollout::controller::Controller::start(spec, store.clone()).await?;
+    let rollout_run = controller.run_id().as_str().to_owned();
+    let mut last_weight = None;
+    let mut fault_told = false;
+    let state = controller
+        .run(|state| {
+            if !fault_told && injected.lock().map(|i| i.is_some()).unwrap_or(false) {
+                fault_told = true;
+                say("  fault       the simulator now fails 60 % of candidate-v2's requests (fault injection)".into());
+            }
+            if last_weight != Some(state.weight) && !state.aborted {
+                last_weight = Some(state.weight);
+                say(format!("  canary      candidate at {} % ({})", state.weight, state.message));
+            }
+        })
+        .await?;
+    let rolled_back_at = std::time::Instant::now();
+    fault.abort();
+    traffic.abort();
+    let detected_ms = injected
+        .lock()
+        .ok()
+        .and_then(|i| *i)
+        .map(|at| rolled_back_at.saturating_duration_since(at).as_millis() as u64);
+    let windows = gateway.handle().windows(Duration::from_secs(60));
+    let weight = gateway
+        .handle()
+        .snapshot()
+        .routes
+        .get("chat")
+        .and_then(|r| r.weight("candidate"))
+        .unwrap_or(-1.0);
+    gateway.shutdown().await;
+    if state.aborted {
+        say(format!(
+            "  rollback    candidate back to {weight} % {} after the fault: {}",
+            detected_ms.map_or_else(|| "?".to_owned(), |ms| format!("{ms} ms")),
+            state.message
+        ));
+    } else {
+        say(format!(
+            "  rollout     ended without a rollback: {}",
+            state.message
+        ));
+    }
+    let chat = windows.get("chat");
+    Ok(json!({
+        "rollout": name,
+        "rollout_run": rollout_run,
+        "rolled_back": state.aborted,
+        "final_candidate_weight": weight,
+        "detected_ms": detected_ms,
+        "reason": state.message,
+        "windows": chat,
+    }))
 }
 
 fn ms(duration: Duration) -> f64 {
