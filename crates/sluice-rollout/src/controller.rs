@@ -73,17 +73,30 @@ impl Controller {
             Some(run) => {
                 let events = store.events(&subject(&run.id), 0, 0).await?;
                 let last = events.iter().rev().find(|e| e.kind == "state");
-                let (state, actions) = match last {
+                let (state, mut actions, input) = match last {
                     Some(event) => (
                         serde_json::from_value(event.payload["state"].clone())
                             .map_err(|e| RolloutError::Store(format!("stored state: {e}")))?,
                         serde_json::from_value::<Vec<Action>>(event.payload["actions"].clone())
                             .unwrap_or_default(),
+                        serde_json::from_value::<Input>(event.payload["input"].clone()).ok(),
                     ),
-                    None => (State::new(), Vec::new()),
+                    None => (State::new(), Vec::new(), None),
                 };
+                // Announcements already stored after that transition are not made again.
+                let after = last.map_or(0, |e| e.seq);
+                let announced: Vec<&str> = events
+                    .iter()
+                    .filter(|e| e.seq > after)
+                    .map(|e| e.kind.as_str())
+                    .collect();
+                actions.retain(|a| match a {
+                    Action::AlertRollback { .. } => !announced.contains(&"rollback"),
+                    Action::AlertPromoted => !announced.contains(&"promoted"),
+                    Action::SetWeight(_) => true,
+                });
                 let seen = events.last().map_or(0, |e| e.seq);
-                (run.id, state, actions, seen, true)
+                (run.id, state, (actions, input), seen, true)
             }
             None => {
                 let run = store
@@ -111,7 +124,7 @@ impl Controller {
                 (
                     run,
                     state,
-                    Vec::new(),
+                    (Vec::new(), None),
                     seq.last().copied().unwrap_or(0),
                     false,
                 )
@@ -130,11 +143,12 @@ impl Controller {
         };
         if resumed {
             info!(run = %controller.run, version = controller.state.version, "Resuming the rollout from its stored state.");
-            // The last transition's actions may or may not have been carried out: again.
+            // The last transition's actions may or may not have been carried out: again
+            // (weights are absolute; announcements are skipped when already stored).
+            let (actions, input) = actions;
+            let input = input.unwrap_or(Input::Tick { now_ms: 0 });
             for action in actions {
-                if let Action::SetWeight(weight) = action {
-                    controller.set_weight(weight).await;
-                }
+                controller.carry_out(&input, action).await?;
             }
         }
         Ok((controller, resumed))
@@ -266,24 +280,36 @@ impl Controller {
         }
         self.state = next;
         for action in actions {
-            match action {
-                Action::SetWeight(weight) => self.set_weight(weight).await,
-                Action::AlertRollback { reason } => self.rollback_event(&input, &reason).await?,
-                Action::AlertPromoted => {
-                    let event = json!({
-                        "id": format!("{}-promoted", self.run),
-                        "kind": "promoted",
-                        "rollout": self.spec.name,
-                        "run": self.run.as_str(),
-                        "route": self.spec.route,
-                        "version": self.spec.candidate,
-                        "summary": format!("Rollout {} promoted: {} now serves all of route {}.", self.spec.name, self.spec.candidate, self.spec.route),
-                    });
-                    self.alerts.push(alert::send(&self.spec.alerts, event));
-                }
-            }
+            self.carry_out(&input, action).await?;
         }
         Ok(true)
+    }
+
+    async fn carry_out(&mut self, input: &Input, action: Action) -> Result<(), RolloutError> {
+        match action {
+            Action::SetWeight(weight) => self.set_weight(weight).await,
+            Action::AlertRollback { reason } => self.rollback_event(input, &reason).await?,
+            Action::AlertPromoted => {
+                let event = json!({
+                    "id": format!("{}-promoted", self.run),
+                    "kind": "promoted",
+                    "rollout": self.spec.name,
+                    "run": self.run.as_str(),
+                    "route": self.spec.route,
+                    "version": self.spec.candidate,
+                    "summary": format!("Rollout {} promoted: {} now serves all of route {}.", self.spec.name, self.spec.candidate, self.spec.route),
+                });
+                self.store
+                    .append_events(vec![NewEvent {
+                        subject: subject(&self.run),
+                        kind: "promoted".into(),
+                        payload: event.clone(),
+                    }])
+                    .await?;
+                self.alerts.push(alert::send(&self.spec.alerts, event));
+            }
+        }
+        Ok(())
     }
 
     /// Records the rollback with a snapshot of both versions' windows, and alerts.

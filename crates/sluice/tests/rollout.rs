@@ -359,27 +359,48 @@ fn manual_promote_and_abort() {
     assert!(text(&refused).contains("no rollout named `aborted` is running"));
 }
 
-#[test]
-fn a_killed_controller_resumes_without_repeating_a_step() {
-    let setup = setup("candidate");
-    let steps = "      - set_weight: 30\n      - pause: {duration: 1500ms}\n      - set_weight: 70\n      - pause: {duration: 1s}\n      - set_weight: 100\n";
-    let spec = setup.spec("resumed", steps);
-    for kill_after in [300u64, 900, 1700, 2300] {
-        let mut controller = spawn_start(&setup, &spec);
-        std::thread::sleep(Duration::from_millis(kill_after));
-        let _ = controller.0.kill();
-        let _ = controller.0.wait();
-    }
-    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{out}");
-    assert_eq!(setup.candidate_weight(), 100.0);
-    let history = setup
-        .rollout()
-        .args(["history", "resumed", "--json"])
-        .output()
+/// Kill points (ms after each start) from a fixed pseudo-random sequence.
+fn kill_points(count: usize, low: u64, high: u64) -> Vec<u64> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..count)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            low + x % (high - low)
+        })
+        .collect()
+}
+
+/// Every stored run of a rollout: its status and its events.
+fn runs_of(setup: &Setup, name: &str) -> Vec<(String, Vec<Value>)> {
+    let list = setup.rollout().args(["list", "--json"]).output().unwrap();
+    let list: Vec<Value> = serde_json::from_slice(&list.stdout).unwrap();
+    let store = setup.dir.path().join("rollout.db");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
         .unwrap();
-    let events: Vec<Value> = serde_json::from_slice(&history.stdout).unwrap();
+    list.iter()
+        .filter(|r| r["name"] == name)
+        .map(|r| {
+            let run = r["run"].as_str().unwrap().to_owned();
+            let events = runtime.block_on(async {
+                let store = sluice_store::Store::open_sqlite(&store).await.unwrap();
+                store
+                    .events(&format!("rollout:{run}"), 0, 0)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| serde_json::json!({"kind": e.kind, "payload": e.payload}))
+                    .collect()
+            });
+            (r["status"].as_str().unwrap().to_owned(), events)
+        })
+        .collect()
+}
+
+/// Each transition of a run stored once, in order, and each weight step applied once.
+fn assert_consistent(events: &[Value]) {
     let states: Vec<&Value> = events.iter().filter(|e| e["kind"] == "state").collect();
     let versions: Vec<u64> = states
         .iter()
@@ -389,17 +410,74 @@ fn a_killed_controller_resumes_without_repeating_a_step() {
         versions.windows(2).all(|w| w[1] == w[0] + 1),
         "each transition stored once: {versions:?}"
     );
-    for weight in [30, 70, 100] {
-        let applied = states
+    let mut applied = std::collections::BTreeMap::new();
+    for state in &states {
+        for action in state["payload"]["actions"].as_array().unwrap() {
+            if let Some(weight) = action["SetWeight"].as_u64() {
+                *applied.entry(weight).or_insert(0) += 1;
+            }
+        }
+    }
+    assert!(
+        applied.values().all(|n| *n == 1),
+        "a weight stored twice: {applied:?}"
+    );
+}
+
+#[test]
+fn a_killed_controller_resumes_without_repeating_a_step() {
+    let setup = setup("candidate");
+    let steps = "      - set_weight: 30\n      - pause: {duration: 3s}\n      - set_weight: 70\n      - pause: {duration: 3s}\n      - set_weight: 100\n";
+    let spec = setup.spec("resumed", steps);
+    let points = kill_points(20, 80, 320);
+    for kill_after in &points {
+        let mut controller = spawn_start(&setup, &spec);
+        std::thread::sleep(Duration::from_millis(*kill_after));
+        let _ = controller.0.kill();
+        let _ = controller.0.wait();
+    }
+    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(out.contains("resuming"), "{out}");
+    assert_eq!(setup.candidate_weight(), 100.0);
+    let runs = runs_of(&setup, "resumed");
+    assert_eq!(runs.len(), 1, "one rollout across {} kills", points.len());
+    let (status, events) = &runs[0];
+    assert_eq!(status, "passed");
+    assert_consistent(events);
+    let promoted = events.iter().filter(|e| e["kind"] == "promoted").count();
+    assert_eq!(promoted, 1, "one promoted announcement");
+}
+
+#[test]
+fn killed_controllers_still_roll_a_failing_candidate_back() {
+    let setup = setup("broken");
+    let spec = setup.spec("doomed", "      - set_weight: 50\n      - pause: {}\n");
+    for kill_after in kill_points(10, 50, 900) {
+        let mut controller = spawn_start(&setup, &spec);
+        std::thread::sleep(Duration::from_millis(kill_after));
+        let _ = controller.0.kill();
+        let _ = controller.0.wait();
+    }
+    // Whatever was left running ends now.
+    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(setup.candidate_weight(), 0.0);
+    let runs = runs_of(&setup, "doomed");
+    assert!(!runs.is_empty());
+    for (status, events) in &runs {
+        assert_ne!(status, "running", "a rollout was left running");
+        assert_consistent(events);
+        let aborted = events
             .iter()
-            .filter(|e| {
-                e["payload"]["actions"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|a| a["SetWeight"] == weight)
-            })
-            .count();
-        assert_eq!(applied, 1, "set_weight {weight} stored {applied} times");
+            .filter(|e| e["kind"] == "state")
+            .next_back()
+            .is_some_and(|e| e["payload"]["state"]["aborted"] == true);
+        if status == "failed" {
+            assert!(aborted, "{events:#?}");
+            let rollbacks = events.iter().filter(|e| e["kind"] == "rollback").count();
+            assert_eq!(rollbacks, 1, "{events:#?}");
+        }
     }
 }
