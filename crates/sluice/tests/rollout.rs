@@ -471,8 +471,7 @@ fn killed_controllers_still_roll_a_failing_candidate_back() {
         assert_consistent(events);
         let aborted = events
             .iter()
-            .filter(|e| e["kind"] == "state")
-            .next_back()
+            .rfind(|e| e["kind"] == "state")
             .is_some_and(|e| e["payload"]["state"]["aborted"] == true);
         if status == "failed" {
             assert!(aborted, "{events:#?}");
