@@ -6,7 +6,8 @@
 //! route: chat
 //! stable: stable
 //! candidate: candidate
-//! strategy:
+//! strategy:                          # or blue_green: {pre_promotion: 30s, post_promotion: 60s,
+//!                                    #   auto_promote: true}
 //!   canary:
 //!     steps:                         # default: set_weight 10, 25, 50, 100 with 30 s pauses
 //!       - set_weight: 10
@@ -193,7 +194,21 @@ struct RawGateway {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStrategy {
-    canary: RawCanary,
+    #[serde(default)]
+    canary: Option<RawCanary>,
+    #[serde(default)]
+    blue_green: Option<RawBlueGreen>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBlueGreen {
+    #[serde(default)]
+    pre_promotion: Option<String>,
+    #[serde(default)]
+    post_promotion: Option<String>,
+    #[serde(default)]
+    auto_promote: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,6 +288,20 @@ pub fn default_steps() -> Vec<Step> {
     ]
 }
 
+/// Blue-green as steps: the candidate gets no user traffic (only requests that ask for it
+/// with `x-sluice-version`) while the rules watch it for `pre`; then (after a manual promote
+/// unless `auto_promote`) all traffic switches at once, and the rules keep watching for
+/// `post`; a failure at any point switches everything back to stable.
+pub fn blue_green_steps(pre: Duration, post: Duration, auto_promote: bool) -> Vec<Step> {
+    let mut steps = vec![Step::SetWeight(0), Step::Pause(Some(pre))];
+    if !auto_promote {
+        steps.push(Step::Pause(None));
+    }
+    steps.push(Step::SetWeight(100));
+    steps.push(Step::Pause(Some(post)));
+    steps
+}
+
 /// The seed's default rules, over the five minutes the gateway's windows keep.
 pub fn default_rules() -> Vec<Rule> {
     let rule = |metric, max, min, min_samples| Rule {
@@ -342,9 +371,37 @@ impl Spec {
             }
             None => None,
         };
-        let steps = match raw.strategy.and_then(|s| s.canary.steps) {
-            None => default_steps(),
-            Some(raw_steps) => {
+        let strategy_path = root.key("strategy");
+        let (canary, blue_green) = match raw.strategy {
+            Some(RawStrategy {
+                canary: Some(_),
+                blue_green: Some(_),
+            }) => {
+                error(
+                    strategy_path.clone(),
+                    "expected one strategy: `canary` or `blue_green`".into(),
+                );
+                (None, None)
+            }
+            Some(RawStrategy { canary, blue_green }) => (canary, blue_green),
+            None => (None, None),
+        };
+        let steps = match (canary.and_then(|c| c.steps), blue_green) {
+            (_, Some(bg)) => {
+                let path = strategy_path.key("blue_green");
+                let mut duration = |key: &str, text: &Option<String>, default: u64| match text {
+                    None => Duration::from_secs(default),
+                    Some(t) => parse_duration(t).unwrap_or_else(|e| {
+                        error(path.key(key), e);
+                        Duration::from_secs(default)
+                    }),
+                };
+                let pre = duration("pre_promotion", &bg.pre_promotion, 30);
+                let post = duration("post_promotion", &bg.post_promotion, 60);
+                blue_green_steps(pre, post, bg.auto_promote.unwrap_or(true))
+            }
+            (None, None) => default_steps(),
+            (Some(raw_steps), None) => {
                 let mut steps = Vec::new();
                 if raw_steps.is_empty() {
                     error(
@@ -488,6 +545,24 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(spec.steps, default_steps());
         assert_eq!(spec.rules.len(), 3);
+    }
+
+    #[test]
+    fn blue_green_becomes_steps() {
+        let spec = parse("name: r\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\nstrategy:\n  blue_green: {pre_promotion: 2s, post_promotion: 5s, auto_promote: false}\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            spec.steps,
+            vec![
+                Step::SetWeight(0),
+                Step::Pause(Some(Duration::from_secs(2))),
+                Step::Pause(None),
+                Step::SetWeight(100),
+                Step::Pause(Some(Duration::from_secs(5))),
+            ]
+        );
+        let error = parse("name: r\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\nstrategy:\n  blue_green: {}\n  canary: {}\n").err().unwrap_or_default();
+        assert!(error.contains("strategy: expected one strategy"), "{error}");
     }
 
     #[test]

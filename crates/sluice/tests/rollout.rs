@@ -41,7 +41,9 @@ impl Drop for Process {
 /// traffic and a webhook receiver.
 struct Setup {
     dir: tempfile::TempDir,
-    _sim: Simulate,
+    sim: Simulate,
+    /// The gateway's public base URL.
+    url: String,
     _gateway: Gateway,
     _traffic: Process,
     admin: String,
@@ -136,7 +138,8 @@ fn setup(candidate_model: &str) -> Setup {
     let (hook_url, hooks) = receiver();
     Setup {
         dir,
-        _sim: sim,
+        sim,
+        url,
         _gateway: gateway,
         _traffic: Process(traffic),
         admin,
@@ -147,11 +150,15 @@ fn setup(candidate_model: &str) -> Setup {
 
 impl Setup {
     fn spec(&self, name: &str, steps: &str) -> PathBuf {
+        self.spec_with(name, &format!("  canary:\n    steps:\n{steps}"))
+    }
+
+    fn spec_with(&self, name: &str, strategy: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.yaml"));
         std::fs::write(
             &path,
             format!(
-                "name: {name}\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n  canary:\n    steps:\n{steps}analysis:\n  rules:\n    - {{metric: error_rate, max: 0.05, window: 10s, min_samples: 5, interval: 200ms}}\nalerts:\n  - {{type: webhook, url: \"{}\"}}\n",
+                "name: {name}\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n{strategy}analysis:\n  rules:\n    - {{metric: error_rate, max: 0.05, window: 10s, min_samples: 5, interval: 200ms}}\nalerts:\n  - {{type: webhook, url: \"{}\"}}\n",
                 self.admin, self.hook_url
             ),
         )
@@ -479,4 +486,93 @@ fn killed_controllers_still_roll_a_failing_candidate_back() {
             assert_eq!(rollbacks, 1, "{events:#?}");
         }
     }
+}
+
+/// Requests that ask for the candidate by header (blue-green's preview), until dropped.
+struct Preview(Arc<std::sync::atomic::AtomicBool>);
+
+impl Preview {
+    fn start(url: &str) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, address) = (
+            Arc::clone(&stop),
+            url.trim_start_matches("http://")
+                .trim_end_matches("/v1")
+                .to_owned(),
+        );
+        std::thread::spawn(move || {
+            let body = r#"{"model":"chat","messages":[{"role":"user","content":"preview"}]}"#;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
+                    let _ = write!(
+                        stream,
+                        "POST /v1/chat/completions HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\nx-sluice-version: candidate\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let mut sink = Vec::new();
+                    let _ = stream.read_to_end(&mut sink);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Self(stop)
+    }
+}
+
+impl Drop for Preview {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+const BLUE_GREEN: &str = "  blue_green: {pre_promotion: 1500ms, post_promotion: 3s}\n";
+
+#[test]
+fn blue_green_switches_a_healthy_candidate_after_its_preview() {
+    let setup = setup("candidate");
+    let _preview = Preview::start(&setup.url);
+    let spec = setup.spec_with("blue", BLUE_GREEN);
+    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("weight   0 %") && out.contains("weight 100 %"),
+        "{out}"
+    );
+    assert_eq!(setup.candidate_weight(), 100.0);
+}
+
+#[test]
+fn blue_green_never_switches_to_a_candidate_that_fails_its_preview() {
+    let setup = setup("broken");
+    let _preview = Preview::start(&setup.url);
+    let spec = setup.spec_with("green", BLUE_GREEN);
+    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(!out.contains("weight 100 %"), "{out}");
+    assert_eq!(setup.candidate_weight(), 0.0);
+}
+
+#[test]
+fn blue_green_switches_back_when_the_candidate_fails_after_the_switch() {
+    let setup = setup("candidate");
+    let _preview = Preview::start(&setup.url);
+    let spec = setup.spec_with(
+        "teal",
+        "  blue_green: {pre_promotion: 1s, post_promotion: 20s}\n",
+    );
+    let mut controller = spawn_start(&setup, &spec);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while setup.candidate_weight() != 100.0 {
+        assert!(Instant::now() < deadline, "never switched");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    setup
+        .sim
+        .put_profile("candidate", "faults: {error_rate: 1.0, error_status: 500}");
+    assert_eq!(wait_exit(&mut controller), 1);
+    assert_eq!(setup.candidate_weight(), 0.0);
+    let hook = setup.wait_for_hook("rollback");
+    assert_eq!(hook["to_version"], "stable");
 }
