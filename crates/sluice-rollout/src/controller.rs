@@ -115,11 +115,18 @@ impl Controller {
                     .await?;
                 let state = State::new();
                 let seq = store
-                    .append_events(vec![NewEvent {
-                        subject: subject(&run),
-                        kind: "state".into(),
-                        payload: json!({"state": state, "actions": [], "input": null}),
-                    }])
+                    .append_events(vec![
+                        NewEvent {
+                            subject: subject(&run),
+                            kind: "runbook".into(),
+                            payload: json!({"markdown": crate::runbook::runbook(&spec, run.as_str())}),
+                        },
+                        NewEvent {
+                            subject: subject(&run),
+                            kind: "state".into(),
+                            payload: json!({"state": state, "actions": [], "input": null}),
+                        },
+                    ])
                     .await?;
                 (
                     run,

@@ -10,6 +10,7 @@
 pub mod alert;
 pub mod controller;
 pub mod machine;
+pub mod runbook;
 pub mod spec;
 
 /// Errors that stop a rollout's controller (not the rollout's own failures, which abort it).

@@ -389,8 +389,10 @@ pub enum RolloutCommand {
     /// Run a rollout to its end in the foreground (or resume the unfinished run of the same
     /// name): exit 0 when promoted, 1 when rolled back.
     Start(RolloutStartArgs),
-    /// Show a rollout's state.
-    Status(RolloutNameArgs),
+    /// Show a rollout's state (`--watch`: until it ends).
+    Status(RolloutStatusArgs),
+    /// Print the rollout's runbook: the manual rollback procedure with its names filled in.
+    Runbook(RolloutNameArgs),
     /// List rollouts, newest first.
     List(RolloutListArgs),
     /// Show a rollout's transitions, measurements and rollbacks.
@@ -410,6 +412,19 @@ pub enum RolloutCommand {
 pub struct RolloutStartArgs {
     /// The rollout spec.
     pub spec: PathBuf,
+}
+
+/// `sluice rollout status`.
+#[derive(Debug, Args)]
+pub struct RolloutStatusArgs {
+    /// The rollout's name (from its spec).
+    pub name: String,
+    /// Print each change until the rollout ends.
+    #[arg(long)]
+    pub watch: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A rollout by name.

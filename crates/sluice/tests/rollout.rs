@@ -357,6 +357,30 @@ fn manual_promote_and_abort() {
     let hook = setup.wait_for_hook("rollback");
     assert_eq!(hook["trigger"], "manual abort");
     assert_eq!(hook["reason"], "not today");
+    let runbook = setup
+        .rollout()
+        .args(["runbook", "aborted"])
+        .output()
+        .unwrap();
+    let runbook = text(&runbook);
+    assert!(
+        runbook.contains("# Runbook: rollout `aborted`"),
+        "{runbook}"
+    );
+    assert!(
+        runbook.contains("/admin/routes/chat/weights -d '{\"stable\": 100, \"candidate\": 0}'"),
+        "{runbook}"
+    );
+    let watched = setup
+        .rollout()
+        .args(["status", "aborted", "--watch"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&watched).contains("failed  Degraded (aborted)"),
+        "{}",
+        text(&watched)
+    );
     let refused = setup
         .rollout()
         .args(["promote", "aborted"])

@@ -59,6 +59,45 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
                 Outcome::Ok
             })
         }
+        RolloutCommand::Status(args) if args.watch => {
+            let mut last = None;
+            loop {
+                let (run, state) = stored_state(&store, &args.name).await?;
+                if last.as_ref() != Some(&state) {
+                    if args.json {
+                        println!(
+                            "{}",
+                            json!({"run": run.id.as_str(), "status": run.status.as_str(), "state": state})
+                        );
+                    } else {
+                        println!("{}  {}", run.status.as_str(), describe(&state));
+                    }
+                    last = Some(state);
+                }
+                if run.status != sluice_store::RunStatus::Running {
+                    return Ok(Outcome::Ok);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+        RolloutCommand::Runbook(args) => {
+            let run = controller::latest(&store, &args.name)
+                .await?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no rollout named `{}` (see `sluice rollout list`)",
+                        args.name
+                    )
+                })?;
+            let events = store.events(&controller::subject(&run.id), 0, 0).await?;
+            let markdown = events
+                .iter()
+                .find(|e| e.kind == "runbook")
+                .and_then(|e| e.payload["markdown"].as_str())
+                .ok_or_else(|| anyhow::anyhow!("rollout `{}` has no stored runbook", args.name))?;
+            print!("{markdown}");
+            Ok(Outcome::Ok)
+        }
         RolloutCommand::Status(args) => {
             let (run, state) = stored_state(&store, &args.name).await?;
             if args.json {
