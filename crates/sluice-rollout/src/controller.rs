@@ -17,7 +17,7 @@ use sluice_store::{NewEvent, NewRun, RunFilter, RunId, RunStatus, Store};
 use tracing::{info, warn};
 
 use crate::machine::{Action, Input, Outcome, State};
-use crate::spec::Spec;
+use crate::spec::{Source, Spec};
 use crate::{RolloutError, alert};
 
 /// How often the controller looks at time, commands and due measurements.
@@ -408,40 +408,73 @@ impl Controller {
     /// Measures one rule on the candidate's window and stores the measurement.
     async fn measure(&mut self, index: usize) -> Result<Input, RolloutError> {
         let rule = self.spec.rules[index].clone();
-        let (outcome, value, samples, detail) =
-            match self.windows(rule.window.as_secs().max(1)).await {
-                Err(error) => (
-                    Outcome::Error,
-                    None,
-                    0,
-                    format!("gateway unreachable: {error}"),
-                ),
-                Ok(windows) => {
+        // A value and its sample count, `Ok(None)` when there is no data, `Err` when the
+        // source cannot be read.
+        let reading: Result<Option<(f64, u64)>, String> = match &rule.source {
+            Source::Gateway(metric) => self
+                .windows(rule.window.as_secs().max(1))
+                .await
+                .map_err(|e| format!("gateway unreachable: {e}"))
+                .map(|windows| {
                     let window = &windows["windows"][&self.spec.route][&self.spec.candidate];
-                    let samples = window[rule.metric.samples_field()].as_u64().unwrap_or(0);
-                    let value = window[rule.metric.field()].as_f64();
-                    match value {
-                        _ if samples < rule.min_samples => (
-                            Outcome::NoData,
-                            value,
-                            samples,
-                            format!("{samples} of {} samples", rule.min_samples),
-                        ),
-                        None => (Outcome::NoData, None, samples, "no value".to_owned()),
-                        Some(v) => {
-                            let fails = rule.max.is_some_and(|max| v > max)
-                                || rule.min.is_some_and(|min| v < min);
-                            let outcome = if fails { Outcome::Fail } else { Outcome::Pass };
-                            (
-                                outcome,
-                                Some(v),
-                                samples,
-                                format!("measured {v:.4} over {samples} samples"),
-                            )
-                        }
-                    }
+                    let samples = window[metric.samples_field()].as_u64().unwrap_or(0);
+                    window[metric.field()]
+                        .as_f64()
+                        .filter(|_| samples >= rule.min_samples)
+                        .map(|v| (v, samples))
+                }),
+            Source::Prometheus { url, query } => {
+                let request = self
+                    .client
+                    .get(format!("{url}/api/v1/query"))
+                    .query(&[("query", query)]);
+                match request.send().await {
+                    Err(e) => Err(format!("Prometheus unreachable: {e}")),
+                    Ok(response) => match response.json::<Value>().await {
+                        Err(e) => Err(format!(
+                            "Prometheus answered something that is not JSON: {e}"
+                        )),
+                        Ok(body) => prometheus_value(&body).map(|v| v.map(|v| (v, 1))),
+                    },
                 }
-            };
+            }
+            Source::Web { url, pointer } => match self.client.get(url).send().await {
+                Err(e) => Err(format!("{url} unreachable: {e}")),
+                Ok(response) if !response.status().is_success() => {
+                    Err(format!("{url} answered {}", response.status()))
+                }
+                Ok(response) => match response.json::<Value>().await {
+                    Err(e) => Err(format!("{url} answered something that is not JSON: {e}")),
+                    Ok(body) => match body.pointer(pointer) {
+                        None | Some(Value::Null) => Ok(None),
+                        Some(value) => value
+                            .as_f64()
+                            .map(|v| Some((v, 1)))
+                            .ok_or_else(|| format!("{url}: `{pointer}` is {value}, not a number")),
+                    },
+                },
+            },
+        };
+        let (outcome, value, samples, detail) = match reading {
+            Err(error) => (Outcome::Error, None, 0, error),
+            Ok(None) => (
+                Outcome::NoData,
+                None,
+                0,
+                format!("no data (fewer than {} samples)", rule.min_samples),
+            ),
+            Ok(Some((v, samples))) => {
+                let fails =
+                    rule.max.is_some_and(|max| v > max) || rule.min.is_some_and(|min| v < min);
+                let outcome = if fails { Outcome::Fail } else { Outcome::Pass };
+                (
+                    outcome,
+                    Some(v),
+                    samples,
+                    format!("measured {v:.4} over {samples} samples"),
+                )
+            }
+        };
         self.store
             .append_events(vec![NewEvent {
                 subject: subject(&self.run),
@@ -461,6 +494,43 @@ impl Controller {
             outcome,
             detail,
         })
+    }
+}
+
+/// The one number of a Prometheus instant-query answer: `Ok(None)` for an empty result,
+/// an error for a failed query, several series, or a value that is not a number.
+pub fn prometheus_value(body: &Value) -> Result<Option<f64>, String> {
+    if body["status"] != "success" {
+        return Err(format!(
+            "Prometheus: {}",
+            body["error"].as_str().unwrap_or("the query failed")
+        ));
+    }
+    let data = &body["data"];
+    let sample = match data["resultType"].as_str() {
+        Some("scalar") => &data["result"],
+        Some("vector") => match data["result"].as_array().map(Vec::as_slice) {
+            Some([]) => return Ok(None),
+            Some([one]) => &one["value"],
+            Some(many) => {
+                return Err(format!(
+                    "Prometheus returned {} series; the query must give one number",
+                    many.len()
+                ));
+            }
+            None => return Err("Prometheus returned no result list".into()),
+        },
+        other => {
+            return Err(format!(
+                "Prometheus returned a {other:?} result; expected a vector or a scalar"
+            ));
+        }
+    };
+    let text = sample[1].as_str().unwrap_or_default();
+    match text.parse::<f64>() {
+        Ok(v) if v.is_nan() => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(_) => Err(format!("Prometheus returned `{text}`, not a number")),
     }
 }
 
@@ -491,4 +561,34 @@ pub async fn latest(store: &Store, name: &str) -> Result<Option<sluice_store::Ru
         .await?
         .into_iter()
         .find(|r| r.name == name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_answers_give_one_number_or_say_why_not() {
+        let vector = |result: Value| json!({"status": "success", "data": {"resultType": "vector", "result": result}});
+        assert_eq!(
+            prometheus_value(&vector(json!([{"metric": {}, "value": [1.0, "0.25"]}]))),
+            Ok(Some(0.25))
+        );
+        assert_eq!(prometheus_value(&vector(json!([]))), Ok(None));
+        assert!(
+            prometheus_value(&vector(json!([{"value": [1, "1"]}, {"value": [1, "2"]}]))).is_err()
+        );
+        assert_eq!(
+            prometheus_value(
+                &json!({"status": "success", "data": {"resultType": "scalar", "result": [1, "3"]}})
+            ),
+            Ok(Some(3.0))
+        );
+        assert_eq!(
+            prometheus_value(&vector(json!([{"value": [1, "NaN"]}]))),
+            Ok(None)
+        );
+        let error = prometheus_value(&json!({"status": "error", "error": "parse error at char 4"}));
+        assert_eq!(error, Err("Prometheus: parse error at char 4".to_owned()));
+    }
 }

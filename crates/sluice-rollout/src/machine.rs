@@ -321,14 +321,10 @@ mod tests {
             candidate: "b".into(),
             steps,
             rules: vec![Rule {
-                metric: Metric::ErrorRate,
-                max: Some(0.05),
-                min: None,
-                window: Duration::from_secs(60),
                 min_samples: 10,
-                interval: Duration::from_secs(1),
                 failure_limit: 1,
                 consecutive_error_limit: 2,
+                ..Rule::gateway(Metric::ErrorRate, Some(0.05), None)
             }],
             alerts: Vec::new(),
         }

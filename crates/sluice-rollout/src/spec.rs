@@ -19,6 +19,9 @@
 //!   rules:                           # evaluated on the candidate's live gateway window
 //!     - {metric: error_rate, max: 0.05, window: 60s, min_samples: 20}
 //!     - {metric: latency_p99_ms, max: 5000, window: 60s, min_samples: 20}
+//!     - metric: http_5xx_ratio       # from elsewhere: `source: {prometheus: {url, query}}` or
+//!       max: 0.01                    #   `source: {web: {url, pointer: /data/value}}`
+//!       source: {prometheus: {url: "http://127.0.0.1:9090", query: "sum(rate(x[1m]))"}}
 //!   # preset: default                # the seed's rules instead
 //! alerts:
 //!   - {type: webhook, url: "http://127.0.0.1:9000/hook"}
@@ -122,8 +125,10 @@ impl Metric {
 /// An analysis rule: the metric must stay within its bound.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
-    /// What is measured.
-    pub metric: Metric,
+    /// The metric's name, as written.
+    pub name: String,
+    /// Where the value comes from.
+    pub source: Source,
     /// Fails above this.
     pub max: Option<f64>,
     /// Fails below this.
@@ -140,13 +145,49 @@ pub struct Rule {
     pub consecutive_error_limit: u32,
 }
 
+/// Where a rule's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// The candidate's live window on the gateway.
+    Gateway(Metric),
+    /// A Prometheus HTTP API instant query (`/api/v1/query`) whose result is one number.
+    Prometheus {
+        /// The server's base URL.
+        url: String,
+        /// The PromQL query.
+        query: String,
+    },
+    /// A URL answering JSON; the number at a JSON pointer (`/data/error_rate`).
+    Web {
+        /// The URL.
+        url: String,
+        /// The JSON pointer.
+        pointer: String,
+    },
+}
+
 impl Rule {
-    /// `error_rate<=0.05`-style text for messages.
+    /// A rule on the gateway's window, with default limits.
+    pub fn gateway(metric: Metric, max: Option<f64>, min: Option<f64>) -> Self {
+        Rule {
+            name: metric.name().to_owned(),
+            source: Source::Gateway(metric),
+            max,
+            min,
+            window: Duration::from_secs(60),
+            min_samples: 1,
+            interval: Duration::from_secs(1),
+            failure_limit: 0,
+            consecutive_error_limit: 4,
+        }
+    }
+
+    /// `error_rate <= 0.05`-style text for messages.
     pub fn describe(&self) -> String {
         match (self.max, self.min) {
-            (Some(max), _) => format!("{} <= {max}", self.metric.name()),
-            (None, Some(min)) => format!("{} >= {min}", self.metric.name()),
-            (None, None) => self.metric.name().to_owned(),
+            (Some(max), _) => format!("{} <= {max}", self.name),
+            (None, Some(min)) => format!("{} >= {min}", self.name),
+            (None, None) => self.name.clone(),
         }
     }
 }
@@ -248,6 +289,8 @@ struct RawAnalysis {
 struct RawRule {
     metric: String,
     #[serde(default)]
+    source: Option<RawSource>,
+    #[serde(default)]
     max: Option<f64>,
     #[serde(default)]
     min: Option<f64>,
@@ -261,6 +304,29 @@ struct RawRule {
     failure_limit: Option<u32>,
     #[serde(default)]
     consecutive_error_limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    #[serde(default)]
+    prometheus: Option<RawPrometheus>,
+    #[serde(default)]
+    web: Option<RawWeb>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrometheus {
+    url: String,
+    query: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    url: String,
+    pointer: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,14 +371,10 @@ pub fn blue_green_steps(pre: Duration, post: Duration, auto_promote: bool) -> Ve
 /// The seed's default rules, over the five minutes the gateway's windows keep.
 pub fn default_rules() -> Vec<Rule> {
     let rule = |metric, max, min, min_samples| Rule {
-        metric,
-        max,
-        min,
         window: Duration::from_secs(300),
         min_samples,
         interval: Duration::from_secs(5),
-        failure_limit: 0,
-        consecutive_error_limit: 4,
+        ..Rule::gateway(metric, max, min)
     };
     vec![
         rule(Metric::ErrorRate, Some(0.05), None, 100),
@@ -447,17 +509,55 @@ impl Spec {
             }
             for (i, r) in analysis.rules.iter().enumerate() {
                 let path = root.key("analysis").key("rules").index(i);
-                let Some((_, metric, _)) = METRICS.iter().find(|(n, _, _)| *n == r.metric) else {
-                    let known: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();
-                    error(
-                        path.key("metric"),
-                        format!(
-                            "unknown metric `{}` (known: {})",
-                            r.metric,
-                            known.join(", ")
-                        ),
-                    );
-                    continue;
+                let source = match &r.source {
+                    None => {
+                        let Some((_, metric, _)) = METRICS.iter().find(|(n, _, _)| *n == r.metric)
+                        else {
+                            let known: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();
+                            error(
+                                path.key("metric"),
+                                format!(
+                                    "unknown metric `{}` (known: {}; other metrics need a `source`)",
+                                    r.metric,
+                                    known.join(", ")
+                                ),
+                            );
+                            continue;
+                        };
+                        Source::Gateway(*metric)
+                    }
+                    Some(RawSource {
+                        prometheus: Some(p),
+                        web: None,
+                    }) => Source::Prometheus {
+                        url: p.url.trim_end_matches('/').to_owned(),
+                        query: p.query.clone(),
+                    },
+                    Some(RawSource {
+                        prometheus: None,
+                        web: Some(w),
+                    }) => {
+                        if !w.pointer.starts_with('/') {
+                            error(
+                                path.key("source").key("web").key("pointer"),
+                                format!(
+                                    "expected a JSON pointer such as /data/value, found `{}`",
+                                    w.pointer
+                                ),
+                            );
+                        }
+                        Source::Web {
+                            url: w.url.clone(),
+                            pointer: w.pointer.clone(),
+                        }
+                    }
+                    Some(_) => {
+                        error(
+                            path.key("source"),
+                            "expected exactly one of `prometheus` or `web`".into(),
+                        );
+                        continue;
+                    }
                 };
                 if r.max.is_none() && r.min.is_none() {
                     error(path.clone(), "expected a bound: `max` or `min`".into());
@@ -473,7 +573,8 @@ impl Spec {
                 let window = duration("window", &r.window, Duration::from_secs(60));
                 let interval = duration("interval", &r.interval, Duration::from_secs(1));
                 rules.push(Rule {
-                    metric: *metric,
+                    name: r.metric.clone(),
+                    source,
                     max: r.max,
                     min: r.min,
                     window,

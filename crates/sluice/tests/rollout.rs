@@ -600,3 +600,74 @@ fn blue_green_switches_back_when_the_candidate_fails_after_the_switch() {
     let hook = setup.wait_for_hook("rollback");
     assert_eq!(hook["to_version"], "stable");
 }
+
+/// Serves one JSON body to every request, on a free port.
+fn json_server(body: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn rules_read_web_and_prometheus_sources_and_unreachable_ones_are_errors() {
+    let setup = setup("candidate");
+    let web = json_server(r#"{"data": {"hallucination_rate": 0.4}}"#);
+    let spec = setup.dir.path().join("web.yaml");
+    let rollout = |name: &str, rule: &str| {
+        format!(
+            "name: {name}\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n  canary:\n    steps: [{{set_weight: 20}}, {{pause: {{}}}}]\nanalysis:\n  rules:\n{rule}",
+            setup.admin
+        )
+    };
+    std::fs::write(
+        &spec,
+        rollout(
+            "judged",
+            &format!("    - {{metric: hallucination_rate, max: 0.1, interval: 200ms, source: {{web: {{url: \"{web}/score\", pointer: /data/hallucination_rate}}}}}}\n"),
+        ),
+    )
+    .unwrap();
+    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("hallucination_rate <= 0.1 (measured 0.4000"),
+        "{out}"
+    );
+
+    // Nobody listens here: every measurement is an error, and errors in a row abort.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    std::fs::write(
+        &spec,
+        rollout(
+            "blind",
+            &format!("    - {{metric: http_5xx_ratio, max: 0.01, interval: 100ms, consecutive_error_limit: 3, source: {{prometheus: {{url: \"{dead}\", query: \"sum(rate(errors[1m]))\"}}}}}}\n"),
+        ),
+    )
+    .unwrap();
+    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(
+            "analysis errored: http_5xx_ratio <= 0.01 could not be measured 4 times in a row"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("Prometheus unreachable"), "{out}");
+    assert_eq!(setup.candidate_weight(), 0.0);
+}

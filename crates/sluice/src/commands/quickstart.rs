@@ -176,14 +176,14 @@ async fn canary(
         "  traffic     {CANARY_TRAFFIC} requests/s of synthetic chat traffic through the gateway"
     ));
     let rule = sluice_rollout::spec::Rule {
-        metric: sluice_rollout::spec::Metric::ErrorRate,
-        max: Some(0.05),
-        min: None,
         window: Duration::from_secs(10),
         min_samples: 20,
         interval: Duration::from_millis(250),
-        failure_limit: 0,
-        consecutive_error_limit: 4,
+        ..sluice_rollout::spec::Rule::gateway(
+            sluice_rollout::spec::Metric::ErrorRate,
+            Some(0.05),
+            None,
+        )
     };
     let name = format!(
         "quickstart-canary-{}",
