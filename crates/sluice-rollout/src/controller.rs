@@ -22,8 +22,30 @@ use crate::{RolloutError, alert};
 
 /// How often the controller looks at time, commands and due measurements.
 const TICK: Duration = Duration::from_millis(100);
+/// How long a finished rollout keeps offering its last weight to a gateway that refuses it.
+const FINAL_WEIGHT_WAIT: Duration = Duration::from_secs(10);
 /// Timeout of each admin API call.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Events read per store call.
+const PAGE: u32 = 1000;
+
+/// Every event of a rollout, oldest first, read page by page.
+pub async fn all_events(
+    store: &Store,
+    run: &RunId,
+) -> Result<Vec<sluice_store::Event>, RolloutError> {
+    let mut events = Vec::new();
+    loop {
+        let after = events.last().map_or(0, |e: &sluice_store::Event| e.seq);
+        let page = store.events(&subject(run), after, PAGE).await?;
+        let full = page.len() == PAGE as usize;
+        events.extend(page);
+        if !full {
+            return Ok(events);
+        }
+    }
+}
 
 /// The store subject of a rollout's events.
 pub fn subject(run: &RunId) -> String {
@@ -71,7 +93,7 @@ impl Controller {
             .find(|r| r.name == spec.name);
         let (run, state, actions, seen, resumed) = match running {
             Some(run) => {
-                let events = store.events(&subject(&run.id), 0, 0).await?;
+                let events = all_events(&store, &run.id).await?;
                 let last = events.iter().rev().find(|e| e.kind == "state");
                 let (state, mut actions, input) = match last {
                     Some(event) => (
@@ -183,7 +205,10 @@ impl Controller {
                     on_change(&self.state);
                 }
             }
-            if self.apply(Input::Tick { now_ms: now_ms() }).await? {
+            // Steps wait until the gateway has taken the last weight: the stored state never
+            // runs ahead of the traffic.
+            if self.pending_weight.is_none() && self.apply(Input::Tick { now_ms: now_ms() }).await?
+            {
                 on_change(&self.state);
             }
             for rule in self.due_rules() {
@@ -197,10 +222,13 @@ impl Controller {
             }
         }
         // A rollback's weight must reach the gateway before the run is closed.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + FINAL_WEIGHT_WAIT;
         while let Some(weight) = self.pending_weight {
             if Instant::now() > deadline {
-                warn!(weight, "The gateway did not accept the final weight.");
+                warn!(
+                    weight,
+                    "The gateway did not accept the final weight; set it by hand (see `sluice rollout runbook`)."
+                );
                 break;
             }
             tokio::time::sleep(TICK).await;
@@ -238,7 +266,10 @@ impl Controller {
 
     /// New commands from the run's subject.
     async fn commands(&mut self) -> Result<Vec<Input>, RolloutError> {
-        let events = self.store.events(&subject(&self.run), self.seen, 0).await?;
+        let events = self
+            .store
+            .events(&subject(&self.run), self.seen, PAGE)
+            .await?;
         let mut inputs = Vec::new();
         for event in events {
             self.seen = event.seq;

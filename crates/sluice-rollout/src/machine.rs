@@ -33,10 +33,6 @@ pub struct RuleCounts {
     pub failures: u32,
     /// Measurement errors in a row.
     pub consecutive_errors: u32,
-    /// Measurements with too few samples.
-    pub no_data: u32,
-    /// Passing measurements.
-    pub passes: u32,
 }
 
 /// The whole state of one rollout.
@@ -176,7 +172,7 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
                 s.step_pause = false;
                 s.pause_until_ms = None;
             }
-            run_steps(spec, &mut s, *now_ms, &mut actions);
+            run_steps(spec, &mut s, *now_ms, &mut actions, false);
         }
         Input::Measured {
             rule,
@@ -187,15 +183,10 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
                 return (s, actions);
             };
             let counts = s.rules.entry(*rule).or_default();
+            // Only what decides an abort is state: passes and no-data are in the measurement
+            // events, not here (so a healthy rollout stores no transition per measurement).
             match outcome {
-                Outcome::Pass => {
-                    counts.passes += 1;
-                    counts.consecutive_errors = 0;
-                }
-                Outcome::NoData => {
-                    counts.no_data += 1;
-                    counts.consecutive_errors = 0;
-                }
+                Outcome::Pass | Outcome::NoData => counts.consecutive_errors = 0,
                 Outcome::Fail => {
                     counts.failures += 1;
                     counts.consecutive_errors = 0;
@@ -229,7 +220,7 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
                 s.step_pause = false;
                 s.manual_pause = false;
                 s.pause_until_ms = None;
-                run_steps(spec, &mut s, 0, &mut actions);
+                run_steps(spec, &mut s, 0, &mut actions, true);
                 s.message = "promoted in full by hand".into();
             } else if s.step_pause || s.manual_pause {
                 s.step_pause = false;
@@ -270,17 +261,22 @@ fn abort(s: &mut State, reason: String, actions: &mut Vec<Action>) {
 }
 
 /// Runs steps from `s.step` until one has to wait, or all are done.
-fn run_steps(spec: &Spec, s: &mut State, now_ms: i64, actions: &mut Vec<Action>) {
+///
+/// At most one weight is set per call: the controller does not tick again until the gateway
+/// has taken it, so the stored state never runs ahead of the traffic. A full promotion
+/// (`at_once`) goes straight to 100 % and Healthy.
+fn run_steps(spec: &Spec, s: &mut State, now_ms: i64, actions: &mut Vec<Action>, at_once: bool) {
     if s.step_pause || s.manual_pause {
         return;
     }
-    while let Some(step) = spec.steps.get(s.step) {
+    if let Some(step) = spec.steps.get(s.step) {
         s.step += 1;
         match step {
             Step::SetWeight(weight) => {
                 s.weight = *weight;
                 s.message = format!("set weight {weight}");
                 actions.push(Action::SetWeight(*weight));
+                return;
             }
             Step::Pause(duration) => {
                 s.step_pause = true;
@@ -296,6 +292,10 @@ fn run_steps(spec: &Spec, s: &mut State, now_ms: i64, actions: &mut Vec<Action>)
     if s.weight != 100 {
         s.weight = 100;
         actions.push(Action::SetWeight(100));
+        if !at_once {
+            s.message = "set weight 100".into();
+            return;
+        }
     }
     s.phase = Phase::Healthy;
     s.message = "promoted: the candidate serves all traffic".into();
@@ -348,16 +348,18 @@ mod tests {
             Step::SetWeight(100),
         ]);
         let (s, a) = next(&spec, &State::new(), &Input::Tick { now_ms: 1000 });
-        assert_eq!(
-            (s.phase, s.weight, s.pause_until_ms),
-            (Phase::Paused, 10, Some(6000))
-        );
-        assert_eq!(a, vec![Action::SetWeight(10)]);
+        assert_eq!((s.phase, s.weight), (Phase::Progressing, 10));
+        assert_eq!(a, vec![Action::SetWeight(10)], "one weight per tick");
+        let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 1000 });
+        assert_eq!((s.phase, s.pause_until_ms), (Phase::Paused, Some(6000)));
+        assert!(a.is_empty());
         let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 5999 });
         assert!(a.is_empty());
         let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 6000 });
-        assert_eq!((s.phase, s.weight, s.step_pause), (Phase::Paused, 50, true));
+        assert_eq!((s.phase, s.weight), (Phase::Progressing, 50));
         assert_eq!(a, vec![Action::SetWeight(50)]);
+        let (s, _) = next(&spec, &s, &Input::Tick { now_ms: 6000 });
+        assert_eq!((s.phase, s.step_pause), (Phase::Paused, true));
         let (s, _) = next(&spec, &s, &Input::Tick { now_ms: 99_999 });
         assert_eq!(
             s.phase,
@@ -366,8 +368,11 @@ mod tests {
         );
         let (s, _) = next(&spec, &s, &Input::Promote { full: false });
         let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 100_000 });
-        assert_eq!((s.phase, s.weight), (Phase::Healthy, 100));
-        assert_eq!(a, vec![Action::SetWeight(100), Action::AlertPromoted]);
+        assert_eq!((s.phase, s.weight), (Phase::Progressing, 100));
+        assert_eq!(a, vec![Action::SetWeight(100)]);
+        let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 100_000 });
+        assert_eq!(s.phase, Phase::Healthy);
+        assert_eq!(a, vec![Action::AlertPromoted]);
     }
 
     #[test]
@@ -443,20 +448,19 @@ mod tests {
                     if paused_until.is_some() {
                         continue;
                     }
-                    loop {
-                        match spec.steps.get(step) {
-                            Some(Step::SetWeight(w)) => {
-                                weight = *w;
-                                step += 1;
-                            }
-                            Some(Step::Pause(d)) => {
-                                step += 1;
-                                paused_until =
-                                    Some(d.map_or(i64::MAX, |d| now_ms + d.as_millis() as i64));
-                                break;
-                            }
-                            None => return (false, true, 100),
+                    // One step per tick, as the controller applies them.
+                    match spec.steps.get(step) {
+                        Some(Step::SetWeight(w)) => {
+                            weight = *w;
+                            step += 1;
                         }
+                        Some(Step::Pause(d)) => {
+                            step += 1;
+                            paused_until =
+                                Some(d.map_or(i64::MAX, |d| now_ms + d.as_millis() as i64));
+                        }
+                        None if weight != 100 => weight = 100,
+                        None => return (false, true, 100),
                     }
                 }
             }

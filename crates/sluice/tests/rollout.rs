@@ -136,6 +136,13 @@ fn setup(candidate_model: &str) -> Setup {
         .spawn()
         .unwrap();
     let (hook_url, hooks) = receiver();
+    // Traffic must flow before any rollout moves weights (the load generator checks the
+    // route once before it starts).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stable_requests(&admin) < 10.0 {
+        assert!(Instant::now() < deadline, "no traffic reached the gateway");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Setup {
         dir,
         sim,
@@ -148,7 +155,51 @@ fn setup(candidate_model: &str) -> Setup {
     }
 }
 
+/// An admin GET, returning the body as JSON.
+fn admin_get(admin: &str, path: &str) -> Value {
+    let address = admin.trim_start_matches("http://");
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return Value::Null;
+    };
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n"
+    );
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+fn stable_requests(admin: &str) -> f64 {
+    admin_get(admin, "/admin/windows?seconds=60")["windows"]["chat"]["stable"]["requests"]
+        .as_f64()
+        .unwrap_or(0.0)
+}
+
 impl Setup {
+    /// `sluice rollout start SPEC`, killed (and failed) if it runs past 60 s.
+    fn start(&self, spec: &Path) -> Output {
+        let mut child = self
+            .rollout()
+            .arg("start")
+            .arg(spec)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let output = child.wait_with_output().unwrap();
+                panic!("the rollout did not end within 60 s:\n{}", text(&output));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    }
+
     fn spec(&self, name: &str, steps: &str) -> PathBuf {
         self.spec_with(name, &format!("  canary:\n    steps:\n{steps}"))
     }
@@ -176,18 +227,7 @@ impl Setup {
     }
 
     fn candidate_weight(&self) -> f64 {
-        let address = self.admin.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(address).unwrap();
-        write!(
-            stream,
-            "GET /admin/routes HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        let routes: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        routes["routes"]["chat"]["versions"][1]["weight"]
+        admin_get(&self.admin, "/admin/routes")["routes"]["chat"]["versions"][1]["weight"]
             .as_f64()
             .unwrap_or(-1.0)
     }
@@ -224,7 +264,7 @@ const STEPS: &str = "      - set_weight: 20\n      - pause: {duration: 1s}\n    
 fn a_healthy_candidate_is_promoted_to_all_traffic() {
     let setup = setup("candidate");
     let spec = setup.spec("healthy", STEPS);
-    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let output = setup.start(&spec);
     let out = text(&output);
     assert_eq!(output.status.code(), Some(0), "{out}");
     assert!(
@@ -250,7 +290,7 @@ fn a_failing_candidate_is_rolled_back_with_an_event_a_snapshot_and_an_alert() {
     let setup = setup("broken");
     let spec = setup.spec("failing", "      - set_weight: 50\n      - pause: {}\n");
     let started = Instant::now();
-    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let output = setup.start(&spec);
     let took = started.elapsed();
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
@@ -417,8 +457,7 @@ fn runs_of(setup: &Setup, name: &str) -> Vec<(String, Vec<Value>)> {
             let run = r["run"].as_str().unwrap().to_owned();
             let events = runtime.block_on(async {
                 let store = sluice_store::Store::open_sqlite(&store).await.unwrap();
-                store
-                    .events(&format!("rollout:{run}"), 0, 0)
+                sluice_rollout::controller::all_events(&store, &sluice_store::RunId(run.clone()))
                     .await
                     .unwrap()
                     .into_iter()
@@ -467,7 +506,7 @@ fn a_killed_controller_resumes_without_repeating_a_step() {
         let _ = controller.0.kill();
         let _ = controller.0.wait();
     }
-    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let output = setup.start(&spec);
     let out = text(&output);
     assert_eq!(output.status.code(), Some(0), "{out}");
     assert!(out.contains("resuming"), "{out}");
@@ -492,7 +531,7 @@ fn killed_controllers_still_roll_a_failing_candidate_back() {
         let _ = controller.0.wait();
     }
     // Whatever was left running ends now.
-    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let output = setup.start(&spec);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert_eq!(setup.candidate_weight(), 0.0);
     let runs = runs_of(&setup, "doomed");
@@ -556,7 +595,7 @@ fn blue_green_switches_a_healthy_candidate_after_its_preview() {
     let setup = setup("candidate");
     let _preview = Preview::start(&setup.url);
     let spec = setup.spec_with("blue", BLUE_GREEN);
-    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let output = setup.start(&spec);
     let out = text(&output);
     assert_eq!(output.status.code(), Some(0), "{out}");
     assert!(
@@ -571,7 +610,7 @@ fn blue_green_never_switches_to_a_candidate_that_fails_its_preview() {
     let setup = setup("broken");
     let _preview = Preview::start(&setup.url);
     let spec = setup.spec_with("green", BLUE_GREEN);
-    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let output = setup.start(&spec);
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(!out.contains("weight 100 %"), "{out}");
@@ -639,7 +678,7 @@ fn rules_read_web_and_prometheus_sources_and_unreachable_ones_are_errors() {
         ),
     )
     .unwrap();
-    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let output = setup.start(&spec);
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(
@@ -659,7 +698,7 @@ fn rules_read_web_and_prometheus_sources_and_unreachable_ones_are_errors() {
         ),
     )
     .unwrap();
-    let output = setup.rollout().arg("start").arg(&spec).output().unwrap();
+    let output = setup.start(&spec);
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(
@@ -670,4 +709,43 @@ fn rules_read_web_and_prometheus_sources_and_unreachable_ones_are_errors() {
     );
     assert!(out.contains("Prometheus unreachable"), "{out}");
     assert_eq!(setup.candidate_weight(), 0.0);
+}
+
+#[test]
+fn steps_wait_while_the_gateway_cannot_take_a_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let spec = dir.path().join("stuck.yaml");
+    std::fs::write(
+        &spec,
+        format!("name: stuck\ngateway: {{admin_url: \"{dead}\"}}\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n  canary:\n    steps: [{{set_weight: 50}}, {{set_weight: 100}}]\n"),
+    )
+    .unwrap();
+    let store = dir.path().join("rollout.db");
+    let rollout = || {
+        let mut command = sluice();
+        command.arg("--store").arg(&store).arg("rollout");
+        command
+    };
+    let controller = Process(
+        rollout()
+            .arg("start")
+            .arg(&spec)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = rollout()
+        .args(["status", "stuck", "--json"])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["status"], "running");
+    assert_eq!(status["state"]["step"], 1, "{status:#}");
+    assert_ne!(status["state"]["phase"], "Healthy", "{status:#}");
+    drop(controller);
 }

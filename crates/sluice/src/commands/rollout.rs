@@ -26,7 +26,7 @@ async fn stored_state(store: &Store, name: &str) -> anyhow::Result<(sluice_store
     let run = controller::latest(store, name)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no rollout named `{name}` (see `sluice rollout list`)"))?;
-    let events = store.events(&controller::subject(&run.id), 0, 0).await?;
+    let events = controller::all_events(store, &run.id).await?;
     let state = events
         .iter()
         .rev()
@@ -89,7 +89,7 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
                         args.name
                     )
                 })?;
-            let events = store.events(&controller::subject(&run.id), 0, 0).await?;
+            let events = controller::all_events(&store, &run.id).await?;
             let markdown = events
                 .iter()
                 .find(|e| e.kind == "runbook")
@@ -136,7 +136,7 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
         }
         RolloutCommand::History(args) => {
             let (run, _) = stored_state(&store, &args.name).await?;
-            let events = store.events(&controller::subject(&run.id), 0, 0).await?;
+            let events = controller::all_events(&store, &run.id).await?;
             if args.json {
                 let list: Vec<Value> = events
                     .iter()
