@@ -76,8 +76,13 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Starts a new rollout, or resumes the unfinished run of the same name.
-    pub async fn start(spec: Spec, store: Store) -> Result<(Self, bool), RolloutError> {
+    /// Starts a new rollout, or resumes the unfinished run of the same name. `source`, the
+    /// spec's YAML, is stored with a new run so that `retry` can run it again.
+    pub async fn start(
+        spec: Spec,
+        store: Store,
+        source: Option<&str>,
+    ) -> Result<(Self, bool), RolloutError> {
         let client = reqwest::Client::builder()
             .timeout(ADMIN_TIMEOUT)
             .build()
@@ -132,6 +137,7 @@ impl Controller {
                             "admin_url": spec.admin_url,
                             "steps": format!("{:?}", spec.steps),
                             "rules": spec.rules.iter().map(|r| r.describe()).collect::<Vec<_>>(),
+                            "spec_yaml": source,
                         }),
                     })
                     .await?;
@@ -579,6 +585,61 @@ pub async fn command(store: &Store, name: &str, payload: Value) -> Result<RunId,
         }])
         .await?;
     Ok(run.id)
+}
+
+/// Sends all of a finished rollout's route to one version (the stable one by default) and
+/// records it as an `undo` event; returns the version now serving.
+pub async fn undo(
+    store: &Store,
+    name: &str,
+    to_version: Option<&str>,
+    admin_token: Option<&str>,
+) -> Result<String, RolloutError> {
+    let run = latest(store, name)
+        .await?
+        .ok_or_else(|| RolloutError::NotRunning(name.to_owned()))?;
+    if run.status == RunStatus::Running {
+        return Err(RolloutError::Gateway(format!(
+            "rollout `{name}` is still running; `sluice rollout abort {name}` rolls it back"
+        )));
+    }
+    let config = &run.config;
+    let field = |key: &str| config[key].as_str().unwrap_or_default().to_owned();
+    let (admin_url, route, stable) = (field("admin_url"), field("route"), field("stable"));
+    let target = to_version.map_or(stable, str::to_owned);
+    let client = reqwest::Client::builder()
+        .timeout(ADMIN_TIMEOUT)
+        .build()
+        .map_err(|e| RolloutError::Gateway(e.to_string()))?;
+    let mut request = client
+        .put(format!("{admin_url}/admin/routes/{route}/weights"))
+        .json(&json!({ target.clone(): 100 }));
+    if let Some(token) = admin_token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| RolloutError::Gateway(format!("{admin_url} unreachable: {e}")))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        return Err(RolloutError::Gateway(format!(
+            "the gateway refused the weights ({status}): {text}"
+        )));
+    }
+    store
+        .append_events(vec![NewEvent {
+            subject: subject(&run.id),
+            kind: "undo".into(),
+            payload: json!({
+                "to_version": target,
+                "at_ms": now_ms(),
+                "summary": format!("Rollout {name} undone: route {route} is all on {target}."),
+            }),
+        }])
+        .await?;
+    Ok(target)
 }
 
 /// The newest run of a rollout.

@@ -405,6 +405,23 @@ pub enum RolloutCommand {
     Resume(RolloutNameArgs),
     /// Abort a running rollout: all traffic back to the stable version.
     Abort(RolloutAbortArgs),
+    /// Run a finished (say, aborted) rollout again from its first step, with its stored spec.
+    Retry(RolloutNameArgs),
+    /// Send all of a finished rollout's route back to its stable version (or another one).
+    Undo(RolloutUndoArgs),
+}
+
+/// `sluice rollout undo`.
+#[derive(Debug, Args)]
+pub struct RolloutUndoArgs {
+    /// The rollout's name.
+    pub name: String,
+    /// The version to send all traffic to (default: the rollout's stable version).
+    #[arg(long)]
+    pub to_version: Option<String>,
+    /// Name of the environment variable holding the gateway's admin token, if it needs one.
+    #[arg(long)]
+    pub admin_token_env: Option<String>,
 }
 
 /// `sluice rollout start`.

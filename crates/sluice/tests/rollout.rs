@@ -283,6 +283,29 @@ fn a_healthy_candidate_is_promoted_to_all_traffic() {
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["status"], "passed");
     assert_eq!(status["state"]["phase"], "Healthy");
+
+    // Undo: the whole route back on stable, then (by choice) on the candidate again.
+    let undo = setup.rollout().args(["undo", "healthy"]).output().unwrap();
+    assert!(undo.status.success(), "{}", text(&undo));
+    assert_eq!(setup.candidate_weight(), 0.0);
+    let redo = setup
+        .rollout()
+        .args(["undo", "healthy", "--to-version", "candidate"])
+        .output()
+        .unwrap();
+    assert!(redo.status.success(), "{}", text(&redo));
+    assert_eq!(setup.candidate_weight(), 100.0);
+    let history = text(
+        &setup
+            .rollout()
+            .args(["history", "healthy"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        history.contains("undone: route chat is all on stable"),
+        "{history}"
+    );
 }
 
 #[test]
@@ -316,6 +339,15 @@ fn a_failing_candidate_is_rolled_back_with_an_event_a_snapshot_and_an_alert() {
     let history = text(&history);
     assert!(history.contains("rollback"), "{history}");
     assert!(history.contains("error_rate <= 0.05 → Fail"), "{history}");
+
+    // Retry runs the stored spec again, as a new run (and the candidate fails again).
+    let retried = setup.rollout().args(["retry", "failing"]).output().unwrap();
+    assert_eq!(retried.status.code(), Some(1), "{}", text(&retried));
+    let list = setup.rollout().args(["list", "--json"]).output().unwrap();
+    let list: Vec<Value> = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list.iter().filter(|r| r["name"] == "failing").count(), 2);
+    let undo = setup.rollout().args(["undo", "nothing"]).output().unwrap();
+    assert_eq!(undo.status.code(), Some(2));
 }
 
 fn spawn_start(setup: &Setup, spec: &Path) -> Process {

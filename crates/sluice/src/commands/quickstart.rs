@@ -233,7 +233,7 @@ async fn canary(
         })
     };
     let (controller, _) =
-        sluice_rollout::controller::Controller::start(spec, store.clone()).await?;
+        sluice_rollout::controller::Controller::start(spec, store.clone(), None).await?;
     let rollout_run = controller.run_id().as_str().to_owned();
     let mut last_weight = None;
     let mut fault_told = false;

@@ -36,28 +36,82 @@ async fn stored_state(store: &Store, name: &str) -> anyhow::Result<(sluice_store
     Ok((run, state))
 }
 
+/// Runs a rollout's controller in the foreground, printing each transition.
+async fn drive(spec: Spec, store: Store, source: Option<&str>) -> anyhow::Result<Outcome> {
+    let name = spec.name.clone();
+    let (controller, resumed) = Controller::start(spec, store, source).await?;
+    println!(
+        "rollout {name}: {} run {}",
+        if resumed { "resuming" } else { "started" },
+        controller.run_id()
+    );
+    let state = controller
+        .run(|state| println!("  {}", describe(state)))
+        .await?;
+    Ok(if state.aborted {
+        println!("rollout {name}: rolled back ({})", state.message);
+        Outcome::GateFailed
+    } else {
+        println!("rollout {name}: promoted");
+        Outcome::Ok
+    })
+}
+
 pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Result<Outcome> {
     let store = open_store(store_location).await?;
     match command {
         RolloutCommand::Start(args) => {
             let spec = Spec::load(&args.spec, &ProcessEnv)?;
-            let name = spec.name.clone();
-            let (controller, resumed) = Controller::start(spec, store).await?;
-            println!(
-                "rollout {name}: {} run {}",
-                if resumed { "resuming" } else { "started" },
-                controller.run_id()
-            );
-            let state = controller
-                .run(|state| println!("  {}", describe(state)))
-                .await?;
-            Ok(if state.aborted {
-                println!("rollout {name}: rolled back ({})", state.message);
-                Outcome::GateFailed
-            } else {
-                println!("rollout {name}: promoted");
-                Outcome::Ok
-            })
+            let source = std::fs::read_to_string(&args.spec).ok();
+            drive(spec, store, source.as_deref()).await
+        }
+        RolloutCommand::Retry(args) => {
+            let run = controller::latest(&store, &args.name)
+                .await?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no rollout named `{}` (see `sluice rollout list`)",
+                        args.name
+                    )
+                })?;
+            if run.status == sluice_store::RunStatus::Running {
+                anyhow::bail!(
+                    "rollout `{}` is still running; `sluice rollout start` resumes it",
+                    args.name
+                );
+            }
+            let source = run.config["spec_yaml"].as_str().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "rollout `{}` has no stored spec; run `sluice rollout start SPEC`",
+                    args.name
+                )
+            })?;
+            let document = sluice_config::Document::parse(
+                &format!("stored spec of {}", args.name),
+                source,
+                &ProcessEnv,
+            )?;
+            let spec = Spec::from_document(&document, &ProcessEnv)?;
+            drive(spec, store, Some(source)).await
+        }
+        RolloutCommand::Undo(args) => {
+            let token = args
+                .admin_token_env
+                .as_deref()
+                .map(|var| {
+                    std::env::var(var)
+                        .map_err(|_| anyhow::anyhow!("--admin-token-env: `{var}` is not set"))
+                })
+                .transpose()?;
+            let version = controller::undo(
+                &store,
+                &args.name,
+                args.to_version.as_deref(),
+                token.as_deref(),
+            )
+            .await?;
+            println!("{}: route back on {version}", args.name);
+            Ok(Outcome::Ok)
         }
         RolloutCommand::Status(args) if args.watch => {
             let mut last = None;
