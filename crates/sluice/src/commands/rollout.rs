@@ -221,34 +221,32 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
             Ok(Outcome::Ok)
         }
         RolloutCommand::Promote(args) => {
-            let run = controller::command(
+            send(
                 &store,
                 &args.name,
                 json!({"command": "promote", "full": args.full}),
             )
-            .await?;
-            println!("promote sent to {} (run {run})", args.name);
-            Ok(Outcome::Ok)
+            .await
         }
-        RolloutCommand::Pause(args) => {
-            let run = controller::command(&store, &args.name, json!({"command": "pause"})).await?;
-            println!("pause sent to {} (run {run})", args.name);
-            Ok(Outcome::Ok)
-        }
+        RolloutCommand::Pause(args) => send(&store, &args.name, json!({"command": "pause"})).await,
         RolloutCommand::Resume(args) => {
-            let run = controller::command(&store, &args.name, json!({"command": "resume"})).await?;
-            println!("resume sent to {} (run {run})", args.name);
-            Ok(Outcome::Ok)
+            send(&store, &args.name, json!({"command": "resume"})).await
         }
         RolloutCommand::Abort(args) => {
-            let run = controller::command(
+            send(
                 &store,
                 &args.name,
                 json!({"command": "abort", "reason": args.reason}),
             )
-            .await?;
-            println!("abort sent to {} (run {run})", args.name);
-            Ok(Outcome::Ok)
+            .await
         }
     }
+}
+
+/// Sends a command to the running controller of `name` (through the store).
+async fn send(store: &Store, name: &str, command: Value) -> anyhow::Result<Outcome> {
+    let verb = command["command"].as_str().unwrap_or("command").to_owned();
+    let run = controller::command(store, name, command).await?;
+    println!("{verb} sent to {name} (run {run})");
+    Ok(Outcome::Ok)
 }
