@@ -17,7 +17,7 @@ use sluice_store::{NewEvent, NewRun, RunFilter, RunId, RunStatus, Store};
 use tracing::{info, warn};
 
 use crate::machine::{Action, Input, Outcome, State};
-use crate::spec::{Source, Spec};
+use crate::spec::{Source, Spec, two_proportion_z};
 use crate::{RolloutError, alert};
 
 /// How often the controller looks at time, commands and due measurements.
@@ -126,6 +126,9 @@ impl Controller {
                 (run.id, state, (actions, input), seen, true)
             }
             None => {
+                if !spec.cooldown.is_zero() {
+                    cooling_down(&store, &spec).await?;
+                }
                 let run = store
                     .create_run(NewRun {
                         kind: "rollout".into(),
@@ -460,6 +463,27 @@ impl Controller {
                         .filter(|_| samples >= rule.min_samples)
                         .map(|v| (v, samples))
                 }),
+            Source::JudgeErrorRate { .. } => self
+                .windows(rule.window.as_secs().max(1))
+                .await
+                .map_err(|e| format!("gateway unreachable: {e}"))
+                .map(|windows| {
+                    let route = &windows["windows"][&self.spec.route];
+                    let counts = |version: &str| {
+                        let w = &route[version];
+                        let n = w["requests"].as_f64().unwrap_or(0.0);
+                        (n, (w["error_rate"].as_f64().unwrap_or(0.0) * n).round())
+                    };
+                    let (n_candidate, e_candidate) = counts(&self.spec.candidate);
+                    let (n_stable, e_stable) = counts(&self.spec.stable);
+                    let enough = n_candidate.min(n_stable) >= rule.min_samples as f64;
+                    enough.then(|| {
+                        (
+                            two_proportion_z(e_candidate, n_candidate, e_stable, n_stable),
+                            n_candidate as u64,
+                        )
+                    })
+                }),
             Source::Prometheus { url, query } => {
                 let request = self
                     .client
@@ -640,6 +664,23 @@ pub async fn undo(
         }])
         .await?;
     Ok(target)
+}
+
+/// Refuses a new run while the last rollback of this rollout is more recent than its cooldown.
+async fn cooling_down(store: &Store, spec: &Spec) -> Result<(), RolloutError> {
+    let Some(last) = latest(store, &spec.name).await? else {
+        return Ok(());
+    };
+    let cooldown_ms = spec.cooldown.as_millis() as i64;
+    match (last.status, last.finished_at_ms) {
+        (RunStatus::Failed, Some(finished)) if now_ms() - finished < cooldown_ms => {
+            Err(RolloutError::CoolingDown {
+                name: spec.name.clone(),
+                seconds: ((finished + cooldown_ms - now_ms()) as f64 / 1000.0).ceil() as u64,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The newest run of a rollout.

@@ -22,6 +22,14 @@ pub enum RolloutError {
     /// The gateway client could not be built.
     #[error("the gateway: {0}")]
     Gateway(String),
+    /// A rollback of this rollout is more recent than its cooldown.
+    #[error("rollout `{name}` was rolled back recently; its cooldown ends in {seconds} s")]
+    CoolingDown {
+        /// The rollout.
+        name: String,
+        /// Seconds left.
+        seconds: u64,
+    },
     /// No rollout of that name is running.
     #[error("no rollout named `{0}` is running (see `sluice rollout list`)")]
     NotRunning(String),

@@ -326,6 +326,7 @@ mod tests {
                 consecutive_error_limit: 2,
                 ..Rule::gateway(Metric::ErrorRate, Some(0.05), None)
             }],
+            cooldown: Duration::ZERO,
             alerts: Vec::new(),
         }
     }

@@ -124,6 +124,7 @@ mod tests {
             candidate: "v2".into(),
             steps: blue_green_steps(Duration::from_secs(30), Duration::from_secs(60), true),
             rules: default_rules(),
+            cooldown: Duration::ZERO,
             alerts: vec![Alert::Webhook("http://hooks/x".into())],
         };
         let text = runbook(&spec, "rollout-1");

@@ -56,6 +56,8 @@ pub struct Spec {
     pub rules: Vec<Rule>,
     /// Where alerts go.
     pub alerts: Vec<Alert>,
+    /// After a rollback, how long before a rollout of the same name may start again.
+    pub cooldown: Duration,
 }
 
 /// One canary step.
@@ -157,6 +159,13 @@ pub enum Source {
         /// The PromQL query.
         query: String,
     },
+    /// The candidate's error rate against the stable version's over the same window: the
+    /// value is the one-sided two-proportion z statistic, and the rule fails when it shows
+    /// the candidate worse at the given confidence (in the manner of Kayenta's judge).
+    JudgeErrorRate {
+        /// Confidence of the test, e.g. 0.95.
+        confidence: f64,
+    },
     /// A URL answering JSON; the number at a JSON pointer (`/data/error_rate`).
     Web {
         /// The URL.
@@ -222,6 +231,8 @@ struct RawSpec {
     analysis: Option<RawAnalysis>,
     #[serde(default)]
     alerts: Vec<RawAlert>,
+    #[serde(default)]
+    cooldown: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,6 +302,8 @@ struct RawRule {
     #[serde(default)]
     source: Option<RawSource>,
     #[serde(default)]
+    confidence: Option<f64>,
+    #[serde(default)]
     max: Option<f64>,
     #[serde(default)]
     min: Option<f64>,
@@ -338,6 +351,50 @@ struct RawAlert {
     url: Option<String>,
     #[serde(default)]
     routing_key_env: Option<String>,
+}
+
+/// The standard normal quantile (the z with `P(Z ≤ z) = p`), by bisection on the CDF.
+pub fn normal_quantile(p: f64) -> f64 {
+    let (mut low, mut high) = (-10.0f64, 10.0f64);
+    for _ in 0..100 {
+        let mid = (low + high) / 2.0;
+        if normal_cdf(mid) < p {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    (low + high) / 2.0
+}
+
+/// The standard normal CDF (Abramowitz and Stegun 7.1.26 for erf, error below 1.5e-7).
+pub fn normal_cdf(z: f64) -> f64 {
+    let x = z.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-x * x).exp();
+    if z >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
+    }
+}
+
+/// The one-sided two-proportion z statistic for "a's rate is higher than b's" (0 when there
+/// is no variance to test).
+pub fn two_proportion_z(errors_a: f64, n_a: f64, errors_b: f64, n_b: f64) -> f64 {
+    if n_a <= 0.0 || n_b <= 0.0 {
+        return 0.0;
+    }
+    let pooled = (errors_a + errors_b) / (n_a + n_b);
+    let variance = pooled * (1.0 - pooled) * (1.0 / n_a + 1.0 / n_b);
+    if variance <= 0.0 {
+        return 0.0;
+    }
+    (errors_a / n_a - errors_b / n_b) / variance.sqrt()
 }
 
 /// The default canary steps (the seed's 10, 25, 50, 100 with 30-second pauses between).
@@ -509,7 +566,27 @@ impl Spec {
             }
             for (i, r) in analysis.rules.iter().enumerate() {
                 let path = root.key("analysis").key("rules").index(i);
+                let judge = r.metric == "error_rate_vs_stable";
                 let source = match &r.source {
+                    None if judge => {
+                        let confidence = r.confidence.unwrap_or(0.95);
+                        if !(0.5..1.0).contains(&confidence) {
+                            error(
+                                path.key("confidence"),
+                                format!(
+                                    "expected a confidence between 0.5 and 1, found {confidence}"
+                                ),
+                            );
+                        }
+                        if r.max.is_some() || r.min.is_some() {
+                            error(
+                                path.clone(),
+                                "`error_rate_vs_stable` takes a `confidence`, not `max` or `min`"
+                                    .into(),
+                            );
+                        }
+                        Source::JudgeErrorRate { confidence }
+                    }
                     None => {
                         let Some((_, metric, _)) = METRICS.iter().find(|(n, _, _)| *n == r.metric)
                         else {
@@ -559,7 +636,7 @@ impl Spec {
                         continue;
                     }
                 };
-                if r.max.is_none() && r.min.is_none() {
+                if !judge && r.max.is_none() && r.min.is_none() {
                     error(path.clone(), "expected a bound: `max` or `min`".into());
                 }
                 let mut duration = |key: &str, text: &Option<String>, default: Duration| match text
@@ -572,10 +649,14 @@ impl Spec {
                 };
                 let window = duration("window", &r.window, Duration::from_secs(60));
                 let interval = duration("interval", &r.interval, Duration::from_secs(1));
+                let max = match source {
+                    Source::JudgeErrorRate { confidence } => Some(normal_quantile(confidence)),
+                    _ => r.max,
+                };
                 rules.push(Rule {
                     name: r.metric.clone(),
                     source,
-                    max: r.max,
+                    max,
                     min: r.min,
                     window,
                     min_samples: r.min_samples.unwrap_or(1),
@@ -611,10 +692,18 @@ impl Spec {
                 ),
             }
         }
+        let cooldown = match &raw.cooldown {
+            None => Duration::ZERO,
+            Some(text) => parse_duration(text).unwrap_or_else(|e| {
+                errors.push(document.error_at(&root.key("cooldown"), e));
+                Duration::ZERO
+            }),
+        };
         if !errors.is_empty() {
             return Err(document.diagnostics(errors));
         }
         Ok(Spec {
+            cooldown,
             name: raw.name,
             admin_url: raw.gateway.admin_url.trim_end_matches('/').to_owned(),
             admin_token,
@@ -646,6 +735,26 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(spec.steps, default_steps());
         assert_eq!(spec.rules.len(), 3);
+    }
+
+    #[test]
+    fn the_judge_tests_proportions_at_its_confidence() {
+        assert!((normal_quantile(0.95) - 1.6449).abs() < 1e-3);
+        assert!((normal_quantile(0.99) - 2.3263).abs() < 1e-3);
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        // 10 % against 1 % over 200 requests each: clearly worse.
+        assert!(two_proportion_z(20.0, 200.0, 2.0, 200.0) > 3.5);
+        // 2 % against 1.5 %: noise.
+        assert!(two_proportion_z(4.0, 200.0, 3.0, 200.0) < 1.645);
+        assert_eq!(two_proportion_z(0.0, 100.0, 0.0, 100.0), 0.0);
+        let spec = parse("name: r\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\ncooldown: 5m\nanalysis:\n  rules:\n    - {metric: error_rate_vs_stable, confidence: 0.99, min_samples: 50}\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec.cooldown, Duration::from_secs(300));
+        assert!(matches!(
+            spec.rules[0].source,
+            Source::JudgeErrorRate { .. }
+        ));
+        assert!(spec.rules[0].max.is_some_and(|z| (z - 2.3263).abs() < 1e-3));
     }
 
     #[test]

@@ -781,3 +781,32 @@ fn steps_wait_while_the_gateway_cannot_take_a_weight() {
     assert_ne!(status["state"]["phase"], "Healthy", "{status:#}");
     drop(controller);
 }
+
+#[test]
+fn the_judge_compares_the_candidate_with_stable_and_a_cooldown_holds_retries_back() {
+    let setup = setup("broken");
+    let spec = setup.dir.path().join("judged.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: judged\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: stable\ncandidate: candidate\ncooldown: 1h\nstrategy:\n  canary:\n    steps: [{{set_weight: 30}}, {{pause: {{}}}}]\nanalysis:\n  rules:\n    - {{metric: error_rate_vs_stable, confidence: 0.95, window: 10s, min_samples: 5, interval: 200ms}}\n",
+            setup.admin
+        ),
+    )
+    .unwrap();
+    let output = setup.start(&spec);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("analysis failed: error_rate_vs_stable <= 1.64"),
+        "{out}"
+    );
+    assert_eq!(setup.candidate_weight(), 0.0);
+    let retried = setup.rollout().args(["retry", "judged"]).output().unwrap();
+    assert_eq!(retried.status.code(), Some(2), "{}", text(&retried));
+    assert!(
+        text(&retried).contains("rolled back recently; its cooldown ends in"),
+        "{}",
+        text(&retried)
+    );
+}

@@ -204,6 +204,7 @@ async fn canary(
             sluice_rollout::spec::Step::SetWeight(100),
         ],
         rules: vec![rule.clone()],
+        cooldown: Duration::ZERO,
         alerts: Vec::new(),
     };
     say(format!(
