@@ -8,6 +8,7 @@
 //! | PUT | `/admin/routes/{route}/weights` | `{"stable": 50, "candidate": 50}` |
 //! | POST | `/admin/routes/{route}/versions` | `{"name", "url", "model", "api_key_env"?}`, weight 0 |
 //! | DELETE | `/admin/routes/{route}/versions/{name}` | only a version with weight 0 |
+//! | PUT | `/admin/routes/{route}/shadow` | `{"version", "percent"}`; percent 0 stops mirroring |
 //! | GET | `/admin/routes/{route}/bucket?key=K` | the sticky bucket of `K` and its version |
 //! | GET | `/admin/windows?seconds=60` | per-version live windows |
 //! | POST | `/admin/reload` | re-read the config file |
@@ -203,6 +204,29 @@ pub(crate) async fn handle(
             };
             match handle.add_version(route, version) {
                 Ok(()) => json_response(StatusCode::CREATED, &json!({"added": true})),
+                Err(message) => bad(message),
+            }
+        }
+        (&Method::PUT, ["admin", "routes", route, "shadow"]) => {
+            let body = match read_body(request, 64 * 1024).await {
+                Ok(body) => body,
+                Err(response) => return *response,
+            };
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct ShadowBody {
+                version: String,
+                percent: f64,
+            }
+            let shadow: ShadowBody = match serde_json::from_slice(&body) {
+                Ok(shadow) => shadow,
+                Err(e) => return bad(format!("expected {{\"version\", \"percent\"}}: {e}")),
+            };
+            match handle.set_shadow(route, &shadow.version, shadow.percent) {
+                Ok(()) => json_response(
+                    StatusCode::OK,
+                    &json!({"route": route, "shadow": {"version": shadow.version, "percent": shadow.percent}}),
+                ),
                 Err(message) => bad(message),
             }
         }

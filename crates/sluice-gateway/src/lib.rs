@@ -118,6 +118,29 @@ impl GatewayHandle {
         Ok(())
     }
 
+    /// Mirrors `percent` of a route's requests to `version` (0 stops mirroring).
+    pub fn set_shadow(&self, route: &str, version: &str, percent: f64) -> Result<(), String> {
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(format!(
+                "expected a percentage between 0 and 100, found {percent}"
+            ));
+        }
+        self.update_route(route, |r| {
+            if r.index(version).is_none() {
+                return Err(format!("route `{route}` has no version `{version}`"));
+            }
+            let mut next = r.clone();
+            next.shadow = (percent > 0.0).then(|| route::Shadow {
+                version: version.to_owned(),
+                percent,
+                embedding_model: r.shadow.as_ref().and_then(|s| s.embedding_model.clone()),
+            });
+            Ok(next)
+        })?;
+        info!(route, version, percent, "Shadow set.");
+        Ok(())
+    }
+
     /// Removes a version whose weight is 0.
     pub fn remove_version(&self, route: &str, name: &str) -> Result<(), String> {
         self.update_route(route, |r| {

@@ -120,7 +120,7 @@ impl Controller {
                 actions.retain(|a| match a {
                     Action::AlertRollback { .. } => !announced.contains(&"rollback"),
                     Action::AlertPromoted => !announced.contains(&"promoted"),
-                    Action::SetWeight(_) => true,
+                    Action::SetWeight(_) | Action::SetShadow(_) => true,
                 });
                 let seen = events.last().map_or(0, |e| e.seq);
                 (run.id, state, (actions, input), seen, true)
@@ -335,6 +335,7 @@ impl Controller {
     async fn carry_out(&mut self, input: &Input, action: Action) -> Result<(), RolloutError> {
         match action {
             Action::SetWeight(weight) => self.set_weight(weight).await,
+            Action::SetShadow(percent) => self.set_shadow(percent).await,
             Action::AlertRollback { reason } => self.rollback_event(input, &reason).await?,
             Action::AlertPromoted => {
                 let event = json!({
@@ -400,6 +401,31 @@ impl Controller {
             .await?;
         self.alerts.push(alert::send(&self.spec.alerts, event));
         Ok(())
+    }
+
+    async fn set_shadow(&mut self, percent: u32) {
+        let url = format!(
+            "{}/admin/routes/{}/shadow",
+            self.spec.admin_url, self.spec.route
+        );
+        let mut request = self
+            .client
+            .put(&url)
+            .json(&json!({"version": self.spec.candidate, "percent": percent}));
+        if let Some(token) = &self.spec.admin_token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => {
+                info!(percent, route = self.spec.route, "Shadow set.");
+            }
+            Ok(response) => {
+                warn!(percent, status = %response.status(), "The gateway refused the shadow.")
+            }
+            Err(error) => {
+                warn!(percent, %error, "The gateway is unreachable; the shadow was not set.")
+            }
+        }
     }
 
     async fn set_weight(&mut self, weight: u32) {

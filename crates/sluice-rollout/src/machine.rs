@@ -150,6 +150,8 @@ pub enum Input {
 pub enum Action {
     /// Set the candidate's weight (the stable version gets the rest).
     SetWeight(u32),
+    /// Mirror this percent of the route's requests to the candidate (0 stops).
+    SetShadow(u32),
     /// Tell people the rollout was rolled back.
     AlertRollback {
         /// Why.
@@ -211,7 +213,7 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
                 None
             };
             if let Some(reason) = reason {
-                abort(&mut s, reason, &mut actions);
+                abort(spec, &mut s, reason, &mut actions);
             }
         }
         Input::Promote { full } => {
@@ -239,7 +241,7 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
                 s.message = "resumed".into();
             }
         }
-        Input::Abort { reason } => abort(&mut s, reason.clone(), &mut actions),
+        Input::Abort { reason } => abort(spec, &mut s, reason.clone(), &mut actions),
     }
     s.settle_phase();
     if s != *state {
@@ -248,7 +250,7 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
     (s, actions)
 }
 
-fn abort(s: &mut State, reason: String, actions: &mut Vec<Action>) {
+fn abort(spec: &Spec, s: &mut State, reason: String, actions: &mut Vec<Action>) {
     s.aborted = true;
     s.phase = Phase::Degraded;
     s.step_pause = false;
@@ -256,7 +258,15 @@ fn abort(s: &mut State, reason: String, actions: &mut Vec<Action>) {
     s.pause_until_ms = None;
     s.weight = 0;
     s.message = reason.clone();
+    // Traffic first, then mirroring (when the strategy mirrors), then the announcement.
     actions.push(Action::SetWeight(0));
+    if spec
+        .steps
+        .iter()
+        .any(|step| matches!(step, Step::Shadow(_)))
+    {
+        actions.push(Action::SetShadow(0));
+    }
     actions.push(Action::AlertRollback { reason });
 }
 
@@ -276,6 +286,11 @@ fn run_steps(spec: &Spec, s: &mut State, now_ms: i64, actions: &mut Vec<Action>,
                 s.weight = *weight;
                 s.message = format!("set weight {weight}");
                 actions.push(Action::SetWeight(*weight));
+                return;
+            }
+            Step::Shadow(percent) => {
+                s.message = format!("mirroring {percent} % to the candidate");
+                actions.push(Action::SetShadow(*percent));
                 return;
             }
             Step::Pause(duration) => {
@@ -377,6 +392,27 @@ mod tests {
     }
 
     #[test]
+    fn a_shadow_rollout_mirrors_then_promotes_and_an_abort_stops_mirroring() {
+        let spec = spec(crate::spec::shadow_strategy_steps(
+            30,
+            Duration::from_secs(5),
+        ));
+        let (s, a) = next(&spec, &State::new(), &Input::Tick { now_ms: 0 });
+        assert_eq!((a, s.weight), (vec![Action::SetShadow(30)], 0));
+        let (s, _) = next(&spec, &s, &Input::Tick { now_ms: 0 });
+        assert_eq!(s.phase, Phase::Paused);
+        let (aborted, a) = next(&spec, &s, &Input::Abort { reason: "x".into() });
+        assert!(aborted.aborted);
+        assert_eq!(&a[..2], &[Action::SetWeight(0), Action::SetShadow(0)]);
+        let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 5000 });
+        assert_eq!(a, vec![Action::SetShadow(0)]);
+        let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 5000 });
+        assert_eq!((a, s.weight), (vec![Action::SetWeight(100)], 100));
+        let (s, _) = next(&spec, &s, &Input::Tick { now_ms: 5000 });
+        assert_eq!(s.phase, Phase::Healthy);
+    }
+
+    #[test]
     fn failures_and_errors_beyond_their_limits_abort() {
         let spec = spec(vec![Step::SetWeight(20), Step::Pause(None)]);
         let (s, _) = next(&spec, &State::new(), &Input::Tick { now_ms: 0 });
@@ -460,6 +496,8 @@ mod tests {
                             paused_until =
                                 Some(d.map_or(i64::MAX, |d| now_ms + d.as_millis() as i64));
                         }
+                        // Mirroring moves no weight.
+                        Some(Step::Shadow(_)) => step += 1,
                         None if weight != 100 => weight = 100,
                         None => return (false, true, 100),
                     }

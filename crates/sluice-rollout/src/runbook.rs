@@ -18,6 +18,8 @@ pub fn runbook(spec: &Spec, run: &str) -> String {
             Step::SetWeight(w) => format!("set weight {w} %"),
             Step::Pause(Some(d)) => format!("pause {} s", d.as_secs_f64()),
             Step::Pause(None) => "pause until promoted".to_owned(),
+            Step::Shadow(0) => "stop mirroring".to_owned(),
+            Step::Shadow(p) => format!("mirror {p} % to the candidate"),
         })
         .collect();
     let rules: Vec<String> = spec

@@ -67,6 +67,8 @@ pub enum Step {
     SetWeight(u32),
     /// Wait this long, or (`None`) until promoted.
     Pause(Option<Duration>),
+    /// Mirror this percent of the route's requests to the candidate (0 stops).
+    Shadow(u32),
 }
 
 /// A metric a rule watches, read from the candidate's window.
@@ -250,6 +252,21 @@ struct RawStrategy {
     canary: Option<RawCanary>,
     #[serde(default)]
     blue_green: Option<RawBlueGreen>,
+    #[serde(default)]
+    shadow: Option<RawShadowStrategy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShadowStrategy {
+    #[serde(default)]
+    percent: Option<u32>,
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    min_similarity: Option<f64>,
+    #[serde(default)]
+    min_samples: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -425,6 +442,18 @@ pub fn blue_green_steps(pre: Duration, post: Duration, auto_promote: bool) -> Ve
     steps
 }
 
+/// The shadow strategy as steps: mirror `percent` of the route to the candidate for
+/// `duration` (the shadow-similarity rule watches it), stop mirroring, then give the candidate
+/// all traffic.
+pub fn shadow_strategy_steps(percent: u32, duration: Duration) -> Vec<Step> {
+    vec![
+        Step::Shadow(percent),
+        Step::Pause(Some(duration)),
+        Step::Shadow(0),
+        Step::SetWeight(100),
+    ]
+}
+
 /// The seed's default rules, over the five minutes the gateway's windows keep.
 pub fn default_rules() -> Vec<Rule> {
     let rule = |metric, max, min, min_samples| Rule {
@@ -491,21 +520,58 @@ impl Spec {
             None => None,
         };
         let strategy_path = root.key("strategy");
-        let (canary, blue_green) = match raw.strategy {
+        let (canary, blue_green, shadow) = match raw.strategy {
             Some(RawStrategy {
-                canary: Some(_),
-                blue_green: Some(_),
-            }) => {
+                canary,
+                blue_green,
+                shadow,
+            }) if [canary.is_some(), blue_green.is_some(), shadow.is_some()]
+                .iter()
+                .filter(|set| **set)
+                .count()
+                > 1 =>
+            {
                 error(
                     strategy_path.clone(),
-                    "expected one strategy: `canary` or `blue_green`".into(),
+                    "expected one strategy: `canary`, `blue_green` or `shadow`".into(),
                 );
-                (None, None)
+                (None, None, None)
             }
-            Some(RawStrategy { canary, blue_green }) => (canary, blue_green),
-            None => (None, None),
+            Some(RawStrategy {
+                canary,
+                blue_green,
+                shadow,
+            }) => (canary, blue_green, shadow),
+            None => (None, None, None),
         };
+        let mut shadow_rule = None;
+        let shadow_steps = shadow.map(|sh| {
+            let path = strategy_path.key("shadow");
+            let percent = sh.percent.unwrap_or(100);
+            if !(1..=100).contains(&percent) {
+                error(
+                    path.key("percent"),
+                    format!("expected a percentage from 1 to 100, found {percent}"),
+                );
+            }
+            let duration = match &sh.duration {
+                None => Duration::from_secs(60),
+                Some(t) => parse_duration(t).unwrap_or_else(|e| {
+                    error(path.key("duration"), e);
+                    Duration::from_secs(60)
+                }),
+            };
+            let min_similarity = sh.min_similarity.unwrap_or(0.95);
+            shadow_rule = Some(Rule {
+                window: duration.max(Duration::from_secs(10)),
+                min_samples: sh.min_samples.unwrap_or(20),
+                interval: Duration::from_secs(1),
+                ..Rule::gateway(Metric::ShadowSimilarity, None, Some(min_similarity))
+            });
+            shadow_strategy_steps(percent, duration)
+        });
         let steps = match (canary.and_then(|c| c.steps), blue_green) {
+            _ if shadow_steps.is_some() => shadow_steps.clone().unwrap_or_default(),
             (_, Some(bg)) => {
                 let path = strategy_path.key("blue_green");
                 let mut duration = |key: &str, text: &Option<String>, default: u64| match text {
@@ -554,7 +620,7 @@ impl Spec {
                 steps
             }
         };
-        let mut rules = Vec::new();
+        let mut rules: Vec<Rule> = shadow_rule.into_iter().collect();
         if let Some(analysis) = raw.analysis {
             match analysis.preset.as_deref() {
                 None => {}

@@ -810,3 +810,39 @@ fn the_judge_compares_the_candidate_with_stable_and_a_cooldown_holds_retries_bac
         text(&retried)
     );
 }
+
+const SHADOW: &str =
+    "  shadow: {percent: 100, duration: 2s, min_similarity: 0.95, min_samples: 5}\n";
+
+#[test]
+fn a_shadow_rollout_promotes_a_candidate_that_answers_alike() {
+    // The candidate version serves the same model as stable: identical answers.
+    let setup = setup("stable");
+    let spec = setup.spec_with("twin", SHADOW);
+    let output = setup.start(&spec);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(out.contains("mirroring 100 % to the candidate"), "{out}");
+    assert_eq!(setup.candidate_weight(), 100.0);
+    let routes = admin_get(&setup.admin, "/admin/routes");
+    assert!(routes["routes"]["chat"]["shadow"].is_null(), "{routes:#}");
+}
+
+#[test]
+fn a_shadow_rollout_fails_a_candidate_that_answers_differently() {
+    let setup = setup("candidate");
+    let spec = setup.spec_with("stranger", SHADOW);
+    let output = setup.start(&spec);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("shadow_similarity >= 0.95 (measured 0.5000"),
+        "{out}"
+    );
+    assert_eq!(setup.candidate_weight(), 0.0);
+    let routes = admin_get(&setup.admin, "/admin/routes");
+    assert!(
+        routes["routes"]["chat"]["shadow"].is_null(),
+        "mirroring stopped: {routes:#}"
+    );
+}
