@@ -71,7 +71,7 @@ fn bad(message: impl Into<String>) -> Response<GatewayBody> {
 /// Dispatches one admin request.
 pub(crate) async fn handle(
     handle: GatewayHandle,
-    token: Option<Arc<String>>,
+    token: Option<Arc<sluice_config::Secret>>,
     request: Request<Incoming>,
 ) -> Response<GatewayBody> {
     if let Some(token) = &token {
@@ -81,7 +81,7 @@ pub(crate) async fn handle(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !token_matches(given, token) {
+        if !token_matches(given, token.expose()) {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
@@ -182,7 +182,7 @@ pub(crate) async fn handle(
             };
             let api_key = match &new.api_key_env {
                 Some(var) => match sluice_config::EnvSource::var(&ProcessEnv, var) {
-                    Some(key) => Some(key),
+                    Some(key) => Some(key.into()),
                     None => return bad(format!("the environment variable `{var}` is not set")),
                 },
                 None => None,

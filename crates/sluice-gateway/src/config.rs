@@ -164,7 +164,7 @@ pub struct GatewayConfig {
     /// Listener limits.
     pub limits: Limits,
     /// The admin bearer token, read from the named environment variable.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<sluice_config::Secret>,
 }
 
 impl GatewayConfig {
@@ -227,7 +227,7 @@ impl GatewayConfig {
         };
         let admin_token = match raw.admin.and_then(|a| a.token_env) {
             Some(var) => match env.var(&var).filter(|v| !v.is_empty()) {
-                Some(token) => Some(token),
+                Some(token) => Some(token.into()),
                 None => {
                     errors.push(document.error_at(
                         &FieldPath::root().key("admin").key("token_env"),
@@ -282,7 +282,7 @@ fn compile_route(
         }
         let api_key = match &v.api_key_env {
             Some(var) => match env.var(var).filter(|k| !k.is_empty()) {
-                Some(key) => Some(key),
+                Some(key) => Some(key.into()),
                 None => {
                     errors.push(document.error_at(
                         &vpath.key("api_key_env"),
@@ -452,7 +452,14 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let route = &config.snapshot.routes["chat"];
-        assert_eq!(route.versions[1].api_key.as_deref(), Some("sk-test"));
+        assert_eq!(
+            route.versions[1].api_key.as_ref().map(|k| k.expose()),
+            Some("sk-test")
+        );
+        assert!(
+            !format!("{config:?}").contains("sk-test"),
+            "Debug never shows a key"
+        );
         assert_eq!(route.weight("candidate"), Some(10.0));
         assert_eq!(route.sticky, StickyKey::User);
     }

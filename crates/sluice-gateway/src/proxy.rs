@@ -476,7 +476,7 @@ async fn send(
         .header("x-request-id", request_id)
         .body(serde_json::to_vec(body).unwrap_or_default());
     if let Some(key) = &version.api_key {
-        upstream = upstream.bearer_auth(key);
+        upstream = upstream.bearer_auth(key.expose());
     }
     finish.upstream_started = Instant::now();
     let deadline = finish.upstream_started + version.timeouts.total;

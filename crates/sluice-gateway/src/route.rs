@@ -52,7 +52,7 @@ pub struct Version {
     /// The model name sent upstream.
     pub model: String,
     /// The upstream API key.
-    pub api_key: Option<String>,
+    pub api_key: Option<sluice_config::Secret>,
     /// A system message put first in chat requests.
     pub system_prompt: Option<String>,
     /// Default request parameters, applied where the client set none.

@@ -147,7 +147,7 @@ async fn embedding_cosine(
         .timeout(version.timeouts.total)
         .json(&json!({"model": model, "input": [primary, shadow]}));
     if let Some(key) = &version.api_key {
-        request = request.bearer_auth(key);
+        request = request.bearer_auth(key.expose());
     }
     let answer: Value = match request.send().await {
         Ok(response) if response.status().is_success() => response.json().await.ok()?,
@@ -185,7 +185,7 @@ async fn send(shared: &Shared, job: &Job) -> Result<(u16, bytes::Bytes), Class> 
         .timeout(job.version.timeouts.total)
         .body(serde_json::to_vec(&job.body).unwrap_or_default());
     if let Some(key) = &job.version.api_key {
-        request = request.bearer_auth(key);
+        request = request.bearer_auth(key.expose());
     }
     let response = request.send().await.map_err(|e| {
         if e.is_timeout() {

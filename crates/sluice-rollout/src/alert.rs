@@ -25,7 +25,7 @@ pub fn body(alert: &Alert, event: &Value) -> Value {
         Alert::Webhook(_) => event.clone(),
         Alert::Slack(_) => json!({"text": summary}),
         Alert::PagerDuty { routing_key, .. } => json!({
-            "routing_key": routing_key,
+            "routing_key": routing_key.expose(),
             "event_action": "trigger",
             "dedup_key": event.get("id"),
             "payload": {

@@ -413,7 +413,7 @@ impl Controller {
             .put(&url)
             .json(&json!({"version": self.spec.candidate, "percent": percent}));
         if let Some(token) = &self.spec.admin_token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         match request.send().await {
             Ok(response) if response.status().is_success() => {
@@ -438,7 +438,7 @@ impl Controller {
         weights.insert(self.spec.candidate.clone(), json!(weight));
         let mut request = self.client.put(&url).json(&weights);
         if let Some(token) = &self.spec.admin_token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         match request.send().await {
             Ok(response) if response.status().is_success() => {
@@ -462,7 +462,7 @@ impl Controller {
         let url = format!("{}/admin/windows?seconds={seconds}", self.spec.admin_url);
         let mut request = self.client.get(&url);
         if let Some(token) = &self.spec.admin_token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         let response = request.send().await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {

@@ -138,5 +138,9 @@ mod tests {
             !text.contains("secret"),
             "the token itself is never written"
         );
+        assert!(
+            !format!("{spec:?}").contains("\"secret\""),
+            "Debug never shows the token"
+        );
     }
 }

@@ -43,7 +43,7 @@ pub struct Spec {
     /// The gateway's admin base URL.
     pub admin_url: String,
     /// The admin token, if the gateway needs one.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<sluice_config::Secret>,
     /// The route whose traffic moves.
     pub route: String,
     /// The version serving now.
@@ -215,7 +215,7 @@ pub enum Alert {
         /// The events URL.
         url: String,
         /// The integration's routing key.
-        routing_key: String,
+        routing_key: sluice_config::Secret,
     },
 }
 
@@ -508,7 +508,10 @@ impl Spec {
         }
         let admin_token = match &raw.gateway.token_env {
             Some(var) => {
-                let token = env.var(var).filter(|t| !t.is_empty());
+                let token = env
+                    .var(var)
+                    .filter(|t| !t.is_empty())
+                    .map(sluice_config::Secret::from);
                 if token.is_none() {
                     error(
                         root.key("gateway").key("token_env"),
@@ -740,10 +743,10 @@ impl Spec {
                 ("slack", Some(url)) => alerts.push(Alert::Slack(url.clone())),
                 ("pagerduty", url) => match a.routing_key_env.as_ref().and_then(|v| env.var(v)) {
                     Some(routing_key) => alerts.push(Alert::PagerDuty {
+                        routing_key: routing_key.into(),
                         url: url
                             .clone()
                             .unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".into()),
-                        routing_key,
                     }),
                     None => error(
                         path.key("routing_key_env"),
