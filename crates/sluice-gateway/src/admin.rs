@@ -9,6 +9,8 @@
 //! | POST | `/admin/routes/{route}/versions` | `{"name", "url", "model", "api_key_env"?}`, weight 0 |
 //! | DELETE | `/admin/routes/{route}/versions/{name}` | only a version with weight 0 |
 //! | PUT | `/admin/routes/{route}/shadow` | `{"version", "percent"}`; percent 0 stops mirroring |
+//! | PUT | `/admin/routes/{route}/segments/{version}` | `{"segments": [{"header", "equals"} or {"users": […]}], "sticky_key"?}`: replaces the version's feature-flag segments |
+//! | PUT | `/admin/routes/{route}/versions/{name}/upstreams` | `{"urls": […]}`: the version's instances |
 //! | GET | `/admin/routes/{route}/bucket?key=K` | the sticky bucket of `K` and its version |
 //! | GET | `/admin/windows?seconds=60` | per-version live windows |
 //! | POST | `/admin/reload` | re-read the config file |
@@ -28,7 +30,7 @@ use sluice_config::ProcessEnv;
 
 use crate::GatewayHandle;
 use crate::proxy::{GatewayBody, error, full, json_response, read_body};
-use crate::route::{Timeouts, Version};
+use crate::route::{StickyKey, Timeouts, Upstreams, Version};
 
 /// Compares two secrets in constant time over their SHA-256 digests (so neither the content
 /// nor the length leaks through timing).
@@ -53,6 +55,14 @@ struct NewVersion {
     api_key_env: Option<String>,
     #[serde(default)]
     system_prompt: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentsBody {
+    segments: Vec<crate::config::RawSegment>,
+    #[serde(default)]
+    sticky_key: Option<String>,
 }
 
 fn query(request: &Request<Incoming>, key: &str) -> Option<String> {
@@ -195,7 +205,7 @@ pub(crate) async fn handle(
             }
             let version = Version {
                 name: new.name,
-                base_url: new.url.trim_end_matches('/').to_owned(),
+                upstreams: Upstreams::one(&new.url),
                 model: new.model,
                 api_key,
                 system_prompt: new.system_prompt,
@@ -226,6 +236,64 @@ pub(crate) async fn handle(
                 Ok(()) => json_response(
                     StatusCode::OK,
                     &json!({"route": route, "shadow": {"version": shadow.version, "percent": shadow.percent}}),
+                ),
+                Err(message) => bad(message),
+            }
+        }
+        (&Method::PUT, ["admin", "routes", route, "segments", version]) => {
+            let body = match read_body(request, 1024 * 1024).await {
+                Ok(body) => body,
+                Err(response) => return *response,
+            };
+            let new: SegmentsBody = match serde_json::from_slice(&body) {
+                Ok(new) => new,
+                Err(e) => {
+                    return bad(format!(
+                        "expected {{\"segments\": [{{\"header\", \"equals\"}} or {{\"users\": […]}}], \"sticky_key\"?}}: {e}"
+                    ));
+                }
+            };
+            let sticky = match new.sticky_key.as_deref().map(StickyKey::parse).transpose() {
+                Ok(sticky) => sticky,
+                Err(message) => return bad(format!("`sticky_key`: {message}")),
+            };
+            let mut segments = Vec::new();
+            for (i, raw) in new.segments.iter().enumerate() {
+                if raw.version.as_deref().is_some_and(|v| v != *version) {
+                    return bad(format!(
+                        "`segments[{i}].version`: this call sets the segments of `{version}`"
+                    ));
+                }
+                match raw.segment(version) {
+                    Ok(segment) => segments.push(segment),
+                    Err(message) => return bad(format!("`segments[{i}]`: {message}")),
+                }
+            }
+            match handle.set_segments(route, version, segments, sticky) {
+                Ok(()) => {
+                    json_response(StatusCode::OK, &json!({"route": route, "version": version}))
+                }
+                Err(message) => bad(message),
+            }
+        }
+        (&Method::PUT, ["admin", "routes", route, "versions", name, "upstreams"]) => {
+            let body = match read_body(request, 1024 * 1024).await {
+                Ok(body) => body,
+                Err(response) => return *response,
+            };
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct UpstreamsBody {
+                urls: Vec<String>,
+            }
+            let new: UpstreamsBody = match serde_json::from_slice(&body) {
+                Ok(new) => new,
+                Err(e) => return bad(format!("expected {{\"urls\": [\"http://…/v1\", …]}}: {e}")),
+            };
+            match handle.set_upstreams(route, name, new.urls.clone()) {
+                Ok(()) => json_response(
+                    StatusCode::OK,
+                    &json!({"route": route, "version": name, "urls": new.urls}),
                 ),
                 Err(message) => bad(message),
             }

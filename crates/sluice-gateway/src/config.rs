@@ -6,6 +6,8 @@
 //!     versions:
 //!       - {name: stable, url: "http://127.0.0.1:9001/v1", model: stable}
 //!       - {name: candidate, url: "http://127.0.0.1:9002/v1", model: candidate, api_key_env: CANDIDATE_KEY}
+//!       # several instances of one version, taken in turn:
+//!       # - {name: pool, urls: ["http://127.0.0.1:9101/v1", "http://127.0.0.1:9102/v1"], model: m}
 //!     split:
 //!       weights: {stable: 90, candidate: 10}
 //!       sticky_key: user                   # or "header:x-user-id"
@@ -31,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sluice_config::{Diagnostic, Diagnostics, Document, EnvSource, FieldPath};
 
-use crate::route::{Route, Segment, Snapshot, StickyKey, Timeouts, Version};
+use crate::route::{Route, Segment, Snapshot, StickyKey, Timeouts, Upstreams, Version};
 
 /// The config file as written.
 #[derive(Debug, Deserialize)]
@@ -72,7 +74,10 @@ struct RawShadow {
 #[serde(deny_unknown_fields)]
 struct RawVersion {
     name: String,
-    url: String,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    urls: Option<Vec<String>>,
     model: String,
     #[serde(default)]
     api_key_env: Option<String>,
@@ -107,16 +112,37 @@ struct RawSplit {
     segments: Vec<RawSegment>,
 }
 
+/// A segment as written, in the config file (with its `version`) or to the admin API (where
+/// the path names the version).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawSegment {
+pub(crate) struct RawSegment {
     #[serde(default)]
     header: Option<String>,
     #[serde(default)]
     equals: Option<String>,
     #[serde(default)]
     users: Option<Vec<String>>,
-    version: String,
+    #[serde(default)]
+    pub(crate) version: Option<String>,
+}
+
+impl RawSegment {
+    /// The segment, sending its requests to `version`.
+    pub(crate) fn segment(&self, version: &str) -> Result<Segment, &'static str> {
+        match (&self.header, &self.equals, &self.users) {
+            (Some(header), Some(value), None) => Ok(Segment::Header {
+                name: header.to_ascii_lowercase(),
+                value: value.clone(),
+                version: version.to_owned(),
+            }),
+            (None, None, Some(users)) => Ok(Segment::Users {
+                users: users.iter().cloned().collect(),
+                version: version.to_owned(),
+            }),
+            _ => Err("expected either `header` with `equals`, or `users`"),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -271,14 +297,26 @@ fn compile_route(
                 format!("duplicate version name `{}`", v.name),
             ));
         }
-        if !(v.url.starts_with("http://") || v.url.starts_with("https://")) {
-            errors.push(document.error_at(
-                &vpath.key("url"),
-                format!(
-                    "expected an http:// or https:// base URL such as http://127.0.0.1:8000/v1, found `{}`",
-                    v.url
-                ),
-            ));
+        let (urls, upath) = match (v.url, v.urls) {
+            (Some(url), None) => (vec![url], vpath.key("url")),
+            (None, Some(urls)) if !urls.is_empty() => (urls, vpath.key("urls")),
+            _ => {
+                errors.push(document.error_at(
+                    &vpath,
+                    "expected `url` (one instance) or a non-empty `urls` list (instances taken in turn)",
+                ));
+                (Vec::new(), vpath.key("url"))
+            }
+        };
+        for url in &urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                errors.push(document.error_at(
+                    &upath,
+                    format!(
+                        "expected an http:// or https:// base URL such as http://127.0.0.1:8000/v1, found `{url}`"
+                    ),
+                ));
+            }
         }
         let api_key = match &v.api_key_env {
             Some(var) => match env.var(var).filter(|k| !k.is_empty()) {
@@ -297,7 +335,7 @@ fn compile_route(
         let defaults = Timeouts::default();
         versions.push(Version {
             name: v.name,
-            base_url: v.url.trim_end_matches('/').to_owned(),
+            upstreams: Upstreams::new(urls),
             model: v.model,
             api_key,
             system_prompt: v.system_prompt,
@@ -353,17 +391,10 @@ fn compile_route(
     };
     let sticky = match split.as_ref().and_then(|s| s.sticky_key.as_deref()) {
         None => StickyKey::None,
-        Some("user") => StickyKey::User,
-        Some(text) => match text.strip_prefix("header:") {
-            Some(header) if !header.is_empty() => StickyKey::Header(header.to_ascii_lowercase()),
-            _ => {
-                errors.push(document.error_at(
-                    &path.key("split").key("sticky_key"),
-                    format!("expected `user` or `header:NAME`, found `{text}`"),
-                ));
-                StickyKey::None
-            }
-        },
+        Some(text) => StickyKey::parse(text).unwrap_or_else(|message| {
+            errors.push(document.error_at(&path.key("split").key("sticky_key"), message));
+            StickyKey::None
+        }),
     };
     let mut segments = Vec::new();
     for (i, s) in split
@@ -374,25 +405,20 @@ fn compile_route(
         .enumerate()
     {
         let spath = path.key("split").key("segments").index(i);
-        if !names.contains(&s.version) {
+        let version = s.version.clone().unwrap_or_default();
+        if !names.contains(&version) {
             errors.push(document.error_at(
                 &spath.key("version"),
-                format!("unknown version `{}`", s.version),
+                if version.is_empty() {
+                    "expected the `version` the segment's requests go to".to_owned()
+                } else {
+                    format!("unknown version `{version}`")
+                },
             ));
         }
-        match (&s.header, &s.equals, &s.users) {
-            (Some(header), Some(value), None) => segments.push(Segment::Header {
-                name: header.to_ascii_lowercase(),
-                value: value.clone(),
-                version: s.version.clone(),
-            }),
-            (None, None, Some(users)) => segments.push(Segment::Users {
-                users: users.iter().cloned().collect(),
-                version: s.version.clone(),
-            }),
-            _ => errors.push(
-                document.error_at(&spath, "expected either `header` with `equals`, or `users`"),
-            ),
+        match s.segment(&version) {
+            Ok(segment) => segments.push(segment),
+            Err(message) => errors.push(document.error_at(&spath, message)),
         }
     }
     let shadow = match raw.shadow {

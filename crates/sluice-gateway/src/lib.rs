@@ -141,6 +141,70 @@ impl GatewayHandle {
         Ok(())
     }
 
+    /// Replaces the feature-flag segments that send requests to `version` (others are kept),
+    /// and sets the route's sticky key when one is given.
+    pub fn set_segments(
+        &self,
+        route: &str,
+        version: &str,
+        segments: Vec<route::Segment>,
+        sticky: Option<route::StickyKey>,
+    ) -> Result<(), String> {
+        if let Some(other) = segments.iter().find(|s| s.version() != version) {
+            return Err(format!(
+                "a segment names version `{}`; this call sets the segments of `{version}`",
+                other.version()
+            ));
+        }
+        let count = segments.len();
+        self.update_route(route, |r| {
+            if r.index(version).is_none() {
+                return Err(format!("route `{route}` has no version `{version}`"));
+            }
+            let mut next = r.clone();
+            next.segments.retain(|s| s.version() != version);
+            next.segments.extend(segments.iter().cloned());
+            if let Some(sticky) = &sticky {
+                next.sticky = sticky.clone();
+            }
+            Ok(next)
+        })?;
+        info!(route, version, segments = count, "Segments set.");
+        Ok(())
+    }
+
+    /// Replaces the instances (base URLs) behind a version; requests in flight finish where
+    /// they are.
+    pub fn set_upstreams(
+        &self,
+        route: &str,
+        version: &str,
+        urls: Vec<String>,
+    ) -> Result<(), String> {
+        if urls.is_empty() {
+            return Err("expected at least one URL".into());
+        }
+        if let Some(bad) = urls
+            .iter()
+            .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(format!(
+                "expected http:// or https:// base URLs, found `{bad}`"
+            ));
+        }
+        self.update_route(route, |r| {
+            let index = r
+                .index(version)
+                .ok_or_else(|| format!("route `{route}` has no version `{version}`"))?;
+            let mut next = r.clone();
+            let v = &mut next.versions[index];
+            v.upstreams = v.upstreams.replaced(urls.clone());
+            Ok(next)
+        })?;
+        info!(route, version, instances = urls.len(), "Upstreams set.");
+        Ok(())
+    }
+
     /// Removes a version whose weight is 0.
     pub fn remove_version(&self, route: &str, name: &str) -> Result<(), String> {
         self.update_route(route, |r| {

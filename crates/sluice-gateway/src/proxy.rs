@@ -469,7 +469,7 @@ async fn send(
             );
         }
     };
-    let url = format!("{}/{}", version.base_url, endpoint.path());
+    let url = format!("{}/{}", version.upstreams.next(), endpoint.path());
     let mut upstream = client
         .post(&url)
         .header(CONTENT_TYPE, "application/json")
@@ -1072,7 +1072,7 @@ mod tests {
     fn rewriting_sets_the_upstream_model_and_forces_usage() {
         let version = Version {
             name: "candidate".into(),
-            base_url: "http://x/v1".into(),
+            upstreams: crate::route::Upstreams::one("http://x/v1"),
             model: "upstream-model".into(),
             api_key: None,
             system_prompt: Some("Be brief.".into()),

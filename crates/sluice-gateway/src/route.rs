@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -42,13 +43,59 @@ impl Default for Timeouts {
     }
 }
 
+/// A version's upstream instances, taken round-robin. Clones share the turn counter, so a
+/// snapshot rebuilt for another change keeps the rotation going.
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    urls: Arc<[String]>,
+    turn: Arc<AtomicUsize>,
+}
+
+impl Upstreams {
+    /// Instances at these base URLs (trailing slashes dropped); at least one.
+    pub fn new<I: IntoIterator<Item = String>>(urls: I) -> Self {
+        Self {
+            urls: urls
+                .into_iter()
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .collect(),
+            turn: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// One instance at this base URL.
+    pub fn one(url: &str) -> Self {
+        Self::new([url.to_owned()])
+    }
+
+    /// The next instance's base URL.
+    pub fn next(&self) -> &str {
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        &self.urls[turn % self.urls.len()]
+    }
+
+    /// Every instance's base URL.
+    pub fn all(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// The same instances with a new list, keeping the turn counter.
+    pub fn replaced(&self, urls: Vec<String>) -> Self {
+        Self {
+            turn: Arc::clone(&self.turn),
+            ..Self::new(urls)
+        }
+    }
+}
+
 /// One upstream version of a route.
 #[derive(Debug, Clone)]
 pub struct Version {
     /// Its name (`stable`, `candidate`).
     pub name: String,
-    /// The upstream's OpenAI base URL, with `/v1`, no trailing slash.
-    pub base_url: String,
+    /// The upstream instances' OpenAI base URLs, with `/v1`, no trailing slash; requests
+    /// take them in turn.
+    pub upstreams: Upstreams,
     /// The model name sent upstream.
     pub model: String,
     /// The upstream API key.
@@ -72,6 +119,21 @@ pub enum StickyKey {
     Header(String),
 }
 
+impl StickyKey {
+    /// Reads `user` or `header:NAME`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "user" => Ok(StickyKey::User),
+            _ => match text.strip_prefix("header:") {
+                Some(header) if !header.is_empty() => {
+                    Ok(StickyKey::Header(header.to_ascii_lowercase()))
+                }
+                _ => Err(format!("expected `user` or `header:NAME`, found `{text}`")),
+            },
+        }
+    }
+}
+
 /// A feature-flag segment: requests that match go to `version`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Segment {
@@ -91,6 +153,15 @@ pub enum Segment {
         /// The version.
         version: String,
     },
+}
+
+impl Segment {
+    /// The version the segment sends its requests to.
+    pub fn version(&self) -> &str {
+        match self {
+            Segment::Header { version, .. } | Segment::Users { version, .. } => version,
+        }
+    }
 }
 
 /// A route: versions and how traffic is split between them.
@@ -306,7 +377,8 @@ impl Route {
         json!({
             "versions": self.versions.iter().zip(&self.weights).map(|(v, w)| json!({
                 "name": v.name,
-                "url": v.base_url,
+                "url": v.upstreams.all().first(),
+                "urls": v.upstreams.all(),
                 "model": v.model,
                 "weight": w,
             })).collect::<Vec<_>>(),
@@ -318,6 +390,10 @@ impl Route {
             "salt": self.salt,
             "overrides": self.overrides,
             "shadow": self.shadow.as_ref().map(|s| json!({"version": s.version, "percent": s.percent})),
+            "segments": self.segments.iter().map(|s| match s {
+                Segment::Header { name, value, version } => json!({"header": name, "equals": value, "version": version}),
+                Segment::Users { users, version } => json!({"users": users, "version": version}),
+            }).collect::<Vec<_>>(),
         })
     }
 }
@@ -329,7 +405,7 @@ mod tests {
     fn version(name: &str) -> Version {
         Version {
             name: name.into(),
-            base_url: "http://x/v1".into(),
+            upstreams: Upstreams::one("http://x/v1"),
             model: name.into(),
             api_key: None,
             system_prompt: None,

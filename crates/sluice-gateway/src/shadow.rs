@@ -143,7 +143,7 @@ async fn embedding_cosine(
 ) -> Option<f64> {
     let client = shared.client(version.timeouts.connect).ok()?;
     let mut request = client
-        .post(format!("{}/embeddings", version.base_url))
+        .post(format!("{}/embeddings", version.upstreams.next()))
         .timeout(version.timeouts.total)
         .json(&json!({"model": model, "input": [primary, shadow]}));
     if let Some(key) = &version.api_key {
@@ -178,7 +178,11 @@ async fn send(shared: &Shared, job: &Job) -> Result<(u16, bytes::Bytes), Class> 
         .client(job.version.timeouts.connect)
         .map_err(|_| Class::UpstreamConnect)?;
     let mut request = client
-        .post(format!("{}/{}", job.version.base_url, job.endpoint.path()))
+        .post(format!(
+            "{}/{}",
+            job.version.upstreams.next(),
+            job.endpoint.path()
+        ))
         .header(CONTENT_TYPE, "application/json")
         .header("x-request-id", &job.request_id)
         .header("x-sluice-shadow", "true")

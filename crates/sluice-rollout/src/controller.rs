@@ -73,6 +73,10 @@ pub struct Controller {
     due: BTreeMap<usize, Instant>,
     /// Alerts being delivered.
     alerts: Vec<tokio::task::JoinHandle<()>>,
+    /// Inputs that carrying out an action produced (a candidate that would not start).
+    followups: Vec<Input>,
+    /// Processes started here, by (`stable`/`candidate`, index).
+    started: BTreeMap<(&'static str, usize), crate::process::Started>,
 }
 
 impl Controller {
@@ -120,7 +124,7 @@ impl Controller {
                 actions.retain(|a| match a {
                     Action::AlertRollback { .. } => !announced.contains(&"rollback"),
                     Action::AlertPromoted => !announced.contains(&"promoted"),
-                    Action::SetWeight(_) | Action::SetShadow(_) => true,
+                    _ => true,
                 });
                 let seen = events.last().map_or(0, |e| e.seq);
                 (run.id, state, (actions, input), seen, true)
@@ -178,6 +182,8 @@ impl Controller {
             pending_weight: None,
             due: BTreeMap::new(),
             alerts: Vec::new(),
+            followups: Vec::new(),
+            started: BTreeMap::new(),
         };
         if resumed {
             info!(run = %controller.run, version = controller.state.version, "Resuming the rollout from its stored state.");
@@ -209,7 +215,9 @@ impl Controller {
             if let Some(weight) = self.pending_weight {
                 self.set_weight(weight).await;
             }
-            for input in self.commands().await? {
+            let mut inputs = std::mem::take(&mut self.followups);
+            inputs.extend(self.commands().await?);
+            for input in inputs {
                 if self.apply(input).await? {
                     on_change(&self.state);
                 }
@@ -336,6 +344,15 @@ impl Controller {
         match action {
             Action::SetWeight(weight) => self.set_weight(weight).await,
             Action::SetShadow(percent) => self.set_shadow(percent).await,
+            Action::SetFlag(on) => self.set_flag(on).await,
+            Action::StartCandidate(indices) => self.start_candidate(&indices).await?,
+            Action::StopStable(indices) => self.stop_stable(&indices).await?,
+            Action::RestoreStable(indices) => self.restore_stable(&indices).await?,
+            Action::StopCandidate(indices) => {
+                for i in indices {
+                    self.stop_instance("candidate", i).await?;
+                }
+            }
             Action::AlertRollback { reason } => self.rollback_event(input, &reason).await?,
             Action::AlertPromoted => {
                 let event = json!({
@@ -403,29 +420,233 @@ impl Controller {
         Ok(())
     }
 
-    async fn set_shadow(&mut self, percent: u32) {
+    /// A PUT to the gateway's admin API, tried three times; the error says why it failed.
+    async fn admin_put(&self, path: &str, body: Value) -> Result<(), String> {
         let url = format!(
-            "{}/admin/routes/{}/shadow",
+            "{}/admin/routes/{}/{path}",
             self.spec.admin_url, self.spec.route
         );
-        let mut request = self
-            .client
-            .put(&url)
-            .json(&json!({"version": self.spec.candidate, "percent": percent}));
-        if let Some(token) = &self.spec.admin_token {
-            request = request.bearer_auth(token.expose());
+        let mut last = String::new();
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let mut request = self.client.put(&url).json(&body);
+            if let Some(token) = &self.spec.admin_token {
+                request = request.bearer_auth(token.expose());
+            }
+            match request.send().await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    // A refusal is an answer: trying again changes nothing.
+                    return Err(format!("the gateway refused {url} ({status}): {text}"));
+                }
+                Err(error) => last = format!("the gateway is unreachable: {error}"),
+            }
         }
-        match request.send().await {
-            Ok(response) if response.status().is_success() => {
-                info!(percent, route = self.spec.route, "Shadow set.");
-            }
-            Ok(response) => {
-                warn!(percent, status = %response.status(), "The gateway refused the shadow.")
-            }
-            Err(error) => {
-                warn!(percent, %error, "The gateway is unreachable; the shadow was not set.")
+        Err(last)
+    }
+
+    async fn set_shadow(&mut self, percent: u32) {
+        let body = json!({"version": self.spec.candidate, "percent": percent});
+        match self.admin_put("shadow", body).await {
+            Ok(()) => info!(percent, route = self.spec.route, "Shadow set."),
+            Err(error) => warn!(percent, error, "The shadow was not set."),
+        }
+    }
+
+    /// Turns the feature flag's segments on (the spec's) or off (none) for the candidate.
+    async fn set_flag(&mut self, on: bool) {
+        let Some(flag) = &self.spec.flag else {
+            return;
+        };
+        let segments: Vec<Value> = if on {
+            flag.segments
+                .iter()
+                .map(|s| match s {
+                    crate::spec::FlagSegment::Header { name, equals } => {
+                        json!({"header": name, "equals": equals})
+                    }
+                    crate::spec::FlagSegment::Users(users) => json!({"users": users}),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let body = json!({"segments": segments, "sticky_key": flag.sticky_key});
+        let path = format!("segments/{}", self.spec.candidate);
+        match self.admin_put(&path, body).await {
+            Ok(()) => info!(on, route = self.spec.route, "Feature-flag segments set."),
+            Err(error) if on => self.followups.push(Input::Abort {
+                reason: format!("the feature flag could not be set: {error}"),
+            }),
+            Err(error) => warn!(
+                error,
+                "The feature flag's segments could not be turned off; see the runbook."
+            ),
+        }
+    }
+
+    fn instances(&self, side: &str) -> &[crate::spec::Instance] {
+        if side == "stable" {
+            &self.spec.instances.stable
+        } else {
+            &self.spec.instances.candidate
+        }
+    }
+
+    /// Points a version at these of its instances.
+    async fn set_upstreams(&self, side: &str, indices: &[usize]) -> Result<(), String> {
+        let instances = self.instances(side);
+        let urls: Vec<&str> = indices
+            .iter()
+            .filter_map(|i| instances.get(*i).map(|x| x.url.as_str()))
+            .collect();
+        if urls.is_empty() {
+            return Ok(());
+        }
+        let version = if side == "stable" {
+            &self.spec.stable
+        } else {
+            &self.spec.candidate
+        };
+        self.admin_put(
+            &format!("versions/{version}/upstreams"),
+            json!({ "urls": urls }),
+        )
+        .await
+    }
+
+    /// Starts instances (unless up), recording each; `Err` with the reason on the first that
+    /// fails.
+    async fn start_instances(
+        &mut self,
+        side: &'static str,
+        indices: &[usize],
+    ) -> Result<(), String> {
+        for &i in indices {
+            let Some(instance) = self.instances(side).get(i).cloned() else {
+                continue;
+            };
+            let label = format!("{}-{side}-{i}", self.spec.name);
+            let started = crate::process::start(&self.client, &instance, &label).await?;
+            if let Some(started) = started {
+                let _ = self
+                    .store
+                    .append_events(vec![NewEvent {
+                        subject: subject(&self.run),
+                        kind: "instance".into(),
+                        payload: json!({
+                            "version": side,
+                            "index": i,
+                            "url": instance.url,
+                            "pid": started.pid,
+                            "log": started.log.display().to_string(),
+                            "summary": format!("started {side} instance {i} at {} (pid {})", instance.url, started.pid),
+                        }),
+                    }])
+                    .await;
+                self.started.insert((side, i), started);
             }
         }
+        Ok(())
+    }
+
+    async fn start_candidate(&mut self, indices: &[usize]) -> Result<(), RolloutError> {
+        let up: Vec<usize> = self.state.started.iter().copied().collect();
+        let result = match self.start_instances("candidate", indices).await {
+            Ok(()) => self.set_upstreams("candidate", &up).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            self.followups.push(Input::Abort {
+                reason: format!("the candidate's instances did not start: {error}"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn stop_stable(&mut self, indices: &[usize]) -> Result<(), RolloutError> {
+        let remaining: Vec<usize> = (0..self.spec.instances.stable.len())
+            .filter(|i| !self.state.stopped.contains(i))
+            .collect();
+        if let Err(error) = self.set_upstreams("stable", &remaining).await {
+            warn!(
+                error,
+                "The stable upstreams were not updated; its instances keep running."
+            );
+            return Ok(());
+        }
+        for &i in indices {
+            self.stop_instance("stable", i).await?;
+        }
+        Ok(())
+    }
+
+    async fn restore_stable(&mut self, indices: &[usize]) -> Result<(), RolloutError> {
+        if let Err(error) = self.start_instances("stable", indices).await {
+            warn!(
+                error,
+                "A stable instance did not come back; see the runbook."
+            );
+        }
+        let all: Vec<usize> = (0..self.spec.instances.stable.len()).collect();
+        if let Err(error) = self.set_upstreams("stable", &all).await {
+            warn!(
+                error,
+                "The stable upstreams were not restored; see the runbook."
+            );
+        }
+        Ok(())
+    }
+
+    async fn stop_instance(
+        &mut self,
+        side: &'static str,
+        index: usize,
+    ) -> Result<(), RolloutError> {
+        let Some(instance) = self.instances(side).get(index).cloned() else {
+            return Ok(());
+        };
+        let mut started = self.started.remove(&(side, index));
+        // Started here, else by this run before a restart (its event), else its pid file.
+        let recorded = match &started {
+            Some(s) => Some(s.pid),
+            None => all_events(&self.store, &self.run)
+                .await?
+                .iter()
+                .rev()
+                .filter(|e| e.kind == "instance" && e.payload["stopped"].is_null())
+                .find(|e| e.payload["version"] == side && e.payload["index"] == index)
+                .and_then(|e| e.payload["pid"].as_u64())
+                .map(|pid| pid as u32),
+        };
+        let pid = crate::process::pid_of(&instance, recorded);
+        let Some(pid) = pid else {
+            warn!(
+                url = instance.url,
+                "No process id for this instance (no pid file): it is out of rotation but still running."
+            );
+            return Ok(());
+        };
+        crate::process::stop_group(pid, started.as_mut().and_then(|s| s.child.as_mut())).await;
+        self.store
+            .append_events(vec![NewEvent {
+                subject: subject(&self.run),
+                kind: "instance".into(),
+                payload: json!({
+                    "version": side,
+                    "index": index,
+                    "url": instance.url,
+                    "pid": pid,
+                    "stopped": true,
+                    "summary": format!("stopped {side} instance {index} at {} (pid {pid})", instance.url),
+                }),
+            }])
+            .await?;
+        Ok(())
     }
 
     async fn set_weight(&mut self, weight: u32) {
@@ -550,17 +771,12 @@ impl Controller {
                 0,
                 format!("no data (fewer than {} samples)", rule.min_samples),
             ),
-            Ok(Some((v, samples))) => {
-                let fails =
-                    rule.max.is_some_and(|max| v > max) || rule.min.is_some_and(|min| v < min);
-                let outcome = if fails { Outcome::Fail } else { Outcome::Pass };
-                (
-                    outcome,
-                    Some(v),
-                    samples,
-                    format!("measured {v:.4} over {samples} samples"),
-                )
-            }
+            Ok(Some((v, samples))) => (
+                rule.judge(v),
+                Some(v),
+                samples,
+                format!("measured {v:.4} over {samples} samples"),
+            ),
         };
         self.store
             .append_events(vec![NewEvent {

@@ -3,13 +3,15 @@
 //! [`spec`] reads the rollout YAML; [`machine`] is the pure canary state machine (phases,
 //! steps, pauses, analysis counts, abort); [`controller`] drives it against the gateway's admin
 //! API and live windows, storing every transition before acting on it so that a restarted
-//! controller resumes where the last one stopped; [`alert`] tells people.
+//! controller resumes where the last one stopped; [`process`] starts and stops the local
+//! processes behind versions; [`alert`] tells people.
 
 #![deny(unsafe_code)]
 
 pub mod alert;
 pub mod controller;
 pub mod machine;
+pub mod process;
 pub mod runbook;
 pub mod spec;
 

@@ -7,7 +7,7 @@
 //! manual pause, `Healthy` once the candidate has all traffic, `Degraded` after an abort (with
 //! `aborted` set and the weight back at 0).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,9 @@ pub struct RuleCounts {
     pub failures: u32,
     /// Measurement errors in a row.
     pub consecutive_errors: u32,
+    /// Inconclusive measurements since the last promote or resume.
+    #[serde(default)]
+    pub inconclusive: u32,
 }
 
 /// The whole state of one rollout.
@@ -58,6 +61,26 @@ pub struct State {
     pub message: String,
     /// Transitions so far; also the id of the next one.
     pub version: u64,
+    /// Candidate instances started (by index).
+    #[serde(default)]
+    pub started: BTreeSet<usize>,
+    /// Stable instances stopped (by index).
+    #[serde(default)]
+    pub stopped: BTreeSet<usize>,
+    /// Why the rollout is paused, when it is.
+    #[serde(default)]
+    pub pause_reason: Option<PauseReason>,
+}
+
+/// Why a rollout waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PauseReason {
+    /// A pause step.
+    Step,
+    /// `sluice rollout pause`.
+    Manual,
+    /// A rule's measurements were inconclusive too often.
+    Inconclusive,
 }
 
 impl State {
@@ -74,17 +97,28 @@ impl State {
             rules: BTreeMap::new(),
             message: "started".into(),
             version: 0,
+            started: BTreeSet::new(),
+            stopped: BTreeSet::new(),
+            pause_reason: None,
         }
     }
 
     fn settle_phase(&mut self) {
-        if !self.is_finished() {
-            self.phase = if self.step_pause || self.manual_pause {
-                Phase::Paused
-            } else {
-                Phase::Progressing
-            };
+        if self.is_finished() {
+            self.pause_reason = None;
+            return;
         }
+        (self.phase, self.pause_reason) = if self.manual_pause {
+            let reason = match self.pause_reason {
+                Some(PauseReason::Inconclusive) => PauseReason::Inconclusive,
+                _ => PauseReason::Manual,
+            };
+            (Phase::Paused, Some(reason))
+        } else if self.step_pause {
+            (Phase::Paused, Some(PauseReason::Step))
+        } else {
+            (Phase::Progressing, None)
+        };
     }
 
     /// Whether the rollout has ended.
@@ -106,6 +140,8 @@ pub enum Outcome {
     Pass,
     /// Out of bounds.
     Fail,
+    /// Between the pass and fail bounds.
+    Inconclusive,
     /// Too few samples to say.
     NoData,
     /// The source could not be read.
@@ -159,6 +195,18 @@ pub enum Action {
     },
     /// Tell people the rollout finished.
     AlertPromoted,
+    /// Turn the feature flag's segments on or off.
+    SetFlag(bool),
+    /// Start these candidate instances, wait until healthy, and make the candidate's
+    /// upstreams the started ones.
+    StartCandidate(Vec<usize>),
+    /// Make the stable upstreams the instances still up, then stop these.
+    StopStable(Vec<usize>),
+    /// Start these stopped stable instances again and give the stable version all of its
+    /// instances back.
+    RestoreStable(Vec<usize>),
+    /// Stop these candidate instances.
+    StopCandidate(Vec<usize>),
 }
 
 /// The next state and the actions it needs.
@@ -189,6 +237,10 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
             // events, not here (so a healthy rollout stores no transition per measurement).
             match outcome {
                 Outcome::Pass | Outcome::NoData => counts.consecutive_errors = 0,
+                Outcome::Inconclusive => {
+                    counts.inconclusive += 1;
+                    counts.consecutive_errors = 0;
+                }
                 Outcome::Fail => {
                     counts.failures += 1;
                     counts.consecutive_errors = 0;
@@ -214,6 +266,15 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
             };
             if let Some(reason) = reason {
                 abort(spec, &mut s, reason, &mut actions);
+            } else if counts.inconclusive > limits.inconclusive_limit && !s.manual_pause {
+                // Argo Rollouts' semantics: an inconclusive analysis waits for a person.
+                s.manual_pause = true;
+                s.pause_reason = Some(PauseReason::Inconclusive);
+                s.message = format!(
+                    "paused: {} inconclusive {} time(s) ({detail}); promote or abort",
+                    limits.describe(),
+                    counts.inconclusive
+                );
             }
         }
         Input::Promote { full } => {
@@ -230,6 +291,7 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
                 s.pause_until_ms = None;
                 s.message = "promoted past the pause".into();
             }
+            clear_inconclusive(&mut s);
         }
         Input::Pause => {
             s.manual_pause = true;
@@ -240,6 +302,7 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
                 s.manual_pause = false;
                 s.message = "resumed".into();
             }
+            clear_inconclusive(&mut s);
         }
         Input::Abort { reason } => abort(spec, &mut s, reason.clone(), &mut actions),
     }
@@ -248,6 +311,13 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
         s.version += 1;
     }
     (s, actions)
+}
+
+/// A person has looked: inconclusive counts start again.
+fn clear_inconclusive(s: &mut State) {
+    for counts in s.rules.values_mut() {
+        counts.inconclusive = 0;
+    }
 }
 
 fn abort(spec: &Spec, s: &mut State, reason: String, actions: &mut Vec<Action>) {
@@ -267,7 +337,21 @@ fn abort(spec: &Spec, s: &mut State, reason: String, actions: &mut Vec<Action>) 
     {
         actions.push(Action::SetShadow(0));
     }
+    if spec.flag.is_some() {
+        actions.push(Action::SetFlag(false));
+    }
     actions.push(Action::AlertRollback { reason });
+    // Then the processes: stable instances back first, the candidate's stopped last.
+    if !s.stopped.is_empty() {
+        actions.push(Action::RestoreStable(
+            std::mem::take(&mut s.stopped).into_iter().collect(),
+        ));
+    }
+    if !s.started.is_empty() {
+        actions.push(Action::StopCandidate(
+            std::mem::take(&mut s.started).into_iter().collect(),
+        ));
+    }
 }
 
 /// Runs steps from `s.step` until one has to wait, or all are done.
@@ -291,6 +375,23 @@ fn run_steps(spec: &Spec, s: &mut State, now_ms: i64, actions: &mut Vec<Action>,
             Step::Shadow(percent) => {
                 s.message = format!("mirroring {percent} % to the candidate");
                 actions.push(Action::SetShadow(*percent));
+                return;
+            }
+            Step::Flag(on) => {
+                s.message = format!("feature-flag segments {}", if *on { "on" } else { "off" });
+                actions.push(Action::SetFlag(*on));
+                return;
+            }
+            Step::StartCandidate(indices) => {
+                s.started.extend(indices.iter().copied());
+                s.message = format!("starting candidate instance(s) {indices:?}");
+                actions.push(Action::StartCandidate(indices.clone()));
+                return;
+            }
+            Step::StopStable(indices) => {
+                s.stopped.extend(indices.iter().copied());
+                s.message = format!("stopping stable instance(s) {indices:?}");
+                actions.push(Action::StopStable(indices.clone()));
                 return;
             }
             Step::Pause(duration) => {
@@ -343,6 +444,8 @@ mod tests {
             }],
             cooldown: Duration::ZERO,
             alerts: Vec::new(),
+            flag: None,
+            instances: Default::default(),
         }
     }
 
@@ -439,6 +542,91 @@ mod tests {
         assert!(s.aborted, "{}", s.message);
     }
 
+    #[test]
+    fn a_rolling_rollout_replaces_instances_and_an_abort_puts_them_back() {
+        let spec = spec(crate::spec::rolling_steps(2, 2, 1, Duration::from_secs(1)));
+        let mut s = State::new();
+        let mut all = Vec::new();
+        for _ in 0..3 {
+            let (n, a) = next(&spec, &s, &Input::Tick { now_ms: 0 });
+            all.extend(a);
+            s = n;
+        }
+        assert_eq!(
+            all,
+            vec![
+                Action::StartCandidate(vec![0]),
+                Action::SetWeight(50),
+                Action::StopStable(vec![0]),
+            ]
+        );
+        let (aborted, a) = next(&spec, &s, &measured(Outcome::Error));
+        assert!(!aborted.aborted);
+        let (aborted, _) = next(&spec, &aborted, &measured(Outcome::Error));
+        let (aborted, a2) = next(&spec, &aborted, &measured(Outcome::Error));
+        assert!(a.is_empty() && aborted.aborted, "{}", aborted.message);
+        assert_eq!(a2[0], Action::SetWeight(0), "traffic first");
+        assert_eq!(
+            &a2[2..],
+            &[
+                Action::RestoreStable(vec![0]),
+                Action::StopCandidate(vec![0])
+            ]
+        );
+        assert!(aborted.started.is_empty() && aborted.stopped.is_empty());
+        // Healthy: all replaced.
+        let mut s = State::new();
+        for now_ms in [0, 0, 0, 0, 1000, 1000, 1000, 1000, 1000] {
+            s = next(&spec, &s, &Input::Tick { now_ms }).0;
+        }
+        assert_eq!(s.phase, Phase::Healthy, "{}", s.message);
+        assert_eq!(s.started.len(), 2);
+        assert_eq!(s.stopped.len(), 2);
+    }
+
+    #[test]
+    fn inconclusive_measurements_pause_for_a_person() {
+        let mut spec = spec(vec![Step::SetWeight(20), Step::SetWeight(100)]);
+        spec.rules[0].pass_max = Some(0.01);
+        spec.rules[0].inconclusive_limit = 1;
+        assert_eq!(spec.rules[0].judge(0.005), Outcome::Pass);
+        assert_eq!(spec.rules[0].judge(0.03), Outcome::Inconclusive);
+        assert_eq!(spec.rules[0].judge(0.06), Outcome::Fail);
+        let (s, _) = next(&spec, &State::new(), &Input::Tick { now_ms: 0 });
+        let inconclusive = measured(Outcome::Inconclusive);
+        let (s, _) = next(&spec, &s, &inconclusive);
+        assert_eq!(s.phase, Phase::Progressing, "one is within the limit");
+        let (s, _) = next(&spec, &s, &inconclusive);
+        assert_eq!(
+            (s.phase, s.pause_reason),
+            (Phase::Paused, Some(PauseReason::Inconclusive))
+        );
+        let (same, a) = next(&spec, &s, &Input::Tick { now_ms: 1 });
+        assert!(a.is_empty() && same.weight == 20, "no step while paused");
+        let (s, _) = next(&spec, &s, &Input::Promote { full: false });
+        assert_eq!((s.phase, s.pause_reason), (Phase::Progressing, None));
+        let (s, _) = next(&spec, &s, &inconclusive);
+        assert_eq!(s.phase, Phase::Progressing, "the count started again");
+    }
+
+    #[test]
+    fn a_feature_flag_abort_turns_the_segments_off() {
+        let mut spec = spec(crate::spec::feature_flag_steps(
+            &[10, 100],
+            Duration::from_secs(1),
+        ));
+        spec.flag = Some(crate::spec::Flag {
+            sticky_key: "user".into(),
+            segments: Vec::new(),
+        });
+        let (s, a) = next(&spec, &State::new(), &Input::Tick { now_ms: 0 });
+        assert_eq!(a, vec![Action::SetFlag(true)]);
+        let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 0 });
+        assert_eq!(a, vec![Action::SetWeight(10)]);
+        let (_, a) = next(&spec, &s, &Input::Abort { reason: "x".into() });
+        assert_eq!(&a[..2], &[Action::SetWeight(0), Action::SetFlag(false)]);
+    }
+
     /// A reference model: what the weight and the end must be, from the inputs alone.
     fn reference(spec: &Spec, inputs: &[Input]) -> (bool, bool, u32) {
         let (mut failures, mut errors) = (0u32, 0u32);
@@ -496,8 +684,13 @@ mod tests {
                             paused_until =
                                 Some(d.map_or(i64::MAX, |d| now_ms + d.as_millis() as i64));
                         }
-                        // Mirroring moves no weight.
-                        Some(Step::Shadow(_)) => step += 1,
+                        // Mirroring, flags and processes move no weight.
+                        Some(
+                            Step::Shadow(_)
+                            | Step::Flag(_)
+                            | Step::StartCandidate(_)
+                            | Step::StopStable(_),
+                        ) => step += 1,
                         None if weight != 100 => weight = 100,
                         None => return (false, true, 100),
                     }

@@ -20,8 +20,57 @@ pub fn runbook(spec: &Spec, run: &str) -> String {
             Step::Pause(None) => "pause until promoted".to_owned(),
             Step::Shadow(0) => "stop mirroring".to_owned(),
             Step::Shadow(p) => format!("mirror {p} % to the candidate"),
+            Step::Flag(true) => "feature-flag segments on".to_owned(),
+            Step::Flag(false) => "feature-flag segments off".to_owned(),
+            Step::StartCandidate(i) => format!("start candidate instance(s) {i:?}"),
+            Step::StopStable(i) => format!("stop stable instance(s) {i:?}"),
         })
         .collect();
+    let mut also = String::new();
+    if spec.flag.is_some() {
+        also.push_str(&format!(
+            "   The feature flag's segments also send requests to the candidate; turn them off:
+
+   ```sh
+   curl -X PUT{auth} {admin}/admin/routes/{route}/segments/{candidate} -d '{{\"segments\": []}}'
+   ```
+
+",
+            admin = spec.admin_url,
+            route = spec.route,
+            candidate = spec.candidate,
+        ));
+    }
+    let restart: Vec<String> = spec
+        .instances
+        .stable
+        .iter()
+        .filter_map(|i| i.command.as_ref().map(|c| format!("   {c}")))
+        .collect();
+    if !restart.is_empty() {
+        let urls: Vec<String> = spec
+            .instances
+            .stable
+            .iter()
+            .map(|i| format!("\"{}\"", i.url))
+            .collect();
+        also.push_str(&format!(
+            "   Stable instances the rollout stopped must come back: start any that is down and give
+   the stable version all of them:
+
+   ```sh
+{restart}
+   curl -X PUT{auth} {admin}/admin/routes/{route}/versions/{stable}/upstreams -d '{{\"urls\": [{urls}]}}'
+   ```
+
+",
+            restart = restart.join("\n"),
+            urls = urls.join(", "),
+            admin = spec.admin_url,
+            route = spec.route,
+            stable = spec.stable,
+        ));
+    }
     let rules: Vec<String> = spec
         .rules
         .iter()
@@ -73,7 +122,7 @@ Alerts go to:
    curl -X PUT{auth} {admin}/admin/routes/{route}/weights -d '{{\"{stable}\": 100, \"{candidate}\": 0}}'
    ```
 
-2. **Stop the rollout** so that the controller does not move traffic again:
+{also}2. **Stop the rollout** so that the controller does not move traffic again:
 
    ```sh
    sluice rollout abort {name} --reason \"manual rollback\"
@@ -128,6 +177,8 @@ mod tests {
             rules: default_rules(),
             cooldown: Duration::ZERO,
             alerts: vec![Alert::Webhook("http://hooks/x".into())],
+            flag: None,
+            instances: Default::default(),
         };
         let text = runbook(&spec, "rollout-1");
         assert!(text.contains("curl -X PUT -H \"authorization: Bearer $SLUICE_ADMIN_TOKEN\" http://127.0.0.1:8081/admin/routes/chat/weights -d '{\"v1\": 100, \"v2\": 0}'"), "{text}");

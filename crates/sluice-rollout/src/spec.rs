@@ -7,7 +7,12 @@
 //! stable: stable
 //! candidate: candidate
 //! strategy:                          # or blue_green: {pre_promotion: 30s, post_promotion: 60s,
-//!                                    #   auto_promote: true}
+//!                                    #   auto_promote: true, scale_down_delay: 30s}
+//!                                    # or shadow: {percent: 20, duration: 60s, min_similarity: 0.95}
+//!                                    # or feature_flag: {sticky_key: user, percentages: [5, 25, 100],
+//!                                    #   pause: 30s, segments: [{header: x-beta, equals: "1"},
+//!                                    #   {users: [alice]}]}
+//!                                    # or rolling: {batch: 1, pause: 30s}   (needs `instances`)
 //!   canary:
 //!     steps:                         # default: set_weight 10, 25, 50, 100 with 30 s pauses
 //!       - set_weight: 10
@@ -27,6 +32,14 @@
 //!   - {type: webhook, url: "http://127.0.0.1:9000/hook"}
 //!   - {type: slack, url: "https://hooks.slack.com/services/…"}
 //!   - {type: pagerduty, routing_key_env: PD_ROUTING_KEY}
+//! instances:                         # optional local processes per version: the controller
+//!   candidate:                       #   starts the candidate's, waits until healthy, and stops
+//!     - url: "http://127.0.0.1:9201/v1"  # the stable ones after promotion
+//!       command: "sluice simulate -c sim.yaml --port 9201"
+//!       health_url: "http://127.0.0.1:9201/v1/models"   # default: URL + /models
+//!       pid_file: /tmp/candidate-0.pid                   # written on start, read on stop
+//!   stable:
+//!     - {url: "http://127.0.0.1:9101/v1", pid_file: /tmp/stable-0.pid}
 //! ```
 
 use std::path::Path;
@@ -58,6 +71,58 @@ pub struct Spec {
     pub alerts: Vec<Alert>,
     /// After a rollback, how long before a rollout of the same name may start again.
     pub cooldown: Duration,
+    /// The feature flag, for that strategy.
+    pub flag: Option<Flag>,
+    /// Local processes behind each version (empty when the versions run elsewhere).
+    pub instances: Instances,
+}
+
+/// A feature flag: its segments get the candidate from the first step; everyone else by
+/// sticky percentage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flag {
+    /// `user` or `header:NAME`: what keeps a user on one side.
+    pub sticky_key: String,
+    /// Requests that always get the candidate while the flag is on.
+    pub segments: Vec<FlagSegment>,
+}
+
+/// One feature-flag segment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlagSegment {
+    /// Requests carrying this header with this exact value.
+    Header {
+        /// The header's name.
+        name: String,
+        /// Its value.
+        equals: String,
+    },
+    /// Requests whose `user` is one of these.
+    Users(Vec<String>),
+}
+
+/// Local processes behind the versions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Instances {
+    /// The stable version's.
+    pub stable: Vec<Instance>,
+    /// The candidate's.
+    pub candidate: Vec<Instance>,
+}
+
+/// One local process serving a version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// Its OpenAI base URL, as the gateway should call it.
+    pub url: String,
+    /// The shell command that starts it, if the controller may start it.
+    pub command: Option<String>,
+    /// Answers 2xx once it is ready.
+    pub health_url: String,
+    /// Where its process id is written when started here, and read to stop it.
+    pub pid_file: Option<std::path::PathBuf>,
+    /// How long it may take to become healthy.
+    pub start_timeout: Duration,
 }
 
 /// One canary step.
@@ -69,6 +134,13 @@ pub enum Step {
     Pause(Option<Duration>),
     /// Mirror this percent of the route's requests to the candidate (0 stops).
     Shadow(u32),
+    /// Turn the feature flag's segments on or off.
+    Flag(bool),
+    /// Start these candidate instances (by index), wait until they are healthy, and add them
+    /// to the candidate's upstreams.
+    StartCandidate(Vec<usize>),
+    /// Take these stable instances out of the stable version's upstreams and stop them.
+    StopStable(Vec<usize>),
 }
 
 /// A metric a rule watches, read from the candidate's window.
@@ -147,6 +219,13 @@ pub struct Rule {
     pub failure_limit: u32,
     /// Measurement errors in a row tolerated; one more aborts the rollout.
     pub consecutive_error_limit: u32,
+    /// Passes only at or below this; between it and `max` a measurement is inconclusive.
+    pub pass_max: Option<f64>,
+    /// Passes only at or above this; between `min` and it a measurement is inconclusive.
+    pub pass_min: Option<f64>,
+    /// Inconclusive measurements tolerated; one more pauses the rollout for a person to
+    /// promote or abort.
+    pub inconclusive_limit: u32,
 }
 
 /// Where a rule's value comes from.
@@ -190,6 +269,27 @@ impl Rule {
             interval: Duration::from_secs(1),
             failure_limit: 0,
             consecutive_error_limit: 4,
+            pass_max: None,
+            pass_min: None,
+            inconclusive_limit: 0,
+        }
+    }
+
+    /// Judges a measured value: fail outside `max`/`min`, inconclusive outside
+    /// `pass_max`/`pass_min`, pass otherwise.
+    pub fn judge(&self, value: f64) -> crate::machine::Outcome {
+        use crate::machine::Outcome;
+        if value.is_nan()
+            || self.max.is_some_and(|max| value > max)
+            || self.min.is_some_and(|min| value < min)
+        {
+            Outcome::Fail
+        } else if self.pass_max.is_some_and(|pass| value > pass)
+            || self.pass_min.is_some_and(|pass| value < pass)
+        {
+            Outcome::Inconclusive
+        } else {
+            Outcome::Pass
         }
     }
 
@@ -235,6 +335,64 @@ struct RawSpec {
     alerts: Vec<RawAlert>,
     #[serde(default)]
     cooldown: Option<String>,
+    #[serde(default)]
+    instances: Option<RawInstances>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstances {
+    #[serde(default)]
+    stable: Vec<RawInstance>,
+    #[serde(default)]
+    candidate: Vec<RawInstance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    url: String,
+    #[serde(default)]
+    command: Option<String>,
+    #[serde(default)]
+    health_url: Option<String>,
+    #[serde(default)]
+    pid_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    start_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeatureFlag {
+    #[serde(default)]
+    sticky_key: Option<String>,
+    #[serde(default)]
+    segments: Vec<RawFlagSegment>,
+    #[serde(default)]
+    percentages: Option<Vec<u32>>,
+    #[serde(default)]
+    pause: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlagSegment {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    equals: Option<String>,
+    #[serde(default)]
+    users: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRolling {
+    #[serde(default)]
+    batch: Option<usize>,
+    #[serde(default)]
+    pause: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,6 +412,10 @@ struct RawStrategy {
     blue_green: Option<RawBlueGreen>,
     #[serde(default)]
     shadow: Option<RawShadowStrategy>,
+    #[serde(default)]
+    feature_flag: Option<RawFeatureFlag>,
+    #[serde(default)]
+    rolling: Option<RawRolling>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,6 +440,8 @@ struct RawBlueGreen {
     post_promotion: Option<String>,
     #[serde(default)]
     auto_promote: Option<bool>,
+    #[serde(default)]
+    scale_down_delay: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,6 +498,12 @@ struct RawRule {
     failure_limit: Option<u32>,
     #[serde(default)]
     consecutive_error_limit: Option<u32>,
+    #[serde(default)]
+    pass_max: Option<f64>,
+    #[serde(default)]
+    pass_min: Option<f64>,
+    #[serde(default)]
+    inconclusive_limit: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -454,6 +624,75 @@ pub fn shadow_strategy_steps(percent: u32, duration: Duration) -> Vec<Step> {
     ]
 }
 
+/// The feature-flag strategy as steps: the segments first, then each sticky percentage with
+/// a pause between, and the segments off again once everyone has the candidate.
+pub fn feature_flag_steps(percentages: &[u32], pause: Duration) -> Vec<Step> {
+    let mut steps = vec![Step::Flag(true)];
+    for (i, percent) in percentages.iter().enumerate() {
+        if i > 0 {
+            steps.push(Step::Pause(Some(pause)));
+        }
+        steps.push(Step::SetWeight(*percent));
+    }
+    steps.push(Step::Flag(false));
+    steps
+}
+
+/// The rolling strategy as steps: candidate instances start `batch` at a time; after each
+/// batch the candidate's weight follows its share of the instances and as many stable
+/// instances stop, so the stable version keeps its share of the capacity.
+pub fn rolling_steps(stable: usize, candidate: usize, batch: usize, pause: Duration) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut stopped = 0;
+    let mut started = 0;
+    while started < candidate {
+        let end = (started + batch).min(candidate);
+        if started > 0 {
+            steps.push(Step::Pause(Some(pause)));
+        }
+        steps.push(Step::StartCandidate((started..end).collect()));
+        steps.push(Step::SetWeight(
+            ((100 * end) as f64 / candidate as f64).round() as u32,
+        ));
+        let stop_to = ((stable * end) as f64 / candidate as f64).round() as usize;
+        if stop_to > stopped {
+            steps.push(Step::StopStable((stopped..stop_to).collect()));
+            stopped = stop_to;
+        }
+        started = end;
+    }
+    steps
+}
+
+/// Adds the local processes to a strategy's steps: the candidate's instances start before
+/// anything else, and once it has all traffic (and after `scale_down_delay`) the stable
+/// instances stop. A rolling rollout already has them.
+pub fn with_instances(
+    steps: Vec<Step>,
+    instances: &Instances,
+    scale_down_delay: Duration,
+) -> Vec<Step> {
+    let rolling = steps.iter().any(|s| matches!(s, Step::StartCandidate(_)));
+    if rolling || instances.candidate.is_empty() && instances.stable.is_empty() {
+        return steps;
+    }
+    let mut all = Vec::new();
+    if !instances.candidate.is_empty() {
+        all.push(Step::StartCandidate(
+            (0..instances.candidate.len()).collect(),
+        ));
+    }
+    all.extend(steps);
+    if !instances.stable.is_empty() {
+        all.push(Step::SetWeight(100));
+        if !scale_down_delay.is_zero() {
+            all.push(Step::Pause(Some(scale_down_delay)));
+        }
+        all.push(Step::StopStable((0..instances.stable.len()).collect()));
+    }
+    all
+}
+
 /// The seed's default rules, over the five minutes the gateway's windows keep.
 pub fn default_rules() -> Vec<Rule> {
     let rule = |metric, max, min, min_samples| Rule {
@@ -522,107 +761,241 @@ impl Spec {
             }
             None => None,
         };
-        let strategy_path = root.key("strategy");
-        let (canary, blue_green, shadow) = match raw.strategy {
-            Some(RawStrategy {
-                canary,
-                blue_green,
-                shadow,
-            }) if [canary.is_some(), blue_green.is_some(), shadow.is_some()]
-                .iter()
-                .filter(|set| **set)
-                .count()
-                > 1 =>
-            {
-                error(
-                    strategy_path.clone(),
-                    "expected one strategy: `canary`, `blue_green` or `shadow`".into(),
-                );
-                (None, None, None)
+        let instances = match raw.instances {
+            None => Instances::default(),
+            Some(raw_instances) => {
+                let path = root.key("instances");
+                let mut read = |version: &str, list: Vec<RawInstance>| {
+                    let mut out = Vec::new();
+                    for (i, r) in list.into_iter().enumerate() {
+                        let ipath = path.key(version).index(i);
+                        let url = r.url.trim_end_matches('/').to_owned();
+                        if !(url.starts_with("http://") || url.starts_with("https://")) {
+                            error(
+                                ipath.key("url"),
+                                format!("expected an http:// base URL, found `{url}`"),
+                            );
+                        }
+                        if r.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
+                            error(ipath.key("command"), "expected a shell command".into());
+                        }
+                        let start_timeout = match &r.start_timeout {
+                            None => Duration::from_secs(60),
+                            Some(t) => parse_duration(t).unwrap_or_else(|e| {
+                                error(ipath.key("start_timeout"), e);
+                                Duration::from_secs(60)
+                            }),
+                        };
+                        out.push(Instance {
+                            health_url: r.health_url.unwrap_or_else(|| format!("{url}/models")),
+                            url,
+                            command: r.command,
+                            pid_file: r.pid_file,
+                            start_timeout,
+                        });
+                    }
+                    out
+                };
+                let stable = read("stable", raw_instances.stable);
+                let candidate = read("candidate", raw_instances.candidate);
+                for (i, instance) in candidate.iter().enumerate() {
+                    if instance.command.is_none() {
+                        error(
+                            path.key("candidate").index(i).key("command"),
+                            "expected the `command` that starts the candidate's instance".into(),
+                        );
+                    }
+                }
+                Instances { stable, candidate }
             }
-            Some(RawStrategy {
-                canary,
-                blue_green,
-                shadow,
-            }) => (canary, blue_green, shadow),
-            None => (None, None, None),
+        };
+        let strategy_path = root.key("strategy");
+        let raw_strategy = raw.strategy.unwrap_or(RawStrategy {
+            canary: None,
+            blue_green: None,
+            shadow: None,
+            feature_flag: None,
+            rolling: None,
+        });
+        let chosen = [
+            raw_strategy.canary.is_some(),
+            raw_strategy.blue_green.is_some(),
+            raw_strategy.shadow.is_some(),
+            raw_strategy.feature_flag.is_some(),
+            raw_strategy.rolling.is_some(),
+        ]
+        .iter()
+        .filter(|set| **set)
+        .count();
+        if chosen > 1 {
+            error(
+                strategy_path.clone(),
+                "expected one strategy: `canary`, `blue_green`, `shadow`, `feature_flag` or `rolling`"
+                    .into(),
+            );
+        }
+        let mut duration_or = |path: FieldPath, text: &Option<String>, default: Duration| match text
+        {
+            None => default,
+            Some(t) => parse_duration(t).unwrap_or_else(|e| {
+                error(path, e);
+                default
+            }),
         };
         let mut shadow_rule = None;
-        let shadow_steps = shadow.map(|sh| {
+        let mut flag = None;
+        let mut scale_down_delay = Duration::ZERO;
+        let mut problems: Vec<(FieldPath, String)> = Vec::new();
+        let steps = if let Some(sh) = raw_strategy.shadow {
             let path = strategy_path.key("shadow");
             let percent = sh.percent.unwrap_or(100);
             if !(1..=100).contains(&percent) {
-                error(
+                problems.push((
                     path.key("percent"),
                     format!("expected a percentage from 1 to 100, found {percent}"),
-                );
+                ));
             }
-            let duration = match &sh.duration {
-                None => Duration::from_secs(60),
-                Some(t) => parse_duration(t).unwrap_or_else(|e| {
-                    error(path.key("duration"), e);
-                    Duration::from_secs(60)
-                }),
-            };
-            let min_similarity = sh.min_similarity.unwrap_or(0.95);
+            let duration = duration_or(path.key("duration"), &sh.duration, Duration::from_secs(60));
             shadow_rule = Some(Rule {
                 window: duration.max(Duration::from_secs(10)),
                 min_samples: sh.min_samples.unwrap_or(20),
                 interval: Duration::from_secs(1),
-                ..Rule::gateway(Metric::ShadowSimilarity, None, Some(min_similarity))
+                ..Rule::gateway(
+                    Metric::ShadowSimilarity,
+                    None,
+                    Some(sh.min_similarity.unwrap_or(0.95)),
+                )
             });
             shadow_strategy_steps(percent, duration)
-        });
-        let steps = match (canary.and_then(|c| c.steps), blue_green) {
-            _ if shadow_steps.is_some() => shadow_steps.clone().unwrap_or_default(),
-            (_, Some(bg)) => {
-                let path = strategy_path.key("blue_green");
-                let mut duration = |key: &str, text: &Option<String>, default: u64| match text {
-                    None => Duration::from_secs(default),
-                    Some(t) => parse_duration(t).unwrap_or_else(|e| {
-                        error(path.key(key), e);
-                        Duration::from_secs(default)
-                    }),
-                };
-                let pre = duration("pre_promotion", &bg.pre_promotion, 30);
-                let post = duration("post_promotion", &bg.post_promotion, 60);
-                blue_green_steps(pre, post, bg.auto_promote.unwrap_or(true))
+        } else if let Some(bg) = raw_strategy.blue_green {
+            let path = strategy_path.key("blue_green");
+            let pre = duration_or(
+                path.key("pre_promotion"),
+                &bg.pre_promotion,
+                Duration::from_secs(30),
+            );
+            let post = duration_or(
+                path.key("post_promotion"),
+                &bg.post_promotion,
+                Duration::from_secs(60),
+            );
+            scale_down_delay = duration_or(
+                path.key("scale_down_delay"),
+                &bg.scale_down_delay,
+                Duration::from_secs(30),
+            );
+            blue_green_steps(pre, post, bg.auto_promote.unwrap_or(true))
+        } else if let Some(ff) = raw_strategy.feature_flag {
+            let path = strategy_path.key("feature_flag");
+            let sticky_key = ff.sticky_key.unwrap_or_else(|| "user".into());
+            if sticky_key != "user" && sticky_key.strip_prefix("header:").is_none_or(str::is_empty)
+            {
+                problems.push((
+                    path.key("sticky_key"),
+                    format!("expected `user` or `header:NAME`, found `{sticky_key}`"),
+                ));
             }
-            (None, None) => default_steps(),
-            (Some(raw_steps), None) => {
-                let mut steps = Vec::new();
-                if raw_steps.is_empty() {
-                    error(
-                        root.key("strategy").key("canary").key("steps"),
-                        "expected at least one step".into(),
-                    );
-                }
-                for (i, step) in raw_steps.iter().enumerate() {
-                    let path = root.key("strategy").key("canary").key("steps").index(i);
-                    match (step.set_weight, &step.pause) {
-                        (Some(w), None) if (0..=100).contains(&w) => {
-                            steps.push(Step::SetWeight(w as u32))
-                        }
-                        (Some(w), None) => error(
-                            path.key("set_weight"),
-                            format!("expected a weight from 0 to 100, found {w}"),
-                        ),
-                        (None, Some(pause)) => match &pause.duration {
-                            None => steps.push(Step::Pause(None)),
-                            Some(text) => match parse_duration(text) {
-                                Ok(d) => steps.push(Step::Pause(Some(d))),
-                                Err(e) => error(path.key("pause").key("duration"), e),
-                            },
-                        },
-                        _ => error(
-                            path,
-                            "expected exactly one of `set_weight` or `pause`".into(),
-                        ),
+            let mut segments = Vec::new();
+            for (i, seg) in ff.segments.into_iter().enumerate() {
+                match (seg.header, seg.equals, seg.users) {
+                    (Some(name), Some(equals), None) => {
+                        segments.push(FlagSegment::Header { name, equals })
                     }
+                    (None, None, Some(users)) if !users.is_empty() => {
+                        segments.push(FlagSegment::Users(users))
+                    }
+                    _ => problems.push((
+                        path.key("segments").index(i),
+                        "expected either `header` with `equals`, or a non-empty `users` list"
+                            .into(),
+                    )),
                 }
-                steps
+            }
+            let percentages = ff.percentages.unwrap_or_else(|| vec![5, 25, 50, 100]);
+            if percentages.last() != Some(&100)
+                || percentages.windows(2).any(|w| w[0] >= w[1])
+                || percentages.first().is_some_and(|p| *p == 0)
+            {
+                problems.push((
+                    path.key("percentages"),
+                    format!(
+                        "expected rising percentages from 1 that end at 100, found {percentages:?}"
+                    ),
+                ));
+            }
+            let pause = duration_or(path.key("pause"), &ff.pause, Duration::from_secs(30));
+            flag = Some(Flag {
+                sticky_key,
+                segments,
+            });
+            feature_flag_steps(&percentages, pause)
+        } else if let Some(rolling) = raw_strategy.rolling {
+            let path = strategy_path.key("rolling");
+            let batch = rolling.batch.unwrap_or(1);
+            if batch == 0 {
+                problems.push((path.key("batch"), "expected a batch of at least 1".into()));
+            }
+            if instances.stable.is_empty() || instances.candidate.is_empty() {
+                problems.push((
+                    path.clone(),
+                    "a rolling rollout replaces instances: list them under `instances.stable` and `instances.candidate`".into(),
+                ));
+            }
+            for (i, instance) in instances.stable.iter().enumerate() {
+                if instance.command.is_none() {
+                    problems.push((
+                        root.key("instances").key("stable").index(i).key("command"),
+                        "a rolling rollout needs each stable instance's `command`, to bring it back on rollback".into(),
+                    ));
+                }
+            }
+            let pause = duration_or(path.key("pause"), &rolling.pause, Duration::from_secs(30));
+            rolling_steps(
+                instances.stable.len(),
+                instances.candidate.len(),
+                batch.max(1),
+                pause,
+            )
+        } else {
+            match raw_strategy.canary.and_then(|c| c.steps) {
+                None => default_steps(),
+                Some(raw_steps) => {
+                    let mut steps = Vec::new();
+                    let path = strategy_path.key("canary").key("steps");
+                    if raw_steps.is_empty() {
+                        problems.push((path.clone(), "expected at least one step".into()));
+                    }
+                    for (i, step) in raw_steps.iter().enumerate() {
+                        let path = path.index(i);
+                        match (step.set_weight, &step.pause) {
+                            (Some(w), None) if (0..=100).contains(&w) => {
+                                steps.push(Step::SetWeight(w as u32))
+                            }
+                            (Some(w), None) => problems.push((
+                                path.key("set_weight"),
+                                format!("expected a weight from 0 to 100, found {w}"),
+                            )),
+                            (None, Some(pause)) => match &pause.duration {
+                                None => steps.push(Step::Pause(None)),
+                                Some(text) => match parse_duration(text) {
+                                    Ok(d) => steps.push(Step::Pause(Some(d))),
+                                    Err(e) => problems.push((path.key("pause").key("duration"), e)),
+                                },
+                            },
+                            _ => problems.push((
+                                path,
+                                "expected exactly one of `set_weight` or `pause`".into(),
+                            )),
+                        }
+                    }
+                    steps
+                }
             }
         };
+        for (path, message) in problems {
+            error(path, message);
+        }
+        let steps = with_instances(steps, &instances, scale_down_delay);
         let mut rules: Vec<Rule> = shadow_rule.into_iter().collect();
         if let Some(analysis) = raw.analysis {
             match analysis.preset.as_deref() {
@@ -708,6 +1081,22 @@ impl Spec {
                 if !judge && r.max.is_none() && r.min.is_none() {
                     error(path.clone(), "expected a bound: `max` or `min`".into());
                 }
+                if let (Some(pass), Some(max)) = (r.pass_max, r.max)
+                    && pass > max
+                {
+                    error(
+                        path.key("pass_max"),
+                        format!("expected `pass_max` at or below `max` ({max}), found {pass}"),
+                    );
+                }
+                if let (Some(pass), Some(min)) = (r.pass_min, r.min)
+                    && pass < min
+                {
+                    error(
+                        path.key("pass_min"),
+                        format!("expected `pass_min` at or above `min` ({min}), found {pass}"),
+                    );
+                }
                 let mut duration = |key: &str, text: &Option<String>, default: Duration| match text
                 {
                     None => default,
@@ -732,6 +1121,9 @@ impl Spec {
                     interval: interval.max(Duration::from_millis(100)),
                     failure_limit: r.failure_limit.unwrap_or(0),
                     consecutive_error_limit: r.consecutive_error_limit.unwrap_or(4),
+                    pass_max: r.pass_max,
+                    pass_min: r.pass_min,
+                    inconclusive_limit: r.inconclusive_limit.unwrap_or(0),
                 });
             }
         }
@@ -782,6 +1174,8 @@ impl Spec {
             steps,
             rules,
             alerts,
+            flag,
+            instances,
         })
     }
 }
@@ -842,6 +1236,80 @@ mod tests {
         );
         let error = parse("name: r\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\nstrategy:\n  blue_green: {}\n  canary: {}\n").err().unwrap_or_default();
         assert!(error.contains("strategy: expected one strategy"), "{error}");
+    }
+
+    #[test]
+    fn feature_flags_and_rolling_become_steps() {
+        let spec = parse("name: r\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\nstrategy:\n  feature_flag:\n    percentages: [10, 100]\n    pause: 2s\n    segments: [{header: X-Beta, equals: \"1\"}, {users: [alice]}]\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            spec.steps,
+            vec![
+                Step::Flag(true),
+                Step::SetWeight(10),
+                Step::Pause(Some(Duration::from_secs(2))),
+                Step::SetWeight(100),
+                Step::Flag(false),
+            ]
+        );
+        let flag = spec.flag.unwrap_or_else(|| panic!("a flag"));
+        assert_eq!(flag.sticky_key, "user");
+        assert_eq!(flag.segments.len(), 2);
+
+        let instances = "instances:\n  stable:\n    - {url: \"http://127.0.0.1:1/v1\", command: \"s0\"}\n    - {url: \"http://127.0.0.1:2/v1\", command: \"s1\"}\n  candidate:\n    - {url: \"http://127.0.0.1:3/v1\", command: \"c0\"}\n    - {url: \"http://127.0.0.1:4/v1/\", command: \"c1\", health_url: \"http://127.0.0.1:4/health\"}\n";
+        let spec = parse(&format!("name: r\ngateway: {{admin_url: \"http://x\"}}\nroute: chat\nstable: a\ncandidate: b\nstrategy:\n  rolling: {{batch: 1, pause: 1s}}\n{instances}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pause = Step::Pause(Some(Duration::from_secs(1)));
+        assert_eq!(
+            spec.steps,
+            vec![
+                Step::StartCandidate(vec![0]),
+                Step::SetWeight(50),
+                Step::StopStable(vec![0]),
+                pause,
+                Step::StartCandidate(vec![1]),
+                Step::SetWeight(100),
+                Step::StopStable(vec![1]),
+            ]
+        );
+        assert_eq!(
+            spec.instances.candidate[0].health_url,
+            "http://127.0.0.1:3/v1/models"
+        );
+        assert_eq!(spec.instances.candidate[1].url, "http://127.0.0.1:4/v1");
+
+        // A canary with instances starts the candidate first and stops stable last.
+        let spec = parse(&format!("name: r\ngateway: {{admin_url: \"http://x\"}}\nroute: chat\nstable: a\ncandidate: b\nstrategy:\n  blue_green: {{pre_promotion: 1s, post_promotion: 1s, scale_down_delay: 5s}}\n{instances}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec.steps[0], Step::StartCandidate(vec![0, 1]));
+        assert_eq!(
+            &spec.steps[spec.steps.len() - 2..],
+            &[
+                Step::Pause(Some(Duration::from_secs(5))),
+                Step::StopStable(vec![0, 1])
+            ]
+        );
+
+        let error = parse("name: r\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\nstrategy:\n  feature_flag: {percentages: [50, 20], sticky_key: cookie, segments: [{header: x}]}\n")
+            .err()
+            .unwrap_or_default();
+        for expected in [
+            "strategy.feature_flag.percentages: expected rising percentages from 1 that end at 100, found [50, 20]",
+            "strategy.feature_flag.sticky_key: expected `user` or `header:NAME`, found `cookie`",
+            "strategy.feature_flag.segments[0]: expected either `header` with `equals`",
+        ] {
+            assert!(error.contains(expected), "missing {expected:?} in\n{error}");
+        }
+        let error = parse("name: r\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\nstrategy:\n  rolling: {batch: 0}\ninstances:\n  stable: [{url: \"http://127.0.0.1:1/v1\"}]\n  candidate: [{url: \"http://127.0.0.1:3/v1\"}]\n")
+            .err()
+            .unwrap_or_default();
+        for expected in [
+            "strategy.rolling.batch: expected a batch of at least 1",
+            "instances.stable[0].command: a rolling rollout needs each stable instance's `command`",
+            "instances.candidate[0].command: expected the `command` that starts the candidate's instance",
+        ] {
+            assert!(error.contains(expected), "missing {expected:?} in\n{error}");
+        }
     }
 
     #[test]

@@ -206,6 +206,8 @@ async fn canary(
         rules: vec![rule.clone()],
         cooldown: Duration::ZERO,
         alerts: Vec::new(),
+        flag: None,
+        instances: Default::default(),
     };
     say(format!(
         "  rollout     canary {name}: 10 % → 50 % → 100 %, rolled back if {} over 10 s (≥ 20 requests)",

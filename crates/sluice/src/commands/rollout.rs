@@ -12,9 +12,12 @@ use super::{Outcome, open_store};
 use crate::cli::RolloutCommand;
 
 fn describe(state: &State) -> String {
-    let phase = match (state.phase, state.aborted) {
-        (Phase::Degraded, true) => "Degraded (aborted)".to_owned(),
-        (phase, _) => format!("{phase:?}"),
+    let phase = match (state.phase, state.aborted, state.pause_reason) {
+        (Phase::Degraded, true, _) => "Degraded (aborted)".to_owned(),
+        (Phase::Paused, _, Some(reason)) => {
+            format!("Paused ({})", format!("{reason:?}").to_lowercase())
+        }
+        (phase, _, _) => format!("{phase:?}"),
     };
     format!(
         "{phase:<19} weight {:>3} %  step {}  {}",

@@ -1,0 +1,203 @@
+//! Local processes behind a version: start one from its shell command (in its own process
+//! group, output to a log file, its id written to its pid file), wait until its health URL
+//! answers, and stop it (the group gets SIGTERM, then SIGKILL after a grace period).
+//!
+//! Starting is idempotent: an instance whose health URL already answers is taken as running,
+//! so a controller resumed after a crash does not start a second copy.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::spec::Instance;
+
+/// How long a stopped process has to exit before it is killed.
+const GRACE: Duration = Duration::from_secs(10);
+/// How often health and exit are polled.
+const POLL: Duration = Duration::from_millis(100);
+
+/// A process this controller started.
+#[derive(Debug)]
+pub struct Started {
+    /// Its process id (also its process group's).
+    pub pid: u32,
+    /// Where its output goes.
+    pub log: PathBuf,
+    /// The handle that reaps it.
+    pub child: Option<tokio::process::Child>,
+}
+
+/// Whether the instance's health URL answers 2xx.
+pub async fn healthy(client: &reqwest::Client, instance: &Instance) -> bool {
+    client
+        .get(&instance.health_url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// Starts an instance unless it is already healthy; `Ok(None)` when it was. `label` names its
+/// log file.
+pub async fn start(
+    client: &reqwest::Client,
+    instance: &Instance,
+    label: &str,
+) -> Result<Option<Started>, String> {
+    if healthy(client, instance).await {
+        info!(url = instance.url, "The instance is already up.");
+        return Ok(None);
+    }
+    let Some(command) = &instance.command else {
+        return Err(format!(
+            "{} is down and has no `command` to start it",
+            instance.url
+        ));
+    };
+    let log = std::env::temp_dir().join(format!("sluice-{label}.log"));
+    let file = std::fs::File::create(&log)
+        .map_err(|e| format!("cannot create the log file {}: {e}", log.display()))?;
+    let err = file
+        .try_clone()
+        .map_err(|e| format!("cannot open the log file {}: {e}", log.display()))?;
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+    let pid = child.id().unwrap_or(0);
+    if let Some(pid_file) = &instance.pid_file {
+        std::fs::write(pid_file, format!("{pid}\n"))
+            .map_err(|e| format!("cannot write the pid file {}: {e}", pid_file.display()))?;
+    }
+    info!(pid, command, log = %log.display(), "Instance started.");
+    let deadline = Instant::now() + instance.start_timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "`{command}` exited ({status}) before {} answered; its output is in {}",
+                instance.health_url,
+                log.display()
+            ));
+        }
+        if healthy(client, instance).await {
+            return Ok(Some(Started {
+                pid,
+                log,
+                child: Some(child),
+            }));
+        }
+        if Instant::now() > deadline {
+            stop_group(pid, Some(&mut child)).await;
+            return Err(format!(
+                "{} did not answer within {} s of starting `{command}`; its output is in {}",
+                instance.health_url,
+                instance.start_timeout.as_secs(),
+                log.display()
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The process id to stop an instance by: the one started here, else its pid file's.
+pub fn pid_of(instance: &Instance, started_here: Option<u32>) -> Option<u32> {
+    started_here.or_else(|| instance.pid_file.as_deref().and_then(read_pid))
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Stops a process group: SIGTERM, then SIGKILL after the grace period.
+pub async fn stop_group(pid: u32, mut child: Option<&mut tokio::process::Child>) {
+    if pid == 0 {
+        return;
+    }
+    signal(pid, "TERM").await;
+    let deadline = Instant::now() + GRACE;
+    loop {
+        let gone = match child.as_deref_mut() {
+            Some(child) => child.try_wait().map(|s| s.is_some()).unwrap_or(true),
+            None => !alive(pid).await,
+        };
+        if gone {
+            info!(pid, "Instance stopped.");
+            return;
+        }
+        if Instant::now() > deadline {
+            warn!(pid, "The instance ignored SIGTERM; killing it.");
+            signal(pid, "KILL").await;
+            if let Some(child) = child {
+                let _ = child.wait().await;
+            }
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Sends a signal to the process group `pid` leads, or to the process alone when it leads
+/// none.
+async fn signal(pid: u32, name: &str) {
+    let group = run_kill(&[&format!("-{name}"), "--", &format!("-{pid}")]).await;
+    if !group {
+        run_kill(&[&format!("-{name}"), &pid.to_string()]).await;
+    }
+}
+
+async fn alive(pid: u32) -> bool {
+    run_kill(&["-0", &pid.to_string()]).await
+}
+
+async fn run_kill(args: &[&str]) -> bool {
+    tokio::process::Command::new("kill")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(command: &str, health_url: &str, dir: &Path) -> Instance {
+        Instance {
+            url: "http://127.0.0.1:9/v1".into(),
+            command: Some(command.into()),
+            health_url: health_url.into(),
+            pid_file: Some(dir.join("x.pid")),
+            start_timeout: Duration::from_millis(500),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_process_that_never_gets_healthy_is_stopped_and_reported() {
+        let dir = std::env::temp_dir().join(format!("sluice-process-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let client = reqwest::Client::new();
+        let i = instance("sleep 30", "http://127.0.0.1:9/health", &dir);
+        let error = start(&client, &i, "never-healthy")
+            .await
+            .err()
+            .unwrap_or_default();
+        assert!(error.contains("did not answer within 0 s"), "{error}");
+        let pid = read_pid(&dir.join("x.pid")).unwrap_or(0);
+        assert!(pid > 0);
+        assert!(!alive(pid).await, "the process group was stopped");
+
+        let i = instance("echo broken >&2; exit 3", "http://127.0.0.1:9/health", &dir);
+        let error = start(&client, &i, "exits").await.err().unwrap_or_default();
+        assert!(error.contains("exited (exit status: 3)"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
