@@ -530,7 +530,7 @@ impl Controller {
             let Some(instance) = self.instances(side).get(i).cloned() else {
                 continue;
             };
-            let label = format!("{}-{side}-{i}", self.spec.name);
+            let label = format!("{}-{side}-{i}", self.run);
             let started = crate::process::start(&self.client, &instance, &label).await?;
             if let Some(started) = started {
                 let _ = self

@@ -96,6 +96,15 @@ fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
 }
 
 fn setup(candidate_model: &str) -> Setup {
+    setup_with(|_, sim_url| {
+        format!(
+            "      - {{name: stable, url: \"{sim_url}\", model: stable}}\n      - {{name: candidate, url: \"{sim_url}\", model: {candidate_model}}}\n"
+        )
+    })
+}
+
+/// The setup with the route's `versions` list written by `versions(dir, simulator URL)`.
+fn setup_with(versions: impl FnOnce(&Path, &str) -> String) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let sim_path = dir.path().join("sim.yaml");
     std::fs::write(&sim_path, SIM).unwrap();
@@ -104,8 +113,8 @@ fn setup(candidate_model: &str) -> Setup {
     std::fs::write(
         &gateway_config,
         format!(
-            "routes:\n  chat:\n    versions:\n      - {{name: stable, url: \"{0}\", model: stable}}\n      - {{name: candidate, url: \"{0}\", model: {candidate_model}}}\n    split: {{weights: {{stable: 100, candidate: 0}}}}\n",
-            sim.base_url
+            "routes:\n  chat:\n    versions:\n{}    split: {{weights: {{stable: 100, candidate: 0}}}}\n",
+            versions(dir.path(), &sim.base_url)
         ),
     )
     .unwrap();
@@ -205,11 +214,16 @@ impl Setup {
     }
 
     fn spec_with(&self, name: &str, strategy: &str) -> PathBuf {
+        self.spec_with_extra(name, strategy, "")
+    }
+
+    /// A spec with this strategy and more top-level YAML (`instances:`).
+    fn spec_with_extra(&self, name: &str, strategy: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.yaml"));
         std::fs::write(
             &path,
             format!(
-                "name: {name}\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n{strategy}analysis:\n  rules:\n    - {{metric: error_rate, max: 0.05, window: 10s, min_samples: 5, interval: 200ms}}\nalerts:\n  - {{type: webhook, url: \"{}\"}}\n",
+                "name: {name}\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n{strategy}analysis:\n  rules:\n    - {{metric: error_rate, max: 0.05, window: 10s, min_samples: 5, interval: 200ms}}\nalerts:\n  - {{type: webhook, url: \"{}\"}}\n{extra}",
                 self.admin, self.hook_url
             ),
         )
@@ -845,4 +859,324 @@ fn a_shadow_rollout_fails_a_candidate_that_answers_differently() {
         routes["routes"]["chat"]["shadow"].is_null(),
         "mirroring stopped: {routes:#}"
     );
+}
+
+/// One chat request through the gateway as `user`, with extra header lines; the answer's text.
+fn ask(url: &str, user: &str, headers: &str) -> String {
+    let address = url.trim_start_matches("http://").trim_end_matches("/v1");
+    let body = format!(
+        r#"{{"model":"chat","user":"{user}","messages":[{{"role":"user","content":"hi"}}]}}"#
+    );
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.0\r\nhost: {address}\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    value["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or(body)
+        .to_owned()
+}
+
+fn wait_weight(setup: &Setup, weight: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while setup.candidate_weight() != weight {
+        assert!(
+            Instant::now() < deadline,
+            "the weight never reached {weight}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const FLAG: &str = "  feature_flag:\n    percentages: [10, 50, 100]\n    pause: 2s\n    segments: [{header: x-beta, equals: \"1\"}, {users: [alice]}]\n";
+
+#[test]
+fn a_feature_flag_serves_its_segments_first_and_keeps_users_where_they_were() {
+    let setup = setup("candidate");
+    let spec = setup.spec_with("flag", FLAG);
+    let mut controller = spawn_start(&setup, &spec);
+    wait_weight(&setup, 10.0);
+    assert_eq!(ask(&setup.url, "bob", "x-beta: 1\r\n"), "candidate answer");
+    assert_eq!(ask(&setup.url, "alice", ""), "candidate answer");
+    let users: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
+    let at_10: Vec<&String> = users
+        .iter()
+        .filter(|u| ask(&setup.url, u, "") == "candidate answer")
+        .collect();
+    assert!(
+        (5..=40).contains(&at_10.len()),
+        "about 10 % of users: {}",
+        at_10.len()
+    );
+    for user in &at_10 {
+        assert_eq!(
+            ask(&setup.url, user, ""),
+            "candidate answer",
+            "{user} is sticky"
+        );
+    }
+    wait_weight(&setup, 50.0);
+    for user in &at_10 {
+        assert_eq!(
+            ask(&setup.url, user, ""),
+            "candidate answer",
+            "{user} keeps the candidate as its share grows"
+        );
+    }
+    assert_eq!(wait_exit(&mut controller), 0);
+    assert_eq!(setup.candidate_weight(), 100.0);
+    let routes = admin_get(&setup.admin, "/admin/routes");
+    assert_eq!(
+        routes["routes"]["chat"]["segments"],
+        serde_json::json!([]),
+        "the segments are off once everyone has the candidate: {routes:#}"
+    );
+    assert_eq!(routes["routes"]["chat"]["sticky_key"], "user");
+}
+
+#[test]
+fn a_failing_feature_flag_is_turned_off_for_its_segments_too() {
+    let setup = setup("broken");
+    let spec = setup.spec_with("flag-broken", FLAG);
+    let output = setup.start(&spec);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("feature-flag segments on"), "{out}");
+    assert_eq!(setup.candidate_weight(), 0.0);
+    let routes = admin_get(&setup.admin, "/admin/routes");
+    assert_eq!(routes["routes"]["chat"]["segments"], serde_json::json!([]));
+    assert_eq!(ask(&setup.url, "bob", "x-beta: 1\r\n"), "stable answer");
+    let hook = setup.wait_for_hook("rollback");
+    assert_eq!(hook["trigger"], "error_rate <= 0.05");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Instances of the simulator on fixed ports: stable ones started here (as if started before
+/// the rollout, each with its pid file), candidate ones only described (the controller starts
+/// them). Every process still up is killed when dropped.
+struct Fleet {
+    stable: Vec<(u16, PathBuf)>,
+    candidate: Vec<(u16, PathBuf)>,
+    sim: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Fleet {
+    fn new(dir: &Path, n: usize) -> Self {
+        let sim = dir.join("fleet-sim.yaml");
+        std::fs::write(&sim, SIM).unwrap();
+        let ports = |side: &str| -> Vec<(u16, PathBuf)> {
+            (0..n)
+                .map(|i| (free_port(), dir.join(format!("{side}-{i}.pid"))))
+                .collect()
+        };
+        let mut fleet = Self {
+            stable: ports("stable"),
+            candidate: ports("candidate"),
+            sim,
+            children: Vec::new(),
+        };
+        for i in 0..n {
+            let (port, pid_file) = fleet.stable[i].clone();
+            let child = sluice()
+                .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
+                .arg("--config")
+                .arg(&fleet.sim)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::fs::write(&pid_file, child.id().to_string()).unwrap();
+            fleet.children.push(child);
+            assert!(fleet.wait_up(port), "stable instance {i} did not start");
+        }
+        fleet
+    }
+
+    fn command(&self, port: u16) -> String {
+        format!(
+            "exec '{}' simulate --listen 127.0.0.1:{port} --config '{}'",
+            env!("CARGO_BIN_EXE_sluice"),
+            self.sim.display()
+        )
+    }
+
+    fn url(port: u16) -> String {
+        format!("http://127.0.0.1:{port}/v1")
+    }
+
+    fn up(port: u16) -> bool {
+        !admin_get(&format!("http://127.0.0.1:{port}"), "/v1/models").is_null()
+    }
+
+    fn wait_up(&self, port: u16) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Self::up(port) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// The route's versions: stable on its instances, the candidate (`model`) on its first.
+    fn versions(&self, model: &str) -> String {
+        let stable: Vec<String> = self
+            .stable
+            .iter()
+            .map(|(p, _)| format!("\"{}\"", Self::url(*p)))
+            .collect();
+        format!(
+            "      - {{name: stable, urls: [{}], model: stable}}\n      - {{name: candidate, url: \"{}\", model: {model}}}\n",
+            stable.join(", "),
+            Self::url(self.candidate[0].0)
+        )
+    }
+
+    fn instances(&self) -> String {
+        let list = |side: &[(u16, PathBuf)]| -> String {
+            side.iter()
+                .map(|(p, pid)| {
+                    format!(
+                        "    - {{url: \"{}\", command: \"{}\", pid_file: \"{}\"}}\n",
+                        Self::url(*p),
+                        self.command(*p).replace('"', "\\\""),
+                        pid.display()
+                    )
+                })
+                .collect()
+        };
+        format!(
+            "instances:\n  stable:\n{}  candidate:\n{}",
+            list(&self.stable),
+            list(&self.candidate)
+        )
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (_, pid_file) in self.stable.iter().chain(&self.candidate) {
+            if let Ok(pid) = std::fs::read_to_string(pid_file) {
+                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+            }
+        }
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn instance_events(setup: &Setup, name: &str) -> Vec<Value> {
+    runs_of(setup, name)
+        .into_iter()
+        .flat_map(|(_, events)| events)
+        .filter(|e| e["kind"] == "instance")
+        .collect()
+}
+
+#[test]
+fn a_rolling_rollout_replaces_every_instance_in_batches() {
+    let fleet_dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::new(fleet_dir.path(), 2);
+    let setup = setup_with(|_, _| fleet.versions("candidate"));
+    let spec = setup.spec_with_extra(
+        "rolling",
+        "  rolling: {batch: 1, pause: 1500ms}\n",
+        &fleet.instances(),
+    );
+    let output = setup.start(&spec);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("weight  50 %") && out.contains("weight 100 %"),
+        "{out}"
+    );
+    for (port, _) in &fleet.candidate {
+        assert!(Fleet::up(*port), "candidate instance on {port} serves");
+    }
+    for (port, _) in &fleet.stable {
+        assert!(!Fleet::up(*port), "stable instance on {port} was stopped");
+    }
+    let routes = admin_get(&setup.admin, "/admin/routes");
+    let urls: Vec<String> = fleet
+        .candidate
+        .iter()
+        .map(|(p, _)| Fleet::url(*p))
+        .collect();
+    assert_eq!(
+        routes["routes"]["chat"]["versions"][1]["urls"],
+        serde_json::json!(urls),
+        "{routes:#}"
+    );
+    let events = instance_events(&setup, "rolling");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["payload"]["stopped"] == true)
+            .count(),
+        2,
+        "{events:#?}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["payload"]["stopped"].is_null())
+            .count(),
+        2,
+        "{events:#?}"
+    );
+    assert_eq!(ask(&setup.url, "anyone", ""), "candidate answer");
+}
+
+#[test]
+fn a_failing_rolling_rollout_brings_the_stable_instances_back() {
+    let fleet_dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::new(fleet_dir.path(), 2);
+    let setup = setup_with(|_, _| fleet.versions("broken"));
+    let spec = setup.spec_with_extra(
+        "rolling-broken",
+        "  rolling: {batch: 1, pause: 10s}\n",
+        &fleet.instances(),
+    );
+    let output = setup.start(&spec);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("weight  50 %"), "{out}");
+    assert!(!out.contains("weight 100 %"), "{out}");
+    assert_eq!(setup.candidate_weight(), 0.0);
+    for (port, _) in &fleet.stable {
+        assert!(Fleet::up(*port), "stable instance on {port} is back");
+    }
+    assert!(
+        !Fleet::up(fleet.candidate[0].0),
+        "the candidate's instance was stopped"
+    );
+    let routes = admin_get(&setup.admin, "/admin/routes");
+    assert_eq!(
+        routes["routes"]["chat"]["versions"][0]["urls"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{routes:#}"
+    );
+    let hook = setup.wait_for_hook("rollback");
+    assert_eq!(hook["to_version"], "stable");
+    assert_eq!(ask(&setup.url, "anyone", ""), "stable answer");
 }
