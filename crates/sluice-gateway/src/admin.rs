@@ -12,7 +12,7 @@
 //! | PUT | `/admin/routes/{route}/segments/{version}` | `{"segments": [{"header", "equals"} or {"users": […]}], "sticky_key"?}`: replaces the version's feature-flag segments |
 //! | PUT | `/admin/routes/{route}/versions/{name}/upstreams` | `{"urls": […]}`: the version's instances |
 //! | GET | `/admin/routes/{route}/bucket?key=K` | the sticky bucket of `K` and its version |
-//! | GET | `/admin/windows?seconds=60` | per-version live windows |
+//! | GET | `/admin/windows?seconds=60` | per-version live windows (`&histogram=1`: with latency bins) |
 //! | POST | `/admin/reload` | re-read the config file |
 //! | GET | `/metrics` | Prometheus text |
 
@@ -124,7 +124,10 @@ pub(crate) async fn handle(
                 .unwrap_or(60);
             json_response(
                 StatusCode::OK,
-                &json!({"windows": handle.windows(Duration::from_secs(seconds))}),
+                &json!({"windows": handle.windows(
+                    Duration::from_secs(seconds),
+                    query(&request, "histogram").is_some_and(|v| v == "1" || v == "true"),
+                )}),
             )
         }
         (&Method::POST, ["admin", "reload"]) => match handle.reload() {

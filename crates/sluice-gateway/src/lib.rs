@@ -62,8 +62,12 @@ impl GatewayHandle {
     }
 
     /// Every version's figures over the last `span`.
-    pub fn windows(&self, span: Duration) -> BTreeMap<String, BTreeMap<String, WindowStats>> {
-        self.shared.metrics.windows(span)
+    pub fn windows(
+        &self,
+        span: Duration,
+        histogram: bool,
+    ) -> BTreeMap<String, BTreeMap<String, WindowStats>> {
+        self.shared.metrics.windows(span, histogram)
     }
 
     /// Replaces one route in a copy of the snapshot and swaps it in.

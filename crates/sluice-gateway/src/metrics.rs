@@ -241,6 +241,10 @@ pub struct WindowStats {
     pub shadow_rouge_l: Option<f64>,
     /// Mean embedding cosine of the shadow answers against the primary's.
     pub shadow_cosine: Option<f64>,
+    /// The latency distribution, as `[ms, count]` bins in rising order (on request only):
+    /// what a rank test between two versions needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_histogram: Option<Vec<(f64, u64)>>,
 }
 
 impl VersionMetrics {
@@ -318,8 +322,9 @@ impl VersionMetrics {
         }
     }
 
-    /// The figures of the last `span` (rounded up to whole 10-second buckets).
-    pub fn window(&self, span: Duration) -> WindowStats {
+    /// The figures of the last `span` (rounded up to whole 10-second buckets), with the
+    /// latency bins when `histogram` is set.
+    pub fn window(&self, span: Duration, histogram: bool) -> WindowStats {
         let now = self.started.elapsed().as_secs() / BUCKET.as_secs();
         let count = span.as_secs().div_ceil(BUCKET.as_secs()).max(1);
         let oldest = (now + 1).saturating_sub(count);
@@ -364,6 +369,19 @@ impl VersionMetrics {
         };
         stats.latency_p50_ms = ms(&latency, 0.5);
         stats.latency_p99_ms = ms(&latency, 0.99);
+        if histogram {
+            stats.latency_histogram = Some(
+                latency
+                    .iter_recorded()
+                    .map(|v| {
+                        (
+                            v.value_iterated_to() as f64 / 1000.0,
+                            u64::from(v.count_at_value()),
+                        )
+                    })
+                    .collect(),
+            );
+        }
         stats.ttft_p50_ms = ms(&ttft, 0.5);
         stats.ttft_p99_ms = ms(&ttft, 0.99);
         stats.feedback_count = feedback.count;
@@ -418,14 +436,18 @@ impl Metrics {
         )
     }
 
-    /// Every version's window, by route then version.
-    pub fn windows(&self, span: Duration) -> BTreeMap<String, BTreeMap<String, WindowStats>> {
+    /// Every version's window, by route then version (with latency bins when `histogram`).
+    pub fn windows(
+        &self,
+        span: Duration,
+        histogram: bool,
+    ) -> BTreeMap<String, BTreeMap<String, WindowStats>> {
         let versions = self.versions.read().unwrap_or_else(|p| p.into_inner());
         let mut out: BTreeMap<String, BTreeMap<String, WindowStats>> = BTreeMap::new();
         for ((route, version), metrics) in versions.iter() {
             out.entry(route.clone())
                 .or_default()
-                .insert(version.clone(), metrics.window(span));
+                .insert(version.clone(), metrics.window(span, histogram));
         }
         out
     }
@@ -565,7 +587,10 @@ mod tests {
             let class = if i < 5 { Class::ServerError } else { Class::Ok };
             v.record(&observation(class, 10 + i));
         }
-        let w = v.window(Duration::from_secs(60));
+        let w = v.window(Duration::from_secs(60), true);
+        let bins = w.latency_histogram.clone().unwrap_or_default();
+        assert_eq!(bins.iter().map(|(_, n)| n).sum::<u64>(), w.requests);
+        assert!(bins.windows(2).all(|b| b[0].0 < b[1].0), "{bins:?}");
         assert_eq!(w.requests, 100);
         assert!((w.error_rate - 0.05).abs() < 1e-9);
         assert!(

@@ -17,7 +17,7 @@ use sluice_store::{NewEvent, NewRun, RunFilter, RunId, RunStatus, Store};
 use tracing::{info, warn};
 
 use crate::machine::{Action, Input, Outcome, State};
-use crate::spec::{Source, Spec, two_proportion_z};
+use crate::spec::{Source, Spec, binned_median, mann_whitney_z, two_proportion_z};
 use crate::{RolloutError, alert};
 
 /// How often the controller looks at time, commands and due measurements.
@@ -680,7 +680,16 @@ impl Controller {
     }
 
     async fn windows(&self, seconds: u64) -> Result<Value, String> {
-        let url = format!("{}/admin/windows?seconds={seconds}", self.spec.admin_url);
+        self.windows_with(seconds, false).await
+    }
+
+    /// The gateway's windows, with latency bins when `histogram` is set.
+    async fn windows_with(&self, seconds: u64, histogram: bool) -> Result<Value, String> {
+        let url = format!(
+            "{}/admin/windows?seconds={seconds}{}",
+            self.spec.admin_url,
+            if histogram { "&histogram=1" } else { "" }
+        );
         let mut request = self.client.get(&url);
         if let Some(token) = &self.spec.admin_token {
             request = request.bearer_auth(token.expose());
@@ -730,6 +739,31 @@ impl Controller {
                             n_candidate as u64,
                         )
                     })
+                }),
+            Source::JudgeLatency { tolerance, .. } => self
+                .windows_with(rule.window.as_secs().max(1), true)
+                .await
+                .map_err(|e| format!("gateway unreachable: {e}"))
+                .map(|windows| {
+                    let route = &windows["windows"][&self.spec.route];
+                    let bins = |version: &str| -> Vec<(f64, u64)> {
+                        serde_json::from_value(route[version]["latency_histogram"].clone())
+                            .unwrap_or_default()
+                    };
+                    let (candidate, stable) = (bins(&self.spec.candidate), bins(&self.spec.stable));
+                    let count = |b: &[(f64, u64)]| b.iter().map(|(_, n)| n).sum::<u64>();
+                    let n_candidate = count(&candidate);
+                    if n_candidate.min(count(&stable)) < rule.min_samples {
+                        return None;
+                    }
+                    let z = mann_whitney_z(&candidate, &stable);
+                    let slower = match (binned_median(&candidate), binned_median(&stable)) {
+                        (Some(c), Some(s)) if s > 0.0 => c / s > 1.0 + tolerance,
+                        (Some(c), Some(_)) => c > 0.0,
+                        _ => false,
+                    };
+                    // A significant but immaterial slowdown counts as none.
+                    Some((if slower { z } else { z.min(0.0) }, n_candidate))
                 }),
             Source::Prometheus { url, query } => {
                 let request = self

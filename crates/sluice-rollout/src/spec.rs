@@ -247,6 +247,16 @@ pub enum Source {
         /// Confidence of the test, e.g. 0.95.
         confidence: f64,
     },
+    /// The candidate's latency against the stable version's over the same window: the
+    /// one-sided Mann-Whitney U test on the two latency distributions, as a z statistic; it
+    /// counts only when the candidate's median is also more than `tolerance` slower (a
+    /// significant but immaterial difference is a pass, in the manner of Kayenta).
+    JudgeLatency {
+        /// Confidence of the test, e.g. 0.95.
+        confidence: f64,
+        /// The median slowdown tolerated, as a fraction (0.1: 10 %).
+        tolerance: f64,
+    },
     /// A URL answering JSON; the number at a JSON pointer (`/data/error_rate`).
     Web {
         /// The URL.
@@ -485,6 +495,8 @@ struct RawRule {
     #[serde(default)]
     confidence: Option<f64>,
     #[serde(default)]
+    tolerance: Option<f64>,
+    #[serde(default)]
     max: Option<f64>,
     #[serde(default)]
     min: Option<f64>,
@@ -582,6 +594,62 @@ pub fn two_proportion_z(errors_a: f64, n_a: f64, errors_b: f64, n_b: f64) -> f64
         return 0.0;
     }
     (errors_a / n_a - errors_b / n_b) / variance.sqrt()
+}
+
+/// The one-sided Mann-Whitney U test for "a's values are larger than b's", on binned
+/// samples (`(value, count)` in any order; equal values are ties and get their mid-rank):
+/// the z statistic with the tie correction, 0 when there is nothing to compare.
+pub fn mann_whitney_z(a: &[(f64, u64)], b: &[(f64, u64)]) -> f64 {
+    let mut bins: Vec<(f64, u64, u64)> = a
+        .iter()
+        .map(|(v, n)| (*v, *n, 0))
+        .chain(b.iter().map(|(v, n)| (*v, 0, *n)))
+        .collect();
+    bins.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let (n_a, n_b) = (
+        a.iter().map(|(_, n)| *n as f64).sum::<f64>(),
+        b.iter().map(|(_, n)| *n as f64).sum::<f64>(),
+    );
+    let n = n_a + n_b;
+    if n_a == 0.0 || n_b == 0.0 {
+        return 0.0;
+    }
+    let (mut below, mut rank_sum_a, mut ties) = (0.0f64, 0.0f64, 0.0f64);
+    let mut i = 0;
+    while i < bins.len() {
+        let (mut count_a, mut count_b) = (0.0, 0.0);
+        let value = bins[i].0;
+        while i < bins.len() && bins[i].0 == value {
+            count_a += bins[i].1 as f64;
+            count_b += bins[i].2 as f64;
+            i += 1;
+        }
+        let t = count_a + count_b;
+        rank_sum_a += count_a * (below + (t + 1.0) / 2.0);
+        ties += t * t * t - t;
+        below += t;
+    }
+    let u_a = rank_sum_a - n_a * (n_a + 1.0) / 2.0;
+    let variance = n_a * n_b / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)));
+    if variance <= 0.0 {
+        return 0.0;
+    }
+    (u_a - n_a * n_b / 2.0) / variance.sqrt()
+}
+
+/// The median of binned samples.
+pub fn binned_median(bins: &[(f64, u64)]) -> Option<f64> {
+    let total: u64 = bins.iter().map(|(_, n)| n).sum();
+    let mut sorted = bins.to_vec();
+    sorted.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut seen = 0;
+    for (value, count) in sorted {
+        seen += count;
+        if seen * 2 >= total && total > 0 {
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// The default canary steps (the seed's 10, 25, 50, 100 with 30-second pauses between).
@@ -1008,7 +1076,16 @@ impl Spec {
             }
             for (i, r) in analysis.rules.iter().enumerate() {
                 let path = root.key("analysis").key("rules").index(i);
-                let judge = r.metric == "error_rate_vs_stable";
+                let judge = matches!(
+                    r.metric.as_str(),
+                    "error_rate_vs_stable" | "latency_vs_stable"
+                );
+                if !judge && (r.confidence.is_some() || r.tolerance.is_some()) {
+                    error(
+                        path.clone(),
+                        "`confidence` and `tolerance` belong to the judges `error_rate_vs_stable` and `latency_vs_stable`".into(),
+                    );
+                }
                 let source = match &r.source {
                     None if judge => {
                         let confidence = r.confidence.unwrap_or(0.95);
@@ -1023,11 +1100,32 @@ impl Spec {
                         if r.max.is_some() || r.min.is_some() {
                             error(
                                 path.clone(),
-                                "`error_rate_vs_stable` takes a `confidence`, not `max` or `min`"
-                                    .into(),
+                                format!("`{}` takes a `confidence`, not `max` or `min`", r.metric),
                             );
                         }
-                        Source::JudgeErrorRate { confidence }
+                        if r.metric == "latency_vs_stable" {
+                            let tolerance = r.tolerance.unwrap_or(0.1);
+                            if !(0.0..10.0).contains(&tolerance) {
+                                error(
+                                    path.key("tolerance"),
+                                    format!(
+                                        "expected a tolerated slowdown such as 0.1 (10 %), found {tolerance}"
+                                    ),
+                                );
+                            }
+                            Source::JudgeLatency {
+                                confidence,
+                                tolerance,
+                            }
+                        } else {
+                            if r.tolerance.is_some() {
+                                error(
+                                    path.key("tolerance"),
+                                    "`tolerance` belongs to `latency_vs_stable`".into(),
+                                );
+                            }
+                            Source::JudgeErrorRate { confidence }
+                        }
                     }
                     None => {
                         let Some((_, metric, _)) = METRICS.iter().find(|(n, _, _)| *n == r.metric)
@@ -1108,7 +1206,8 @@ impl Spec {
                 let window = duration("window", &r.window, Duration::from_secs(60));
                 let interval = duration("interval", &r.interval, Duration::from_secs(1));
                 let max = match source {
-                    Source::JudgeErrorRate { confidence } => Some(normal_quantile(confidence)),
+                    Source::JudgeErrorRate { confidence }
+                    | Source::JudgeLatency { confidence, .. } => Some(normal_quantile(confidence)),
                     _ => r.max,
                 };
                 rules.push(Rule {
@@ -1210,6 +1309,20 @@ mod tests {
         // 2 % against 1.5 %: noise.
         assert!(two_proportion_z(4.0, 200.0, 3.0, 200.0) < 1.645);
         assert_eq!(two_proportion_z(0.0, 100.0, 0.0, 100.0), 0.0);
+        // Mann-Whitney on bins: a clear shift, no shift, and all ties.
+        let fast: Vec<(f64, u64)> = (1..=20).map(|v| (f64::from(v), 5)).collect();
+        let slow: Vec<(f64, u64)> = (11..=30).map(|v| (f64::from(v), 5)).collect();
+        assert!(mann_whitney_z(&slow, &fast) > 5.0);
+        assert!(mann_whitney_z(&fast, &slow) < -5.0);
+        assert!(mann_whitney_z(&fast, &fast).abs() < 1e-9);
+        assert_eq!(mann_whitney_z(&[(5.0, 10)], &[(5.0, 10)]), 0.0);
+        assert_eq!(mann_whitney_z(&[], &fast), 0.0);
+        // Without ties, the textbook statistic: {4, 5} all above {1, 2, 3} gives U = 6, against
+        // a mean of 3 and a variance of 2·3·6/12 = 3.
+        let z = mann_whitney_z(&[(4.0, 1), (5.0, 1)], &[(1.0, 1), (2.0, 1), (3.0, 1)]);
+        assert!((z - 3.0 / 3.0f64.sqrt()).abs() < 1e-9, "{z}");
+        assert_eq!(binned_median(&fast), Some(10.0));
+        assert_eq!(binned_median(&[]), None);
         let spec = parse("name: r\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\ncooldown: 5m\nanalysis:\n  rules:\n    - {metric: error_rate_vs_stable, confidence: 0.99, min_samples: 50}\n")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(spec.cooldown, Duration::from_secs(300));

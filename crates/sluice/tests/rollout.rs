@@ -25,6 +25,7 @@ const SIM: &str = "models:
   candidate: {default: candidate answer}
   broken:
     faults: {error_rate: 1.0, error_status: 500}
+  slow: {default: candidate answer, ttft_ms: 80}
 ";
 
 /// A child process killed when dropped.
@@ -1179,4 +1180,45 @@ fn a_failing_rolling_rollout_brings_the_stable_instances_back() {
     let hook = setup.wait_for_hook("rollback");
     assert_eq!(hook["to_version"], "stable");
     assert_eq!(ask(&setup.url, "anyone", ""), "stable answer");
+}
+
+fn judged_spec(setup: &Setup, name: &str, tolerance: f64) -> PathBuf {
+    let spec = setup.dir.path().join(format!("{name}.yaml"));
+    std::fs::write(
+        &spec,
+        format!(
+            "name: {name}\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n  canary:\n    steps: [{{set_weight: 30}}, {{pause: {{duration: 3s}}}}, {{set_weight: 100}}]\nanalysis:\n  rules:\n    - {{metric: latency_vs_stable, confidence: 0.99, tolerance: {tolerance}, window: 10s, min_samples: 20, interval: 200ms}}\n",
+            setup.admin
+        ),
+    )
+    .unwrap();
+    spec
+}
+
+#[test]
+fn the_latency_judge_rolls_back_a_slower_candidate_and_passes_a_like_one() {
+    let setup = setup("slow");
+    let output = setup.start(&judged_spec(&setup, "slower", 0.1));
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("analysis failed: latency_vs_stable <= 2.32"),
+        "{out}"
+    );
+    assert_eq!(setup.candidate_weight(), 0.0);
+
+    let setup = setup_with(|_, sim| {
+        format!(
+            "      - {{name: stable, url: \"{sim}\", model: stable}}\n      - {{name: candidate, url: \"{sim}\", model: stable}}\n"
+        )
+    });
+    let output = setup.start(&judged_spec(&setup, "alike", 1.0));
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    let events = runs_of(&setup, "alike")
+        .into_iter()
+        .flat_map(|(_, events)| events)
+        .filter(|e| e["kind"] == "measurement" && e["payload"]["outcome"] == "Pass")
+        .count();
+    assert!(events > 0, "the judge measured and passed");
 }
