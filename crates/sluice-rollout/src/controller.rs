@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use sluice_store::{NewEvent, NewRun, RunFilter, RunId, RunStatus, Store};
 use tracing::{info, warn};
 
+use crate::backend::{Backend, BackendError};
 use crate::machine::{Action, Input, Outcome, State};
 use crate::spec::{Source, Spec, binned_median, mann_whitney_z, two_proportion_z};
 use crate::{RolloutError, alert};
@@ -63,7 +64,10 @@ pub struct Controller {
     spec: Spec,
     store: Store,
     run: RunId,
+    /// For metric sources and instance health checks.
     client: reqwest::Client,
+    /// The gateway.
+    backend: Backend,
     state: State,
     /// The last event read from the run's subject.
     seen: i64,
@@ -80,12 +84,31 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Starts a new rollout, or resumes the unfinished run of the same name. `source`, the
-    /// spec's YAML, is stored with a new run so that `retry` can run it again.
+    /// Starts a new rollout through the gateway's admin API (the spec's `gateway.admin_url`),
+    /// or resumes the unfinished run of the same name. `source`, the spec's YAML, is stored
+    /// with a new run so that `retry` can run it again.
     pub async fn start(
         spec: Spec,
         store: Store,
         source: Option<&str>,
+    ) -> Result<(Self, bool), RolloutError> {
+        let Some(url) = &spec.admin_url else {
+            return Err(RolloutError::Gateway(format!(
+                "rollout `{}` names no `gateway.admin_url`: give one, or run it inside the gateway with `sluice gateway --rollout SPEC`",
+                spec.name
+            )));
+        };
+        let backend =
+            Backend::admin(url, spec.admin_token.clone()).map_err(RolloutError::Gateway)?;
+        Self::start_with(spec, store, source, backend).await
+    }
+
+    /// Starts (or resumes) a rollout that steers the gateway through `backend`.
+    pub async fn start_with(
+        spec: Spec,
+        store: Store,
+        source: Option<&str>,
+        backend: Backend,
     ) -> Result<(Self, bool), RolloutError> {
         let client = reqwest::Client::builder()
             .timeout(ADMIN_TIMEOUT)
@@ -177,6 +200,7 @@ impl Controller {
             store,
             run,
             client,
+            backend,
             state,
             seen,
             pending_weight: None,
@@ -420,38 +444,33 @@ impl Controller {
         Ok(())
     }
 
-    /// A PUT to the gateway's admin API, tried three times; the error says why it failed.
-    async fn admin_put(&self, path: &str, body: Value) -> Result<(), String> {
-        let url = format!(
-            "{}/admin/routes/{}/{path}",
-            self.spec.admin_url, self.spec.route
-        );
+    /// A change to the gateway, tried three times while it is unreachable (a refusal is an
+    /// answer: trying again changes nothing).
+    async fn with_retries<F, Fut>(&self, change: F) -> Result<(), String>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), BackendError>>,
+    {
         let mut last = String::new();
         for attempt in 0..3 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            let mut request = self.client.put(&url).json(&body);
-            if let Some(token) = &self.spec.admin_token {
-                request = request.bearer_auth(token.expose());
-            }
-            match request.send().await {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) => {
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    // A refusal is an answer: trying again changes nothing.
-                    return Err(format!("the gateway refused {url} ({status}): {text}"));
-                }
-                Err(error) => last = format!("the gateway is unreachable: {error}"),
+            match change().await {
+                Ok(()) => return Ok(()),
+                Err(error @ BackendError::Refused(_)) => return Err(error.to_string()),
+                Err(error) => last = error.to_string(),
             }
         }
         Err(last)
     }
 
     async fn set_shadow(&mut self, percent: u32) {
-        let body = json!({"version": self.spec.candidate, "percent": percent});
-        match self.admin_put("shadow", body).await {
+        let (route, candidate) = (&self.spec.route, &self.spec.candidate);
+        let result = self
+            .with_retries(|| self.backend.set_shadow(route, candidate, percent))
+            .await;
+        match result {
             Ok(()) => info!(percent, route = self.spec.route, "Shadow set."),
             Err(error) => warn!(percent, error, "The shadow was not set."),
         }
@@ -462,22 +481,19 @@ impl Controller {
         let Some(flag) = &self.spec.flag else {
             return;
         };
-        let segments: Vec<Value> = if on {
-            flag.segments
-                .iter()
-                .map(|s| match s {
-                    crate::spec::FlagSegment::Header { name, equals } => {
-                        json!({"header": name, "equals": equals})
-                    }
-                    crate::spec::FlagSegment::Users(users) => json!({"users": users}),
-                })
-                .collect()
+        let segments = if on {
+            flag.segments.clone()
         } else {
             Vec::new()
         };
-        let body = json!({"segments": segments, "sticky_key": flag.sticky_key});
-        let path = format!("segments/{}", self.spec.candidate);
-        match self.admin_put(&path, body).await {
+        let (route, candidate, sticky) = (&self.spec.route, &self.spec.candidate, &flag.sticky_key);
+        let result = self
+            .with_retries(|| {
+                self.backend
+                    .set_segments(route, candidate, &segments, sticky)
+            })
+            .await;
+        match result {
             Ok(()) => info!(on, route = self.spec.route, "Feature-flag segments set."),
             Err(error) if on => self.followups.push(Input::Abort {
                 reason: format!("the feature flag could not be set: {error}"),
@@ -500,9 +516,9 @@ impl Controller {
     /// Points a version at these of its instances.
     async fn set_upstreams(&self, side: &str, indices: &[usize]) -> Result<(), String> {
         let instances = self.instances(side);
-        let urls: Vec<&str> = indices
+        let urls: Vec<String> = indices
             .iter()
-            .filter_map(|i| instances.get(*i).map(|x| x.url.as_str()))
+            .filter_map(|i| instances.get(*i).map(|x| x.url.clone()))
             .collect();
         if urls.is_empty() {
             return Ok(());
@@ -512,10 +528,10 @@ impl Controller {
         } else {
             &self.spec.candidate
         };
-        self.admin_put(
-            &format!("versions/{version}/upstreams"),
-            json!({ "urls": urls }),
-        )
+        self.with_retries(|| {
+            self.backend
+                .set_upstreams(&self.spec.route, version, urls.clone())
+        })
         .await
     }
 
@@ -650,55 +666,23 @@ impl Controller {
     }
 
     async fn set_weight(&mut self, weight: u32) {
-        let url = format!(
-            "{}/admin/routes/{}/weights",
-            self.spec.admin_url, self.spec.route
-        );
-        let mut weights = serde_json::Map::new();
-        weights.insert(self.spec.stable.clone(), json!(100 - weight));
-        weights.insert(self.spec.candidate.clone(), json!(weight));
-        let mut request = self.client.put(&url).json(&weights);
-        if let Some(token) = &self.spec.admin_token {
-            request = request.bearer_auth(token.expose());
-        }
-        match request.send().await {
-            Ok(response) if response.status().is_success() => {
+        let mut weights = BTreeMap::new();
+        weights.insert(self.spec.stable.clone(), f64::from(100 - weight));
+        weights.insert(self.spec.candidate.clone(), f64::from(weight));
+        match self.backend.set_weights(&self.spec.route, weights).await {
+            Ok(()) => {
                 self.pending_weight = None;
                 info!(weight, route = self.spec.route, "Candidate weight set.");
             }
-            Ok(response) => {
-                let status = response.status();
-                let text = response.text().await.unwrap_or_default();
-                warn!(weight, %status, text, "The gateway refused the weight; retrying.");
-                self.pending_weight = Some(weight);
-            }
             Err(error) => {
-                warn!(weight, %error, "The gateway is unreachable; retrying the weight.");
+                warn!(weight, %error, "The weight was not taken; retrying.");
                 self.pending_weight = Some(weight);
             }
         }
     }
 
     async fn windows(&self, seconds: u64) -> Result<Value, String> {
-        self.windows_with(seconds, false).await
-    }
-
-    /// The gateway's windows, with latency bins when `histogram` is set.
-    async fn windows_with(&self, seconds: u64, histogram: bool) -> Result<Value, String> {
-        let url = format!(
-            "{}/admin/windows?seconds={seconds}{}",
-            self.spec.admin_url,
-            if histogram { "&histogram=1" } else { "" }
-        );
-        let mut request = self.client.get(&url);
-        if let Some(token) = &self.spec.admin_token {
-            request = request.bearer_auth(token.expose());
-        }
-        let response = request.send().await.map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("the gateway answered {}", response.status()));
-        }
-        response.json().await.map_err(|e| e.to_string())
+        self.backend.windows(seconds, false).await
     }
 
     /// Measures one rule on the candidate's window and stores the measurement.
@@ -741,7 +725,8 @@ impl Controller {
                     })
                 }),
             Source::JudgeLatency { tolerance, .. } => self
-                .windows_with(rule.window.as_secs().max(1), true)
+                .backend
+                .windows(rule.window.as_secs().max(1), true)
                 .await
                 .map_err(|e| format!("gateway unreachable: {e}"))
                 .map(|windows| {

@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod alert;
+pub mod backend;
 pub mod controller;
 pub mod machine;
 pub mod process;

@@ -430,7 +430,7 @@ mod tests {
     fn spec(steps: Vec<Step>) -> Spec {
         Spec {
             name: "r".into(),
-            admin_url: "http://x".into(),
+            admin_url: Some("http://x".into()),
             admin_token: None,
             route: "chat".into(),
             stable: "a".into(),

@@ -11,6 +11,7 @@ pub fn runbook(spec: &Spec, run: &str) -> String {
     } else {
         ""
     };
+    let admin = spec.admin_url.as_deref().unwrap_or("http://GATEWAY-ADMIN");
     let steps: Vec<String> = spec
         .steps
         .iter()
@@ -36,7 +37,6 @@ pub fn runbook(spec: &Spec, run: &str) -> String {
    ```
 
 ",
-            admin = spec.admin_url,
             route = spec.route,
             candidate = spec.candidate,
         ));
@@ -66,7 +66,6 @@ pub fn runbook(spec: &Spec, run: &str) -> String {
 ",
             restart = restart.join("\n"),
             urls = urls.join(", "),
-            admin = spec.admin_url,
             route = spec.route,
             stable = spec.stable,
         ));
@@ -95,13 +94,7 @@ pub fn runbook(spec: &Spec, run: &str) -> String {
             Alert::PagerDuty { url, .. } => format!("- PagerDuty {url}"),
         })
         .collect();
-    let (name, route, stable, candidate, admin) = (
-        &spec.name,
-        &spec.route,
-        &spec.stable,
-        &spec.candidate,
-        &spec.admin_url,
-    );
+    let (name, route, stable, candidate) = (&spec.name, &spec.route, &spec.stable, &spec.candidate);
     format!(
         "# Runbook: rollout `{name}` (run {run})
 
@@ -168,7 +161,7 @@ mod tests {
     fn the_runbook_names_this_rollout() {
         let spec = Spec {
             name: "chat-v2".into(),
-            admin_url: "http://127.0.0.1:8081".into(),
+            admin_url: Some("http://127.0.0.1:8081".into()),
             admin_token: Some("secret".into()),
             route: "chat".into(),
             stable: "v1".into(),

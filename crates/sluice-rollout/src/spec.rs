@@ -3,6 +3,7 @@
 //! ```yaml
 //! name: chat-candidate
 //! gateway: {admin_url: "http://127.0.0.1:8081", token_env: SLUICE_ADMIN_TOKEN}
+//!                                    # (left out under `sluice gateway --rollout`)
 //! route: chat
 //! stable: stable
 //! candidate: candidate
@@ -53,8 +54,9 @@ use sluice_config::{Diagnostic, Diagnostics, Document, EnvSource, FieldPath, par
 pub struct Spec {
     /// The rollout's name.
     pub name: String,
-    /// The gateway's admin base URL.
-    pub admin_url: String,
+    /// The gateway's admin base URL; `None` when the spec runs inside `sluice gateway
+    /// --rollout`, which fills it in.
+    pub admin_url: Option<String>,
     /// The admin token, if the gateway needs one.
     pub admin_token: Option<sluice_config::Secret>,
     /// The route whose traffic moves.
@@ -333,7 +335,8 @@ pub enum Alert {
 #[serde(deny_unknown_fields)]
 struct RawSpec {
     name: String,
-    gateway: RawGateway,
+    #[serde(default)]
+    gateway: Option<RawGateway>,
     route: String,
     stable: String,
     candidate: String,
@@ -408,7 +411,8 @@ struct RawRolling {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGateway {
-    admin_url: String,
+    #[serde(default)]
+    admin_url: Option<String>,
     #[serde(default)]
     token_env: Option<String>,
 }
@@ -802,18 +806,19 @@ impl Spec {
                 ),
             );
         }
-        if !(raw.gateway.admin_url.starts_with("http://")
-            || raw.gateway.admin_url.starts_with("https://"))
+        let gateway = raw.gateway.unwrap_or(RawGateway {
+            admin_url: None,
+            token_env: None,
+        });
+        if let Some(url) = &gateway.admin_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             error(
                 root.key("gateway").key("admin_url"),
-                format!(
-                    "expected an http:// URL such as http://127.0.0.1:8081, found `{}`",
-                    raw.gateway.admin_url
-                ),
+                format!("expected an http:// URL such as http://127.0.0.1:8081, found `{url}`"),
             );
         }
-        let admin_token = match &raw.gateway.token_env {
+        let admin_token = match &gateway.token_env {
             Some(var) => {
                 let token = env
                     .var(var)
@@ -1265,7 +1270,9 @@ impl Spec {
         Ok(Spec {
             cooldown,
             name: raw.name,
-            admin_url: raw.gateway.admin_url.trim_end_matches('/').to_owned(),
+            admin_url: gateway
+                .admin_url
+                .map(|u| u.trim_end_matches('/').to_owned()),
             admin_token,
             route: raw.route,
             stable: raw.stable,

@@ -381,6 +381,11 @@ pub struct GatewayArgs {
     /// Keep no request log and open no store (feedback and stored shadow comparisons need it).
     #[arg(long)]
     pub no_store: bool,
+    /// Run this rollout spec inside the gateway (repeatable): its controller steers the routes
+    /// in process, with no admin API call between them. State is in the store as with
+    /// `sluice rollout start`, so `sluice rollout status|promote|abort` work on it.
+    #[arg(long = "rollout", value_name = "SPEC")]
+    pub rollouts: Vec<PathBuf>,
 }
 
 /// `sluice rollout …`.

@@ -1222,3 +1222,97 @@ fn the_latency_judge_rolls_back_a_slower_candidate_and_passes_a_like_one() {
         .count();
     assert!(events > 0, "the judge measured and passed");
 }
+
+#[test]
+fn a_rollout_runs_inside_the_gateway_and_rolls_back_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_path = dir.path().join("sim.yaml");
+    std::fs::write(&sim_path, SIM).unwrap();
+    let sim = Simulate::with_config(&sim_path);
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:\n  chat:\n    versions:\n      - {{name: stable, url: \"{0}\", model: stable}}\n      - {{name: candidate, url: \"{0}\", model: broken}}\n",
+            sim.base_url
+        ),
+    )
+    .unwrap();
+    let (hook_url, hooks) = receiver();
+    // No `gateway:` section: the gateway running it fills it in. The first pause lets the
+    // load generator's pre-flight request through before the candidate gets traffic.
+    let spec = dir.path().join("inproc.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: inproc\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n  canary:\n    steps: [{{pause: {{duration: 2s}}}}, {{set_weight: 50}}, {{pause: {{}}}}]\nanalysis:\n  rules:\n    - {{metric: error_rate, max: 0.05, window: 10s, min_samples: 5, interval: 200ms}}\nalerts:\n  - {{type: webhook, url: \"{hook_url}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("store.db");
+
+    // Without a gateway to steer, `sluice rollout start` says what to do.
+    let refused = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["rollout", "start"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("sluice gateway --rollout SPEC"),
+        "{}",
+        text(&refused)
+    );
+
+    let (gateway, lines) =
+        Gateway::start_with(&config, &store, &["--rollout".as_ref(), spec.as_os_str()]);
+    let _traffic = Process(
+        sluice()
+            .args(["bench", "--url", &gateway.url, "--model", "chat"])
+            .args(["--rate", "100", "--duration", "30s", "--no-stream"])
+            .args(["--input-tokens", "4", "--max-lag", "10s", "--no-write"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = lines.lock().unwrap().clone();
+        if seen
+            .iter()
+            .any(|l| l.starts_with("rollout inproc: rolled back"))
+        {
+            assert!(
+                seen.iter()
+                    .any(|l| l.contains("started run") && l.contains("in process")),
+                "{seen:#?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rollback: {seen:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let routes = admin_get(&gateway.admin, "/admin/routes");
+    assert_eq!(routes["routes"]["chat"]["versions"][1]["weight"], 0.0);
+    let status = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["rollout", "status", "inproc", "--json"])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["state"]["aborted"], true, "{status:#}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|h| h["kind"] == "rollback")
+    {
+        assert!(Instant::now() < deadline, "no rollback alert");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -7,6 +7,9 @@ use std::io::Write;
 use sluice_config::ProcessEnv;
 use sluice_gateway::GatewayServer;
 use sluice_gateway::config::GatewayConfig;
+use sluice_rollout::backend::Backend;
+use sluice_rollout::controller::Controller;
+use sluice_rollout::spec::Spec;
 use tracing::{info, warn};
 
 use super::{Outcome, open_store, shutdown_signal};
@@ -15,6 +18,16 @@ use crate::cli::GatewayArgs;
 pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outcome> {
     let config = GatewayConfig::load(&args.config, &ProcessEnv)?;
     let routes: Vec<String> = config.snapshot.routes.keys().cloned().collect();
+    // Rollout specs are checked before anything listens.
+    let mut specs = Vec::new();
+    for path in &args.rollouts {
+        let spec = Spec::load(path, &ProcessEnv)?;
+        let source = std::fs::read_to_string(path).ok();
+        specs.push((spec, source));
+    }
+    if args.no_store && !specs.is_empty() {
+        anyhow::bail!("`--rollout` keeps its state in the store; drop `--no-store`");
+    }
     let store = if args.no_store {
         None
     } else {
@@ -23,7 +36,7 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
     let server = GatewayServer::start(
         config,
         Some(args.config.clone()),
-        store,
+        store.clone(),
         args.listen,
         args.admin_listen,
     )
@@ -39,8 +52,60 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
     let _ = writeln!(stdout, "Routes: {}", routes.join(", "));
     let _ = stdout.flush();
     let handle = server.handle();
-    let reloads = tokio::spawn(reload_on_hangup(handle));
+    let admin_url = format!("http://{}", server.admin_addr());
+    let mut controllers = Vec::new();
+    for (mut spec, source) in specs {
+        if spec
+            .admin_url
+            .as_deref()
+            .is_some_and(|url| url != admin_url)
+        {
+            warn!(
+                rollout = spec.name,
+                "The spec's gateway.admin_url is ignored: the rollout steers this gateway in process."
+            );
+        }
+        spec.admin_url = Some(admin_url.clone());
+        let store = store
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("a rollout needs the store"))?;
+        let backend = Backend::InProcess(handle.clone());
+        let (controller, resumed) =
+            Controller::start_with(spec.clone(), store, source.as_deref(), backend).await?;
+        let _ = writeln!(
+            std::io::stdout(),
+            "rollout {}: {} run {} in process",
+            spec.name,
+            if resumed { "resuming" } else { "started" },
+            controller.run_id()
+        );
+        controllers.push(tokio::spawn(async move {
+            let name = spec.name.clone();
+            let result = controller
+                .run(|state| {
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "  {name}: {}",
+                        super::rollout::describe(state)
+                    );
+                })
+                .await;
+            let line = match result {
+                Ok(state) if state.aborted => {
+                    format!("rollout {name}: rolled back ({})", state.message)
+                }
+                Ok(_) => format!("rollout {name}: promoted"),
+                Err(error) => format!("rollout {name}: the controller stopped: {error}"),
+            };
+            let _ = writeln!(std::io::stdout(), "{line}");
+        }));
+    }
+    let reloads = tokio::spawn(reload_on_hangup(handle.clone()));
     shutdown_signal().await;
+    // A rollout still running is left in the store, where the next start resumes it.
+    for controller in controllers {
+        controller.abort();
+    }
     info!("Draining the gateway.");
     reloads.abort();
     server.shutdown().await;

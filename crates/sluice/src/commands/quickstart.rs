@@ -191,7 +191,7 @@ async fn canary(
     );
     let spec = sluice_rollout::spec::Spec {
         name: name.clone(),
-        admin_url,
+        admin_url: Some(admin_url),
         admin_token: None,
         route: "chat".into(),
         stable: "stable".into(),

@@ -11,7 +11,8 @@ use sluice_store::{RunFilter, Store};
 use super::{Outcome, open_store};
 use crate::cli::RolloutCommand;
 
-fn describe(state: &State) -> String {
+/// One line for a rollout's state.
+pub fn describe(state: &State) -> String {
     let phase = match (state.phase, state.aborted, state.pause_reason) {
         (Phase::Degraded, true, _) => "Degraded (aborted)".to_owned(),
         (Phase::Paused, _, Some(reason)) => {

@@ -144,6 +144,15 @@ pub struct Gateway {
 impl Gateway {
     /// Starts one on free ports with this config and store.
     pub fn start(config: &Path, store: &Path) -> Self {
+        Self::start_with(config, store, &[]).0
+    }
+
+    /// Starts one with more arguments; its later stdout lines are collected.
+    pub fn start_with(
+        config: &Path,
+        store: &Path,
+        extra: &[&std::ffi::OsStr],
+    ) -> (Self, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         let mut child = sluice()
             .arg("--store")
             .arg(store)
@@ -156,14 +165,21 @@ impl Gateway {
                 "-c",
             ])
             .arg(config)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().unwrap().unwrap();
-        std::thread::spawn(move || lines.for_each(drop));
-        Self::from_banner(child, &first)
+        let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&collected);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        (Self::from_banner(child, &first), collected)
     }
 
     /// Wraps a started gateway, reading its addresses from its first line
