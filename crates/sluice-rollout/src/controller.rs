@@ -296,6 +296,17 @@ impl Controller {
         let now = Instant::now();
         let mut due = Vec::new();
         for (i, rule) in self.spec.rules.iter().enumerate() {
+            // An analysis step's rules are measured only while that step runs.
+            if rule.step_only
+                && !self
+                    .state
+                    .analysis
+                    .as_ref()
+                    .is_some_and(|rules| rules.contains(&i))
+            {
+                self.due.remove(&i);
+                continue;
+            }
             let next = self.due.entry(i).or_insert(now);
             if *next <= now {
                 *next = now + rule.interval;

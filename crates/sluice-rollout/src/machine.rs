@@ -36,6 +36,9 @@ pub struct RuleCounts {
     /// Inconclusive measurements since the last promote or resume.
     #[serde(default)]
     pub inconclusive: u32,
+    /// Passing measurements during the current analysis step.
+    #[serde(default)]
+    pub passes: u32,
 }
 
 /// The whole state of one rollout.
@@ -70,6 +73,9 @@ pub struct State {
     /// Why the rollout is paused, when it is.
     #[serde(default)]
     pub pause_reason: Option<PauseReason>,
+    /// The rules of the analysis step running now (the steps wait until they pass).
+    #[serde(default)]
+    pub analysis: Option<Vec<usize>>,
 }
 
 /// Why a rollout waits.
@@ -100,6 +106,7 @@ impl State {
             started: BTreeSet::new(),
             stopped: BTreeSet::new(),
             pause_reason: None,
+            analysis: None,
         }
     }
 
@@ -232,7 +239,14 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
             let Some(limits) = spec.rules.get(*rule) else {
                 return (s, actions);
             };
+            let in_step = s
+                .analysis
+                .as_ref()
+                .is_some_and(|rules| rules.contains(rule));
             let counts = s.rules.entry(*rule).or_default();
+            if in_step && *outcome == Outcome::Pass {
+                counts.passes += 1;
+            }
             // Only what decides an abort is state: passes and no-data are in the measurement
             // events, not here (so a healthy rollout stores no transition per measurement).
             match outcome {
@@ -264,6 +278,16 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
             } else {
                 None
             };
+            if reason.is_none()
+                && let Some(rules) = &s.analysis
+                && rules.iter().all(|i| {
+                    let needed = spec.rules.get(*i).map_or(1, |r| r.count);
+                    s.rules.get(i).is_some_and(|c| c.passes >= needed)
+                })
+            {
+                s.analysis = None;
+                s.message = "step analysis passed".into();
+            }
             if let Some(reason) = reason {
                 abort(spec, &mut s, reason, &mut actions);
             } else if counts.inconclusive > limits.inconclusive_limit && !s.manual_pause {
@@ -278,6 +302,8 @@ pub fn next(spec: &Spec, state: &State, input: &Input) -> (State, Vec<Action>) {
             }
         }
         Input::Promote { full } => {
+            // A promote also skips an analysis step that is running.
+            s.analysis = None;
             if *full {
                 s.step = spec.steps.len();
                 s.step_pause = false;
@@ -326,6 +352,7 @@ fn abort(spec: &Spec, s: &mut State, reason: String, actions: &mut Vec<Action>) 
     s.step_pause = false;
     s.manual_pause = false;
     s.pause_until_ms = None;
+    s.analysis = None;
     s.weight = 0;
     s.message = reason.clone();
     // Traffic first, then mirroring (when the strategy mirrors), then the announcement.
@@ -360,7 +387,7 @@ fn abort(spec: &Spec, s: &mut State, reason: String, actions: &mut Vec<Action>) 
 /// has taken it, so the stored state never runs ahead of the traffic. A full promotion
 /// (`at_once`) goes straight to 100 % and Healthy.
 fn run_steps(spec: &Spec, s: &mut State, now_ms: i64, actions: &mut Vec<Action>, at_once: bool) {
-    if s.step_pause || s.manual_pause {
+    if s.step_pause || s.manual_pause || s.analysis.is_some() {
         return;
     }
     if let Some(step) = spec.steps.get(s.step) {
@@ -386,6 +413,14 @@ fn run_steps(spec: &Spec, s: &mut State, now_ms: i64, actions: &mut Vec<Action>,
                 s.started.extend(indices.iter().copied());
                 s.message = format!("starting candidate instance(s) {indices:?}");
                 actions.push(Action::StartCandidate(indices.clone()));
+                return;
+            }
+            Step::Analysis(rules) => {
+                for rule in rules {
+                    s.rules.entry(*rule).or_default().passes = 0;
+                }
+                s.analysis = Some(rules.clone());
+                s.message = "running the step's analysis".into();
                 return;
             }
             Step::StopStable(indices) => {
@@ -585,6 +620,56 @@ mod tests {
     }
 
     #[test]
+    fn an_analysis_step_waits_for_its_passes() {
+        let mut spec = spec(vec![
+            Step::SetWeight(20),
+            Step::Analysis(vec![1]),
+            Step::SetWeight(100),
+        ]);
+        spec.rules.push(Rule {
+            step_only: true,
+            count: 2,
+            ..Rule::gateway(Metric::ErrorRate, Some(0.05), None)
+        });
+        let pass = Input::Measured {
+            rule: 1,
+            outcome: Outcome::Pass,
+            detail: String::new(),
+        };
+        let (s, _) = next(&spec, &State::new(), &Input::Tick { now_ms: 0 });
+        let (s, _) = next(&spec, &s, &pass);
+        assert_eq!(
+            s.rules[&1].passes, 0,
+            "a pass before the step does not count"
+        );
+        let (s, _) = next(&spec, &s, &Input::Tick { now_ms: 0 });
+        assert_eq!(s.analysis, Some(vec![1]));
+        let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 1 });
+        assert!(a.is_empty(), "the steps wait on the analysis");
+        let (s, _) = next(&spec, &s, &pass);
+        let (s, _) = next(&spec, &s, &measured(Outcome::Pass));
+        assert!(
+            s.analysis.is_some(),
+            "another rule's pass is not this step's"
+        );
+        let (s, _) = next(&spec, &s, &pass);
+        assert_eq!(s.analysis, None, "{}", s.message);
+        let (s, a) = next(&spec, &s, &Input::Tick { now_ms: 2 });
+        assert_eq!((a, s.weight), (vec![Action::SetWeight(100)], 100));
+
+        let (s, _) = next(&spec, &State::new(), &Input::Tick { now_ms: 0 });
+        let (s, _) = next(&spec, &s, &Input::Tick { now_ms: 0 });
+        let fail = Input::Measured {
+            rule: 1,
+            outcome: Outcome::Fail,
+            detail: String::new(),
+        };
+        let (s, a) = next(&spec, &s, &fail);
+        assert!(s.aborted && s.analysis.is_none());
+        assert_eq!(a[0], Action::SetWeight(0));
+    }
+
+    #[test]
     fn inconclusive_measurements_pause_for_a_person() {
         let mut spec = spec(vec![Step::SetWeight(20), Step::SetWeight(100)]);
         spec.rules[0].pass_max = Some(0.01);
@@ -691,6 +776,9 @@ mod tests {
                             | Step::StartCandidate(_)
                             | Step::StopStable(_),
                         ) => step += 1,
+                        Some(Step::Analysis(_)) => {
+                            panic!("the property's spec has no analysis step")
+                        }
                         None if weight != 100 => weight = 100,
                         None => return (false, true, 100),
                     }

@@ -25,6 +25,14 @@ pub fn runbook(spec: &Spec, run: &str) -> String {
             Step::Flag(false) => "feature-flag segments off".to_owned(),
             Step::StartCandidate(i) => format!("start candidate instance(s) {i:?}"),
             Step::StopStable(i) => format!("stop stable instance(s) {i:?}"),
+            Step::Analysis(rules) => {
+                let names: Vec<String> = rules
+                    .iter()
+                    .filter_map(|i| spec.rules.get(*i))
+                    .map(|r| format!("`{}` ×{}", r.describe(), r.count))
+                    .collect();
+                format!("analysis until {} pass", names.join(", "))
+            }
         })
         .collect();
     let mut also = String::new();

@@ -143,6 +143,9 @@ pub enum Step {
     StartCandidate(Vec<usize>),
     /// Take these stable instances out of the stable version's upstreams and stop them.
     StopStable(Vec<usize>),
+    /// Wait until each of these rules (by index in [`Spec::rules`], measured only during
+    /// this step) has passed its `count` of measurements; a failure aborts as usual.
+    Analysis(Vec<usize>),
 }
 
 /// A metric a rule watches, read from the candidate's window.
@@ -228,6 +231,10 @@ pub struct Rule {
     /// Inconclusive measurements tolerated; one more pauses the rollout for a person to
     /// promote or abort.
     pub inconclusive_limit: u32,
+    /// Measured only while its analysis step runs (not for the whole rollout).
+    pub step_only: bool,
+    /// Passing measurements its analysis step needs.
+    pub count: u32,
 }
 
 /// Where a rule's value comes from.
@@ -284,6 +291,8 @@ impl Rule {
             pass_max: None,
             pass_min: None,
             inconclusive_limit: 0,
+            step_only: false,
+            count: 1,
         }
     }
 
@@ -472,6 +481,16 @@ struct RawStep {
     set_weight: Option<i64>,
     #[serde(default)]
     pause: Option<RawPause>,
+    #[serde(default)]
+    analysis: Option<RawStepAnalysis>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStepAnalysis {
+    rules: Vec<RawRule>,
+    #[serde(default)]
+    count: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -919,6 +938,8 @@ impl Spec {
         let mut flag = None;
         let mut scale_down_delay = Duration::ZERO;
         let mut problems: Vec<(FieldPath, String)> = Vec::new();
+        // Rules of analysis steps, indexed from 0 here; placed after the rollout's own rules.
+        let mut step_rules: Vec<Rule> = Vec::new();
         let steps = if let Some(sh) = raw_strategy.shadow {
             let path = strategy_path.key("shadow");
             let percent = sh.percent.unwrap_or(100);
@@ -1040,15 +1061,39 @@ impl Spec {
                     }
                     for (i, step) in raw_steps.iter().enumerate() {
                         let path = path.index(i);
-                        match (step.set_weight, &step.pause) {
-                            (Some(w), None) if (0..=100).contains(&w) => {
+                        match (step.set_weight, &step.pause, &step.analysis) {
+                            (Some(w), None, None) if (0..=100).contains(&w) => {
                                 steps.push(Step::SetWeight(w as u32))
                             }
-                            (Some(w), None) => problems.push((
+                            (Some(w), None, None) => problems.push((
                                 path.key("set_weight"),
                                 format!("expected a weight from 0 to 100, found {w}"),
                             )),
-                            (None, Some(pause)) => match &pause.duration {
+                            (None, None, Some(analysis)) => {
+                                let count = analysis.count.unwrap_or(3).max(1);
+                                if analysis.rules.is_empty() {
+                                    problems.push((
+                                        path.key("analysis").key("rules"),
+                                        "expected at least one rule".into(),
+                                    ));
+                                }
+                                let mut indices = Vec::new();
+                                for (j, r) in analysis.rules.iter().enumerate() {
+                                    let rpath = path.key("analysis").key("rules").index(j);
+                                    let checked =
+                                        check_rule(r, rpath, &mut |p, m| problems.push((p, m)));
+                                    if let Some(rule) = checked {
+                                        indices.push(step_rules.len());
+                                        step_rules.push(Rule {
+                                            step_only: true,
+                                            count,
+                                            ..rule
+                                        });
+                                    }
+                                }
+                                steps.push(Step::Analysis(indices));
+                            }
+                            (None, Some(pause), None) => match &pause.duration {
                                 None => steps.push(Step::Pause(None)),
                                 Some(text) => match parse_duration(text) {
                                     Ok(d) => steps.push(Step::Pause(Some(d))),
@@ -1057,7 +1102,8 @@ impl Spec {
                             },
                             _ => problems.push((
                                 path,
-                                "expected exactly one of `set_weight` or `pause`".into(),
+                                "expected exactly one of `set_weight`, `pause` or `analysis`"
+                                    .into(),
                             )),
                         }
                     }
@@ -1081,156 +1127,20 @@ impl Spec {
             }
             for (i, r) in analysis.rules.iter().enumerate() {
                 let path = root.key("analysis").key("rules").index(i);
-                let judge = matches!(
-                    r.metric.as_str(),
-                    "error_rate_vs_stable" | "latency_vs_stable"
-                );
-                if !judge && (r.confidence.is_some() || r.tolerance.is_some()) {
-                    error(
-                        path.clone(),
-                        "`confidence` and `tolerance` belong to the judges `error_rate_vs_stable` and `latency_vs_stable`".into(),
-                    );
-                }
-                let source = match &r.source {
-                    None if judge => {
-                        let confidence = r.confidence.unwrap_or(0.95);
-                        if !(0.5..1.0).contains(&confidence) {
-                            error(
-                                path.key("confidence"),
-                                format!(
-                                    "expected a confidence between 0.5 and 1, found {confidence}"
-                                ),
-                            );
-                        }
-                        if r.max.is_some() || r.min.is_some() {
-                            error(
-                                path.clone(),
-                                format!("`{}` takes a `confidence`, not `max` or `min`", r.metric),
-                            );
-                        }
-                        if r.metric == "latency_vs_stable" {
-                            let tolerance = r.tolerance.unwrap_or(0.1);
-                            if !(0.0..10.0).contains(&tolerance) {
-                                error(
-                                    path.key("tolerance"),
-                                    format!(
-                                        "expected a tolerated slowdown such as 0.1 (10 %), found {tolerance}"
-                                    ),
-                                );
-                            }
-                            Source::JudgeLatency {
-                                confidence,
-                                tolerance,
-                            }
-                        } else {
-                            if r.tolerance.is_some() {
-                                error(
-                                    path.key("tolerance"),
-                                    "`tolerance` belongs to `latency_vs_stable`".into(),
-                                );
-                            }
-                            Source::JudgeErrorRate { confidence }
-                        }
-                    }
-                    None => {
-                        let Some((_, metric, _)) = METRICS.iter().find(|(n, _, _)| *n == r.metric)
-                        else {
-                            let known: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();
-                            error(
-                                path.key("metric"),
-                                format!(
-                                    "unknown metric `{}` (known: {}; other metrics need a `source`)",
-                                    r.metric,
-                                    known.join(", ")
-                                ),
-                            );
-                            continue;
-                        };
-                        Source::Gateway(*metric)
-                    }
-                    Some(RawSource {
-                        prometheus: Some(p),
-                        web: None,
-                    }) => Source::Prometheus {
-                        url: p.url.trim_end_matches('/').to_owned(),
-                        query: p.query.clone(),
-                    },
-                    Some(RawSource {
-                        prometheus: None,
-                        web: Some(w),
-                    }) => {
-                        if !w.pointer.starts_with('/') {
-                            error(
-                                path.key("source").key("web").key("pointer"),
-                                format!(
-                                    "expected a JSON pointer such as /data/value, found `{}`",
-                                    w.pointer
-                                ),
-                            );
-                        }
-                        Source::Web {
-                            url: w.url.clone(),
-                            pointer: w.pointer.clone(),
-                        }
-                    }
-                    Some(_) => {
-                        error(
-                            path.key("source"),
-                            "expected exactly one of `prometheus` or `web`".into(),
-                        );
-                        continue;
-                    }
-                };
-                if !judge && r.max.is_none() && r.min.is_none() {
-                    error(path.clone(), "expected a bound: `max` or `min`".into());
-                }
-                if let (Some(pass), Some(max)) = (r.pass_max, r.max)
-                    && pass > max
-                {
-                    error(
-                        path.key("pass_max"),
-                        format!("expected `pass_max` at or below `max` ({max}), found {pass}"),
-                    );
-                }
-                if let (Some(pass), Some(min)) = (r.pass_min, r.min)
-                    && pass < min
-                {
-                    error(
-                        path.key("pass_min"),
-                        format!("expected `pass_min` at or above `min` ({min}), found {pass}"),
-                    );
-                }
-                let mut duration = |key: &str, text: &Option<String>, default: Duration| match text
-                {
-                    None => default,
-                    Some(t) => parse_duration(t).unwrap_or_else(|e| {
-                        error(path.key(key), e);
-                        default
-                    }),
-                };
-                let window = duration("window", &r.window, Duration::from_secs(60));
-                let interval = duration("interval", &r.interval, Duration::from_secs(1));
-                let max = match source {
-                    Source::JudgeErrorRate { confidence }
-                    | Source::JudgeLatency { confidence, .. } => Some(normal_quantile(confidence)),
-                    _ => r.max,
-                };
-                rules.push(Rule {
-                    name: r.metric.clone(),
-                    source,
-                    max,
-                    min: r.min,
-                    window,
-                    min_samples: r.min_samples.unwrap_or(1),
-                    interval: interval.max(Duration::from_millis(100)),
-                    failure_limit: r.failure_limit.unwrap_or(0),
-                    consecutive_error_limit: r.consecutive_error_limit.unwrap_or(4),
-                    pass_max: r.pass_max,
-                    pass_min: r.pass_min,
-                    inconclusive_limit: r.inconclusive_limit.unwrap_or(0),
-                });
+                rules.extend(check_rule(r, path, &mut error));
             }
         }
+        let offset = rules.len();
+        rules.extend(step_rules);
+        let steps: Vec<Step> = steps
+            .into_iter()
+            .map(|step| match step {
+                Step::Analysis(indices) => {
+                    Step::Analysis(indices.into_iter().map(|i| i + offset).collect())
+                }
+                other => other,
+            })
+            .collect();
         let mut alerts = Vec::new();
         for (i, a) in raw.alerts.iter().enumerate() {
             let path = root.key("alerts").index(i);
@@ -1284,6 +1194,161 @@ impl Spec {
             instances,
         })
     }
+}
+
+/// Checks one rule as written, reporting problems through `error`.
+fn check_rule(
+    r: &RawRule,
+    path: FieldPath,
+    error: &mut dyn FnMut(FieldPath, String),
+) -> Option<Rule> {
+    let judge = matches!(
+        r.metric.as_str(),
+        "error_rate_vs_stable" | "latency_vs_stable"
+    );
+    if !judge && (r.confidence.is_some() || r.tolerance.is_some()) {
+        error(
+            path.clone(),
+            "`confidence` and `tolerance` belong to the judges `error_rate_vs_stable` and `latency_vs_stable`".into(),
+        );
+    }
+    let source = match &r.source {
+        None if judge => {
+            let confidence = r.confidence.unwrap_or(0.95);
+            if !(0.5..1.0).contains(&confidence) {
+                error(
+                    path.key("confidence"),
+                    format!("expected a confidence between 0.5 and 1, found {confidence}"),
+                );
+            }
+            if r.max.is_some() || r.min.is_some() {
+                error(
+                    path.clone(),
+                    format!("`{}` takes a `confidence`, not `max` or `min`", r.metric),
+                );
+            }
+            if r.metric == "latency_vs_stable" {
+                let tolerance = r.tolerance.unwrap_or(0.1);
+                if !(0.0..10.0).contains(&tolerance) {
+                    error(
+                        path.key("tolerance"),
+                        format!(
+                            "expected a tolerated slowdown such as 0.1 (10 %), found {tolerance}"
+                        ),
+                    );
+                }
+                Source::JudgeLatency {
+                    confidence,
+                    tolerance,
+                }
+            } else {
+                if r.tolerance.is_some() {
+                    error(
+                        path.key("tolerance"),
+                        "`tolerance` belongs to `latency_vs_stable`".into(),
+                    );
+                }
+                Source::JudgeErrorRate { confidence }
+            }
+        }
+        None => {
+            let Some((_, metric, _)) = METRICS.iter().find(|(n, _, _)| *n == r.metric) else {
+                let known: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();
+                error(
+                    path.key("metric"),
+                    format!(
+                        "unknown metric `{}` (known: {}; other metrics need a `source`)",
+                        r.metric,
+                        known.join(", ")
+                    ),
+                );
+                return None;
+            };
+            Source::Gateway(*metric)
+        }
+        Some(RawSource {
+            prometheus: Some(p),
+            web: None,
+        }) => Source::Prometheus {
+            url: p.url.trim_end_matches('/').to_owned(),
+            query: p.query.clone(),
+        },
+        Some(RawSource {
+            prometheus: None,
+            web: Some(w),
+        }) => {
+            if !w.pointer.starts_with('/') {
+                error(
+                    path.key("source").key("web").key("pointer"),
+                    format!(
+                        "expected a JSON pointer such as /data/value, found `{}`",
+                        w.pointer
+                    ),
+                );
+            }
+            Source::Web {
+                url: w.url.clone(),
+                pointer: w.pointer.clone(),
+            }
+        }
+        Some(_) => {
+            error(
+                path.key("source"),
+                "expected exactly one of `prometheus` or `web`".into(),
+            );
+            return None;
+        }
+    };
+    if !judge && r.max.is_none() && r.min.is_none() {
+        error(path.clone(), "expected a bound: `max` or `min`".into());
+    }
+    if let (Some(pass), Some(max)) = (r.pass_max, r.max)
+        && pass > max
+    {
+        error(
+            path.key("pass_max"),
+            format!("expected `pass_max` at or below `max` ({max}), found {pass}"),
+        );
+    }
+    if let (Some(pass), Some(min)) = (r.pass_min, r.min)
+        && pass < min
+    {
+        error(
+            path.key("pass_min"),
+            format!("expected `pass_min` at or above `min` ({min}), found {pass}"),
+        );
+    }
+    let mut duration = |key: &str, text: &Option<String>, default: Duration| match text {
+        None => default,
+        Some(t) => parse_duration(t).unwrap_or_else(|e| {
+            error(path.key(key), e);
+            default
+        }),
+    };
+    let window = duration("window", &r.window, Duration::from_secs(60));
+    let interval = duration("interval", &r.interval, Duration::from_secs(1));
+    let max = match source {
+        Source::JudgeErrorRate { confidence } | Source::JudgeLatency { confidence, .. } => {
+            Some(normal_quantile(confidence))
+        }
+        _ => r.max,
+    };
+    Some(Rule {
+        name: r.metric.clone(),
+        source,
+        max,
+        min: r.min,
+        window,
+        min_samples: r.min_samples.unwrap_or(1),
+        interval: interval.max(Duration::from_millis(100)),
+        failure_limit: r.failure_limit.unwrap_or(0),
+        consecutive_error_limit: r.consecutive_error_limit.unwrap_or(4),
+        pass_max: r.pass_max,
+        pass_min: r.pass_min,
+        inconclusive_limit: r.inconclusive_limit.unwrap_or(0),
+        step_only: false,
+        count: 1,
+    })
 }
 
 #[cfg(test)]
@@ -1356,6 +1421,25 @@ mod tests {
         );
         let error = parse("name: r\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\nstrategy:\n  blue_green: {}\n  canary: {}\n").err().unwrap_or_default();
         assert!(error.contains("strategy: expected one strategy"), "{error}");
+    }
+
+    #[test]
+    fn analysis_steps_carry_their_own_rules() {
+        let spec = parse("name: r\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\nstrategy:\n  canary:\n    steps:\n      - set_weight: 20\n      - analysis: {count: 4, rules: [{metric: ttft_p99_ms, max: 900}]}\n      - set_weight: 100\nanalysis:\n  rules: [{metric: error_rate, max: 0.1}]\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec.steps[1], Step::Analysis(vec![1]));
+        assert_eq!(spec.rules.len(), 2);
+        assert!(!spec.rules[0].step_only);
+        assert!(spec.rules[1].step_only && spec.rules[1].count == 4);
+        let error = parse("name: r\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\nstrategy:\n  canary:\n    steps:\n      - analysis: {rules: [{metric: nope, max: 1}]}\n      - {set_weight: 5, analysis: {rules: []}}\n")
+            .err()
+            .unwrap_or_default();
+        for expected in [
+            "strategy.canary.steps[0].analysis.rules[0].metric: unknown metric `nope`",
+            "strategy.canary.steps[1]: expected exactly one of `set_weight`, `pause` or `analysis`",
+        ] {
+            assert!(error.contains(expected), "missing {expected:?} in\n{error}");
+        }
     }
 
     #[test]
@@ -1442,7 +1526,7 @@ mod tests {
             "candidate: the candidate must differ from the stable version `a`",
             "strategy.canary.steps[0].set_weight: expected a weight from 0 to 100, found 150",
             "strategy.canary.steps[1].pause.duration: `soon`: expected a duration",
-            "strategy.canary.steps[2]: expected exactly one of `set_weight` or `pause`",
+            "strategy.canary.steps[2]: expected exactly one of `set_weight`, `pause` or `analysis`",
             "analysis.rules[0].metric: unknown metric `eror_rate`",
             "analysis.rules[1]: expected a bound: `max` or `min`",
             "alerts[0].type: unknown alert type `sms`",

@@ -1316,3 +1316,45 @@ fn a_rollout_runs_inside_the_gateway_and_rolls_back_in_process() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn step_analysis_spec(setup: &Setup, name: &str) -> PathBuf {
+    let spec = setup.dir.path().join(format!("{name}.yaml"));
+    std::fs::write(
+        &spec,
+        format!(
+            "name: {name}\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n  canary:\n    steps:\n      - set_weight: 30\n      - analysis: {{count: 3, rules: [{{metric: error_rate, max: 0.05, window: 10s, min_samples: 5, interval: 200ms}}]}}\n      - set_weight: 100\nalerts:\n  - {{type: webhook, url: \"{}\"}}\n",
+            setup.admin, setup.hook_url
+        ),
+    )
+    .unwrap();
+    spec
+}
+
+#[test]
+fn an_analysis_step_holds_the_canary_until_its_rules_pass_and_fails_a_bad_one() {
+    let setup = setup("candidate");
+    let output = setup.start(&step_analysis_spec(&setup, "stepped"));
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("running the step's analysis") && out.contains("step analysis passed"),
+        "{out}"
+    );
+    assert_eq!(setup.candidate_weight(), 100.0);
+
+    // The spec has no rollout-wide rules: only the step's rule can catch this one.
+    let setup = setup_with(|_, sim| {
+        format!(
+            "      - {{name: stable, url: \"{sim}\", model: stable}}\n      - {{name: candidate, url: \"{sim}\", model: broken}}\n"
+        )
+    });
+    let output = setup.start(&step_analysis_spec(&setup, "stepped-broken"));
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("analysis failed: error_rate <= 0.05"), "{out}");
+    assert_eq!(setup.candidate_weight(), 0.0);
+    assert_eq!(
+        setup.wait_for_hook("rollback")["trigger"],
+        "error_rate <= 0.05"
+    );
+}
