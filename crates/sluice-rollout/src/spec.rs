@@ -1364,6 +1364,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_spec_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/rollout.yaml");
+        let spec = Spec::load(&path, &MapEnv::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(spec.steps.iter().any(|s| matches!(s, Step::Analysis(_))));
+        assert!(
+            spec.rules
+                .iter()
+                .any(|r| matches!(r.source, Source::JudgeLatency { .. }))
+        );
+    }
+
+    #[test]
     fn a_spec_with_defaults() {
         let spec = parse("name: r\ngateway: {admin_url: \"http://127.0.0.1:8081\"}\nroute: chat\nstable: a\ncandidate: b\nanalysis: {preset: default}\n")
             .unwrap_or_else(|e| panic!("{e}"));
