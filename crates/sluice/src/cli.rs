@@ -68,6 +68,9 @@ pub enum Command {
     Rollout(RolloutCommand),
     /// Send one chat request to an OpenAI-compatible endpoint and show the answer and timing.
     Chat(ChatArgs),
+    /// Check every `models/<name>/model.yaml` under the paths: exit 0 valid, 1 invalid, 2 when
+    /// a path is missing or holds no model.yaml.
+    Validate(ValidateArgs),
     /// Inspect the store.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -386,6 +389,17 @@ pub struct GatewayArgs {
     /// `sluice rollout start`, so `sluice rollout status|promote|abort` work on it.
     #[arg(long = "rollout", value_name = "SPEC")]
     pub rollouts: Vec<PathBuf>,
+}
+
+/// `sluice validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Files or directories (searched for `model.yaml`).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// `text` (file:line:column: field: message), `json`, or `github` (workflow annotations).
+    #[arg(long, default_value = "text", value_parser = ["text", "json", "github"])]
+    pub format: String,
 }
 
 /// `sluice rollout …`.

@@ -343,3 +343,69 @@ fn the_openai_python_sdk_talks_to_the_simulator() {
     );
     assert!(stdout(&output).contains("all checks passed"));
 }
+
+#[test]
+fn validate_checks_model_yaml_files_and_its_exit_code_is_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("models/chat-small");
+    std::fs::create_dir_all(&good).unwrap();
+    std::fs::write(
+        good.join("model.yaml"),
+        "name: chat-small\nversion: 1.0.0\narchitecture: llama\nresources: {memory_gb: 24, gpu_count: 1, gpu_type: L4}\n",
+    )
+    .unwrap();
+    let ok = sluice().arg("validate").arg(dir.path()).output().unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("1 model.yaml checked: 1 valid, 0 invalid")
+    );
+
+    let bad = dir.path().join("models/broken");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(
+        bad.join("model.yaml"),
+        "name: broken\nversion: one\narchitecture: llama\nresources: {memory_gb: 8, gpu_count: 4, gpu_type: L4}\n",
+    )
+    .unwrap();
+    let failed = sluice().arg("validate").arg(dir.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("broken/model.yaml:2:10: version: expected a version MAJOR.MINOR.PATCH"),
+        "{text}"
+    );
+    assert!(
+        text.contains("model.yaml:4:24: resources.memory_gb: expected at least 8 GB per GPU"),
+        "{text}"
+    );
+    let github = sluice()
+        .args(["validate", "--format", "github"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&github.stdout).contains(",line=2,col=10::version: expected"),
+        "{}",
+        String::from_utf8_lossy(&github.stdout)
+    );
+    let json = sluice()
+        .args(["validate", "--format", "json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["files"].as_array().map(Vec::len), Some(2));
+
+    let missing = sluice()
+        .arg("validate")
+        .arg(dir.path().join("nowhere"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}

@@ -9,6 +9,7 @@ mod quickstart;
 mod rollout;
 mod simulate;
 mod store;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Quickstart(args) => quickstart::run(args, &cli.global.store).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Chat(args) => chat::run(args).await,
+        Command::Validate(args) => validate::run(args),
         Command::Gateway(args) => gateway::run(args, &cli.global.store).await,
         Command::Rollout(command) => rollout::run(command, &cli.global.store).await,
         Command::Bench(args) => bench::dispatch(args.command, args.run, &cli.global.store).await,
