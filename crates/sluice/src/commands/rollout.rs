@@ -26,10 +26,15 @@ pub fn describe(state: &State) -> String {
     )
 }
 
-async fn stored_state(store: &Store, name: &str) -> anyhow::Result<(sluice_store::Run, State)> {
-    let run = controller::latest(store, name)
+/// The newest run of a rollout, or an error naming it.
+async fn latest_run(store: &Store, name: &str) -> anyhow::Result<sluice_store::Run> {
+    controller::latest(store, name)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("no rollout named `{name}` (see `sluice rollout list`)"))?;
+        .ok_or_else(|| anyhow::anyhow!("no rollout named `{name}` (see `sluice rollout list`)"))
+}
+
+async fn stored_state(store: &Store, name: &str) -> anyhow::Result<(sluice_store::Run, State)> {
+    let run = latest_run(store, name).await?;
     let events = controller::all_events(store, &run.id).await?;
     let state = events
         .iter()
@@ -70,14 +75,7 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
             drive(spec, store, source.as_deref()).await
         }
         RolloutCommand::Retry(args) => {
-            let run = controller::latest(&store, &args.name)
-                .await?
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "no rollout named `{}` (see `sluice rollout list`)",
-                        args.name
-                    )
-                })?;
+            let run = latest_run(&store, &args.name).await?;
             if run.status == sluice_store::RunStatus::Running {
                 anyhow::bail!(
                     "rollout `{}` is still running; `sluice rollout start` resumes it",
@@ -139,14 +137,7 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
             }
         }
         RolloutCommand::Runbook(args) => {
-            let run = controller::latest(&store, &args.name)
-                .await?
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "no rollout named `{}` (see `sluice rollout list`)",
-                        args.name
-                    )
-                })?;
+            let run = latest_run(&store, &args.name).await?;
             let events = controller::all_events(&store, &run.id).await?;
             let markdown = events
                 .iter()

@@ -30,6 +30,25 @@ pub fn sluice() -> Command {
     command
 }
 
+/// Spawns a server whose stdout is piped; returns it with its first line (the banner) and the
+/// rest of its lines.
+pub fn spawn_with_banner(
+    command: &mut Command,
+) -> (
+    Child,
+    String,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    (child, first, lines)
+}
+
 /// The repository's examples folder.
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
@@ -56,15 +75,11 @@ impl Simulate {
 
     /// Starts one with these `sluice simulate` arguments (on a free port).
     pub fn with_args(args: &[&str]) -> Self {
-        let mut child = sluice()
+        let mut command = sluice();
+        command
             .args(["simulate", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
+            .args(args);
+        let (child, first, lines) = spawn_with_banner(&mut command);
         let base_url = first.rsplit(' ').next().unwrap().to_owned();
         assert!(base_url.starts_with("http://127.0.0.1:"), "{first}");
         std::thread::spawn(move || lines.for_each(drop));
@@ -153,7 +168,8 @@ impl Gateway {
         store: &Path,
         extra: &[&std::ffi::OsStr],
     ) -> (Self, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-        let mut child = sluice()
+        let mut command = sluice();
+        command
             .arg("--store")
             .arg(store)
             .args([
@@ -165,13 +181,8 @@ impl Gateway {
                 "-c",
             ])
             .arg(config)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
+            .args(extra);
+        let (child, first, lines) = spawn_with_banner(&mut command);
         let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = std::sync::Arc::clone(&collected);
         std::thread::spawn(move || {
