@@ -59,6 +59,53 @@ pub enum StoreError {
         /// The parse error.
         reason: String,
     },
+    /// A PostgreSQL server that cannot be reached or refused the login.
+    #[error("cannot connect to the store at {location}: {reason}")]
+    Connect {
+        /// The URL, with any password hidden.
+        location: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A PostgreSQL query failed.
+    #[error("store query failed: {0}")]
+    Postgres(String),
+    /// An argument that breaks a rule of the store; nothing was written.
+    #[error("invalid {what}: expected {expected}")]
+    Invalid {
+        /// What was wrong, with the value.
+        what: String,
+        /// What is expected.
+        expected: String,
+    },
+    /// A version registered again.
+    #[error(
+        "{model} version {version} is already registered (versions are immutable: register a new version)"
+    )]
+    VersionExists {
+        /// Model.
+        model: String,
+        /// Version.
+        version: String,
+    },
+    /// A version that is not registered.
+    #[error("{model} has no version {version}")]
+    UnknownVersion {
+        /// Model.
+        model: String,
+        /// Version.
+        version: String,
+    },
+    /// A version that aliases still point at.
+    #[error("{model} version {version} is what {aliases} point(s) at; move or remove those aliases first (nothing was deleted)", aliases = aliases.join(", "))]
+    VersionAliased {
+        /// Model.
+        model: String,
+        /// Version.
+        version: String,
+        /// The aliases.
+        aliases: Vec<String>,
+    },
     /// The blocking worker panicked or was cancelled.
     #[error("store worker failed: {0}")]
     Worker(String),

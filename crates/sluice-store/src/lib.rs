@@ -1,14 +1,19 @@
-//! The store: the one place Sluice keeps what it has done (runs, their results, events).
+//! The store: the one place Sluice keeps what it has done (runs, their results, events) and
+//! the model registry (versions, aliases and their history, lineage).
 //!
 //! Callers hold a [`Store`] and never see SQL. Behind it sits a [`Backend`]; [`SqliteBackend`]
 //! is the default (one file, WAL, `BEGIN IMMEDIATE` for writes, a busy timeout, versioned
-//! migrations applied on open). A PostgreSQL backend implements the same trait and passes the
-//! same tests; [`StoreLocation`] is where a `postgres://` URL will select it.
+//! migrations applied on open). [`PostgresBackend`], selected by a `postgres://` URL,
+//! implements the same trait with the same numbered migrations and passes the same tests, for
+//! replicas that share one store.
 
 #![deny(unsafe_code)]
 
 mod error;
 mod model;
+mod postgres;
+mod registry;
+mod schema;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -16,7 +21,32 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use model::{Event, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus};
-pub use sqlite::{SCHEMA_VERSION, SqliteBackend};
+pub use postgres::PostgresBackend;
+pub use registry::{
+    AliasChange, AliasMove, Artifact, Deprecation, LINEAGE_KINDS, LineageLink, ModelVersion,
+    NewModelVersion, VersionUpdate,
+};
+pub use schema::SCHEMA_VERSION;
+pub use sqlite::SqliteBackend;
+
+/// Now, in unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Parses stored JSON, naming the row and column when it does not parse.
+pub(crate) fn parse_json(
+    text: &str,
+    what: impl FnOnce() -> String,
+) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::CorruptJson {
+        what: what(),
+        reason: error.to_string(),
+    })
+}
 
 /// The default store path, relative to the working directory.
 pub const DEFAULT_PATH: &str = ".sluice/sluice.db";
@@ -55,6 +85,48 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Events of one subject after sequence number `after`, oldest first.
     async fn events(&self, subject: &str, after: i64, limit: u32)
     -> Result<Vec<Event>, StoreError>;
+
+    /// Registers a version; a version is registered once ([`StoreError::VersionExists`]).
+    async fn register_version(&self, version: NewModelVersion) -> Result<ModelVersion, StoreError>;
+    /// The versions of `model` (all models when `None`), by model then registration time.
+    async fn model_versions(&self, model: Option<&str>) -> Result<Vec<ModelVersion>, StoreError>;
+    /// One version.
+    async fn model_version(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<ModelVersion>, StoreError>;
+    /// The version an alias points at.
+    async fn resolve_alias(&self, model: &str, alias: &str) -> Result<Option<String>, StoreError>;
+    /// Moves (or removes) an alias and appends the move to its history, in one transaction.
+    /// The version must be registered.
+    async fn move_alias(&self, change: AliasChange) -> Result<AliasMove, StoreError>;
+    /// The history of one model's aliases (or of one alias), oldest first.
+    async fn alias_history(
+        &self,
+        model: &str,
+        alias: Option<&str>,
+    ) -> Result<Vec<AliasMove>, StoreError>;
+    /// Changes a version's tags or deprecates it.
+    async fn update_version(
+        &self,
+        model: &str,
+        version: &str,
+        update: VersionUpdate,
+    ) -> Result<ModelVersion, StoreError>;
+    /// Deletes a version and its lineage; refused while an alias points at it. Alias history
+    /// is kept.
+    async fn delete_version(&self, model: &str, version: &str) -> Result<(), StoreError>;
+    /// Records that a run (`kind` one of [`LINEAGE_KINDS`]) used a version; idempotent.
+    async fn link_run(
+        &self,
+        model: &str,
+        version: &str,
+        kind: &str,
+        run_id: &str,
+    ) -> Result<(), StoreError>;
+    /// The runs that used a version, oldest first.
+    async fn lineage(&self, model: &str, version: &str) -> Result<Vec<LineageLink>, StoreError>;
 }
 
 /// Where the store lives.
@@ -62,6 +134,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 pub enum StoreLocation {
     /// A SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database, by URL (which may carry a password: show it with
+    /// [`StoreLocation::display`]).
+    Postgres(String),
 }
 
 impl StoreLocation {
@@ -69,17 +144,15 @@ impl StoreLocation {
     pub fn parse(text: &str) -> Result<Self, StoreError> {
         let text = text.trim();
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Err(StoreError::UnsupportedLocation {
-                location: redact_url(text),
-                reason: "this build stores in SQLite only; give a file path".to_owned(),
-            });
+            return Ok(StoreLocation::Postgres(text.to_owned()));
         }
         if let Some((scheme, _)) = text.split_once("://")
             && scheme != "sqlite"
         {
             return Err(StoreError::UnsupportedLocation {
                 location: redact_url(text),
-                reason: "expected a file path or sqlite://PATH".to_owned(),
+                reason: "expected a file path, sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+                    .to_owned(),
             });
         }
         let path = text.strip_prefix("sqlite://").unwrap_or(text);
@@ -91,10 +164,18 @@ impl StoreLocation {
         }
         Ok(StoreLocation::Sqlite(PathBuf::from(path)))
     }
+
+    /// The location as it may be shown: a file path, or a URL with its password hidden.
+    pub fn display(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(path) => path.display().to_string(),
+            StoreLocation::Postgres(url) => redact_url(url),
+        }
+    }
 }
 
 /// Hides a password in a URL before it is shown anywhere.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];
@@ -121,6 +202,7 @@ impl Store {
     pub async fn open(location: &StoreLocation) -> Result<Self, StoreError> {
         let backend: Arc<dyn Backend> = match location {
             StoreLocation::Sqlite(path) => Arc::new(SqliteBackend::open(path).await?),
+            StoreLocation::Postgres(url) => Arc::new(PostgresBackend::open(url).await?),
         };
         Ok(Self {
             backend,
@@ -165,11 +247,12 @@ mod tests {
             StoreLocation::parse("sqlite:///tmp/x.db").unwrap(),
             StoreLocation::Sqlite("/tmp/x.db".into())
         );
-        let error = StoreLocation::parse("postgres://sluice:hunter2@db/sluice")
-            .unwrap_err()
-            .to_string();
-        assert!(!error.contains("hunter2"), "{error}");
-        assert!(error.contains("postgres://sluice:***@db/sluice"), "{error}");
+        let location = StoreLocation::parse("postgres://sluice:hunter2@db/sluice").unwrap();
+        assert_eq!(
+            location,
+            StoreLocation::Postgres("postgres://sluice:hunter2@db/sluice".into())
+        );
+        assert_eq!(location.display(), "postgres://sluice:***@db/sluice");
         assert!(StoreLocation::parse("mysql://x").is_err());
         assert!(StoreLocation::parse("").is_err());
     }

@@ -3,76 +3,28 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tracing::info;
 
 use crate::model::{Event, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus};
-use crate::{Backend, StoreError};
+use crate::registry::{
+    AliasChange, AliasMove, LineageLink, ModelVersion, NewModelVersion, VERSION_COLUMNS,
+    VersionRow, VersionUpdate, aliases_by_version, check_alias, check_lineage_kind, check_names,
+    updated_tags,
+};
+use crate::schema::{Dialect, SCHEMA_VERSION, migration};
+use crate::{Backend, StoreError, now_ms, parse_json};
 
 /// How long a writer waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The migrations, in order; the schema version is the number applied. Never edit a released
-/// one: add a new one.
-const MIGRATIONS: &[&str] = &[
-    // 1: runs and the append-only event log.
-    "CREATE TABLE runs (
-        id TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        name TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('running', 'passed', 'failed', 'errored')),
-        config TEXT NOT NULL,
-        summary TEXT NOT NULL DEFAULT 'null',
-        started_at_ms INTEGER NOT NULL,
-        finished_at_ms INTEGER
-    );
-    CREATE INDEX runs_by_kind ON runs (kind, started_at_ms DESC);
-    CREATE TABLE events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        subject TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        at_ms INTEGER NOT NULL
-    );
-    CREATE INDEX events_by_subject ON events (subject, seq);",
-    // 2: per-run results (one row per eval test × prompt × provider × repeat, bench request …).
-    "CREATE TABLE run_results (
-        run_id TEXT NOT NULL REFERENCES runs (id),
-        seq INTEGER NOT NULL,
-        key TEXT NOT NULL,
-        pass INTEGER,
-        score REAL,
-        error TEXT,
-        data TEXT NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    );
-    CREATE INDEX run_results_by_key ON run_results (run_id, key);",
-];
-
-/// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// The SQLite backend.
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
     path: PathBuf,
     connection: Arc<Mutex<Connection>>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
-fn parse_json(text: &str, what: impl FnOnce() -> String) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::CorruptJson {
-        what: what(),
-        reason: error.to_string(),
-    })
 }
 
 impl SqliteBackend {
@@ -148,8 +100,9 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
             supported,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for index in current as usize..SCHEMA_VERSION as usize {
         let version = index as u32 + 1;
+        let sql = migration(index, Dialect::Sqlite).unwrap_or_default();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Another process may have migrated while we waited for the lock.
         let now: u32 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
@@ -157,7 +110,7 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
             continue;
         }
         transaction
-            .execute_batch(sql)
+            .execute_batch(&sql)
             .and_then(|()| transaction.execute_batch(&format!("PRAGMA user_version = {version}")))
             .map_err(|error| StoreError::Migration {
                 version,
@@ -208,6 +161,81 @@ fn run_from_parts(parts: RunRow) -> Result<Run, StoreError> {
         status,
         started_at_ms,
         finished_at_ms,
+    })
+}
+
+fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRow> {
+    Ok(VersionRow {
+        model: row.get(0)?,
+        version: row.get(1)?,
+        artifacts: row.get(2)?,
+        config: row.get(3)?,
+        tags: row.get(4)?,
+        commit: row.get(5)?,
+        registered_by: row.get(6)?,
+        registered_at_ms: row.get(7)?,
+        deprecated: row.get(8)?,
+        deprecated_at_ms: row.get(9)?,
+    })
+}
+
+/// Versions matching `model` (all when `None`), with their aliases.
+fn read_versions(
+    connection: &Connection,
+    model: Option<&str>,
+    version: Option<&str>,
+) -> Result<Vec<ModelVersion>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM model_versions
+         WHERE (?1 IS NULL OR model = ?1) AND (?2 IS NULL OR version = ?2)
+         ORDER BY model, registered_at_ms, version"
+    ))?;
+    let rows = statement
+        .query_map(params![model, version], version_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut aliases = connection.prepare_cached(
+        "SELECT model, alias, version FROM model_aliases WHERE (?1 IS NULL OR model = ?1)",
+    )?;
+    let mut aliases = aliases_by_version(
+        aliases
+            .query_map(params![model], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    rows.into_iter()
+        .map(|row| {
+            let names = aliases
+                .remove(&(row.model.clone(), row.version.clone()))
+                .unwrap_or_default();
+            row.into_version(names)
+        })
+        .collect()
+}
+
+fn one_version(
+    connection: &Connection,
+    model: &str,
+    version: &str,
+) -> Result<ModelVersion, StoreError> {
+    read_versions(connection, Some(model), Some(version))?
+        .pop()
+        .ok_or_else(|| StoreError::UnknownVersion {
+            model: model.to_owned(),
+            version: version.to_owned(),
+        })
+}
+
+fn alias_move(row: &rusqlite::Row<'_>) -> rusqlite::Result<AliasMove> {
+    Ok(AliasMove {
+        seq: row.get(0)?,
+        model: row.get(1)?,
+        alias: row.get(2)?,
+        from: row.get(3)?,
+        to: row.get(4)?,
+        actor: row.get(5)?,
+        reason: row.get(6)?,
+        at_ms: row.get(7)?,
     })
 }
 
@@ -436,6 +464,250 @@ impl Backend for SqliteBackend {
                 })
             })
             .collect()
+        })
+        .await
+    }
+
+    async fn register_version(&self, new: NewModelVersion) -> Result<ModelVersion, StoreError> {
+        check_names(&new.model, Some(&new.version))?;
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let exists: Option<i64> = transaction
+                .query_row(
+                    "SELECT 1 FROM model_versions WHERE model = ?1 AND version = ?2",
+                    params![new.model, new.version],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if exists.is_some() {
+                return Err(StoreError::VersionExists {
+                    model: new.model,
+                    version: new.version,
+                });
+            }
+            transaction.execute(
+                &format!("INSERT INTO model_versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL)"),
+                params![
+                    new.model,
+                    new.version,
+                    serde_json::to_string(&new.artifacts).unwrap_or_else(|_| "[]".to_owned()),
+                    new.config.to_string(),
+                    serde_json::to_string(&new.tags).unwrap_or_else(|_| "{}".to_owned()),
+                    new.commit,
+                    new.registered_by,
+                    now_ms()
+                ],
+            )?;
+            let version = one_version(&transaction, &new.model, &new.version)?;
+            transaction.commit()?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn model_versions(&self, model: Option<&str>) -> Result<Vec<ModelVersion>, StoreError> {
+        let model = model.map(str::to_owned);
+        self.with(move |connection| read_versions(connection, model.as_deref(), None))
+            .await
+    }
+
+    async fn model_version(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<ModelVersion>, StoreError> {
+        let (model, version) = (model.to_owned(), version.to_owned());
+        self.with(move |connection| {
+            Ok(read_versions(connection, Some(&model), Some(&version))?.pop())
+        })
+        .await
+    }
+
+    async fn resolve_alias(&self, model: &str, alias: &str) -> Result<Option<String>, StoreError> {
+        let (model, alias) = (model.to_owned(), alias.to_owned());
+        self.with(move |connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT version FROM model_aliases WHERE model = ?1 AND alias = ?2",
+                    params![model, alias],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn move_alias(&self, change: AliasChange) -> Result<AliasMove, StoreError> {
+        check_names(&change.model, change.version.as_deref())?;
+        check_alias(&change.alias)?;
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(version) = &change.version {
+                one_version(&transaction, &change.model, version)?;
+            }
+            let from: Option<String> = transaction
+                .query_row(
+                    "SELECT version FROM model_aliases WHERE model = ?1 AND alias = ?2",
+                    params![change.model, change.alias],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match &change.version {
+                Some(version) => transaction.execute(
+                    "INSERT INTO model_aliases (model, alias, version) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version",
+                    params![change.model, change.alias, version],
+                )?,
+                None => transaction.execute(
+                    "DELETE FROM model_aliases WHERE model = ?1 AND alias = ?2",
+                    params![change.model, change.alias],
+                )?,
+            };
+            let at_ms = now_ms();
+            transaction.execute(
+                "INSERT INTO alias_history (model, alias, from_version, to_version, actor, reason, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![change.model, change.alias, from, change.version, change.actor, change.reason, at_ms],
+            )?;
+            let seq = transaction.last_insert_rowid();
+            transaction.commit()?;
+            Ok(AliasMove {
+                seq,
+                model: change.model,
+                alias: change.alias,
+                from,
+                to: change.version,
+                actor: change.actor,
+                reason: change.reason,
+                at_ms,
+            })
+        })
+        .await
+    }
+
+    async fn alias_history(
+        &self,
+        model: &str,
+        alias: Option<&str>,
+    ) -> Result<Vec<AliasMove>, StoreError> {
+        let (model, alias) = (model.to_owned(), alias.map(str::to_owned));
+        self.with(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT seq, model, alias, from_version, to_version, actor, reason, at_ms FROM alias_history
+                 WHERE model = ?1 AND (?2 IS NULL OR alias = ?2) ORDER BY seq",
+            )?;
+            let moves = statement
+                .query_map(params![model, alias], alias_move)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(moves)
+        })
+        .await
+    }
+
+    async fn update_version(
+        &self,
+        model: &str,
+        version: &str,
+        update: VersionUpdate,
+    ) -> Result<ModelVersion, StoreError> {
+        let (model, version) = (model.to_owned(), version.to_owned());
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current = one_version(&transaction, &model, &version)?;
+            let tags = updated_tags(
+                &serde_json::to_string(&current.tags).unwrap_or_else(|_| "{}".to_owned()),
+                &update,
+            )?;
+            transaction.execute(
+                "UPDATE model_versions SET tags = ?3,
+                    deprecated = COALESCE(?4, deprecated),
+                    deprecated_at_ms = CASE WHEN ?4 IS NULL THEN deprecated_at_ms ELSE ?5 END
+                 WHERE model = ?1 AND version = ?2",
+                params![model, version, tags, update.deprecate, now_ms()],
+            )?;
+            let updated = one_version(&transaction, &model, &version)?;
+            transaction.commit()?;
+            Ok(updated)
+        })
+        .await
+    }
+
+    async fn delete_version(&self, model: &str, version: &str) -> Result<(), StoreError> {
+        let (model, version) = (model.to_owned(), version.to_owned());
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current = one_version(&transaction, &model, &version)?;
+            if !current.aliases.is_empty() {
+                return Err(StoreError::VersionAliased {
+                    model,
+                    version,
+                    aliases: current.aliases,
+                });
+            }
+            transaction.execute(
+                "DELETE FROM model_lineage WHERE model = ?1 AND version = ?2",
+                params![model, version],
+            )?;
+            transaction.execute(
+                "DELETE FROM model_versions WHERE model = ?1 AND version = ?2",
+                params![model, version],
+            )?;
+            transaction.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn link_run(
+        &self,
+        model: &str,
+        version: &str,
+        kind: &str,
+        run_id: &str,
+    ) -> Result<(), StoreError> {
+        check_lineage_kind(kind)?;
+        let (model, version, kind, run_id) = (
+            model.to_owned(),
+            version.to_owned(),
+            kind.to_owned(),
+            run_id.to_owned(),
+        );
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            one_version(&transaction, &model, &version)?;
+            transaction.execute(
+                "INSERT INTO model_lineage (model, version, kind, run_id, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO NOTHING",
+                params![model, version, kind, run_id, now_ms()],
+            )?;
+            transaction.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lineage(&self, model: &str, version: &str) -> Result<Vec<LineageLink>, StoreError> {
+        let (model, version) = (model.to_owned(), version.to_owned());
+        self.with(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT kind, run_id, at_ms FROM model_lineage WHERE model = ?1 AND version = ?2
+                 ORDER BY at_ms, kind, run_id",
+            )?;
+            let links = statement
+                .query_map(params![model, version], |row| {
+                    Ok(LineageLink {
+                        kind: row.get(0)?,
+                        run_id: row.get(1)?,
+                        at_ms: row.get(2)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(links)
         })
         .await
     }

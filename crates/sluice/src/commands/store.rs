@@ -9,15 +9,21 @@ pub async fn run(command: StoreCommand, location: &str) -> anyhow::Result<Outcom
     let store = open_store(location).await?;
     match command {
         StoreCommand::Info => {
-            let StoreLocation::Sqlite(path) = store.location();
-            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or_default();
             let runs = store
                 .list_runs(RunFilter {
                     limit: u32::MAX,
                     ..RunFilter::default()
                 })
                 .await?;
-            println!("store        {} (SQLite, {size} bytes)", path.display());
+            match store.location() {
+                StoreLocation::Sqlite(path) => {
+                    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or_default();
+                    println!("store        {} (SQLite, {size} bytes)", path.display());
+                }
+                location @ StoreLocation::Postgres(_) => {
+                    println!("store        {} (PostgreSQL)", location.display());
+                }
+            }
             println!("schema       version {}", store.schema_version().await?);
             println!("runs         {}", runs.len());
         }
