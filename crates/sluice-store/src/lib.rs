@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::StoreError;
-pub use model::{Event, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus};
+pub use model::{
+    Event, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus, utc_timestamp,
+};
 pub use postgres::PostgresBackend;
 pub use registry::{
     AliasChange, AliasMove, Artifact, Deprecation, LINEAGE_KINDS, LineageLink, ModelVersion,

@@ -29,6 +29,20 @@ impl std::fmt::Display for RunId {
     }
 }
 
+/// `YYYY-MM-DD HH:MM:SSZ` (UTC) for unix milliseconds: how times are shown.
+pub fn utc_timestamp(unix_ms: i64) -> String {
+    let (date, time) = civil_from_unix_ms(unix_ms);
+    format!(
+        "{}-{}-{} {}:{}:{}Z",
+        &date[..4],
+        &date[4..6],
+        &date[6..8],
+        &time[..2],
+        &time[2..4],
+        &time[4..6]
+    )
+}
+
 /// `YYYYMMDD` and `HHMMSS` in UTC (Howard Hinnant's days-to-civil algorithm).
 fn civil_from_unix_ms(unix_ms: i64) -> (String, String) {
     let seconds = unix_ms.div_euclid(1000);
@@ -191,5 +205,6 @@ mod tests {
             ("19700101".to_owned(), "000000".to_owned())
         );
         assert_eq!(civil_from_unix_ms(951_782_400_000).0, "20000229");
+        assert_eq!(utc_timestamp(1_795_406_465_000), "2026-11-23 04:01:05Z");
     }
 }

@@ -280,6 +280,24 @@ async fn one_version(
         })
 }
 
+async fn insert_link(
+    client: &impl GenericClient,
+    model: &str,
+    version: &str,
+    kind: &str,
+    run_id: &str,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "INSERT INTO model_lineage (model, version, kind, run_id, at_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
+            &[&model, &version, &kind, &run_id, &now_ms()],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(())
+}
+
 async fn registry_lock(client: &impl GenericClient) -> Result<(), StoreError> {
     client
         .execute("SELECT pg_advisory_xact_lock($1)", &[&REGISTRY_LOCK])
@@ -510,6 +528,9 @@ impl Backend for PostgresBackend {
 
     async fn register_version(&self, new: NewModelVersion) -> Result<ModelVersion, StoreError> {
         check_names(&new.model, Some(&new.version))?;
+        for (kind, _) in &new.lineage {
+            check_lineage_kind(kind)?;
+        }
         let mut guard = self.client().await?;
         let client = guard.as_mut().ok_or_else(|| self.lost())?;
         let transaction = client.transaction().await.map_err(pg)?;
@@ -540,6 +561,9 @@ impl Backend for PostgresBackend {
             )
             .await
             .map_err(pg)?;
+        for (kind, run_id) in &new.lineage {
+            insert_link(&transaction, &new.model, &new.version, kind, run_id).await?;
+        }
         let version = one_version(&transaction, &new.model, &new.version).await?;
         transaction.commit().await.map_err(pg)?;
         Ok(version)
@@ -734,14 +758,7 @@ impl Backend for PostgresBackend {
         let transaction = client.transaction().await.map_err(pg)?;
         registry_lock(&transaction).await?;
         one_version(&transaction, model, version).await?;
-        transaction
-            .execute(
-                "INSERT INTO model_lineage (model, version, kind, run_id, at_ms) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT DO NOTHING",
-                &[&model, &version, &kind, &run_id, &now_ms()],
-            )
-            .await
-            .map_err(pg)?;
+        insert_link(&transaction, model, version, kind, run_id).await?;
         transaction.commit().await.map_err(pg)
     }
 

@@ -38,6 +38,8 @@ pub struct NewModelVersion {
     pub commit: Option<String>,
     /// Who registered it.
     pub registered_by: String,
+    /// Runs that are its evidence, `(kind, run id)`, linked in the same transaction.
+    pub lineage: Vec<(String, String)>,
 }
 
 /// Why and when a version was deprecated.

@@ -226,6 +226,21 @@ fn one_version(
         })
 }
 
+fn insert_link(
+    connection: &Connection,
+    model: &str,
+    version: &str,
+    kind: &str,
+    run_id: &str,
+) -> Result<(), StoreError> {
+    connection.execute(
+        "INSERT INTO model_lineage (model, version, kind, run_id, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT DO NOTHING",
+        params![model, version, kind, run_id, now_ms()],
+    )?;
+    Ok(())
+}
+
 fn alias_move(row: &rusqlite::Row<'_>) -> rusqlite::Result<AliasMove> {
     Ok(AliasMove {
         seq: row.get(0)?,
@@ -470,6 +485,9 @@ impl Backend for SqliteBackend {
 
     async fn register_version(&self, new: NewModelVersion) -> Result<ModelVersion, StoreError> {
         check_names(&new.model, Some(&new.version))?;
+        for (kind, _) in &new.lineage {
+            check_lineage_kind(kind)?;
+        }
         self.with(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -499,6 +517,9 @@ impl Backend for SqliteBackend {
                     now_ms()
                 ],
             )?;
+            for (kind, run_id) in &new.lineage {
+                insert_link(&transaction, &new.model, &new.version, kind, run_id)?;
+            }
             let version = one_version(&transaction, &new.model, &new.version)?;
             transaction.commit()?;
             Ok(version)
@@ -680,11 +701,7 @@ impl Backend for SqliteBackend {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             one_version(&transaction, &model, &version)?;
-            transaction.execute(
-                "INSERT INTO model_lineage (model, version, kind, run_id, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT DO NOTHING",
-                params![model, version, kind, run_id, now_ms()],
-            )?;
+            insert_link(&transaction, &model, &version, &kind, &run_id)?;
             transaction.commit()?;
             Ok(())
         })

@@ -171,6 +171,7 @@ fn new_version(model: &str, version: &str) -> NewModelVersion {
         tags: BTreeMap::from([("team".to_owned(), "search".to_owned())]),
         commit: Some("0123abcd".into()),
         registered_by: "ci".into(),
+        lineage: Vec::new(),
     }
 }
 
@@ -628,6 +629,14 @@ async fn lineage_links_runs_to_a_version(fixture: Fixture) {
         .link_run("m", "2.0.0", "bench", bench.as_str())
         .await
         .unwrap();
+    let mut with_evidence = new_version("m", "2.1.0");
+    with_evidence.lineage = vec![("eval".into(), eval.0.clone())];
+    store.register_version(with_evidence).await.unwrap();
+    assert_eq!(store.lineage("m", "2.1.0").await.unwrap()[0].run_id, eval.0);
+    let mut bad_kind = new_version("m", "2.2.0");
+    bad_kind.lineage = vec![("evals".into(), eval.0.clone())];
+    assert!(store.register_version(bad_kind).await.is_err());
+    assert!(store.model_version("m", "2.2.0").await.unwrap().is_none());
     let lineage = store.lineage("m", "2.0.0").await.unwrap();
     let mut links = lineage
         .iter()

@@ -71,6 +71,10 @@ pub enum Command {
     /// Check every `models/<name>/model.yaml` under the paths: exit 0 valid, 1 invalid, 2 when
     /// a path is missing or holds no model.yaml.
     Validate(ValidateArgs),
+    /// The model registry: versions with artifacts (local files hashed), tags, evidence runs
+    /// and aliases with an append-only history. Exit 2 on refused input (nothing written).
+    #[command(subcommand)]
+    Registry(RegistryCommand),
     /// Inspect the store.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -563,6 +567,169 @@ pub struct ChatArgs {
     pub json: bool,
 }
 
+/// `sluice registry …`.
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Register a version (immutable: a version is registered once).
+    Register(RegisterArgs),
+    /// List models (or one model's versions) with their aliases.
+    List(RegistryListArgs),
+    /// Show one version (`MODEL/VERSION`, `MODEL@ALIAS`, or `MODEL` for its latest) with its
+    /// artifacts, tags, aliases and lineage.
+    Show(RegistryRefArgs),
+    /// Point an alias at a version, remove it, or show its history.
+    #[command(subcommand)]
+    Alias(AliasCommand),
+    /// Add, change or remove tags of a version.
+    Tag(TagArgs),
+    /// Mark a version deprecated (it stays registered; `MODEL` alone no longer picks it).
+    Deprecate(DeprecateArgs),
+    /// Delete a version and its lineage; refused while an alias points at it.
+    Delete(RegistryRefArgs),
+    /// Link a run (eval, redteam, bench, rollout) to a version as its evidence.
+    Link(LinkArgs),
+    /// Re-hash a version's local artifacts and compare them with what was registered: exit 1
+    /// when one is missing, truncated or changed.
+    Verify(RegistryRefArgs),
+}
+
+/// `sluice registry register`.
+#[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
+pub struct RegisterArgs {
+    /// Model name (a-z, 0-9, '-', '_', '.').
+    pub model: String,
+    /// Version, e.g. `1.2.0` or `gpt-4o/2024-11-20/v3` (model/provider-version/prompt-version).
+    #[arg(long)]
+    pub version: String,
+    /// An artifact: file:///PATH (hashed here), s3://, hf://ORG/REPO@REV/PATH, oci://,
+    /// https:// (recorded as given). Repeatable.
+    #[arg(long = "artifact", value_name = "URI")]
+    pub artifacts: Vec<String>,
+    /// The SHA-256 of the artifact given in the same position: checked for local files,
+    /// recorded for remote ones. Repeatable.
+    #[arg(long = "sha256", value_name = "HEX")]
+    pub sha256: Vec<String>,
+    /// The version's model.yaml, validated and stored with it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A tag, KEY=VALUE. Repeatable.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// A stored eval (or redteam, bench) run that is this version's evidence. Repeatable.
+    #[arg(long = "eval-run", value_name = "RUN_ID")]
+    pub runs: Vec<String>,
+    /// The source commit.
+    #[arg(long)]
+    pub commit: Option<String>,
+    /// Print the registered version as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice registry list`.
+#[derive(Debug, Args)]
+pub struct RegistryListArgs {
+    /// Only this model's versions.
+    pub model: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A registry command on one version.
+#[derive(Debug, Args)]
+pub struct RegistryRefArgs {
+    /// `MODEL/VERSION`, `MODEL@ALIAS` or `MODEL`.
+    pub reference: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice registry alias …`.
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Point ALIAS at VERSION (recorded in the alias history; webhooks in
+    /// SLUICE_REGISTRY_WEBHOOK are told).
+    Set(AliasSetArgs),
+    /// Remove an alias (recorded in its history).
+    Rm(AliasRmArgs),
+    /// The history of a model's aliases (or one alias), oldest first.
+    History(AliasHistoryArgs),
+}
+
+/// `sluice registry alias set`.
+#[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
+pub struct AliasSetArgs {
+    /// Model.
+    pub model: String,
+    /// Alias, e.g. `production`.
+    pub alias: String,
+    /// Version.
+    pub version: String,
+    /// Why (kept in the history).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `sluice registry alias rm`.
+#[derive(Debug, Args)]
+pub struct AliasRmArgs {
+    /// Model.
+    pub model: String,
+    /// Alias.
+    pub alias: String,
+    /// Why (kept in the history).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `sluice registry alias history`.
+#[derive(Debug, Args)]
+pub struct AliasHistoryArgs {
+    /// Model.
+    pub model: String,
+    /// Only this alias.
+    pub alias: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice registry tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// `MODEL/VERSION` or `MODEL@ALIAS`.
+    pub reference: String,
+    /// Tags to set, KEY=VALUE.
+    pub tags: Vec<String>,
+    /// A tag to remove. Repeatable.
+    #[arg(long = "remove", value_name = "KEY")]
+    pub remove: Vec<String>,
+}
+
+/// `sluice registry deprecate`.
+#[derive(Debug, Args)]
+pub struct DeprecateArgs {
+    /// `MODEL/VERSION` or `MODEL@ALIAS`.
+    pub reference: String,
+    /// Why.
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// `sluice registry link`.
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    /// `MODEL/VERSION` or `MODEL@ALIAS`.
+    pub reference: String,
+    /// The stored run's id (its kind is read from the store).
+    #[arg(long)]
+    pub run: String,
+}
+
 /// `sluice store …`.
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
@@ -584,4 +751,14 @@ pub struct RunsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

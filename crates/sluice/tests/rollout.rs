@@ -18,7 +18,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Gateway, Simulate, sluice};
+use common::{Gateway, Simulate, json_server, receiver, sluice};
 
 const SIM: &str = "models:
   stable: {default: stable answer}
@@ -50,50 +50,6 @@ struct Setup {
     admin: String,
     hooks: Arc<Mutex<Vec<Value>>>,
     hook_url: String,
-}
-
-fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let hooks = Arc::new(Mutex::new(Vec::new()));
-    let received = Arc::clone(&hooks);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut data = Vec::new();
-            let mut buffer = [0u8; 8192];
-            // Headers, then a content-length body.
-            let body = loop {
-                let n = stream.read(&mut buffer).unwrap_or(0);
-                if n == 0 {
-                    break None;
-                }
-                data.extend_from_slice(&buffer[..n]);
-                let text = String::from_utf8_lossy(&data).into_owned();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if data.len() >= end + 4 + length {
-                        break Some(data[end + 4..end + 4 + length].to_vec());
-                    }
-                }
-            };
-            if let Some(body) = body
-                && let Ok(value) = serde_json::from_slice(&body)
-            {
-                received.lock().unwrap().push(value);
-            }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (url, hooks)
 }
 
 fn setup(candidate_model: &str) -> Setup {
@@ -688,23 +644,6 @@ fn blue_green_switches_back_when_the_candidate_fails_after_the_switch() {
 }
 
 /// Serves one JSON body to every request, on a free port.
-fn json_server(body: &'static str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buffer = [0u8; 4096];
-            let _ = stream.read(&mut buffer);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    url
-}
 
 #[test]
 fn rules_read_web_and_prometheus_sources_and_unreachable_ones_are_errors() {

@@ -6,6 +6,7 @@ mod chat;
 mod eval;
 mod gateway;
 mod quickstart;
+mod registry;
 mod rollout;
 mod simulate;
 mod store;
@@ -58,6 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             None => eval::run(args.run, &cli.global.store).await,
             Some(command) => eval::stored(command, &cli.global.store).await,
         },
+        Command::Registry(command) => registry::run(command, &cli.global.store).await,
         Command::Store(command) => store::run(command, &cli.global.store).await,
     }
 }

@@ -225,3 +225,105 @@ impl Drop for Gateway {
         let _ = self.child.wait();
     }
 }
+
+/// A webhook receiver on a free loopback port: its URL, and the JSON bodies it got.
+pub fn receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let hooks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let received = std::sync::Arc::clone(&hooks);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut data = Vec::new();
+            let mut buffer = [0u8; 8192];
+            // Headers, then a content-length body.
+            let body = loop {
+                let n = stream.read(&mut buffer).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                data.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&data).into_owned();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if data.len() >= end + 4 + length {
+                        break Some(data[end + 4..end + 4 + length].to_vec());
+                    }
+                }
+            };
+            if let Some(body) = body
+                && let Ok(value) = serde_json::from_slice(&body)
+            {
+                received.lock().unwrap().push(value);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, hooks)
+}
+
+/// A server that answers every request with `body` as JSON; its base URL.
+pub fn json_server(body: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// A fresh database on the PostgreSQL server named by `SLUICE_TEST_POSTGRES`, as a store URL;
+/// `None` when none is configured (a failure when `SLUICE_REQUIRE_POSTGRES=1`).
+pub fn postgres_store() -> Option<String> {
+    let Ok(admin) = std::env::var("SLUICE_TEST_POSTGRES") else {
+        assert!(
+            std::env::var("SLUICE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "SLUICE_REQUIRE_POSTGRES=1 but SLUICE_TEST_POSTGRES is not set"
+        );
+        eprintln!("SLUICE_TEST_POSTGRES is not set: the PostgreSQL store is not tested here");
+        return None;
+    };
+    let name = format!("sluice_e2e_{:08x}", std::process::id() ^ fastrand_u32());
+    let output = Command::new("psql")
+        .arg(&admin)
+        .args(["-v", "ON_ERROR_STOP=1", "-qc"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (server, _) = admin.split('?').next().unwrap().rsplit_once('/').unwrap();
+    Some(format!("{server}/{name}"))
+}
+
+/// A random number without a random-number crate: the clock's nanoseconds.
+fn fastrand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(7))
+        .unwrap_or_default()
+}

@@ -1,0 +1,348 @@
+//! `sluice registry …`: versions, aliases and their history, tags, lineage and artifact
+//! verification, over the store.
+
+use anyhow::Context;
+use serde_json::json;
+use sluice_registry::artifact::{self, Verification};
+use sluice_registry::versions::{self, Registration};
+use sluice_registry::{ModelRef, RegistryError};
+use sluice_store::{
+    AliasChange, AliasMove, ModelVersion, RunId, Store, VersionUpdate, utc_timestamp,
+};
+
+use super::{Outcome, open_store};
+use crate::cli::{AliasCommand, RegistryCommand};
+
+pub async fn run(command: RegistryCommand, location: &str) -> anyhow::Result<Outcome> {
+    let store = open_store(location).await?;
+    match command {
+        RegistryCommand::Register(args) => {
+            if args.sha256.len() > args.artifacts.len() {
+                anyhow::bail!(
+                    "{} --sha256 given for {} --artifact: each --sha256 belongs to the artifact in the same position",
+                    args.sha256.len(),
+                    args.artifacts.len()
+                );
+            }
+            let artifacts = args
+                .artifacts
+                .iter()
+                .enumerate()
+                .map(|(i, uri)| (uri.clone(), args.sha256.get(i).cloned()))
+                .collect();
+            let version = versions::register(
+                &store,
+                Registration {
+                    model: args.model,
+                    version: args.version,
+                    artifacts,
+                    config: args.config,
+                    tags: args.tags,
+                    runs: args.runs,
+                    commit: args.commit,
+                    actor: versions::actor_from_env(),
+                },
+            )
+            .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&version)?);
+            } else {
+                println!("Registered {}/{}.", version.model, version.version);
+                print_artifacts(&version);
+            }
+        }
+        RegistryCommand::List(args) => {
+            let all = store.model_versions(args.model.as_deref()).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if all.is_empty() {
+                match args.model {
+                    Some(model) => println!("No versions of {model} are registered."),
+                    None => println!("No models are registered yet."),
+                }
+            } else {
+                println!(
+                    "{:<20} {:<24} {:<22} {:<21} STATUS",
+                    "MODEL", "VERSION", "ALIASES", "REGISTERED"
+                );
+                for v in all {
+                    println!(
+                        "{:<20} {:<24} {:<22} {:<21} {}",
+                        v.model,
+                        v.version,
+                        v.aliases.join(","),
+                        utc_timestamp(v.registered_at_ms),
+                        if v.deprecated.is_some() {
+                            "deprecated"
+                        } else {
+                            "active"
+                        }
+                    );
+                }
+            }
+        }
+        RegistryCommand::Show(args) => {
+            let version = resolve(&store, &args.reference).await?;
+            let lineage = store.lineage(&version.model, &version.version).await?;
+            if args.json {
+                let mut body = serde_json::to_value(&version)?;
+                body["lineage"] = serde_json::to_value(&lineage)?;
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                println!("model        {}", version.model);
+                println!("version      {}", version.version);
+                println!(
+                    "registered   {} by {}",
+                    utc_timestamp(version.registered_at_ms),
+                    version.registered_by
+                );
+                if let Some(commit) = &version.commit {
+                    println!("commit       {commit}");
+                }
+                if !version.aliases.is_empty() {
+                    println!("aliases      {}", version.aliases.join(", "));
+                }
+                if let Some(deprecated) = &version.deprecated {
+                    println!(
+                        "deprecated   {} ({})",
+                        utc_timestamp(deprecated.at_ms),
+                        deprecated.reason
+                    );
+                }
+                for (key, value) in &version.tags {
+                    println!("tag          {key}={value}");
+                }
+                print_artifacts(&version);
+                if lineage.is_empty() {
+                    println!("lineage      (no runs linked)");
+                }
+                for link in &lineage {
+                    println!(
+                        "lineage      {:<8} {} ({})",
+                        link.kind,
+                        link.run_id,
+                        utc_timestamp(link.at_ms)
+                    );
+                }
+            }
+        }
+        RegistryCommand::Alias(AliasCommand::Set(args)) => {
+            let moved = move_alias(
+                &store,
+                AliasChange {
+                    model: args.model,
+                    alias: args.alias,
+                    version: Some(args.version),
+                    actor: versions::actor_from_env(),
+                    reason: args.reason,
+                },
+            )
+            .await?;
+            println!("{}", versions::describe(&moved));
+        }
+        RegistryCommand::Alias(AliasCommand::Rm(args)) => {
+            if store
+                .resolve_alias(&args.model, &args.alias)
+                .await?
+                .is_none()
+            {
+                return Err(RegistryError::UnknownAlias {
+                    model: args.model,
+                    alias: args.alias,
+                }
+                .into());
+            }
+            let moved = move_alias(
+                &store,
+                AliasChange {
+                    model: args.model,
+                    alias: args.alias,
+                    version: None,
+                    actor: versions::actor_from_env(),
+                    reason: args.reason,
+                },
+            )
+            .await?;
+            println!("{}", versions::describe(&moved));
+        }
+        RegistryCommand::Alias(AliasCommand::History(args)) => {
+            let history = store
+                .alias_history(&args.model, args.alias.as_deref())
+                .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&history)?);
+            } else if history.is_empty() {
+                println!("No alias of {} has moved yet.", args.model);
+            } else {
+                println!(
+                    "{:<21} {:<14} {:<16} {:<16} {:<12} REASON",
+                    "WHEN", "ALIAS", "FROM", "TO", "BY"
+                );
+                for m in history {
+                    println!(
+                        "{:<21} {:<14} {:<16} {:<16} {:<12} {}",
+                        utc_timestamp(m.at_ms),
+                        m.alias,
+                        m.from.as_deref().unwrap_or("-"),
+                        m.to.as_deref().unwrap_or("(removed)"),
+                        m.actor,
+                        m.reason.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        RegistryCommand::Tag(args) => {
+            let version = resolve(&store, &args.reference).await?;
+            let mut problems = Vec::new();
+            let set_tags = versions::parse_tags(&args.tags, &mut problems);
+            if !problems.is_empty() {
+                return Err(RegistryError::Rejected(problems).into());
+            }
+            if set_tags.is_empty() && args.remove.is_empty() {
+                anyhow::bail!("give tags to set (KEY=VALUE) or --remove KEY");
+            }
+            let updated = store
+                .update_version(
+                    &version.model,
+                    &version.version,
+                    VersionUpdate {
+                        set_tags,
+                        remove_tags: args.remove,
+                        deprecate: None,
+                    },
+                )
+                .await?;
+            let tags = updated
+                .tags
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>();
+            println!(
+                "{}/{} tags: {}",
+                updated.model,
+                updated.version,
+                if tags.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    tags.join(", ")
+                }
+            );
+        }
+        RegistryCommand::Deprecate(args) => {
+            let version = resolve(&store, &args.reference).await?;
+            store
+                .update_version(
+                    &version.model,
+                    &version.version,
+                    VersionUpdate {
+                        deprecate: Some(args.reason.clone()),
+                        ..VersionUpdate::default()
+                    },
+                )
+                .await?;
+            println!(
+                "Deprecated {}/{}: {}",
+                version.model, version.version, args.reason
+            );
+            if !version.aliases.is_empty() {
+                eprintln!("note: {} still point(s) at it", version.aliases.join(", "));
+            }
+        }
+        RegistryCommand::Delete(args) => {
+            let reference = ModelRef::parse(&args.reference)?;
+            let sluice_registry::Selector::Version(version) = &reference.selector else {
+                anyhow::bail!(
+                    "delete takes MODEL/VERSION, not {:?}: name the exact version to delete",
+                    args.reference
+                );
+            };
+            store.delete_version(&reference.model, version).await?;
+            println!("Deleted {reference} and its lineage (alias history is kept).");
+        }
+        RegistryCommand::Link(args) => {
+            let version = resolve(&store, &args.reference).await?;
+            let run = store
+                .get_run(&RunId(args.run.clone()))
+                .await?
+                .with_context(|| format!("no run {:?} in the store", args.run))?;
+            store
+                .link_run(&version.model, &version.version, &run.kind, run.id.as_str())
+                .await?;
+            println!(
+                "Linked {} run {} to {}/{}.",
+                run.kind, run.id, version.model, version.version
+            );
+        }
+        RegistryCommand::Verify(args) => {
+            let version = resolve(&store, &args.reference).await?;
+            let artifacts = version.artifacts.clone();
+            let results = tokio::task::spawn_blocking(move || {
+                artifacts
+                    .iter()
+                    .map(|a| (a.uri.clone(), artifact::verify(a)))
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+            let bad = results
+                .iter()
+                .any(|(_, v)| !matches!(v, Verification::Intact | Verification::Remote));
+            if args.json {
+                let body = results
+                    .iter()
+                    .map(|(uri, v)| json!({"uri": uri, "result": v}))
+                    .collect::<Vec<_>>();
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                for (uri, verification) in &results {
+                    let text = match verification {
+                        Verification::Intact => "intact".to_owned(),
+                        Verification::Remote => "remote: not checked here".to_owned(),
+                        Verification::Unreadable { reason } => format!("UNREADABLE: {reason}"),
+                        Verification::Truncated {
+                            expected_size,
+                            size,
+                        } => format!("TRUNCATED: registered {expected_size} bytes, now {size}"),
+                        Verification::Changed { expected, actual } => {
+                            format!("CHANGED: registered sha256 {expected}, now {actual}")
+                        }
+                    };
+                    println!("{uri}: {text}");
+                }
+            }
+            if bad {
+                return Ok(Outcome::GateFailed);
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+async fn resolve(store: &Store, reference: &str) -> Result<ModelVersion, RegistryError> {
+    ModelRef::parse(reference)?.resolve(store).await
+}
+
+async fn move_alias(store: &Store, change: AliasChange) -> anyhow::Result<AliasMove> {
+    let (moved, failures) =
+        versions::move_alias(store, change, &versions::webhooks_from_env()).await?;
+    for failure in failures {
+        eprintln!("warning: the alias moved, but a webhook was not told: {failure}");
+    }
+    Ok(moved)
+}
+
+fn print_artifacts(version: &ModelVersion) {
+    for a in &version.artifacts {
+        let mut details = Vec::new();
+        if let Some(sha256) = &a.sha256 {
+            details.push(format!("sha256 {sha256}"));
+        }
+        if let Some(size) = a.size {
+            details.push(format!("{size} bytes"));
+        }
+        if details.is_empty() {
+            println!("artifact     {}", a.uri);
+        } else {
+            println!("artifact     {} ({})", a.uri, details.join(", "));
+        }
+    }
+}
