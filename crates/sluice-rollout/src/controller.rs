@@ -761,21 +761,9 @@ impl Controller {
                     // A significant but immaterial slowdown counts as none.
                     Some((if slower { z } else { z.min(0.0) }, n_candidate))
                 }),
-            Source::Prometheus { url, query } => {
-                let request = self
-                    .client
-                    .get(format!("{url}/api/v1/query"))
-                    .query(&[("query", query)]);
-                match request.send().await {
-                    Err(e) => Err(format!("Prometheus unreachable: {e}")),
-                    Ok(response) => match response.json::<Value>().await {
-                        Err(e) => Err(format!(
-                            "Prometheus answered something that is not JSON: {e}"
-                        )),
-                        Ok(body) => prometheus_value(&body).map(|v| v.map(|v| (v, 1))),
-                    },
-                }
-            }
+            Source::Prometheus { url, query } => prometheus_query(&self.client, url, query)
+                .await
+                .map(|v| v.map(|v| (v, 1))),
             Source::Web { url, pointer } => match self.client.get(url).send().await {
                 Err(e) => Err(format!("{url} unreachable: {e}")),
                 Ok(response) if !response.status().is_success() => {
@@ -827,6 +815,26 @@ impl Controller {
             outcome,
             detail,
         })
+    }
+}
+
+/// Runs an instant query against a Prometheus-compatible HTTP API at `url`.
+pub async fn prometheus_query(
+    client: &reqwest::Client,
+    url: &str,
+    query: &str,
+) -> Result<Option<f64>, String> {
+    let request = client
+        .get(format!("{}/api/v1/query", url.trim_end_matches('/')))
+        .query(&[("query", query)]);
+    match request.send().await {
+        Err(e) => Err(format!("Prometheus unreachable: {e}")),
+        Ok(response) => match response.json::<Value>().await {
+            Err(e) => Err(format!(
+                "Prometheus answered something that is not JSON: {e}"
+            )),
+            Ok(body) => prometheus_value(&body),
+        },
     }
 }
 

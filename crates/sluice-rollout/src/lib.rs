@@ -13,6 +13,7 @@ pub mod backend;
 pub mod controller;
 pub mod machine;
 pub mod process;
+pub mod readiness;
 pub mod runbook;
 pub mod spec;
 

@@ -71,6 +71,10 @@ pub enum Command {
     /// Check every `models/<name>/model.yaml` under the paths: exit 0 valid, 1 invalid, 2 when
     /// a path is missing or holds no model.yaml.
     Validate(ValidateArgs),
+    /// The production-readiness gate for a registered version: availability, p95 latency and
+    /// error rate over a window (from the gateway's log in the store, or Prometheus) and GPU
+    /// capacity (nvidia-smi or an inventory file). Exit 0 ready, 1 not ready, 2 usage.
+    Readiness(ReadinessArgs),
     /// The model registry: versions with artifacts (local files hashed), tags, evidence runs
     /// and aliases with an append-only history. Exit 2 on refused input (nothing written).
     #[command(subcommand)]
@@ -563,6 +567,62 @@ pub struct ChatArgs {
     #[arg(long, default_value_t = 2)]
     pub max_retries: u32,
     /// Print the generation and its timing as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice readiness`.
+#[derive(Debug, Args)]
+pub struct ReadinessArgs {
+    /// `MODEL@ALIAS`, `MODEL/VERSION` or `MODEL`.
+    pub reference: String,
+    /// The window the service levels cover.
+    #[arg(long, default_value = "1h", value_parser = sluice_config::parse_duration)]
+    pub window: std::time::Duration,
+    /// The gateway route its traffic goes through (default: the model name).
+    #[arg(long)]
+    pub route: Option<String>,
+    /// The version's name in the gateway config (default: the registered version).
+    #[arg(long)]
+    pub gateway_version: Option<String>,
+    /// Read the service levels from this Prometheus-compatible API instead of the store.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Prometheus query for availability (a fraction); default: over the gateway's metrics.
+    #[arg(long, requires = "prometheus")]
+    pub query_availability: Option<String>,
+    /// Prometheus query for p95 latency in seconds.
+    #[arg(long, requires = "prometheus")]
+    pub query_p95: Option<String>,
+    /// Prometheus query for the error rate (a fraction).
+    #[arg(long, requires = "prometheus")]
+    pub query_error_rate: Option<String>,
+    /// Prometheus query for the requests in the window.
+    #[arg(long, requires = "prometheus")]
+    pub query_requests: Option<String>,
+    /// Minimum availability, in percent.
+    #[arg(long, default_value_t = 99.9)]
+    pub min_availability: f64,
+    /// Maximum p95 latency.
+    #[arg(long, default_value = "2s", value_parser = sluice_config::parse_duration)]
+    pub max_p95: std::time::Duration,
+    /// Maximum error rate, in percent.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_error_rate: f64,
+    /// Fewer requests in the window and the service levels cannot be judged.
+    #[arg(long, default_value_t = 100)]
+    pub min_requests: u64,
+    /// Available GPUs from this YAML file (`gpus: [{type, memory_gb, count}]`) instead of
+    /// nvidia-smi.
+    #[arg(long, conflicts_with = "no_capacity")]
+    pub inventory: Option<PathBuf>,
+    /// Do not check capacity.
+    #[arg(long)]
+    pub no_capacity: bool,
+    /// Replicas to plan capacity for.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }

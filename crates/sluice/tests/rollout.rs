@@ -18,7 +18,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Gateway, Simulate, json_server, receiver, sluice};
+use common::{Gateway, Simulate, ask, json_server, receiver, sluice};
 
 const SIM: &str = "models:
   stable: {default: stable answer}
@@ -799,29 +799,6 @@ fn a_shadow_rollout_fails_a_candidate_that_answers_differently() {
         routes["routes"]["chat"]["shadow"].is_null(),
         "mirroring stopped: {routes:#}"
     );
-}
-
-/// One chat request through the gateway as `user`, with extra header lines; the answer's text.
-fn ask(url: &str, user: &str, headers: &str) -> String {
-    let address = url.trim_start_matches("http://").trim_end_matches("/v1");
-    let body = format!(
-        r#"{{"model":"chat","user":"{user}","messages":[{{"role":"user","content":"hi"}}]}}"#
-    );
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "POST /v1/chat/completions HTTP/1.0\r\nhost: {address}\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    value["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap_or(body)
-        .to_owned()
 }
 
 fn wait_weight(setup: &Setup, weight: f64) {

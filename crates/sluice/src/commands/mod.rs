@@ -6,6 +6,7 @@ mod chat;
 mod eval;
 mod gateway;
 mod quickstart;
+mod readiness;
 mod registry;
 mod rollout;
 mod simulate;
@@ -59,6 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             None => eval::run(args.run, &cli.global.store).await,
             Some(command) => eval::stored(command, &cli.global.store).await,
         },
+        Command::Readiness(args) => readiness::run(args, &cli.global.store).await,
         Command::Registry(command) => registry::run(command, &cli.global.store).await,
         Command::Store(command) => store::run(command, &cli.global.store).await,
     }

@@ -327,3 +327,27 @@ fn fastrand_u32() -> u32 {
         .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(7))
         .unwrap_or_default()
 }
+
+/// One chat request for model `chat` through a gateway at `url` (`http://ADDR/v1`) as `user`,
+/// with extra header lines; the answer's text, or the raw body when there is none.
+pub fn ask(url: &str, user: &str, headers: &str) -> String {
+    let address = url.trim_start_matches("http://").trim_end_matches("/v1");
+    let body = format!(
+        r#"{{"model":"chat","user":"{user}","messages":[{{"role":"user","content":"hi"}}]}}"#
+    );
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.0\r\nhost: {address}\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let value: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    value["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or(body)
+        .to_owned()
+}
