@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::backend::{Backend, BackendError};
 use crate::machine::{Action, Input, Outcome, State};
+use crate::registry_link::{self, RegistryLink};
 use crate::spec::{Source, Spec, binned_median, mann_whitney_z, two_proportion_z};
 use crate::{RolloutError, alert};
 
@@ -81,6 +82,8 @@ pub struct Controller {
     followups: Vec<Input>,
     /// Processes started here, by (`stable`/`candidate`, index).
     started: BTreeMap<(&'static str, usize), crate::process::Started>,
+    /// The registered model, when the spec named registry references.
+    registry: Option<RegistryLink>,
 }
 
 impl Controller {
@@ -105,7 +108,7 @@ impl Controller {
 
     /// Starts (or resumes) a rollout that steers the gateway through `backend`.
     pub async fn start_with(
-        spec: Spec,
+        mut spec: Spec,
         store: Store,
         source: Option<&str>,
         backend: Backend,
@@ -123,8 +126,19 @@ impl Controller {
             .await?
             .into_iter()
             .find(|r| r.name == spec.name);
+        let registry;
         let (run, state, actions, seen, resumed) = match running {
             Some(run) => {
+                // Registry references were resolved when the run was created: keep those.
+                registry = RegistryLink::from_config(&run.config);
+                if registry.is_some() {
+                    let stored = |key: &str| run.config[key].as_str().map(str::to_owned);
+                    if let (Some(stable), Some(candidate)) = (stored("stable"), stored("candidate"))
+                    {
+                        spec.stable = stable;
+                        spec.candidate = candidate;
+                    }
+                }
                 let events = all_events(&store, &run.id).await?;
                 let last = events.iter().rev().find(|e| e.kind == "state");
                 let (state, mut actions, input) = match last {
@@ -156,6 +170,7 @@ impl Controller {
                 if !spec.cooldown.is_zero() {
                     cooling_down(&store, &spec).await?;
                 }
+                registry = registry_link::resolve(&mut spec, &store).await?;
                 let run = store
                     .create_run(NewRun {
                         kind: "rollout".into(),
@@ -168,9 +183,13 @@ impl Controller {
                             "steps": format!("{:?}", spec.steps),
                             "rules": spec.rules.iter().map(|r| r.describe()).collect::<Vec<_>>(),
                             "spec_yaml": source,
+                            "registry": registry.as_ref().map(RegistryLink::to_json),
                         }),
                     })
                     .await?;
+                if let Some(link) = &registry {
+                    registry_link::link(&store, link, &spec, &run).await?;
+                }
                 let state = State::new();
                 let seq = store
                     .append_events(vec![
@@ -208,6 +227,7 @@ impl Controller {
             alerts: Vec::new(),
             followups: Vec::new(),
             started: BTreeMap::new(),
+            registry,
         };
         if resumed {
             info!(run = %controller.run, version = controller.state.version, "Resuming the rollout from its stored state.");
@@ -390,6 +410,9 @@ impl Controller {
             }
             Action::AlertRollback { reason } => self.rollback_event(input, &reason).await?,
             Action::AlertPromoted => {
+                if let Some(link) = &self.registry {
+                    registry_link::promote(&self.store, link, &self.spec, &self.run).await?;
+                }
                 let event = json!({
                     "id": format!("{}-promoted", self.run),
                     "kind": "promoted",
@@ -910,7 +933,15 @@ pub async fn undo(
     let config = &run.config;
     let field = |key: &str| config[key].as_str().unwrap_or_default().to_owned();
     let (admin_url, route, stable) = (field("admin_url"), field("route"), field("stable"));
-    let target = to_version.map_or(stable, str::to_owned);
+    // A promoted rollout of registered versions goes back to what the promote alias pointed at
+    // before it, and the alias with it.
+    let previous = match (to_version, RegistryLink::from_config(config)) {
+        (None, Some(link)) => {
+            registry_link::undo(store, &link, name, &field("candidate"), &run.id).await?
+        }
+        _ => None,
+    };
+    let target = to_version.map(str::to_owned).or(previous).unwrap_or(stable);
     let client = reqwest::Client::builder()
         .timeout(ADMIN_TIMEOUT)
         .build()

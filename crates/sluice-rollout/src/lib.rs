@@ -14,6 +14,7 @@ pub mod controller;
 pub mod machine;
 pub mod process;
 pub mod readiness;
+pub mod registry_link;
 pub mod runbook;
 pub mod spec;
 
@@ -34,6 +35,9 @@ pub enum RolloutError {
         /// Seconds left.
         seconds: u64,
     },
+    /// A registry reference in the spec that does not resolve.
+    #[error("the registry: {0}")]
+    Registry(String),
     /// No rollout of that name is running.
     #[error("no rollout named `{0}` is running (see `sluice rollout list`)")]
     NotRunning(String),

@@ -481,6 +481,7 @@ mod tests {
             alerts: Vec::new(),
             flag: None,
             instances: Default::default(),
+            promote_alias: None,
         }
     }
 

@@ -180,6 +180,7 @@ mod tests {
             alerts: vec![Alert::Webhook("http://hooks/x".into())],
             flag: None,
             instances: Default::default(),
+            promote_alias: None,
         };
         let text = runbook(&spec, "rollout-1");
         assert!(text.contains("curl -X PUT -H \"authorization: Bearer $SLUICE_ADMIN_TOKEN\" http://127.0.0.1:8081/admin/routes/chat/weights -d '{\"v1\": 100, \"v2\": 0}'"), "{text}");

@@ -5,8 +5,10 @@
 //! gateway: {admin_url: "http://127.0.0.1:8081", token_env: SLUICE_ADMIN_TOKEN}
 //!                                    # (left out under `sluice gateway --rollout`)
 //! route: chat
-//! stable: stable
-//! candidate: candidate
+//! stable: stable                   # gateway version names, or registry references:
+//! candidate: candidate               #   `chat@production`, `chat/2.0.0` (the gateway's
+//!                                    #   versions are then named by version)
+//! # promote_alias: production        # with references: moved to the candidate on promotion
 //! strategy:                          # or blue_green: {pre_promotion: 30s, post_promotion: 60s,
 //!                                    #   auto_promote: true, scale_down_delay: 30s}
 //!                                    # or shadow: {percent: 20, duration: 60s, min_similarity: 0.95}
@@ -77,6 +79,9 @@ pub struct Spec {
     pub flag: Option<Flag>,
     /// Local processes behind each version (empty when the versions run elsewhere).
     pub instances: Instances,
+    /// When `stable` and `candidate` are registry references (`MODEL@ALIAS`,
+    /// `MODEL/VERSION`): the alias moved to the candidate on promotion (default `production`).
+    pub promote_alias: Option<String>,
 }
 
 /// A feature flag: its segments get the candidate from the first step; everyone else by
@@ -359,6 +364,8 @@ struct RawSpec {
     cooldown: Option<String>,
     #[serde(default)]
     instances: Option<RawInstances>,
+    #[serde(default)]
+    promote_alias: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1192,6 +1199,7 @@ impl Spec {
             alerts,
             flag,
             instances,
+            promote_alias: raw.promote_alias,
         })
     }
 }

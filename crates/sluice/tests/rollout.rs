@@ -50,6 +50,8 @@ struct Setup {
     admin: String,
     hooks: Arc<Mutex<Vec<Value>>>,
     hook_url: String,
+    /// What the spec names as `stable` and `candidate`.
+    refs: (String, String),
 }
 
 fn setup(candidate_model: &str) -> Setup {
@@ -62,6 +64,11 @@ fn setup(candidate_model: &str) -> Setup {
 
 /// The setup with the route's `versions` list written by `versions(dir, simulator URL)`.
 fn setup_with(versions: impl FnOnce(&Path, &str) -> String) -> Setup {
+    setup_named(("stable", "candidate"), versions)
+}
+
+/// The setup with the gateway's versions named `names` (stable, candidate).
+fn setup_named(names: (&str, &str), versions: impl FnOnce(&Path, &str) -> String) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let sim_path = dir.path().join("sim.yaml");
     std::fs::write(&sim_path, SIM).unwrap();
@@ -70,8 +77,10 @@ fn setup_with(versions: impl FnOnce(&Path, &str) -> String) -> Setup {
     std::fs::write(
         &gateway_config,
         format!(
-            "routes:\n  chat:\n    versions:\n{}    split: {{weights: {{stable: 100, candidate: 0}}}}\n",
-            versions(dir.path(), &sim.base_url)
+            "routes:\n  chat:\n    versions:\n{}    split: {{weights: {{{}: 100, {}: 0}}}}\n",
+            versions(dir.path(), &sim.base_url),
+            names.0,
+            names.1
         ),
     )
     .unwrap();
@@ -105,7 +114,7 @@ fn setup_with(versions: impl FnOnce(&Path, &str) -> String) -> Setup {
     // Traffic must flow before any rollout moves weights (the load generator checks the
     // route once before it starts).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while stable_requests(&admin) < 10.0 {
+    while stable_requests(&admin, names.0) < 10.0 {
         assert!(Instant::now() < deadline, "no traffic reached the gateway");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -118,6 +127,7 @@ fn setup_with(versions: impl FnOnce(&Path, &str) -> String) -> Setup {
         admin,
         hooks,
         hook_url,
+        refs: (names.0.to_owned(), names.1.to_owned()),
     }
 }
 
@@ -137,8 +147,8 @@ fn admin_get(admin: &str, path: &str) -> Value {
     serde_json::from_str(body).unwrap_or(Value::Null)
 }
 
-fn stable_requests(admin: &str) -> f64 {
-    admin_get(admin, "/admin/windows?seconds=60")["windows"]["chat"]["stable"]["requests"]
+fn stable_requests(admin: &str, stable: &str) -> f64 {
+    admin_get(admin, "/admin/windows?seconds=60")["windows"]["chat"][stable]["requests"]
         .as_f64()
         .unwrap_or(0.0)
 }
@@ -180,8 +190,8 @@ impl Setup {
         std::fs::write(
             &path,
             format!(
-                "name: {name}\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n{strategy}analysis:\n  rules:\n    - {{metric: error_rate, max: 0.05, window: 10s, min_samples: 5, interval: 200ms}}\nalerts:\n  - {{type: webhook, url: \"{}\"}}\n{extra}",
-                self.admin, self.hook_url
+                "name: {name}\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: {}\ncandidate: {}\nstrategy:\n{strategy}analysis:\n  rules:\n    - {{metric: error_rate, max: 0.05, window: 10s, min_samples: 5, interval: 200ms}}\nalerts:\n  - {{type: webhook, url: \"{}\"}}\n{extra}",
+                self.admin, self.refs.0, self.refs.1, self.hook_url
             ),
         )
         .unwrap();
@@ -230,6 +240,95 @@ fn text(output: &Output) -> String {
 }
 
 const STEPS: &str = "      - set_weight: 20\n      - pause: {duration: 1s}\n      - set_weight: 60\n      - pause: {duration: 1s}\n      - set_weight: 100\n";
+
+#[test]
+fn a_rollout_of_registered_versions_resolves_aliases_and_moves_production() {
+    let mut setup = setup_named(("1.0.0", "2.0.0"), |_, sim_url| {
+        format!(
+            "      - {{name: 1.0.0, url: \"{sim_url}\", model: stable}}\n      - {{name: 2.0.0, url: \"{sim_url}\", model: candidate}}\n"
+        )
+    });
+    let store = setup.dir.path().join("rollout.db");
+    let registry = |args: &[&str]| {
+        let output = sluice()
+            .arg("--store")
+            .arg(&store)
+            .arg("registry")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for version in ["1.0.0", "2.0.0"] {
+        registry(&[
+            "register",
+            "chat",
+            "--version",
+            version,
+            "--artifact",
+            "s3://models/chat.bin",
+        ]);
+    }
+    registry(&[
+        "alias",
+        "set",
+        "chat",
+        "production",
+        "1.0.0",
+        "--reason",
+        "launch",
+    ]);
+    setup.refs = ("chat@production".into(), "chat/2.0.0".into());
+    let spec = setup.spec("registered", STEPS);
+    let output = setup.start(&spec);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(setup.candidate_weight(), 100.0);
+    assert_eq!(setup.wait_for_hook("promoted")["version"], "2.0.0");
+    let shown: Value =
+        serde_json::from_str(&registry(&["show", "chat@production", "--json"])).unwrap();
+    assert_eq!(shown["version"], "2.0.0");
+    assert_eq!(shown["lineage"][0]["kind"], "rollout");
+    let history: Value = serde_json::from_str(&registry(&[
+        "alias",
+        "history",
+        "chat",
+        "production",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(history[1]["from"], "1.0.0");
+    assert_eq!(history[1]["to"], "2.0.0");
+    assert_eq!(history[1]["actor"], "rollout:registered");
+
+    // Undo goes back to what production pointed at before, alias and traffic both.
+    let undo = setup
+        .rollout()
+        .args(["undo", "registered"])
+        .output()
+        .unwrap();
+    assert!(undo.status.success(), "{}", text(&undo));
+    assert!(
+        text(&undo).contains("route back on 1.0.0"),
+        "{}",
+        text(&undo)
+    );
+    assert_eq!(setup.candidate_weight(), 0.0);
+    let shown: Value =
+        serde_json::from_str(&registry(&["show", "chat@production", "--json"])).unwrap();
+    assert_eq!(shown["version"], "1.0.0");
+
+    // A reference that does not resolve stops the rollout before it starts.
+    setup.refs = ("chat@nope".into(), "chat/2.0.0".into());
+    let spec = setup.spec("unresolved", STEPS);
+    let output = setup.start(&spec);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("chat has no alias \"nope\""),
+        "{}",
+        text(&output)
+    );
+}
 
 #[test]
 fn a_healthy_candidate_is_promoted_to_all_traffic() {

@@ -208,6 +208,7 @@ async fn canary(
         alerts: Vec::new(),
         flag: None,
         instances: Default::default(),
+        promote_alias: None,
     };
     say(format!(
         "  rollout     canary {name}: 10 % → 50 % → 100 %, rolled back if {} over 10 s (≥ 20 requests)",
