@@ -5,11 +5,13 @@
 //!   `model/version` and `model@alias` references, alias moves with webhook notifications.
 //! - [`artifact`]: artifact URIs, streaming SHA-256 of local files, re-verification.
 //! - [`model_yaml`]: `models/<name>/model.yaml` checked against its schema, every problem at
-//!   once with file, line and column.
+//!   once with file, line and column; [`deployment`]: the `deployment.yaml`, environment
+//!   configs and prompt templates beside it.
 
 #![deny(unsafe_code)]
 
 pub mod artifact;
+pub mod deployment;
 pub mod model_yaml;
 pub mod versions;
 

@@ -1,5 +1,6 @@
 //! `model.yaml`: one model version's description, checked against the schema below, walking the
-//! YAML tree so that every problem in a file is found in one pass.
+//! YAML tree so that every problem in a file is found in one pass. [`validate`] also checks the
+//! files beside each `model.yaml` (see [`crate::deployment`]).
 //!
 //! ```yaml
 //! name: chat-small                 # required, ^[a-z0-9-]+$, equal to its directory's name
@@ -80,7 +81,14 @@ pub fn validate(paths: &[PathBuf]) -> Result<Vec<FileReport>, String> {
         ));
     }
     files.sort();
-    Ok(files.iter().map(|f| validate_file(f)).collect())
+    let mut reports = Vec::new();
+    for file in &files {
+        reports.push(validate_file(file));
+        if let Some(dir) = file.parent() {
+            reports.extend(crate::deployment::validate_beside(file, dir));
+        }
+    }
+    Ok(reports)
 }
 
 fn find(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -126,27 +134,28 @@ pub fn validate_file(file: &Path) -> FileReport {
     }
 }
 
-struct Check<'a> {
-    document: &'a Document,
-    errors: Vec<Diagnostic>,
+/// A walk over one document that collects located errors.
+pub(crate) struct Check<'a> {
+    pub(crate) document: &'a Document,
+    pub(crate) errors: Vec<Diagnostic>,
 }
 
 /// What a field must hold.
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Text,
-    Number { min: f64 },
+    Number { min: f64, max: f64 },
     Integer { min: i64 },
     OneOf(&'static [&'static str]),
 }
 
 impl Check<'_> {
-    fn error(&mut self, path: &FieldPath, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, path: &FieldPath, message: impl Into<String>) {
         self.errors.push(self.document.error_at(path, message));
     }
 
     /// The mapping at `path`, reporting keys that are not in `known`.
-    fn mapping<'n>(
+    pub(crate) fn mapping<'n>(
         &mut self,
         node: &'n Node,
         path: &FieldPath,
@@ -181,7 +190,7 @@ impl Check<'_> {
     }
 
     /// Checks the field `key` of `parent` against `kind`; returns its text when it is valid.
-    fn field(
+    pub(crate) fn field(
         &mut self,
         parent: &Node,
         path: &FieldPath,
@@ -202,8 +211,15 @@ impl Check<'_> {
         };
         match kind {
             Kind::Text => Some(value.clone()),
-            Kind::Number { min } => match value.parse::<f64>() {
-                Ok(n) if *plain && n.is_finite() && n >= min => Some(value.clone()),
+            Kind::Number { min, max } => match value.parse::<f64>() {
+                Ok(n) if *plain && n.is_finite() && n >= min && n <= max => Some(value.clone()),
+                Ok(n) if *plain && n.is_finite() && max.is_finite() => {
+                    self.error(
+                        &at,
+                        format!("expected a number from {min} to {max}, found {value}"),
+                    );
+                    None
+                }
                 Ok(n) if *plain && n.is_finite() => {
                     self.error(&at, format!("expected a number ≥ {min}, found {value}"));
                     None
@@ -302,8 +318,16 @@ impl Check<'_> {
                     .mapping(resources, &at, &["memory_gb", "gpu_count", "gpu_type"])
                     .is_some()
                 {
-                    let memory =
-                        self.field(resources, &at, "memory_gb", Kind::Number { min: 1.0 }, true);
+                    let memory = self.field(
+                        resources,
+                        &at,
+                        "memory_gb",
+                        Kind::Number {
+                            min: 1.0,
+                            max: f64::INFINITY,
+                        },
+                        true,
+                    );
                     let gpus =
                         self.field(resources, &at, "gpu_count", Kind::Integer { min: 1 }, true);
                     self.field(resources, &at, "gpu_type", Kind::Text, true);

@@ -68,8 +68,10 @@ pub enum Command {
     Rollout(RolloutCommand),
     /// Send one chat request to an OpenAI-compatible endpoint and show the answer and timing.
     Chat(ChatArgs),
-    /// Check every `models/<name>/model.yaml` under the paths: exit 0 valid, 1 invalid, 2 when
-    /// a path is missing or holds no model.yaml.
+    /// Check every `models/<name>/model.yaml` under the paths, with the `deployment.yaml`,
+    /// `config/<environment>.yaml` files and prompt templates beside it (placeholders against
+    /// the vars of the suites in `evals/`): exit 0 valid, 1 invalid, 2 when a path is missing
+    /// or holds no model.yaml.
     Validate(ValidateArgs),
     /// The production-readiness gate for a registered version: availability, p95 latency and
     /// error rate over a window (from the gateway's log in the store, or Prometheus) and GPU

@@ -361,9 +361,7 @@ fn validate_checks_model_yaml_files_and_its_exit_code_is_the_gate() {
         "{}",
         String::from_utf8_lossy(&ok.stdout)
     );
-    assert!(
-        String::from_utf8_lossy(&ok.stdout).contains("1 model.yaml checked: 1 valid, 0 invalid")
-    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("1 file(s) checked: 1 valid, 0 invalid"));
 
     let bad = dir.path().join("models/broken");
     std::fs::create_dir_all(&bad).unwrap();

@@ -56,7 +56,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
             }
             writeln!(
                 out,
-                "{} model.yaml checked: {} valid, {invalid} invalid",
+                "{} file(s) checked: {} valid, {invalid} invalid",
                 reports.len(),
                 reports.len() - invalid
             )?;
