@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use sluice_config::yaml::{Node, NodeKind};
 use sluice_config::{Diagnostic, Document, FieldPath, Location, ProcessEnv};
 
-use crate::model_yaml::{Check, FileReport, Finding, Kind};
+use crate::model_yaml::{Check, FileReport, Finding, Kind, check_file};
 
 const STRATEGIES: &[&str] = &["canary", "blue_green", "rolling", "shadow", "feature_flag"];
 
@@ -63,7 +63,7 @@ pub fn validate_beside(model_file: &Path, dir: &Path) -> Vec<FileReport> {
     let mut reports = Vec::new();
     let deployment = dir.join("deployment.yaml");
     if deployment.is_file() {
-        reports.push(report(&deployment, |check, root| {
+        reports.push(check_file(&deployment, |check, root| {
             check_deployment(check, root, &facts)
         }));
     }
@@ -74,7 +74,7 @@ pub fn validate_beside(model_file: &Path, dir: &Path) -> Vec<FileReport> {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_owned();
-        reports.push(report(&file, |check, root| {
+        reports.push(check_file(&file, |check, root| {
             check_environment(check, root, &stem, production)
         }));
     }
@@ -112,27 +112,6 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect()
-}
-
-/// Reads and checks one YAML file.
-fn report(file: &Path, check_root: impl FnOnce(&mut Check<'_>, &Node)) -> FileReport {
-    let errors = match Document::read(file, &ProcessEnv) {
-        Err(diagnostics) => diagnostics.errors.iter().map(Finding::from).collect(),
-        Ok(document) => {
-            let mut check = Check {
-                document: &document,
-                errors: Vec::new(),
-            };
-            check_root(&mut check, document.root());
-            let mut errors: Vec<Finding> = check.errors.iter().map(Finding::from).collect();
-            errors.sort_by_key(|f| (f.line, f.column));
-            errors
-        }
-    };
-    FileReport {
-        file: file.to_owned(),
-        errors,
-    }
 }
 
 /// `replicas`, `strategy` and `autoscaling`, shared by deployments and environments.

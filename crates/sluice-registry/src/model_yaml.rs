@@ -110,19 +110,27 @@ fn find(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Checks one `model.yaml`.
 pub fn validate_file(file: &Path) -> FileReport {
+    let directory = file
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .map(str::to_owned);
+    check_file(file, |check, root| check.model(root, directory.as_deref()))
+}
+
+/// Reads one YAML file and checks its root with `check_root`; every problem, in file order.
+pub(crate) fn check_file(
+    file: &Path,
+    check_root: impl FnOnce(&mut Check<'_>, &Node),
+) -> FileReport {
     let errors = match Document::read(file, &ProcessEnv) {
         Err(diagnostics) => diagnostics.errors.iter().map(Finding::from).collect(),
         Ok(document) => {
-            let directory = file
-                .parent()
-                .and_then(Path::file_name)
-                .and_then(|n| n.to_str())
-                .map(str::to_owned);
             let mut check = Check {
                 document: &document,
                 errors: Vec::new(),
             };
-            check.model(document.root(), directory.as_deref());
+            check_root(&mut check, document.root());
             let mut errors: Vec<Finding> = check.errors.iter().map(Finding::from).collect();
             errors.sort_by_key(|f| (f.line, f.column));
             errors
