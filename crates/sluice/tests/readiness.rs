@@ -297,3 +297,114 @@ fn readiness_reads_a_prometheus_compatible_endpoint() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("expected a percentage"));
 }
+
+/// Two gateway processes and a rollout controller write to one PostgreSQL store at once: every
+/// request is logged once, the rollout's transitions are all there, and readiness counts both
+/// gateways' traffic.
+#[test]
+fn two_gateways_and_a_controller_share_one_postgres_store() {
+    let Some(store) = common::postgres_store() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sim_config = dir.path().join("sim.yaml");
+    std::fs::write(
+        &sim_config,
+        "models:\n  fast: {ttft_ms: 1, tokens_per_second: 5000, default: ok}\n",
+    )
+    .unwrap();
+    let sim = Simulate::with_config(&sim_config);
+    let gateway_config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &gateway_config,
+        format!(
+            "routes:\n  chat:\n    versions:\n      - {{name: 1.0.0, url: \"{url}\", model: fast}}\n      - {{name: 2.0.0, url: \"{url}\", model: fast}}\n    split: {{weights: {{1.0.0: 100, 2.0.0: 0}}, overrides: true}}\n",
+            url = sim.base_url
+        ),
+    )
+    .unwrap();
+    let store_path = Path::new(&store);
+    let (a, b) = (
+        Gateway::start(&gateway_config, store_path),
+        Gateway::start(&gateway_config, store_path),
+    );
+    let spec = dir.path().join("spec.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: shared\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: 1.0.0\ncandidate: 2.0.0\nstrategy:\n  canary:\n    steps:\n      - set_weight: 50\n      - pause: {{duration: 1s}}\n      - set_weight: 100\n",
+            a.admin
+        ),
+    )
+    .unwrap();
+    let controller = sluice()
+        .args(["--store", &store, "rollout", "start"])
+        .arg(&spec)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both gateways take traffic while the controller writes its transitions.
+    let senders: Vec<_> = [a.url.clone(), b.url.clone()]
+        .into_iter()
+        .map(|url| {
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    ask(&url, &format!("u{i}"), "x-sluice-version: 1.0.0\r\n");
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    let output = controller.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let status = sluice()
+        .args(["--store", &store, "rollout", "status", "shared", "--json"])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["status"], "passed", "{status:#}");
+
+    let config = dir.path().join("models/chat/model.yaml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, MODEL_YAML).unwrap();
+    let registered = sluice()
+        .args([
+            "--store",
+            &store,
+            "registry",
+            "register",
+            "chat",
+            "--version",
+            "1.0.0",
+        ])
+        .args(["--artifact", "s3://models/chat.bin", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(registered.status.success(), "{}", text(&registered.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let output = sluice()
+            .args([
+                "--store",
+                &store,
+                "readiness",
+                "chat/1.0.0",
+                "--no-capacity",
+                "--json",
+            ])
+            .args(["--min-requests", "200"])
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        if report["checks"][0]["value"].as_f64() == Some(200.0) || Instant::now() > deadline {
+            break report;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(report["checks"][0]["value"], 200.0, "{report:#}");
+    assert_eq!(report["ready"], true, "{report:#}");
+}
