@@ -335,3 +335,20 @@ fn an_unreachable_postgres_store_is_a_clear_error() {
     );
     assert!(!error.contains("hunter2"), "{error}");
 }
+
+#[test]
+fn store_info_names_a_postgres_store_without_its_password() {
+    let Some(store) = postgres_store() else {
+        return;
+    };
+    let output = sluice()
+        .args(["--store", &store, "store", "info"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let info = text(&output.stdout);
+    assert!(
+        info.contains("(PostgreSQL)") && info.contains("schema       version 3"),
+        "{info}"
+    );
+}

@@ -304,7 +304,13 @@ pub fn postgres_store() -> Option<String> {
         eprintln!("SLUICE_TEST_POSTGRES is not set: the PostgreSQL store is not tested here");
         return None;
     };
-    let name = format!("sluice_e2e_{:08x}", std::process::id() ^ fastrand_u32());
+    static CREATED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "sluice_e2e_{}_{}_{:08x}",
+        std::process::id(),
+        CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        fastrand_u32()
+    );
     let output = Command::new("psql")
         .arg(&admin)
         .args(["-v", "ON_ERROR_STOP=1", "-qc"])
