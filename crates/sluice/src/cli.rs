@@ -211,6 +211,10 @@ pub struct EvalArgs {
     /// Do not record the run in the store.
     #[arg(long)]
     pub no_write: bool,
+    /// The registered version this run tests (`MODEL/VERSION` or `MODEL@ALIAS`): the run is
+    /// added to its lineage.
+    #[arg(long, value_name = "REF", conflicts_with = "no_write")]
+    pub model_version: Option<String>,
 }
 
 /// `sluice bench [compare]`.
@@ -377,6 +381,10 @@ pub struct BenchArgs {
     /// Do not record the run in the store.
     #[arg(long)]
     pub no_write: bool,
+    /// The registered version this run tests (`MODEL/VERSION` or `MODEL@ALIAS`): the run is
+    /// added to its lineage.
+    #[arg(long, value_name = "REF", conflicts_with = "no_write")]
+    pub model_version: Option<String>,
 }
 
 /// `sluice gateway`.

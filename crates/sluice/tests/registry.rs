@@ -70,14 +70,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn eval_run(store: &str) -> String {
+fn run_eval(store: &str, extra: &[&str]) -> Output {
     let sim = Simulate::start();
-    let output = sluice()
+    sluice()
         .env("SLUICE_BASE_URL", &sim.base_url)
         .args(["--store", store, "eval", "-c"])
         .arg(examples().join("eval/promptfooconfig.yaml"))
+        .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn eval_run(store: &str, extra: &[&str]) -> String {
+    let output = run_eval(store, extra);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let runs = sluice()
         .args([
@@ -110,7 +115,7 @@ fn round_trip(store: &str, dir: &Path) {
     let config = dir.join("models/chat/model.yaml");
     std::fs::create_dir_all(config.parent().unwrap()).unwrap();
     std::fs::write(&config, MODEL_YAML).unwrap();
-    let eval = eval_run(store);
+    let eval = eval_run(store, &[]);
 
     let registered = registry.json(&[
         "register",
@@ -249,6 +254,17 @@ fn round_trip(store: &str, dir: &Path) {
     assert_eq!(shown["lineage"][0]["kind"], "eval");
     assert_eq!(shown["lineage"][0]["run_id"], eval.as_str());
     assert_eq!(shown["tags"]["team"], "search");
+    // An eval run names the version it tests and joins its lineage.
+    let tested = eval_run(store, &["--model-version", "chat@production"]);
+    let shown = registry.json(&["show", "chat/1.1.0"]);
+    assert_eq!(shown["lineage"][0]["run_id"], tested.as_str(), "{shown:#}");
+    let output = run_eval(store, &["--model-version", "chat/9.9.9"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("chat has no version 9.9.9"),
+        "{}",
+        text(&output.stderr)
+    );
     let error = registry.refused(&["show", "chat@canary"]);
     assert!(error.contains("no alias \"canary\""), "{error}");
 

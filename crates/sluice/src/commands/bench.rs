@@ -19,7 +19,7 @@ use sluice_config::{Document, FieldPath, ProcessEnv, parse_duration};
 use sluice_store::{NewRun, RunStatus};
 use tokio::sync::watch;
 
-use super::{Outcome, open_store};
+use super::{Outcome, link_run, model_version, open_store};
 use crate::cli::{
     BenchArgs, BenchArrival, BenchCommand, BenchCompareArgs, BenchEndpoint, BenchPreset,
 };
@@ -375,6 +375,7 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
             config.base_url, config.model
         )
     })?;
+    let version = model_version(store.as_ref(), args.model_version.as_deref()).await?;
     let run_id = match &store {
         Some(store) => Some(
             store
@@ -387,6 +388,9 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
         ),
         None => None,
     };
+    if let Some(id) = &run_id {
+        link_run(store.as_ref(), version.as_ref(), "bench", id.as_str()).await?;
+    }
     let quiet = args.json;
     let (live, display) = live_display(!quiet && std::io::stderr().is_terminal());
     let say_stage = |result: &BenchResult| {

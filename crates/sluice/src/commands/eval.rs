@@ -14,7 +14,7 @@ use sluice_store::{NewRun, ResultRecord, RunStatus, Store};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::{Outcome, open_store};
+use super::{Outcome, link_run, model_version, open_store};
 use crate::cli::{EvalArgs, EvalCommand};
 use crate::progress::Progress;
 
@@ -107,6 +107,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     } else {
         Some(open_store(store_location).await?)
     };
+    let version = model_version(store.as_ref(), args.model_version.as_deref()).await?;
     let (run_id, replay) = match (&store, &args.resume) {
         (Some(store), Some(resume)) => {
             let (run, records) = stored_eval_run(store, resume).await?;
@@ -148,6 +149,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         }
         (None, _) => ("not-stored".to_owned(), Vec::new()),
     };
+    link_run(store.as_ref(), version.as_ref(), "eval", &run_id).await?;
     options.skip = replay.iter().map(|record| record.seq as u64).collect();
 
     let started = Instant::now();

@@ -74,6 +74,38 @@ async fn open_store(location: &str) -> anyhow::Result<Store> {
         .context("cannot open the store (set --store or SLUICE_STORE)")
 }
 
+/// Resolves a registered version named by `--model-version` before a run starts, so that a bad
+/// reference stops it early.
+async fn model_version(
+    store: Option<&Store>,
+    reference: Option<&str>,
+) -> anyhow::Result<Option<sluice_store::ModelVersion>> {
+    match (store, reference) {
+        (Some(store), Some(reference)) => Ok(Some(
+            sluice_registry::ModelRef::parse(reference)?
+                .resolve(store)
+                .await
+                .context("--model-version")?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Adds a run to a version's lineage.
+async fn link_run(
+    store: Option<&Store>,
+    version: Option<&sluice_store::ModelVersion>,
+    kind: &str,
+    run_id: &str,
+) -> anyhow::Result<()> {
+    if let (Some(store), Some(version)) = (store, version) {
+        store
+            .link_run(&version.model, &version.version, kind, run_id)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {
