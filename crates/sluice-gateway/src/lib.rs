@@ -15,7 +15,6 @@ pub mod config;
 mod log;
 pub mod metrics;
 mod proxy;
-pub mod redact;
 pub mod route;
 mod shadow;
 pub mod similarity;

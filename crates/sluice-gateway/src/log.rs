@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::metrics::{Class, Metrics};
-use crate::redact::redact;
+use sluice_safety::redact;
 
 /// Events written per transaction, at most.
 const BATCH: usize = 512;

@@ -28,9 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Limits;
 use crate::log::{Recent, Record, RequestLog};
 use crate::metrics::{Class, Metrics, Observation, VersionMetrics};
-use crate::redact::redact;
 use crate::route::{RequestKeys, Snapshot, Version};
 use crate::shadow::{Job, Primary};
+use sluice_safety::redact;
 
 /// State shared by every request.
 pub(crate) struct Shared {
