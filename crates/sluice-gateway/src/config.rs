@@ -6,6 +6,9 @@
 //!     versions:
 //!       - {name: stable, url: "http://127.0.0.1:9001/v1", model: stable}
 //!       - {name: candidate, url: "http://127.0.0.1:9002/v1", model: candidate, api_key_env: CANDIDATE_KEY}
+//!       # answers are counted as safety violations when they hold secrets or personal data
+//!       # (both on by default) or a canary planted in the system prompt:
+//!       # safety: {secrets: true, pii: false, canary: SLUICE-CANARY-5f1c…}
 //!       # several instances of one version, taken in turn:
 //!       # - {name: pool, urls: ["http://127.0.0.1:9101/v1", "http://127.0.0.1:9102/v1"], model: m}
 //!     split:
@@ -87,6 +90,21 @@ struct RawVersion {
     params: Option<Map<String, Value>>,
     #[serde(default)]
     timeouts: Option<RawTimeouts>,
+    #[serde(default)]
+    safety: Option<RawSafety>,
+}
+
+/// `safety: {secrets: true, pii: true, canary: TOKEN}`: what a version's answers are counted
+/// for (secrets and personal data by default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSafety {
+    #[serde(default)]
+    secrets: Option<bool>,
+    #[serde(default)]
+    pii: Option<bool>,
+    #[serde(default)]
+    canary: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,7 +351,13 @@ fn compile_route(
         };
         let raw_timeouts = v.timeouts.unwrap_or_default();
         let defaults = Timeouts::default();
+        let safety = v.safety.unwrap_or_default();
         versions.push(Version {
+            safety: Arc::new(sluice_safety::OutputScanner {
+                secrets: safety.secrets.unwrap_or(true),
+                pii: safety.pii.unwrap_or(true),
+                canary: safety.canary.filter(|c| !c.is_empty()),
+            }),
             name: v.name,
             upstreams: Upstreams::new(urls),
             model: v.model,

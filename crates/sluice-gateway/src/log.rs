@@ -44,6 +44,8 @@ pub(crate) struct Record {
     pub response: Vec<u8>,
     /// Whether the answer was a stream of events.
     pub stream: bool,
+    /// The safety violations found in the answer (`secret`, `pii`, `canary`).
+    pub safety: Vec<&'static str>,
 }
 
 /// The writer's queue.
@@ -143,6 +145,7 @@ fn event(record: Record) -> NewEvent {
             "completion_tokens": record.completion_tokens,
             "request": redact(truncate(&request)),
             "answer": redact(truncate(&answer)),
+            "safety": record.safety,
         }),
     }
 }

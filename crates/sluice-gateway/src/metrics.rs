@@ -129,6 +129,7 @@ struct Bucket {
     shadow_f1: Tally,
     shadow_rouge: Tally,
     shadow_cosine: Tally,
+    safety_violations: u64,
 }
 
 /// A count and a sum, for means.
@@ -167,6 +168,7 @@ impl Bucket {
             shadow_f1: Tally::default(),
             shadow_rouge: Tally::default(),
             shadow_cosine: Tally::default(),
+            safety_violations: 0,
         }
     }
 }
@@ -181,6 +183,8 @@ struct Inner {
     completion_tokens: u64,
     feedback: Tally,
     shadow_compared: u64,
+    /// Safety violations by kind (`secret`, `pii`, `canary`).
+    safety: BTreeMap<&'static str, u64>,
     buckets: VecDeque<Bucket>,
 }
 
@@ -241,6 +245,10 @@ pub struct WindowStats {
     pub shadow_rouge_l: Option<f64>,
     /// Mean embedding cosine of the shadow answers against the primary's.
     pub shadow_cosine: Option<f64>,
+    /// Answers with at least one safety violation (secret, personal data, canary).
+    pub safety_violations: u64,
+    /// Safety violations over requests; 0 without requests.
+    pub safety_violation_rate: f64,
     /// The latency distribution, as `[ms, count]` bins in rising order (on request only):
     /// what a rank test between two versions needs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -259,6 +267,7 @@ impl VersionMetrics {
                 completion_tokens: 0,
                 feedback: Tally::default(),
                 shadow_compared: 0,
+                safety: BTreeMap::new(),
                 buckets: VecDeque::with_capacity(BUCKETS + 1),
             }),
             in_flight: AtomicI64::new(0),
@@ -309,6 +318,19 @@ impl VersionMetrics {
         inner.bucket(index).feedback.add(score);
     }
 
+    /// An answer of this version with these safety violations (kinds, each once).
+    pub fn record_safety(&self, kinds: &[&'static str]) {
+        if kinds.is_empty() {
+            return;
+        }
+        let index = self.index();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for kind in kinds {
+            *inner.safety.entry(kind).or_default() += 1;
+        }
+        inner.bucket(index).safety_violations += 1;
+    }
+
     /// A shadow answer of this version compared with the primary's.
     pub fn record_shadow(&self, similarity: &crate::similarity::Similarity) {
         let index = self.index();
@@ -354,6 +376,7 @@ impl VersionMetrics {
             let _ = latency.add(&bucket.latency);
             let _ = ttft.add(&bucket.ttft);
             stats.completion_tokens += bucket.completion_tokens;
+            stats.safety_violations += bucket.safety_violations;
         }
         let errors: u64 = stats
             .classes
@@ -363,6 +386,7 @@ impl VersionMetrics {
             .sum();
         if stats.requests > 0 {
             stats.error_rate = errors as f64 / stats.requests as f64;
+            stats.safety_violation_rate = stats.safety_violations as f64 / stats.requests as f64;
         }
         let ms = |h: &Histogram<u32>, q: f64| {
             (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1000.0)
@@ -518,6 +542,17 @@ impl Metrics {
                 labels(route, version),
                 inner.shadow_compared
             );
+        }
+        out.push_str("# HELP sluice_gateway_safety_violations_total Answers holding a secret, personal data or a planted canary, by kind.\n# TYPE sluice_gateway_safety_violations_total counter\n");
+        for ((route, version), m) in versions.iter() {
+            let inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
+            for (kind, n) in &inner.safety {
+                let _ = writeln!(
+                    out,
+                    "sluice_gateway_safety_violations_total{{{},kind=\"{kind}\"}} {n}",
+                    labels(route, version)
+                );
+            }
         }
         for (name, help, pick) in [
             (

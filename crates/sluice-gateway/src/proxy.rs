@@ -315,9 +315,13 @@ pub(crate) async fn forward(
     rewrite(&mut body, version, endpoint, stream);
     let metrics = shared.metrics.version(&model, &version.name);
     metrics.begin();
+    let scanner = version
+        .safety
+        .is_active()
+        .then(|| Arc::clone(&version.safety));
     let capture_limit = if !stream {
         COLLECT_LIMIT
-    } else if shared.log.is_some() || primary.is_some() {
+    } else if shared.log.is_some() || primary.is_some() || scanner.is_some() {
         STREAM_CAPTURE_LIMIT
     } else {
         0
@@ -337,6 +341,7 @@ pub(crate) async fn forward(
             )
         }),
         primary,
+        scanner,
         version: version.name.clone(),
         stream,
         capture: Vec::new(),
@@ -597,6 +602,8 @@ pub(crate) struct Finish {
     log: Option<(RequestLog, Entry)>,
     /// Where a shadow comparison waits for this answer.
     primary: Option<oneshot::Sender<Primary>>,
+    /// What the answer is scanned for once it has been sent.
+    scanner: Option<Arc<sluice_safety::OutputScanner>>,
     /// The serving version's name.
     version: String,
     /// Whether the answer is a stream.
@@ -642,6 +649,14 @@ impl Finish {
         });
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let mut response = std::mem::take(&mut self.capture);
+        let safety = match &self.scanner {
+            Some(scanner) if class == Class::Ok => {
+                let kinds = scanner.violations(&crate::log::answer_text(&response, self.stream));
+                self.metrics.record_safety(&kinds);
+                kinds
+            }
+            _ => Vec::new(),
+        };
         if let Some(sender) = self.primary.take() {
             let _ = sender.send(Primary {
                 response: if self.log.is_some() {
@@ -668,6 +683,7 @@ impl Finish {
                 request: entry.request,
                 response,
                 stream: self.stream,
+                safety,
             });
         }
     }
@@ -1081,6 +1097,7 @@ mod tests {
                 ("top_p".to_owned(), json!(0.9)),
             ]),
             timeouts: crate::route::Timeouts::default(),
+            safety: Default::default(),
         };
         let mut body: Map<String, Value> = serde_json::from_value(json!({
             "model": "chat", "stream": true, "top_p": 0.5,

@@ -106,6 +106,8 @@ pub struct Version {
     pub params: Map<String, Value>,
     /// Upstream timeouts.
     pub timeouts: Timeouts,
+    /// What its answers are scanned for (counted as safety violations, never changed).
+    pub safety: std::sync::Arc<sluice_safety::OutputScanner>,
 }
 
 /// Where a sticky key comes from.
@@ -411,6 +413,7 @@ mod tests {
             system_prompt: None,
             params: Map::new(),
             timeouts: Timeouts::default(),
+            safety: Default::default(),
         }
     }
 

@@ -27,6 +27,7 @@
 //!   rules:                           # evaluated on the candidate's live gateway window
 //!     - {metric: error_rate, max: 0.05, window: 60s, min_samples: 20}
 //!     - {metric: latency_p99_ms, max: 5000, window: 60s, min_samples: 20}
+//!     - {metric: safety_violation_rate, max: 0.001, window: 300s, min_samples: 1000}
 //!     - metric: http_5xx_ratio       # from elsewhere: `source: {prometheus: {url, query}}` or
 //!       max: 0.01                    #   `source: {web: {url, pointer: /data/value}}`
 //!       source: {prometheus: {url: "http://127.0.0.1:9090", query: "sum(rate(x[1m]))"}}
@@ -166,6 +167,8 @@ pub enum Metric {
     Feedback,
     /// Mean shadow token F1 against the primary, 0–1.
     ShadowSimilarity,
+    /// Answers with a safety violation (secret, personal data, canary) over requests.
+    SafetyViolationRate,
 }
 
 /// The metrics rules may name, with their window fields.
@@ -178,6 +181,11 @@ pub const METRICS: &[(&str, Metric, &str)] = &[
         "shadow_similarity",
         Metric::ShadowSimilarity,
         "shadow_token_f1",
+    ),
+    (
+        "safety_violation_rate",
+        Metric::SafetyViolationRate,
+        "safety_violation_rate",
     ),
 ];
 
@@ -791,7 +799,8 @@ pub fn with_instances(
     all
 }
 
-/// The seed's default rules, over the five minutes the gateway's windows keep.
+/// The seed's default rules, over the five minutes the gateway's windows keep (the seed's
+/// safety and quality rules ask for an hour; their sample minimums are kept).
 pub fn default_rules() -> Vec<Rule> {
     let rule = |metric, max, min, min_samples| Rule {
         window: Duration::from_secs(300),
@@ -802,6 +811,7 @@ pub fn default_rules() -> Vec<Rule> {
     vec![
         rule(Metric::ErrorRate, Some(0.05), None, 100),
         rule(Metric::LatencyP99, Some(5000.0), None, 100),
+        rule(Metric::SafetyViolationRate, Some(0.001), None, 1000),
         rule(Metric::Feedback, None, Some(0.8), 500),
     ]
 }
@@ -1388,7 +1398,14 @@ mod tests {
         let spec = parse("name: r\ngateway: {admin_url: \"http://127.0.0.1:8081\"}\nroute: chat\nstable: a\ncandidate: b\nanalysis: {preset: default}\n")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(spec.steps, default_steps());
-        assert_eq!(spec.rules.len(), 3);
+        let described: Vec<String> = spec.rules.iter().map(Rule::describe).collect();
+        assert_eq!(spec.rules.len(), 4, "{described:?}");
+        assert!(
+            described
+                .iter()
+                .any(|d| d.starts_with("safety_violation_rate <= 0.001")),
+            "{described:?}"
+        );
     }
 
     #[test]

@@ -5,13 +5,16 @@
 //!   tokens, private keys, and a high-entropy fallback), with [`detect::redact`].
 //! - [`refusal`]: whether an answer declines, and whether a planted canary leaked.
 //! - [`strategy`]: attack transformations (encodings, splitting, wrappers) with decoders.
+//! - [`scanner`]: what a gateway version counts in its answers.
 
 #![deny(unsafe_code)]
 
 pub mod detect;
 pub mod refusal;
+pub mod scanner;
 pub mod strategy;
 
 pub use detect::{Finding, Kind, redact, scan};
 pub use refusal::{canary_leaked, canary_token, is_refusal};
+pub use scanner::OutputScanner;
 pub use strategy::Strategy;

@@ -718,3 +718,102 @@ async fn the_admin_api_needs_its_token_and_stays_on_loopback_without_one() {
         "{stderr}"
     );
 }
+
+/// One chat request sent to `version` by its override header.
+async fn ask_version(gateway: &Gateway, version: &str) -> (u16, String, Value) {
+    chat(
+        gateway,
+        message("chat", None),
+        &[("x-sluice-version", version)],
+    )
+    .await
+}
+
+/// The candidate starts leaking a planted secret (and its system prompt's canary): its
+/// safety-violation window rises, stable's stays at zero, `/metrics` counts the kinds, and the
+/// stored log shows the secret redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_that_starts_leaking_a_secret_raises_its_safety_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_path = dir.path().join("sim.yaml");
+    std::fs::write(&sim_path, SIM).unwrap();
+    let sim = Simulate::with_config(&sim_path);
+    let canary = "SLUICE-CANARY-0123456789abcdef";
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:
+  chat:
+    versions:
+      - {{name: stable, url: \"{sim}\", model: stable}}
+      - {{name: candidate, url: \"{sim}\", model: candidate, safety: {{canary: {canary}}}}}
+    split: {{weights: {{stable: 50, candidate: 50}}}}
+",
+            sim = sim.base_url
+        ),
+    )
+    .unwrap();
+    let mut gateway = Gateway::start(&config, &dir.path().join("sluice.db"));
+    for version in ["stable", "candidate", "stable", "candidate"] {
+        assert_eq!(ask_version(&gateway, version).await.0, 200);
+    }
+    let window = windows(&gateway).await;
+    assert_eq!(
+        window["windows"]["chat"]["candidate"]["safety_violations"],
+        0
+    );
+
+    let secret = "sk-proj-Qw7Er9Ty2Ui4Op6As8Df1Gh3";
+    sim.put_profile(
+        "candidate",
+        &format!("default: \"Sure. The deploy key is {secret}.\""),
+    );
+    for _ in 0..10 {
+        let (status, version, body) = ask_version(&gateway, "candidate").await;
+        assert_eq!((status, version.as_str()), (200, "candidate"));
+        // The scanner counts; it does not change what the client gets.
+        assert!(body.to_string().contains(secret));
+        assert_eq!(ask_version(&gateway, "stable").await.0, 200);
+    }
+    sim.put_profile(
+        "candidate",
+        &format!("default: \"My instructions begin with {canary}.\""),
+    );
+    for _ in 0..2 {
+        assert_eq!(ask_version(&gateway, "candidate").await.0, 200);
+    }
+    let window = windows(&gateway).await;
+    let candidate = &window["windows"]["chat"]["candidate"];
+    assert_eq!(candidate["requests"], 14, "{candidate:#}");
+    assert_eq!(candidate["safety_violations"], 12, "{candidate:#}");
+    let rate = candidate["safety_violation_rate"].as_f64().unwrap();
+    assert!((rate - 12.0 / 14.0).abs() < 1e-9, "{rate}");
+    assert_eq!(window["windows"]["chat"]["stable"]["safety_violations"], 0);
+    let metrics = reqwest::get(format!("{}/metrics", gateway.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "sluice_gateway_safety_violations_total{route=\"chat\",version=\"candidate\",kind=\"secret\"} 10",
+        "sluice_gateway_safety_violations_total{route=\"chat\",version=\"candidate\",kind=\"canary\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+
+    gateway.signal("-TERM");
+    assert!(gateway.child.wait().unwrap().success());
+    let logged = events(dir.path(), "chat", "request").await;
+    let leaks: Vec<&Value> = logged
+        .iter()
+        .filter(|e| e["safety"] == json!(["secret"]))
+        .collect();
+    assert_eq!(leaks.len(), 10, "{logged:#?}");
+    for entry in leaks {
+        let answer = entry["answer"].as_str().unwrap();
+        assert!(!answer.contains(secret), "{answer}");
+        assert!(answer.contains("[API_KEY]"), "{answer}");
+    }
+}
