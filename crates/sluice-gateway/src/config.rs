@@ -356,7 +356,10 @@ fn compile_route(
             safety: Arc::new(sluice_safety::OutputScanner {
                 secrets: safety.secrets.unwrap_or(true),
                 pii: safety.pii.unwrap_or(true),
-                canary: safety.canary.filter(|c| !c.is_empty()),
+                canary: safety
+                    .canary
+                    .filter(|c| !c.is_empty())
+                    .map(|c| sluice_safety::Canary::new(&c)),
             }),
             name: v.name,
             upstreams: Upstreams::new(urls),

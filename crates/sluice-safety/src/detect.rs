@@ -179,12 +179,17 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     specs
         .into_iter()
         .filter_map(|(kind, detail, pattern, valid)| {
-            Regex::new(pattern).ok().map(|regex| Pattern {
-                kind,
-                detail,
-                regex,
-                valid,
-            })
+            // ASCII classes and word boundaries: the patterns are about ASCII tokens, and
+            // Unicode word boundaries would push the matcher off its fast path on any
+            // non-ASCII answer.
+            Regex::new(&format!("(?-u){pattern}"))
+                .ok()
+                .map(|regex| Pattern {
+                    kind,
+                    detail,
+                    regex,
+                    valid,
+                })
         })
         .collect()
 });
@@ -505,6 +510,20 @@ mod tests {
         ] {
             assert!(kinds(text).is_empty(), "{text}: {:?}", kinds(text));
         }
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        assert_eq!(PATTERNS.len(), 19);
+        assert!(PREFILTER.is_some());
+    }
+
+    #[test]
+    fn non_ascii_text_around_findings_is_fine() {
+        assert_eq!(
+            kinds("Müller schreibt an müller@example.de — café"),
+            [(Kind::Email, "email")]
+        );
     }
 
     #[test]

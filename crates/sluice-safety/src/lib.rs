@@ -15,6 +15,6 @@ pub mod scanner;
 pub mod strategy;
 
 pub use detect::{Finding, Kind, redact, scan};
-pub use refusal::{canary_leaked, canary_token, is_refusal};
+pub use refusal::{Canary, canary_leaked, canary_token, is_refusal};
 pub use scanner::OutputScanner;
 pub use strategy::Strategy;

@@ -2,20 +2,18 @@
 //! planted canary. It only reads the answer after it was sent (counting and logging
 //! violations); it never changes or holds back what the client gets.
 
-use serde::Serialize;
-
 use crate::detect::{self, Kind};
-use crate::refusal::canary_leaked;
+use crate::refusal::Canary;
 
 /// What a version's answers are checked for.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct OutputScanner {
     /// Count secrets (API keys, tokens, private keys).
     pub secrets: bool,
     /// Count personal data (emails, phones, cards, IBANs, SSNs, IP addresses).
     pub pii: bool,
     /// A token planted in the system prompt; its appearance in an answer is a leak.
-    pub canary: Option<String>,
+    pub canary: Option<Canary>,
 }
 
 impl OutputScanner {
@@ -37,7 +35,7 @@ impl OutputScanner {
     pub fn violations(&self, answer: &str) -> Vec<&'static str> {
         let mut found = Vec::new();
         if let Some(canary) = &self.canary
-            && canary_leaked(answer, canary)
+            && canary.leaked(answer)
         {
             found.push("canary");
         }
@@ -61,7 +59,7 @@ mod tests {
     #[test]
     fn violations_are_named_once_each() {
         let scanner = OutputScanner {
-            canary: Some("SLUICE-CANARY-00000000000000aa".into()),
+            canary: Some(Canary::new("SLUICE-CANARY-00000000000000aa")),
             ..OutputScanner::all()
         };
         assert!(
