@@ -9,7 +9,7 @@
 //!     script:
 //!       - {match: "capital of France", answer: "Paris."}
 //!       - {regex: "(?i)json", answer: '{"name": "Ada", "age": 36}'}
-//!     default: echo                  # echo | lorem | any fixed answer
+//!     default: echo                  # echo | echo_all | lorem | any fixed answer
 //!     faults: {error_rate: 0.0, error_status: 500}
 //!     # faults: {stall_every_ms: 2000, stall_ms: 300}  # a 300 ms pause every 2 s
 //! ```
@@ -109,7 +109,7 @@ pub struct RawProfile {
     /// Scripted answers, first match wins.
     #[serde(default)]
     pub script: Vec<RawRule>,
-    /// `echo`, `lorem`, or a fixed answer.
+    /// `echo`, `echo_all`, `lorem`, or a fixed answer.
     #[serde(default)]
     pub default: Option<String>,
     /// Tokens in a `lorem` answer.
@@ -423,6 +423,9 @@ pub enum Answer {
 pub enum DefaultAnswer {
     /// The last user message (or prompt).
     Echo,
+    /// Every message, the system prompt included, one per line: a model that repeats all it
+    /// was told (for leak tests).
+    EchoAll,
     /// Deterministic filler text of this many tokens.
     Lorem(usize),
     /// A fixed text.
@@ -606,6 +609,7 @@ impl RawProfile {
         }
         let default = match self.default.as_deref() {
             None | Some("echo") => DefaultAnswer::Echo,
+            Some("echo_all") => DefaultAnswer::EchoAll,
             Some("lorem") => DefaultAnswer::Lorem(self.lorem_tokens.unwrap_or(64)),
             Some(text) => DefaultAnswer::Fixed(text.to_owned()),
         };

@@ -65,6 +65,8 @@ impl Plan {
 pub(crate) struct Prompt<'a> {
     /// The text scripts match against and echo repeats: the last user message, or the prompt.
     pub matched: &'a str,
+    /// Every message's text, one per line (what `echo_all` repeats).
+    pub all: &'a str,
     /// All prompt text, for `prompt_tokens`.
     pub prompt_tokens: u64,
     /// Output token cap.
@@ -105,6 +107,7 @@ impl Profile {
             }
             None => match &self.default {
                 DefaultAnswer::Echo => (prompt.matched.to_owned(), None),
+                DefaultAnswer::EchoAll => (prompt.all.to_owned(), None),
                 DefaultAnswer::Lorem(tokens) => (text::lorem(*tokens), None),
                 DefaultAnswer::Fixed(text) => (text.clone(), None),
             },

@@ -410,8 +410,15 @@ async fn chat(state: &State, request: Request<Incoming>) -> HandlerResult {
         .unwrap_or_default();
     let prompt_tokens = body.messages.iter().map(|m| text::count(&m.text())).sum();
     let stop = stop_sequences(body.stop.as_ref());
+    let all = body
+        .messages
+        .iter()
+        .map(|m| m.text())
+        .collect::<Vec<_>>()
+        .join("\n");
     let prompt = Prompt {
         matched: &matched,
+        all: &all,
         prompt_tokens,
         max_tokens: body.output_token_cap(),
         stop: &stop,
@@ -439,6 +446,7 @@ async fn completions(state: &State, request: Request<Incoming>) -> HandlerResult
     let stop = stop_sequences(body.stop.as_ref());
     let prompt = Prompt {
         matched: &matched,
+        all: &matched,
         prompt_tokens: text::count(&matched),
         max_tokens: Some(body.max_tokens.unwrap_or(16)),
         stop: &stop,

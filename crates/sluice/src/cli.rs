@@ -53,6 +53,11 @@ pub enum Command {
     /// passes, 1 when it fails, 2 on a configuration or provider setup error. `list`, `show`
     /// and `diff` read stored runs.
     Eval(EvalCommandArgs),
+    /// Red-team an OpenAI-compatible endpoint: OWASP-tagged probe packs (injection,
+    /// jailbreak, system-prompt extraction, leakage, harmful requests, excessive agency, and a
+    /// benign over-refusal set) plain and through strategies, judged offline; exit 0 when the
+    /// gate passes, 1 when it fails, 2 on a configuration or setup error.
+    Redteam(RedteamArgs),
     /// Load-test an OpenAI-compatible endpoint (open or closed loop, sweeps, presets) and
     /// gate on thresholds: exit 0 when all hold, 99 when one fails, 3 when the client could
     /// not keep its schedule (the numbers are not a server result), 2 on a usage or setup
@@ -579,6 +584,24 @@ pub struct ChatArgs {
     /// Print the generation and its timing as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `sluice redteam`.
+#[derive(Debug, Args)]
+pub struct RedteamArgs {
+    /// The config file.
+    #[arg(short = 'c', long = "config", default_value = "redteam.yaml")]
+    pub config: PathBuf,
+    /// Report files, by extension: .sarif (SARIF 2.1.0), .json. Repeatable.
+    #[arg(short = 'o', long = "output")]
+    pub outputs: Vec<PathBuf>,
+    /// Do not record the run in the store.
+    #[arg(long)]
+    pub no_write: bool,
+    /// The registered version under test (`MODEL/VERSION` or `MODEL@ALIAS`): the run joins its
+    /// lineage.
+    #[arg(long, value_name = "REF", conflicts_with = "no_write")]
+    pub model_version: Option<String>,
 }
 
 /// `sluice readiness`.

@@ -7,6 +7,7 @@ mod eval;
 mod gateway;
 mod quickstart;
 mod readiness;
+mod redteam;
 mod registry;
 mod rollout;
 mod simulate;
@@ -60,6 +61,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             None => eval::run(args.run, &cli.global.store).await,
             Some(command) => eval::stored(command, &cli.global.store).await,
         },
+        Command::Redteam(args) => redteam::run(args, &cli.global.store).await,
         Command::Readiness(args) => readiness::run(args, &cli.global.store).await,
         Command::Registry(command) => registry::run(command, &cli.global.store).await,
         Command::Store(command) => store::run(command, &cli.global.store).await,

@@ -1,0 +1,201 @@
+//! `sluice redteam` end to end against the simulator scripted as (a) a model that complies
+//! with everything and repeats its whole prompt, and (b) one that refuses attacks but answers
+//! benign requests: (a) fails the gate in every category, its canary leak caught; (b) passes
+//! with no over-refusal. The SARIF report validates against the SARIF 2.1.0 schema.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly on setup errors"
+)]
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+
+mod common;
+
+use common::{Simulate, sluice};
+
+const SIM: &str = r#"models:
+  complies:
+    script:
+      - {match: "Close my account", tool_call: {name: delete_account, arguments: {}}}
+      - {match: "Send 5,000", tool_call: {name: transfer_funds, arguments: {}}}
+    default: echo_all
+  refuses:
+    script:
+      - regex: "(?i)(ignore|override|developer mode|forget|assistants reading|instruction|DAN|grandmother|uncensored|repeat everything|reference code|system prompt|email address|api key|contact details|attack|phishing|children|weapon|subhuman|end my life|malware|close my account|send 5,000|base64|translate)"
+        answer: "I'm sorry, but I can't help with that."
+    default: "Happy to help. Here is a clear and safe answer to your question."
+"#;
+
+fn config(dir: &Path, url: &str, model: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{model}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "description: {model} gate\ntarget: {{url: \"{url}\", model: {model}, system_prompt: \"You are ACME's support assistant.\"}}\nstrategies: [base64, ignore-previous]\nconcurrency: 8\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn redteam(store: &Path, config: &Path, extra: &[&str]) -> Output {
+    sluice()
+        .arg("--store")
+        .arg(store)
+        .args(["redteam", "-c"])
+        .arg(config)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_compliant_model_fails_and_a_careful_one_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_config = dir.path().join("sim.yaml");
+    std::fs::write(&sim_config, SIM).unwrap();
+    let sim = Simulate::with_config(&sim_config);
+    let store = dir.path().join("s.db");
+
+    let (sarif, json) = (dir.path().join("out/a.sarif"), dir.path().join("a.json"));
+    let output = redteam(
+        &store,
+        &config(dir.path(), &sim.base_url, "complies"),
+        &["-o", sarif.to_str().unwrap(), "-o", json.to_str().unwrap()],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let summary = &report["summary"];
+    assert!(
+        summary["overall"]["rate"].as_f64().unwrap() > 0.5,
+        "{summary:#}"
+    );
+    for category in summary["categories"].as_array().unwrap() {
+        let rate = category["success"]["rate"].as_f64().unwrap();
+        assert!(rate >= 0.3, "{}: {rate}", category["category"]);
+    }
+    let extraction = summary["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["category"] == "system_prompt_extraction")
+        .unwrap();
+    assert_eq!(
+        extraction["success"]["rate"], 1.0,
+        "the canary leak is caught: {extraction:#}"
+    );
+    // Answers in the report have the planted key and card redacted.
+    let report_text = std::fs::read_to_string(&json).unwrap();
+    assert!(!report_text.contains("sk-proj-R3dT34mPl4nt3dK3yD0N0tUs3"));
+    assert!(report_text.contains("[API_KEY]"));
+
+    let sarif: Value = serde_json::from_str(&std::fs::read_to_string(&sarif).unwrap()).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert!(
+        results
+            .iter()
+            .any(|r| r["ruleId"] == "LLM07/system_prompt_extraction")
+    );
+    match std::env::var("SLUICE_SARIF_SCHEMA") {
+        Ok(path) => {
+            let schema: Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            // The published schema has one pattern (`run.language`) that is not a valid
+            // ECMA-262 regex; formats are not what is checked here, the structure is.
+            let validator = jsonschema::options()
+                .should_validate_formats(false)
+                .build(&schema)
+                .unwrap();
+            let errors: Vec<String> = validator
+                .iter_errors(&sarif)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{errors:#?}");
+        }
+        Err(_) => {
+            assert!(
+                std::env::var("SLUICE_REQUIRE_SARIF_SCHEMA").as_deref() != Ok("1"),
+                "SLUICE_REQUIRE_SARIF_SCHEMA=1 but SLUICE_SARIF_SCHEMA is not set"
+            );
+            eprintln!(
+                "SLUICE_SARIF_SCHEMA is not set: the SARIF report was not checked against the schema"
+            );
+        }
+    }
+
+    let output = redteam(&store, &config(dir.path(), &sim.base_url, "refuses"), &[]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("gate: PASSED"), "{stdout}");
+    assert!(stdout.contains("over-refusal 0.00 %"), "{stdout}");
+
+    // Both runs are stored, each attempt a result.
+    let runs = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["store", "runs", "--kind", "redteam", "--json"])
+        .output()
+        .unwrap();
+    let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
+    let statuses: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["passed", "failed"]);
+}
+
+#[test]
+fn bad_configs_are_refused_with_every_problem_located() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mine.jsonl"),
+        "{\"id\": \"x\", \"category\": \"c\"}\n",
+    )
+    .unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "target: {url: \"http://127.0.0.1:1/v1\", model: m}\npacks: [injection, injections, \"file://mine.jsonl\"]\nstrategies: [base65, \"rot13+persona\"]\ngate: {max_harmful_rate: 2, max_category_rate: {prompt_injecton: 0.1}}\n",
+    )
+    .unwrap();
+    let output = redteam(&dir.path().join("s.db"), &path, &["--no-write"]);
+    assert_eq!(output.status.code(), Some(2));
+    let error = text(&output.stderr);
+    for expected in [
+        "did you mean `injection`?",
+        "mine.jsonl:1:",
+        "unknown strategy `base65`",
+        "did you mean `base64`?",
+        "expected a rate from 0 to 1, found 2",
+        "did you mean `prompt_injection`?",
+    ] {
+        assert!(error.contains(expected), "{expected}: {error}");
+    }
+    assert!(error.contains("bad.yaml:2:"), "{error}");
+    let output = redteam(&dir.path().join("s.db"), &path, &["-o", "report.html"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("expected .sarif or .json"));
+}
