@@ -54,7 +54,7 @@ pub fn subject(run: &RunId) -> String {
     format!("rollout:{}", run.as_str())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

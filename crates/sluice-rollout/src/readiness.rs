@@ -224,7 +224,7 @@ async fn from_store(
     version: &str,
     window: Duration,
 ) -> Result<Figures, String> {
-    let since = now_ms() - window.as_millis() as i64;
+    let since = crate::controller::now_ms() - window.as_millis() as i64;
     let subject = format!("gateway:{route}");
     let (mut after, mut latencies, mut server_failures, mut errors, mut counted) =
         (0, Vec::new(), 0u64, 0u64, 0u64);
@@ -301,13 +301,6 @@ async fn from_prometheus(url: &str, queries: &PrometheusQueries) -> Result<Figur
         p95_seconds: values[2],
         error_rate: values[3],
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn service_checks(figures: &Figures, slo: &Slo) -> Vec<Check> {

@@ -139,13 +139,7 @@ fn thresholds_that_hold_exit_0_and_one_that_fails_exits_99() {
     assert_eq!(csv_text.lines().count(), 2, "{csv_text}");
     assert!(csv_text.starts_with("model,load,completed"), "{csv_text}");
 
-    let runs = sluice()
-        .arg("--store")
-        .arg(dir.path().join("sluice.db"))
-        .args(["store", "runs", "--kind", "bench", "--json"])
-        .output()
-        .unwrap();
-    let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
+    let runs = common::stored_runs(dir.path().join("sluice.db"), "bench");
     assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs:#}");
 
     let mut args = common;

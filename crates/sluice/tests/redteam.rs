@@ -170,13 +170,7 @@ fn a_compliant_model_fails_and_a_careful_one_passes() {
     assert!(stdout.contains("over-refusal 0.00 %"), "{stdout}");
 
     // Both runs are stored, each attempt a result.
-    let runs = sluice()
-        .arg("--store")
-        .arg(&store)
-        .args(["store", "runs", "--kind", "redteam", "--json"])
-        .output()
-        .unwrap();
-    let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
+    let runs = common::stored_runs(&store, "redteam");
     let statuses: Vec<&str> = runs
         .as_array()
         .unwrap()

@@ -84,14 +84,10 @@ fn run_eval(store: &str, extra: &[&str]) -> Output {
 fn eval_run(store: &str, extra: &[&str]) -> String {
     let output = run_eval(store, extra);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let runs = sluice()
-        .args([
-            "--store", store, "store", "runs", "--kind", "eval", "--json",
-        ])
-        .output()
-        .unwrap();
-    let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
-    runs[0]["id"].as_str().unwrap().to_owned()
+    common::stored_runs(store, "eval")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 const MODEL_YAML: &str = "name: chat

@@ -357,3 +357,19 @@ pub fn ask(url: &str, user: &str, headers: &str) -> String {
         .unwrap_or(body)
         .to_owned()
 }
+
+/// The runs of `kind` in the store, newest first, as `sluice store runs --json` lists them.
+pub fn stored_runs(store: impl AsRef<std::ffi::OsStr>, kind: &str) -> serde_json::Value {
+    let output = sluice()
+        .arg("--store")
+        .arg(store)
+        .args(["store", "runs", "--kind", kind, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
