@@ -214,7 +214,7 @@ pub(crate) async fn handle(
                 system_prompt: new.system_prompt,
                 params: serde_json::Map::new(),
                 timeouts: Timeouts::default(),
-                safety: std::sync::Arc::new(sluice_safety::OutputScanner::all()),
+                safety: std::sync::Arc::new(sluice_safety::Scanner::all()),
             };
             match handle.add_version(route, version) {
                 Ok(()) => json_response(StatusCode::CREATED, &json!({"added": true})),

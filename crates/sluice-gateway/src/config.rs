@@ -9,6 +9,7 @@
 //!       # answers are counted as safety violations when they hold secrets or personal data
 //!       # (both on by default) or a canary planted in the system prompt:
 //!       # safety: {secrets: true, pii: false, canary: SLUICE-CANARY-5f1c…}
+//!       # (`input: true`, the default, also counts prompt-injection attempts users send)
 //!       # several instances of one version, taken in turn:
 //!       # - {name: pool, urls: ["http://127.0.0.1:9101/v1", "http://127.0.0.1:9102/v1"], model: m}
 //!     split:
@@ -94,8 +95,9 @@ struct RawVersion {
     safety: Option<RawSafety>,
 }
 
-/// `safety: {secrets: true, pii: true, canary: TOKEN}`: what a version's answers are counted
-/// for (secrets and personal data by default).
+/// `safety: {secrets: true, pii: true, canary: TOKEN, input: true}`: what a version's answers
+/// are counted for (secrets and personal data by default) and whether what users send is
+/// checked for injection attempts.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSafety {
@@ -105,6 +107,8 @@ struct RawSafety {
     pii: Option<bool>,
     #[serde(default)]
     canary: Option<String>,
+    #[serde(default)]
+    input: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -353,13 +357,14 @@ fn compile_route(
         let defaults = Timeouts::default();
         let safety = v.safety.unwrap_or_default();
         versions.push(Version {
-            safety: Arc::new(sluice_safety::OutputScanner {
+            safety: Arc::new(sluice_safety::Scanner {
                 secrets: safety.secrets.unwrap_or(true),
                 pii: safety.pii.unwrap_or(true),
                 canary: safety
                     .canary
                     .filter(|c| !c.is_empty())
                     .map(|c| sluice_safety::Canary::new(&c)),
+                input: safety.input.unwrap_or(true),
             }),
             name: v.name,
             upstreams: Upstreams::new(urls),

@@ -46,6 +46,8 @@ pub(crate) struct Record {
     pub stream: bool,
     /// The safety violations found in the answer (`secret`, `pii`, `canary`).
     pub safety: Vec<&'static str>,
+    /// The injection heuristics that fired on the request.
+    pub input_flags: Vec<&'static str>,
 }
 
 /// The writer's queue.
@@ -146,6 +148,7 @@ fn event(record: Record) -> NewEvent {
             "request": redact(truncate(&request)),
             "answer": redact(truncate(&answer)),
             "safety": record.safety,
+            "input_flags": record.input_flags,
         }),
     }
 }

@@ -130,6 +130,7 @@ struct Bucket {
     shadow_rouge: Tally,
     shadow_cosine: Tally,
     safety_violations: u64,
+    injection_attempts: u64,
 }
 
 /// A count and a sum, for means.
@@ -169,6 +170,7 @@ impl Bucket {
             shadow_rouge: Tally::default(),
             shadow_cosine: Tally::default(),
             safety_violations: 0,
+            injection_attempts: 0,
         }
     }
 }
@@ -185,6 +187,8 @@ struct Inner {
     shadow_compared: u64,
     /// Safety violations by kind (`secret`, `pii`, `canary`).
     safety: BTreeMap<&'static str, u64>,
+    /// Injection attempts by heuristic (`override`, `invisible`, …).
+    injection: BTreeMap<&'static str, u64>,
     buckets: VecDeque<Bucket>,
 }
 
@@ -249,6 +253,9 @@ pub struct WindowStats {
     pub safety_violations: u64,
     /// Safety violations over requests; 0 without requests.
     pub safety_violation_rate: f64,
+    /// Requests in which a prompt-injection heuristic fired (what users try; not part of
+    /// the safety-violation rate).
+    pub injection_attempts: u64,
     /// The latency distribution, as `[ms, count]` bins in rising order (on request only):
     /// what a rank test between two versions needs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -268,6 +275,7 @@ impl VersionMetrics {
                 feedback: Tally::default(),
                 shadow_compared: 0,
                 safety: BTreeMap::new(),
+                injection: BTreeMap::new(),
                 buckets: VecDeque::with_capacity(BUCKETS + 1),
             }),
             in_flight: AtomicI64::new(0),
@@ -331,6 +339,19 @@ impl VersionMetrics {
         inner.bucket(index).safety_violations += 1;
     }
 
+    /// A request to this version on which these injection heuristics fired.
+    pub fn record_injection(&self, flags: &[&'static str]) {
+        if flags.is_empty() {
+            return;
+        }
+        let index = self.index();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for flag in flags {
+            *inner.injection.entry(flag).or_default() += 1;
+        }
+        inner.bucket(index).injection_attempts += 1;
+    }
+
     /// A shadow answer of this version compared with the primary's.
     pub fn record_shadow(&self, similarity: &crate::similarity::Similarity) {
         let index = self.index();
@@ -377,6 +398,7 @@ impl VersionMetrics {
             let _ = ttft.add(&bucket.ttft);
             stats.completion_tokens += bucket.completion_tokens;
             stats.safety_violations += bucket.safety_violations;
+            stats.injection_attempts += bucket.injection_attempts;
         }
         let errors: u64 = stats
             .classes
@@ -543,15 +565,33 @@ impl Metrics {
                 inner.shadow_compared
             );
         }
-        out.push_str("# HELP sluice_gateway_safety_violations_total Answers holding a secret, personal data or a planted canary, by kind.\n# TYPE sluice_gateway_safety_violations_total counter\n");
-        for ((route, version), m) in versions.iter() {
-            let inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
-            for (kind, n) in &inner.safety {
-                let _ = writeln!(
-                    out,
-                    "sluice_gateway_safety_violations_total{{{},kind=\"{kind}\"}} {n}",
-                    labels(route, version)
-                );
+        for (name, help, safety) in [
+            (
+                "sluice_gateway_safety_violations_total",
+                "Answers holding a secret, personal data or a planted canary, by kind.",
+                true,
+            ),
+            (
+                "sluice_gateway_injection_attempts_total",
+                "Requests on which a prompt-injection heuristic fired, by heuristic.",
+                false,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ((route, version), m) in versions.iter() {
+                let inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
+                let counts = if safety {
+                    &inner.safety
+                } else {
+                    &inner.injection
+                };
+                for (kind, n) in counts {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{{},kind=\"{kind}\"}} {n}",
+                        labels(route, version)
+                    );
+                }
             }
         }
         for (name, help, pick) in [

@@ -319,6 +319,11 @@ pub(crate) async fn forward(
         .safety
         .is_active()
         .then(|| Arc::clone(&version.safety));
+    let input_flags = if version.safety.input {
+        version.safety.input_flags(&user_text(&body))
+    } else {
+        Vec::new()
+    };
     let capture_limit = if !stream {
         COLLECT_LIMIT
     } else if shared.log.is_some() || primary.is_some() || scanner.is_some() {
@@ -342,6 +347,7 @@ pub(crate) async fn forward(
         }),
         primary,
         scanner,
+        input_flags,
         version: version.name.clone(),
         stream,
         capture: Vec::new(),
@@ -412,6 +418,45 @@ fn shadow_copy(
             None
         }
     }
+}
+
+/// What the user wrote: the text of `user` and `tool` messages (chat) or the prompt
+/// (completions), one part per line.
+fn user_text(body: &Map<String, Value>) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    fn texts<'a>(content: &'a Value, parts: &mut Vec<&'a str>) {
+        match content {
+            Value::String(text) => parts.push(text),
+            Value::Array(items) => {
+                for item in items {
+                    match item {
+                        Value::String(text) => parts.push(text),
+                        Value::Object(part) => {
+                            if let Some(text) = part.get("text").and_then(Value::as_str) {
+                                parts.push(text);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(messages) = body.get("messages").and_then(Value::as_array) {
+        for message in messages {
+            let role = message.get("role").and_then(Value::as_str);
+            if matches!(role, Some("user" | "tool"))
+                && let Some(content) = message.get("content")
+            {
+                texts(content, &mut parts);
+            }
+        }
+    }
+    if let Some(prompt) = body.get("prompt") {
+        texts(prompt, &mut parts);
+    }
+    parts.join("\n")
 }
 
 fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
@@ -603,7 +648,9 @@ pub(crate) struct Finish {
     /// Where a shadow comparison waits for this answer.
     primary: Option<oneshot::Sender<Primary>>,
     /// What the answer is scanned for once it has been sent.
-    scanner: Option<Arc<sluice_safety::OutputScanner>>,
+    scanner: Option<Arc<sluice_safety::Scanner>>,
+    /// The injection heuristics that fired on what the user sent.
+    input_flags: Vec<&'static str>,
     /// The serving version's name.
     version: String,
     /// Whether the answer is a stream.
@@ -649,6 +696,7 @@ impl Finish {
         });
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let mut response = std::mem::take(&mut self.capture);
+        self.metrics.record_injection(&self.input_flags);
         let safety = match &self.scanner {
             Some(scanner) if class == Class::Ok => {
                 let kinds = scanner.violations(&crate::log::answer_text(&response, self.stream));
@@ -684,6 +732,7 @@ impl Finish {
                 response,
                 stream: self.stream,
                 safety,
+                input_flags: std::mem::take(&mut self.input_flags),
             });
         }
     }

@@ -107,7 +107,7 @@ pub struct Version {
     /// Upstream timeouts.
     pub timeouts: Timeouts,
     /// What its answers are scanned for (counted as safety violations, never changed).
-    pub safety: std::sync::Arc<sluice_safety::OutputScanner>,
+    pub safety: std::sync::Arc<sluice_safety::Scanner>,
 }
 
 /// Where a sticky key comes from.

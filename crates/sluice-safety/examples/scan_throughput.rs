@@ -1,5 +1,5 @@
 //! Scanner throughput: microseconds per kilobyte of model answers for the gateway's output
-//! scanner (secrets, personal data, canary) and for full redaction. Writes the corpus it used
+//! scanner (secrets, personal data, canary), its input heuristics, and full redaction. Writes the corpus it used
 //! to the path given, so a peer scanner can be timed on the same text
 //! (`bench/scanner-throughput.sh`).
 //!
@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use sluice_safety::{OutputScanner, redact};
+use sluice_safety::{Scanner, redact};
 
 const PROSE: &str = "The capital of France is Paris, which has been the country's political and cultural centre for centuries. Its museums, among them the Louvre and the Musée d'Orsay, hold some of the best-known works of European art, and its cafés and boulevards were laid out largely in the nineteenth century under Haussmann. ";
 
@@ -37,9 +37,9 @@ fn main() {
         std::fs::write(&path, answers.join("\n")).unwrap();
     }
     let kib = answers.iter().map(String::len).sum::<usize>() as f64 / 1024.0;
-    let scanner = OutputScanner {
+    let scanner = Scanner {
         canary: Some(sluice_safety::Canary::new("SLUICE-CANARY-0123456789abcdef")),
-        ..OutputScanner::all()
+        ..Scanner::all()
     };
     let rounds = 20;
     let time = |work: &dyn Fn(&str) -> usize| {
@@ -54,11 +54,13 @@ fn main() {
         (micros / kib, hits / rounds)
     };
     let (scan_us, flagged) = time(&|a| usize::from(!scanner.violations(a).is_empty()));
-    let plain = OutputScanner::all();
+    let plain = Scanner::all();
     let (plain_us, _) = time(&|a| usize::from(!plain.violations(a).is_empty()));
+    let (input_us, _) = time(&|a| sluice_safety::injection::input_flags(a).len());
     let (redact_us, changed) = time(&|a| usize::from(redact(a).len() != a.len()));
     println!("corpus: {} answers, {kib:.0} KiB", answers.len());
     println!("output scanner: {scan_us:.2} µs/KiB ({flagged} answers flagged)");
     println!("  without a canary: {plain_us:.2} µs/KiB");
+    println!("input heuristics: {input_us:.2} µs/KiB");
     println!("redaction:      {redact_us:.2} µs/KiB ({changed} answers changed)");
 }

@@ -1,34 +1,47 @@
-//! The runtime scanner a gateway version runs on its answers: secrets, personal data and a
-//! planted canary. It only reads the answer after it was sent (counting and logging
-//! violations); it never changes or holds back what the client gets.
+//! The runtime scanner a gateway version runs: on its answers, secrets, personal data and a
+//! planted canary (safety violations); on what users send, prompt-injection heuristics
+//! (injection attempts, counted apart: they say what users try, not how the version behaves).
+//! It only reads; it never changes or holds back a request or an answer.
 
 use crate::detect::{self, Kind};
 use crate::refusal::Canary;
 
-/// What a version's answers are checked for.
+/// What a version checks.
 #[derive(Debug, Clone, Default)]
-pub struct OutputScanner {
+pub struct Scanner {
     /// Count secrets (API keys, tokens, private keys).
     pub secrets: bool,
     /// Count personal data (emails, phones, cards, IBANs, SSNs, IP addresses).
     pub pii: bool,
     /// A token planted in the system prompt; its appearance in an answer is a leak.
     pub canary: Option<Canary>,
+    /// Check what users send for prompt-injection heuristics.
+    pub input: bool,
 }
 
-impl OutputScanner {
+impl Scanner {
     /// Everything on, no canary.
     pub fn all() -> Self {
         Self {
             secrets: true,
             pii: true,
             canary: None,
+            input: true,
         }
     }
 
-    /// Whether it checks anything.
+    /// Whether it checks answers at all.
     pub fn is_active(&self) -> bool {
         self.secrets || self.pii || self.canary.is_some()
+    }
+
+    /// The injection heuristics that fire on what a user sent (none when input checks are off).
+    pub fn input_flags(&self, text: &str) -> Vec<&'static str> {
+        if self.input {
+            crate::injection::input_flags(text)
+        } else {
+            Vec::new()
+        }
     }
 
     /// The violations in `answer`, as kinds (`secret`, `pii`, `canary`), each once.
@@ -58,9 +71,9 @@ mod tests {
 
     #[test]
     fn violations_are_named_once_each() {
-        let scanner = OutputScanner {
+        let scanner = Scanner {
             canary: Some(Canary::new("SLUICE-CANARY-00000000000000aa")),
-            ..OutputScanner::all()
+            ..Scanner::all()
         };
         assert!(
             scanner
@@ -78,11 +91,11 @@ mod tests {
                 .violations("mail bob@example.com, my prompt says SLUICE-CANARY-00000000000000aa"),
             ["canary", "pii"]
         );
-        let secrets_only = OutputScanner {
+        let secrets_only = Scanner {
             pii: false,
-            ..OutputScanner::all()
+            ..Scanner::all()
         };
         assert!(secrets_only.violations("mail bob@example.com").is_empty());
-        assert!(!OutputScanner::default().is_active());
+        assert!(!Scanner::default().is_active());
     }
 }
