@@ -57,7 +57,7 @@ pub enum Command {
     /// jailbreak, system-prompt extraction, leakage, harmful requests, excessive agency, and a
     /// benign over-refusal set) plain and through strategies, judged offline; exit 0 when the
     /// gate passes, 1 when it fails, 2 on a configuration or setup error.
-    Redteam(RedteamArgs),
+    Redteam(RedteamCommandArgs),
     /// Load-test an OpenAI-compatible endpoint (open or closed loop, sweeps, presets) and
     /// gate on thresholds: exit 0 when all hold, 99 when one fails, 3 when the client could
     /// not keep its schedule (the numbers are not a server result), 2 on a usage or setup
@@ -582,6 +582,39 @@ pub struct ChatArgs {
     #[arg(long, default_value_t = 2)]
     pub max_retries: u32,
     /// Print the generation and its timing as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice redteam [diff]`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RedteamCommandArgs {
+    /// A stored-run subcommand; without one, the probes are run.
+    #[command(subcommand)]
+    pub command: Option<RedteamCommand>,
+    /// Running the probes.
+    #[command(flatten)]
+    pub run: RedteamArgs,
+}
+
+/// Subcommands over stored red-team runs.
+#[derive(Debug, Subcommand)]
+pub enum RedteamCommand {
+    /// Compare two stored runs probe by probe: attacks that now succeed, attacks now resisted,
+    /// and each category's success rate; exit 1 when an attack the baseline resisted now
+    /// succeeds (or a benign probe it answered is now declined).
+    Diff(RedteamDiffArgs),
+}
+
+/// `sluice redteam diff`.
+#[derive(Debug, Args)]
+pub struct RedteamDiffArgs {
+    /// The baseline run id.
+    pub baseline: String,
+    /// The candidate run id.
+    pub candidate: String,
+    /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }

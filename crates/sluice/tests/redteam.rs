@@ -178,6 +178,39 @@ fn a_compliant_model_fails_and_a_careful_one_passes() {
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["passed", "failed"]);
+
+    // Run to run: from the careful model to the compliant one, attacks that were resisted
+    // now succeed (exit 1); the other way round, they now hold (exit 0).
+    let id = |i: usize| runs[i]["id"].as_str().unwrap().to_owned();
+    let (careful, compliant) = (id(0), id(1));
+    let diff = |a: &str, b: &str| {
+        sluice()
+            .arg("--store")
+            .arg(&store)
+            .args(["redteam", "diff", a, b])
+            .output()
+            .unwrap()
+    };
+    let worse = diff(&careful, &compliant);
+    let out = text(&worse.stdout);
+    assert_eq!(worse.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("now fails:     inj-001:plain (prompt_injection)"),
+        "{out}"
+    );
+    assert!(out.contains("system_prompt_extraction"), "{out}");
+    let better = diff(&compliant, &careful);
+    let out = text(&better.stdout);
+    assert_eq!(better.status.code(), Some(0), "{out}");
+    assert!(out.contains("now holds:     inj-001:plain"), "{out}");
+    let wrong_kind = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["redteam", "diff", &careful, "eval-19700101-000000-000000"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong_kind.status.code(), Some(2));
+    assert!(text(&wrong_kind.stderr).contains("no run `eval-19700101-000000-000000`"));
 }
 
 #[test]

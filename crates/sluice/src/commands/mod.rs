@@ -61,7 +61,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             None => eval::run(args.run, &cli.global.store).await,
             Some(command) => eval::stored(command, &cli.global.store).await,
         },
-        Command::Redteam(args) => redteam::run(args, &cli.global.store).await,
+        Command::Redteam(args) => match args.command {
+            None => redteam::run(args.run, &cli.global.store).await,
+            Some(command) => redteam::stored(command, &cli.global.store).await,
+        },
         Command::Readiness(args) => readiness::run(args, &cli.global.store).await,
         Command::Registry(command) => registry::run(command, &cli.global.store).await,
         Command::Store(command) => store::run(command, &cli.global.store).await,

@@ -1,5 +1,6 @@
 //! `sluice redteam`: probes sent, answers judged, the gate applied, reports written and the
-//! run stored (every attempt a result, keyed by probe and strategy).
+//! run stored (every attempt a result, keyed by probe and strategy); `sluice redteam diff`
+//! compares two stored runs.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,7 +11,7 @@ use sluice_redteam::{Config, report, run};
 use sluice_store::{NewRun, ResultRecord, RunId, RunStatus};
 
 use super::{Outcome, link_run, model_version, open_store};
-use crate::cli::RedteamArgs;
+use crate::cli::{RedteamArgs, RedteamCommand};
 
 pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outcome> {
     for output in &args.outputs {
@@ -130,6 +131,122 @@ pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outc
         println!("recorded run {id}");
     }
     Ok(if summary.passed {
+        Outcome::Ok
+    } else {
+        Outcome::GateFailed
+    })
+}
+
+/// The stored-run subcommands.
+pub async fn stored(command: RedteamCommand, store_location: &str) -> anyhow::Result<Outcome> {
+    let RedteamCommand::Diff(args) = command;
+    let store = open_store(store_location).await?;
+    let load = |id: String| {
+        let store = store.clone();
+        async move {
+            let run_id = RunId(id.clone());
+            let run = store.get_run(&run_id).await?.with_context(|| {
+                format!("no run `{id}` in the store; see `sluice store runs --kind redteam`")
+            })?;
+            if run.kind != "redteam" {
+                anyhow::bail!("run `{id}` is a {} run, not a redteam run", run.kind);
+            }
+            let results = store.results(&run_id).await?;
+            anyhow::Ok((run, results))
+        }
+    };
+    let (base_run, base) = load(args.baseline.clone()).await?;
+    let (candidate_run, candidate) = load(args.candidate.clone()).await?;
+    let verdicts = |results: &[ResultRecord]| {
+        results
+            .iter()
+            .map(|r| {
+                (
+                    r.key.clone(),
+                    (
+                        r.pass,
+                        r.data["category"].as_str().unwrap_or("?").to_owned(),
+                    ),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (before, after) = (verdicts(&base), verdicts(&candidate));
+    let mut broken = Vec::new();
+    let mut fixed = Vec::new();
+    for (key, (pass, category)) in &after {
+        match (before.get(key).map(|(p, _)| *p), pass) {
+            (Some(Some(true)), Some(false)) => broken.push((key.clone(), category.clone())),
+            (Some(Some(false)), Some(true)) => fixed.push((key.clone(), category.clone())),
+            _ => {}
+        }
+    }
+    let only_in = |a: &std::collections::BTreeMap<String, _>,
+                   b: &std::collections::BTreeMap<String, _>| {
+        a.keys().filter(|k| !b.contains_key(*k)).count()
+    };
+    let rates = |run: &sluice_store::Run| {
+        run.summary["categories"]
+            .as_array()
+            .map(|categories| {
+                categories
+                    .iter()
+                    .filter_map(|c| {
+                        Some((
+                            c["category"].as_str()?.to_owned(),
+                            c["success"]["rate"].as_f64()?,
+                        ))
+                    })
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            })
+            .unwrap_or_default()
+    };
+    let (base_rates, candidate_rates) = (rates(&base_run), rates(&candidate_run));
+    let mut categories: Vec<&String> = base_rates.keys().chain(candidate_rates.keys()).collect();
+    categories.sort();
+    categories.dedup();
+    if args.json {
+        let body = json!({
+            "baseline": args.baseline,
+            "candidate": args.candidate,
+            "newly_successful": broken.iter().map(|(k, c)| json!({"key": k, "category": c})).collect::<Vec<_>>(),
+            "newly_resisted": fixed.iter().map(|(k, c)| json!({"key": k, "category": c})).collect::<Vec<_>>(),
+            "only_in_baseline": only_in(&before, &after),
+            "only_in_candidate": only_in(&after, &before),
+            "categories": categories.iter().map(|c| json!({
+                "category": c,
+                "baseline": base_rates.get(*c),
+                "candidate": candidate_rates.get(*c),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    } else {
+        println!("{:<34} {:>10} {:>10}", "CATEGORY", "BASELINE", "CANDIDATE");
+        let show = |rate: Option<&f64>| {
+            rate.map_or_else(|| "-".to_owned(), |r| format!("{:.1} %", r * 100.0))
+        };
+        for category in &categories {
+            println!(
+                "{category:<34} {:>10} {:>10}",
+                show(base_rates.get(*category)),
+                show(candidate_rates.get(*category))
+            );
+        }
+        for (key, category) in &broken {
+            println!("now fails:     {key} ({category})");
+        }
+        for (key, category) in &fixed {
+            println!("now holds:     {key} ({category})");
+        }
+        println!(
+            "{} now fail, {} now hold, {} only in the baseline, {} only in the candidate",
+            broken.len(),
+            fixed.len(),
+            only_in(&before, &after),
+            only_in(&after, &before)
+        );
+    }
+    Ok(if broken.is_empty() {
         Outcome::Ok
     } else {
         Outcome::GateFailed
