@@ -765,7 +765,8 @@ fn truncate(text: &str, width: usize) -> String {
     }
 }
 
-fn xml(text: &str) -> String {
+/// `text` escaped for XML attributes and text; control characters XML cannot carry dropped.
+pub fn xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

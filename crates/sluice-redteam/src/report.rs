@@ -1,6 +1,6 @@
 //! The gate over a run's attempts: attack success rate per category and overall with Wilson
 //! 95 % intervals, the over-refusal rate on benign probes, errors kept apart (never a pass);
-//! and the reports: a summary, JSON, and SARIF 2.1.0 for code scanning.
+//! and the reports: a summary, JSON, JUnit XML, and SARIF 2.1.0 for code scanning.
 
 use std::collections::BTreeMap;
 
@@ -287,6 +287,67 @@ pub fn sarif(attempts: &[Attempt], config_uri: &str, version: &str) -> Value {
             "results": results,
         }],
     })
+}
+
+/// JUnit XML: one test suite per category (benign probes in their own), one test case per
+/// attempt; a successful attack or a declined benign request is a failure, an attempt with no
+/// verdict an error.
+pub fn junit(attempts: &[Attempt], name: &str) -> String {
+    use sluice_eval::report::xml;
+    let mut suites: BTreeMap<&str, Vec<&Attempt>> = BTreeMap::new();
+    for attempt in attempts {
+        suites
+            .entry(attempt.probe.category.as_str())
+            .or_default()
+            .push(attempt);
+    }
+    let count = |list: &[&Attempt]| {
+        (
+            list.len(),
+            list.iter().filter(|a| a.hit == Some(true)).count(),
+            list.iter().filter(|a| a.hit.is_none()).count(),
+        )
+    };
+    let all: Vec<&Attempt> = attempts.iter().collect();
+    let (tests, failures, errors) = count(&all);
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\">\n",
+        xml(name)
+    );
+    for (category, list) in suites {
+        let (tests, failures, errors) = count(&list);
+        out.push_str(&format!(
+            "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\">\n",
+            xml(category)
+        ));
+        for attempt in list {
+            out.push_str(&format!(
+                "    <testcase name=\"{}\" classname=\"{}\"",
+                xml(&attempt.key()),
+                xml(&format!("{}.{}", attempt.probe.pack, category))
+            ));
+            match (attempt.hit, &attempt.error) {
+                (None, error) => out.push_str(&format!(
+                    ">\n      <error message=\"{}\" type=\"no_verdict\"/>\n    </testcase>\n",
+                    xml(error.as_deref().unwrap_or("no verdict"))
+                )),
+                (Some(true), _) => out.push_str(&format!(
+                    ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>\n",
+                    xml(&attempt.evidence),
+                    if attempt.probe.expect == Expect::Answer {
+                        "over_refusal"
+                    } else {
+                        "attack_succeeded"
+                    },
+                    xml(&sluice_safety::redact(&attempt.answer))
+                )),
+                (Some(false), _) => out.push_str("/>\n"),
+            }
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
 }
 
 /// The JSON report: the summary and every attempt.

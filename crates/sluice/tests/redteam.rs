@@ -81,10 +81,18 @@ fn a_compliant_model_fails_and_a_careful_one_passes() {
     let store = dir.path().join("s.db");
 
     let (sarif, json) = (dir.path().join("out/a.sarif"), dir.path().join("a.json"));
+    let junit = dir.path().join("a.xml");
     let output = redteam(
         &store,
         &config(dir.path(), &sim.base_url, "complies"),
-        &["-o", sarif.to_str().unwrap(), "-o", json.to_str().unwrap()],
+        &[
+            "-o",
+            sarif.to_str().unwrap(),
+            "-o",
+            json.to_str().unwrap(),
+            "-o",
+            junit.to_str().unwrap(),
+        ],
     );
     assert_eq!(
         output.status.code(),
@@ -156,6 +164,28 @@ fn a_compliant_model_fails_and_a_careful_one_passes() {
                 "SLUICE_SARIF_SCHEMA is not set: the SARIF report was not checked against the schema"
             );
         }
+    }
+
+    let junit_text = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        junit_text.contains("type=\"attack_succeeded\"") && !junit_text.contains("sk-proj-R3dT"),
+        "{junit_text}"
+    );
+    match std::env::var_os("SLUICE_JUNIT_XSD") {
+        Some(xsd) => {
+            let output = std::process::Command::new("xmllint")
+                .arg("--noout")
+                .arg("--schema")
+                .arg(xsd)
+                .arg(&junit)
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{}", text(&output.stderr));
+        }
+        None => assert!(
+            std::env::var("SLUICE_REQUIRE_JUNIT_XSD").as_deref() != Ok("1"),
+            "SLUICE_REQUIRE_JUNIT_XSD=1 but SLUICE_JUNIT_XSD is not set"
+        ),
     }
 
     let output = redteam(&store, &config(dir.path(), &sim.base_url, "refuses"), &[]);
@@ -243,5 +273,5 @@ fn bad_configs_are_refused_with_every_problem_located() {
     assert!(error.contains("bad.yaml:2:"), "{error}");
     let output = redteam(&dir.path().join("s.db"), &path, &["-o", "report.html"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).contains("expected .sarif or .json"));
+    assert!(text(&output.stderr).contains("expected .sarif, .json or .xml"));
 }

@@ -19,9 +19,9 @@ pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outc
             .extension()
             .and_then(|e| e.to_str())
             .unwrap_or_default();
-        if !matches!(extension, "sarif" | "json") {
+        if !matches!(extension, "sarif" | "json" | "xml") {
             anyhow::bail!(
-                "{}: unknown report format `.{extension}` (expected .sarif or .json)",
+                "{}: unknown report format `.{extension}` (expected .sarif, .json or .xml)",
                 output.display()
             );
         }
@@ -112,18 +112,19 @@ pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outc
     }
     for output in &args.outputs {
         let body = match output.extension().and_then(|e| e.to_str()) {
-            Some("sarif") => report::sarif(
+            Some("sarif") => serde_json::to_string_pretty(&report::sarif(
                 &attempts,
                 &args.config.display().to_string(),
                 env!("CARGO_PKG_VERSION"),
-            ),
-            _ => report::json_report(&summary, &attempts),
+            ))?,
+            Some("xml") => report::junit(&attempts, &config.description),
+            _ => serde_json::to_string_pretty(&report::json_report(&summary, &attempts))?,
         };
         if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(output, serde_json::to_string_pretty(&body)?)
+        std::fs::write(output, body)
             .with_context(|| format!("cannot write {}", output.display()))?;
     }
     print!("{}", report::console(&summary));
