@@ -109,15 +109,12 @@ impl Simulate {
             .base_url
             .trim_start_matches("http://")
             .trim_end_matches("/v1");
-        let mut stream = TcpStream::connect(address).unwrap();
-        write!(
-            stream,
-            "PUT /admin/models/{model} HTTP/1.1\r\nhost: {address}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{yaml}",
-            yaml.len()
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
+        let response = exchange(
+            address,
+            &format!("PUT /admin/models/{model} HTTP/1.1"),
+            "",
+            yaml,
+        );
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     }
 }
@@ -341,15 +338,12 @@ pub fn ask(url: &str, user: &str, headers: &str) -> String {
     let body = format!(
         r#"{{"model":"chat","user":"{user}","messages":[{{"role":"user","content":"hi"}}]}}"#
     );
-    let mut stream = TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "POST /v1/chat/completions HTTP/1.0\r\nhost: {address}\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = exchange(
+        address,
+        "POST /v1/chat/completions HTTP/1.0",
+        &format!("content-type: application/json\r\n{headers}"),
+        &body,
+    );
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     let value: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
     value["choices"][0]["message"]["content"]
@@ -372,4 +366,19 @@ pub fn stored_runs(store: impl AsRef<std::ffi::OsStr>, kind: &str) -> serde_json
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// One raw HTTP request to `address` (`request_line`, extra header lines each ending in CRLF,
+/// a body), read to the end; the whole response as text.
+pub fn exchange(address: &str, request_line: &str, headers: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "{request_line}\r\nhost: {address}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
