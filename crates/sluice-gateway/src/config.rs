@@ -8,8 +8,11 @@
 //!       - {name: candidate, url: "http://127.0.0.1:9002/v1", model: candidate, api_key_env: CANDIDATE_KEY}
 //!       # answers are counted as safety violations when they hold secrets or personal data
 //!       # (both on by default) or a canary planted in the system prompt:
-//!       # safety: {secrets: true, pii: false, canary: SLUICE-CANARY-5f1c…}
-//!       # (`input: true`, the default, also counts prompt-injection attempts users send)
+//!       # safety: {secrets: true, pii: false, canary: SLUICE-CANARY-5f1c…, action: redact}
+//!       # action: log (count only, the default) | redact (replace each finding with its
+//!       # label, streams too) | block (withhold the answer: finish_reason content_filter)
+//!       # (`input: true`, the default, also counts prompt-injection attempts users send;
+//!       # `block_input: true` refuses those requests with 400 content_filter)
 //!       # several instances of one version, taken in turn:
 //!       # - {name: pool, urls: ["http://127.0.0.1:9101/v1", "http://127.0.0.1:9102/v1"], model: m}
 //!     split:
@@ -95,9 +98,10 @@ struct RawVersion {
     safety: Option<RawSafety>,
 }
 
-/// `safety: {secrets: true, pii: true, canary: TOKEN, input: true}`: what a version's answers
-/// are counted for (secrets and personal data by default) and whether what users send is
-/// checked for injection attempts.
+/// `safety: {secrets: true, pii: true, canary: TOKEN, input: true, action: log, block_input:
+/// false}`: what a version's answers are checked for (secrets and personal data by default),
+/// what happens to an answer with a violation, and whether what users send is checked for
+/// injection attempts (and refused).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSafety {
@@ -109,6 +113,10 @@ struct RawSafety {
     canary: Option<String>,
     #[serde(default)]
     input: Option<bool>,
+    #[serde(default)]
+    action: Option<sluice_safety::scanner::Action>,
+    #[serde(default)]
+    block_input: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -364,7 +372,9 @@ fn compile_route(
                     .canary
                     .filter(|c| !c.is_empty())
                     .map(|c| sluice_safety::Canary::new(&c)),
-                input: safety.input.unwrap_or(true),
+                input: safety.input.unwrap_or(true) || safety.block_input == Some(true),
+                action: safety.action.unwrap_or_default(),
+                block_input: safety.block_input.unwrap_or(false),
             }),
             name: v.name,
             upstreams: Upstreams::new(urls),

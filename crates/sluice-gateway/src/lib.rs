@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod config;
+mod guard;
 mod log;
 pub mod metrics;
 mod proxy;

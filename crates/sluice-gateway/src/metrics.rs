@@ -189,6 +189,8 @@ struct Inner {
     safety: BTreeMap<&'static str, u64>,
     /// Injection attempts by heuristic (`override`, `invisible`, …).
     injection: BTreeMap<&'static str, u64>,
+    /// What the scanner did: answers `redacted` or `blocked`, requests `input_blocked`.
+    actions: BTreeMap<&'static str, u64>,
     buckets: VecDeque<Bucket>,
 }
 
@@ -276,6 +278,7 @@ impl VersionMetrics {
                 shadow_compared: 0,
                 safety: BTreeMap::new(),
                 injection: BTreeMap::new(),
+                actions: BTreeMap::new(),
                 buckets: VecDeque::with_capacity(BUCKETS + 1),
             }),
             in_flight: AtomicI64::new(0),
@@ -337,6 +340,13 @@ impl VersionMetrics {
             *inner.safety.entry(kind).or_default() += 1;
         }
         inner.bucket(index).safety_violations += 1;
+    }
+
+    /// The scanner changed an answer (`redacted`), withheld one (`blocked`) or refused a
+    /// request (`input_blocked`).
+    pub fn record_action(&self, action: &'static str) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *inner.actions.entry(action).or_default() += 1;
     }
 
     /// A request to this version on which these injection heuristics fired.
@@ -565,30 +575,35 @@ impl Metrics {
                 inner.shadow_compared
             );
         }
-        for (name, help, safety) in [
+        type Counts = fn(&Inner) -> &BTreeMap<&'static str, u64>;
+        let tallies: [(&str, &str, &str, Counts); 3] = [
             (
                 "sluice_gateway_safety_violations_total",
                 "Answers holding a secret, personal data or a planted canary, by kind.",
-                true,
+                "kind",
+                |inner| &inner.safety,
             ),
             (
                 "sluice_gateway_injection_attempts_total",
                 "Requests on which a prompt-injection heuristic fired, by heuristic.",
-                false,
+                "kind",
+                |inner| &inner.injection,
             ),
-        ] {
+            (
+                "sluice_gateway_safety_actions_total",
+                "Answers redacted or blocked, and requests refused, by the safety scanner.",
+                "action",
+                |inner| &inner.actions,
+            ),
+        ];
+        for (name, help, label, counts) in tallies {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for ((route, version), m) in versions.iter() {
                 let inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
-                let counts = if safety {
-                    &inner.safety
-                } else {
-                    &inner.injection
-                };
-                for (kind, n) in counts {
+                for (kind, n) in counts(&inner) {
                     let _ = writeln!(
                         out,
-                        "{name}{{{},kind=\"{kind}\"}} {n}",
+                        "{name}{{{},{label}=\"{kind}\"}} {n}",
                         labels(route, version)
                     );
                 }

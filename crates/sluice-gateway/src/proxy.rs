@@ -4,7 +4,7 @@
 //! event by event for streams, with the usage chunk the client did not ask for removed —
 //! recording the outcome in the version's metrics when the last byte has gone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -26,6 +26,7 @@ use sluice_store::{NewEvent, Store};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Limits;
+use crate::guard::EventGuard;
 use crate::log::{Recent, Record, RequestLog};
 use crate::metrics::{Class, Metrics, Observation, VersionMetrics};
 use crate::route::{RequestKeys, Snapshot, Version};
@@ -293,6 +294,33 @@ pub(crate) async fn forward(
         (index, request_id)
     };
     let version = &route.versions[index];
+    let input_flags = if version.safety.input {
+        version.safety.input_flags(&user_text(&body))
+    } else {
+        Vec::new()
+    };
+    if version.safety.block_input && !input_flags.is_empty() {
+        let metrics = shared.metrics.version(&model, &version.name);
+        metrics.record_injection(&input_flags);
+        metrics.record_action("input_blocked");
+        let mut response = json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": {
+                "message": format!(
+                    "The request was refused: it looks like a prompt-injection attempt ({}).",
+                    input_flags.join(", ")
+                ),
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "content_filter",
+            }}),
+        );
+        let headers = response.headers_mut();
+        set_header(headers, "x-sluice-version", &version.name);
+        set_header(headers, "x-sluice-route", &model);
+        set_header(headers, "x-request-id", &request_id);
+        return response;
+    }
     if shared.log.is_some() {
         shared
             .recent
@@ -319,11 +347,6 @@ pub(crate) async fn forward(
         .safety
         .is_active()
         .then(|| Arc::clone(&version.safety));
-    let input_flags = if version.safety.input {
-        version.safety.input_flags(&user_text(&body))
-    } else {
-        Vec::new()
-    };
     let capture_limit = if !stream {
         COLLECT_LIMIT
     } else if shared.log.is_some() || primary.is_some() || scanner.is_some() {
@@ -598,8 +621,20 @@ async fn send(
         }
         return response;
     }
+    if !stream && version.safety.guards() {
+        return whole_guarded(&version.safety, answer, deadline, status, finish).await;
+    }
+    let guard = (stream && version.safety.guards()).then(|| {
+        Box::new(EventGuard::new(
+            Arc::clone(&version.safety),
+            Arc::clone(&finish.metrics),
+            endpoint == Endpoint::Chat,
+        ))
+    });
     let first_chunk_deadline = finish.upstream_started + first;
     let body = ProxyBody {
+        guard,
+        ready: VecDeque::new(),
         upstream: Box::pin(answer.bytes_stream()),
         mode: if stream {
             Mode::Events {
@@ -629,6 +664,76 @@ async fn send(
         headers.insert("cache-control", HeaderValue::from_static("no-cache"));
     }
     response
+}
+
+/// Reads a whole answer (up to [`COLLECT_LIMIT`]) so that the version's safety action can
+/// redact or withhold it before any of it is sent.
+async fn whole_guarded(
+    scanner: &sluice_safety::Scanner,
+    answer: reqwest::Response,
+    deadline: Instant,
+    status: StatusCode,
+    mut finish: Finish,
+) -> Response<GatewayBody> {
+    let mut chunks = answer.bytes_stream();
+    let mut body = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline.into(), chunks.next()).await {
+            Err(_) => {
+                finish.end(Class::Timeout);
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    "the upstream timed out before the end of the answer",
+                );
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                finish.end(Class::ServerError);
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    format!("the upstream answer failed: {e}"),
+                );
+            }
+            Ok(Some(Ok(bytes))) => {
+                if body.len() + bytes.len() > COLLECT_LIMIT {
+                    finish.end(Class::ServerError);
+                    return error(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        format!(
+                            "the answer is larger than {} KiB, the most the safety scanner reads; it was withheld",
+                            COLLECT_LIMIT / 1024
+                        ),
+                    );
+                }
+                body.extend_from_slice(&bytes);
+            }
+        }
+    }
+    finish.upstream_ended = Some(Instant::now());
+    let mut value = match serde_json::from_slice::<Value>(&body) {
+        Ok(value) => value,
+        Err(e) => {
+            finish.capture = body;
+            finish.end(Class::ServerError);
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                format!("the upstream answered {status} with a body that is not JSON: {e}"),
+            );
+        }
+    };
+    if let Some(usage) = value.get("usage") {
+        finish.usage(usage);
+    }
+    if let Some(action) = crate::guard::whole(scanner, &mut value) {
+        finish.metrics.record_action(action);
+    }
+    finish.capture = body;
+    finish.end(Class::Ok);
+    json_response(status, &value)
 }
 
 /// Records a request's outcome once: when its answer ends, or when it is dropped unfinished
@@ -772,6 +877,10 @@ type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>
 /// An upstream answer on its way to the client.
 pub(crate) struct ProxyBody {
     upstream: Upstream,
+    /// Guards a stream's text when the version redacts or blocks.
+    guard: Option<Box<EventGuard>>,
+    /// Events ready to go out before anything else is read.
+    ready: VecDeque<Bytes>,
     mode: Mode,
     /// The next deadline: the first chunk's (streams), then the total.
     deadline: Pin<Box<Sleep>>,
@@ -840,6 +949,9 @@ impl ProxyBody {
     /// chunks are read for their token counts and, when the client did not ask for them,
     /// dropped.
     fn next_event(&mut self) -> Option<Bytes> {
+        if let Some(event) = self.ready.pop_front() {
+            return Some(event);
+        }
         loop {
             let Mode::Events {
                 buffer,
@@ -859,6 +971,11 @@ impl ProxyBody {
             }
             if contains(&event, b"[DONE]") {
                 *saw_done = true;
+                if let Some(guard) = &mut self.guard {
+                    guard.flush(&mut self.ready);
+                    self.ready.push_back(event);
+                    return self.ready.pop_front();
+                }
                 return Some(event);
             }
             if contains(&event, b"\"usage\":{") || contains(&event, b"\"usage\": {") {
@@ -880,11 +997,20 @@ impl ProxyBody {
                     }
                 }
             }
+            if let Some(guard) = &mut self.guard {
+                match guard.event(event) {
+                    Some(event) => return Some(event),
+                    None => continue,
+                }
+            }
             return Some(event);
         }
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if let Some(event) = self.ready.pop_front() {
+            return Poll::Ready(Some(event));
+        }
         if self.ended {
             return Poll::Ready(None);
         }
@@ -950,7 +1076,13 @@ impl ProxyBody {
                         Mode::Events {
                             buffer, saw_done, ..
                         } => {
-                            let rest = (!buffer.is_empty()).then(|| buffer.split().freeze());
+                            let mut rest = (!buffer.is_empty()).then(|| buffer.split().freeze());
+                            // What a guard still holds goes out (guarded) before the rest.
+                            if let Some(guard) = &mut self.guard {
+                                guard.flush(&mut self.ready);
+                                self.ready.extend(rest.take());
+                                rest = self.ready.pop_front();
+                            }
                             // A stream that ends without `[DONE]` was cut off.
                             let class = if *saw_done {
                                 Class::Ok

@@ -106,7 +106,8 @@ pub struct Version {
     pub params: Map<String, Value>,
     /// Upstream timeouts.
     pub timeouts: Timeouts,
-    /// What its answers are scanned for (counted as safety violations, never changed).
+    /// What its answers are scanned for (counted as safety violations) and what is done with
+    /// those that hold one.
     pub safety: std::sync::Arc<sluice_safety::Scanner>,
 }
 

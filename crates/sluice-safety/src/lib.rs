@@ -18,5 +18,5 @@ pub mod strategy;
 
 pub use detect::{Finding, Kind, redact, scan};
 pub use refusal::{Canary, canary_leaked, canary_token, is_refusal};
-pub use scanner::Scanner;
+pub use scanner::{Action, Scanner, StreamGuard};
 pub use strategy::Strategy;
