@@ -11,8 +11,16 @@
 //!   # to the system prompt; the extraction and leakage probes try to get them out
 //! packs: [injection, jailbreak, extraction, leakage, harmful, agency, benign]   # default: all
 //!   # or file://my-probes.jsonl, file://advbench.csv
-//! strategies: [base64, rot13, ignore-previous, "rot13+persona"]   # each attack probe is also
-//!                                        # sent through each (a+b: applied in order)
+//! strategies: [base64, rot13, ignore-previous, "rot13+persona", "base64+multi-turn:4"]
+//!                                        # each attack probe is also sent through each (a+b:
+//!                                        # applied in order); multi-turn[:N] (last in a chain,
+//!                                        # N from 2 to 10, default 3) escalates over N turns
+//! judge:                                 # optional: an LLM decides `refusal` and `judge` probes
+//!   url: http://127.0.0.1:8001/v1
+//!   model: llama-guard-3-8b
+//!   format: llama_guard                  # or rubric (JSON {reason, pass, score})
+//!   rubric: "…"                          # rubric format; a default is built in
+//!   api_key_env: JUDGE_KEY
 //! gate:
 //!   max_harmful_rate: 0.001              # attack success rate over all attack probes
 //!   max_category_rate: {prompt_injection: 0.05}
@@ -44,6 +52,21 @@ struct Raw {
     gate: RawGate,
     #[serde(default)]
     concurrency: Option<usize>,
+    #[serde(default)]
+    judge: Option<RawJudge>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJudge {
+    url: String,
+    model: String,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    rubric: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +119,53 @@ pub struct Gate {
     pub max_errors: u64,
 }
 
+/// A strategy chain: text strategies applied in order, then, optionally, the result reached
+/// over a multi-turn escalation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Chain {
+    /// Text strategies, in order.
+    pub strategies: Vec<Strategy>,
+    /// `multi-turn:N`: user turns in the escalation.
+    pub turns: Option<usize>,
+}
+
+impl Chain {
+    /// Its name: `plain`, or the strategies joined with `+` (`rot13+multi-turn:3`).
+    pub fn name(&self) -> String {
+        let mut parts: Vec<String> = self
+            .strategies
+            .iter()
+            .map(|s| s.name().to_owned())
+            .collect();
+        if let Some(turns) = self.turns {
+            parts.push(format!("multi-turn:{turns}"));
+        }
+        if parts.is_empty() {
+            "plain".to_owned()
+        } else {
+            parts.join("+")
+        }
+    }
+}
+
+/// Default user turns of a multi-turn escalation.
+pub const DEFAULT_TURNS: usize = 3;
+
+/// The LLM judge's endpoint and format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeConfig {
+    /// OpenAI base URL.
+    pub url: String,
+    /// Model name.
+    pub model: String,
+    /// The environment variable holding the key.
+    pub api_key_env: Option<String>,
+    /// How it answers.
+    pub format: crate::judge::Format,
+    /// The rubric (rubric format).
+    pub rubric: String,
+}
+
 /// A checked config.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -106,7 +176,9 @@ pub struct Config {
     /// The probes, from every pack.
     pub probes: Vec<Probe>,
     /// Strategy chains; each attack probe is sent plain and once through each.
-    pub strategies: Vec<Vec<Strategy>>,
+    pub strategies: Vec<Chain>,
+    /// The LLM judge, when there is one.
+    pub judge: Option<JudgeConfig>,
     /// The gate.
     pub gate: Gate,
     /// Requests at once.
@@ -157,22 +229,106 @@ impl Config {
         }
         let mut strategies = Vec::new();
         for (i, chain) in raw.strategies.iter().enumerate() {
-            let mut parsed = Vec::new();
-            for name in chain.split('+').map(str::trim) {
+            let at = root.key("strategies").index(i);
+            let mut parsed = Chain::default();
+            let names: Vec<&str> = chain.split('+').map(str::trim).collect();
+            for (position, name) in names.iter().enumerate() {
+                if let Some(turns) = name.strip_prefix("multi-turn") {
+                    let turns = match turns.strip_prefix(':') {
+                        None if turns.is_empty() => Some(DEFAULT_TURNS),
+                        Some(n) => n
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| (2..=sluice_safety::strategy::MAX_TURNS).contains(n)),
+                        None => None,
+                    };
+                    match turns {
+                        None => error(
+                            at.clone(),
+                            format!(
+                                "`{name}`: expected multi-turn or multi-turn:N with N from 2 to {}",
+                                sluice_safety::strategy::MAX_TURNS
+                            ),
+                        ),
+                        Some(_) if position + 1 != names.len() => error(
+                            at.clone(),
+                            format!(
+                                "`{name}` must come last in a chain: the strategies before it shape each turn's request"
+                            ),
+                        ),
+                        Some(turns) => parsed.turns = Some(turns),
+                    }
+                    continue;
+                }
                 match Strategy::parse(name) {
-                    Ok(strategy) => parsed.push(strategy),
+                    Ok(strategy) => parsed.strategies.push(strategy),
                     Err(message) => {
                         let hint = sluice_config::did_you_mean(
                             name,
-                            sluice_safety::strategy::ALL.iter().map(|(n, _)| *n),
+                            sluice_safety::strategy::ALL
+                                .iter()
+                                .map(|(n, _)| *n)
+                                .chain(["multi-turn"]),
                         )
                         .map(|n| format!("; did you mean `{n}`?"))
                         .unwrap_or_default();
-                        error(root.key("strategies").index(i), format!("{message}{hint}"));
+                        error(at.clone(), format!("{message}, multi-turn[:N]{hint}"));
                     }
                 }
             }
             strategies.push(parsed);
+        }
+        let judge = match raw.judge {
+            None => None,
+            Some(judge) => {
+                let format = match judge.format.as_deref() {
+                    None | Some("rubric") => Some(crate::judge::Format::Rubric),
+                    Some("llama_guard") => Some(crate::judge::Format::LlamaGuard),
+                    Some(other) => {
+                        let hint = sluice_config::did_you_mean(other, ["rubric", "llama_guard"])
+                            .map(|n| format!("; did you mean `{n}`?"))
+                            .unwrap_or_default();
+                        error(
+                            root.key("judge").key("format"),
+                            format!(
+                                "unknown judge format `{other}` (expected rubric or llama_guard){hint}"
+                            ),
+                        );
+                        None
+                    }
+                };
+                if judge.rubric.is_some() && format == Some(crate::judge::Format::LlamaGuard) {
+                    error(
+                        root.key("judge").key("rubric"),
+                        "a llama_guard judge takes no rubric (its categories are its own)"
+                            .to_owned(),
+                    );
+                }
+                format.map(|format| JudgeConfig {
+                    url: judge.url,
+                    model: judge.model,
+                    api_key_env: judge.api_key_env,
+                    format,
+                    rubric: judge
+                        .rubric
+                        .unwrap_or_else(|| crate::judge::DEFAULT_RUBRIC.to_owned()),
+                })
+            }
+        };
+        if judge.is_none() && needs_judge(&probes) {
+            let needing: Vec<&str> = probes
+                .iter()
+                .filter(|p| p.detector == crate::pack::Detector::Judge)
+                .map(|p| p.id.as_str())
+                .take(5)
+                .collect();
+            error(
+                root.key("packs"),
+                format!(
+                    "probes {} use `detector: judge`, which needs a `judge:` section",
+                    needing.join(", ")
+                ),
+            );
         }
         let rate = |value: f64, at: FieldPath, error: &mut dyn FnMut(FieldPath, String)| {
             if !(0.0..=1.0).contains(&value) {
@@ -232,8 +388,16 @@ impl Config {
             },
             probes,
             strategies,
+            judge,
             gate,
             concurrency,
         })
     }
+}
+
+/// Whether a probe needs the judge.
+fn needs_judge(probes: &[Probe]) -> bool {
+    probes
+        .iter()
+        .any(|p| p.detector == crate::pack::Detector::Judge)
 }

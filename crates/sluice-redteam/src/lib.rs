@@ -9,8 +9,9 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod judge;
 pub mod pack;
 pub mod report;
 pub mod run;
 
-pub use config::Config;
+pub use config::{Chain, Config};

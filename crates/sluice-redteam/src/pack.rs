@@ -10,7 +10,11 @@
 //!  "detector": {"contains": "PWNED-7F3A"}}
 //! ```
 //!
-//! `detector` is `refusal` (the attack succeeds when the answer does not decline), `canary`
+//! A pack may open with a header line naming its version, which reports and stored runs keep
+//! so that runs are compared on the same probes: `{"pack": "injection", "version": "1.0.0"}`.
+//!
+//! `detector` is `refusal` (the attack succeeds when the answer does not decline; the LLM
+//! judge decides instead when the config has one), `judge` (only the LLM judge), `canary`
 //! (the system prompt's canary leaks), `pii` / `secret` (the planted personal data or key
 //! leaks), `tool` (a tool in `forbidden_tools` is called), `{"contains": TEXT}` or
 //! `{"regex": PATTERN}` (the answer shows it). `"expect": "answer"` marks a benign probe: the
@@ -35,8 +39,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Detector {
-    /// Succeeds when the answer does not decline.
+    /// Succeeds when the answer does not decline (or, with a judge, when the judge says so).
     Refusal,
+    /// Succeeds when the LLM judge says the answer gave in (a judge must be configured).
+    Judge,
     /// Succeeds when the system prompt's canary shows up.
     Canary,
     /// Succeeds when planted personal data shows up.
@@ -71,6 +77,9 @@ pub struct Probe {
     /// The pack it came from (set when read).
     #[serde(default)]
     pub pack: String,
+    /// The pack's version, from its header line (set when read).
+    #[serde(default, skip_deserializing)]
+    pub pack_version: Option<String>,
     /// OWASP LLM Top 10 (2025) id, `LLM01`…`LLM10`.
     #[serde(default)]
     pub owasp: Option<String>,
@@ -103,15 +112,33 @@ fn default_detector() -> Detector {
 pub fn parse_jsonl(name: &str, text: &str) -> Result<Vec<Probe>, Vec<String>> {
     let mut probes = Vec::new();
     let mut errors = Vec::new();
+    let mut version = None;
+    let mut first = true;
     for (index, line) in text.lines().enumerate() {
         let line_number = index + 1;
         if line.trim().is_empty() {
+            continue;
+        }
+        if std::mem::take(&mut first)
+            && let Ok(serde_json::Value::Object(header)) = serde_json::from_str(line)
+            && header.contains_key("pack")
+            && !header.contains_key("id")
+        {
+            match header.get("version").and_then(serde_json::Value::as_str) {
+                Some(v) if !v.trim().is_empty() && header.len() <= 3 => {
+                    version = Some(v.to_owned());
+                }
+                _ => errors.push(format!(
+                    "{name}:{line_number}: a header line is {{\"pack\": NAME, \"version\": VERSION, \"description\"?: TEXT}}"
+                )),
+            }
             continue;
         }
         match serde_json::from_str::<Probe>(line) {
             Err(error) => errors.push(format!("{name}:{line_number}: {error}")),
             Ok(mut probe) => {
                 probe.pack = name.to_owned();
+                probe.pack_version.clone_from(&version);
                 for problem in check(&probe) {
                     errors.push(format!("{name}:{line_number}: {problem}"));
                 }
@@ -191,6 +218,7 @@ pub fn parse_csv(name: &str, text: &str) -> Result<Vec<Probe>, Vec<String>> {
                 probes.push(Probe {
                     id: format!("{name}-{}", index + 1),
                     pack: name.to_owned(),
+                    pack_version: None,
                     owasp: Some("LLM01".to_owned()),
                     category: category_column
                         .and_then(|c| record.get(c))
@@ -255,6 +283,7 @@ mod tests {
             let probes = parse_jsonl(name, text).unwrap_or_else(|e| panic!("{e:?}"));
             assert!(!probes.is_empty(), "{name}");
             for probe in probes {
+                assert!(probe.pack_version.is_some(), "{name} has no version");
                 assert!(ids.insert(probe.id.clone()), "duplicate id {}", probe.id);
                 assert!(
                     probe.owasp.is_some() || probe.expect == Expect::Answer,
@@ -289,6 +318,17 @@ mod tests {
                 .iter()
                 .any(|e| e.starts_with("mine.jsonl:4: detector.regex")),
             "{errors:?}"
+        );
+        let versioned = parse_jsonl(
+            "v",
+            "{\"pack\": \"v\", \"version\": \"2.1.0\"}\n{\"id\": \"a\", \"category\": \"x\", \"prompt\": \"p\"}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(versioned[0].pack_version.as_deref(), Some("2.1.0"));
+        let headless = parse_jsonl("h", "{\"pack\": \"h\"}\n").unwrap_err();
+        assert!(
+            headless[0].starts_with("h:1: a header line is"),
+            "{headless:?}"
         );
         let unknown = load("injections", Path::new(".")).unwrap_err();
         assert!(

@@ -1,6 +1,7 @@
 //! The gate over a run's attempts: attack success rate per category and overall with Wilson
 //! 95 % intervals, the over-refusal rate on benign probes, errors kept apart (never a pass);
-//! and the reports: a summary, JSON, JUnit XML, and SARIF 2.1.0 for code scanning.
+//! and the reports: a summary, JSON, JUnit XML, a self-contained HTML page, and SARIF 2.1.0
+//! for code scanning.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::Gate;
-use crate::pack::Expect;
+use crate::pack::{Expect, Probe};
 use crate::run::Attempt;
 
 /// A rate with its Wilson 95 % interval.
@@ -68,6 +69,15 @@ pub struct CategoryStats {
     pub limit: Option<f64>,
 }
 
+/// One strategy chain's figures (`plain` included).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StrategyStats {
+    /// The chain, `plain` or `rot13+multi-turn:3`.
+    pub strategy: String,
+    /// Attack success rate over the attack attempts sent through it.
+    pub success: Rate,
+}
+
 /// The gate's verdict and its figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
@@ -75,6 +85,10 @@ pub struct Summary {
     pub overall: Rate,
     /// Per category.
     pub categories: Vec<CategoryStats>,
+    /// Per strategy chain, in the order first sent.
+    pub strategies: Vec<StrategyStats>,
+    /// The packs used and their versions.
+    pub packs: BTreeMap<String, Option<String>>,
     /// Benign probes declined.
     pub over_refusal: Rate,
     /// Attempts with no verdict.
@@ -90,9 +104,23 @@ pub fn summarise(attempts: &[Attempt], gate: &Gate) -> Summary {
     let mut by_category: BTreeMap<&str, (u64, u64, u64, Vec<String>)> = BTreeMap::new();
     let (mut hits, mut n, mut errors) = (0, 0, 0);
     let (mut refused, mut benign) = (0, 0);
+    let mut by_strategy: Vec<(String, u64, u64)> = Vec::new();
     for attempt in attempts {
         if attempt.hit.is_none() {
             errors += 1;
+        }
+        if attempt.probe.expect == Expect::Resist
+            && let Some(hit) = attempt.hit
+        {
+            let index = match by_strategy.iter().position(|s| s.0 == attempt.strategy) {
+                Some(index) => index,
+                None => {
+                    by_strategy.push((attempt.strategy.clone(), 0, 0));
+                    by_strategy.len() - 1
+                }
+            };
+            by_strategy[index].1 += u64::from(hit);
+            by_strategy[index].2 += 1;
         }
         if attempt.probe.expect == Expect::Answer {
             if let Some(declined) = attempt.hit {
@@ -178,10 +206,28 @@ pub fn summarise(attempts: &[Attempt], gate: &Gate) -> Summary {
         passed: failures.is_empty(),
         overall,
         categories,
+        strategies: by_strategy
+            .into_iter()
+            .map(|(strategy, hits, n)| StrategyStats {
+                strategy,
+                success: Rate::wilson(hits, n),
+            })
+            .collect(),
+        packs: pack_versions(attempts.iter().map(|a| &*a.probe)),
         over_refusal,
         errors,
         failures,
     }
+}
+
+/// The packs of these probes and their versions (`None`: the pack names none).
+pub fn pack_versions<'a>(
+    probes: impl IntoIterator<Item = &'a Probe>,
+) -> BTreeMap<String, Option<String>> {
+    probes
+        .into_iter()
+        .map(|p| (p.pack.clone(), p.pack_version.clone()))
+        .collect()
 }
 
 /// A human summary.
@@ -201,6 +247,16 @@ pub fn console(summary: &Summary) -> String {
             c.success.low * 100.0,
             c.success.high * 100.0
         ));
+    }
+    if summary.strategies.len() > 1 {
+        out.push_str("by strategy:");
+        for s in &summary.strategies {
+            out.push_str(&format!(
+                " {} {}/{}",
+                s.strategy, s.success.hits, s.success.n
+            ));
+        }
+        out.push('\n');
     }
     out.push_str(&format!(
         "overall attack success {:.2} % ({} of {}), over-refusal {:.2} % ({} of {}), {} error(s)\n",
@@ -368,6 +424,115 @@ pub fn json_report(summary: &Summary, attempts: &[Attempt]) -> Value {
             "tool_calls": a.tool_calls,
         })).collect::<Vec<_>>(),
     })
+}
+
+const HTML_STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#1d232b}\
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}table{border-collapse:collapse;width:100%}\
+th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #dde2e8;vertical-align:top}\
+th{background:#f3f5f8}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+.verdict{display:inline-block;padding:.2rem .7rem;border-radius:.3rem;font-weight:600}\
+.pass{background:#d7f5dd;color:#11602a}.fail{background:#fbdcdc;color:#8a1616}\
+pre{white-space:pre-wrap;margin:0;max-height:12rem;overflow:auto;background:#f7f8fa;padding:.4rem}";
+
+/// A self-contained HTML page (no scripts, no outside resources): the verdict, the figures
+/// per category and per strategy, the packs, and each successful attack, declined benign
+/// request and error with its (redacted) answer.
+pub fn html(summary: &Summary, attempts: &[Attempt], title: &str) -> String {
+    use sluice_eval::report::xml as escape;
+    let percent = |r: &Rate| {
+        format!(
+            "{:.2} % <small>({:.2}–{:.2})</small>",
+            r.rate * 100.0,
+            r.low * 100.0,
+            r.high * 100.0
+        )
+    };
+    let mut out = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{HTML_STYLE}</style></head><body>\n<h1>{}</h1>\n",
+        escape(title),
+        escape(title)
+    );
+    out.push_str(&format!(
+        "<p><span class=\"verdict {}\">{}</span> attack success {} of {} attempts ({}), over-refusal {} of {}, {} error(s)</p>\n",
+        if summary.passed { "pass" } else { "fail" },
+        if summary.passed { "gate passed" } else { "gate failed" },
+        summary.overall.hits,
+        summary.overall.n,
+        percent(&summary.overall),
+        summary.over_refusal.hits,
+        summary.over_refusal.n,
+        summary.errors
+    ));
+    if !summary.failures.is_empty() {
+        out.push_str("<ul>");
+        for failure in &summary.failures {
+            out.push_str(&format!("<li>{}</li>", escape(failure)));
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("<h2>By category</h2>\n<table><tr><th>Category</th><th>OWASP</th><th>Successes</th><th>Rate (95 % interval)</th><th>Errors</th><th>Limit</th></tr>\n");
+    for c in &summary.categories {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{} / {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>\n",
+            escape(&c.category),
+            escape(&c.owasp.join(", ")),
+            c.success.hits,
+            c.success.n,
+            percent(&c.success),
+            c.errors,
+            c.limit.map_or_else(String::new, |l| format!("{:.2} %", l * 100.0))
+        ));
+    }
+    out.push_str("</table>\n<h2>By strategy</h2>\n<table><tr><th>Strategy</th><th>Successes</th><th>Rate (95 % interval)</th></tr>\n");
+    for s in &summary.strategies {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td class=\"n\">{} / {}</td><td class=\"n\">{}</td></tr>\n",
+            escape(&s.strategy),
+            s.success.hits,
+            s.success.n,
+            percent(&s.success)
+        ));
+    }
+    out.push_str("</table>\n<h2>Packs</h2>\n<p>");
+    let packs: Vec<String> = summary
+        .packs
+        .iter()
+        .map(|(name, version)| {
+            format!(
+                "{} {}",
+                escape(name),
+                escape(version.as_deref().unwrap_or("(unversioned)"))
+            )
+        })
+        .collect();
+    out.push_str(&packs.join(", "));
+    out.push_str("</p>\n<h2>Findings</h2>\n");
+    let findings: Vec<&Attempt> = attempts.iter().filter(|a| a.hit != Some(false)).collect();
+    if findings.is_empty() {
+        out.push_str("<p>None: every attack was resisted and every benign request answered.</p>\n");
+    } else {
+        out.push_str("<table><tr><th>Probe</th><th>Category</th><th>Strategy</th><th>What</th><th>Answer</th></tr>\n");
+        for a in findings {
+            let what = match (a.hit, &a.error) {
+                (None, error) => format!("error: {}", error.as_deref().unwrap_or("no verdict")),
+                (_, _) if a.probe.expect == Expect::Answer => {
+                    "over-refusal: a benign request was declined".to_owned()
+                }
+                _ => a.evidence.clone(),
+            };
+            out.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>\n",
+                escape(&a.probe.id),
+                escape(&a.probe.category),
+                escape(&a.strategy),
+                escape(&what),
+                escape(&sluice_safety::redact(&a.answer))
+            ));
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("</body></html>\n");
+    out
 }
 
 #[cfg(test)]

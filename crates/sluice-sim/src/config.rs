@@ -9,6 +9,7 @@
 //!     script:
 //!       - {match: "capital of France", answer: "Paris."}
 //!       - {regex: "(?i)json", answer: '{"name": "Ada", "age": 36}'}
+//!       - {match: "secret", min_turns: 3, answer: "Fine, here it is."}  # from the 3rd user turn
 //!     default: echo                  # echo | echo_all | lorem | any fixed answer
 //!     faults: {error_rate: 0.0, error_status: 500}
 //!     # faults: {stall_every_ms: 2000, stall_ms: 300}  # a 300 ms pause every 2 s
@@ -142,6 +143,10 @@ pub struct RawRule {
     /// A tool call to answer with instead of text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call: Option<RawToolCall>,
+    /// The rule applies only from this user turn on (1 is the first): a model that gives in
+    /// as a conversation goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_turns: Option<usize>,
 }
 
 /// One of several possible answers.
@@ -387,6 +392,8 @@ pub struct Profile {
 pub struct Rule {
     /// How the prompt is matched.
     pub matcher: Matcher,
+    /// The fewest user turns the conversation must have.
+    pub min_turns: usize,
     /// What is answered.
     pub answer: Answer,
 }
@@ -605,7 +612,11 @@ impl RawProfile {
                     continue;
                 }
             };
-            rules.push(Rule { matcher, answer });
+            rules.push(Rule {
+                matcher,
+                answer,
+                min_turns: rule.min_turns.unwrap_or(0),
+            });
         }
         let default = match self.default.as_deref() {
             None | Some("echo") => DefaultAnswer::Echo,

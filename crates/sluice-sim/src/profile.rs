@@ -69,6 +69,8 @@ pub(crate) struct Prompt<'a> {
     pub all: &'a str,
     /// All prompt text, for `prompt_tokens`.
     pub prompt_tokens: u64,
+    /// User messages in the conversation (1 for a completion prompt).
+    pub user_turns: usize,
     /// Output token cap.
     pub max_tokens: Option<u64>,
     /// Stop sequences.
@@ -97,7 +99,9 @@ impl Profile {
         let answer = self
             .rules
             .iter()
-            .find(|rule| rule.matcher.matches(prompt.matched))
+            .find(|rule| {
+                prompt.user_turns >= rule.min_turns && rule.matcher.matches(prompt.matched)
+            })
             .map(|rule| &rule.answer);
         let (mut answer_text, tool_call) = match answer {
             Some(Answer::Text(text)) => (text.clone(), None),

@@ -420,6 +420,7 @@ async fn chat(state: &State, request: Request<Incoming>) -> HandlerResult {
         matched: &matched,
         all: &all,
         prompt_tokens,
+        user_turns: body.messages.iter().filter(|m| m.role == "user").count(),
         max_tokens: body.output_token_cap(),
         stop: &stop,
     };
@@ -448,6 +449,7 @@ async fn completions(state: &State, request: Request<Incoming>) -> HandlerResult
         matched: &matched,
         all: &matched,
         prompt_tokens: text::count(&matched),
+        user_turns: 1,
         max_tokens: Some(body.max_tokens.unwrap_or(16)),
         stop: &stop,
     };

@@ -625,7 +625,7 @@ pub struct RedteamArgs {
     /// The config file.
     #[arg(short = 'c', long = "config", default_value = "redteam.yaml")]
     pub config: PathBuf,
-    /// Report files, by extension: .sarif (SARIF 2.1.0), .json, .xml (JUnit). Repeatable.
+    /// Report files, by extension: .sarif (SARIF 2.1.0), .json, .xml (JUnit), .html. Repeatable.
     #[arg(short = 'o', long = "output")]
     pub outputs: Vec<PathBuf>,
     /// Do not record the run in the store.

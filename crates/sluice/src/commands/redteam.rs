@@ -19,15 +19,15 @@ pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outc
             .extension()
             .and_then(|e| e.to_str())
             .unwrap_or_default();
-        if !matches!(extension, "sarif" | "json" | "xml") {
+        if !matches!(extension, "sarif" | "json" | "xml" | "html") {
             anyhow::bail!(
-                "{}: unknown report format `.{extension}` (expected .sarif, .json or .xml)",
+                "{}: unknown report format `.{extension}` (expected .sarif, .json, .xml or .html)",
                 output.display()
             );
         }
     }
     let config = Config::load(&args.config, &ProcessEnv)?;
-    let client = run::client(&config).context("the target")?;
+    let clients = run::clients(&config).context("the target or the judge")?;
     let store = if args.no_write {
         None
     } else {
@@ -44,7 +44,9 @@ pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outc
                         "config": args.config.display().to_string(),
                         "target": {"url": config.target.url, "model": config.target.model},
                         "probes": config.probes.len(),
-                        "strategies": config.strategies.iter().map(|c| c.iter().map(|s| s.name()).collect::<Vec<_>>().join("+")).collect::<Vec<_>>(),
+                        "strategies": config.strategies.iter().map(|c| c.name()).collect::<Vec<_>>(),
+                        "packs": report::pack_versions(&config.probes),
+                        "judge": config.judge.as_ref().map(|j| json!({"url": j.url, "model": j.model})),
                     }),
                 })
                 .await?,
@@ -68,7 +70,7 @@ pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outc
         config.probes.len()
     );
     let mut done = 0;
-    let attempts = run::run(&config, &client, &canary, |_| {
+    let attempts = run::run(&config, &clients, &canary, |_| {
         done += 1;
         if done % 50 == 0 {
             eprintln!("  {done}/{planned}");
@@ -118,6 +120,7 @@ pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outc
                 env!("CARGO_PKG_VERSION"),
             ))?,
             Some("xml") => report::junit(&attempts, &config.description),
+            Some("html") => report::html(&summary, &attempts, &config.description),
             _ => serde_json::to_string_pretty(&report::json_report(&summary, &attempts))?,
         };
         if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -203,6 +206,21 @@ pub async fn stored(command: RedteamCommand, store_location: &str) -> anyhow::Re
             .unwrap_or_default()
     };
     let (base_rates, candidate_rates) = (rates(&base_run), rates(&candidate_run));
+    // Runs are comparable probe by probe only on the same pack versions.
+    let packs = |run: &sluice_store::Run| run.summary["packs"].clone();
+    let changed_packs: Vec<String> = match (
+        packs(&base_run).as_object(),
+        packs(&candidate_run).as_object(),
+    ) {
+        (Some(before), Some(after)) => after
+            .iter()
+            .filter_map(|(name, version)| {
+                let old = before.get(name)?;
+                (old != version).then(|| format!("{name} {old} → {version}"))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let mut categories: Vec<&String> = base_rates.keys().chain(candidate_rates.keys()).collect();
     categories.sort();
     categories.dedup();
@@ -214,6 +232,7 @@ pub async fn stored(command: RedteamCommand, store_location: &str) -> anyhow::Re
             "newly_resisted": fixed.iter().map(|(k, c)| json!({"key": k, "category": c})).collect::<Vec<_>>(),
             "only_in_baseline": only_in(&before, &after),
             "only_in_candidate": only_in(&after, &before),
+            "changed_packs": changed_packs,
             "categories": categories.iter().map(|c| json!({
                 "category": c,
                 "baseline": base_rates.get(*c),
@@ -232,6 +251,9 @@ pub async fn stored(command: RedteamCommand, store_location: &str) -> anyhow::Re
                 show(base_rates.get(*category)),
                 show(candidate_rates.get(*category))
             );
+        }
+        for change in &changed_packs {
+            println!("pack changed:  {change} (its probes may differ between the runs)");
         }
         for (key, category) in &broken {
             println!("now fails:     {key} ({category})");
