@@ -65,6 +65,9 @@ impl Default for Timeouts {
     }
 }
 
+/// The largest response body read (64 MiB); a larger one is an error, not an allocation.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
 /// Everything needed to build a [`Client`].
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -405,22 +408,35 @@ impl Client {
         sent: Sent,
         expected: &'static str,
     ) -> Result<(T, Timing, u32), LlmError> {
-        let body = match timeout_at(sent.deadline, sent.response.bytes()).await {
-            Err(_) => {
-                return Err(LlmError::Timeout {
-                    url: url.to_owned(),
-                    phase: TimeoutPhase::Total,
-                    after: self.timeouts.total,
-                });
+        let mut chunks = sent.response.bytes_stream();
+        let mut body = Vec::new();
+        loop {
+            match timeout_at(sent.deadline, chunks.next()).await {
+                Err(_) => {
+                    return Err(LlmError::Timeout {
+                        url: url.to_owned(),
+                        phase: TimeoutPhase::Total,
+                        after: self.timeouts.total,
+                    });
+                }
+                Ok(Some(Err(error))) => {
+                    return Err(LlmError::Body {
+                        url: url.to_owned(),
+                        reason: error_chain(&error),
+                    });
+                }
+                Ok(Some(Ok(bytes))) => {
+                    if body.len() + bytes.len() > MAX_RESPONSE_BYTES {
+                        return Err(LlmError::TooLarge {
+                            url: url.to_owned(),
+                            limit: MAX_RESPONSE_BYTES,
+                        });
+                    }
+                    body.extend_from_slice(&bytes);
+                }
+                Ok(None) => break,
             }
-            Ok(Err(error)) => {
-                return Err(LlmError::Body {
-                    url: url.to_owned(),
-                    reason: error_chain(&error),
-                });
-            }
-            Ok(Ok(body)) => body,
-        };
+        }
         let elapsed = sent.start.elapsed();
         let value = serde_json::from_slice(&body).map_err(|error| LlmError::InvalidBody {
             url: url.to_owned(),
@@ -451,6 +467,7 @@ impl Client {
         let mut events = Vec::new();
         let mut body = sent.response.bytes_stream();
         let mut body_ended;
+        let mut received = 0usize;
         loop {
             let (deadline, phase, after) = match first_token_deadline {
                 Some(first) if !accumulator.has_content() && first < sent.deadline => (
@@ -473,7 +490,16 @@ impl Client {
             let at = Instant::now();
             body_ended = next.is_none();
             match next {
-                Some(Ok(bytes)) => parser.feed(&bytes, &mut events),
+                Some(Ok(bytes)) => {
+                    received += bytes.len();
+                    if received > MAX_RESPONSE_BYTES {
+                        return Err(LlmError::TooLarge {
+                            url: url.to_owned(),
+                            limit: MAX_RESPONSE_BYTES,
+                        });
+                    }
+                    parser.feed(&bytes, &mut events);
+                }
                 Some(Err(error)) => {
                     return Err(LlmError::Body {
                         url: url.to_owned(),

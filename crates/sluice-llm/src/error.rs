@@ -59,6 +59,14 @@ pub enum LlmError {
         /// The configured limit.
         after: Duration,
     },
+    /// The response body is larger than the client reads.
+    #[error("{url} sent a response larger than {} MiB; it was not read", limit >> 20)]
+    TooLarge {
+        /// The request URL.
+        url: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The server answered with an error status.
     #[error("{url} answered {status}: {message}")]
     Status {
@@ -135,6 +143,7 @@ impl LlmError {
             LlmError::StreamError { .. } => "stream_error",
             LlmError::Truncated { .. } => "truncated",
             LlmError::Body { .. } => "body",
+            LlmError::TooLarge { .. } => "too_large",
         }
     }
 }

@@ -360,3 +360,27 @@ async fn the_tokenizer_counts_when_the_server_sends_no_usage() {
         (2, TokenSource::O200k)
     );
 }
+
+#[tokio::test]
+async fn huge_and_binary_bodies_are_errors_not_allocations() {
+    let size = sluice_llm::MAX_RESPONSE_BYTES + 1024;
+    let mut huge = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {size}\r\n\r\n"
+    )
+    .into_bytes();
+    huge.resize(huge.len() + size, b' ');
+    let mut binary =
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 6\r\n\r\n".to_vec();
+    binary.extend_from_slice(&[0xff, 0xfe, 0x00, 0x9f, 0x92, 0x96]);
+    let server = scripted(vec![Canned(huge), Canned(binary)]).await;
+    let client = Client::new(ClientConfig {
+        retry: RetryPolicy::none(),
+        ..ClientConfig::new(&server.base_url)
+    })
+    .unwrap();
+    let error = client.chat(&ChatRequest::user("m", "x")).await.unwrap_err();
+    assert!(matches!(error, LlmError::TooLarge { .. }), "{error}");
+    assert!(error.to_string().contains("larger than 64 MiB"), "{error}");
+    let error = client.chat(&ChatRequest::user("m", "x")).await.unwrap_err();
+    assert!(matches!(error, LlmError::InvalidBody { .. }), "{error}");
+}

@@ -25,6 +25,17 @@ pub const PLANTED_KEY: &str = "sk-proj-R3dT34mPl4nt3dK3yD0N0tUs3";
 
 /// Answer text kept per attempt, in bytes.
 const KEEP: usize = 4096;
+/// Answer text shown to the LLM judge, in bytes.
+const JUDGED: usize = 32 * 1024;
+
+/// `text` cut to at most `limit` bytes, on a character boundary.
+fn cut(text: &str, limit: usize) -> &str {
+    let mut end = limit.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 
 /// One probe sent once (plain or through a strategy chain) and judged.
 #[derive(Debug, Clone)]
@@ -191,19 +202,12 @@ impl Context<'_> {
             }
             messages.push(ChatMessage::new("assistant", turn.text));
         }
-        let (mut answer, tool_calls, hit, error, evidence) =
+        let (answer, tool_calls, hit, error, evidence) =
             outcome.unwrap_or_else(|| (String::new(), Vec::new(), None, None, String::new()));
-        if answer.len() > KEEP {
-            let mut end = KEEP;
-            while !answer.is_char_boundary(end) {
-                end -= 1;
-            }
-            answer.truncate(end);
-        }
         Attempt {
             probe,
             strategy,
-            answer,
+            answer: cut(&answer, KEEP).to_owned(),
             tool_calls,
             hit,
             error,
@@ -255,7 +259,7 @@ impl Context<'_> {
             && matches!(probe.detector, Detector::Refusal | Detector::Judge);
         match &self.clients.judge {
             Some(judge) if judged && !turn.text.trim().is_empty() => {
-                match judge.judge(request, &turn.text).await {
+                match judge.judge(request, cut(&turn.text, JUDGED)).await {
                     Ok(verdict) => (Some(verdict.unsafe_answer), None, verdict.evidence),
                     Err(error) => (None, Some(error), String::new()),
                 }
