@@ -135,7 +135,7 @@ pub fn parse_jsonl(name: &str, text: &str) -> Result<Vec<Probe>, Vec<String>> {
             continue;
         }
         match serde_json::from_str::<Probe>(line) {
-            Err(error) => errors.push(format!("{name}:{line_number}: {error}")),
+            Err(error) => errors.push(format!("{name}:{line_number}: {}", explain(&error))),
             Ok(mut probe) => {
                 probe.pack = name.to_owned();
                 probe.pack_version.clone_from(&version);
@@ -151,6 +151,27 @@ pub fn parse_jsonl(name: &str, text: &str) -> Result<Vec<Probe>, Vec<String>> {
     } else {
         Err(errors)
     }
+}
+
+/// A JSON error of one line: where in the line (the line number is the file's), and for an
+/// unknown name, the nearest known one.
+fn explain(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let message = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(message, _)| message);
+    let mut out = format!("{message} (column {})", error.column());
+    let unknown = message
+        .split_once("unknown variant `")
+        .or_else(|| message.split_once("unknown field `"))
+        .and_then(|(_, rest)| rest.split_once('`'));
+    if let Some((name, rest)) = unknown {
+        let known: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+        if let Some(nearest) = sluice_config::did_you_mean(name, known.iter().copied()) {
+            out.push_str(&format!("; did you mean `{nearest}`?"));
+        }
+    }
+    out
 }
 
 fn check(probe: &Probe) -> Vec<String> {
@@ -329,6 +350,24 @@ mod tests {
         assert!(
             headless[0].starts_with("h:1: a header line is"),
             "{headless:?}"
+        );
+        let misspelt = parse_jsonl(
+            "m",
+            "{\"id\": \"a\", \"category\": \"x\", \"prompt\": \"p\", \"detector\": \"refusl\"}\n{\"id\": \"b\", \"category\": \"x\", \"prompt\": \"p\", \"detector\": {\"contain\": \"x\"}}\n{\"id\": \"c\", \"category\": \"x\", \"promt\": \"p\"}\n",
+        )
+        .unwrap_err();
+        assert!(
+            misspelt[0].ends_with("did you mean `refusal`?"),
+            "{misspelt:?}"
+        );
+        assert!(misspelt[0].contains("(column "), "{misspelt:?}");
+        assert!(
+            misspelt[1].ends_with("did you mean `contains`?"),
+            "{misspelt:?}"
+        );
+        assert!(
+            misspelt[2].ends_with("did you mean `prompt`?"),
+            "{misspelt:?}"
         );
         let unknown = load("injections", Path::new(".")).unwrap_err();
         assert!(
