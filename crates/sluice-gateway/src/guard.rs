@@ -106,8 +106,11 @@ impl EventGuard {
         let Some(Value::Array(choices)) = value.remove("choices") else {
             return Some(event);
         };
-        self.template = value.clone();
-        self.template.remove("usage");
+        if self.template.is_empty() {
+            // `id`, `model`, `created`… are the same on every event of a stream.
+            self.template = value.clone();
+            self.template.remove("usage");
+        }
         let mut kept = Vec::with_capacity(choices.len());
         for (position, choice) in choices.into_iter().enumerate() {
             let Value::Object(mut choice) = choice else {
