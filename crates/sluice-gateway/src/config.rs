@@ -12,7 +12,8 @@
 //!       # action: log (count only, the default) | redact (replace each finding with its
 //!       # label, streams too) | block (withhold the answer: finish_reason content_filter)
 //!       # (`input: true`, the default, also counts prompt-injection attempts users send;
-//!       # `block_input: true` refuses those requests with 400 content_filter)
+//!       # `block_input: true` refuses those requests with 400 content_filter; answers that
+//!       # decline are counted as refusals, `refusals: false` turns that off)
 //!       # several instances of one version, taken in turn:
 //!       # - {name: pool, urls: ["http://127.0.0.1:9101/v1", "http://127.0.0.1:9102/v1"], model: m}
 //!     split:
@@ -117,6 +118,8 @@ struct RawSafety {
     action: Option<sluice_safety::scanner::Action>,
     #[serde(default)]
     block_input: Option<bool>,
+    #[serde(default)]
+    refusals: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -375,6 +378,7 @@ fn compile_route(
                 input: safety.input.unwrap_or(true) || safety.block_input == Some(true),
                 action: safety.action.unwrap_or_default(),
                 block_input: safety.block_input.unwrap_or(false),
+                refusals: safety.refusals.unwrap_or(true),
             }),
             name: v.name,
             upstreams: Upstreams::new(urls),

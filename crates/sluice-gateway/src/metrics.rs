@@ -131,6 +131,7 @@ struct Bucket {
     shadow_cosine: Tally,
     safety_violations: u64,
     injection_attempts: u64,
+    refusals: u64,
 }
 
 /// A count and a sum, for means.
@@ -171,6 +172,7 @@ impl Bucket {
             shadow_cosine: Tally::default(),
             safety_violations: 0,
             injection_attempts: 0,
+            refusals: 0,
         }
     }
 }
@@ -185,6 +187,8 @@ struct Inner {
     completion_tokens: u64,
     feedback: Tally,
     shadow_compared: u64,
+    /// Answers that declined.
+    refusals: u64,
     /// Safety violations by kind (`secret`, `pii`, `canary`).
     safety: BTreeMap<&'static str, u64>,
     /// Injection attempts by heuristic (`override`, `invisible`, …).
@@ -258,6 +262,11 @@ pub struct WindowStats {
     /// Requests in which a prompt-injection heuristic fired (what users try; not part of
     /// the safety-violation rate).
     pub injection_attempts: u64,
+    /// Answers that declined the request (counted apart from violations: a version that starts
+    /// refusing what it used to answer has regressed too).
+    pub refusals: u64,
+    /// Refusals over requests; 0 without requests.
+    pub refusal_rate: f64,
     /// The latency distribution, as `[ms, count]` bins in rising order (on request only):
     /// what a rank test between two versions needs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -276,6 +285,7 @@ impl VersionMetrics {
                 completion_tokens: 0,
                 feedback: Tally::default(),
                 shadow_compared: 0,
+                refusals: 0,
                 safety: BTreeMap::new(),
                 injection: BTreeMap::new(),
                 actions: BTreeMap::new(),
@@ -349,6 +359,14 @@ impl VersionMetrics {
         *inner.actions.entry(action).or_default() += 1;
     }
 
+    /// An answer of this version that declined the request.
+    pub fn record_refusal(&self) {
+        let index = self.index();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.refusals += 1;
+        inner.bucket(index).refusals += 1;
+    }
+
     /// A request to this version on which these injection heuristics fired.
     pub fn record_injection(&self, flags: &[&'static str]) {
         if flags.is_empty() {
@@ -409,6 +427,7 @@ impl VersionMetrics {
             stats.completion_tokens += bucket.completion_tokens;
             stats.safety_violations += bucket.safety_violations;
             stats.injection_attempts += bucket.injection_attempts;
+            stats.refusals += bucket.refusals;
         }
         let errors: u64 = stats
             .classes
@@ -419,6 +438,7 @@ impl VersionMetrics {
         if stats.requests > 0 {
             stats.error_rate = errors as f64 / stats.requests as f64;
             stats.safety_violation_rate = stats.safety_violations as f64 / stats.requests as f64;
+            stats.refusal_rate = stats.refusals as f64 / stats.requests as f64;
         }
         let ms = |h: &Histogram<u32>, q: f64| {
             (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1000.0)
@@ -565,15 +585,30 @@ impl Metrics {
                 inner.feedback.count
             );
         }
-        out.push_str("# HELP sluice_gateway_shadow_compared_total Shadow answers compared with the primary's.\n# TYPE sluice_gateway_shadow_compared_total counter\n");
-        for ((route, version), m) in versions.iter() {
-            let inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = writeln!(
-                out,
-                "sluice_gateway_shadow_compared_total{{{}}} {}",
-                labels(route, version),
-                inner.shadow_compared
-            );
+        type Count = fn(&Inner) -> u64;
+        let counters: [(&str, &str, Count); 2] = [
+            (
+                "sluice_gateway_shadow_compared_total",
+                "Shadow answers compared with the primary's.",
+                |inner| inner.shadow_compared,
+            ),
+            (
+                "sluice_gateway_refusals_total",
+                "Answers that declined the request.",
+                |inner| inner.refusals,
+            ),
+        ];
+        for (name, help, count) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ((route, version), m) in versions.iter() {
+                let inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = writeln!(
+                    out,
+                    "{name}{{{}}} {}",
+                    labels(route, version),
+                    count(&inner)
+                );
+            }
         }
         type Counts = fn(&Inner) -> &BTreeMap<&'static str, u64>;
         let tallies: [(&str, &str, &str, Counts); 3] = [

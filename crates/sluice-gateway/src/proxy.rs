@@ -804,7 +804,11 @@ impl Finish {
         self.metrics.record_injection(&self.input_flags);
         let safety = match &self.scanner {
             Some(scanner) if class == Class::Ok => {
-                let kinds = scanner.violations(&crate::log::answer_text(&response, self.stream));
+                let answer = crate::log::answer_text(&response, self.stream);
+                if scanner.refused(&answer) {
+                    self.metrics.record_refusal();
+                }
+                let kinds = scanner.violations(&answer);
                 self.metrics.record_safety(&kinds);
                 kinds
             }

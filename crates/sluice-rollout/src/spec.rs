@@ -169,6 +169,8 @@ pub enum Metric {
     ShadowSimilarity,
     /// Answers with a safety violation (secret, personal data, canary) over requests.
     SafetyViolationRate,
+    /// Answers that declined the request over requests.
+    RefusalRate,
 }
 
 /// The metrics rules may name, with their window fields.
@@ -187,6 +189,7 @@ pub const METRICS: &[(&str, Metric, &str)] = &[
         Metric::SafetyViolationRate,
         "safety_violation_rate",
     ),
+    ("refusal_rate", Metric::RefusalRate, "refusal_rate"),
 ];
 
 impl Metric {

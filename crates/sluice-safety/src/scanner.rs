@@ -48,6 +48,8 @@ pub struct Scanner {
     pub canary: Option<Canary>,
     /// Check what users send for prompt-injection heuristics.
     pub input: bool,
+    /// Count answers that decline the request (never changed or withheld).
+    pub refusals: bool,
     /// What happens to an answer with a violation.
     pub action: Action,
     /// Refuse requests on which an injection heuristic fires.
@@ -62,6 +64,7 @@ impl Scanner {
             pii: true,
             canary: None,
             input: true,
+            refusals: true,
             action: Action::Log,
             block_input: false,
         }
@@ -70,7 +73,7 @@ impl Scanner {
     /// Whether answers may be changed or withheld (they must then be read before they are
     /// passed on).
     pub fn guards(&self) -> bool {
-        self.is_active() && self.action != Action::Log
+        (self.secrets || self.pii || self.canary.is_some()) && self.action != Action::Log
     }
 
     /// The findings this scanner reports in `text`: byte range, label and violation kind, in
@@ -113,7 +116,20 @@ impl Scanner {
 
     /// Whether it checks answers at all.
     pub fn is_active(&self) -> bool {
-        self.secrets || self.pii || self.canary.is_some()
+        self.secrets || self.pii || self.canary.is_some() || self.refusals
+    }
+
+    /// Whether `answer` declines the request (when refusals are counted). Only its opening
+    /// 2 KiB are read: that is where a model declines.
+    pub fn refused(&self, answer: &str) -> bool {
+        if !self.refusals {
+            return false;
+        }
+        let mut end = answer.len().min(2048);
+        while !answer.is_char_boundary(end) {
+            end -= 1;
+        }
+        crate::is_refusal(&answer[..end])
     }
 
     /// The injection heuristics that fire on what a user sent (none when input checks are off).
@@ -288,6 +304,13 @@ mod tests {
         };
         assert!(secrets_only.violations("mail bob@example.com").is_empty());
         assert!(!Scanner::default().is_active());
+        assert!(Scanner::all().refused("I'm sorry, but I can't help with that."));
+        assert!(!Scanner::all().refused("Paris."));
+        let quiet = Scanner {
+            refusals: false,
+            ..Scanner::all()
+        };
+        assert!(!quiet.refused("I'm sorry, but I can't help with that."));
     }
 
     fn stream(scanner: &Scanner, answer: &str, piece: usize) -> (String, Vec<&'static str>, bool) {

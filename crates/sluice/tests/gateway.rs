@@ -817,9 +817,25 @@ async fn a_candidate_that_starts_leaking_a_secret_raises_its_safety_window() {
         "sluice_gateway_safety_violations_total{route=\"chat\",version=\"candidate\",kind=\"canary\"} 2",
         "sluice_gateway_injection_attempts_total{route=\"chat\",version=\"stable\",kind=\"override\"} 1",
         "sluice_gateway_injection_attempts_total{route=\"chat\",version=\"stable\",kind=\"invisible\"} 1",
+        "sluice_gateway_refusals_total{route=\"chat\",version=\"candidate\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} not in\n{metrics}");
     }
+    // A candidate that starts declining what it used to answer is counted too, apart from
+    // the violations.
+    sim.put_profile(
+        "candidate",
+        "default: \"I'm sorry, but I can't help with that.\"",
+    );
+    for _ in 0..3 {
+        assert_eq!(ask_version(&gateway, "candidate").await.0, 200);
+    }
+    let window = windows(&gateway).await;
+    let candidate = &window["windows"]["chat"]["candidate"];
+    assert_eq!(candidate["refusals"], 3, "{candidate:#}");
+    assert!((candidate["refusal_rate"].as_f64().unwrap() - 3.0 / 17.0).abs() < 1e-9);
+    assert_eq!(candidate["safety_violations"], 12, "{candidate:#}");
+    assert_eq!(window["windows"]["chat"]["stable"]["refusals"], 0);
 
     gateway.signal("-TERM");
     assert!(gateway.child.wait().unwrap().success());
