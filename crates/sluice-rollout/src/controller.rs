@@ -942,6 +942,9 @@ pub async fn undo(
         _ => None,
     };
     let target = to_version.map(str::to_owned).or(previous).unwrap_or(stable);
+    if target == field("stable") {
+        restart_stable(store, &run.id, config, &admin_url, &route, admin_token).await?;
+    }
     let client = reqwest::Client::builder()
         .timeout(ADMIN_TIMEOUT)
         .build()
@@ -975,6 +978,73 @@ pub async fn undo(
         }])
         .await?;
     Ok(target)
+}
+
+/// For `rollout undo` back to stable: a rollout with instances (rolling) may have stopped
+/// stable's; they are started again (unless up) and stable's upstreams pointed at them all
+/// before any traffic moves, so that traffic never goes to a version with nothing behind it.
+async fn restart_stable(
+    store: &Store,
+    run: &RunId,
+    config: &Value,
+    admin_url: &str,
+    route: &str,
+    admin_token: Option<&str>,
+) -> Result<(), RolloutError> {
+    let Some(yaml) = config["spec_yaml"].as_str() else {
+        return Ok(());
+    };
+    let spec = sluice_config::Document::parse("the stored spec", yaml, &sluice_config::ProcessEnv)
+        .and_then(|document| Spec::from_document(&document, &sluice_config::ProcessEnv))
+        .map_err(|e| {
+            RolloutError::Gateway(format!(
+                "the stored spec no longer reads ({e}); its stable instances cannot be restarted, so traffic was not moved"
+            ))
+        })?;
+    let instances = &spec.instances.stable;
+    if instances.is_empty() {
+        return Ok(());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(ADMIN_TIMEOUT)
+        .build()
+        .map_err(|e| RolloutError::Gateway(e.to_string()))?;
+    for (index, instance) in instances.iter().enumerate() {
+        let label = format!("{}-undo-stable-{index}", run.as_str());
+        let started = crate::process::start(&client, instance, &label)
+            .await
+            .map_err(|e| {
+                RolloutError::Gateway(format!(
+                    "stable instance {index} did not come back ({e}); traffic was not moved"
+                ))
+            })?;
+        if let Some(started) = started {
+            store
+                .append_events(vec![NewEvent {
+                    subject: subject(run),
+                    kind: "instance".into(),
+                    payload: json!({
+                        "version": "stable",
+                        "index": index,
+                        "url": instance.url,
+                        "pid": started.pid,
+                        "log": started.log.display().to_string(),
+                        "summary": format!("undo: started stable instance {index} at {} (pid {})", instance.url, started.pid),
+                    }),
+                }])
+                .await?;
+        }
+    }
+    let backend = Backend::admin(admin_url, admin_token.map(sluice_config::Secret::new))
+        .map_err(RolloutError::Gateway)?;
+    backend
+        .set_upstreams(
+            route,
+            &spec.stable,
+            instances.iter().map(|i| i.url.clone()).collect(),
+        )
+        .await
+        .map_err(|e| RolloutError::Gateway(format!("stable's upstreams were not restored: {e}")))
 }
 
 /// Refuses a new run while the last rollback of this rollout is more recent than its cooldown.

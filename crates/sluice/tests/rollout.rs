@@ -1159,6 +1159,30 @@ fn a_rolling_rollout_replaces_every_instance_in_batches() {
         "{events:#?}"
     );
     assert_eq!(ask(&setup.url, "anyone", ""), "candidate answer");
+
+    // Undone after the promotion: stable's instances come back before traffic moves to them.
+    let undo = setup.rollout().args(["undo", "rolling"]).output().unwrap();
+    assert!(undo.status.success(), "{}", text(&undo));
+    for (port, _) in &fleet.stable {
+        assert!(Fleet::up(*port), "stable instance on {port} is back");
+    }
+    let routes = admin_get(&setup.admin, "/admin/routes");
+    let stable_urls: Vec<String> = fleet.stable.iter().map(|(p, _)| Fleet::url(*p)).collect();
+    assert_eq!(
+        routes["routes"]["chat"]["versions"][0]["urls"],
+        serde_json::json!(stable_urls),
+        "{routes:#}"
+    );
+    assert_eq!(ask(&setup.url, "anyone", ""), "stable answer");
+    let restarted = instance_events(&setup, "rolling")
+        .into_iter()
+        .filter(|e| {
+            e["payload"]["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("undo: started stable"))
+        })
+        .count();
+    assert_eq!(restarted, 2);
 }
 
 #[test]
