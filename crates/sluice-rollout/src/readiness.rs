@@ -226,8 +226,15 @@ async fn from_store(
 ) -> Result<Figures, String> {
     let since = crate::controller::now_ms() - window.as_millis() as i64;
     let subject = format!("gateway:{route}");
+    let Some(first) = store
+        .first_event_since(&subject, since)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(Figures::default());
+    };
     let (mut after, mut latencies, mut server_failures, mut errors, mut counted) =
-        (0, Vec::new(), 0u64, 0u64, 0u64);
+        (first - 1, Vec::new(), 0u64, 0u64, 0u64);
     loop {
         let page = store
             .events(&subject, after, 1000)

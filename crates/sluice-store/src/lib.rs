@@ -84,6 +84,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn verdicts(&self, run_id: &RunId) -> Result<Vec<(String, Option<bool>)>, StoreError>;
     /// Appends events in one transaction, returning their sequence numbers.
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<i64>, StoreError>;
+    /// The sequence number of `subject`'s first event at or after `since_ms`; `None` when
+    /// there is none. Paging with [`Backend::events`] from just before it reads only the
+    /// events since then.
+    async fn first_event_since(
+        &self,
+        subject: &str,
+        since_ms: i64,
+    ) -> Result<Option<i64>, StoreError>;
     /// Events of one subject after sequence number `after`, oldest first.
     async fn events(&self, subject: &str, after: i64, limit: u32)
     -> Result<Vec<Event>, StoreError>;

@@ -496,6 +496,23 @@ impl Backend for PostgresBackend {
         Ok(sequence_numbers)
     }
 
+    async fn first_event_since(
+        &self,
+        subject: &str,
+        since_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().ok_or_else(|| self.lost())?;
+        let row = client
+            .query_one(
+                "SELECT MIN(seq) FROM events WHERE subject = $1 AND at_ms >= $2",
+                &[&subject, &since_ms],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.get::<_, Option<i64>>(0))
+    }
+
     async fn events(
         &self,
         subject: &str,

@@ -454,6 +454,22 @@ impl Backend for SqliteBackend {
         .await
     }
 
+    async fn first_event_since(
+        &self,
+        subject: &str,
+        since_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let subject = subject.to_owned();
+        self.with(move |connection| {
+            let mut statement = connection
+                .prepare_cached("SELECT MIN(seq) FROM events WHERE subject = ?1 AND at_ms >= ?2")?;
+            Ok(statement.query_row(params![subject, since_ms], |row| {
+                row.get::<_, Option<i64>>(0)
+            })?)
+        })
+        .await
+    }
+
     async fn events(
         &self,
         subject: &str,

@@ -236,6 +236,20 @@ async fn runs_and_events_survive_reopening(fixture: Fixture) {
         store.events("rollout:a", seqs[0], 0).await.unwrap().len(),
         1
     );
+    let at = events[0].at_ms;
+    assert_eq!(
+        store.first_event_since("rollout:a", at).await.unwrap(),
+        Some(seqs[0])
+    );
+    assert_eq!(
+        store
+            .first_event_since("rollout:a", at + 3_600_000)
+            .await
+            .unwrap(),
+        None,
+        "nothing in the future"
+    );
+    assert_eq!(store.first_event_since("nobody", 0).await.unwrap(), None);
     assert!(matches!(
         store.finish_run(&id, RunStatus::Failed, json!(null)).await,
         Err(StoreError::RunFinished(_))
@@ -399,8 +413,8 @@ async fn an_older_store_is_migrated_forward_keeping_its_runs(fixture: Fixture) {
     // Turn the store back into a version-1 store: no results, no registry.
     fixture
         .execute(
-            "DROP TABLE model_lineage; DROP TABLE alias_history; DROP TABLE model_aliases;
-             DROP TABLE model_versions; DROP TABLE run_results;",
+            "DROP INDEX events_by_time; DROP TABLE model_lineage; DROP TABLE alias_history;
+             DROP TABLE model_aliases; DROP TABLE model_versions; DROP TABLE run_results;",
         )
         .await;
     fixture.set_schema_version(1).await;
