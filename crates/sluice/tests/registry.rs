@@ -360,7 +360,11 @@ fn store_info_names_a_postgres_store_without_its_password() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let info = text(&output.stdout);
     assert!(
-        info.contains("(PostgreSQL)") && info.contains("schema       version 3"),
+        info.contains("(PostgreSQL)")
+            && info.contains(&format!(
+                "schema       version {}",
+                sluice_store::SCHEMA_VERSION
+            )),
         "{info}"
     );
 }
