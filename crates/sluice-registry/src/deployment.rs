@@ -80,7 +80,7 @@ pub fn validate_beside(model_file: &Path, dir: &Path) -> Vec<FileReport> {
     }
     let suites: Vec<Suite> = yaml_files(&dir.join("evals"))
         .iter()
-        .filter_map(|file| Suite::read(file, dir))
+        .flat_map(|file| Suite::read(file, dir))
         .collect();
     for file in files(&dir.join("prompts")) {
         reports.push(check_prompt(&file, &suites));
@@ -270,45 +270,143 @@ fn check_environment(check: &mut Check<'_>, root: &Node, stem: &str, production:
     }
 }
 
-/// An eval suite's tests, as the vars each provides.
+/// An eval suite's tests, as the vars each provides: its inline tests, or the tests of one
+/// file it names (`file://tests.jsonl`, `.csv`, `.yaml`, `.json`).
 struct Suite {
     /// Path shown in messages, relative to the model's directory.
     name: String,
-    /// Per inline test: its line and the vars it has (defaults included).
+    /// Per test: its line and the vars it has (defaults included).
     tests: Vec<(usize, BTreeSet<String>)>,
 }
 
+/// The keys of a mapping node.
+fn keys(node: Option<&Node>) -> BTreeSet<String> {
+    match node.map(|n| &n.kind) {
+        Some(NodeKind::Mapping(entries)) => entries
+            .iter()
+            .filter_map(|(k, _)| match &k.kind {
+                NodeKind::Scalar { value, .. } => Some(value.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
 impl Suite {
-    fn read(file: &Path, dir: &Path) -> Option<Self> {
-        let document = Document::read(file, &ProcessEnv).ok()?;
+    /// The suite file's inline tests (if any) and those of each test file it names. Files
+    /// that cannot be read, and globs, are left to `sluice eval` to report.
+    fn read(file: &Path, dir: &Path) -> Vec<Self> {
+        let Ok(document) = Document::read(file, &ProcessEnv) else {
+            return Vec::new();
+        };
         let root = document.root();
-        let keys = |node: Option<&Node>| -> BTreeSet<String> {
-            match node.map(|n| &n.kind) {
-                Some(NodeKind::Mapping(entries)) => entries
-                    .iter()
-                    .filter_map(|(k, _)| match &k.kind {
-                        NodeKind::Scalar { value, .. } => Some(value.clone()),
-                        _ => None,
+        let relative = |path: &Path| path.strip_prefix(dir).unwrap_or(path).display().to_string();
+        let defaults = keys(root.get("defaultTest").and_then(|d| d.get("vars")));
+        let with_defaults = |vars: BTreeSet<String>| {
+            let mut all = defaults.clone();
+            all.extend(vars);
+            all
+        };
+        let items: Vec<&Node> = match root.get("tests").map(|t| &t.kind) {
+            Some(NodeKind::Sequence(tests)) => tests.iter().collect(),
+            Some(NodeKind::Scalar { .. }) => root.get("tests").into_iter().collect(),
+            _ => return Vec::new(),
+        };
+        let base = file.parent().unwrap_or(dir);
+        let mut inline = Vec::new();
+        let mut suites = Vec::new();
+        for item in items {
+            match &item.kind {
+                NodeKind::Scalar { value, .. } => {
+                    let Some(path) = value.strip_prefix("file://") else {
+                        continue;
+                    };
+                    if path.contains(['*', '?', '{', '[']) {
+                        continue;
+                    }
+                    let full = base.join(path);
+                    if let Some(tests) = tests_in_file(&full) {
+                        suites.push(Self {
+                            name: relative(&full),
+                            tests: tests
+                                .into_iter()
+                                .map(|(line, vars)| (line, with_defaults(vars)))
+                                .collect(),
+                        });
+                    }
+                }
+                _ => inline.push((item.location().line, with_defaults(keys(item.get("vars"))))),
+            }
+        }
+        if !inline.is_empty() {
+            suites.insert(
+                0,
+                Self {
+                    name: relative(file),
+                    tests: inline,
+                },
+            );
+        }
+        suites
+    }
+}
+
+/// The tests of one test file, as each one's line and var names; `None` when it cannot be
+/// read or parsed (its type decides how: JSONL rows with `vars`, CSV columns other than
+/// `__…`, a YAML or JSON list of tests).
+fn tests_in_file(path: &Path) -> Option<Vec<(usize, BTreeSet<String>)>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+    match extension.as_str() {
+        "jsonl" => text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(index, line)| {
+                let row: serde_json::Value = serde_json::from_str(line).ok()?;
+                let vars = row
+                    .get("vars")
+                    .and_then(serde_json::Value::as_object)
+                    .map(|vars| vars.keys().cloned().collect())
+                    .unwrap_or_default();
+                Some((index + 1, vars))
+            })
+            .collect(),
+        "csv" => {
+            let mut reader = csv::Reader::from_reader(text.as_bytes());
+            let vars: BTreeSet<String> = reader
+                .headers()
+                .ok()?
+                .iter()
+                .map(str::trim)
+                .filter(|column| !column.starts_with("__") && !column.is_empty())
+                .map(str::to_owned)
+                .collect();
+            Some(
+                reader
+                    .records()
+                    .filter_map(Result::ok)
+                    .map(|record| {
+                        let line = record.position().map_or(0, |p| p.line() as usize);
+                        (line, vars.clone())
                     })
                     .collect(),
-                _ => BTreeSet::new(),
-            }
-        };
-        let defaults = keys(root.get("defaultTest").and_then(|d| d.get("vars")));
-        let NodeKind::Sequence(tests) = &root.get("tests")?.kind else {
-            return None;
-        };
-        Some(Self {
-            name: file.strip_prefix(dir).unwrap_or(file).display().to_string(),
-            tests: tests
-                .iter()
-                .map(|test| {
-                    let mut vars = defaults.clone();
-                    vars.extend(keys(test.get("vars")));
-                    (test.location().line, vars)
-                })
-                .collect(),
-        })
+            )
+        }
+        "yaml" | "yml" | "json" => {
+            let document = Document::parse(&path.display().to_string(), &text, &ProcessEnv).ok()?;
+            let NodeKind::Sequence(tests) = &document.root().kind else {
+                return None;
+            };
+            Some(
+                tests
+                    .iter()
+                    .map(|test| (test.location().line, keys(test.get("vars"))))
+                    .collect(),
+            )
+        }
+        _ => None,
     }
 }
 
@@ -505,7 +603,17 @@ mod tests {
         write(
             root,
             "models/bad/evals/basic.yaml",
-            "tests:\n  - vars: {question: a}\n  - vars: {question: b, doc: x}\n  - vars: {}\n",
+            "tests:\n  - vars: {question: a}\n  - vars: {question: b, doc: x}\n  - vars: {}\n  - file://cases.jsonl\n  - file://cases.csv\n",
+        );
+        write(
+            root,
+            "models/bad/evals/cases.jsonl",
+            "{\"vars\": {\"question\": \"q\", \"doc\": \"d\"}}\n\n{\"vars\": {\"doc\": \"d\"}}\n",
+        );
+        write(
+            root,
+            "models/bad/evals/cases.csv",
+            "question,doc,__expected\nq,d,contains:x\n",
         );
         let reports = crate::validate(&[root.to_owned()]).unwrap_or_else(|e| panic!("{e}"));
         let found: Vec<String> = reports
@@ -523,7 +631,9 @@ mod tests {
             })
             .collect();
         assert!(
-            !found.iter().any(|e| e.starts_with("models/good/")),
+            !found
+                .iter()
+                .any(|e| e.starts_with("models/good/") || e.contains("cases.csv")),
             "{found:#?}"
         );
         assert_eq!(reports.len(), 11, "{reports:#?}");
@@ -544,6 +654,7 @@ mod tests {
             "models/bad/config/canary.yaml:2:6: slo.error_rate: `error_rate` is required",
             "models/bad/prompts/answer.txt:1:8: : placeholder `doc` is not provided by 2 of 3 test(s) in evals/basic.yaml (the tests at line 2, 4)",
             "models/bad/prompts/answer.txt:2:6: : placeholder `question` is not provided by 1 of 3 test(s) in evals/basic.yaml (the tests at line 4)",
+            "models/bad/prompts/answer.txt:2:6: : placeholder `question` is not provided by 1 of 2 test(s) in evals/cases.jsonl (the tests at line 3)",
         ] {
             assert!(
                 found.iter().any(|e| e.starts_with(expected)),
