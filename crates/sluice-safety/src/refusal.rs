@@ -216,6 +216,16 @@ impl Canary {
         &self.token
     }
 
+    /// The most bytes any form of it takes that the matcher finds: spelled out with the most
+    /// separators, or hex-encoded.
+    pub fn longest_form(&self) -> usize {
+        let spelled = self.spelled.as_ref().map_or(0, |s| {
+            let letters = usize::from(s.len);
+            letters + (letters - 1) * usize::from(SPELLED_GAP)
+        });
+        spelled.max(self.token.len() * 2)
+    }
+
     /// Whether it appears in `answer`.
     pub fn leaked(&self, answer: &str) -> bool {
         let literal = match &self.pattern {

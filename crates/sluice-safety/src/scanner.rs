@@ -70,6 +70,12 @@ impl Scanner {
         }
     }
 
+    /// Bytes of a streamed answer a [`StreamGuard`] holds back: enough for the longest finding
+    /// that spans separators, the canary spelled out included.
+    pub fn hold_back(&self) -> usize {
+        HOLD_BACK.max(self.canary.as_ref().map_or(0, Canary::longest_form))
+    }
+
     /// Whether answers may be changed or withheld (they must then be read before they are
     /// passed on).
     pub fn guards(&self) -> bool {
@@ -163,7 +169,8 @@ impl Scanner {
 }
 
 /// Bytes of a streamed answer held back at least, so that a finding which spans separators
-/// (a card number written in groups, a spelled-out canary) is whole before it is let through.
+/// (a card number or an IBAN written in groups) is whole before it is let through; more when
+/// the version's canary spelled out takes more (see [`Scanner::hold_back`]).
 const HOLD_BACK: usize = 96;
 /// The longest word held back whole (a key still arriving); longer ones are let through in
 /// part.
@@ -226,7 +233,7 @@ impl StreamGuard {
             self.pending.len()
         } else {
             let text = &self.pending;
-            let mut cut = text.len().saturating_sub(HOLD_BACK);
+            let mut cut = text.len().saturating_sub(scanner.hold_back());
             let word_start = text.rfind(char::is_whitespace).map_or(0, |at| {
                 at + text[at..].chars().next().map_or(1, char::len_utf8)
             });
@@ -372,6 +379,19 @@ mod tests {
                 "pieces of {piece}"
             );
             assert_eq!(kinds, ["canary", "pii", "secret"]);
+        }
+        // Spelled out with the most separators the matcher allows, the canary is longer than
+        // the usual hold-back; it is still caught whole.
+        let widest: String = "SLUICECANARY00000000000000aa"
+            .chars()
+            .map(|c| format!("{c} - "))
+            .collect();
+        let widest = widest.trim_end_matches(" - ");
+        assert!(widest.len() > HOLD_BACK && scanner.hold_back() >= widest.len());
+        for piece in [1, 7, 64] {
+            let (out, kinds, _) = stream(&scanner, &format!("ref: {widest} end"), piece);
+            assert_eq!(out, "ref: [CANARY] end", "pieces of {piece}");
+            assert_eq!(kinds, ["canary"]);
         }
         let (out, kinds, _) = stream(&scanner, "Paris is the capital of France.", 3);
         assert_eq!(out, "Paris is the capital of France.");
