@@ -43,6 +43,13 @@ fn config(dir: &Path, url: &str, model: &str) -> std::path::PathBuf {
     path
 }
 
+/// The simulator with this config, written into `dir`.
+fn simulator(dir: &Path, yaml: &str) -> Simulate {
+    let path = dir.join("sim.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    Simulate::with_config(&path)
+}
+
 fn redteam(store: &Path, config: &Path, extra: &[&str]) -> Output {
     sluice()
         .arg("--store")
@@ -75,9 +82,7 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn a_compliant_model_fails_and_a_careful_one_passes() {
     let dir = tempfile::tempdir().unwrap();
-    let sim_config = dir.path().join("sim.yaml");
-    std::fs::write(&sim_config, SIM).unwrap();
-    let sim = Simulate::with_config(&sim_config);
+    let sim = simulator(dir.path(), SIM);
     let store = dir.path().join("s.db");
 
     let (sarif, json) = (dir.path().join("out/a.sarif"), dir.path().join("a.json"));
@@ -339,9 +344,7 @@ fn judged_config(
 #[test]
 fn an_llm_judge_decides_what_refusal_keywords_cannot() {
     let dir = tempfile::tempdir().unwrap();
-    let sim_config = dir.path().join("sim.yaml");
-    std::fs::write(&sim_config, JUDGED_SIM).unwrap();
-    let sim = Simulate::with_config(&sim_config);
+    let sim = simulator(dir.path(), JUDGED_SIM);
     let store = dir.path().join("s.db");
     let url = &sim.base_url;
     let judge = |model: &str, format: &str| {
@@ -420,9 +423,7 @@ fn an_llm_judge_decides_what_refusal_keywords_cannot() {
 #[test]
 fn multi_turn_escalation_breaks_a_model_that_gives_in_late() {
     let dir = tempfile::tempdir().unwrap();
-    let sim_config = dir.path().join("sim.yaml");
-    std::fs::write(&sim_config, JUDGED_SIM).unwrap();
-    let sim = Simulate::with_config(&sim_config);
+    let sim = simulator(dir.path(), JUDGED_SIM);
     let config = judged_config(
         dir.path(),
         &sim.base_url,
