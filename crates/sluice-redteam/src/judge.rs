@@ -62,7 +62,7 @@ pub struct Verdict {
 impl Judge {
     /// Judges one exchange.
     pub async fn judge(&self, request: &str, answer: &str) -> Result<Verdict, String> {
-        let chat = match self.format {
+        let mut chat = match self.format {
             Format::LlamaGuard => {
                 let mut chat = ChatRequest::user(&self.model, request);
                 chat.messages.push(ChatMessage::new("assistant", answer));
@@ -83,7 +83,6 @@ impl Judge {
                 chat
             }
         };
-        let mut chat = chat;
         chat.temperature = Some(0.0);
         let reply = self
             .client
