@@ -1,5 +1,5 @@
-//! The bench library against the simulator's known latency model: at low load its TTFT, TPOT,
-//! ITL and E2EL land within a millisecond of the configured delays.
+//! The bench library against the simulator's known latency model: at low load its TTFT, TPOT
+//! and ITL land within a millisecond of the configured delays, E2EL within two.
 
 #![allow(
     clippy::unwrap_used,
@@ -62,18 +62,20 @@ async fn low_load_latencies_match_the_simulators_model() {
         result.console()
     );
     let median = |metric: &str| result.stats(metric).median;
-    let near = |metric: &str, expected: f64| {
+    let near = |metric: &str, expected: f64, tolerance: f64| {
         let got = median(metric);
         assert!(
-            (got - expected).abs() <= 1.0,
-            "median {metric} {got:.3} ms, expected {expected} ms ± 1\n{}",
+            (got - expected).abs() <= tolerance,
+            "median {metric} {got:.3} ms, expected {expected} ms ± {tolerance}\n{}",
             result.console()
         );
     };
-    near("ttft", 30.0);
-    near("itl", 5.0);
-    near("tpot", 5.0);
-    near("e2el", 80.0);
+    near("ttft", 30.0, 1.0);
+    near("itl", 5.0, 1.0);
+    near("tpot", 5.0, 1.0);
+    // End to end spans eleven of the simulator's timed waits, each of which a busy machine
+    // may overshoot a little: a millisecond per wait would be too loose, one in all too tight.
+    near("e2el", 80.0, 2.0);
     assert!(sluice_bench::invalid_reason(&result).is_none());
     server.shutdown().await;
 }
