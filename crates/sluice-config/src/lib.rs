@@ -53,14 +53,7 @@ impl Document {
     /// Reads and parses a file; a missing or unreadable file is a diagnostic naming the path.
     pub fn read(path: &Path, env: &dyn EnvSource) -> Result<Self, Diagnostics> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|err| {
-            Diagnostics::in_file(
-                &name,
-                vec![Diagnostic::without_location(format!(
-                    "cannot read file: {err}"
-                ))],
-            )
-        })?;
+        let text = read_text(path).map_err(|error| Diagnostics::in_file(&name, vec![error]))?;
         Self::parse(&name, &text, env)
     }
 
@@ -99,6 +92,46 @@ impl Document {
     pub fn diagnostics(&self, errors: Vec<Diagnostic>) -> Diagnostics {
         Diagnostics::in_file(&self.name, errors)
     }
+}
+
+/// The largest config or test file read: past this a file is refused rather than loaded.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads a text file people wrote: at most [`MAX_FILE_BYTES`], and UTF-8, with the line and
+/// column of the first byte that is not (the diagnostic carries no file name; callers add it).
+pub fn read_text(path: &Path) -> Result<String, Diagnostic> {
+    use std::io::Read as _;
+    let unreadable =
+        |err: std::io::Error| Diagnostic::without_location(format!("cannot read file: {err}"));
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Diagnostic::without_location(format!(
+            "the file is larger than {} MiB: refusing to load it",
+            MAX_FILE_BYTES / (1024 * 1024)
+        )));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        let offset = error.utf8_error().valid_up_to();
+        let valid = &error.as_bytes()[..offset];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&valid[line_start..])
+            .chars()
+            .count()
+            + 1;
+        Diagnostic::new(
+            Location { line, column },
+            FieldPath::root(),
+            format!(
+                "invalid UTF-8 at byte {offset} (0x{:02x}): expected UTF-8 text",
+                error.as_bytes()[offset]
+            ),
+        )
+    })
 }
 
 /// Reads, interpolates and deserializes a YAML file in one call.
@@ -158,5 +191,23 @@ mod tests {
         );
         assert_eq!(did_you_mean("TTFT_MS", ["ttft_ms"]), Some("ttft_ms"));
         assert_eq!(did_you_mean("zzzzzz", ["ttft_ms", "script"]), None);
+    }
+
+    #[test]
+    fn invalid_utf8_is_located_by_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(&path, b"a: 1\nname: caf\xe9 ok\n").unwrap();
+        let error = read_text(&path).unwrap_err();
+        assert_eq!(
+            error.location,
+            Some(Location {
+                line: 2,
+                column: 10
+            })
+        );
+        assert!(error.message.contains("byte 14"), "{}", error.message);
+        let diagnostics = Document::read(&path, &MapEnv::default()).unwrap_err();
+        assert!(diagnostics.to_string().contains(":2:10"), "{diagnostics}");
     }
 }

@@ -14,6 +14,12 @@ use crate::{Diagnostic, FieldPath, Location};
 /// The most nesting a config may have; deeper input is rejected instead of exhausting the stack.
 const MAX_DEPTH: usize = 128;
 
+/// The most nodes that aliases may copy into one document. Each `*alias` copies its anchor's
+/// whole subtree, so a few hundred bytes of nested aliases ("billion laughs") could otherwise
+/// expand to gigabytes; real configs that reuse an anchored block a few thousand times stay far
+/// below this.
+pub const MAX_ALIAS_NODES: usize = 250_000;
+
 /// A YAML value with its location.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -163,6 +169,7 @@ pub fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
     let mut builder = Builder {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
+        alias_nodes: 0,
         errors: Vec::new(),
     };
     let root = builder.document();
@@ -178,8 +185,35 @@ pub fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
 
 struct Builder<'input> {
     parser: Parser<'input, saphyr_parser::StrInput<'input>>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their size in nodes and their height.
+    anchors: HashMap<usize, Anchored>,
+    /// Nodes copied by aliases so far, bounded by [`MAX_ALIAS_NODES`].
+    alias_nodes: usize,
     errors: Vec<Diagnostic>,
+}
+
+/// An anchored node and what copying it costs.
+struct Anchored {
+    node: Node,
+    /// Nodes in its subtree, itself included.
+    size: usize,
+    /// Levels in its subtree: 1 for a scalar.
+    height: usize,
+}
+
+/// The size and height of a subtree (see [`Anchored`]).
+fn measure(node: &Node) -> (usize, usize) {
+    let children: Vec<&Node> = match &node.kind {
+        NodeKind::Scalar { .. } => Vec::new(),
+        NodeKind::Sequence(items) => items.iter().collect(),
+        NodeKind::Mapping(entries) => entries.iter().flat_map(|(k, v)| [k, v]).collect(),
+    };
+    children
+        .into_iter()
+        .map(measure)
+        .fold((1, 1), |(size, height), (s, h)| {
+            (size.saturating_add(s), height.max(h + 1))
+        })
 }
 
 impl<'input> Builder<'input> {
@@ -321,8 +355,26 @@ impl<'input> Builder<'input> {
                 )
             }
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => {
-                    let mut node = node.clone();
+                Some(anchored) => {
+                    if depth + anchored.height > MAX_DEPTH + 1 {
+                        return Err(Diagnostic::new(
+                            at,
+                            path.clone(),
+                            format!("this alias nests the document deeper than {MAX_DEPTH} levels"),
+                        ));
+                    }
+                    self.alias_nodes = self.alias_nodes.saturating_add(anchored.size);
+                    if self.alias_nodes > MAX_ALIAS_NODES {
+                        return Err(Diagnostic::new(
+                            at,
+                            path.clone(),
+                            format!(
+                                "aliases expand to more than {MAX_ALIAS_NODES} nodes \
+                                 (an alias bomb?): refusing to expand them"
+                            ),
+                        ));
+                    }
+                    let mut node = anchored.node.clone();
                     node.location = at;
                     return Ok(node);
                 }
@@ -343,7 +395,15 @@ impl<'input> Builder<'input> {
             }
         };
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let (size, height) = measure(&node);
+            self.anchors.insert(
+                anchor,
+                Anchored {
+                    node: node.clone(),
+                    size,
+                    height,
+                },
+            );
         }
         Ok(node)
     }
@@ -410,6 +470,64 @@ mod tests {
                 value: "1".into(),
                 plain: true
             }
+        );
+    }
+
+    /// Nine levels of nine aliases each: 9^9 (387 million) nodes from a few hundred bytes.
+    fn alias_bomb() -> String {
+        let mut text = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for pair in names.windows(2) {
+            let (prev, next) = (pair[0], pair[1]);
+            let refs = vec![format!("*{prev}"); 9].join(",");
+            text.push_str(&format!("{next}: &{next} [{refs}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_the_alias_that_crosses_the_budget() {
+        let text = alias_bomb();
+        assert!(text.len() < 700, "{} bytes", text.len());
+        let errors = parse(&text).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.contains("alias bomb"),
+            "{}",
+            errors[0].message
+        );
+        assert!(
+            errors[0].location.unwrap().line >= 6,
+            "{:?}",
+            errors[0].location
+        );
+    }
+
+    #[test]
+    fn reusing_an_anchor_many_times_is_fine() {
+        let mut text = String::from("base: &b {provider: x, vars: {a: 1, b: 2}}\ntests:\n");
+        for _ in 0..5_000 {
+            text.push_str("  - *b\n");
+        }
+        let root = parse(&text).unwrap();
+        assert!(
+            matches!(&root.get("tests").unwrap().kind, NodeKind::Sequence(items) if items.len() == 5_000)
+        );
+    }
+
+    #[test]
+    fn an_alias_may_not_nest_past_the_depth_limit() {
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        let text = format!(
+            "a: &a {deep}\nb: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[*a]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n"
+        );
+        let errors = parse(&text).unwrap_err();
+        assert!(
+            errors[0].message.contains("deeper than"),
+            "{}",
+            errors[0].message
         );
     }
 

@@ -1220,10 +1220,14 @@ impl Compiler<'_> {
     /// Loads the tests of one JSONL, CSV, YAML or JSON file.
     fn tests_in(&mut self, full: &Path, path: &FieldPath) -> Vec<(RawTest, FieldPath, String)> {
         let name = full.display().to_string();
-        let text = match std::fs::read_to_string(full) {
+        let text = match sluice_config::read_text(full) {
             Ok(text) => text,
             Err(error) => {
-                self.error(path, format!("cannot read test file {name}: {error}"));
+                let at = error
+                    .location
+                    .map(|l| format!(":{}:{}", l.line, l.column))
+                    .unwrap_or_default();
+                self.error(path, format!("test file {name}{at}: {}", error.message));
                 return Vec::new();
             }
         };
@@ -1848,7 +1852,7 @@ mod tests {
         let error = load(&suite, &env()).unwrap_err().to_string();
         assert!(error.contains("uses `{{context}}` but test 0"), "{error}");
         assert!(
-            error.contains("cannot read test file") && error.contains("nope.jsonl"),
+            error.contains("cannot read file") && error.contains("nope.jsonl"),
             "{error}"
         );
     }
