@@ -5,6 +5,9 @@
 
 #![deny(unsafe_code)]
 
+#[macro_use]
+mod output;
+
 mod cli;
 mod commands;
 mod logging;

@@ -471,11 +471,11 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
         store.finish_run(id, status, document.clone()).await?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&document)?);
+        outln!("{}", serde_json::to_string_pretty(&document)?);
     } else if single {
-        print!("{}", stages.stages[0].console());
+        out!("{}", stages.stages[0].console());
     } else {
-        println!(
+        outln!(
             "{} {}: {} stages",
             match settings.mode {
                 Mode::BatchSizes => "preset batch-sizes",
@@ -484,17 +484,17 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
             config.model,
             stages.stages.len()
         );
-        print!("{}", sluice_bench::sweep::table(&stages));
+        out!("{}", sluice_bench::sweep::table(&stages));
         for r in &stages.stages {
             if let Some(reason) = sluice_bench::invalid_reason(r) {
-                println!("  INVALID stage {}: {reason}", r.load_label());
+                outln!("  INVALID stage {}: {reason}", r.load_label());
             }
         }
     }
     if !args.json
         && let Some(id) = &run_id
     {
-        println!("  recorded run {id}");
+        outln!("  recorded run {id}");
     }
     Ok(if invalid {
         Outcome::Invalid
@@ -547,13 +547,13 @@ pub async fn compare(args: BenchCompareArgs, store_location: &str) -> anyhow::Re
     let rows =
         sluice_bench::compare::compare(&baseline, &candidate).map_err(|e| anyhow::anyhow!(e))?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&sluice_bench::compare::json(&rows))?
         );
     } else {
-        println!("bench compare {} → {}", args.baseline, args.candidate);
-        print!("{}", sluice_bench::compare::table(&rows));
+        outln!("bench compare {} → {}", args.baseline, args.candidate);
+        out!("{}", sluice_bench::compare::table(&rows));
     }
     Ok(Outcome::Ok)
 }

@@ -50,7 +50,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Outcome> {
         client.chat_stream(&request).await?
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&generation)?);
+        outln!("{}", serde_json::to_string_pretty(&generation)?);
     } else {
         print_text(&generation, !args.no_stream);
     }
@@ -61,11 +61,12 @@ fn print_text(generation: &Generation, streamed: bool) {
     if !generation.reasoning.is_empty() {
         eprintln!("[reasoning] {}", generation.reasoning);
     }
-    println!("{}", generation.text);
+    outln!("{}", generation.text);
     for call in &generation.tool_calls {
-        println!(
+        outln!(
             "[tool call] {}({})",
-            call.function.name, call.function.arguments
+            call.function.name,
+            call.function.arguments
         );
     }
     let timing = &generation.timing;

@@ -42,7 +42,7 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
     )
     .await?;
     // The banner is best-effort: a server keeps serving when nobody reads its stdout.
-    let mut stdout = std::io::stdout();
+    let mut stdout = crate::output::stdout();
     let _ = writeln!(
         stdout,
         "Sluice gateway listening on http://{}/v1 (admin http://{})",
@@ -73,7 +73,7 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
         let (controller, resumed) =
             Controller::start_with(spec.clone(), store, source.as_deref(), backend).await?;
         let _ = writeln!(
-            std::io::stdout(),
+            crate::output::stdout(),
             "rollout {}: {} run {} in process",
             spec.name,
             if resumed { "resuming" } else { "started" },
@@ -84,7 +84,7 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
             let result = controller
                 .run(|state| {
                     let _ = writeln!(
-                        std::io::stdout(),
+                        crate::output::stdout(),
                         "  {name}: {}",
                         super::rollout::describe(state)
                     );
@@ -97,7 +97,7 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
                 Ok(_) => format!("rollout {name}: promoted"),
                 Err(error) => format!("rollout {name}: the controller stopped: {error}"),
             };
-            let _ = writeln!(std::io::stdout(), "{line}");
+            let _ = writeln!(crate::output::stdout(), "{line}");
         }));
     }
     let reloads = tokio::spawn(reload_on_hangup(handle.clone()));

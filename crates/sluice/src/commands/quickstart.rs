@@ -64,7 +64,7 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
         .await?;
     let say = |line: String| {
         if !args.json {
-            println!("{line}");
+            outln!("{line}");
         }
     };
     say("Sluice quickstart: everything runs on this machine; nothing leaves it.".into());
@@ -104,16 +104,16 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
         .finish_run(&run_id, RunStatus::Passed, summary.clone())
         .await?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"run_id": run_id, "summary": summary}))?
         );
     } else {
-        println!("  recorded    run {run_id} in {store_location}");
+        outln!("  recorded    run {run_id} in {store_location}");
         if let Some(rollout) = summary["canary"]["rollout"].as_str() {
-            println!("  look        `sluice rollout history {rollout}`, `sluice store runs`");
+            outln!("  look        `sluice rollout history {rollout}`, `sluice store runs`");
         }
-        println!(
+        outln!(
             "Next, against real endpoints: put them in a gateway config (examples/gateway.yaml), run `sluice gateway`, then `sluice rollout start` with a spec like examples/rollout.yaml; `sluice eval` and `sluice bench` take any OpenAI-compatible URL."
         );
     }

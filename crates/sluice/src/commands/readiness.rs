@@ -67,10 +67,10 @@ pub async fn run(args: ReadinessArgs, location: &str) -> anyhow::Result<Outcome>
         .await
         .map_err(anyhow::Error::msg)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{} — service levels from {}", report.version, report.source);
-        println!("{:<14} {:<16} {:<44} RESULT", "CHECK", "TARGET", "OBSERVED");
+        outln!("{} — service levels from {}", report.version, report.source);
+        outln!("{:<14} {:<16} {:<44} RESULT", "CHECK", "TARGET", "OBSERVED");
         for check in &report.checks {
             let verdict = match check.verdict {
                 Verdict::Pass => "pass",
@@ -78,12 +78,14 @@ pub async fn run(args: ReadinessArgs, location: &str) -> anyhow::Result<Outcome>
                 Verdict::Unknown => "UNKNOWN",
                 Verdict::Skipped => "skipped",
             };
-            println!(
+            outln!(
                 "{:<14} {:<16} {:<44} {verdict}",
-                check.name, check.target, check.observed
+                check.name,
+                check.target,
+                check.observed
             );
         }
-        println!("{}", if report.ready { "READY" } else { "NOT READY" });
+        outln!("{}", if report.ready { "READY" } else { "NOT READY" });
     }
     Ok(if report.ready {
         Outcome::Ok

@@ -130,9 +130,9 @@ pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outc
         std::fs::write(output, body)
             .with_context(|| format!("cannot write {}", output.display()))?;
     }
-    print!("{}", report::console(&summary));
+    out!("{}", report::console(&summary));
     if let Some(id) = &run_id {
-        println!("recorded run {id}");
+        outln!("recorded run {id}");
     }
     Ok(if summary.passed {
         Outcome::Ok
@@ -239,29 +239,29 @@ pub async fn stored(command: RedteamCommand, store_location: &str) -> anyhow::Re
                 "candidate": candidate_rates.get(*c),
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        outln!("{}", serde_json::to_string_pretty(&body)?);
     } else {
-        println!("{:<34} {:>10} {:>10}", "CATEGORY", "BASELINE", "CANDIDATE");
+        outln!("{:<34} {:>10} {:>10}", "CATEGORY", "BASELINE", "CANDIDATE");
         let show = |rate: Option<&f64>| {
             rate.map_or_else(|| "-".to_owned(), |r| format!("{:.1} %", r * 100.0))
         };
         for category in &categories {
-            println!(
+            outln!(
                 "{category:<34} {:>10} {:>10}",
                 show(base_rates.get(*category)),
                 show(candidate_rates.get(*category))
             );
         }
         for change in &changed_packs {
-            println!("pack changed:  {change} (its probes may differ between the runs)");
+            outln!("pack changed:  {change} (its probes may differ between the runs)");
         }
         for (key, category) in &broken {
-            println!("now fails:     {key} ({category})");
+            outln!("now fails:     {key} ({category})");
         }
         for (key, category) in &fixed {
-            println!("now holds:     {key} ({category})");
+            outln!("now holds:     {key} ({category})");
         }
-        println!(
+        outln!(
             "{} now fail, {} now hold, {} only in the baseline, {} only in the candidate",
             broken.len(),
             fixed.len(),

@@ -45,28 +45,31 @@ pub async fn run(command: RegistryCommand, location: &str) -> anyhow::Result<Out
             )
             .await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&version)?);
+                outln!("{}", serde_json::to_string_pretty(&version)?);
             } else {
-                println!("Registered {}/{}.", version.model, version.version);
+                outln!("Registered {}/{}.", version.model, version.version);
                 print_artifacts(&version);
             }
         }
         RegistryCommand::List(args) => {
             let all = store.model_versions(args.model.as_deref()).await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                outln!("{}", serde_json::to_string_pretty(&all)?);
             } else if all.is_empty() {
                 match args.model {
-                    Some(model) => println!("No versions of {model} are registered."),
-                    None => println!("No models are registered yet."),
+                    Some(model) => outln!("No versions of {model} are registered."),
+                    None => outln!("No models are registered yet."),
                 }
             } else {
-                println!(
+                outln!(
                     "{:<20} {:<24} {:<22} {:<21} STATUS",
-                    "MODEL", "VERSION", "ALIASES", "REGISTERED"
+                    "MODEL",
+                    "VERSION",
+                    "ALIASES",
+                    "REGISTERED"
                 );
                 for v in all {
-                    println!(
+                    outln!(
                         "{:<20} {:<24} {:<22} {:<21} {}",
                         v.model,
                         v.version,
@@ -87,37 +90,37 @@ pub async fn run(command: RegistryCommand, location: &str) -> anyhow::Result<Out
             if args.json {
                 let mut body = serde_json::to_value(&version)?;
                 body["lineage"] = serde_json::to_value(&lineage)?;
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                outln!("{}", serde_json::to_string_pretty(&body)?);
             } else {
-                println!("model        {}", version.model);
-                println!("version      {}", version.version);
-                println!(
+                outln!("model        {}", version.model);
+                outln!("version      {}", version.version);
+                outln!(
                     "registered   {} by {}",
                     utc_timestamp(version.registered_at_ms),
                     version.registered_by
                 );
                 if let Some(commit) = &version.commit {
-                    println!("commit       {commit}");
+                    outln!("commit       {commit}");
                 }
                 if !version.aliases.is_empty() {
-                    println!("aliases      {}", version.aliases.join(", "));
+                    outln!("aliases      {}", version.aliases.join(", "));
                 }
                 if let Some(deprecated) = &version.deprecated {
-                    println!(
+                    outln!(
                         "deprecated   {} ({})",
                         utc_timestamp(deprecated.at_ms),
                         deprecated.reason
                     );
                 }
                 for (key, value) in &version.tags {
-                    println!("tag          {key}={value}");
+                    outln!("tag          {key}={value}");
                 }
                 print_artifacts(&version);
                 if lineage.is_empty() {
-                    println!("lineage      (no runs linked)");
+                    outln!("lineage      (no runs linked)");
                 }
                 for link in &lineage {
-                    println!(
+                    outln!(
                         "lineage      {:<8} {} ({})",
                         link.kind,
                         link.run_id,
@@ -138,7 +141,7 @@ pub async fn run(command: RegistryCommand, location: &str) -> anyhow::Result<Out
                 },
             )
             .await?;
-            println!("{}", versions::describe(&moved));
+            outln!("{}", versions::describe(&moved));
         }
         RegistryCommand::Alias(AliasCommand::Rm(args)) => {
             if store
@@ -163,23 +166,27 @@ pub async fn run(command: RegistryCommand, location: &str) -> anyhow::Result<Out
                 },
             )
             .await?;
-            println!("{}", versions::describe(&moved));
+            outln!("{}", versions::describe(&moved));
         }
         RegistryCommand::Alias(AliasCommand::History(args)) => {
             let history = store
                 .alias_history(&args.model, args.alias.as_deref())
                 .await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&history)?);
+                outln!("{}", serde_json::to_string_pretty(&history)?);
             } else if history.is_empty() {
-                println!("No alias of {} has moved yet.", args.model);
+                outln!("No alias of {} has moved yet.", args.model);
             } else {
-                println!(
+                outln!(
                     "{:<21} {:<14} {:<16} {:<16} {:<12} REASON",
-                    "WHEN", "ALIAS", "FROM", "TO", "BY"
+                    "WHEN",
+                    "ALIAS",
+                    "FROM",
+                    "TO",
+                    "BY"
                 );
                 for m in history {
-                    println!(
+                    outln!(
                         "{:<21} {:<14} {:<16} {:<16} {:<12} {}",
                         utc_timestamp(m.at_ms),
                         m.alias,
@@ -217,7 +224,7 @@ pub async fn run(command: RegistryCommand, location: &str) -> anyhow::Result<Out
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>();
-            println!(
+            outln!(
                 "{}/{} tags: {}",
                 updated.model,
                 updated.version,
@@ -240,9 +247,11 @@ pub async fn run(command: RegistryCommand, location: &str) -> anyhow::Result<Out
                     },
                 )
                 .await?;
-            println!(
+            outln!(
                 "Deprecated {}/{}: {}",
-                version.model, version.version, args.reason
+                version.model,
+                version.version,
+                args.reason
             );
             if !version.aliases.is_empty() {
                 eprintln!("note: {} still point(s) at it", version.aliases.join(", "));
@@ -257,7 +266,7 @@ pub async fn run(command: RegistryCommand, location: &str) -> anyhow::Result<Out
                 );
             };
             store.delete_version(&reference.model, version).await?;
-            println!("Deleted {reference} and its lineage (alias history is kept).");
+            outln!("Deleted {reference} and its lineage (alias history is kept).");
         }
         RegistryCommand::Link(args) => {
             let version = resolve(&store, &args.reference).await?;
@@ -268,9 +277,12 @@ pub async fn run(command: RegistryCommand, location: &str) -> anyhow::Result<Out
             store
                 .link_run(&version.model, &version.version, &run.kind, run.id.as_str())
                 .await?;
-            println!(
+            outln!(
                 "Linked {} run {} to {}/{}.",
-                run.kind, run.id, version.model, version.version
+                run.kind,
+                run.id,
+                version.model,
+                version.version
             );
         }
         RegistryCommand::Verify(args) => {
@@ -291,7 +303,7 @@ pub async fn run(command: RegistryCommand, location: &str) -> anyhow::Result<Out
                     .iter()
                     .map(|(uri, v)| json!({"uri": uri, "result": v}))
                     .collect::<Vec<_>>();
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                outln!("{}", serde_json::to_string_pretty(&body)?);
             } else {
                 for (uri, verification) in &results {
                     let text = match verification {
@@ -306,7 +318,7 @@ pub async fn run(command: RegistryCommand, location: &str) -> anyhow::Result<Out
                             format!("CHANGED: registered sha256 {expected}, now {actual}")
                         }
                     };
-                    println!("{uri}: {text}");
+                    outln!("{uri}: {text}");
                 }
             }
             if bad {
@@ -340,9 +352,9 @@ fn print_artifacts(version: &ModelVersion) {
             details.push(format!("{size} bytes"));
         }
         if details.is_empty() {
-            println!("artifact     {}", a.uri);
+            outln!("artifact     {}", a.uri);
         } else {
-            println!("artifact     {} ({})", a.uri, details.join(", "));
+            outln!("artifact     {} ({})", a.uri, details.join(", "));
         }
     }
 }

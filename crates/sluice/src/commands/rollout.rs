@@ -49,19 +49,19 @@ async fn stored_state(store: &Store, name: &str) -> anyhow::Result<(sluice_store
 async fn drive(spec: Spec, store: Store, source: Option<&str>) -> anyhow::Result<Outcome> {
     let name = spec.name.clone();
     let (controller, resumed) = Controller::start(spec, store, source).await?;
-    println!(
+    outln!(
         "rollout {name}: {} run {}",
         if resumed { "resuming" } else { "started" },
         controller.run_id()
     );
     let state = controller
-        .run(|state| println!("  {}", describe(state)))
+        .run(|state| outln!("  {}", describe(state)))
         .await?;
     Ok(if state.aborted {
-        println!("rollout {name}: rolled back ({})", state.message);
+        outln!("rollout {name}: rolled back ({})", state.message);
         Outcome::GateFailed
     } else {
-        println!("rollout {name}: promoted");
+        outln!("rollout {name}: promoted");
         Outcome::Ok
     })
 }
@@ -112,7 +112,7 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
                 token.as_deref(),
             )
             .await?;
-            println!("{}: route back on {version}", args.name);
+            outln!("{}: route back on {version}", args.name);
             Ok(Outcome::Ok)
         }
         RolloutCommand::Status(args) if args.watch => {
@@ -121,12 +121,12 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
                 let (run, state) = stored_state(&store, &args.name).await?;
                 if last.as_ref() != Some(&state) {
                     if args.json {
-                        println!(
+                        outln!(
                             "{}",
                             json!({"run": run.id.as_str(), "status": run.status.as_str(), "state": state})
                         );
                     } else {
-                        println!("{}  {}", run.status.as_str(), describe(&state));
+                        outln!("{}  {}", run.status.as_str(), describe(&state));
                     }
                     last = Some(state);
                 }
@@ -144,21 +144,21 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
                 .find(|e| e.kind == "runbook")
                 .and_then(|e| e.payload["markdown"].as_str())
                 .ok_or_else(|| anyhow::anyhow!("rollout `{}` has no stored runbook", args.name))?;
-            print!("{markdown}");
+            out!("{markdown}");
             Ok(Outcome::Ok)
         }
         RolloutCommand::Status(args) => {
             let (run, state) = stored_state(&store, &args.name).await?;
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &json!({"run": run.id.as_str(), "status": run.status.as_str(), "state": state})
                     )?
                 );
             } else {
-                println!("{} ({}, run {})", args.name, run.status.as_str(), run.id);
-                println!("  {}", describe(&state));
+                outln!("{} ({}, run {})", args.name, run.status.as_str(), run.id);
+                outln!("  {}", describe(&state));
             }
             Ok(Outcome::Ok)
         }
@@ -175,10 +175,10 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
                     .iter()
                     .map(|r| json!({"name": r.name, "run": r.id.as_str(), "status": r.status.as_str(), "started_at_ms": r.started_at_ms}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for r in &runs {
-                    println!("{:<24} {:<8} {}", r.name, r.status.as_str(), r.id);
+                    outln!("{:<24} {:<8} {}", r.name, r.status.as_str(), r.id);
                 }
             }
             Ok(Outcome::Ok)
@@ -191,7 +191,7 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
                     .iter()
                     .map(|e| json!({"seq": e.seq, "kind": e.kind, "at_ms": e.at_ms, "payload": e.payload}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for e in &events {
                     let line = match e.kind.as_str() {
@@ -210,7 +210,7 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
                             .and_then(Value::as_str)
                             .map_or_else(|| e.payload.to_string(), str::to_owned),
                     };
-                    println!("{:>6} {:<12} {line}", e.seq, e.kind);
+                    outln!("{:>6} {:<12} {line}", e.seq, e.kind);
                 }
             }
             Ok(Outcome::Ok)
@@ -242,6 +242,6 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
 async fn send(store: &Store, name: &str, command: Value) -> anyhow::Result<Outcome> {
     let verb = command["command"].as_str().unwrap_or("command").to_owned();
     let run = controller::command(store, name, command).await?;
-    println!("{verb} sent to {name} (run {run})");
+    outln!("{verb} sent to {name} (run {run})");
     Ok(Outcome::Ok)
 }

@@ -20,7 +20,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Outcome> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     // The banner is best-effort: a server keeps serving when nobody reads its stdout.
-    let mut stdout = std::io::stdout();
+    let mut stdout = crate::output::stdout();
     let _ = writeln!(
         stdout,
         "Sluice simulator (a test and demo tool, not a model) listening on {}",

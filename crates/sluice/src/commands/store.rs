@@ -18,14 +18,14 @@ pub async fn run(command: StoreCommand, location: &str) -> anyhow::Result<Outcom
             match store.location() {
                 StoreLocation::Sqlite(path) => {
                     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or_default();
-                    println!("store        {} (SQLite, {size} bytes)", path.display());
+                    outln!("store        {} (SQLite, {size} bytes)", path.display());
                 }
                 location @ StoreLocation::Postgres(_) => {
-                    println!("store        {} (PostgreSQL)", location.display());
+                    outln!("store        {} (PostgreSQL)", location.display());
                 }
             }
-            println!("schema       version {}", store.schema_version().await?);
-            println!("runs         {}", runs.len());
+            outln!("schema       version {}", store.schema_version().await?);
+            outln!("runs         {}", runs.len());
         }
         StoreCommand::Runs(args) => {
             let runs = store
@@ -36,13 +36,13 @@ pub async fn run(command: StoreCommand, location: &str) -> anyhow::Result<Outcom
                 })
                 .await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+                outln!("{}", serde_json::to_string_pretty(&runs)?);
             } else if runs.is_empty() {
-                println!("No runs recorded yet.");
+                outln!("No runs recorded yet.");
             } else {
-                println!("{:<44} {:<10} {:<8} NAME", "ID", "KIND", "STATUS");
+                outln!("{:<44} {:<10} {:<8} NAME", "ID", "KIND", "STATUS");
                 for run in runs {
-                    println!(
+                    outln!(
                         "{:<44} {:<10} {:<8} {}",
                         run.id,
                         run.kind,

@@ -9,7 +9,7 @@ use crate::cli::ValidateArgs;
 pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
     let reports = sluice_registry::validate(&args.paths).map_err(anyhow::Error::msg)?;
     let invalid = reports.iter().filter(|r| !r.errors.is_empty()).count();
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match args.format.as_str() {
         "json" => {
             let body = serde_json::json!({
