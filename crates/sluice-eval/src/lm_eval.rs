@@ -175,15 +175,21 @@ pub struct AggregateComparison {
 impl AggregateComparison {
     /// Whether the comparison fails the gate.
     pub fn fails(&self) -> bool {
-        self.tasks
-            .iter()
-            .any(|t| t.significantly_worse || t.beyond_tolerance)
+        self.tasks.iter().any(|t| self.task_fails(t))
+    }
+
+    fn task_fails(&self, t: &TaskComparison) -> bool {
+        crate::compare::regressed(
+            t.significantly_worse,
+            self.tolerance.is_some(),
+            t.beyond_tolerance,
+        )
     }
 
     /// Why it fails, in words.
     pub fn reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
-        for t in &self.tasks {
+        for t in self.tasks.iter().filter(|t| self.task_fails(t)) {
             if t.significantly_worse {
                 reasons.push(format!(
                     "{}: significantly worse than the lm-eval baseline: {:.1}% vs {} {:.1}% (unpaired z-test p = {:.4} < {:.2})",

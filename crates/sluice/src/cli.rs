@@ -177,9 +177,11 @@ pub struct EvalArgs {
     /// Only tests whose description matches this regular expression.
     #[arg(long)]
     pub filter_pattern: Option<String>,
-    /// Minimum pass rate for the gate, as a fraction (0.95) or a percentage (95).
-    #[arg(long, default_value = "1.0")]
-    pub pass_rate: f64,
+    /// Minimum pass rate for the gate, as a fraction (0.95) or a percentage (95). Default:
+    /// 100 % without --baseline; with --baseline the gate is the comparison alone unless this
+    /// is given.
+    #[arg(long)]
+    pub pass_rate: Option<f64>,
     /// Provider errors tolerated before the gate fails.
     #[arg(long, default_value_t = 0)]
     pub max_errors: u64,
@@ -197,7 +199,10 @@ pub struct EvalArgs {
     /// Confidence for the baseline comparison.
     #[arg(long, default_value_t = 0.95)]
     pub confidence: f64,
-    /// Also fail when the pass rate drops by more than this fraction relative to the baseline.
+    /// Narrow the comparison to drops that matter: fail only when the run is significantly
+    /// worse *and* its pass rate dropped by more than this fraction relative to the baseline.
+    /// (Alone, a 2 % relative-drop rule fails about a third of pure-noise pairs, so it never
+    /// fails a run by itself.)
     #[arg(long)]
     pub tolerance: Option<f64>,
     /// Resume an interrupted run (status `running`): keep its stored results and run only

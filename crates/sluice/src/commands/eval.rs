@@ -29,15 +29,14 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         &ProcessEnv,
         args.grader.as_deref(),
     )?);
-    let pass_rate = if args.pass_rate > 1.0 {
-        args.pass_rate / 100.0
-    } else {
-        args.pass_rate
-    };
+    // With a baseline the gate is the comparison alone, unless a pass rate is asked for.
+    let asked = args
+        .pass_rate
+        .unwrap_or(if args.baseline.is_some() { 0.0 } else { 1.0 });
+    let pass_rate = if asked > 1.0 { asked / 100.0 } else { asked };
     if !(0.0..=1.0).contains(&pass_rate) {
         anyhow::bail!(
-            "--pass-rate must be a fraction between 0 and 1 or a percentage between 0 and 100, found {}",
-            args.pass_rate
+            "--pass-rate must be a fraction between 0 and 1 or a percentage between 0 and 100, found {asked}"
         );
     }
     let gate = Gate {
@@ -55,7 +54,9 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         repeat: args.repeat,
         filter,
         max_retries: args.max_retries,
-        cache: (!args.no_cache).then(|| {
+        // A run compared with a baseline never reads the cache: on the same model and URL it
+        // would replay the baseline's own answers and hide any change.
+        cache: (!args.no_cache && args.baseline.is_none()).then(|| {
             let dir = args.cache_dir.clone().unwrap_or_else(|| {
                 sluice_eval::cache::default_dir(|name| std::env::var(name).ok())
             });
@@ -72,7 +73,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
             .filter_map(|r| r.key.split(':').next().map(str::to_owned))
             .collect();
         if failing.is_empty() {
-            println!("Nothing to run: every result of `{previous}` passed.");
+            outln!("Nothing to run: every result of `{previous}` passed.");
             return Ok(Outcome::Ok);
         }
         options.only_tests = Some(failing);
@@ -169,6 +170,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     let mut progress = Progress::new(expected);
     let mut last_flush = Instant::now();
     let mut done = 0;
+    let mut cached = 0usize;
     // A resumed run's stored rows count, and are reported, as if just run.
     for record in replay {
         let row: EvalRow = serde_json::from_value(record.data).with_context(|| {
@@ -187,6 +189,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     }
     while let Some(row) = receiver.recv().await {
         summary.add(&row);
+        cached += usize::from(row.cached);
         if store.is_some() {
             pending.push(to_record(&row));
         }
@@ -260,7 +263,16 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
             .finish_run(&sluice_store::RunId(run_id.clone()), status, stored)
             .await?;
     }
-    print!("{}", report.console());
+    out!("{}", report.console());
+    if args.baseline.is_some() && !args.no_cache {
+        eprintln!(
+            "note: the response cache was not read: a run compared with a baseline sends every request"
+        );
+    } else if cached > 0 {
+        eprintln!(
+            "note: {cached} answer(s) replayed from the response cache (--no-cache sends every request)"
+        );
+    }
     files.finish(&report)?;
     if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY")
         && !path.is_empty()
@@ -275,7 +287,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         }
     }
     if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
-        print!("{}", report.github_annotations());
+        out!("{}", report.github_annotations());
     }
     Ok(if passed {
         Outcome::Ok
@@ -297,13 +309,17 @@ pub async fn stored(command: EvalCommand, store_location: &str) -> anyhow::Resul
                 })
                 .await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+                outln!("{}", serde_json::to_string_pretty(&runs)?);
             } else if runs.is_empty() {
-                println!("No eval runs recorded yet.");
+                outln!("No eval runs recorded yet.");
             } else {
-                println!(
+                outln!(
                     "{:<36} {:<8} {:>6} {:>6} {:>6}  NAME",
-                    "RUN", "STATUS", "PASS", "FAIL", "ERROR"
+                    "RUN",
+                    "STATUS",
+                    "PASS",
+                    "FAIL",
+                    "ERROR"
                 );
                 for run in runs {
                     let stats = &run.summary["stats"];
@@ -312,7 +328,7 @@ pub async fn stored(command: EvalCommand, store_location: &str) -> anyhow::Resul
                             .as_u64()
                             .map_or("-".to_owned(), |n| n.to_string())
                     };
-                    println!(
+                    outln!(
                         "{:<36} {:<8} {:>6} {:>6} {:>6}  {}",
                         run.id,
                         run.status.as_str(),
@@ -328,15 +344,15 @@ pub async fn stored(command: EvalCommand, store_location: &str) -> anyhow::Resul
         EvalCommand::Show(args) => {
             let (run, records) = stored_eval_run(&store, &args.run).await?;
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&json!({"run": run, "results": records}))?
                 );
                 return Ok(Outcome::Ok);
             }
             let stats = &run.summary["stats"];
-            println!("{}  {}  ({})", run.id, run.name, run.status.as_str());
-            println!(
+            outln!("{}  {}  ({})", run.id, run.name, run.status.as_str());
+            outln!(
                 "  {} passed, {} failed, {} errors of {} stored results",
                 stats["successes"],
                 stats["failures"],
@@ -348,7 +364,7 @@ pub async fn stored(command: EvalCommand, store_location: &str) -> anyhow::Resul
                 .into_iter()
                 .flatten()
             {
-                println!("  gate: {}", reason.as_str().unwrap_or_default());
+                outln!("  gate: {}", reason.as_str().unwrap_or_default());
             }
             for record in records.iter().filter(|r| r.pass != Some(true)) {
                 let description = record.data["description"].as_str().unwrap_or_default();
@@ -369,7 +385,7 @@ pub async fn stored(command: EvalCommand, store_location: &str) -> anyhow::Resul
                         .collect::<Vec<_>>()
                         .join("; "),
                 };
-                println!("  [{}] {description}: {why}", record.key);
+                outln!("  [{}] {description}: {why}", record.key);
             }
             Ok(Outcome::Ok)
         }
@@ -389,9 +405,9 @@ pub async fn stored(command: EvalCommand, store_location: &str) -> anyhow::Resul
                 None,
             );
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&comparison)?);
+                outln!("{}", serde_json::to_string_pretty(&comparison)?);
             } else {
-                println!(
+                outln!(
                     "{} -> {}: pass rate {:.1}% -> {:.1}% over {} paired results; {} regressed, {} fixed; one-sided p = {:.4}{}",
                     args.baseline,
                     args.candidate,
@@ -408,15 +424,16 @@ pub async fn stored(command: EvalCommand, store_location: &str) -> anyhow::Resul
                     }
                 );
                 for flip in &comparison.regressions {
-                    println!("  regressed  {}  {}", flip.key, flip.description);
+                    outln!("  regressed  {}  {}", flip.key, flip.description);
                 }
                 for flip in &comparison.fixes {
-                    println!("  fixed      {}  {}", flip.key, flip.description);
+                    outln!("  fixed      {}  {}", flip.key, flip.description);
                 }
                 if comparison.only_baseline + comparison.only_candidate > 0 {
-                    println!(
+                    outln!(
                         "  not compared: {} only in the baseline, {} only in the candidate",
-                        comparison.only_baseline, comparison.only_candidate
+                        comparison.only_baseline,
+                        comparison.only_candidate
                     );
                 }
             }
