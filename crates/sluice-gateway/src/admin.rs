@@ -2,6 +2,11 @@
 //! configured: read routes and windows, set a route's weights atomically, add and remove
 //! versions, read a key's bucket, reload the config file.
 //!
+//! A listener off loopback needs a token (the gateway refuses to start otherwise). Requests a
+//! browser could send on another site's behalf are refused before anything else: a foreign
+//! `Origin`, a non-loopback `Host` when no token is set (DNS rebinding), and `POST`/`PUT`
+//! bodies not declared `application/json`.
+//!
 //! | method | path | |
 //! |---|---|---|
 //! | GET | `/admin/routes` | every route with its versions and weights |
@@ -78,12 +83,76 @@ fn bad(message: impl Into<String>) -> Response<GatewayBody> {
     error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
 }
 
+/// Whether `host` (a `Host` header or an origin's host, with or without a port) names this
+/// machine's loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses what a web page on another site could make a browser send here (see the README's
+/// "Admin API" rules): a request with a foreign `Origin`; without a token, a request whose
+/// `Host` is not a loopback name (DNS rebinding); and a `POST`/`PUT` whose body is not declared
+/// `application/json` (a form or `text/plain` needs no CORS preflight, JSON does).
+fn cross_site(request: &Request<Incoming>, token_set: bool) -> Option<Response<GatewayBody>> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+    };
+    let host = header("host").unwrap_or("");
+    if let Some(origin) = header("origin") {
+        let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+        if origin_host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                format!("cross-site requests are refused (origin `{origin}`, host `{host}`)"),
+            ));
+        }
+    }
+    if !token_set && !is_loopback_host(host) {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            format!(
+                "without an admin token the admin API answers only loopback host names, not `{host}`"
+            ),
+        ));
+    }
+    if matches!(*request.method(), Method::POST | Method::PUT) {
+        let json = header("content-type").is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if !json {
+            return Some(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request_error",
+                "the admin API takes `content-type: application/json` on POST and PUT",
+            ));
+        }
+    }
+    None
+}
+
 /// Dispatches one admin request.
 pub(crate) async fn handle(
     handle: GatewayHandle,
     token: Option<Arc<sluice_config::Secret>>,
     request: Request<Incoming>,
 ) -> Response<GatewayBody> {
+    if let Some(refusal) = cross_site(&request, token.is_some()) {
+        return refusal;
+    }
     if let Some(token) = &token {
         let given = request
             .headers()
@@ -161,7 +230,13 @@ pub(crate) async fn handle(
             }
         }
         (&Method::PUT, ["admin", "routes", route, "weights"]) => {
-            let body = match read_body(request, 64 * 1024).await {
+            let body = match read_body(
+                request,
+                64 * 1024,
+                handle.shared.limits.server.body_read_timeout,
+            )
+            .await
+            {
                 Ok(body) => body,
                 Err(response) => return *response,
             };
@@ -181,7 +256,13 @@ pub(crate) async fn handle(
             }
         }
         (&Method::POST, ["admin", "routes", route, "versions"]) => {
-            let body = match read_body(request, 64 * 1024).await {
+            let body = match read_body(
+                request,
+                64 * 1024,
+                handle.shared.limits.server.body_read_timeout,
+            )
+            .await
+            {
                 Ok(body) => body,
                 Err(response) => return *response,
             };
@@ -222,7 +303,13 @@ pub(crate) async fn handle(
             }
         }
         (&Method::PUT, ["admin", "routes", route, "shadow"]) => {
-            let body = match read_body(request, 64 * 1024).await {
+            let body = match read_body(
+                request,
+                64 * 1024,
+                handle.shared.limits.server.body_read_timeout,
+            )
+            .await
+            {
                 Ok(body) => body,
                 Err(response) => return *response,
             };
@@ -245,7 +332,13 @@ pub(crate) async fn handle(
             }
         }
         (&Method::PUT, ["admin", "routes", route, "segments", version]) => {
-            let body = match read_body(request, 1024 * 1024).await {
+            let body = match read_body(
+                request,
+                1024 * 1024,
+                handle.shared.limits.server.body_read_timeout,
+            )
+            .await
+            {
                 Ok(body) => body,
                 Err(response) => return *response,
             };
@@ -281,7 +374,13 @@ pub(crate) async fn handle(
             }
         }
         (&Method::PUT, ["admin", "routes", route, "versions", name, "upstreams"]) => {
-            let body = match read_body(request, 1024 * 1024).await {
+            let body = match read_body(
+                request,
+                1024 * 1024,
+                handle.shared.limits.server.body_read_timeout,
+            )
+            .await
+            {
                 Ok(body) => body,
                 Err(response) => return *response,
             };

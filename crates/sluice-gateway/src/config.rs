@@ -20,13 +20,20 @@
 //!       weights: {stable: 90, candidate: 10}
 //!       sticky_key: user                   # or "header:x-user-id"
 //!       salt: chat-2026-11                 # default: the route name
-//!       overrides: true                    # honour `x-sluice-version` (default true)
+//!       overrides: true                    # honour `x-sluice-version` (default false) from
+//!       override_token_env: SLUICE_OVERRIDE_TOKEN  # requests whose `x-sluice-override-token`
+//!                                          # is this token (default: the admin token)
 //!       segments:
 //!         - {header: x-beta, equals: "1", version: candidate}
 //!         - {users: [alice, bob], version: candidate}
 //!     shadow: {version: candidate, percent: 20}   # mirror 20 % of requests (default 100);
 //!                                          # `embedding_model: M` adds an embedding cosine
-//! limits: {max_body_bytes: 4194304, header_read_timeout_ms: 10000}
+//! limits:                               # what clients may send (defaults shown)
+//!   max_body_bytes: 4194304
+//!   header_read_timeout_ms: 10000          # headers must arrive within this
+//!   body_read_timeout_ms: 30000            # the body must arrive within this (else 408)
+//!   max_connections: 10000                 # or half the open-file limit; more get 503
+//!   max_connections_per_ip: 100            # no cap unless set; more get 429
 //! admin: {token_env: SLUICE_ADMIN_TOKEN}
 //! drain_timeout_ms: 30000
 //! shadow_queue: 1000                     # shadow copies waiting, at most; more are dropped
@@ -40,6 +47,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sluice_config::{Diagnostic, Diagnostics, Document, EnvSource, FieldPath};
+use sluice_http::ServerLimits;
 
 use crate::route::{Route, Segment, Snapshot, StickyKey, Timeouts, Upstreams, Version};
 
@@ -142,6 +150,8 @@ struct RawSplit {
     #[serde(default)]
     overrides: Option<bool>,
     #[serde(default)]
+    override_token_env: Option<String>,
+    #[serde(default)]
     segments: Vec<RawSegment>,
 }
 
@@ -183,6 +193,9 @@ impl RawSegment {
 struct RawLimits {
     max_body_bytes: Option<usize>,
     header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,10 +209,8 @@ struct RawAdmin {
 pub struct Limits {
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Longest a client may take to send its request headers.
-    pub header_read_timeout: Duration,
-    /// How long a shutdown waits for requests in flight.
-    pub drain_timeout: Duration,
+    /// Timeouts, connection limits and the drain deadline of both listeners.
+    pub server: ServerLimits,
     /// Shadow copies waiting to be sent, at most; more are dropped and counted.
     pub shadow_queue: usize,
 }
@@ -208,8 +219,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 4 * 1024 * 1024,
-            header_read_timeout: Duration::from_secs(10),
-            drain_timeout: Duration::from_secs(30),
+            server: ServerLimits::default(),
             shadow_queue: 1000,
         }
     }
@@ -238,6 +248,19 @@ impl GatewayConfig {
         let raw: RawConfig = document.deserialize()?;
         let mut errors = Vec::new();
         let mut routes = BTreeMap::new();
+        let admin_token = match raw.admin.as_ref().and_then(|a| a.token_env.clone()) {
+            Some(var) => match env.var(&var).filter(|v| !v.is_empty()) {
+                Some(token) => Some(token.into()),
+                None => {
+                    errors.push(document.error_at(
+                        &FieldPath::root().key("admin").key("token_env"),
+                        format!("the environment variable `{var}` is not set"),
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
         if raw.routes.is_empty() {
             errors.push(document.error_at(
                 &FieldPath::root().key("routes"),
@@ -246,8 +269,15 @@ impl GatewayConfig {
         }
         for (name, raw_route) in raw.routes {
             let path = FieldPath::root().key("routes").key(name.clone());
-            if let Some(route) = compile_route(document, env, &path, &name, raw_route, &mut errors)
-            {
+            if let Some(route) = compile_route(
+                document,
+                env,
+                &path,
+                &name,
+                raw_route,
+                admin_token.as_ref(),
+                &mut errors,
+            ) {
                 routes.insert(name, Arc::new(route));
             }
         }
@@ -266,12 +296,38 @@ impl GatewayConfig {
                 Some(n) => n,
                 None => defaults.max_body_bytes,
             },
-            header_read_timeout: raw_limits
-                .header_read_timeout_ms
-                .map_or(defaults.header_read_timeout, Duration::from_millis),
-            drain_timeout: raw
-                .drain_timeout_ms
-                .map_or(defaults.drain_timeout, Duration::from_millis),
+            server: ServerLimits {
+                header_read_timeout: raw_limits
+                    .header_read_timeout_ms
+                    .map_or(defaults.server.header_read_timeout, Duration::from_millis),
+                body_read_timeout: raw_limits
+                    .body_read_timeout_ms
+                    .map_or(defaults.server.body_read_timeout, Duration::from_millis),
+                max_connections: match raw_limits.max_connections {
+                    Some(0) => {
+                        errors.push(document.error_at(
+                            &limits_path.key("max_connections"),
+                            "expected at least 1 connection",
+                        ));
+                        0
+                    }
+                    Some(n) => n,
+                    None => defaults.server.max_connections,
+                },
+                max_connections_per_ip: match raw_limits.max_connections_per_ip {
+                    Some(0) => {
+                        errors.push(document.error_at(
+                            &limits_path.key("max_connections_per_ip"),
+                            "expected at least 1 connection (leave it out for no cap)",
+                        ));
+                        None
+                    }
+                    other => other,
+                },
+                drain_timeout: raw
+                    .drain_timeout_ms
+                    .map_or(defaults.server.drain_timeout, Duration::from_millis),
+            },
             shadow_queue: match raw.shadow_queue {
                 Some(0) => {
                     errors.push(document.error_at(
@@ -283,19 +339,6 @@ impl GatewayConfig {
                 Some(n) => n,
                 None => defaults.shadow_queue,
             },
-        };
-        let admin_token = match raw.admin.and_then(|a| a.token_env) {
-            Some(var) => match env.var(&var).filter(|v| !v.is_empty()) {
-                Some(token) => Some(token.into()),
-                None => {
-                    errors.push(document.error_at(
-                        &FieldPath::root().key("admin").key("token_env"),
-                        format!("the environment variable `{var}` is not set"),
-                    ));
-                    None
-                }
-            },
-            None => None,
         };
         if !errors.is_empty() {
             return Err(document.diagnostics(errors));
@@ -314,6 +357,7 @@ fn compile_route(
     path: &FieldPath,
     name: &str,
     raw: RawRoute,
+    admin_token: Option<&sluice_config::Secret>,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Route> {
     let before = errors.len();
@@ -498,8 +542,30 @@ fn compile_route(
         .as_ref()
         .and_then(|s| s.salt.clone())
         .unwrap_or_else(|| name.to_owned());
-    let overrides = split.as_ref().and_then(|s| s.overrides).unwrap_or(true);
+    let overrides = split.as_ref().and_then(|s| s.overrides).unwrap_or(false);
+    let override_token = match split.as_ref().and_then(|s| s.override_token_env.as_ref()) {
+        Some(var) => match env.var(var).filter(|v| !v.is_empty()) {
+            Some(token) => Some(token.into()),
+            None => {
+                errors.push(document.error_at(
+                    &path.key("split").key("override_token_env"),
+                    format!("the environment variable `{var}` is not set"),
+                ));
+                return None;
+            }
+        },
+        None => admin_token.cloned(),
+    };
+    if overrides && override_token.is_none() {
+        errors.push(document.error_at(
+            &path.key("split").key("overrides"),
+            "`x-sluice-version` overrides need a credential: set `split.override_token_env` \
+             (requests then send `x-sluice-override-token`) or `admin.token_env`",
+        ));
+        return None;
+    }
     let mut route = Route::new(versions, &weights, sticky, salt, overrides, segments).ok()?;
+    route.override_token = override_token.filter(|_| overrides).map(Arc::new);
     route.shadow = shadow;
     Some(route)
 }

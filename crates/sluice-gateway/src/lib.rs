@@ -28,15 +28,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use sluice_config::ProcessEnv;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::GatewayConfig;
 use crate::metrics::{Metrics, WindowStats};
@@ -344,20 +340,36 @@ impl GatewayServer {
         let (shutdown, receiver) = watch::channel(false);
         let public = {
             let shared = Arc::clone(&shared);
-            serve(listener, limits.clone(), receiver.clone(), move |request| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, request).await) }
-            })
+            sluice_http::serve(
+                listener,
+                limits.server.clone(),
+                receiver.clone(),
+                Arc::clone(&shared.connections),
+                move |request, _peer| {
+                    let shared = Arc::clone(&shared);
+                    async move {
+                        Ok::<_, std::convert::Infallible>(proxy::handle(shared, request).await)
+                    }
+                },
+            )
         };
         let admin = {
             let handle = handle.clone();
             let token = config.admin_token.map(Arc::new);
-            serve(admin_listener, limits, receiver, move |request| {
-                let (handle, token) = (handle.clone(), token.clone());
-                async move {
-                    Ok::<_, std::convert::Infallible>(admin::handle(handle, token, request).await)
-                }
-            })
+            sluice_http::serve(
+                admin_listener,
+                limits.server,
+                receiver,
+                Arc::new(sluice_http::ConnectionStats::default()),
+                move |request, _peer| {
+                    let (handle, token) = (handle.clone(), token.clone());
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            admin::handle(handle, token, request).await,
+                        )
+                    }
+                },
+            )
         };
         info!(%addr, %admin_addr, "Gateway listening.");
         Ok(Self {
@@ -414,56 +426,6 @@ impl GatewayServer {
             );
         } else {
             info!("Gateway drained.");
-        }
-    }
-}
-
-/// Accepts connections until shutdown, then drains them (up to the limit's deadline).
-async fn serve<F, Fut>(
-    listener: TcpListener,
-    limits: config::Limits,
-    mut shutdown: watch::Receiver<bool>,
-    service: F,
-) where
-    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<
-            Output = Result<hyper::Response<proxy::GatewayBody>, std::convert::Infallible>,
-        > + Send
-        + 'static,
-{
-    let graceful = GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        warn!(%error, "Accept failed.");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = service.clone();
-                let connection = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(limits.header_read_timeout)
-                    .serve_connection(TokioIo::new(stream), service_fn(service));
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        debug!(%error, "Connection ended with an error.");
-                    }
-                });
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(limits.drain_timeout) => {
-            warn!(deadline_ms = limits.drain_timeout.as_millis() as u64, "Drain deadline passed; closing the remaining connections.");
         }
     }
 }

@@ -27,8 +27,13 @@ const PROMETHEUS_BOUNDS: &[f64] = &[
 pub enum Class {
     /// A 2xx answer, completely delivered.
     Ok,
-    /// The upstream answered 4xx.
+    /// The upstream answered 4xx because of the request itself (400, 404, 405, 413, 415,
+    /// 422): the client's fault, counted apart and never against the version, so that nobody
+    /// can roll a canary back by sending it malformed requests.
     ClientError,
+    /// The upstream answered any other 4xx (401, 403, 429, …): it refused the version's own
+    /// credentials or capacity, which is the version's fault.
+    Rejected,
     /// The upstream answered 5xx, or broke its stream.
     ServerError,
     /// An upstream timeout (connect, first token or total).
@@ -45,6 +50,7 @@ impl Class {
         match self {
             Class::Ok => "ok",
             Class::ClientError => "4xx",
+            Class::Rejected => "rejected",
             Class::ServerError => "5xx",
             Class::Timeout => "timeout",
             Class::UpstreamConnect => "upstream_connect",
@@ -52,9 +58,19 @@ impl Class {
         }
     }
 
-    /// Counts against the version's error rate (a client leaving does not).
+    /// How an upstream's non-2xx status counts.
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            400 | 404 | 405 | 413 | 415 | 422 => Class::ClientError,
+            400..=499 => Class::Rejected,
+            _ => Class::ServerError,
+        }
+    }
+
+    /// Counts against the version's error rate (a client leaving, or sending a request the
+    /// upstream rejects as malformed, does not).
     pub fn is_error(self) -> bool {
-        !matches!(self, Class::Ok | Class::ClientClosed)
+        !matches!(self, Class::Ok | Class::ClientClosed | Class::ClientError)
     }
 }
 
@@ -229,8 +245,10 @@ pub struct WindowStats {
     pub requests: u64,
     /// Requests by how they ended.
     pub classes: BTreeMap<Class, u64>,
-    /// Errors (every class but ok and client_closed) over requests; 0 without requests.
+    /// Errors (every class but ok, client_closed and 4xx) over requests; 0 without requests.
     pub error_rate: f64,
+    /// Requests the upstream rejected as malformed (class 4xx): counted apart from errors.
+    pub client_errors: u64,
     /// Latency median.
     pub latency_p50_ms: Option<f64>,
     /// Latency p99.
@@ -435,6 +453,7 @@ impl VersionMetrics {
             .filter(|(c, _)| c.is_error())
             .map(|(_, n)| n)
             .sum();
+        stats.client_errors = stats.classes.get(&Class::ClientError).copied().unwrap_or(0);
         if stats.requests > 0 {
             stats.error_rate = errors as f64 / stats.requests as f64;
             stats.safety_violation_rate = stats.safety_violations as f64 / stats.requests as f64;

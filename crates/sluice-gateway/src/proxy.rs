@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
@@ -52,6 +51,8 @@ pub(crate) struct Shared {
     pub recent: Mutex<Recent>,
     /// The shadow queue.
     pub shadow: mpsc::Sender<Job>,
+    /// The public listener's connections.
+    pub connections: Arc<sluice_http::ConnectionStats>,
 }
 
 impl Shared {
@@ -75,6 +76,7 @@ impl Shared {
             next_id: AtomicU64::new(1),
             id_prefix: format!("{:08x}", fastrand::u32(..)),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            connections: Arc::default(),
         }
     }
 
@@ -172,25 +174,27 @@ pub(crate) fn error(
 pub(crate) async fn read_body(
     request: Request<Incoming>,
     limit: usize,
+    timeout: Duration,
 ) -> Result<Bytes, Box<Response<GatewayBody>>> {
-    match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(Box::new(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                format!("the request body is larger than the gateway's limit of {limit} bytes"),
-            )))
-        }
-        Err(e) => Err(Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            format!("the request body could not be read: {e}"),
-        ))),
-    }
+    use sluice_http::BodyError;
+    sluice_http::read_body(request.into_body(), limit, timeout)
+        .await
+        .map_err(|e| {
+            let (status, message) = match &e {
+                BodyError::TooLarge(_) => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is larger than the gateway's limit of {limit} bytes"),
+                ),
+                BodyError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, e.to_string()),
+                BodyError::Read(_) => (StatusCode::BAD_REQUEST, e.to_string()),
+            };
+            let mut response = error(status, "invalid_request_error", message);
+            // The rest of the body is not read: the connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            Box::new(response)
+        })
 }
 
 /// The endpoints that are routed.
@@ -230,7 +234,13 @@ pub(crate) async fn forward(
 ) -> Response<GatewayBody> {
     let arrived = Instant::now();
     let headers = request.headers().clone();
-    let raw = match read_body(request, shared.limits.max_body_bytes).await {
+    let raw = match read_body(
+        request,
+        shared.limits.max_body_bytes,
+        shared.limits.server.body_read_timeout,
+    )
+    .await
+    {
         Ok(body) => body,
         Err(response) => return *response,
     };
@@ -276,7 +286,8 @@ pub(crate) async fn forward(
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let user = body.get("user").and_then(Value::as_str);
         let keys = RequestKeys {
-            override_version: header("x-sluice-version"),
+            override_version: header("x-sluice-version")
+                .filter(|_| route.override_allowed(header("x-sluice-override-token"))),
             user,
             header: Some(&header),
         };
@@ -592,11 +603,7 @@ async fn send(
     let content_type = answer.headers().get(CONTENT_TYPE).cloned();
     let retry_after = answer.headers().get(RETRY_AFTER).cloned();
     if !status.is_success() {
-        let class = if status.is_client_error() {
-            Class::ClientError
-        } else {
-            Class::ServerError
-        };
+        let class = Class::of_status(status.as_u16());
         let text = match tokio::time::timeout_at(deadline.into(), answer.bytes()).await {
             Ok(Ok(bytes)) => bytes,
             _ => Bytes::new(),
@@ -621,8 +628,9 @@ async fn send(
         }
         return response;
     }
-    if !stream && version.safety.guards() {
-        return whole_guarded(&version.safety, answer, deadline, status, finish).await;
+    if !stream {
+        let scanner = version.safety.guards().then_some(&*version.safety);
+        return whole(scanner, answer, deadline, status, content_type, finish).await;
     }
     let guard = (stream && version.safety.guards()).then(|| {
         Box::new(EventGuard::new(
@@ -636,20 +644,14 @@ async fn send(
         guard,
         ready: VecDeque::new(),
         upstream: Box::pin(answer.bytes_stream()),
-        mode: if stream {
-            Mode::Events {
-                buffer: BytesMut::new(),
-                strip_usage,
-                saw_done: false,
-            }
-        } else {
-            Mode::Plain
-        },
+        buffer: BytesMut::new(),
+        strip_usage,
+        saw_done: false,
         deadline: Box::pin(tokio::time::sleep_until(
             first_chunk_deadline.min(deadline).into(),
         )),
         total_deadline: deadline,
-        waiting_first: stream,
+        waiting_first: true,
         finish: Some(finish),
         ended: false,
     };
@@ -660,26 +662,34 @@ async fn send(
         CONTENT_TYPE,
         content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
     );
-    if stream {
-        headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-    }
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
     response
 }
 
-/// Reads a whole answer (up to [`COLLECT_LIMIT`]) so that the version's safety action can
-/// redact or withhold it before any of it is sent.
-async fn whole_guarded(
-    scanner: &sluice_safety::Scanner,
+/// Reads a whole non-streamed answer before any of it is sent, so that an answer the upstream
+/// cuts short, stalls past the total timeout, or that is not JSON reaches the client as 502 or
+/// 504 (never as a 200 with a broken body), and so that the version's safety action can
+/// redact or withhold it (a guarded answer is read up to [`COLLECT_LIMIT`], any other up to
+/// [`MAX_ANSWER_BYTES`]).
+async fn whole(
+    scanner: Option<&sluice_safety::Scanner>,
     answer: reqwest::Response,
     deadline: Instant,
     status: StatusCode,
+    content_type: Option<HeaderValue>,
     mut finish: Finish,
 ) -> Response<GatewayBody> {
+    let limit = if scanner.is_some() {
+        COLLECT_LIMIT
+    } else {
+        MAX_ANSWER_BYTES
+    };
     let mut chunks = answer.bytes_stream();
     let mut body = Vec::new();
     loop {
         match tokio::time::timeout_at(deadline.into(), chunks.next()).await {
             Err(_) => {
+                finish.capture = body;
                 finish.end(Class::Timeout);
                 return error(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -689,23 +699,31 @@ async fn whole_guarded(
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                finish.end(Class::ServerError);
+                warn!(error = %e, "Upstream body failed.");
+                finish.capture = body;
+                finish.end(if e.is_timeout() {
+                    Class::Timeout
+                } else {
+                    Class::ServerError
+                });
                 return error(
                     StatusCode::BAD_GATEWAY,
                     "upstream_error",
-                    format!("the upstream answer failed: {e}"),
+                    format!("the upstream answer broke off: {e}"),
                 );
             }
             Ok(Some(Ok(bytes))) => {
-                if body.len() + bytes.len() > COLLECT_LIMIT {
+                if body.len() + bytes.len() > limit {
                     finish.end(Class::ServerError);
+                    let why = if scanner.is_some() {
+                        "the most the safety scanner reads; it was withheld"
+                    } else {
+                        "the most the gateway passes on"
+                    };
                     return error(
                         StatusCode::BAD_GATEWAY,
                         "upstream_error",
-                        format!(
-                            "the answer is larger than {} KiB, the most the safety scanner reads; it was withheld",
-                            COLLECT_LIMIT / 1024
-                        ),
+                        format!("the answer is larger than {} KiB, {why}", limit / 1024),
                     );
                 }
                 body.extend_from_slice(&bytes);
@@ -716,6 +734,7 @@ async fn whole_guarded(
     let mut value = match serde_json::from_slice::<Value>(&body) {
         Ok(value) => value,
         Err(e) => {
+            warn!("The upstream answered {status} with a body that is not JSON.");
             finish.capture = body;
             finish.end(Class::ServerError);
             return error(
@@ -728,12 +747,29 @@ async fn whole_guarded(
     if let Some(usage) = value.get("usage") {
         finish.usage(usage);
     }
-    if let Some(action) = crate::guard::whole(scanner, &mut value) {
-        finish.metrics.record_action(action);
-    }
+    let response = match scanner {
+        Some(scanner) => {
+            if let Some(action) = crate::guard::whole(scanner, &mut value) {
+                finish.metrics.record_action(action);
+            }
+            json_response(status, &value)
+        }
+        None => {
+            let bytes = Bytes::from(std::mem::take(&mut body));
+            body = bytes[..bytes.len().min(COLLECT_LIMIT)].to_vec();
+            let mut response = Response::new(GatewayBody::Full(Some(bytes)));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
+            );
+            response
+        }
+    };
+    body.truncate(COLLECT_LIMIT);
     finish.capture = body;
     finish.end(Class::Ok);
-    json_response(status, &value)
+    response
 }
 
 /// Records a request's outcome once: when its answer ends, or when it is dropped unfinished
@@ -859,33 +895,29 @@ impl Drop for Finish {
     }
 }
 
-enum Mode {
-    /// A complete JSON answer, passed through as it comes; a copy is kept (up to 1 MiB) to
-    /// read `usage` at the end.
-    Plain,
-    /// Server-sent events, passed on one whole event at a time.
-    Events {
-        buffer: BytesMut,
-        strip_usage: bool,
-        saw_done: bool,
-    },
-}
-
-/// Largest non-streamed answer copied for its `usage`.
+/// Largest non-streamed answer kept for the request log, and read when it must be guarded.
 const COLLECT_LIMIT: usize = 1 << 20;
+/// Largest non-streamed answer passed on (as large as the client reads: embeddings of big
+/// batches are tens of MiB).
+const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// Most of a stream copied for the request log and shadow comparisons.
 const STREAM_CAPTURE_LIMIT: usize = 256 * 1024;
 
 type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
-/// An upstream answer on its way to the client.
+/// A streamed upstream answer on its way to the client, one whole server-sent event at a time.
 pub(crate) struct ProxyBody {
     upstream: Upstream,
     /// Guards a stream's text when the version redacts or blocks.
     guard: Option<Box<EventGuard>>,
     /// Events ready to go out before anything else is read.
     ready: VecDeque<Bytes>,
-    mode: Mode,
+    /// Bytes read that do not make a whole event yet.
+    buffer: BytesMut,
+    /// Drop usage-only chunks (the client did not ask for them).
+    strip_usage: bool,
+    /// Whether `[DONE]` has been seen: a stream that ends without it was cut off.
+    saw_done: bool,
     /// The next deadline: the first chunk's (streams), then the total.
     deadline: Pin<Box<Sleep>>,
     total_deadline: Instant,
@@ -957,16 +989,8 @@ impl ProxyBody {
             return Some(event);
         }
         loop {
-            let Mode::Events {
-                buffer,
-                strip_usage,
-                saw_done,
-            } = &mut self.mode
-            else {
-                return None;
-            };
-            let end = event_end(buffer)?;
-            let event = buffer.split_to(end).freeze();
+            let end = event_end(&self.buffer)?;
+            let event = self.buffer.split_to(end).freeze();
             if let Some(finish) = &mut self.finish
                 && finish.ttft.is_none()
                 && carries_token(&event)
@@ -974,7 +998,7 @@ impl ProxyBody {
                 finish.ttft = Some(finish.arrived.elapsed());
             }
             if contains(&event, b"[DONE]") {
-                *saw_done = true;
+                self.saw_done = true;
                 if let Some(guard) = &mut self.guard {
                     guard.flush(&mut self.ready);
                     self.ready.push_back(event);
@@ -996,7 +1020,7 @@ impl ProxyBody {
                     if let (Some(finish), Some(usage)) = (&mut self.finish, value.get("usage")) {
                         finish.usage(usage);
                     }
-                    if usage_only && *strip_usage {
+                    if usage_only && self.strip_usage {
                         continue;
                     }
                 }
@@ -1032,10 +1056,7 @@ impl ProxyBody {
                     if let Some(finish) = &mut self.finish {
                         finish.keep(&bytes);
                     }
-                    match &mut self.mode {
-                        Mode::Plain => return Poll::Ready(Some(bytes)),
-                        Mode::Events { buffer, .. } => buffer.extend_from_slice(&bytes),
-                    }
+                    self.buffer.extend_from_slice(&bytes);
                 }
                 Poll::Ready(Some(Err(e))) => {
                     warn!(error = %e, "Upstream body failed.");
@@ -1045,59 +1066,32 @@ impl ProxyBody {
                         Class::ServerError
                     };
                     self.finish(class);
-                    return Poll::Ready(match self.mode {
-                        Mode::Events { .. } => Some(Self::error_event(
-                            &format!("the upstream stream failed: {e}"),
-                            "upstream_error",
-                        )),
-                        Mode::Plain => None,
-                    });
+                    return Poll::Ready(Some(Self::error_event(
+                        &format!("the upstream stream failed: {e}"),
+                        "upstream_error",
+                    )));
                 }
                 Poll::Ready(None) => {
-                    let (class, rest) = match &mut self.mode {
-                        Mode::Plain => {
-                            let mut class = Class::Ok;
-                            if let Some(finish) = &mut self.finish {
-                                match serde_json::from_slice::<Value>(&finish.capture) {
-                                    Ok(value) => {
-                                        if let Some(usage) = value.get("usage") {
-                                            finish.usage(usage);
-                                        }
-                                    }
-                                    // An answer that is not JSON (and was not cut at the copy
-                                    // limit) is the upstream's failure, even with a 200.
-                                    Err(_) if finish.capture.len() < COLLECT_LIMIT => {
-                                        warn!(
-                                            "The upstream answered 200 with a body that is not JSON."
-                                        );
-                                        class = Class::ServerError;
-                                    }
-                                    Err(_) => {}
-                                }
-                            }
-                            (class, None)
-                        }
-                        Mode::Events {
-                            buffer, saw_done, ..
-                        } => {
-                            let mut rest = (!buffer.is_empty()).then(|| buffer.split().freeze());
-                            // What a guard still holds goes out (guarded) before the rest.
-                            if let Some(guard) = &mut self.guard {
-                                guard.flush(&mut self.ready);
-                                self.ready.extend(rest.take());
-                                rest = self.ready.pop_front();
-                            }
-                            // A stream that ends without `[DONE]` was cut off.
-                            let class = if *saw_done {
-                                Class::Ok
-                            } else {
-                                Class::ServerError
-                            };
-                            (class, rest)
-                        }
+                    let rest = (!self.buffer.is_empty()).then(|| self.buffer.split().freeze());
+                    // What a guard still holds goes out (guarded) before the rest.
+                    if let Some(guard) = &mut self.guard {
+                        guard.flush(&mut self.ready);
+                    }
+                    self.ready.extend(rest);
+                    // A stream that ends without `[DONE]` was cut off: the client is told so
+                    // in band, and gets no `[DONE]`.
+                    let class = if self.saw_done {
+                        Class::Ok
+                    } else {
+                        warn!("The upstream stream ended without [DONE].");
+                        self.ready.push_back(Self::error_event(
+                            "the upstream stream ended early, without its final event",
+                            "upstream_error",
+                        ));
+                        Class::ServerError
                     };
                     self.finish(class);
-                    return Poll::Ready(rest);
+                    return Poll::Ready(self.ready.pop_front());
                 }
                 Poll::Pending => {
                     if self.deadline.as_mut().poll(cx).is_ready() {
@@ -1107,13 +1101,10 @@ impl ProxyBody {
                             "the end of the answer"
                         };
                         self.finish(Class::Timeout);
-                        return Poll::Ready(match self.mode {
-                            Mode::Events { .. } => Some(Self::error_event(
-                                &format!("the upstream timed out waiting for {what}"),
-                                "timeout",
-                            )),
-                            Mode::Plain => None,
-                        });
+                        return Poll::Ready(Some(Self::error_event(
+                            &format!("the upstream timed out waiting for {what}"),
+                            "timeout",
+                        )));
                     }
                     return Poll::Pending;
                 }
@@ -1132,7 +1123,7 @@ async fn feedback(shared: &Shared, request: Request<Incoming>) -> Response<Gatew
             "feedback needs the store; this gateway runs without one",
         );
     };
-    let body = match read_body(request, 64 * 1024).await {
+    let body = match read_body(request, 64 * 1024, shared.limits.server.body_read_timeout).await {
         Ok(body) => body,
         Err(response) => return *response,
     };

@@ -178,8 +178,11 @@ pub struct Route {
     pub sticky: StickyKey,
     /// Salt of the bucket hash.
     pub salt: String,
-    /// Honour the `x-sluice-version` header.
+    /// Honour the `x-sluice-version` header (from requests that carry `override_token`).
     pub overrides: bool,
+    /// The credential a request must carry in `x-sluice-override-token` for its
+    /// `x-sluice-version` to count (none: overrides are off).
+    pub override_token: Option<Arc<sluice_config::Secret>>,
     /// Feature-flag segments, first match wins.
     pub segments: Vec<Segment>,
     /// Mirroring of sampled requests to a shadow version.
@@ -265,6 +268,7 @@ impl Route {
             sticky,
             salt,
             overrides,
+            override_token: None,
             segments,
             shadow: None,
         };
@@ -334,6 +338,17 @@ impl Route {
             }
         }
         last_positive
+    }
+
+    /// Whether a request carrying `token` in `x-sluice-override-token` may choose its version
+    /// with `x-sluice-version` (compared in constant time).
+    pub fn override_allowed(&self, token: Option<&str>) -> bool {
+        match (&self.override_token, token) {
+            (Some(expected), Some(given)) if self.overrides => {
+                crate::admin::token_matches(given, expected.expose())
+            }
+            _ => false,
+        }
     }
 
     /// Chooses the version for one request; `random` is a uniform draw in [0, 1) used when

@@ -71,8 +71,7 @@ async fn process(shared: &Shared, job: Job) {
         Ok((status, bytes)) if (200..300).contains(&status) => {
             (Class::Ok, Some(answer_text(&bytes, false)), status)
         }
-        Ok((status, _)) if status < 500 => (Class::ClientError, None, status),
-        Ok((status, _)) => (Class::ServerError, None, status),
+        Ok((status, _)) => (Class::of_status(status), None, status),
         Err(class) => (class, None, 0),
     };
     metrics.record(&Observation {

@@ -87,7 +87,7 @@ impl PrometheusQueries {
                 "histogram_quantile(0.95, sum by (le) (rate(sluice_gateway_request_duration_seconds_bucket{{{selector}}}[{window}])))"
             ),
             error_rate: format!(
-                "sum(rate(sluice_gateway_requests_total{{{selector},class!~\"ok|client_closed\"}}[{window}])) / {total}"
+                "sum(rate(sluice_gateway_requests_total{{{selector},class!~\"ok|client_closed|4xx\"}}[{window}])) / {total}"
             ),
             requests: format!(
                 "sum(increase(sluice_gateway_requests_total{{{selector}}}[{window}]))"
@@ -254,8 +254,9 @@ async fn from_store(
             if class == "client_closed" {
                 continue;
             }
+            // Malformed requests are the client's doing: counted, but not as the version's errors.
             counted += 1;
-            if class != "ok" {
+            if !matches!(class, "ok" | "4xx") {
                 errors += 1;
             }
             if matches!(class, "5xx" | "timeout" | "upstream_connect") {
@@ -595,6 +596,10 @@ mod tests {
         assert!(queries.p95_seconds.contains(
             "sluice_gateway_request_duration_seconds_bucket{route=\"chat\",version=\"1.2.0\"}[1h]"
         ));
-        assert!(queries.error_rate.contains("class!~\"ok|client_closed\""));
+        assert!(
+            queries
+                .error_rate
+                .contains("class!~\"ok|client_closed|4xx\"")
+        );
     }
 }

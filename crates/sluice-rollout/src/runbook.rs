@@ -6,10 +6,11 @@ use crate::spec::{Alert, Spec, Step};
 
 /// The runbook, in Markdown.
 pub fn runbook(spec: &Spec, run: &str) -> String {
+    // The admin API takes JSON only (a cross-site form cannot reach it), and a token when set.
     let auth = if spec.admin_token.is_some() {
-        " -H \"authorization: Bearer $SLUICE_ADMIN_TOKEN\""
+        " -H 'content-type: application/json' -H \"authorization: Bearer $SLUICE_ADMIN_TOKEN\""
     } else {
-        ""
+        " -H 'content-type: application/json'"
     };
     let admin = spec.admin_url.as_deref().unwrap_or("http://GATEWAY-ADMIN");
     let steps: Vec<String> = spec
@@ -183,7 +184,7 @@ mod tests {
             promote_alias: None,
         };
         let text = runbook(&spec, "rollout-1");
-        assert!(text.contains("curl -X PUT -H \"authorization: Bearer $SLUICE_ADMIN_TOKEN\" http://127.0.0.1:8081/admin/routes/chat/weights -d '{\"v1\": 100, \"v2\": 0}'"), "{text}");
+        assert!(text.contains("curl -X PUT -H 'content-type: application/json' -H \"authorization: Bearer $SLUICE_ADMIN_TOKEN\" http://127.0.0.1:8081/admin/routes/chat/weights -d '{\"v1\": 100, \"v2\": 0}'"), "{text}");
         assert!(text.contains("sluice rollout abort chat-v2"), "{text}");
         assert!(text.contains("`error_rate <= 0.05` over 300 s"), "{text}");
         assert!(text.contains("- webhook http://hooks/x"), "{text}");

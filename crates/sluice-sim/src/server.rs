@@ -11,16 +11,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use serde_json::json;
+use sluice_http::ServerLimits;
 use sluice_llm::types::{
     ChatChoice, ChatCompletion, ChatRequest, CompletionRequest, Embedding, EmbeddingRequest,
     EmbeddingResponse, ErrorBody, ErrorDetail, FunctionCall, ModelInfo, ModelList, ResponseMessage,
@@ -30,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::clock::sleep_until;
 use crate::config::{Profile, SimConfig, Stall};
@@ -42,6 +38,8 @@ use crate::text;
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a client may take to send a request body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests before giving up on them.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -115,40 +113,23 @@ impl Simulator {
     }
 
     async fn serve(self, listener: TcpListener) {
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = self.state.shutdown.clone();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let stream = match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(error) => {
-                            warn!(%error, "Accept failed.");
-                            sleep(Duration::from_millis(10)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let state = self.state.clone();
-                    let connection = http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(HEADER_READ_TIMEOUT)
-                        .serve_connection(TokioIo::new(stream), service_fn(move |request| handle(state.clone(), request)));
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            debug!(%error, "Connection ended with an error.");
-                        }
-                    });
-                }
-                _ = shutdown.changed() => break,
-            }
-        }
-        drop(listener);
-        tokio::select! {
-            () = graceful.shutdown() => info!("Simulator drained."),
-            () = sleep(DRAIN_DEADLINE) => warn!("Simulator drain deadline passed; closing the remaining connections."),
-        }
+        let limits = ServerLimits {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            body_read_timeout: BODY_READ_TIMEOUT,
+            drain_timeout: DRAIN_DEADLINE,
+            ..ServerLimits::default()
+        };
+        let shutdown = self.state.shutdown.clone();
+        let state = self.state;
+        sluice_http::serve(
+            listener,
+            limits,
+            shutdown,
+            Arc::default(),
+            move |request, _peer| handle(state.clone(), request),
+        )
+        .await;
+        info!("Simulator stopped.");
     }
 }
 
@@ -275,30 +256,17 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> HandlerResult 
 }
 
 async fn read_body(request: Request<Incoming>) -> Result<Bytes, Rejection> {
-    match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
+    use sluice_http::BodyError;
+    sluice_http::read_body(request.into_body(), MAX_BODY_BYTES, BODY_READ_TIMEOUT)
         .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error)
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(reject(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                None,
-                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            ))
-        }
-        Err(error) => Err(reject(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            None,
-            format!("cannot read request body: {error}"),
-        )),
-    }
+        .map_err(|error| {
+            let status = match error {
+                BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+                BodyError::Read(_) => StatusCode::BAD_REQUEST,
+            };
+            reject(status, "invalid_request_error", None, error.to_string())
+        })
 }
 
 async fn parse_body<T: serde::de::DeserializeOwned>(

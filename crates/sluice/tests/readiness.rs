@@ -17,7 +17,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Gateway, Simulate, ask, sluice};
+use common::{Gateway, Simulate, ask, override_to, sluice};
 
 const MODEL_YAML: &str = "name: chat
 version: 1.0.0
@@ -120,7 +120,7 @@ fn readiness_passes_and_fails_on_the_gateway_log_in_the_store() {
     versions:
       - {{name: 1.0.0, url: \"{url}\", model: fast}}
       - {{name: 2.0.0, url: \"{url}\", model: faulty}}
-    split: {{weights: {{1.0.0: 100, 2.0.0: 0}}, overrides: true}}
+    split: {{weights: {{1.0.0: 100, 2.0.0: 0}}, overrides: true, override_token_env: SLUICE_TEST_OVERRIDE_TOKEN}}
 ",
             url = sim.base_url
         ),
@@ -129,11 +129,7 @@ fn readiness_passes_and_fails_on_the_gateway_log_in_the_store() {
     let gateway = Gateway::start(&gateway_config, &store);
     for i in 0..150 {
         ask(&gateway.url, &format!("u{i}"), "");
-        ask(
-            &gateway.url,
-            &format!("u{i}"),
-            "x-sluice-version: 2.0.0\r\n",
-        );
+        ask(&gateway.url, &format!("u{i}"), &override_to("2.0.0"));
     }
     // The request log is written in batches: wait until the store has every request.
     let inventory = inventory.to_str().unwrap();
@@ -318,7 +314,7 @@ fn two_gateways_and_a_controller_share_one_postgres_store() {
     std::fs::write(
         &gateway_config,
         format!(
-            "routes:\n  chat:\n    versions:\n      - {{name: 1.0.0, url: \"{url}\", model: fast}}\n      - {{name: 2.0.0, url: \"{url}\", model: fast}}\n    split: {{weights: {{1.0.0: 100, 2.0.0: 0}}, overrides: true}}\n",
+            "routes:\n  chat:\n    versions:\n      - {{name: 1.0.0, url: \"{url}\", model: fast}}\n      - {{name: 2.0.0, url: \"{url}\", model: fast}}\n    split: {{weights: {{1.0.0: 100, 2.0.0: 0}}, overrides: true, override_token_env: SLUICE_TEST_OVERRIDE_TOKEN}}\n",
             url = sim.base_url
         ),
     )
@@ -350,7 +346,7 @@ fn two_gateways_and_a_controller_share_one_postgres_store() {
         .map(|url| {
             std::thread::spawn(move || {
                 for i in 0..100 {
-                    ask(&url, &format!("u{i}"), "x-sluice-version: 1.0.0\r\n");
+                    ask(&url, &format!("u{i}"), &override_to("1.0.0"));
                 }
             })
         })

@@ -77,7 +77,7 @@ fn setup_named(names: (&str, &str), versions: impl FnOnce(&Path, &str) -> String
     std::fs::write(
         &gateway_config,
         format!(
-            "routes:\n  chat:\n    versions:\n{}    split: {{weights: {{{}: 100, {}: 0}}}}\n",
+            "routes:\n  chat:\n    versions:\n{}    split: {{weights: {{{}: 100, {}: 0}}, overrides: true, override_token_env: SLUICE_TEST_OVERRIDE_TOKEN}}\n",
             versions(dir.path(), &sim.base_url),
             names.0,
             names.1
@@ -671,7 +671,8 @@ impl Preview {
                 if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
                     let _ = write!(
                         stream,
-                        "POST /v1/chat/completions HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\nx-sluice-version: candidate\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        "POST /v1/chat/completions HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n{}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        common::override_to("candidate"),
                         body.len()
                     );
                     let mut sink = Vec::new();

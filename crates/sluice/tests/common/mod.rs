@@ -14,6 +14,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The binary, with no inherited settings.
+/// The credential test gateways want in `x-sluice-override-token` (their configs name
+/// `SLUICE_TEST_OVERRIDE_TOKEN` as `override_token_env`).
+pub const OVERRIDE_TOKEN: &str = "test-override-token";
+
+/// The header lines that let a request choose `version` on a test gateway.
+pub fn override_to(version: &str) -> String {
+    format!("x-sluice-version: {version}\r\nx-sluice-override-token: {OVERRIDE_TOKEN}\r\n")
+}
+
 pub fn sluice() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
     command
@@ -26,7 +35,9 @@ pub fn sluice() -> Command {
         .env_remove("GITHUB_STEP_SUMMARY")
         .env_remove("SLUICE_CACHE_DIR")
         // Runs here change simulator profiles between runs: no answers from earlier runs.
-        .env("SLUICE_NO_CACHE", "true");
+        .env("SLUICE_NO_CACHE", "true")
+        // Gateways in the tests honour `x-sluice-version` from requests that carry this.
+        .env("SLUICE_TEST_OVERRIDE_TOKEN", OVERRIDE_TOKEN);
     command
 }
 

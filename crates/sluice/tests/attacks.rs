@@ -1,0 +1,477 @@
+//! What an attacker or a careless client can do to Sluice's servers and commands, and what
+//! they must not achieve: choose a version without a credential, roll a healthy canary back
+//! with malformed requests, hold the gateway with slow bodies or a flood of connections,
+//! drive the admin API from another site, or crash a command by closing its output.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly on setup errors"
+)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+
+use common::{Gateway, OVERRIDE_TOKEN, Simulate, exchange, sluice};
+
+const SIM: &str = "models:
+  stable: {default: stable answer}
+  candidate: {default: candidate answer}
+";
+
+/// A simulator and a gateway with a `chat` route (all traffic on stable) and `extra` config.
+fn setup(split: &str, extra: &str) -> (tempfile::TempDir, Simulate, Gateway) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_path = dir.path().join("sim.yaml");
+    std::fs::write(&sim_path, SIM).unwrap();
+    let sim = Simulate::with_config(&sim_path);
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:
+  chat:
+    versions:
+      - {{name: stable, url: \"{sim}\", model: stable}}
+      - {{name: candidate, url: \"{sim}\", model: candidate}}
+    split: {{weights: {{stable: 100, candidate: 0}}{split}}}
+{extra}",
+            sim = sim.base_url
+        ),
+    )
+    .unwrap();
+    let gateway = Gateway::start(&config, &dir.path().join("sluice.db"));
+    (dir, sim, gateway)
+}
+
+fn address(gateway: &Gateway) -> String {
+    gateway
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned()
+}
+
+fn admin_address(gateway: &Gateway) -> String {
+    gateway.admin.trim_start_matches("http://").to_owned()
+}
+
+/// The version that answered a raw chat request with these extra header lines.
+fn version_for(gateway: &Gateway, headers: &str) -> String {
+    let response = exchange(
+        &address(gateway),
+        "POST /v1/chat/completions HTTP/1.1",
+        &format!("content-type: application/json\r\n{headers}"),
+        r#"{"model":"chat","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    response
+        .lines()
+        .find_map(|l| l.strip_prefix("x-sluice-version: "))
+        .unwrap_or_else(|| panic!("no version header: {response}"))
+        .trim()
+        .to_owned()
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
+}
+
+#[test]
+fn the_version_header_is_ignored_without_the_override_credential() {
+    // Off by default: a header alone never picks the candidate.
+    let (_dir, _sim, gateway) = setup("", "");
+    assert_eq!(
+        version_for(&gateway, "x-sluice-version: candidate\r\n"),
+        "stable"
+    );
+    drop(gateway);
+
+    let (_dir, _sim, gateway) = setup(
+        ", overrides: true, override_token_env: SLUICE_TEST_OVERRIDE_TOKEN",
+        "",
+    );
+    assert_eq!(
+        version_for(&gateway, "x-sluice-version: candidate\r\n"),
+        "stable",
+        "no credential"
+    );
+    assert_eq!(
+        version_for(
+            &gateway,
+            "x-sluice-version: candidate\r\nx-sluice-override-token: guess\r\n"
+        ),
+        "stable",
+        "a wrong credential"
+    );
+    assert_eq!(
+        version_for(
+            &gateway,
+            &format!(
+                "x-sluice-version: candidate\r\nx-sluice-override-token: {OVERRIDE_TOKEN}\r\n"
+            )
+        ),
+        "candidate"
+    );
+}
+
+#[test]
+fn overrides_without_any_credential_are_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "routes:\n  chat:\n    versions: [{name: v1, url: \"http://127.0.0.1:9/v1\", model: m}]\n    split: {overrides: true}\n",
+    )
+    .unwrap();
+    let output = sluice()
+        .args([
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "-c",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("gateway.yaml:4:") && stderr.contains("need a credential"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_do_not_count_against_a_version() {
+    let (_dir, _sim, gateway) = setup("", "");
+    // 200 requests the upstream rejects as malformed (`max_tokens: -1`): the client's fault.
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        let response = client
+            .post(format!("{}/chat/completions", gateway.url))
+            .json(&serde_json::json!({"model": "chat", "max_tokens": -1,
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400);
+    }
+    let windows: Value = reqwest::get(format!("{}/admin/windows?seconds=300", gateway.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stable = &windows["windows"]["chat"]["stable"];
+    assert_eq!(stable["requests"], 200, "{stable:#}");
+    assert_eq!(stable["client_errors"], 200, "{stable:#}");
+    assert_eq!(stable["error_rate"], 0.0, "{stable:#}");
+}
+
+#[test]
+fn a_slow_body_is_cut_off_and_a_flood_of_connections_is_refused_clearly() {
+    let (_dir, _sim, gateway) = setup(
+        "",
+        "limits: {body_read_timeout_ms: 300, max_connections: 20, max_connections_per_ip: 15}\n",
+    );
+    let address = address(&gateway);
+
+    // A body that never completes gets 408 once its time is up.
+    let mut slow = TcpStream::connect(&address).unwrap();
+    write!(
+        slow,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"model\""
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut response = String::new();
+    let _ = slow.read_to_string(&mut response);
+    assert_eq!(status_of(&response), 408, "{response}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // Connections that hold their place: past 15 from one address, 429.
+    let held: Vec<TcpStream> = (0..15)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&address).unwrap();
+            stream
+                .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let response = exchange(&address, "GET /health HTTP/1.1", "", "");
+    assert_eq!(status_of(&response), 429, "{response}");
+    assert!(
+        response.contains("too_many_connections_from_address"),
+        "{response}"
+    );
+    drop(held);
+
+    // When they are gone, the gateway serves again.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(version_for(&gateway, ""), "stable");
+}
+
+#[test]
+fn the_admin_api_refuses_what_another_site_could_send() {
+    let (_dir, _sim, gateway) = setup("", "");
+    let admin = admin_address(&gateway);
+    // A form post from a page elsewhere: refused for its origin.
+    let response = exchange(
+        &admin,
+        "POST /admin/reload HTTP/1.1",
+        "origin: http://evil.example\r\ncontent-type: text/plain\r\n",
+        "",
+    );
+    assert_eq!(status_of(&response), 403, "{response}");
+    // The same without an origin (some browsers omit it): refused for its content type.
+    let response = exchange(
+        &admin,
+        "PUT /admin/routes/chat/weights HTTP/1.1",
+        "content-type: text/plain\r\n",
+        r#"{"stable": 0, "candidate": 100}"#,
+    );
+    assert_eq!(status_of(&response), 415, "{response}");
+    // A rebinding name pointing at loopback: refused for its host (no token is set).
+    let mut stream = TcpStream::connect(&admin).unwrap();
+    write!(
+        stream,
+        "GET /admin/routes HTTP/1.1\r\nhost: evil.example:8081\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert_eq!(status_of(&response), 403, "{response}");
+    // Nothing changed: all traffic is still on stable.
+    assert_eq!(version_for(&gateway, ""), "stable");
+    // A same-origin JSON call works.
+    let response = exchange(
+        &admin,
+        "PUT /admin/routes/chat/weights HTTP/1.1",
+        &format!("origin: http://{admin}\r\ncontent-type: application/json\r\n"),
+        r#"{"stable": 0, "candidate": 100}"#,
+    );
+    assert_eq!(status_of(&response), 200, "{response}");
+    assert_eq!(version_for(&gateway, ""), "candidate");
+}
+
+#[test]
+fn a_closed_standard_output_ends_a_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("sluice.db");
+    for args in [
+        vec!["store", "info"],
+        vec!["validate", "--format", "json", "."],
+    ] {
+        let mut child = sluice()
+            .arg("--store")
+            .arg(&store)
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command writes anything.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(output.status.code(), Some(101), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("Broken pipe"),
+            "{args:?}: a closed pipe is not an error: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_alias_bomb_and_invalid_utf8_are_located_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nine levels of nine aliases: 387 million strings from about 600 bytes.
+    let mut bomb = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    for pair in names.windows(2) {
+        let refs = vec![format!("*{}", pair[0]); 9].join(",");
+        bomb.push_str(&format!("{}: &{} [{refs}]\n", pair[1], pair[1]));
+    }
+    bomb.push_str("providers: [echo]\nprompts: [\"{{q}}\"]\ntests: [{vars: {q: hi}}]\n");
+    let config = dir.path().join("promptfooconfig.yaml");
+    std::fs::write(&config, &bomb).unwrap();
+    let started = Instant::now();
+    let output = sluice()
+        .arg("--store")
+        .arg(dir.path().join("sluice.db"))
+        .args(["eval", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("promptfooconfig.yaml:") && stderr.contains("alias bomb"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    std::fs::write(&config, b"providers: [echo]\nprompts: [\"caf\xe9\"]\n").unwrap();
+    let output = sluice()
+        .arg("--store")
+        .arg(dir.path().join("sluice.db"))
+        .args(["eval", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("promptfooconfig.yaml:2:") && stderr.contains("invalid UTF-8"),
+        "{stderr}"
+    );
+}
+
+/// An upstream that breaks its answers in the ways real servers do, chosen by the model name:
+/// `short` declares more bytes than it sends, `stall` stops mid-body, `notjson` answers 200
+/// with HTML, `cut` streams two events and closes without `[DONE]`.
+fn broken_upstream() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then the body they announce.
+                loop {
+                    let Ok(n) = stream.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request);
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length: ")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break;
+                        }
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).to_string();
+                let model = ["short", "stall", "notjson", "cut"]
+                    .into_iter()
+                    .find(|m| text.contains(&format!("\"model\":\"{m}\"")))
+                    .unwrap_or("short");
+                let json_head = |length: usize| {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+                    )
+                };
+                let partial = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Par"#;
+                let _ = match model {
+                    "short" => stream.write_all(format!("{}{partial}", json_head(500)).as_bytes()),
+                    "stall" => {
+                        let _ = stream.write_all(format!("{}{partial}", json_head(500)).as_bytes());
+                        std::thread::sleep(Duration::from_secs(3));
+                        Ok(())
+                    }
+                    "notjson" => {
+                        let html = "<html><body>502 Bad Gateway</body></html>";
+                        stream.write_all(
+                            format!("HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{html}", html.len()).as_bytes(),
+                        )
+                    }
+                    _ => stream.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
+                          data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n\
+                          data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\n\n",
+                    ),
+                };
+            });
+        }
+    });
+    format!("http://{address}/v1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_upstream_answers_never_reach_the_client_as_success() {
+    let upstream = broken_upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    let mut routes = String::from("routes:\n");
+    for model in ["short", "stall", "notjson", "cut"] {
+        routes.push_str(&format!(
+            "  {model}:\n    versions: [{{name: v, url: \"{upstream}\", model: {model}, timeouts: {{total_ms: 1000}}}}]\n"
+        ));
+    }
+    std::fs::write(&config, routes).unwrap();
+    let gateway = Gateway::start(&config, &dir.path().join("sluice.db"));
+    let client = reqwest::Client::new();
+    let ask = |model: &str, stream: bool| {
+        client
+            .post(format!("{}/chat/completions", gateway.url))
+            .json(&serde_json::json!({"model": model, "stream": stream,
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    for (model, status) in [("short", 502), ("stall", 504), ("notjson", 502)] {
+        let response = ask(model, false).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{model}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["message"].is_string(), "{model}: {body}");
+    }
+    // A stream that broke after its first byte: an error event, and no `[DONE]`.
+    let response = ask("cut", true).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("Hel") && text.contains("\"error\""), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+
+    let windows: Value = reqwest::get(format!("{}/admin/windows?seconds=300", gateway.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (route, class) in [
+        ("short", "5xx"),
+        ("stall", "timeout"),
+        ("notjson", "5xx"),
+        ("cut", "5xx"),
+    ] {
+        let window = &windows["windows"][route]["v"];
+        assert_eq!(window["requests"], 1, "{route}: {window:#}");
+        assert_eq!(window["error_rate"], 1.0, "{route}: {window:#}");
+        assert!(
+            window["classes"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k == class || (class == "5xx" && k == "server_error")),
+            "{route}: {window:#}"
+        );
+    }
+}
