@@ -249,6 +249,11 @@ pub struct WindowStats {
     pub error_rate: f64,
     /// Requests the upstream rejected as malformed (class 4xx): counted apart from errors.
     pub client_errors: u64,
+    /// Requests judged since the version's metrics began (not a window: a counter that only
+    /// grows, for sequential tests; a client leaving or a malformed request is not judged).
+    pub total_judged: u64,
+    /// Errors among `total_judged`.
+    pub total_errors: u64,
     /// Latency median.
     pub latency_p50_ms: Option<f64>,
     /// Latency p99.
@@ -423,6 +428,14 @@ impl VersionMetrics {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             ..WindowStats::default()
         };
+        for (class, n) in &inner.classes {
+            if !matches!(class, Class::ClientClosed | Class::ClientError) {
+                stats.total_judged += n;
+            }
+            if class.is_error() {
+                stats.total_errors += n;
+            }
+        }
         let mut latency = window_histogram();
         let mut ttft = window_histogram();
         let (mut feedback, mut f1, mut rouge, mut cosine) = (

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::backend::{Backend, BackendError};
 use crate::machine::{Action, Input, Outcome, State};
 use crate::registry_link::{self, RegistryLink};
-use crate::spec::{Source, Spec, binned_median, mann_whitney_z, two_proportion_z};
+use crate::spec::{Source, Spec, binned_median, mann_whitney_z};
 use crate::{RolloutError, alert};
 
 /// How often the controller looks at time, commands and due measurements.
@@ -76,6 +76,8 @@ pub struct Controller {
     pending_weight: Option<u32>,
     /// When each rule is next measured.
     due: BTreeMap<usize, Instant>,
+    /// The running sequential test of each error-rate judge, by rule.
+    judges: BTreeMap<usize, crate::sequential::ErrorRateTest>,
     /// Alerts being delivered.
     alerts: Vec<tokio::task::JoinHandle<()>>,
     /// Inputs that carrying out an action produced (a candidate that would not start).
@@ -224,6 +226,7 @@ impl Controller {
             seen,
             pending_weight: None,
             due: BTreeMap::new(),
+            judges: BTreeMap::new(),
             alerts: Vec::new(),
             followups: Vec::new(),
             started: BTreeMap::new(),
@@ -724,86 +727,82 @@ impl Controller {
         let rule = self.spec.rules[index].clone();
         // A value and its sample count, `Ok(None)` when there is no data, `Err` when the
         // source cannot be read.
-        let reading: Result<Option<(f64, u64)>, String> = match &rule.source {
-            Source::Gateway(metric) => self
-                .windows(rule.window.as_secs().max(1))
-                .await
-                .map_err(|e| format!("gateway unreachable: {e}"))
-                .map(|windows| {
-                    let window = &windows["windows"][&self.spec.route][&self.spec.candidate];
-                    let samples = window[metric.samples_field()].as_u64().unwrap_or(0);
-                    window[metric.field()]
-                        .as_f64()
-                        .filter(|_| samples >= rule.min_samples)
-                        .map(|v| (v, samples))
-                }),
-            Source::JudgeErrorRate { .. } => self
-                .windows(rule.window.as_secs().max(1))
-                .await
-                .map_err(|e| format!("gateway unreachable: {e}"))
-                .map(|windows| {
-                    let route = &windows["windows"][&self.spec.route];
-                    let counts = |version: &str| {
-                        let w = &route[version];
-                        let n = w["requests"].as_f64().unwrap_or(0.0);
-                        (n, (w["error_rate"].as_f64().unwrap_or(0.0) * n).round())
-                    };
-                    let (n_candidate, e_candidate) = counts(&self.spec.candidate);
-                    let (n_stable, e_stable) = counts(&self.spec.stable);
-                    let enough = n_candidate.min(n_stable) >= rule.min_samples as f64;
-                    enough.then(|| {
-                        (
-                            two_proportion_z(e_candidate, n_candidate, e_stable, n_stable),
-                            n_candidate as u64,
-                        )
-                    })
-                }),
-            Source::JudgeLatency { tolerance, .. } => self
-                .backend
-                .windows(rule.window.as_secs().max(1), true)
-                .await
-                .map_err(|e| format!("gateway unreachable: {e}"))
-                .map(|windows| {
-                    let route = &windows["windows"][&self.spec.route];
-                    let bins = |version: &str| -> Vec<(f64, u64)> {
-                        serde_json::from_value(route[version]["latency_histogram"].clone())
-                            .unwrap_or_default()
-                    };
-                    let (candidate, stable) = (bins(&self.spec.candidate), bins(&self.spec.stable));
-                    let count = |b: &[(f64, u64)]| b.iter().map(|(_, n)| n).sum::<u64>();
-                    let n_candidate = count(&candidate);
-                    if n_candidate.min(count(&stable)) < rule.min_samples {
-                        return None;
-                    }
-                    let z = mann_whitney_z(&candidate, &stable);
-                    let slower = match (binned_median(&candidate), binned_median(&stable)) {
-                        (Some(c), Some(s)) if s > 0.0 => c / s > 1.0 + tolerance,
-                        (Some(c), Some(_)) => c > 0.0,
-                        _ => false,
-                    };
-                    // A significant but immaterial slowdown counts as none.
-                    Some((if slower { z } else { z.min(0.0) }, n_candidate))
-                }),
-            Source::Prometheus { url, query } => prometheus_query(&self.client, url, query)
-                .await
-                .map(|v| v.map(|v| (v, 1))),
-            Source::Web { url, pointer } => match self.client.get(url).send().await {
-                Err(e) => Err(format!("{url} unreachable: {e}")),
-                Ok(response) if !response.status().is_success() => {
-                    Err(format!("{url} answered {}", response.status()))
-                }
-                Ok(response) => match response.json::<Value>().await {
-                    Err(e) => Err(format!("{url} answered something that is not JSON: {e}")),
-                    Ok(body) => match body.pointer(pointer) {
-                        None | Some(Value::Null) => Ok(None),
-                        Some(value) => value
+        let reading: Result<Option<(f64, u64)>, String> =
+            match &rule.source {
+                Source::Gateway(metric) => self
+                    .windows(rule.window.as_secs().max(1))
+                    .await
+                    .map_err(|e| format!("gateway unreachable: {e}"))
+                    .map(|windows| {
+                        let window = &windows["windows"][&self.spec.route][&self.spec.candidate];
+                        let samples = window[metric.samples_field()].as_u64().unwrap_or(0);
+                        window[metric.field()]
                             .as_f64()
-                            .map(|v| Some((v, 1)))
-                            .ok_or_else(|| format!("{url}: `{pointer}` is {value}, not a number")),
+                            .filter(|_| samples >= rule.min_samples)
+                            .map(|v| (v, samples))
+                    }),
+                Source::JudgeErrorRate { .. } => match self.windows(1).await {
+                    Err(e) => Err(format!("gateway unreachable: {e}")),
+                    Ok(windows) => {
+                        let route = &windows["windows"][&self.spec.route];
+                        let totals = |version: &str| crate::sequential::Totals {
+                            judged: route[version]["total_judged"].as_u64().unwrap_or(0),
+                            errors: route[version]["total_errors"].as_u64().unwrap_or(0),
+                        };
+                        let test = self.judges.entry(index).or_default();
+                        let evidence =
+                            test.observe(totals(&self.spec.candidate), totals(&self.spec.stable));
+                        let (candidate, stable) = test.judged();
+                        Ok((candidate.min(stable) >= rule.min_samples)
+                            .then_some((evidence, candidate)))
+                    }
+                },
+                Source::JudgeLatency { tolerance, .. } => self
+                    .backend
+                    .windows(rule.window.as_secs().max(1), true)
+                    .await
+                    .map_err(|e| format!("gateway unreachable: {e}"))
+                    .map(|windows| {
+                        let route = &windows["windows"][&self.spec.route];
+                        let bins = |version: &str| -> Vec<(f64, u64)> {
+                            serde_json::from_value(route[version]["latency_histogram"].clone())
+                                .unwrap_or_default()
+                        };
+                        let (candidate, stable) =
+                            (bins(&self.spec.candidate), bins(&self.spec.stable));
+                        let count = |b: &[(f64, u64)]| b.iter().map(|(_, n)| n).sum::<u64>();
+                        let n_candidate = count(&candidate);
+                        if n_candidate.min(count(&stable)) < rule.min_samples {
+                            return None;
+                        }
+                        let z = mann_whitney_z(&candidate, &stable);
+                        let slower = match (binned_median(&candidate), binned_median(&stable)) {
+                            (Some(c), Some(s)) if s > 0.0 => c / s > 1.0 + tolerance,
+                            (Some(c), Some(_)) => c > 0.0,
+                            _ => false,
+                        };
+                        // A significant but immaterial slowdown counts as none.
+                        Some((if slower { z } else { z.min(0.0) }, n_candidate))
+                    }),
+                Source::Prometheus { url, query } => prometheus_query(&self.client, url, query)
+                    .await
+                    .map(|v| v.map(|v| (v, 1))),
+                Source::Web { url, pointer } => match self.client.get(url).send().await {
+                    Err(e) => Err(format!("{url} unreachable: {e}")),
+                    Ok(response) if !response.status().is_success() => {
+                        Err(format!("{url} answered {}", response.status()))
+                    }
+                    Ok(response) => match response.json::<Value>().await {
+                        Err(e) => Err(format!("{url} answered something that is not JSON: {e}")),
+                        Ok(body) => match body.pointer(pointer) {
+                            None | Some(Value::Null) => Ok(None),
+                            Some(value) => value.as_f64().map(|v| Some((v, 1))).ok_or_else(|| {
+                                format!("{url}: `{pointer}` is {value}, not a number")
+                            }),
+                        },
                     },
                 },
-            },
-        };
+            };
         let (outcome, value, samples, detail) = match reading {
             Err(error) => (Outcome::Error, None, 0, error),
             Ok(None) => (

@@ -16,6 +16,7 @@ pub mod process;
 pub mod readiness;
 pub mod registry_link;
 pub mod runbook;
+pub mod sequential;
 pub mod spec;
 
 /// Errors that stop a rollout's controller (not the rollout's own failures, which abort it).

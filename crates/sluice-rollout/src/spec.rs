@@ -265,9 +265,12 @@ pub enum Source {
         /// The PromQL query.
         query: String,
     },
-    /// The candidate's error rate against the stable version's over the same window: the
-    /// value is the one-sided two-proportion z statistic, and the rule fails when it shows
-    /// the candidate worse at the given confidence (in the manner of Kayenta's judge).
+    /// The candidate's error rate against the stable version's, as an always-valid sequential
+    /// test over every request judged since the rule first looked (see [`crate::sequential`]):
+    /// the value is the evidence that the candidate fails more often (a log likelihood
+    /// ratio), and the rule fails once it passes `ln(1/α)`, so that the chance of rolling a
+    /// healthy canary back stays at `1 − confidence` however often it is checked. The rule's
+    /// `window` does not apply.
     JudgeErrorRate {
         /// Confidence of the test, e.g. 0.95.
         confidence: f64,
@@ -621,20 +624,6 @@ pub fn normal_cdf(z: f64) -> f64 {
     } else {
         0.5 * (1.0 - erf)
     }
-}
-
-/// The one-sided two-proportion z statistic for "a's rate is higher than b's" (0 when there
-/// is no variance to test).
-pub fn two_proportion_z(errors_a: f64, n_a: f64, errors_b: f64, n_b: f64) -> f64 {
-    if n_a <= 0.0 || n_b <= 0.0 {
-        return 0.0;
-    }
-    let pooled = (errors_a + errors_b) / (n_a + n_b);
-    let variance = pooled * (1.0 - pooled) * (1.0 / n_a + 1.0 / n_b);
-    if variance <= 0.0 {
-        return 0.0;
-    }
-    (errors_a / n_a - errors_b / n_b) / variance.sqrt()
 }
 
 /// The one-sided Mann-Whitney U test for "a's values are larger than b's", on binned
@@ -1349,9 +1338,8 @@ fn check_rule(
     let window = duration("window", &r.window, Duration::from_secs(60));
     let interval = duration("interval", &r.interval, Duration::from_secs(1));
     let max = match source {
-        Source::JudgeErrorRate { confidence } | Source::JudgeLatency { confidence, .. } => {
-            Some(normal_quantile(confidence))
-        }
+        Source::JudgeErrorRate { confidence } => Some(crate::sequential::threshold(confidence)),
+        Source::JudgeLatency { confidence, .. } => Some(normal_quantile(confidence)),
         _ => r.max,
     };
     Some(Rule {
@@ -1412,15 +1400,10 @@ mod tests {
     }
 
     #[test]
-    fn the_judge_tests_proportions_at_its_confidence() {
+    fn the_latency_judge_ranks_at_its_confidence() {
         assert!((normal_quantile(0.95) - 1.6449).abs() < 1e-3);
         assert!((normal_quantile(0.99) - 2.3263).abs() < 1e-3);
         assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
-        // 10 % against 1 % over 200 requests each: clearly worse.
-        assert!(two_proportion_z(20.0, 200.0, 2.0, 200.0) > 3.5);
-        // 2 % against 1.5 %: noise.
-        assert!(two_proportion_z(4.0, 200.0, 3.0, 200.0) < 1.645);
-        assert_eq!(two_proportion_z(0.0, 100.0, 0.0, 100.0), 0.0);
         // Mann-Whitney on bins: a clear shift, no shift, and all ties.
         let fast: Vec<(f64, u64)> = (1..=20).map(|v| (f64::from(v), 5)).collect();
         let slow: Vec<(f64, u64)> = (11..=30).map(|v| (f64::from(v), 5)).collect();
@@ -1442,7 +1425,11 @@ mod tests {
             spec.rules[0].source,
             Source::JudgeErrorRate { .. }
         ));
-        assert!(spec.rules[0].max.is_some_and(|z| (z - 2.3263).abs() < 1e-3));
+        assert!(
+            spec.rules[0]
+                .max
+                .is_some_and(|l| (l - 100f64.ln()).abs() < 1e-9)
+        );
     }
 
     #[test]

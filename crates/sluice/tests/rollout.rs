@@ -852,7 +852,7 @@ fn the_judge_compares_the_candidate_with_stable_and_a_cooldown_holds_retries_bac
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(
-        out.contains("analysis failed: error_rate_vs_stable <= 1.64"),
+        out.contains("analysis failed: error_rate_vs_stable <= 2.99"),
         "{out}"
     );
     assert_eq!(setup.candidate_weight(), 0.0);
