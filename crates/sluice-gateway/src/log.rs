@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::metrics::{Class, Metrics};
-use sluice_safety::redact;
+use sluice_safety::record::{request_for_log, text_for_log};
 
 /// Events written per transaction, at most.
 const BATCH: usize = 512;
@@ -145,8 +145,8 @@ fn event(record: Record) -> NewEvent {
             "ttft_ms": record.ttft.map(|t| t.as_secs_f64() * 1000.0),
             "prompt_tokens": record.prompt_tokens,
             "completion_tokens": record.completion_tokens,
-            "request": redact(truncate(&request)),
-            "answer": redact(truncate(&answer)),
+            "request": truncate(&request_for_log(&request)),
+            "answer": truncate(&text_for_log(&answer)),
             "safety": record.safety,
             "input_flags": record.input_flags,
         }),

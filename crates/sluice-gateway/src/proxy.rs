@@ -30,7 +30,6 @@ use crate::log::{Recent, Record, RequestLog};
 use crate::metrics::{Class, Metrics, Observation, VersionMetrics};
 use crate::route::{RequestKeys, Snapshot, Version};
 use crate::shadow::{Job, Primary};
-use sluice_safety::redact;
 
 /// State shared by every request.
 pub(crate) struct Shared {
@@ -1183,7 +1182,7 @@ async fn feedback(shared: &Shared, request: Request<Incoming>) -> Response<Gatew
             "value": value,
             "score": score,
             "metric": body.get("metric").and_then(Value::as_str),
-            "comment": comment.map(redact),
+            "comment": comment.map(sluice_safety::record::text_for_log),
         }),
     };
     match store.append_events(vec![event]).await {

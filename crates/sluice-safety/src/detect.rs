@@ -90,8 +90,8 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         (
             Kind::Secret,
             "openai",
-            r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
-            not_anthropic,
+            r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{12,}",
+            openai_key,
         ),
         (
             Kind::Secret,
@@ -148,7 +148,12 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
             iban_valid,
         ),
-        (Kind::Card, "card", r"\b\d(?:[ -]?\d){12,18}\b", card_valid),
+        (
+            Kind::Card,
+            "card",
+            r"\b\d(?:(?:[ \t-]|\r?\n){0,2}\d){12,18}\b",
+            card_valid,
+        ),
         (Kind::Ssn, "ssn", r"\b\d{3}[- ]\d{2}[- ]\d{4}\b", ssn_valid),
         (
             Kind::IpAddress,
@@ -194,8 +199,15 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         .collect()
 });
 
-fn not_anthropic(text: &str) -> bool {
+/// An OpenAI-style key: not Anthropic's (its own pattern); 20 characters or more after
+/// `sk-`, or a shorter tail that mixes letters and digits as generated keys do (so
+/// `sk-learn-pipelines` is a word, not a key).
+fn openai_key(text: &str) -> bool {
+    let tail = text.trim_start_matches("sk-");
     !text.starts_with("sk-ant-")
+        && (tail.len() >= 20
+            || tail.bytes().any(|b| b.is_ascii_digit())
+                && tail.bytes().any(|b| b.is_ascii_alphabetic()))
 }
 
 /// Whether a run of digits (spaces and dashes ignored) passes the Luhn check.

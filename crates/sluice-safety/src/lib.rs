@@ -12,6 +12,7 @@
 
 pub mod detect;
 pub mod injection;
+pub mod record;
 pub mod refusal;
 pub mod scanner;
 pub mod strategy;

@@ -475,3 +475,213 @@ async fn broken_upstream_answers_never_reach_the_client_as_success() {
         );
     }
 }
+
+/// A planted value, how it is sent, and what must not be stored (the value as a reader would
+/// take it: digits only for numbers).
+struct Planted {
+    /// The request body's `messages`, as raw JSON (so escapes reach the gateway as written).
+    messages: String,
+    /// Forms that must appear nowhere in the stored log.
+    forbidden: Vec<String>,
+}
+
+fn one(content: &str, forbidden: &[&str]) -> Planted {
+    Planted {
+        messages: format!(r#"[{{"role":"user","content":"{content}"}}]"#),
+        forbidden: forbidden.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+/// Full-width digits for `digits`.
+fn wide(digits: &str) -> String {
+    digits
+        .chars()
+        .map(|c| {
+            c.to_digit(10)
+                .map_or(c, |d| char::from_u32(0xFF10 + d).unwrap())
+        })
+        .collect()
+}
+
+/// Every digit of `digits` JSON-escaped.
+fn escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect()
+}
+
+fn corpus() -> Vec<Planted> {
+    let mut planted = Vec::new();
+    // Emails: plain, case, tags, escaped `@` and `.`, full-width `@`, in a system message.
+    for email in [
+        "ada.lovelace@example.com",
+        "GRACE.HOPPER@NAVY.MIL",
+        "alan+turing@bletchley.org.uk",
+    ] {
+        planted.push(one(&format!("write to {email} today"), &[email]));
+        planted.push(one(
+            &format!("write to {} today", email.replace('@', "\\u0040")),
+            &[email],
+        ));
+        planted.push(one(
+            &format!("write to {} today", email.replace('@', "＠")),
+            &[email],
+        ));
+    }
+    planted.push(one(
+        "mail me: linus\\u0040kernel\\u002eorg",
+        &["linus@kernel.org"],
+    ));
+    planted.push(Planted {
+        messages: r#"[{"role":"system","content":"Escalate to ops@corp.example.net"},{"role":"user","content":"hi"}]"#.into(),
+        forbidden: vec!["ops@corp.example.net".into()],
+    });
+    // Cards, as test numbers of each issuer, written every way people write them.
+    for card in [
+        "4111111111111111",
+        "5555555555554444",
+        "378282246310005",
+        "6011111111111117",
+        "4012888888881881",
+    ] {
+        let groups: Vec<String> = card
+            .as_bytes()
+            .chunks(4)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        planted.push(one(&format!("card {card} ok"), &[card]));
+        planted.push(one(&format!("card {} ok", groups.join(" ")), &[card]));
+        planted.push(one(&format!("card {} ok", groups.join("-")), &[card]));
+        planted.push(one(&format!("card {} ok", groups.join("\\n")), &[card]));
+        planted.push(one(&format!("card {} ok", wide(card)), &[card]));
+        planted.push(one(&format!("card {} ok", escaped(card)), &[card]));
+        // Split across two parts of one message, and across two messages.
+        let (head, tail) = (groups[..2].join(" "), groups[2..].join(" "));
+        planted.push(Planted {
+            messages: format!(r#"[{{"role":"user","content":[{{"type":"text","text":"card {head} "}},{{"type":"text","text":"{tail} thanks"}}]}}]"#),
+            forbidden: vec![card.into()],
+        });
+        planted.push(Planted {
+            messages: format!(r#"[{{"role":"user","content":"card {head}"}},{{"role":"user","content":"{tail}"}}]"#),
+            forbidden: vec![card.into()],
+        });
+    }
+    // Keys as their providers issue them, short OpenAI-style ones too, and escaped.
+    for key in [
+        "sk-proj-Zx81bQ2mN4pL7rT9vW3yK6aB",
+        "sk-9fQ2xT7bL4mZ",
+        "sk-ant-api03-Xy7Qw2Er9Ty4Ui1Op8As5Df3Gh6Jk0LzXcVbNm",
+        "AKIAQ3EGXY7WZPLM4TSR",
+        "ghp_a8F3kQ9mZ2xL7pR4tW1vY6bN0cJ5dH8eG3sU",
+        "AIzaSyB7x2Kq9mZ4pL1tW8vR3yN6cJ0dH5eG2sU",
+        "xoxb-2847561938-Qm8ZpL3xK7tW",
+    ] {
+        planted.push(one(&format!("my key is {key}"), &[key]));
+        planted.push(one(
+            &format!(
+                "my key is {}",
+                key.replace('-', "\\u002d").replace('_', "\\u005f")
+            ),
+            &[key],
+        ));
+    }
+    planted.push(one(
+        "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9abcdef0123",
+        &["eyJhbGciOiJIUzI1NiJ9abcdef0123"],
+    ));
+    // Other personal data.
+    planted.push(one("ssn 123-45-6789", &["123-45-6789"]));
+    planted.push(one(
+        "iban GB82 WEST 1234 5698 7654 32",
+        &["GB82 WEST 1234 5698 7654 32"],
+    ));
+    planted.push(one("call +1 415 555 2671", &["415 555 2671"]));
+    planted
+}
+
+/// The stored log's text as a reader would take it: JSON decoded, NFKC, digits kept with
+/// their separators and also alone.
+fn readable(logged: &[Value]) -> String {
+    let mut text = String::new();
+    fn walk(value: &Value, out: &mut String) {
+        match value {
+            Value::String(s) => {
+                // Stored strings can hold JSON (the request): decode it too.
+                if let Ok(inner) = serde_json::from_str::<Value>(s) {
+                    walk(&inner, out);
+                }
+                out.push_str(s);
+                out.push('\n');
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            Value::Object(map) => map.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    logged.iter().for_each(|v| walk(v, &mut text));
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    format!("{text}\n{digits}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_planted_value_reaches_the_request_log_however_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_path = dir.path().join("sim.yaml");
+    std::fs::write(&sim_path, "models:\n  echo: {default: echo}\n").unwrap();
+    let sim = Simulate::with_config(&sim_path);
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:\n  chat:\n    versions: [{{name: echo, url: \"{}\", model: echo}}]\n",
+            sim.base_url
+        ),
+    )
+    .unwrap();
+    let mut gateway = Gateway::start(&config, &dir.path().join("sluice.db"));
+    let planted = corpus();
+    assert!(planted.len() >= 50, "{} variants", planted.len());
+    let client = reqwest::Client::new();
+    for (i, p) in planted.iter().enumerate() {
+        let body = format!(
+            r#"{{"model":"chat","user":"u{i}","messages":{}}}"#,
+            p.messages
+        );
+        let response = client
+            .post(format!("{}/chat/completions", gateway.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "variant {i}: {}",
+            p.messages
+        );
+    }
+    gateway.signal("-TERM");
+    assert!(gateway.child.wait().unwrap().success());
+    let store = sluice_store::Store::open_sqlite(&dir.path().join("sluice.db"))
+        .await
+        .unwrap();
+    let logged: Vec<Value> = store
+        .events("gateway:chat", 0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(logged.len(), planted.len());
+    for (i, (p, entry)) in planted.iter().zip(&logged).enumerate() {
+        let text = readable(std::slice::from_ref(entry));
+        for forbidden in &p.forbidden {
+            let digits: String = forbidden.chars().filter(char::is_ascii_digit).collect();
+            let leaked = text.contains(forbidden.as_str())
+                || text.to_lowercase().contains(&forbidden.to_lowercase())
+                || (digits.len() >= 9 && text.contains(&digits));
+            assert!(!leaked, "variant {i} leaked {forbidden}: {}", p.messages);
+        }
+    }
+}
