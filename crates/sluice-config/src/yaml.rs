@@ -97,6 +97,33 @@ impl Node {
         node
     }
 
+    /// Whether two nodes hold the same value, wherever they were written (locations are not
+    /// compared; scalars compare by text and by whether they were plain).
+    pub fn same_value(&self, other: &Node) -> bool {
+        match (&self.kind, &other.kind) {
+            (
+                NodeKind::Scalar {
+                    value: a,
+                    plain: pa,
+                },
+                NodeKind::Scalar {
+                    value: b,
+                    plain: pb,
+                },
+            ) => a == b && pa == pb,
+            (NodeKind::Sequence(a), NodeKind::Sequence(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_value(y))
+            }
+            (NodeKind::Mapping(a), NodeKind::Mapping(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|((ka, va), (kb, vb))| ka.same_value(kb) && va.same_value(vb))
+            }
+            _ => false,
+        }
+    }
+
     /// Where this node starts.
     pub fn location(&self) -> Location {
         self.location
@@ -529,6 +556,15 @@ mod tests {
             "{}",
             errors[0].message
         );
+    }
+
+    #[test]
+    fn values_compare_without_their_locations() {
+        let a = parse("x: {a: 1, b: [2, \"3\"]}\n").unwrap();
+        let b = parse("\n\nx:\n  a: 1\n  b:\n    - 2\n    - \"3\"\n").unwrap();
+        let c = parse("x: {a: 1, b: [2, 3]}\n").unwrap();
+        assert!(a.get("x").unwrap().same_value(b.get("x").unwrap()));
+        assert!(!a.get("x").unwrap().same_value(c.get("x").unwrap()));
     }
 
     #[test]

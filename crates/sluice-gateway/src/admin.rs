@@ -10,7 +10,7 @@
 //! | method | path | |
 //! |---|---|---|
 //! | GET | `/admin/routes` | every route with its versions and weights |
-//! | PUT | `/admin/routes/{route}/weights` | `{"stable": 50, "candidate": 50}` |
+//! | PUT | `/admin/routes/{route}/weights` | `{"stable": 50, "candidate": 50}`; with `x-sluice-rollout: NAME`, rollout NAME steers the route from then on |
 //! | POST | `/admin/routes/{route}/versions` | `{"name", "url", "model", "api_key_env"?}`, weight 0 |
 //! | DELETE | `/admin/routes/{route}/versions/{name}` | only a version with weight 0 |
 //! | PUT | `/admin/routes/{route}/shadow` | `{"version", "percent"}`; percent 0 stops mirroring |
@@ -18,7 +18,8 @@
 //! | PUT | `/admin/routes/{route}/versions/{name}/upstreams` | `{"urls": […]}`: the version's instances |
 //! | GET | `/admin/routes/{route}/bucket?key=K` | the sticky bucket of `K` and its version |
 //! | GET | `/admin/windows?seconds=60` | per-version live windows (`&histogram=1`: with latency bins) |
-//! | POST | `/admin/reload` | re-read the config file |
+//! | DELETE | `/admin/routes/{route}/owner?rollout=NAME` | end rollout NAME's hold on the route |
+//! | POST | `/admin/reload` | re-read the config file and apply what changed, route by route (routes a rollout steers are held) |
 //! | GET | `/metrics` | Prometheus text |
 
 use std::collections::BTreeMap;
@@ -200,7 +201,9 @@ pub(crate) async fn handle(
             )
         }
         (&Method::POST, ["admin", "reload"]) => match handle.reload() {
-            Ok(()) => json_response(StatusCode::OK, &json!({"reloaded": true})),
+            Ok(report) => {
+                json_response(StatusCode::OK, &json!({"reloaded": true, "routes": report}))
+            }
             Err(message) => bad(message),
         },
         (&Method::GET, ["admin", "routes", route, "bucket"]) => {
@@ -229,7 +232,25 @@ pub(crate) async fn handle(
                 None => unknown_route(route),
             }
         }
+        (&Method::DELETE, ["admin", "routes", route, "owner"]) => {
+            let Some(rollout) = query(&request, "rollout") else {
+                return bad("`rollout` is required: /admin/routes/ROUTE/owner?rollout=NAME");
+            };
+            match handle.release(route, &rollout) {
+                Ok(()) => json_response(
+                    StatusCode::OK,
+                    &json!({"route": route, "released": rollout}),
+                ),
+                Err(message) => bad(message),
+            }
+        }
         (&Method::PUT, ["admin", "routes", route, "weights"]) => {
+            // A rollout names itself: it then steers the route, and reloads leave it alone.
+            let owner = request
+                .headers()
+                .get("x-sluice-rollout")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let body = match read_body(
                 request,
                 64 * 1024,
@@ -248,7 +269,7 @@ pub(crate) async fn handle(
                     ));
                 }
             };
-            match handle.set_weights(route, &weights) {
+            match handle.set_weights_as(route, &weights, owner.as_deref()) {
                 Ok(()) => {
                     json_response(StatusCode::OK, &json!({"route": route, "weights": weights}))
                 }

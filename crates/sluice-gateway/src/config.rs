@@ -234,6 +234,9 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// The admin bearer token, read from the named environment variable.
     pub admin_token: Option<sluice_config::Secret>,
+    /// Each route as written (after `${VAR}` interpolation): a reload changes only the routes
+    /// whose definition differs from the last file's.
+    pub sources: BTreeMap<String, sluice_config::Node>,
 }
 
 impl GatewayConfig {
@@ -343,10 +346,23 @@ impl GatewayConfig {
         if !errors.is_empty() {
             return Err(document.diagnostics(errors));
         }
+        let sources = match document.root().get("routes").map(|r| &r.kind) {
+            Some(sluice_config::NodeKind::Mapping(entries)) => entries
+                .iter()
+                .filter_map(|(key, value)| match &key.kind {
+                    sluice_config::NodeKind::Scalar { value: name, .. } => {
+                        Some((name.clone(), value.clone()))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
         Ok(Self {
             snapshot: Snapshot { routes },
             limits,
             admin_token,
+            sources,
         })
     }
 }

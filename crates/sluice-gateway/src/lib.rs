@@ -44,6 +44,34 @@ use crate::route::{Route, Snapshot, Version};
 pub struct GatewayHandle {
     shared: Arc<Shared>,
     config_path: Option<Arc<PathBuf>>,
+    /// The routes as the config file last defined them (see [`GatewayHandle::reload`]).
+    file: Arc<std::sync::Mutex<BTreeMap<String, sluice_config::Node>>>,
+}
+
+/// What a reload did, route by route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadReport {
+    /// Routes new in the file.
+    pub added: Vec<String>,
+    /// Routes whose definition changed: the file's now apply (weights included).
+    pub changed: Vec<String>,
+    /// Routes gone from the file.
+    pub removed: Vec<String>,
+    /// Routes the file did not change: their runtime state (weights, shadow, segments,
+    /// instances set through the admin API or by a rollout) is kept.
+    pub unchanged: Vec<String>,
+    /// Routes the file changed or removed that a rollout steers: left as they are; the
+    /// change applies at the first reload after the rollout has ended.
+    pub held: Vec<HeldRoute>,
+}
+
+/// A route a reload left alone because a rollout steers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HeldRoute {
+    /// The route.
+    pub route: String,
+    /// The rollout that steers it.
+    pub rollout: String,
 }
 
 impl GatewayHandle {
@@ -92,10 +120,38 @@ impl GatewayHandle {
 
     /// Sets a route's weights atomically (percent by version name; they must sum to 100).
     pub fn set_weights(&self, route: &str, weights: &BTreeMap<String, f64>) -> Result<(), String> {
+        self.set_weights_as(route, weights, None)
+    }
+
+    /// Sets a route's weights for the rollout `owner` (when given), which then steers the
+    /// route: reloads leave it alone until [`GatewayHandle::release`].
+    pub fn set_weights_as(
+        &self,
+        route: &str,
+        weights: &BTreeMap<String, f64>,
+        owner: Option<&str>,
+    ) -> Result<(), String> {
         self.update_route(route, |r| {
-            r.with_weights(weights).map_err(|e| e.to_string())
+            let mut next = r.with_weights(weights).map_err(|e| e.to_string())?;
+            if let Some(owner) = owner {
+                next.owner = Some(owner.to_owned());
+            }
+            Ok(next)
         })?;
-        info!(route, ?weights, "Weights set.");
+        info!(route, ?weights, rollout = owner, "Weights set.");
+        Ok(())
+    }
+
+    /// Ends the rollout `owner`'s hold on a route (nothing when another rollout holds it).
+    pub fn release(&self, route: &str, owner: &str) -> Result<(), String> {
+        self.update_route(route, |r| {
+            let mut next = r.clone();
+            if next.owner.as_deref() == Some(owner) {
+                next.owner = None;
+            }
+            Ok(next)
+        })?;
+        info!(route, rollout = owner, "Route released.");
         Ok(())
     }
 
@@ -237,16 +293,67 @@ impl GatewayHandle {
         Ok(())
     }
 
-    /// Re-reads the config file and swaps its routes in; on an error the routes in force are
-    /// kept. Listener limits are not reloaded.
-    pub fn reload(&self) -> Result<(), String> {
+    /// Re-reads the config file and applies what changed in it, route by route (a diff, not
+    /// a replacement): a route whose definition is as before keeps its runtime state, a
+    /// changed or new one takes the file's, and a route a rollout steers is never changed (see
+    /// [`ReloadReport`]). On an error nothing changes. Listener limits are not reloaded.
+    pub fn reload(&self) -> Result<ReloadReport, String> {
         let Some(path) = &self.config_path else {
             return Err("this gateway was started without a config file".into());
         };
         let config = GatewayConfig::load(path, &ProcessEnv).map_err(|e| e.to_string())?;
-        self.shared.snapshot.store(Arc::new(config.snapshot));
-        info!(path = %path.display(), "Config reloaded.");
-        Ok(())
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut report = ReloadReport::default();
+        let mut next_file = BTreeMap::new();
+        self.shared.snapshot.rcu(|current| {
+            report = ReloadReport::default();
+            next_file = config.sources.clone();
+            let mut next = (**current).clone();
+            let names: std::collections::BTreeSet<&String> = current
+                .routes
+                .keys()
+                .chain(config.snapshot.routes.keys())
+                .collect();
+            for name in names {
+                let running = current.routes.get(name);
+                let wanted = config.snapshot.routes.get(name);
+                let same = match (file.get(name), config.sources.get(name)) {
+                    (Some(old), Some(new)) => old.same_value(new),
+                    _ => false,
+                };
+                match (running, wanted) {
+                    (Some(route), _) if route.owner.is_some() && !same => {
+                        report.held.push(HeldRoute {
+                            route: name.clone(),
+                            rollout: route.owner.clone().unwrap_or_default(),
+                        });
+                        // The file's change is still to come once the rollout has ended.
+                        match file.get(name) {
+                            Some(old) => next_file.insert(name.clone(), old.clone()),
+                            None => next_file.remove(name),
+                        };
+                    }
+                    (Some(_), Some(_)) if same => report.unchanged.push(name.clone()),
+                    (Some(_), Some(route)) => {
+                        next.routes.insert(name.clone(), Arc::clone(route));
+                        report.changed.push(name.clone());
+                    }
+                    (None, Some(route)) => {
+                        next.routes.insert(name.clone(), Arc::clone(route));
+                        report.added.push(name.clone());
+                    }
+                    (Some(_), None) => {
+                        next.routes.remove(name);
+                        report.removed.push(name.clone());
+                    }
+                    (None, None) => {}
+                }
+            }
+            next
+        });
+        *file = next_file;
+        info!(path = %path.display(), ?report, "Config reloaded.");
+        Ok(report)
     }
 
     /// Requests whose answers are not complete.
@@ -336,6 +443,7 @@ impl GatewayServer {
         let handle = GatewayHandle {
             shared: Arc::clone(&shared),
             config_path: config_path.map(Arc::new),
+            file: Arc::new(std::sync::Mutex::new(config.sources.clone())),
         };
         let (shutdown, receiver) = watch::channel(false);
         let public = {

@@ -187,6 +187,9 @@ pub struct Route {
     pub segments: Vec<Segment>,
     /// Mirroring of sampled requests to a shadow version.
     pub shadow: Option<Shadow>,
+    /// The rollout steering this route, when one is (runtime state, never from the file): a
+    /// reload leaves an owned route as it is.
+    pub owner: Option<String>,
 }
 
 /// Shadow mirroring: a sampled copy of requests goes to `version`; its answer is compared with
@@ -271,6 +274,7 @@ impl Route {
             override_token: None,
             segments,
             shadow: None,
+            owner: None,
         };
         route.set_weights(weights)?;
         Ok(route)
@@ -407,6 +411,7 @@ impl Route {
             },
             "salt": self.salt,
             "overrides": self.overrides,
+            "owner": self.owner,
             "shadow": self.shadow.as_ref().map(|s| json!({"version": s.version, "percent": s.percent})),
             "segments": self.segments.iter().map(|s| match s {
                 Segment::Header { name, value, version } => json!({"header": name, "equals": value, "version": version}),

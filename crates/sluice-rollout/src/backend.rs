@@ -56,11 +56,28 @@ impl Backend {
     }
 
     async fn put(&self, path: &str, body: Value) -> Result<(), BackendError> {
+        self.send(reqwest::Method::PUT, path, Some(body), None)
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        rollout: Option<&str>,
+    ) -> Result<(), BackendError> {
         let Backend::Admin { client, url, token } = self else {
             return Err(BackendError::Refused("not an HTTP backend".into()));
         };
         let url = format!("{url}{path}");
-        let mut request = client.put(&url).json(&body);
+        let mut request = client.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(rollout) = rollout {
+            request = request.header("x-sluice-rollout", rollout);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token.expose());
         }
@@ -75,21 +92,83 @@ impl Backend {
         }
     }
 
-    /// Sets a route's weights (percent by version).
+    /// Sets a route's weights (percent by version) for the rollout named `rollout`, which
+    /// then steers the route: the gateway's reloads leave it alone until it is released.
     pub async fn set_weights(
         &self,
         route: &str,
         weights: BTreeMap<String, f64>,
+        rollout: &str,
     ) -> Result<(), BackendError> {
         match self {
             Backend::InProcess(handle) => handle
-                .set_weights(route, &weights)
+                .set_weights_as(route, &weights, Some(rollout))
                 .map_err(BackendError::Refused),
             Backend::Admin { .. } => {
-                self.put(&format!("/admin/routes/{route}/weights"), json!(weights))
-                    .await
+                self.send(
+                    reqwest::Method::PUT,
+                    &format!("/admin/routes/{route}/weights"),
+                    Some(json!(weights)),
+                    Some(rollout),
+                )
+                .await
             }
         }
+    }
+
+    /// Ends the rollout's hold on the route (its weights stay).
+    pub async fn release(&self, route: &str, rollout: &str) -> Result<(), BackendError> {
+        match self {
+            Backend::InProcess(handle) => handle
+                .release(route, rollout)
+                .map_err(BackendError::Refused),
+            Backend::Admin { .. } => {
+                self.send(
+                    reqwest::Method::DELETE,
+                    &format!("/admin/routes/{route}/owner?rollout={rollout}"),
+                    None,
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    /// The route's weights in force, by version.
+    pub async fn weights(&self, route: &str) -> Result<BTreeMap<String, f64>, String> {
+        let routes = match self {
+            Backend::InProcess(handle) => {
+                let snapshot = handle.snapshot();
+                let route = snapshot
+                    .routes
+                    .get(route)
+                    .ok_or_else(|| format!("the gateway has no route `{route}`"))?;
+                return Ok(route
+                    .versions
+                    .iter()
+                    .zip(&route.weights)
+                    .map(|(v, w)| (v.name.clone(), *w))
+                    .collect());
+            }
+            Backend::Admin { client, url, token } => {
+                let mut request = client.get(format!("{url}/admin/routes"));
+                if let Some(token) = token {
+                    request = request.bearer_auth(token.expose());
+                }
+                let response = request.send().await.map_err(|e| e.to_string())?;
+                if !response.status().is_success() {
+                    return Err(format!("the gateway answered {}", response.status()));
+                }
+                response.json::<Value>().await.map_err(|e| e.to_string())?
+            }
+        };
+        let versions = routes["routes"][route]["versions"]
+            .as_array()
+            .ok_or_else(|| format!("the gateway has no route `{route}`"))?;
+        Ok(versions
+            .iter()
+            .filter_map(|v| Some((v["name"].as_str()?.to_owned(), v["weight"].as_f64()?)))
+            .collect())
     }
 
     /// Mirrors `percent` of a route's requests to `version` (0 stops).

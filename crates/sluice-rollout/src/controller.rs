@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use sluice_store::{NewEvent, NewRun, RunFilter, RunId, RunStatus, Store};
+use sluice_store::{LeaseOutcome, NewEvent, NewRun, RunFilter, RunId, RunStatus, Store};
 use tracing::{info, warn};
 
 use crate::backend::{Backend, BackendError};
@@ -26,6 +26,13 @@ use crate::{RolloutError, alert};
 const TICK: Duration = Duration::from_millis(100);
 /// How long a finished rollout keeps offering its last weight to a gateway that refuses it.
 const FINAL_WEIGHT_WAIT: Duration = Duration::from_secs(10);
+/// How often the gateway's weights are compared with the stored state.
+const REASSERT_EVERY: Duration = Duration::from_secs(1);
+/// How long a controller's lease on its rollout lasts unless renewed (a controller killed
+/// elsewhere is taken over after this; one that died on this host, at once).
+const LEASE_TTL_MS: i64 = 15_000;
+/// How often a controller renews its lease.
+const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Timeout of each admin API call.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -76,6 +83,10 @@ pub struct Controller {
     pending_weight: Option<u32>,
     /// When each rule is next measured.
     due: BTreeMap<usize, Instant>,
+    /// When the gateway's weights are next compared with the stored state.
+    next_check: Instant,
+    /// When the lease on the rollout is next renewed.
+    next_renewal: Instant,
     /// The running sequential test of each error-rate judge, by rule.
     judges: BTreeMap<usize, crate::sequential::ErrorRateTest>,
     /// Alerts being delivered.
@@ -119,6 +130,8 @@ impl Controller {
             .timeout(ADMIN_TIMEOUT)
             .build()
             .map_err(|e| RolloutError::Gateway(e.to_string()))?;
+        // One controller per rollout: the lease is taken before a run is found or created.
+        claim(&store, &spec.name).await?;
         let running = store
             .list_runs(RunFilter {
                 kind: Some("rollout".into()),
@@ -226,6 +239,8 @@ impl Controller {
             seen,
             pending_weight: None,
             due: BTreeMap::new(),
+            next_check: Instant::now(),
+            next_renewal: Instant::now() + LEASE_RENEW_EVERY,
             judges: BTreeMap::new(),
             alerts: Vec::new(),
             followups: Vec::new(),
@@ -262,6 +277,8 @@ impl Controller {
             if let Some(weight) = self.pending_weight {
                 self.set_weight(weight).await;
             }
+            self.renew().await?;
+            self.reassert().await?;
             let mut inputs = std::mem::take(&mut self.followups);
             inputs.extend(self.commands().await?);
             for input in inputs {
@@ -298,6 +315,14 @@ impl Controller {
             tokio::time::sleep(TICK).await;
             self.set_weight(weight).await;
         }
+        // The route is the gateway's own again: reloads may change it from now on.
+        if let Err(error) = self
+            .backend
+            .release(&self.spec.route, &self.spec.name)
+            .await
+        {
+            warn!(%error, "The gateway did not take the release of the route.");
+        }
         let status = if self.state.aborted {
             RunStatus::Failed
         } else {
@@ -309,7 +334,76 @@ impl Controller {
         for task in self.alerts.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
         }
+        if let Err(error) = self.store.unclaim(&lease_name(&self.spec.name)).await {
+            warn!(%error, "Cannot release the rollout's lease; it lapses by itself.");
+        }
         Ok(self.state)
+    }
+
+    /// Renews the lease on the rollout; one taken over by another controller (this one
+    /// stalled past it) stops this one.
+    async fn renew(&mut self) -> Result<(), RolloutError> {
+        if Instant::now() < self.next_renewal {
+            return Ok(());
+        }
+        self.next_renewal = Instant::now() + LEASE_RENEW_EVERY;
+        match self
+            .store
+            .claim(&lease_name(&self.spec.name), LEASE_TTL_MS)
+            .await
+        {
+            Ok(LeaseOutcome::Acquired { .. }) => Ok(()),
+            Ok(LeaseOutcome::Held(lease)) => Err(RolloutError::LeaseLost {
+                name: self.spec.name.clone(),
+                holder: lease.holder,
+            }),
+            // A store that cannot be reached now is retried at the next renewal.
+            Err(error) => {
+                warn!(%error, "Cannot renew the rollout's lease.");
+                Ok(())
+            }
+        }
+    }
+
+    /// The stored state is the truth: when the gateway's weights differ from it (a reload, a
+    /// restarted gateway, a hand-made change), the stored weights are set again and the
+    /// disagreement is recorded. Checked at most once a second.
+    async fn reassert(&mut self) -> Result<(), RolloutError> {
+        if self.pending_weight.is_some() || Instant::now() < self.next_check {
+            return Ok(());
+        }
+        self.next_check = Instant::now() + REASSERT_EVERY;
+        let Ok(found) = self.backend.weights(&self.spec.route).await else {
+            return Ok(());
+        };
+        let weight = self.state.weight;
+        // A route without both versions is reported by setting weights, not here.
+        if !(found.contains_key(&self.spec.candidate) && found.contains_key(&self.spec.stable)) {
+            return Ok(());
+        }
+        let expected = |version: &str, want: u32| {
+            found
+                .get(version)
+                .is_some_and(|w| (w - f64::from(want)).abs() < 1e-9)
+        };
+        if expected(&self.spec.candidate, weight) && expected(&self.spec.stable, 100 - weight) {
+            return Ok(());
+        }
+        warn!(
+            route = self.spec.route,
+            ?found,
+            weight,
+            "The gateway's weights differ from the rollout's stored state; setting them again."
+        );
+        self.store
+            .append_events(vec![NewEvent {
+                subject: subject(&self.run),
+                kind: "reasserted".into(),
+                payload: json!({"found": found, "candidate_weight": weight}),
+            }])
+            .await?;
+        self.set_weight(weight).await;
+        Ok(())
     }
 
     fn due_rules(&mut self) -> Vec<usize> {
@@ -706,7 +800,11 @@ impl Controller {
         let mut weights = BTreeMap::new();
         weights.insert(self.spec.stable.clone(), f64::from(100 - weight));
         weights.insert(self.spec.candidate.clone(), f64::from(weight));
-        match self.backend.set_weights(&self.spec.route, weights).await {
+        match self
+            .backend
+            .set_weights(&self.spec.route, weights, &self.spec.name)
+            .await
+        {
             Ok(()) => {
                 self.pending_weight = None;
                 info!(weight, route = self.spec.route, "Candidate weight set.");
@@ -1060,6 +1158,23 @@ async fn cooling_down(store: &Store, spec: &Spec) -> Result<(), RolloutError> {
             })
         }
         _ => Ok(()),
+    }
+}
+
+/// The lease a rollout's controller holds.
+fn lease_name(rollout: &str) -> String {
+    format!("rollout:{rollout}")
+}
+
+/// Takes the lease on rollout `name` for this process, or says who drives it.
+async fn claim(store: &Store, name: &str) -> Result<(), RolloutError> {
+    match store.claim(&lease_name(name), LEASE_TTL_MS).await? {
+        LeaseOutcome::Acquired { .. } => Ok(()),
+        LeaseOutcome::Held(lease) => Err(RolloutError::Held {
+            name: name.to_owned(),
+            holder: lease.holder,
+            until: sluice_store::utc_timestamp(lease.expires_at_ms),
+        }),
     }
 }
 

@@ -42,6 +42,26 @@ pub enum RolloutError {
     /// No rollout of that name is running.
     #[error("no rollout named `{0}` is running (see `sluice rollout list`)")]
     NotRunning(String),
+    /// Another live controller drives this rollout.
+    #[error(
+        "rollout `{name}` is driven by another controller ({holder}, lease until {until}); stop it first, or wait for its lease to lapse"
+    )]
+    Held {
+        /// The rollout.
+        name: String,
+        /// Who holds its lease.
+        holder: String,
+        /// When the lease lapses unless renewed (UTC).
+        until: String,
+    },
+    /// This controller's lease was taken over (it stalled past the lease): it stops driving.
+    #[error("rollout `{name}`: another controller ({holder}) took the lease over; this one stops")]
+    LeaseLost {
+        /// The rollout.
+        name: String,
+        /// Who holds the lease now.
+        holder: String,
+    },
 }
 
 impl From<sluice_store::StoreError> for RolloutError {

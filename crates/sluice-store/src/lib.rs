@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use model::{
-    Event, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus, utc_timestamp,
+    Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus,
+    utc_timestamp,
 };
 pub use postgres::PostgresBackend;
 pub use registry::{
@@ -137,6 +138,19 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// The runs that used a version, oldest first.
     async fn lineage(&self, model: &str, version: &str) -> Result<Vec<LineageLink>, StoreError>;
+    /// Takes `name` for `holder` for `ttl_ms` from now: when nobody holds it, its lease has
+    /// lapsed, or `holder` already holds it (a renewal); otherwise says who holds it. Atomic:
+    /// of two processes asking at once, one gets it.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<LeaseOutcome, StoreError>;
+    /// Gives `name` up, if `holder` holds it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// The lease on `name`, live or lapsed, if there is one.
+    async fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
 }
 
 /// Where the store lives.
@@ -228,6 +242,26 @@ impl Store {
     /// Where this store lives.
     pub fn location(&self) -> &StoreLocation {
         &self.location
+    }
+
+    /// Takes the lease on `name` for this process (see [`Backend::acquire_lease`]); a lease
+    /// whose holder is a process on this host that has exited is taken over at once.
+    pub async fn claim(&self, name: &str, ttl_ms: i64) -> Result<LeaseOutcome, StoreError> {
+        let holder = Lease::holder_here();
+        match self.backend.acquire_lease(name, &holder, ttl_ms).await? {
+            LeaseOutcome::Held(lease) if lease.holder_gone() => {
+                self.backend.release_lease(name, &lease.holder).await?;
+                self.backend.acquire_lease(name, &holder, ttl_ms).await
+            }
+            outcome => Ok(outcome),
+        }
+    }
+
+    /// Gives up this process's lease on `name`.
+    pub async fn unclaim(&self, name: &str) -> Result<(), StoreError> {
+        self.backend
+            .release_lease(name, &Lease::holder_here())
+            .await
     }
 
     /// The backend, for the operations of the [`Backend`] trait.

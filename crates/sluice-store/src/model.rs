@@ -177,6 +177,65 @@ pub struct NewEvent {
     pub payload: serde_json::Value,
 }
 
+/// A lease: `holder` has `name` (a rollout run's controller, a running command) until
+/// `expires_at_ms`, unless it renews it first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    /// What is held (`rollout:RUN`, `run:RUN`).
+    pub name: String,
+    /// Who holds it: host, process id and a start stamp, as [`Lease::holder_here`] makes.
+    pub holder: String,
+    /// When the holder took it, Unix milliseconds.
+    pub acquired_at_ms: i64,
+    /// When it lapses unless renewed, Unix milliseconds.
+    pub expires_at_ms: i64,
+}
+
+impl Lease {
+    /// This process as a lease holder: `HOST pid N`.
+    pub fn holder_here() -> String {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("{host} pid {}", std::process::id())
+    }
+
+    /// Whether it still holds at `now_ms`.
+    pub fn live(&self, now_ms: i64) -> bool {
+        self.expires_at_ms > now_ms
+    }
+
+    /// Whether its holder is a process on this host that has exited (so the lease need not
+    /// be waited out). A holder elsewhere is never judged gone: only its lease says.
+    pub fn holder_gone(&self) -> bool {
+        let here = Self::holder_here();
+        let (Some((host, _)), Some((_, pid))) =
+            (here.split_once(" pid "), self.holder.split_once(" pid "))
+        else {
+            return false;
+        };
+        self.holder.starts_with(&format!("{host} pid "))
+            && pid.parse::<u32>().is_ok_and(|pid| {
+                pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            })
+    }
+}
+
+/// What asking for a lease gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// It is ours until `expires_at_ms` (taken, renewed, or taken over after it lapsed).
+    Acquired {
+        /// When it lapses unless renewed.
+        expires_at_ms: i64,
+    },
+    /// Someone else holds it.
+    Held(Lease),
+}
+
 /// A stored event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {

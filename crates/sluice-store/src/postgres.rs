@@ -10,7 +10,9 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, GenericClient, NoTls, Row};
 use tracing::{info, warn};
 
-use crate::model::{Event, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus};
+use crate::model::{
+    Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus,
+};
 use crate::registry::{
     AliasChange, AliasMove, LineageLink, ModelVersion, NewModelVersion, VERSION_COLUMNS,
     VersionRow, VersionUpdate, aliases_by_version, check_alias, check_lineage_kind, check_names,
@@ -797,5 +799,81 @@ impl Backend for PostgresBackend {
                 at_ms: row.get(2),
             })
             .collect())
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().ok_or_else(|| self.lost())?;
+        let now = now_ms();
+        let expires = now + ttl_ms;
+        // One statement: of two processes asking at once, the row lock lets one through.
+        let taken = client
+            .execute(
+                "INSERT INTO leases (name, holder, acquired_at_ms, expires_at_ms)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO UPDATE SET
+                     acquired_at_ms = CASE WHEN leases.holder = excluded.holder
+                                           THEN leases.acquired_at_ms ELSE excluded.acquired_at_ms END,
+                     holder = excluded.holder,
+                     expires_at_ms = excluded.expires_at_ms
+                 WHERE leases.holder = excluded.holder OR leases.expires_at_ms <= excluded.acquired_at_ms",
+                &[&name, &holder, &now, &expires],
+            )
+            .await
+            .map_err(pg)?;
+        if taken > 0 {
+            return Ok(LeaseOutcome::Acquired {
+                expires_at_ms: expires,
+            });
+        }
+        let row = client
+            .query_one(
+                "SELECT name, holder, acquired_at_ms, expires_at_ms FROM leases WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(LeaseOutcome::Held(lease_from_row(&row)))
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().ok_or_else(|| self.lost())?;
+        client
+            .execute(
+                "DELETE FROM leases WHERE name = $1 AND holder = $2",
+                &[&name, &holder],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().ok_or_else(|| self.lost())?;
+        Ok(client
+            .query_opt(
+                "SELECT name, holder, acquired_at_ms, expires_at_ms FROM leases WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?
+            .as_ref()
+            .map(lease_from_row))
+    }
+}
+
+fn lease_from_row(row: &Row) -> Lease {
+    Lease {
+        name: row.get(0),
+        holder: row.get(1),
+        acquired_at_ms: row.get(2),
+        expires_at_ms: row.get(3),
     }
 }

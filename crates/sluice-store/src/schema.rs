@@ -87,6 +87,13 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 4: events found by time (the request log's last minutes without reading it all).
     "CREATE INDEX events_by_time ON events (subject, at_ms, seq);",
+    // 5: leases: who holds a rollout's controller or a running command, until when.
+    "CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        acquired_at_ms {bigint} NOT NULL,
+        expires_at_ms {bigint} NOT NULL
+    );",
 ];
 
 /// The schema version this build creates and understands.

@@ -8,7 +8,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tracing::info;
 
-use crate::model::{Event, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus};
+use crate::model::{
+    Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus,
+};
 use crate::registry::{
     AliasChange, AliasMove, LineageLink, ModelVersion, NewModelVersion, VERSION_COLUMNS,
     VersionRow, VersionUpdate, aliases_by_version, check_alias, check_lineage_kind, check_names,
@@ -744,4 +746,79 @@ impl Backend for SqliteBackend {
         })
         .await
     }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            let taken = transaction.execute(LEASE_UPSERT_SQLITE, params![name, holder, now, now + ttl_ms])?;
+            let outcome = if taken > 0 {
+                LeaseOutcome::Acquired {
+                    expires_at_ms: now + ttl_ms,
+                }
+            } else {
+                LeaseOutcome::Held(transaction.query_row(
+                    "SELECT name, holder, acquired_at_ms, expires_at_ms FROM leases WHERE name = ?1",
+                    [&name],
+                    lease_from_row,
+                )?)
+            };
+            transaction.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.with(move |connection| {
+            connection.execute(
+                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                params![name, holder],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT name, holder, acquired_at_ms, expires_at_ms FROM leases WHERE name = ?1",
+                    [&name],
+                    lease_from_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+}
+
+/// Takes a lease that is free, lapsed or already the holder's (a renewal keeps when it was
+/// first taken); changes nothing when another holder's is live.
+const LEASE_UPSERT_SQLITE: &str = "INSERT INTO leases (name, holder, acquired_at_ms, expires_at_ms)
+     VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (name) DO UPDATE SET
+         acquired_at_ms = CASE WHEN leases.holder = excluded.holder
+                               THEN leases.acquired_at_ms ELSE excluded.acquired_at_ms END,
+         holder = excluded.holder,
+         expires_at_ms = excluded.expires_at_ms
+     WHERE leases.holder = excluded.holder OR leases.expires_at_ms <= excluded.acquired_at_ms";
+
+fn lease_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
+    Ok(Lease {
+        name: row.get(0)?,
+        holder: row.get(1)?,
+        acquired_at_ms: row.get(2)?,
+        expires_at_ms: row.get(3)?,
+    })
 }

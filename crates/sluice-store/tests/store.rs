@@ -141,7 +141,86 @@ on_both_backends!(
     lineage_links_runs_to_a_version,
     bad_registry_input_is_refused_and_writes_nothing,
     concurrent_alias_moves_keep_a_consistent_history,
+    a_lease_has_one_holder_until_it_lapses,
+    of_many_asking_at_once_one_gets_the_lease,
 );
+
+async fn a_lease_has_one_holder_until_it_lapses(fixture: Fixture) {
+    use sluice_store::LeaseOutcome;
+    let store = fixture.open().await;
+    let acquired = |o: &LeaseOutcome| matches!(o, LeaseOutcome::Acquired { .. });
+    assert!(acquired(
+        &store
+            .acquire_lease("rollout:r", "host-a pid 1", 60_000)
+            .await
+            .unwrap()
+    ));
+    match store
+        .acquire_lease("rollout:r", "host-b pid 2", 60_000)
+        .await
+        .unwrap()
+    {
+        LeaseOutcome::Held(lease) => assert_eq!(lease.holder, "host-a pid 1"),
+        other => panic!("{other:?}"),
+    }
+    // The holder renews; someone else's release changes nothing.
+    let first = store.lease("rollout:r").await.unwrap().unwrap();
+    assert!(acquired(
+        &store
+            .acquire_lease("rollout:r", "host-a pid 1", 60_000)
+            .await
+            .unwrap()
+    ));
+    store
+        .release_lease("rollout:r", "host-b pid 2")
+        .await
+        .unwrap();
+    let renewed = store.lease("rollout:r").await.unwrap().unwrap();
+    assert_eq!(renewed.acquired_at_ms, first.acquired_at_ms);
+    assert!(renewed.expires_at_ms >= first.expires_at_ms);
+    // A lapsed lease is taken over.
+    assert!(acquired(
+        &store
+            .acquire_lease("run:x", "host-a pid 1", 1)
+            .await
+            .unwrap()
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(acquired(
+        &store
+            .acquire_lease("run:x", "host-b pid 2", 60_000)
+            .await
+            .unwrap()
+    ));
+    assert_eq!(
+        store.lease("run:x").await.unwrap().unwrap().holder,
+        "host-b pid 2"
+    );
+    // Released by its holder, it is gone.
+    store.release_lease("run:x", "host-b pid 2").await.unwrap();
+    assert!(store.lease("run:x").await.unwrap().is_none());
+}
+
+async fn of_many_asking_at_once_one_gets_the_lease(fixture: Fixture) {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = fixture.open().await;
+        tasks.push(tokio::spawn(async move {
+            store
+                .acquire_lease("rollout:contended", &format!("host pid {i}"), 60_000)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(matches!(
+            task.await.unwrap(),
+            sluice_store::LeaseOutcome::Acquired { .. }
+        ));
+    }
+    assert_eq!(winners, 1);
+}
 
 fn new_run(kind: &str, name: &str) -> NewRun {
     NewRun {
@@ -413,7 +492,7 @@ async fn an_older_store_is_migrated_forward_keeping_its_runs(fixture: Fixture) {
     // Turn the store back into a version-1 store: no results, no registry.
     fixture
         .execute(
-            "DROP INDEX events_by_time; DROP TABLE model_lineage; DROP TABLE alias_history;
+            "DROP TABLE leases; DROP INDEX events_by_time; DROP TABLE model_lineage; DROP TABLE alias_history;
              DROP TABLE model_aliases; DROP TABLE model_versions; DROP TABLE run_results;",
         )
         .await;

@@ -391,6 +391,10 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
     if let Some(id) = &run_id {
         link_run(store.as_ref(), version.as_ref(), "bench", id.as_str()).await?;
     }
+    let _heartbeat = match (&store, &run_id) {
+        (Some(store), Some(id)) => Some(super::Heartbeat::start(store, id.as_str()).await),
+        _ => None,
+    };
     let quiet = args.json;
     let (live, display) = live_display(!quiet && std::io::stderr().is_terminal());
     let say_stage = |result: &BenchResult| {

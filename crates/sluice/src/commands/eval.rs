@@ -151,6 +151,10 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         (None, _) => ("not-stored".to_owned(), Vec::new()),
     };
     link_run(store.as_ref(), version.as_ref(), "eval", &run_id).await?;
+    let _heartbeat = match &store {
+        Some(store) => Some(super::Heartbeat::start(store, &run_id).await),
+        None => None,
+    };
     options.skip = replay.iter().map(|record| record.seq as u64).collect();
 
     let started = Instant::now();

@@ -33,6 +33,10 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
     } else {
         Some(open_store(store_location).await?)
     };
+    let mut config = config;
+    if let Some(store) = &store {
+        restore_rollouts(&mut config.snapshot, store, &args.config).await;
+    }
     let server = GatewayServer::start(
         config,
         Some(args.config.clone()),
@@ -112,6 +116,84 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
     Ok(Outcome::Ok)
 }
 
+/// A restarted gateway starts from its file; the store says where rollouts left each route.
+/// For every route, the newest rollout on it wins over the file: a running one's last weights
+/// (and it steers the route again), or a finished one's final weights unless the file was
+/// edited after it ended (then the file is the newer word).
+async fn restore_rollouts(
+    snapshot: &mut sluice_gateway::route::Snapshot,
+    store: &sluice_store::Store,
+    config: &std::path::Path,
+) {
+    let edited_ms = std::fs::metadata(config)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(i64::MAX, |d| {
+            i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+        });
+    let runs = match store
+        .list_runs(sluice_store::RunFilter {
+            kind: Some("rollout".into()),
+            status: None,
+            limit: 1000,
+        })
+        .await
+    {
+        Ok(runs) => runs,
+        Err(error) => {
+            warn!(%error, "Cannot read rollouts from the store; the file's weights apply.");
+            return;
+        }
+    };
+    for (name, route) in snapshot.routes.iter_mut() {
+        let Some(run) = runs
+            .iter()
+            .filter(|r| r.config["route"].as_str() == Some(name.as_str()))
+            .max_by_key(|r| r.started_at_ms)
+        else {
+            continue;
+        };
+        let running = run.status == sluice_store::RunStatus::Running;
+        if !running && run.finished_at_ms.is_none_or(|end| end < edited_ms) {
+            continue;
+        }
+        let (Some(stable), Some(candidate)) = (
+            run.config["stable"].as_str(),
+            run.config["candidate"].as_str(),
+        ) else {
+            continue;
+        };
+        let state = match super::rollout::state_of(store, run).await {
+            Ok(state) => state,
+            Err(error) => {
+                warn!(%error, rollout = run.name, "Cannot read the rollout's state.");
+                continue;
+            }
+        };
+        let weights = std::collections::BTreeMap::from([
+            (stable.to_owned(), f64::from(100 - state.weight)),
+            (candidate.to_owned(), f64::from(state.weight)),
+        ]);
+        if route.index(stable).is_none() || route.index(candidate).is_none() {
+            continue;
+        }
+        match route.with_weights(&weights) {
+            Ok(mut restored) => {
+                restored.owner = running.then(|| run.name.clone());
+                *route = std::sync::Arc::new(restored);
+                info!(
+                    route = name,
+                    rollout = run.name,
+                    candidate_weight = state.weight,
+                    "Weights restored from the store."
+                );
+            }
+            Err(error) => warn!(%error, route = name, "Cannot restore the rollout's weights."),
+        }
+    }
+}
+
 #[cfg(unix)]
 async fn reload_on_hangup(handle: sluice_gateway::GatewayHandle) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -120,8 +202,17 @@ async fn reload_on_hangup(handle: sluice_gateway::GatewayHandle) {
         return;
     };
     while hangups.recv().await.is_some() {
-        if let Err(error) = handle.reload() {
-            warn!(%error, "Reload failed; the routes in force are kept.");
+        match handle.reload() {
+            Ok(report) => {
+                for held in &report.held {
+                    warn!(
+                        route = held.route,
+                        rollout = held.rollout,
+                        "The route's changes in the file wait: a rollout steers it."
+                    );
+                }
+            }
+            Err(error) => warn!(%error, "Reload failed; the routes in force are kept."),
         }
     }
 }

@@ -71,6 +71,64 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
+/// How long a running command's lease on its run lasts unless renewed.
+const RUN_LEASE_TTL_MS: i64 = 30_000;
+/// How often a running command renews it.
+const RUN_LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Keeps this process's lease on a run while it works on it (renewed in the background until
+/// dropped), so that a run whose process died shows as interrupted rather than running.
+pub(crate) struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    /// Takes the lease on run `id` and keeps it.
+    pub(crate) async fn start(store: &Store, id: &str) -> Self {
+        let (store, name) = (store.clone(), run_lease(id));
+        if let Err(error) = store.claim(&name, RUN_LEASE_TTL_MS).await {
+            tracing::warn!(%error, "Cannot record that this process runs the run.");
+        }
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RUN_LEASE_RENEW).await;
+                if let Err(error) = store.claim(&name, RUN_LEASE_TTL_MS).await {
+                    tracing::warn!(%error, "Cannot renew the run's lease.");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The lease a running command holds on its run.
+fn run_lease(id: &str) -> String {
+    format!("run:{id}")
+}
+
+/// Whether a run stored as running has lost its process: no live lease, or one whose holder
+/// on this host has exited. Rollouts are driven under their own lease, by name.
+pub(crate) async fn interrupted(store: &Store, run: &sluice_store::Run) -> anyhow::Result<bool> {
+    if run.status != sluice_store::RunStatus::Running {
+        return Ok(false);
+    }
+    let name = if run.kind == "rollout" {
+        format!("rollout:{}", run.name)
+    } else {
+        run_lease(run.id.as_str())
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Ok(match store.lease(&name).await? {
+        Some(lease) => !lease.live(now) || lease.holder_gone(),
+        None => true,
+    })
+}
+
 /// Opens the store named by `--store` / `SLUICE_STORE`.
 async fn open_store(location: &str) -> anyhow::Result<Store> {
     let location = StoreLocation::parse(location)?;

@@ -56,6 +56,10 @@ pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outc
     if let Some(id) = &run_id {
         link_run(store.as_ref(), version.as_ref(), "redteam", id.as_str()).await?;
     }
+    let _heartbeat = match (&store, &run_id) {
+        (Some(store), Some(id)) => Some(super::Heartbeat::start(store, id.as_str()).await),
+        _ => None,
+    };
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

@@ -35,14 +35,19 @@ async fn latest_run(store: &Store, name: &str) -> anyhow::Result<sluice_store::R
 
 async fn stored_state(store: &Store, name: &str) -> anyhow::Result<(sluice_store::Run, State)> {
     let run = latest_run(store, name).await?;
+    let state = state_of(store, &run).await?;
+    Ok((run, state))
+}
+
+/// The last state a run stored.
+pub(crate) async fn state_of(store: &Store, run: &sluice_store::Run) -> anyhow::Result<State> {
     let events = controller::all_events(store, &run.id).await?;
-    let state = events
+    Ok(events
         .iter()
         .rev()
         .find(|e| e.kind == "state")
         .and_then(|e| serde_json::from_value(e.payload["state"].clone()).ok())
-        .unwrap_or_default();
-    Ok((run, state))
+        .unwrap_or_default())
 }
 
 /// Runs a rollout's controller in the foreground, printing each transition.

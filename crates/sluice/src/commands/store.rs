@@ -18,14 +18,24 @@ pub async fn run(command: StoreCommand, location: &str) -> anyhow::Result<Outcom
             match store.location() {
                 StoreLocation::Sqlite(path) => {
                     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or_default();
-                    outln!("store        {} (SQLite, {size} bytes)", path.display());
+                    let mut wal = path.clone().into_os_string();
+                    wal.push("-wal");
+                    let wal = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or_default();
+                    outln!(
+                        "store        {} (SQLite, {size} bytes, write-ahead log {wal} bytes)",
+                        path.display()
+                    );
                 }
                 location @ StoreLocation::Postgres(_) => {
                     outln!("store        {} (PostgreSQL)", location.display());
                 }
             }
             outln!("schema       version {}", store.schema_version().await?);
-            outln!("runs         {}", runs.len());
+            let mut interrupted = 0;
+            for run in &runs {
+                interrupted += usize::from(super::interrupted(&store, run).await?);
+            }
+            outln!("runs         {} ({interrupted} interrupted)", runs.len());
         }
         StoreCommand::Runs(args) => {
             let runs = store
@@ -35,18 +45,37 @@ pub async fn run(command: StoreCommand, location: &str) -> anyhow::Result<Outcom
                     limit: args.limit,
                 })
                 .await?;
+            // A run still marked running whose process is gone is shown as interrupted.
+            let mut shown = Vec::with_capacity(runs.len());
+            for run in runs {
+                let interrupted = super::interrupted(&store, &run).await?;
+                shown.push((run, interrupted));
+            }
             if args.json {
-                outln!("{}", serde_json::to_string_pretty(&runs)?);
-            } else if runs.is_empty() {
+                let rows: Vec<serde_json::Value> = shown
+                    .iter()
+                    .map(|(run, interrupted)| {
+                        let mut row = serde_json::to_value(run).unwrap_or_default();
+                        row["interrupted"] = serde_json::Value::Bool(*interrupted);
+                        row
+                    })
+                    .collect();
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if shown.is_empty() {
                 outln!("No runs recorded yet.");
             } else {
-                outln!("{:<44} {:<10} {:<8} NAME", "ID", "KIND", "STATUS");
-                for run in runs {
+                outln!("{:<44} {:<10} {:<11} NAME", "ID", "KIND", "STATUS");
+                for (run, interrupted) in shown {
+                    let status = if interrupted {
+                        "interrupted"
+                    } else {
+                        run.status.as_str()
+                    };
                     outln!(
-                        "{:<44} {:<10} {:<8} {}",
+                        "{:<44} {:<10} {:<11} {}",
                         run.id,
                         run.kind,
-                        run.status.as_str(),
+                        status,
                         run.name
                     );
                 }
