@@ -177,7 +177,7 @@ pub(crate) async fn handle(
         (&Method::GET, ["metrics"]) => full(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            Bytes::from(shared.metrics.prometheus()),
+            Bytes::from(shared.prometheus()),
         ),
         (&Method::GET, ["admin", "routes"]) => {
             let snapshot = shared.snapshot.load();

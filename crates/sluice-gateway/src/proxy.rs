@@ -94,6 +94,25 @@ impl Shared {
         Ok(client)
     }
 
+    /// Prometheus text: the metrics, then the public listener's connections.
+    pub(crate) fn prometheus(&self) -> String {
+        let mut text = self.metrics.prometheus();
+        let stats = &self.connections;
+        text.push_str(&format!(
+            "# HELP sluice_gateway_connections_open Client connections open on the public listener.\n\
+             # TYPE sluice_gateway_connections_open gauge\n\
+             sluice_gateway_connections_open {}\n\
+             # HELP sluice_gateway_connections_refused_total Connections refused at a limit.\n\
+             # TYPE sluice_gateway_connections_refused_total counter\n\
+             sluice_gateway_connections_refused_total{{limit=\"max_connections\"}} {}\n\
+             sluice_gateway_connections_refused_total{{limit=\"max_connections_per_ip\"}} {}\n",
+            stats.open(),
+            stats.refused_at_limit(),
+            stats.refused_per_ip()
+        ));
+        text
+    }
+
     fn request_id(&self) -> String {
         format!(
             "req-{}-{}",
@@ -1216,7 +1235,7 @@ pub(crate) async fn handle(
         (&Method::GET, "/metrics") => full(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            Bytes::from(shared.metrics.prometheus()),
+            Bytes::from(shared.prometheus()),
         ),
         (&Method::GET, "/health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
         (_, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings") => error(

@@ -220,6 +220,13 @@ fn a_slow_body_is_cut_off_and_a_flood_of_connections_is_refused_clearly() {
         "{response}"
     );
     drop(held);
+    let metrics = exchange(&admin_address(&gateway), "GET /metrics HTTP/1.1", "", "");
+    assert!(
+        metrics.contains(
+            "sluice_gateway_connections_refused_total{limit=\"max_connections_per_ip\"} 1"
+        ),
+        "{metrics}"
+    );
 
     // When they are gone, the gateway serves again.
     std::thread::sleep(Duration::from_millis(200));

@@ -1298,3 +1298,53 @@ fn github_actions_get_a_step_summary_annotations_and_templated_loops() {
         "{markdown}"
     );
 }
+
+/// A run compared with a baseline never reads the response cache: on the same model name and
+/// URL it would replay the baseline's answers and hide a model that got worse.
+#[test]
+fn a_compared_run_sends_every_request_instead_of_replaying_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulate::with_config(&examples().join("sim.yaml"));
+    let mut csv = String::from("question,__expected\n");
+    for i in 0..40 {
+        csv.push_str(&format!("question {i},equals:right\n"));
+    }
+    std::fs::write(dir.path().join("tests.csv"), csv).unwrap();
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(&suite, "providers:\n  - id: openai:chat:drifting\n    config: {apiBaseUrl: '${SLUICE_BASE_URL}'}\nprompts: ['{{question}}']\ntests: file://tests.csv\n").unwrap();
+    sim.put_profile("drifting", "default: right\n");
+    let store = dir.path().join("s.db");
+    let run = |extra: &[&str]| {
+        sluice()
+            .env_remove("SLUICE_NO_CACHE")
+            .env("SLUICE_BASE_URL", &sim.base_url)
+            .arg("--store")
+            .arg(&store)
+            .args(["eval", "-j", "4", "--cache-dir"])
+            .arg(dir.path().join("cache"))
+            .arg("-c")
+            .arg(&suite)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let baseline_report = dir.path().join("baseline.json");
+    let output = run(&["-o", baseline_report.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    // The same suite again is answered from the cache, and says so.
+    let output = run(&[]);
+    assert!(
+        text(&output.stderr).contains("40 answer(s) replayed from the response cache"),
+        "{}",
+        text(&output.stderr)
+    );
+    // The model degrades; compared with its baseline, the run sees it.
+    sim.put_profile("drifting", "default: wrong\n");
+    let output = run(&["--baseline", baseline_report.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    assert!(
+        text(&output.stderr).contains("the response cache was not read"),
+        "{}",
+        text(&output.stderr)
+    );
+}
