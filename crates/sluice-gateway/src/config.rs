@@ -287,18 +287,30 @@ impl GatewayConfig {
         let limits_path = FieldPath::root().key("limits");
         let raw_limits = raw.limits.unwrap_or_default();
         let defaults = Limits::default();
+        // A count that must be at least 1 when it is given.
+        let mut positive = |value: Option<usize>, field: &str, message: &str| {
+            if value == Some(0) {
+                errors.push(document.error_at(&limits_path.key(field), message));
+            }
+            value
+        };
+        let max_body_bytes = positive(
+            raw_limits.max_body_bytes,
+            "max_body_bytes",
+            "expected at least 1 byte",
+        );
+        let max_connections = positive(
+            raw_limits.max_connections,
+            "max_connections",
+            "expected at least 1 connection",
+        );
+        let max_connections_per_ip = positive(
+            raw_limits.max_connections_per_ip,
+            "max_connections_per_ip",
+            "expected at least 1 connection (leave it out for no cap)",
+        );
         let limits = Limits {
-            max_body_bytes: match raw_limits.max_body_bytes {
-                Some(0) => {
-                    errors.push(document.error_at(
-                        &limits_path.key("max_body_bytes"),
-                        "expected at least 1 byte",
-                    ));
-                    0
-                }
-                Some(n) => n,
-                None => defaults.max_body_bytes,
-            },
+            max_body_bytes: max_body_bytes.unwrap_or(defaults.max_body_bytes),
             server: ServerLimits {
                 header_read_timeout: raw_limits
                     .header_read_timeout_ms
@@ -306,27 +318,8 @@ impl GatewayConfig {
                 body_read_timeout: raw_limits
                     .body_read_timeout_ms
                     .map_or(defaults.server.body_read_timeout, Duration::from_millis),
-                max_connections: match raw_limits.max_connections {
-                    Some(0) => {
-                        errors.push(document.error_at(
-                            &limits_path.key("max_connections"),
-                            "expected at least 1 connection",
-                        ));
-                        0
-                    }
-                    Some(n) => n,
-                    None => defaults.server.max_connections,
-                },
-                max_connections_per_ip: match raw_limits.max_connections_per_ip {
-                    Some(0) => {
-                        errors.push(document.error_at(
-                            &limits_path.key("max_connections_per_ip"),
-                            "expected at least 1 connection (leave it out for no cap)",
-                        ));
-                        None
-                    }
-                    other => other,
-                },
+                max_connections: max_connections.unwrap_or(defaults.server.max_connections),
+                max_connections_per_ip,
                 drain_timeout: raw
                     .drain_timeout_ms
                     .map_or(defaults.server.drain_timeout, Duration::from_millis),

@@ -320,33 +320,28 @@ fn an_alias_bomb_and_invalid_utf8_are_located_config_errors() {
     }
     bomb.push_str("providers: [echo]\nprompts: [\"{{q}}\"]\ntests: [{vars: {q: hi}}]\n");
     let config = dir.path().join("promptfooconfig.yaml");
-    std::fs::write(&config, &bomb).unwrap();
+    // `sluice eval` on `text`: it must exit 2; its standard error.
+    let refused = |text: &[u8]| {
+        std::fs::write(&config, text).unwrap();
+        let output = sluice()
+            .arg("--store")
+            .arg(dir.path().join("sluice.db"))
+            .args(["eval", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        stderr
+    };
     let started = Instant::now();
-    let output = sluice()
-        .arg("--store")
-        .arg(dir.path().join("sluice.db"))
-        .args(["eval", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = refused(bomb.as_bytes());
     assert!(
         stderr.contains("promptfooconfig.yaml:") && stderr.contains("alias bomb"),
         "{stderr}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-
-    std::fs::write(&config, b"providers: [echo]\nprompts: [\"caf\xe9\"]\n").unwrap();
-    let output = sluice()
-        .arg("--store")
-        .arg(dir.path().join("sluice.db"))
-        .args(["eval", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = refused(b"providers: [echo]\nprompts: [\"caf\xe9\"]\n");
     assert!(
         stderr.contains("promptfooconfig.yaml:2:") && stderr.contains("invalid UTF-8"),
         "{stderr}"
