@@ -212,7 +212,17 @@ fn a_slow_body_is_cut_off_and_a_flood_of_connections_is_refused_clearly() {
             stream
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
+    // Once the gateway holds exactly those 15 (the admin listener counts apart), one more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !exchange(&admin_address(&gateway), "GET /metrics HTTP/1.1", "", "")
+        .contains("sluice_gateway_connections_open 15\n")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never held the 15 connections"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let response = exchange(&address, "GET /health HTTP/1.1", "", "");
     assert_eq!(status_of(&response), 429, "{response}");
     assert!(

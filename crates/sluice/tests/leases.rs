@@ -139,6 +139,20 @@ fn a_killed_eval_shows_as_interrupted_and_store_info_counts_it() {
         .unwrap();
     wait_for("the eval run", || runs_text(&store).contains("running"));
     assert!(!runs_text(&store).contains("interrupted"));
+    // Resuming a run another live process is working on is refused.
+    let runs = common::stored_runs(&store, "eval");
+    let id = runs[0]["id"].as_str().unwrap().to_owned();
+    let resumed = sluice()
+        .env("SLUICE_BASE_URL", &sim.base_url)
+        .arg("--store")
+        .arg(&store)
+        .args(["eval", "--resume", &id, "-c"])
+        .arg(&suite)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is still being run by"), "{stderr}");
     kill_hard(&mut eval);
     let text = runs_text(&store);
     assert!(

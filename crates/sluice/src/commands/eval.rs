@@ -152,7 +152,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     };
     link_run(store.as_ref(), version.as_ref(), "eval", &run_id).await?;
     let _heartbeat = match &store {
-        Some(store) => Some(super::Heartbeat::start(store, &run_id).await),
+        Some(store) => Some(super::Heartbeat::start(store, &run_id).await?),
         None => None,
     };
     options.skip = replay.iter().map(|record| record.seq as u64).collect();

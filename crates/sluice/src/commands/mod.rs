@@ -81,20 +81,27 @@ const RUN_LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(10);
 pub(crate) struct Heartbeat(tokio::task::JoinHandle<()>);
 
 impl Heartbeat {
-    /// Takes the lease on run `id` and keeps it.
-    pub(crate) async fn start(store: &Store, id: &str) -> Self {
+    /// Takes the lease on run `id` and keeps it; a run another live process is working on
+    /// (`--resume` of a run still going) is refused.
+    pub(crate) async fn start(store: &Store, id: &str) -> anyhow::Result<Self> {
         let (store, name) = (store.clone(), run_lease(id));
-        if let Err(error) = store.claim(&name, RUN_LEASE_TTL_MS).await {
-            tracing::warn!(%error, "Cannot record that this process runs the run.");
+        match store.claim(&name, RUN_LEASE_TTL_MS).await {
+            Ok(sluice_store::LeaseOutcome::Acquired { .. }) => {}
+            Ok(sluice_store::LeaseOutcome::Held(lease)) => anyhow::bail!(
+                "run `{id}` is still being run by {} (lease until {}); wait for it, or stop it first",
+                lease.holder,
+                sluice_store::utc_timestamp(lease.expires_at_ms)
+            ),
+            Err(error) => tracing::warn!(%error, "Cannot record that this process runs the run."),
         }
-        Self(tokio::spawn(async move {
+        Ok(Self(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RUN_LEASE_RENEW).await;
                 if let Err(error) = store.claim(&name, RUN_LEASE_TTL_MS).await {
                     tracing::warn!(%error, "Cannot renew the run's lease.");
                 }
             }
-        }))
+        })))
     }
 }
 
