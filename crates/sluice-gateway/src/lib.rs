@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::GatewayConfig;
-use crate::metrics::{Metrics, WindowStats};
+use crate::metrics::Metrics;
 use crate::proxy::Shared;
 use crate::route::{Route, Snapshot, Version};
 
@@ -86,11 +86,7 @@ impl GatewayHandle {
     }
 
     /// Every version's figures over the last `span`.
-    pub fn windows(
-        &self,
-        span: Duration,
-        histogram: bool,
-    ) -> BTreeMap<String, BTreeMap<String, WindowStats>> {
+    pub fn windows(&self, span: Duration, histogram: bool) -> metrics::Windows {
         self.shared.metrics.windows(span, histogram)
     }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Width of one window bucket.
 pub const BUCKET: Duration = Duration::from_secs(10);
@@ -22,7 +22,7 @@ const PROMETHEUS_BOUNDS: &[f64] = &[
 ];
 
 /// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     /// A 2xx answer, completely delivered.
@@ -236,8 +236,13 @@ pub struct VersionMetrics {
     started: Instant,
 }
 
+/// Every version's window, by route then version: what `GET /admin/windows` answers under
+/// `windows`, and what the in-process handle returns. One type on both sides, so a renamed
+/// field is a compile error or a refused answer, never a silent "no data".
+pub type Windows = BTreeMap<String, BTreeMap<String, WindowStats>>;
+
 /// A window's figures, in milliseconds where they are times.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WindowStats {
     /// The window asked for, in seconds.
     pub window_s: f64,
@@ -545,13 +550,9 @@ impl Metrics {
     }
 
     /// Every version's window, by route then version (with latency bins when `histogram`).
-    pub fn windows(
-        &self,
-        span: Duration,
-        histogram: bool,
-    ) -> BTreeMap<String, BTreeMap<String, WindowStats>> {
+    pub fn windows(&self, span: Duration, histogram: bool) -> Windows {
         let versions = self.versions.read().unwrap_or_else(|p| p.into_inner());
-        let mut out: BTreeMap<String, BTreeMap<String, WindowStats>> = BTreeMap::new();
+        let mut out: Windows = BTreeMap::new();
         for ((route, version), metrics) in versions.iter() {
             out.entry(route.clone())
                 .or_default()
@@ -733,6 +734,36 @@ mod tests {
             prompt_tokens: 3,
             completion_tokens: 5,
         }
+    }
+
+    #[test]
+    fn windows_read_back_as_the_same_type_from_their_json() {
+        let metrics = Metrics::default();
+        let v = metrics.version("chat", "candidate");
+        for (i, class) in [
+            Class::Ok,
+            Class::ClientError,
+            Class::Rejected,
+            Class::ServerError,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            v.begin();
+            v.record(&observation(class, 10 + i as u64));
+        }
+        for histogram in [false, true] {
+            let windows = metrics.windows(Duration::from_secs(60), histogram);
+            let json = serde_json::to_string(&serde_json::json!({ "windows": windows })).unwrap();
+            let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let read: Windows = serde_json::from_value(back["windows"].clone()).unwrap();
+            assert_eq!(read, windows);
+        }
+        let w = &metrics.windows(Duration::from_secs(60), false)["chat"]["candidate"];
+        assert_eq!(
+            (w.requests, w.client_errors, w.total_judged, w.total_errors),
+            (4, 1, 3, 2)
+        );
     }
 
     #[test]

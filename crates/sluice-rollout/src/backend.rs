@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_gateway::GatewayHandle;
+use sluice_gateway::metrics::Windows;
 use sluice_gateway::route::{Segment, StickyKey};
 
 use crate::spec::FlagSegment;
@@ -262,13 +263,13 @@ impl Backend {
         }
     }
 
-    /// The live windows of every version, as the admin API's `/admin/windows` answers them
-    /// (with latency bins when `histogram` is set).
-    pub async fn windows(&self, seconds: u64, histogram: bool) -> Result<Value, String> {
+    /// The live windows of every version over the last `seconds` (with latency bins when
+    /// `histogram` is set): the same typed windows in process and over the admin API.
+    pub async fn windows(&self, seconds: u64, histogram: bool) -> Result<Windows, String> {
         match self {
-            Backend::InProcess(handle) => Ok(json!({
-                "windows": handle.windows(Duration::from_secs(seconds), histogram)
-            })),
+            Backend::InProcess(handle) => {
+                Ok(handle.windows(Duration::from_secs(seconds), histogram))
+            }
             Backend::Admin { client, url, token } => {
                 let url = format!(
                     "{url}/admin/windows?seconds={seconds}{}",
@@ -282,7 +283,15 @@ impl Backend {
                 if !response.status().is_success() {
                     return Err(format!("the gateway answered {}", response.status()));
                 }
-                response.json().await.map_err(|e| e.to_string())
+                /// `GET /admin/windows`'s answer.
+                #[derive(serde::Deserialize)]
+                struct Answer {
+                    windows: Windows,
+                }
+                let answer: Answer = response.json().await.map_err(|e| {
+                    format!("the gateway's windows are not what this build reads: {e}")
+                })?;
+                Ok(answer.windows)
             }
         }
     }

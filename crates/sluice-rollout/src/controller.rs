@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use sluice_gateway::metrics::{WindowStats, Windows};
 use sluice_store::{LeaseOutcome, NewEvent, NewRun, RunFilter, RunId, RunStatus, Store};
 use tracing::{info, warn};
 
@@ -534,11 +535,11 @@ impl Controller {
 
     /// Records the rollback with a snapshot of both versions' windows, and alerts.
     async fn rollback_event(&mut self, input: &Input, reason: &str) -> Result<(), RolloutError> {
-        let snapshot = self.windows(300).await.ok().map(|w| {
-            let route = &w["windows"][&self.spec.route];
+        let snapshot = self.windows(300).await.ok().map(|mut windows| {
+            let mut route = windows.remove(&self.spec.route).unwrap_or_default();
             json!({
-                "stable": route[&self.spec.stable],
-                "candidate": route[&self.spec.candidate],
+                "stable": route.remove(&self.spec.stable),
+                "candidate": route.remove(&self.spec.candidate),
             })
         });
         let trigger = match input {
@@ -816,8 +817,19 @@ impl Controller {
         }
     }
 
-    async fn windows(&self, seconds: u64) -> Result<Value, String> {
+    async fn windows(&self, seconds: u64) -> Result<Windows, String> {
         self.backend.windows(seconds, false).await
+    }
+
+    /// `version`'s window on the rollout's route (an empty one when the gateway has none).
+    fn window<'w>(&self, windows: &'w Windows, version: &str) -> std::borrow::Cow<'w, WindowStats> {
+        windows
+            .get(&self.spec.route)
+            .and_then(|route| route.get(version))
+            .map_or_else(
+                || std::borrow::Cow::Owned(WindowStats::default()),
+                std::borrow::Cow::Borrowed,
+            )
     }
 
     /// Measures one rule on the candidate's window and stores the measurement.
@@ -832,24 +844,27 @@ impl Controller {
                     .await
                     .map_err(|e| format!("gateway unreachable: {e}"))
                     .map(|windows| {
-                        let window = &windows["windows"][&self.spec.route][&self.spec.candidate];
-                        let samples = window[metric.samples_field()].as_u64().unwrap_or(0);
-                        window[metric.field()]
-                            .as_f64()
+                        let window = self.window(&windows, &self.spec.candidate);
+                        let samples = metric.samples(&window);
+                        metric
+                            .read(&window)
                             .filter(|_| samples >= rule.min_samples)
                             .map(|v| (v, samples))
                     }),
                 Source::JudgeErrorRate { .. } => match self.windows(1).await {
                     Err(e) => Err(format!("gateway unreachable: {e}")),
                     Ok(windows) => {
-                        let route = &windows["windows"][&self.spec.route];
-                        let totals = |version: &str| crate::sequential::Totals {
-                            judged: route[version]["total_judged"].as_u64().unwrap_or(0),
-                            errors: route[version]["total_errors"].as_u64().unwrap_or(0),
+                        let totals = |version: &str| {
+                            let window = self.window(&windows, version);
+                            crate::sequential::Totals {
+                                judged: window.total_judged,
+                                errors: window.total_errors,
+                            }
                         };
+                        let (candidate, stable) =
+                            (totals(&self.spec.candidate), totals(&self.spec.stable));
                         let test = self.judges.entry(index).or_default();
-                        let evidence =
-                            test.observe(totals(&self.spec.candidate), totals(&self.spec.stable));
+                        let evidence = test.observe(candidate, stable);
                         let (candidate, stable) = test.judged();
                         Ok((candidate.min(stable) >= rule.min_samples)
                             .then_some((evidence, candidate)))
@@ -861,9 +876,10 @@ impl Controller {
                     .await
                     .map_err(|e| format!("gateway unreachable: {e}"))
                     .map(|windows| {
-                        let route = &windows["windows"][&self.spec.route];
                         let bins = |version: &str| -> Vec<(f64, u64)> {
-                            serde_json::from_value(route[version]["latency_histogram"].clone())
+                            self.window(&windows, version)
+                                .latency_histogram
+                                .clone()
                                 .unwrap_or_default()
                         };
                         let (candidate, stable) =

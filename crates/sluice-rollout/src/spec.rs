@@ -51,6 +51,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use sluice_config::{Diagnostic, Diagnostics, Document, EnvSource, FieldPath, parse_duration};
+use sluice_gateway::metrics::WindowStats;
 
 /// A checked rollout spec.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,23 +174,15 @@ pub enum Metric {
     RefusalRate,
 }
 
-/// The metrics rules may name, with their window fields.
-pub const METRICS: &[(&str, Metric, &str)] = &[
-    ("error_rate", Metric::ErrorRate, "error_rate"),
-    ("latency_p99_ms", Metric::LatencyP99, "latency_p99_ms"),
-    ("ttft_p99_ms", Metric::TtftP99, "ttft_p99_ms"),
-    ("feedback", Metric::Feedback, "feedback_mean"),
-    (
-        "shadow_similarity",
-        Metric::ShadowSimilarity,
-        "shadow_token_f1",
-    ),
-    (
-        "safety_violation_rate",
-        Metric::SafetyViolationRate,
-        "safety_violation_rate",
-    ),
-    ("refusal_rate", Metric::RefusalRate, "refusal_rate"),
+/// The metrics rules may name.
+pub const METRICS: &[(&str, Metric)] = &[
+    ("error_rate", Metric::ErrorRate),
+    ("latency_p99_ms", Metric::LatencyP99),
+    ("ttft_p99_ms", Metric::TtftP99),
+    ("feedback", Metric::Feedback),
+    ("shadow_similarity", Metric::ShadowSimilarity),
+    ("safety_violation_rate", Metric::SafetyViolationRate),
+    ("refusal_rate", Metric::RefusalRate),
 ];
 
 impl Metric {
@@ -197,24 +190,29 @@ impl Metric {
     pub fn name(self) -> &'static str {
         METRICS
             .iter()
-            .find(|(_, m, _)| *m == self)
-            .map_or("?", |(n, _, _)| n)
+            .find(|(_, m)| *m == self)
+            .map_or("?", |(n, _)| n)
     }
 
-    /// The field of the gateway's window holding it.
-    pub fn field(self) -> &'static str {
-        METRICS
-            .iter()
-            .find(|(_, m, _)| *m == self)
-            .map_or("?", |(_, _, f)| f)
-    }
-
-    /// The window field counting its samples.
-    pub fn samples_field(self) -> &'static str {
+    /// Its value in a gateway window, when the window has one.
+    pub fn read(self, window: &WindowStats) -> Option<f64> {
         match self {
-            Metric::Feedback => "feedback_count",
-            Metric::ShadowSimilarity => "shadow_compared",
-            _ => "requests",
+            Metric::ErrorRate => Some(window.error_rate),
+            Metric::LatencyP99 => window.latency_p99_ms,
+            Metric::TtftP99 => window.ttft_p99_ms,
+            Metric::Feedback => window.feedback_mean,
+            Metric::ShadowSimilarity => window.shadow_token_f1,
+            Metric::SafetyViolationRate => Some(window.safety_violation_rate),
+            Metric::RefusalRate => Some(window.refusal_rate),
+        }
+    }
+
+    /// How many samples the window's value rests on.
+    pub fn samples(self, window: &WindowStats) -> u64 {
+        match self {
+            Metric::Feedback => window.feedback_count,
+            Metric::ShadowSimilarity => window.shadow_compared,
+            _ => window.requests,
         }
     }
 }
@@ -1262,8 +1260,8 @@ fn check_rule(
             }
         }
         None => {
-            let Some((_, metric, _)) = METRICS.iter().find(|(n, _, _)| *n == r.metric) else {
-                let known: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();
+            let Some((_, metric)) = METRICS.iter().find(|(n, _)| *n == r.metric) else {
+                let known: Vec<&str> = METRICS.iter().map(|(n, _)| *n).collect();
                 error(
                     path.key("metric"),
                     format!(
