@@ -201,7 +201,7 @@ pub struct EvalArgs {
     pub confidence: f64,
     /// Narrow the comparison to drops that matter: fail only when the run is significantly
     /// worse *and* its pass rate dropped by more than this fraction relative to the baseline.
-    /// (Alone, a 2 % relative-drop rule fails about a third of pure-noise pairs, so it never
+    /// (Alone, a 2 % relative-drop rule fails a third to 40 % of pure-noise pairs, so it never
     /// fails a run by itself.)
     #[arg(long)]
     pub tolerance: Option<f64>,
