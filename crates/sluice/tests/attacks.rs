@@ -168,12 +168,7 @@ async fn malformed_requests_do_not_count_against_a_version() {
             .unwrap();
         assert_eq!(response.status().as_u16(), 400);
     }
-    let windows: Value = reqwest::get(format!("{}/admin/windows?seconds=300", gateway.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let windows = common::windows(&gateway).await;
     let stable = &windows["windows"]["chat"]["stable"];
     assert_eq!(stable["requests"], 200, "{stable:#}");
     assert_eq!(stable["client_errors"], 200, "{stable:#}");
@@ -462,12 +457,7 @@ async fn broken_upstream_answers_never_reach_the_client_as_success() {
     assert!(text.contains("Hel") && text.contains("\"error\""), "{text}");
     assert!(!text.contains("[DONE]"), "{text}");
 
-    let windows: Value = reqwest::get(format!("{}/admin/windows?seconds=300", gateway.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let windows = common::windows(&gateway).await;
     for (route, class) in [
         ("short", "5xx"),
         ("stall", "timeout"),

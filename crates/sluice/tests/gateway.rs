@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Gateway, OVERRIDE_TOKEN, Simulate, examples, sluice};
+use common::{Gateway, OVERRIDE_TOKEN, Simulate, examples, sluice, windows};
 
 const SIM: &str = "models:
   stable: {default: stable answer}
@@ -69,16 +69,6 @@ drain_timeout_ms: 5000
 ",
         weights.0, weights.1
     )
-}
-
-/// The gateway's live windows over five minutes.
-async fn windows(gateway: &Gateway) -> Value {
-    reqwest::get(format!("{}/admin/windows?seconds=300", gateway.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 fn setup(weights: (u32, u32)) -> (tempfile::TempDir, Simulate, Gateway) {

@@ -393,3 +393,13 @@ pub fn exchange(address: &str, request_line: &str, headers: &str, body: &str) ->
     stream.read_to_string(&mut response).unwrap();
     response
 }
+
+/// A gateway's live windows over five minutes, as `GET /admin/windows` answers them.
+pub async fn windows(gateway: &Gateway) -> serde_json::Value {
+    reqwest::get(format!("{}/admin/windows?seconds=300", gateway.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
