@@ -15,7 +15,6 @@ pub mod env;
 mod error;
 pub mod glob;
 mod path;
-mod secret;
 pub mod yaml;
 
 use std::path::Path;
@@ -24,7 +23,6 @@ pub use duration::parse_duration;
 pub use env::{EnvSource, MapEnv, ProcessEnv};
 pub use error::{Diagnostic, Diagnostics, Location};
 pub use path::FieldPath;
-pub use secret::Secret;
 pub use yaml::{Node, NodeKind};
 
 use serde::de::DeserializeOwned;

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use sluice_core::stats::{mcnemar_one_sided, paired_bootstrap_p};
 
 /// One side's results for a key: passes out of graded results, and a label for reports.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -261,54 +262,6 @@ pub fn regressed(significantly_worse: bool, tolerance_set: bool, beyond_toleranc
     significantly_worse && (!tolerance_set || beyond_tolerance)
 }
 
-/// P(X ≥ worse) for X ~ Binomial(worse + better, ½): how likely this many (or more) of the
-/// discordant pairs would go against the candidate if it were no worse.
-pub fn mcnemar_one_sided(worse: u64, better: u64) -> f64 {
-    let n = worse + better;
-    if n == 0 {
-        return 1.0;
-    }
-    // Sum the upper tail in log space to stay exact for large n.
-    let log_half_n = n as f64 * 0.5f64.ln();
-    let mut tail = 0.0;
-    for k in worse..=n {
-        tail += (ln_choose(n, k) + log_half_n).exp();
-    }
-    tail.min(1.0)
-}
-
-fn ln_choose(n: u64, k: u64) -> f64 {
-    ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k)
-}
-
-fn ln_factorial(n: u64) -> f64 {
-    (2..=n).map(|i| (i as f64).ln()).sum()
-}
-
-/// The bootstrap p-value for "the mean paired difference is below zero": the share of
-/// resampled means that are zero or above. A deterministic xorshift keeps runs reproducible.
-pub fn paired_bootstrap_p(diffs: &[f64], iterations: usize, seed: u64) -> f64 {
-    if diffs.is_empty() {
-        return 1.0;
-    }
-    let mut state = seed.max(1);
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let n = diffs.len();
-    let mut not_worse = 0usize;
-    for _ in 0..iterations {
-        let sum: f64 = (0..n).map(|_| diffs[(next() % n as u64) as usize]).sum();
-        if sum >= 0.0 {
-            not_worse += 1;
-        }
-    }
-    (not_worse as f64 + 1.0) / (iterations as f64 + 1.0)
-}
-
 /// Per-key results of rows of this run.
 pub fn keyed_from_rows(rows: &[crate::EvalRow]) -> BTreeMap<String, KeyResult> {
     let mut keyed = BTreeMap::new();
@@ -405,16 +358,6 @@ mod tests {
                 )
             })
             .collect()
-    }
-
-    #[test]
-    fn mcnemar_matches_the_binomial_tail() {
-        // 8 of 10 discordant pairs against: P(X >= 8 | n=10) = 56/1024.
-        assert!((mcnemar_one_sided(8, 2) - 56.0 / 1024.0).abs() < 1e-12);
-        assert_eq!(mcnemar_one_sided(0, 0), 1.0);
-        assert!((mcnemar_one_sided(0, 5) - 1.0).abs() < 1e-12);
-        assert!(mcnemar_one_sided(72, 42) < 0.01);
-        assert!(mcnemar_one_sided(30, 30) > 0.4);
     }
 
     #[test]

@@ -17,7 +17,6 @@ pub mod lm_eval;
 pub mod report;
 pub mod runner;
 pub mod scripted;
-pub mod stats;
 pub mod suite;
 pub mod template;
 pub mod text_metrics;

@@ -10,6 +10,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use sluice_core::stats::normal_cdf;
 
 use crate::Summary;
 
@@ -307,27 +308,6 @@ pub fn compare(
     })
 }
 
-/// The standard normal distribution function, from the complementary error function
-/// (Numerical Recipes' Chebyshev fit, relative error below 1.2e-7).
-pub fn normal_cdf(z: f64) -> f64 {
-    0.5 * erfc(-z / std::f64::consts::SQRT_2)
-}
-
-fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = t * poly.exp();
-    if x >= 0.0 { r } else { 2.0 - r }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,14 +339,5 @@ mod tests {
         let lower = json!({"results": {"wikitext": {"word_perplexity,none": 12.0}},
             "higher_is_better": {"wikitext": {"word_perplexity": false}}});
         assert!(read(&lower).unwrap_err().contains("lower-is-better"));
-    }
-
-    #[test]
-    fn the_normal_distribution_function_matches_tables() {
-        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
-        assert!(close(normal_cdf(0.0), 0.5));
-        assert!(close(normal_cdf(-1.959_964), 0.025));
-        assert!(close(normal_cdf(1.644_854), 0.95));
-        assert!(close(normal_cdf(-3.0), 0.001_349_898));
     }
 }

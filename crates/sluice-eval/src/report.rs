@@ -12,7 +12,11 @@ use serde_json::json;
 
 use crate::compare::Regression;
 use crate::runner::{EvalRow, Gate, Summary};
-use crate::stats::wilson_95;
+use sluice_core::report::{
+    JUNIT_CLOSE, JUNIT_SUITE_CLOSE, JunitCounts, JunitVerdict, github_command, junit_case,
+    junit_open, junit_suite_open, xml_escape,
+};
+use sluice_core::stats::{Interval, wilson_95};
 
 /// How many failing rows a run keeps in memory for the console and annotations.
 pub const FAILING_SAMPLE: usize = 50;
@@ -67,7 +71,7 @@ impl Report<'_> {
             "prompt", "provider", "pass", "fail", "error", "rate"
         );
         for ((prompt, provider), tally) in &self.summary.by_pair {
-            let (low, high) = wilson_95(tally.passed, tally.total());
+            let Interval { low, high } = wilson_95(tally.passed, tally.total());
             let _ = writeln!(
                 out,
                 "  {:<28} {:<28} {:>6} {:>6} {:>6} {:>7.1}%  [{:.1}%, {:.1}%]",
@@ -248,7 +252,7 @@ impl Report<'_> {
             .by_pair
             .iter()
             .map(|((prompt, provider), tally)| {
-                let (low, high) = wilson_95(tally.passed, tally.total());
+                let Interval { low, high } = wilson_95(tally.passed, tally.total());
                 json!({"prompt": prompt, "provider": provider, "passed": tally.passed, "failed": tally.failed,
                        "errors": tally.errors, "pass_rate": tally.pass_rate(), "pass_rate_95": [low, high],
                        "latency_ms_total": tally.latency_ms, "prompt_tokens": tally.prompt_tokens,
@@ -286,7 +290,7 @@ impl Report<'_> {
     /// One JSON object per test, made as they are asked for.
     pub fn tests_json(&self) -> impl Iterator<Item = serde_json::Value> + '_ {
         self.summary.by_test.iter().map(|(i, t)| {
-            let (low, high) = wilson_95(t.passed, t.graded);
+            let Interval { low, high } = wilson_95(t.passed, t.graded);
             let n = t.graded;
             let finite = |x: f64| {
                 if x.is_finite() {
@@ -324,7 +328,7 @@ impl Report<'_> {
             }
         );
         for ((prompt, provider), tally) in &self.summary.by_pair {
-            let (low, high) = wilson_95(tally.passed, tally.total());
+            let Interval { low, high } = wilson_95(tally.passed, tally.total());
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {:.1}% | {:.1}–{:.1}% |",
@@ -349,14 +353,10 @@ impl Report<'_> {
                 Some(error) => error.clone(),
                 None => failed_assertions(row),
             };
-            let _ = writeln!(
-                out,
-                "::error title=sluice eval: {}::{} × {}: {}",
-                annotation(&row.description),
-                annotation(&row.prompt),
-                annotation(&row.provider),
-                annotation(&why)
-            );
+            let title = format!("sluice eval: {}", row.description);
+            let message = format!("{} × {}: {why}", row.prompt, row.provider);
+            out.push_str(&github_command("error", &[("title", &title)], &message));
+            out.push('\n');
         }
         out
     }
@@ -558,12 +558,12 @@ fn html_row(row: &EvalRow) -> String {
     format!(
         "<tr class=\"{}\">{verdict}<td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td><pre>{}</pre></td><td><pre>{}</pre></td><td>{:.0}</td></tr>\n",
         if row.pass { "passed" } else { "failed" },
-        xml(&row.description),
-        xml(&row.prompt),
-        xml(&row.provider),
+        xml_escape(&row.description),
+        xml_escape(&row.prompt),
+        xml_escape(&row.provider),
         row.score,
-        xml(&output),
-        xml(&why),
+        xml_escape(&output),
+        xml_escape(&why),
         row.latency_ms
     )
 }
@@ -587,10 +587,10 @@ fn finish_html(
     };
     let mut head = format!(
         "<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>{}</title><style>{HTML_STYLE}</style></head><body>\n<h1>{} {}</h1>\n<p>Run <code>{}</code>: {} passed, {} failed, {} errors in {:.1} s.{}</p>\n<table><tr><th>prompt</th><th>provider</th><th>pass</th><th>fail</th><th>error</th><th>pass rate</th><th>95% interval</th></tr>\n",
-        xml(title),
+        xml_escape(title),
         if pass { "✅" } else { "❌" },
-        xml(title),
-        xml(report.run_id),
+        xml_escape(title),
+        xml_escape(report.run_id),
         total.passed,
         total.failed,
         total.errors,
@@ -600,17 +600,17 @@ fn finish_html(
         } else {
             format!(
                 " <strong>Gate failed:</strong> {}",
-                xml(&reasons.join("; "))
+                xml_escape(&reasons.join("; "))
             )
         }
     );
     for ((prompt, provider), tally) in &report.summary.by_pair {
-        let (low, high) = wilson_95(tally.passed, tally.total());
+        let Interval { low, high } = wilson_95(tally.passed, tally.total());
         let _ = writeln!(
             head,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{:.1}–{:.1}%</td></tr>",
-            xml(prompt),
-            xml(provider),
+            xml_escape(prompt),
+            xml_escape(provider),
             tally.passed,
             tally.failed,
             tally.errors,
@@ -642,20 +642,17 @@ fn junit_testcase(row: &EvalRow) -> String {
     } else {
         row.description.clone()
     };
-    let mut out = format!(
-        "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\"",
-        xml(&name),
-        xml(&suite_name),
-        row.latency_ms / 1000.0
-    );
+    let seconds = Some(row.latency_ms / 1000.0);
     match (&row.error, row.pass) {
-        (Some(error), _) => {
-            let _ = writeln!(
-                out,
-                ">\n      <error message=\"{}\" type=\"provider_error\"/>\n    </testcase>",
-                xml(error)
-            );
-        }
+        (Some(error), _) => junit_case(
+            &name,
+            &suite_name,
+            seconds,
+            JunitVerdict::Error {
+                message: error,
+                kind: "provider_error",
+            },
+        ),
         (None, false) => {
             let reasons: Vec<String> = row
                 .grades
@@ -663,20 +660,24 @@ fn junit_testcase(row: &EvalRow) -> String {
                 .filter(|g| !g.pass)
                 .map(|g| format!("{}: {}", g.assertion, g.reason))
                 .collect();
-            let _ = writeln!(
-                out,
-                ">\n      <failure message=\"{}\" type=\"assertion\">{}</failure>\n    </testcase>",
-                xml(&reasons.join("; ")),
-                xml(&format!(
-                    "output: {}\n{}",
-                    row.output.as_deref().unwrap_or(""),
-                    reasons.join("\n")
-                ))
+            let text = format!(
+                "output: {}\n{}",
+                row.output.as_deref().unwrap_or(""),
+                reasons.join("\n")
             );
+            junit_case(
+                &name,
+                &suite_name,
+                seconds,
+                JunitVerdict::Failure {
+                    message: &reasons.join("; "),
+                    kind: "assertion",
+                    text: Some(&text),
+                },
+            )
         }
-        (None, true) => out.push_str("/>\n"),
+        (None, true) => junit_case(&name, &suite_name, seconds, JunitVerdict::Passed),
     }
-    out
 }
 
 /// JUnit XML: one `testsuite` per prompt × provider (its testcases copied from its part file),
@@ -688,19 +689,18 @@ fn finish_junit(
 ) -> Result<(), ReportError> {
     let total = &report.summary.total;
     let mut out = create(path)?;
-    let mut header = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        header,
-        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{:.3}\">",
-        xml(if report.description.is_empty() {
+    let header = junit_open(
+        if report.description.is_empty() {
             "sluice eval"
         } else {
             report.description
-        }),
-        total.total(),
-        total.failed,
-        total.errors,
-        report.duration_s
+        },
+        JunitCounts {
+            tests: total.total(),
+            failures: total.failed,
+            errors: total.errors,
+        },
+        Some(report.duration_s),
     );
     out.write_all(header.as_bytes())
         .map_err(write_error(path))?;
@@ -713,23 +713,24 @@ fn finish_junit(
             .get(&(prompt.clone(), provider.clone()))
             .cloned()
             .unwrap_or_default();
-        let opening = format!(
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{:.3}\">\n",
-            xml(&format!("{prompt} × {provider}")),
-            tally.total(),
-            tally.failed,
-            tally.errors,
-            tally.latency_ms / 1000.0
+        let opening = junit_suite_open(
+            &format!("{prompt} × {provider}"),
+            JunitCounts {
+                tests: tally.total(),
+                failures: tally.failed,
+                errors: tally.errors,
+            },
+            Some(tally.latency_ms / 1000.0),
         );
         out.write_all(opening.as_bytes())
             .map_err(write_error(path))?;
         let mut reader = File::open(&part).map_err(write_error(&part))?;
         std::io::copy(&mut reader, &mut out).map_err(write_error(path))?;
-        out.write_all(b"  </testsuite>\n")
+        out.write_all(JUNIT_SUITE_CLOSE.as_bytes())
             .map_err(write_error(path))?;
         std::fs::remove_file(&part).map_err(write_error(&part))?;
     }
-    out.write_all(b"</testsuites>\n")
+    out.write_all(JUNIT_CLOSE.as_bytes())
         .map_err(write_error(path))?;
     out.flush().map_err(write_error(path))
 }
@@ -765,46 +766,6 @@ fn truncate(text: &str, width: usize) -> String {
     }
 }
 
-/// `text` escaped for XML attributes and text; control characters XML cannot carry dropped.
-pub fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' | '\t' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn markdown_cell(text: &str) -> String {
     truncate(text, 60).replace('|', "\\|")
-}
-
-fn annotation(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-        .replace("::", ": :")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn xml_escapes_markup_and_drops_control_characters() {
-        assert_eq!(xml("a<b & \"c\"\u{1}"), "a&lt;b &amp; &quot;c&quot;");
-    }
-
-    #[test]
-    fn annotations_escape_newlines() {
-        assert_eq!(annotation("a\nb%"), "a%0Ab%25");
-    }
 }

@@ -30,13 +30,16 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use sluice_config::ProcessEnv;
 
 use crate::GatewayHandle;
+use crate::control::{
+    RouteView, RoutesView, SegmentsChange, ShadowChange, UpstreamsChange, WindowsView,
+};
 use crate::proxy::{GatewayBody, error, full, json_response, read_body};
-use crate::route::{StickyKey, Timeouts, Upstreams, Version};
+use crate::route::{Timeouts, Upstreams, Version};
 
 /// Compares two secrets in constant time over their SHA-256 digests (so neither the content
 /// nor the length leaks through timing).
@@ -61,14 +64,6 @@ struct NewVersion {
     api_key_env: Option<String>,
     #[serde(default)]
     system_prompt: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SegmentsBody {
-    segments: Vec<crate::config::RawSegment>,
-    #[serde(default)]
-    sticky_key: Option<String>,
 }
 
 fn query(request: &Request<Incoming>, key: &str) -> Option<String> {
@@ -148,7 +143,7 @@ fn cross_site(request: &Request<Incoming>, token_set: bool) -> Option<Response<G
 /// Dispatches one admin request.
 pub(crate) async fn handle(
     handle: GatewayHandle,
-    token: Option<Arc<sluice_config::Secret>>,
+    token: Option<Arc<sluice_core::Secret>>,
     request: Request<Incoming>,
 ) -> Response<GatewayBody> {
     if let Some(refusal) = cross_site(&request, token.is_some()) {
@@ -181,24 +176,24 @@ pub(crate) async fn handle(
         ),
         (&Method::GET, ["admin", "routes"]) => {
             let snapshot = shared.snapshot.load();
-            let routes: BTreeMap<&String, Value> = snapshot
-                .routes
-                .iter()
-                .map(|(name, route)| (name, route.describe()))
-                .collect();
-            json_response(StatusCode::OK, &json!({"routes": routes}))
+            let view = RoutesView {
+                routes: snapshot
+                    .routes
+                    .iter()
+                    .map(|(name, route)| (name.clone(), RouteView::of(route)))
+                    .collect(),
+            };
+            json_response(StatusCode::OK, &view)
         }
         (&Method::GET, ["admin", "windows"]) => {
             let seconds = query(&request, "seconds")
                 .and_then(|s| s.parse::<u64>().ok())
                 .unwrap_or(60);
-            json_response(
-                StatusCode::OK,
-                &json!({"windows": handle.windows(
-                    Duration::from_secs(seconds),
-                    query(&request, "histogram").is_some_and(|v| v == "1" || v == "true"),
-                )}),
-            )
+            let histogram = query(&request, "histogram").is_some_and(|v| v == "1" || v == "true");
+            let view = WindowsView {
+                windows: handle.windows(Duration::from_secs(seconds), histogram),
+            };
+            json_response(StatusCode::OK, &view)
         }
         (&Method::POST, ["admin", "reload"]) => match handle.reload() {
             Ok(report) => {
@@ -334,13 +329,7 @@ pub(crate) async fn handle(
                 Ok(body) => body,
                 Err(response) => return *response,
             };
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct ShadowBody {
-                version: String,
-                percent: f64,
-            }
-            let shadow: ShadowBody = match serde_json::from_slice(&body) {
+            let shadow: ShadowChange = match serde_json::from_slice(&body) {
                 Ok(shadow) => shadow,
                 Err(e) => return bad(format!("expected {{\"version\", \"percent\"}}: {e}")),
             };
@@ -363,7 +352,7 @@ pub(crate) async fn handle(
                 Ok(body) => body,
                 Err(response) => return *response,
             };
-            let new: SegmentsBody = match serde_json::from_slice(&body) {
+            let change: SegmentsChange = match serde_json::from_slice(&body) {
                 Ok(new) => new,
                 Err(e) => {
                     return bad(format!(
@@ -371,23 +360,7 @@ pub(crate) async fn handle(
                     ));
                 }
             };
-            let sticky = match new.sticky_key.as_deref().map(StickyKey::parse).transpose() {
-                Ok(sticky) => sticky,
-                Err(message) => return bad(format!("`sticky_key`: {message}")),
-            };
-            let mut segments = Vec::new();
-            for (i, raw) in new.segments.iter().enumerate() {
-                if raw.version.as_deref().is_some_and(|v| v != *version) {
-                    return bad(format!(
-                        "`segments[{i}].version`: this call sets the segments of `{version}`"
-                    ));
-                }
-                match raw.segment(version) {
-                    Ok(segment) => segments.push(segment),
-                    Err(message) => return bad(format!("`segments[{i}]`: {message}")),
-                }
-            }
-            match handle.set_segments(route, version, segments, sticky) {
+            match handle.apply_segments(route, version, &change) {
                 Ok(()) => {
                     json_response(StatusCode::OK, &json!({"route": route, "version": version}))
                 }
@@ -405,12 +378,7 @@ pub(crate) async fn handle(
                 Ok(body) => body,
                 Err(response) => return *response,
             };
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct UpstreamsBody {
-                urls: Vec<String>,
-            }
-            let new: UpstreamsBody = match serde_json::from_slice(&body) {
+            let new: UpstreamsChange = match serde_json::from_slice(&body) {
                 Ok(new) => new,
                 Err(e) => return bad(format!("expected {{\"urls\": [\"http://…/v1\", …]}}: {e}")),
             };

@@ -49,7 +49,7 @@ use serde_json::{Map, Value};
 use sluice_config::{Diagnostic, Diagnostics, Document, EnvSource, FieldPath};
 use sluice_http::ServerLimits;
 
-use crate::route::{Route, Segment, Snapshot, StickyKey, Timeouts, Upstreams, Version};
+use crate::route::{Route, Snapshot, StickyKey, Timeouts, Upstreams, Version};
 
 /// The config file as written.
 #[derive(Debug, Deserialize)]
@@ -152,40 +152,7 @@ struct RawSplit {
     #[serde(default)]
     override_token_env: Option<String>,
     #[serde(default)]
-    segments: Vec<RawSegment>,
-}
-
-/// A segment as written, in the config file (with its `version`) or to the admin API (where
-/// the path names the version).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSegment {
-    #[serde(default)]
-    header: Option<String>,
-    #[serde(default)]
-    equals: Option<String>,
-    #[serde(default)]
-    users: Option<Vec<String>>,
-    #[serde(default)]
-    pub(crate) version: Option<String>,
-}
-
-impl RawSegment {
-    /// The segment, sending its requests to `version`.
-    pub(crate) fn segment(&self, version: &str) -> Result<Segment, &'static str> {
-        match (&self.header, &self.equals, &self.users) {
-            (Some(header), Some(value), None) => Ok(Segment::Header {
-                name: header.to_ascii_lowercase(),
-                value: value.clone(),
-                version: version.to_owned(),
-            }),
-            (None, None, Some(users)) => Ok(Segment::Users {
-                users: users.iter().cloned().collect(),
-                version: version.to_owned(),
-            }),
-            _ => Err("expected either `header` with `equals`, or `users`"),
-        }
-    }
+    segments: Vec<crate::control::SegmentRule>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -233,7 +200,7 @@ pub struct GatewayConfig {
     /// Listener limits.
     pub limits: Limits,
     /// The admin bearer token, read from the named environment variable.
-    pub admin_token: Option<sluice_config::Secret>,
+    pub admin_token: Option<sluice_core::Secret>,
     /// Each route as written (after `${VAR}` interpolation): a reload changes only the routes
     /// whose definition differs from the last file's.
     pub sources: BTreeMap<String, sluice_config::Node>,
@@ -366,7 +333,7 @@ fn compile_route(
     path: &FieldPath,
     name: &str,
     raw: RawRoute,
-    admin_token: Option<&sluice_config::Secret>,
+    admin_token: Option<&sluice_core::Secret>,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Route> {
     let before = errors.len();

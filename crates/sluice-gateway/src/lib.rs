@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod control;
 mod guard;
 mod log;
 pub mod metrics;

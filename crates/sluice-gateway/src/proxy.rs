@@ -168,7 +168,10 @@ pub(crate) fn full(
     response
 }
 
-pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<GatewayBody> {
+pub(crate) fn json_response(
+    status: StatusCode,
+    value: &impl serde::Serialize,
+) -> Response<GatewayBody> {
     full(
         status,
         "application/json",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// Every route, by the model name clients send.
@@ -99,7 +99,7 @@ pub struct Version {
     /// The model name sent upstream.
     pub model: String,
     /// The upstream API key.
-    pub api_key: Option<sluice_config::Secret>,
+    pub api_key: Option<sluice_core::Secret>,
     /// A system message put first in chat requests.
     pub system_prompt: Option<String>,
     /// Default request parameters, applied where the client set none.
@@ -182,7 +182,7 @@ pub struct Route {
     pub overrides: bool,
     /// The credential a request must carry in `x-sluice-override-token` for its
     /// `x-sluice-version` to count (none: overrides are off).
-    pub override_token: Option<Arc<sluice_config::Secret>>,
+    pub override_token: Option<Arc<sluice_core::Secret>>,
     /// Feature-flag segments, first match wins.
     pub segments: Vec<Segment>,
     /// Mirroring of sampled requests to a shadow version.
@@ -392,32 +392,6 @@ impl Route {
             Some(key) => (self.by_bucket(self.bucket(key)), Reason::Sticky),
             None => (self.by_bucket(random), Reason::Random),
         }
-    }
-
-    /// The route as JSON for the admin API (no keys).
-    pub fn describe(&self) -> Value {
-        json!({
-            "versions": self.versions.iter().zip(&self.weights).map(|(v, w)| json!({
-                "name": v.name,
-                "url": v.upstreams.all().first(),
-                "urls": v.upstreams.all(),
-                "model": v.model,
-                "weight": w,
-            })).collect::<Vec<_>>(),
-            "sticky_key": match &self.sticky {
-                StickyKey::None => Value::Null,
-                StickyKey::User => json!("user"),
-                StickyKey::Header(h) => json!(format!("header:{h}")),
-            },
-            "salt": self.salt,
-            "overrides": self.overrides,
-            "owner": self.owner,
-            "shadow": self.shadow.as_ref().map(|s| json!({"version": s.version, "percent": s.percent})),
-            "segments": self.segments.iter().map(|s| match s {
-                Segment::Header { name, value, version } => json!({"header": name, "equals": value, "version": version}),
-                Segment::Users { users, version } => json!({"users": users, "version": version}),
-            }).collect::<Vec<_>>(),
-        })
     }
 }
 

@@ -1,6 +1,5 @@
 //! The HTTP client: requests, retries, timeouts, streaming and timing.
 
-use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -8,6 +7,7 @@ use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sluice_core::Secret;
 use tokio::time::{Instant as TokioInstant, timeout_at};
 use tracing::{debug, warn};
 
@@ -20,28 +20,12 @@ use crate::types::{
     ModelList, StreamOptions, TextCompletion,
 };
 
-/// An API key. It is only ever written into the `Authorization` header (marked sensitive);
-/// `Debug` shows nothing of it and it has no `Display`.
-#[derive(Clone)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Wraps a key.
-    pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
-    }
-
-    fn header(&self) -> Option<HeaderValue> {
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.0)).ok()?;
-        value.set_sensitive(true);
-        Some(value)
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
+/// The `Authorization: Bearer` header for a key, marked sensitive so that no HTTP-level
+/// debug output shows it.
+fn bearer(key: &Secret) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// Timeouts applied to every request.
@@ -75,7 +59,7 @@ pub struct ClientConfig {
     /// gets `/v1` appended.
     pub base_url: String,
     /// The key, already read from its environment variable (see [`ClientConfig::key_from_env`]).
-    pub api_key: Option<ApiKey>,
+    pub api_key: Option<Secret>,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Retries.
@@ -107,7 +91,7 @@ impl ClientConfig {
             .ok_or_else(|| LlmError::MissingApiKey {
                 var: var.to_owned(),
             })?;
-        self.api_key = Some(ApiKey::new(key));
+        self.api_key = Some(Secret::new(key));
         Ok(self)
     }
 }
@@ -117,7 +101,7 @@ impl ClientConfig {
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
-    api_key: Option<ApiKey>,
+    api_key: Option<Secret>,
     timeouts: Timeouts,
     retry: RetryPolicy,
     tokenizer: bool,
@@ -312,7 +296,7 @@ impl Client {
                     .body(body.clone()),
                 None => self.http.get(url),
             };
-            if let Some(header) = self.api_key.as_ref().and_then(ApiKey::header) {
+            if let Some(header) = self.api_key.as_ref().and_then(bearer) {
                 builder = builder.header(AUTHORIZATION, header);
             }
             debug!(url, attempt, "Sending request.");
@@ -631,8 +615,9 @@ mod tests {
 
     #[test]
     fn api_keys_do_not_debug_print() {
-        let key = ApiKey::new("sk-secret");
+        let key = Secret::new("sk-secret");
         assert!(!format!("{key:?}").contains("secret"));
+        assert!(bearer(&key).is_some_and(|h| h.is_sensitive()));
         let config = ClientConfig::new("http://h")
             .key_from_env("K", |_| Some("sk-secret".into()))
             .unwrap();

@@ -18,7 +18,7 @@ mod stream;
 pub mod tokens;
 pub mod types;
 
-pub use client::{ApiKey, Client, ClientConfig, MAX_RESPONSE_BYTES, Timeouts};
+pub use client::{Client, ClientConfig, MAX_RESPONSE_BYTES, Timeouts};
 pub use error::{LlmError, TimeoutPhase};
 pub use retry::RetryPolicy;
 pub use stream::{Generation, Timing};

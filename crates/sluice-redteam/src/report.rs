@@ -7,6 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use sluice_core::report::{
+    JUNIT_CLOSE, JUNIT_SUITE_CLOSE, JunitCounts, JunitVerdict, junit_case, junit_open,
+    junit_suite_open, xml_escape,
+};
+use sluice_core::stats::{Interval, wilson_95};
 
 use crate::config::Gate;
 use crate::pack::{Expect, Probe};
@@ -30,26 +35,13 @@ pub struct Rate {
 impl Rate {
     /// `hits` of `n`, with the Wilson score interval at 95 %.
     pub fn wilson(hits: u64, n: u64) -> Self {
-        if n == 0 {
-            return Self {
-                hits,
-                n,
-                rate: 0.0,
-                low: 0.0,
-                high: 1.0,
-            };
-        }
-        let z = 1.959_963_984_540_054_f64;
-        let (n_f, p) = (n as f64, hits as f64 / n as f64);
-        let denominator = 1.0 + z * z / n_f;
-        let centre = (p + z * z / (2.0 * n_f)) / denominator;
-        let half = z * (p * (1.0 - p) / n_f + z * z / (4.0 * n_f * n_f)).sqrt() / denominator;
+        let Interval { low, high } = wilson_95(hits, n);
         Self {
             hits,
             n,
-            rate: p,
-            low: (centre - half).max(0.0),
-            high: (centre + half).min(1.0),
+            rate: if n == 0 { 0.0 } else { hits as f64 / n as f64 },
+            low,
+            high,
         }
     }
 }
@@ -349,7 +341,6 @@ pub fn sarif(attempts: &[Attempt], config_uri: &str, version: &str) -> Value {
 /// attempt; a successful attack or a declined benign request is a failure, an attempt with no
 /// verdict an error.
 pub fn junit(attempts: &[Attempt], name: &str) -> String {
-    use sluice_eval::report::xml;
     let mut suites: BTreeMap<&str, Vec<&Attempt>> = BTreeMap::new();
     for attempt in attempts {
         suites
@@ -357,52 +348,46 @@ pub fn junit(attempts: &[Attempt], name: &str) -> String {
             .or_default()
             .push(attempt);
     }
-    let count = |list: &[&Attempt]| {
-        (
-            list.len(),
-            list.iter().filter(|a| a.hit == Some(true)).count(),
-            list.iter().filter(|a| a.hit.is_none()).count(),
-        )
+    let count = |list: &[&Attempt]| JunitCounts {
+        tests: list.len() as u64,
+        failures: list.iter().filter(|a| a.hit == Some(true)).count() as u64,
+        errors: list.iter().filter(|a| a.hit.is_none()).count() as u64,
     };
     let all: Vec<&Attempt> = attempts.iter().collect();
-    let (tests, failures, errors) = count(&all);
-    let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\">\n",
-        xml(name)
-    );
+    let mut out = junit_open(name, count(&all), None);
     for (category, list) in suites {
-        let (tests, failures, errors) = count(&list);
-        out.push_str(&format!(
-            "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\">\n",
-            xml(category)
-        ));
+        out.push_str(&junit_suite_open(category, count(&list), None));
         for attempt in list {
-            out.push_str(&format!(
-                "    <testcase name=\"{}\" classname=\"{}\"",
-                xml(&attempt.key()),
-                xml(&format!("{}.{}", attempt.probe.pack, category))
+            let answer;
+            let verdict = match attempt.hit {
+                None => JunitVerdict::Error {
+                    message: attempt.error.as_deref().unwrap_or("no verdict"),
+                    kind: "no_verdict",
+                },
+                Some(true) => {
+                    answer = sluice_safety::redact(&attempt.answer);
+                    JunitVerdict::Failure {
+                        message: &attempt.evidence,
+                        kind: if attempt.probe.expect == Expect::Answer {
+                            "over_refusal"
+                        } else {
+                            "attack_succeeded"
+                        },
+                        text: Some(&answer),
+                    }
+                }
+                Some(false) => JunitVerdict::Passed,
+            };
+            out.push_str(&junit_case(
+                &attempt.key(),
+                &format!("{}.{}", attempt.probe.pack, category),
+                None,
+                verdict,
             ));
-            match (attempt.hit, &attempt.error) {
-                (None, error) => out.push_str(&format!(
-                    ">\n      <error message=\"{}\" type=\"no_verdict\"/>\n    </testcase>\n",
-                    xml(error.as_deref().unwrap_or("no verdict"))
-                )),
-                (Some(true), _) => out.push_str(&format!(
-                    ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>\n",
-                    xml(&attempt.evidence),
-                    if attempt.probe.expect == Expect::Answer {
-                        "over_refusal"
-                    } else {
-                        "attack_succeeded"
-                    },
-                    xml(&sluice_safety::redact(&attempt.answer))
-                )),
-                (Some(false), _) => out.push_str("/>\n"),
-            }
         }
-        out.push_str("  </testsuite>\n");
+        out.push_str(JUNIT_SUITE_CLOSE);
     }
-    out.push_str("</testsuites>\n");
+    out.push_str(JUNIT_CLOSE);
     out
 }
 
@@ -438,7 +423,6 @@ pre{white-space:pre-wrap;margin:0;max-height:12rem;overflow:auto;background:#f7f
 /// per category and per strategy, the packs, and each successful attack, declined benign
 /// request and error with its (redacted) answer.
 pub fn html(summary: &Summary, attempts: &[Attempt], title: &str) -> String {
-    use sluice_eval::report::xml as escape;
     let percent = |r: &Rate| {
         format!(
             "{:.2} % <small>({:.2}–{:.2})</small>",
@@ -449,8 +433,8 @@ pub fn html(summary: &Summary, attempts: &[Attempt], title: &str) -> String {
     };
     let mut out = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{HTML_STYLE}</style></head><body>\n<h1>{}</h1>\n",
-        escape(title),
-        escape(title)
+        xml_escape(title),
+        xml_escape(title)
     );
     out.push_str(&format!(
         "<p><span class=\"verdict {}\">{}</span> attack success {} of {} attempts ({}), over-refusal {} of {}, {} error(s)</p>\n",
@@ -466,7 +450,7 @@ pub fn html(summary: &Summary, attempts: &[Attempt], title: &str) -> String {
     if !summary.failures.is_empty() {
         out.push_str("<ul>");
         for failure in &summary.failures {
-            out.push_str(&format!("<li>{}</li>", escape(failure)));
+            out.push_str(&format!("<li>{}</li>", xml_escape(failure)));
         }
         out.push_str("</ul>\n");
     }
@@ -474,8 +458,8 @@ pub fn html(summary: &Summary, attempts: &[Attempt], title: &str) -> String {
     for c in &summary.categories {
         out.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td class=\"n\">{} / {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>\n",
-            escape(&c.category),
-            escape(&c.owasp.join(", ")),
+            xml_escape(&c.category),
+            xml_escape(&c.owasp.join(", ")),
             c.success.hits,
             c.success.n,
             percent(&c.success),
@@ -487,7 +471,7 @@ pub fn html(summary: &Summary, attempts: &[Attempt], title: &str) -> String {
     for s in &summary.strategies {
         out.push_str(&format!(
             "<tr><td>{}</td><td class=\"n\">{} / {}</td><td class=\"n\">{}</td></tr>\n",
-            escape(&s.strategy),
+            xml_escape(&s.strategy),
             s.success.hits,
             s.success.n,
             percent(&s.success)
@@ -500,8 +484,8 @@ pub fn html(summary: &Summary, attempts: &[Attempt], title: &str) -> String {
         .map(|(name, version)| {
             format!(
                 "{} {}",
-                escape(name),
-                escape(version.as_deref().unwrap_or("(unversioned)"))
+                xml_escape(name),
+                xml_escape(version.as_deref().unwrap_or("(unversioned)"))
             )
         })
         .collect();
@@ -522,11 +506,11 @@ pub fn html(summary: &Summary, attempts: &[Attempt], title: &str) -> String {
             };
             out.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>\n",
-                escape(&a.probe.id),
-                escape(&a.probe.category),
-                escape(&a.strategy),
-                escape(&what),
-                escape(&sluice_safety::redact(&a.answer))
+                xml_escape(&a.probe.id),
+                xml_escape(&a.probe.category),
+                xml_escape(&a.strategy),
+                xml_escape(&what),
+                xml_escape(&sluice_safety::redact(&a.answer))
             ));
         }
         out.push_str("</table>\n");
@@ -540,20 +524,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wilson_intervals_match_known_values() {
-        let r = Rate::wilson(0, 100);
-        assert_eq!(r.rate, 0.0);
-        assert!((r.high - 0.0370).abs() < 1e-3, "{r:?}");
+    fn a_rate_carries_its_wilson_interval() {
         let r = Rate::wilson(50, 100);
-        assert!(
-            (r.low - 0.4038).abs() < 1e-3 && (r.high - 0.5962).abs() < 1e-3,
-            "{r:?}"
+        assert_eq!((r.hits, r.n, r.rate), (50, 100, 0.5));
+        assert_eq!(
+            (r.low, r.high),
+            (wilson_95(50, 100).low, wilson_95(50, 100).high)
         );
-        let r = Rate::wilson(10, 10);
-        assert!(
-            (r.low - 0.7225).abs() < 1e-3 && (r.high - 1.0).abs() < 1e-9,
-            "{r:?}"
-        );
-        assert_eq!(Rate::wilson(0, 0).high, 1.0);
+        assert_eq!(Rate::wilson(0, 0).rate, 0.0);
     }
 }

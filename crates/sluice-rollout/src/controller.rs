@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use sluice_core::stats::{binned_median, mann_whitney_z};
 use sluice_gateway::metrics::{WindowStats, Windows};
 use sluice_store::{LeaseOutcome, NewEvent, NewRun, RunFilter, RunId, RunStatus, Store};
 use tracing::{info, warn};
@@ -20,7 +21,7 @@ use tracing::{info, warn};
 use crate::backend::{Backend, BackendError};
 use crate::machine::{Action, Input, Outcome, State};
 use crate::registry_link::{self, RegistryLink};
-use crate::spec::{Source, Spec, binned_median, mann_whitney_z};
+use crate::spec::{Source, Spec};
 use crate::{RolloutError, alert};
 
 /// How often the controller looks at time, commands and due measurements.
@@ -115,8 +116,8 @@ impl Controller {
                 spec.name
             )));
         };
-        let backend =
-            Backend::admin(url, spec.admin_token.clone()).map_err(RolloutError::Gateway)?;
+        let backend = Backend::admin(url, spec.admin_token.clone())
+            .map_err(|e| RolloutError::Gateway(e.to_string()))?;
         Self::start_with(spec, store, source, backend).await
     }
 
@@ -818,7 +819,10 @@ impl Controller {
     }
 
     async fn windows(&self, seconds: u64) -> Result<Windows, String> {
-        self.backend.windows(seconds, false).await
+        self.backend
+            .windows(seconds, false)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// `version`'s window on the rollout's route (an empty one when the gateway has none).
@@ -1148,8 +1152,8 @@ async fn restart_stable(
                 .await?;
         }
     }
-    let backend = Backend::admin(admin_url, admin_token.map(sluice_config::Secret::new))
-        .map_err(RolloutError::Gateway)?;
+    let backend = Backend::admin(admin_url, admin_token.map(sluice_core::Secret::new))
+        .map_err(|e| RolloutError::Gateway(e.to_string()))?;
     backend
         .set_upstreams(
             route,

@@ -51,6 +51,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use sluice_config::{Diagnostic, Diagnostics, Document, EnvSource, FieldPath, parse_duration};
+use sluice_core::stats::normal_quantile;
 use sluice_gateway::metrics::WindowStats;
 
 /// A checked rollout spec.
@@ -62,7 +63,7 @@ pub struct Spec {
     /// --rollout`, which fills it in.
     pub admin_url: Option<String>,
     /// The admin token, if the gateway needs one.
-    pub admin_token: Option<sluice_config::Secret>,
+    pub admin_token: Option<sluice_core::Secret>,
     /// The route whose traffic moves.
     pub route: String,
     /// The version serving now.
@@ -353,7 +354,7 @@ pub enum Alert {
         /// The events URL.
         url: String,
         /// The integration's routing key.
-        routing_key: sluice_config::Secret,
+        routing_key: sluice_core::Secret,
     },
 }
 
@@ -594,92 +595,6 @@ struct RawAlert {
     routing_key_env: Option<String>,
 }
 
-/// The standard normal quantile (the z with `P(Z ≤ z) = p`), by bisection on the CDF.
-pub fn normal_quantile(p: f64) -> f64 {
-    let (mut low, mut high) = (-10.0f64, 10.0f64);
-    for _ in 0..100 {
-        let mid = (low + high) / 2.0;
-        if normal_cdf(mid) < p {
-            low = mid;
-        } else {
-            high = mid;
-        }
-    }
-    (low + high) / 2.0
-}
-
-/// The standard normal CDF (Abramowitz and Stegun 7.1.26 for erf, error below 1.5e-7).
-pub fn normal_cdf(z: f64) -> f64 {
-    let x = z.abs() / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.327_591_1 * x);
-    let poly = t
-        * (0.254_829_592
-            + t * (-0.284_496_736
-                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
-    let erf = 1.0 - poly * (-x * x).exp();
-    if z >= 0.0 {
-        0.5 * (1.0 + erf)
-    } else {
-        0.5 * (1.0 - erf)
-    }
-}
-
-/// The one-sided Mann-Whitney U test for "a's values are larger than b's", on binned
-/// samples (`(value, count)` in any order; equal values are ties and get their mid-rank):
-/// the z statistic with the tie correction, 0 when there is nothing to compare.
-pub fn mann_whitney_z(a: &[(f64, u64)], b: &[(f64, u64)]) -> f64 {
-    let mut bins: Vec<(f64, u64, u64)> = a
-        .iter()
-        .map(|(v, n)| (*v, *n, 0))
-        .chain(b.iter().map(|(v, n)| (*v, 0, *n)))
-        .collect();
-    bins.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let (n_a, n_b) = (
-        a.iter().map(|(_, n)| *n as f64).sum::<f64>(),
-        b.iter().map(|(_, n)| *n as f64).sum::<f64>(),
-    );
-    let n = n_a + n_b;
-    if n_a == 0.0 || n_b == 0.0 {
-        return 0.0;
-    }
-    let (mut below, mut rank_sum_a, mut ties) = (0.0f64, 0.0f64, 0.0f64);
-    let mut i = 0;
-    while i < bins.len() {
-        let (mut count_a, mut count_b) = (0.0, 0.0);
-        let value = bins[i].0;
-        while i < bins.len() && bins[i].0 == value {
-            count_a += bins[i].1 as f64;
-            count_b += bins[i].2 as f64;
-            i += 1;
-        }
-        let t = count_a + count_b;
-        rank_sum_a += count_a * (below + (t + 1.0) / 2.0);
-        ties += t * t * t - t;
-        below += t;
-    }
-    let u_a = rank_sum_a - n_a * (n_a + 1.0) / 2.0;
-    let variance = n_a * n_b / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)));
-    if variance <= 0.0 {
-        return 0.0;
-    }
-    (u_a - n_a * n_b / 2.0) / variance.sqrt()
-}
-
-/// The median of binned samples.
-pub fn binned_median(bins: &[(f64, u64)]) -> Option<f64> {
-    let total: u64 = bins.iter().map(|(_, n)| n).sum();
-    let mut sorted = bins.to_vec();
-    sorted.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let mut seen = 0;
-    for (value, count) in sorted {
-        seen += count;
-        if seen * 2 >= total && total > 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
 /// The default canary steps (the seed's 10, 25, 50, 100 with 30-second pauses between).
 pub fn default_steps() -> Vec<Step> {
     let pause = Step::Pause(Some(Duration::from_secs(30)));
@@ -849,7 +764,7 @@ impl Spec {
                 let token = env
                     .var(var)
                     .filter(|t| !t.is_empty())
-                    .map(sluice_config::Secret::from);
+                    .map(sluice_core::Secret::from);
                 if token.is_none() {
                     error(
                         root.key("gateway").key("token_env"),
@@ -1398,24 +1313,7 @@ mod tests {
     }
 
     #[test]
-    fn the_latency_judge_ranks_at_its_confidence() {
-        assert!((normal_quantile(0.95) - 1.6449).abs() < 1e-3);
-        assert!((normal_quantile(0.99) - 2.3263).abs() < 1e-3);
-        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
-        // Mann-Whitney on bins: a clear shift, no shift, and all ties.
-        let fast: Vec<(f64, u64)> = (1..=20).map(|v| (f64::from(v), 5)).collect();
-        let slow: Vec<(f64, u64)> = (11..=30).map(|v| (f64::from(v), 5)).collect();
-        assert!(mann_whitney_z(&slow, &fast) > 5.0);
-        assert!(mann_whitney_z(&fast, &slow) < -5.0);
-        assert!(mann_whitney_z(&fast, &fast).abs() < 1e-9);
-        assert_eq!(mann_whitney_z(&[(5.0, 10)], &[(5.0, 10)]), 0.0);
-        assert_eq!(mann_whitney_z(&[], &fast), 0.0);
-        // Without ties, the textbook statistic: {4, 5} all above {1, 2, 3} gives U = 6, against
-        // a mean of 3 and a variance of 2·3·6/12 = 3.
-        let z = mann_whitney_z(&[(4.0, 1), (5.0, 1)], &[(1.0, 1), (2.0, 1), (3.0, 1)]);
-        assert!((z - 3.0 / 3.0f64.sqrt()).abs() < 1e-9, "{z}");
-        assert_eq!(binned_median(&fast), Some(10.0));
-        assert_eq!(binned_median(&[]), None);
+    fn the_error_rate_judge_reads_its_confidence() {
         let spec = parse("name: r\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\ncooldown: 5m\nanalysis:\n  rules:\n    - {metric: error_rate_vs_stable, confidence: 0.99, min_samples: 50}\n")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(spec.cooldown, Duration::from_secs(300));

@@ -1285,11 +1285,11 @@ fn github_actions_get_a_step_summary_annotations_and_templated_loops() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(
-        stdout.contains("::error title=sluice eval: fails::"),
+        stdout.contains("::error title=sluice eval%3A fails::"),
         "{stdout}"
     );
     assert!(
-        !stdout.contains("::error title=sluice eval: loop::"),
+        !stdout.contains("::error title=sluice eval%3A loop::"),
         "the loop test should pass: {stdout}"
     );
     let markdown = std::fs::read_to_string(&summary).unwrap();

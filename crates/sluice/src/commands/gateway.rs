@@ -73,7 +73,7 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
         let store = store
             .clone()
             .ok_or_else(|| anyhow::anyhow!("a rollout needs the store"))?;
-        let backend = Backend::InProcess(handle.clone());
+        let backend = Backend::in_process(handle.clone());
         let (controller, resumed) =
             Controller::start_with(spec.clone(), store, source.as_deref(), backend).await?;
         let _ = writeln!(

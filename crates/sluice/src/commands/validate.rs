@@ -21,18 +21,14 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
         "github" => {
             for report in &reports {
                 for e in &report.errors {
-                    // Workflow commands escape `%`, CR and LF in the message.
-                    let message = format!("{}: {}", e.field, e.message)
-                        .replace('%', "%25")
-                        .replace('\r', "%0D")
-                        .replace('\n', "%0A");
-                    writeln!(
-                        out,
-                        "::error file={},line={},col={}::{message}",
-                        report.file.display(),
-                        e.line,
-                        e.column
-                    )?;
+                    let file = report.file.display().to_string();
+                    let (line, col) = (e.line.to_string(), e.column.to_string());
+                    let command = sluice_core::report::github_command(
+                        "error",
+                        &[("file", &file), ("line", &line), ("col", &col)],
+                        &format!("{}: {}", e.field, e.message),
+                    );
+                    writeln!(out, "{command}")?;
                 }
             }
         }

@@ -1,6 +1,6 @@
-//! Secrets read from the environment (API keys, admin tokens, routing keys): `Debug` shows
-//! nothing of them and they have no `Display`, so a config printed for debugging or logged in
-//! an error never carries one.
+//! Secrets (API keys, admin tokens, routing keys, override tokens): `Debug` shows nothing of
+//! them and they have no `Display`, so a config printed for debugging or logged in an error
+//! never carries one.
 
 use std::fmt;
 
