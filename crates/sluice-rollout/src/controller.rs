@@ -14,11 +14,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use sluice_core::stats::{binned_median, mann_whitney_z};
+use sluice_gateway::control::{AdminClient, GatewayControl};
 use sluice_gateway::metrics::{WindowStats, Windows};
-use sluice_store::{LeaseOutcome, NewEvent, NewRun, RunFilter, RunId, RunStatus, Store};
+use sluice_store::{LeaseOutcome, NewRun, RunFilter, RunId, RunStatus, Store};
 use tracing::{info, warn};
 
 use crate::backend::{Backend, BackendError};
+use crate::event::{
+    self, Command, InstanceEvent, Promoted, Rollback, RollbackMetrics, RolloutEvent,
+};
 use crate::machine::{Action, Input, Outcome, State};
 use crate::registry_link::{self, RegistryLink};
 use crate::spec::{Source, Spec};
@@ -156,31 +160,35 @@ impl Controller {
                         spec.candidate = candidate;
                     }
                 }
-                let events = all_events(&store, &run.id).await?;
-                let last = events.iter().rev().find(|e| e.kind == "state");
-                let (state, mut actions, input) = match last {
-                    Some(event) => (
-                        serde_json::from_value(event.payload["state"].clone())
-                            .map_err(|e| RolloutError::Store(format!("stored state: {e}")))?,
-                        serde_json::from_value::<Vec<Action>>(event.payload["actions"].clone())
-                            .unwrap_or_default(),
-                        serde_json::from_value::<Input>(event.payload["input"].clone()).ok(),
-                    ),
-                    None => (State::new(), Vec::new(), None),
+                let stored = all_events(&store, &run.id).await?;
+                let events = event::read_all(&stored);
+                let last = events
+                    .iter()
+                    .rev()
+                    .find(|(_, e)| matches!(e, RolloutEvent::State { .. }));
+                let (after, state, mut actions, input) = match last {
+                    Some((
+                        seq,
+                        RolloutEvent::State {
+                            state,
+                            actions,
+                            input,
+                        },
+                    )) => (*seq, state.clone(), actions.clone(), input.clone()),
+                    _ => (0, State::new(), Vec::new(), None),
                 };
                 // Announcements already stored after that transition are not made again.
-                let after = last.map_or(0, |e| e.seq);
                 let announced: Vec<&str> = events
                     .iter()
-                    .filter(|e| e.seq > after)
-                    .map(|e| e.kind.as_str())
+                    .filter(|(seq, _)| *seq > after)
+                    .map(|(_, e)| e.kind())
                     .collect();
                 actions.retain(|a| match a {
                     Action::AlertRollback { .. } => !announced.contains(&"rollback"),
                     Action::AlertPromoted => !announced.contains(&"promoted"),
                     _ => true,
                 });
-                let seen = events.last().map_or(0, |e| e.seq);
+                let seen = stored.last().map_or(0, |e| e.seq);
                 (run.id, state, (actions, input), seen, true)
             }
             None => {
@@ -210,16 +218,16 @@ impl Controller {
                 let state = State::new();
                 let seq = store
                     .append_events(vec![
-                        NewEvent {
-                            subject: subject(&run),
-                            kind: "runbook".into(),
-                            payload: json!({"markdown": crate::runbook::runbook(&spec, run.as_str())}),
-                        },
-                        NewEvent {
-                            subject: subject(&run),
-                            kind: "state".into(),
-                            payload: json!({"state": state, "actions": [], "input": null}),
-                        },
+                        RolloutEvent::Runbook {
+                            markdown: crate::runbook::runbook(&spec, run.as_str()),
+                        }
+                        .to_new(&subject(&run)),
+                        RolloutEvent::State {
+                            state: state.clone(),
+                            actions: Vec::new(),
+                            input: None,
+                        }
+                        .to_new(&subject(&run)),
                     ])
                     .await?;
                 (
@@ -398,11 +406,13 @@ impl Controller {
             "The gateway's weights differ from the rollout's stored state; setting them again."
         );
         self.store
-            .append_events(vec![NewEvent {
-                subject: subject(&self.run),
-                kind: "reasserted".into(),
-                payload: json!({"found": found, "candidate_weight": weight}),
-            }])
+            .append_events(vec![
+                RolloutEvent::Reasserted {
+                    found,
+                    candidate_weight: weight,
+                }
+                .to_new(&subject(&self.run)),
+            ])
             .await?;
         self.set_weight(weight).await;
         Ok(())
@@ -447,24 +457,11 @@ impl Controller {
             if event.kind != "command" {
                 continue;
             }
-            let command = event.payload["command"].as_str().unwrap_or_default();
-            inputs.push(match command {
-                "promote" => Input::Promote {
-                    full: event.payload["full"].as_bool().unwrap_or(false),
-                },
-                "pause" => Input::Pause,
-                "resume" => Input::Resume,
-                "abort" => Input::Abort {
-                    reason: event.payload["reason"]
-                        .as_str()
-                        .unwrap_or("aborted by hand")
-                        .to_owned(),
-                },
-                other => {
-                    warn!(command = other, "Unknown rollout command ignored.");
-                    continue;
-                }
-            });
+            match RolloutEvent::read(&event) {
+                Ok(RolloutEvent::Command(command)) => inputs.push(command.input()),
+                Ok(_) => {}
+                Err(error) => warn!(%error, "Unknown rollout command ignored."),
+            }
         }
         Ok(inputs)
     }
@@ -478,11 +475,14 @@ impl Controller {
         }
         let seq = self
             .store
-            .append_events(vec![NewEvent {
-                subject: subject(&self.run),
-                kind: "state".into(),
-                payload: json!({"state": next, "actions": actions, "input": input}),
-            }])
+            .append_events(vec![
+                RolloutEvent::State {
+                    state: next.clone(),
+                    actions: actions.clone(),
+                    input: Some(input.clone()),
+                }
+                .to_new(&subject(&self.run)),
+            ])
             .await?;
         if let Some(seq) = seq.last() {
             self.seen = self.seen.max(*seq);
@@ -512,23 +512,22 @@ impl Controller {
                 if let Some(link) = &self.registry {
                     registry_link::promote(&self.store, link, &self.spec, &self.run).await?;
                 }
-                let event = json!({
-                    "id": format!("{}-promoted", self.run),
-                    "kind": "promoted",
-                    "rollout": self.spec.name,
-                    "run": self.run.as_str(),
-                    "route": self.spec.route,
-                    "version": self.spec.candidate,
-                    "summary": format!("Rollout {} promoted: {} now serves all of route {}.", self.spec.name, self.spec.candidate, self.spec.route),
+                let event = RolloutEvent::Promoted(Promoted {
+                    id: format!("{}-promoted", self.run),
+                    rollout: self.spec.name.clone(),
+                    run: self.run.as_str().to_owned(),
+                    route: self.spec.route.clone(),
+                    version: self.spec.candidate.clone(),
+                    summary: format!(
+                        "Rollout {} promoted: {} now serves all of route {}.",
+                        self.spec.name, self.spec.candidate, self.spec.route
+                    ),
                 });
                 self.store
-                    .append_events(vec![NewEvent {
-                        subject: subject(&self.run),
-                        kind: "promoted".into(),
-                        payload: event.clone(),
-                    }])
+                    .append_events(vec![event.to_new(&subject(&self.run))])
                     .await?;
-                self.alerts.push(alert::send(&self.spec.alerts, event));
+                self.alerts
+                    .push(alert::send(&self.spec.alerts, event.alert_body()));
             }
         }
         Ok(())
@@ -538,10 +537,10 @@ impl Controller {
     async fn rollback_event(&mut self, input: &Input, reason: &str) -> Result<(), RolloutError> {
         let snapshot = self.windows(300).await.ok().map(|mut windows| {
             let mut route = windows.remove(&self.spec.route).unwrap_or_default();
-            json!({
-                "stable": route.remove(&self.spec.stable),
-                "candidate": route.remove(&self.spec.candidate),
-            })
+            RollbackMetrics {
+                stable: route.remove(&self.spec.stable),
+                candidate: route.remove(&self.spec.candidate),
+            }
         });
         let trigger = match input {
             Input::Measured { rule, .. } => self
@@ -552,28 +551,27 @@ impl Controller {
             Input::Abort { .. } => "manual abort".to_owned(),
             _ => "rollout".to_owned(),
         };
-        let event = json!({
-            "id": format!("{}-rollback", self.run),
-            "kind": "rollback",
-            "rollout": self.spec.name,
-            "run": self.run.as_str(),
-            "route": self.spec.route,
-            "from_version": self.spec.candidate,
-            "to_version": self.spec.stable,
-            "trigger": trigger,
-            "reason": reason,
-            "metrics": snapshot,
-            "at_ms": now_ms(),
-            "summary": format!("Rollout {} rolled back: route {} is back on {} ({reason}).", self.spec.name, self.spec.route, self.spec.stable),
-        });
+        let event = RolloutEvent::Rollback(Box::new(Rollback {
+            id: format!("{}-rollback", self.run),
+            rollout: self.spec.name.clone(),
+            run: self.run.as_str().to_owned(),
+            route: self.spec.route.clone(),
+            from_version: self.spec.candidate.clone(),
+            to_version: self.spec.stable.clone(),
+            trigger,
+            reason: reason.to_owned(),
+            metrics: snapshot,
+            at_ms: now_ms(),
+            summary: format!(
+                "Rollout {} rolled back: route {} is back on {} ({reason}).",
+                self.spec.name, self.spec.route, self.spec.stable
+            ),
+        }));
         self.store
-            .append_events(vec![NewEvent {
-                subject: subject(&self.run),
-                kind: "rollback".into(),
-                payload: event.clone(),
-            }])
+            .append_events(vec![event.to_new(&subject(&self.run))])
             .await?;
-        self.alerts.push(alert::send(&self.spec.alerts, event));
+        self.alerts
+            .push(alert::send(&self.spec.alerts, event.alert_body()));
         Ok(())
     }
 
@@ -684,18 +682,21 @@ impl Controller {
             if let Some(started) = started {
                 let _ = self
                     .store
-                    .append_events(vec![NewEvent {
-                        subject: subject(&self.run),
-                        kind: "instance".into(),
-                        payload: json!({
-                            "version": side,
-                            "index": i,
-                            "url": instance.url,
-                            "pid": started.pid,
-                            "log": started.log.display().to_string(),
-                            "summary": format!("started {side} instance {i} at {} (pid {})", instance.url, started.pid),
-                        }),
-                    }])
+                    .append_events(vec![
+                        RolloutEvent::Instance(InstanceEvent {
+                            version: side.to_owned(),
+                            index: i,
+                            url: instance.url.clone(),
+                            pid: started.pid,
+                            log: Some(started.log.display().to_string()),
+                            stopped: false,
+                            summary: format!(
+                                "started {side} instance {i} at {} (pid {})",
+                                instance.url, started.pid
+                            ),
+                        })
+                        .to_new(&subject(&self.run)),
+                    ])
                     .await;
                 self.started.insert((side, i), started);
             }
@@ -763,14 +764,17 @@ impl Controller {
         // Started here, else by this run before a restart (its event), else its pid file.
         let recorded = match &started {
             Some(s) => Some(s.pid),
-            None => all_events(&self.store, &self.run)
-                .await?
-                .iter()
+            None => event::read_all(&all_events(&self.store, &self.run).await?)
+                .into_iter()
                 .rev()
-                .filter(|e| e.kind == "instance" && e.payload["stopped"].is_null())
-                .find(|e| e.payload["version"] == side && e.payload["index"] == index)
-                .and_then(|e| e.payload["pid"].as_u64())
-                .map(|pid| pid as u32),
+                .find_map(|(_, e)| match e {
+                    RolloutEvent::Instance(i)
+                        if !i.stopped && i.version == side && i.index == index =>
+                    {
+                        Some(i.pid)
+                    }
+                    _ => None,
+                }),
         };
         let pid = crate::process::pid_of(&instance, recorded);
         let Some(pid) = pid else {
@@ -782,18 +786,21 @@ impl Controller {
         };
         crate::process::stop_group(pid, started.as_mut().and_then(|s| s.child.as_mut())).await;
         self.store
-            .append_events(vec![NewEvent {
-                subject: subject(&self.run),
-                kind: "instance".into(),
-                payload: json!({
-                    "version": side,
-                    "index": index,
-                    "url": instance.url,
-                    "pid": pid,
-                    "stopped": true,
-                    "summary": format!("stopped {side} instance {index} at {} (pid {pid})", instance.url),
-                }),
-            }])
+            .append_events(vec![
+                RolloutEvent::Instance(InstanceEvent {
+                    version: side.to_owned(),
+                    index,
+                    url: instance.url.clone(),
+                    pid,
+                    log: None,
+                    stopped: true,
+                    summary: format!(
+                        "stopped {side} instance {index} at {} (pid {pid})",
+                        instance.url
+                    ),
+                })
+                .to_new(&subject(&self.run)),
+            ])
             .await?;
         Ok(())
     }
@@ -937,18 +944,17 @@ impl Controller {
             ),
         };
         self.store
-            .append_events(vec![NewEvent {
-                subject: subject(&self.run),
-                kind: "measurement".into(),
-                payload: json!({
-                    "rule": rule.describe(),
-                    "index": index,
-                    "outcome": outcome,
-                    "value": value,
-                    "samples": samples,
-                    "detail": detail,
-                }),
-            }])
+            .append_events(vec![
+                RolloutEvent::Measurement {
+                    rule: rule.describe(),
+                    index,
+                    outcome,
+                    value,
+                    samples,
+                    detail: detail.clone(),
+                }
+                .to_new(&subject(&self.run)),
+            ])
             .await?;
         Ok(Input::Measured {
             rule: index,
@@ -1016,17 +1022,15 @@ pub fn prometheus_value(body: &Value) -> Result<Option<f64>, String> {
 }
 
 /// Sends a command to the running rollout of this name.
-pub async fn command(store: &Store, name: &str, payload: Value) -> Result<RunId, RolloutError> {
+pub async fn command(store: &Store, name: &str, command: Command) -> Result<RunId, RolloutError> {
     let run = latest(store, name)
         .await?
         .filter(|r| r.status == RunStatus::Running)
         .ok_or_else(|| RolloutError::NotRunning(name.to_owned()))?;
     store
-        .append_events(vec![NewEvent {
-            subject: subject(&run.id),
-            kind: "command".into(),
-            payload,
-        }])
+        .append_events(vec![
+            RolloutEvent::Command(command).to_new(&subject(&run.id)),
+        ])
         .await?;
     Ok(run.id)
 }
@@ -1062,37 +1066,26 @@ pub async fn undo(
     if target == field("stable") {
         restart_stable(store, &run.id, config, &admin_url, &route, admin_token).await?;
     }
-    let client = reqwest::Client::builder()
-        .timeout(ADMIN_TIMEOUT)
-        .build()
-        .map_err(|e| RolloutError::Gateway(e.to_string()))?;
-    let mut request = client
-        .put(format!("{admin_url}/admin/routes/{route}/weights"))
-        .json(&json!({ target.clone(): 100 }));
-    if let Some(token) = admin_token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
+    let gateway = AdminClient::new(
+        &admin_url,
+        admin_token.map(sluice_core::Secret::new),
+        ADMIN_TIMEOUT,
+    )
+    .map_err(|e| RolloutError::Gateway(e.to_string()))?;
+    gateway
+        .set_weights(&route, &BTreeMap::from([(target.clone(), 100.0)]), None)
         .await
-        .map_err(|e| RolloutError::Gateway(format!("{admin_url} unreachable: {e}")))?;
-    if !response.status().is_success() {
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        return Err(RolloutError::Gateway(format!(
-            "the gateway refused the weights ({status}): {text}"
-        )));
-    }
+        .map_err(|e| RolloutError::Gateway(format!("the weights were not set: {e}")))?;
+    let summary = format!("Rollout {name} undone: route {route} is all on {target}.");
     store
-        .append_events(vec![NewEvent {
-            subject: subject(&run.id),
-            kind: "undo".into(),
-            payload: json!({
-                "to_version": target,
-                "at_ms": now_ms(),
-                "summary": format!("Rollout {name} undone: route {route} is all on {target}."),
-            }),
-        }])
+        .append_events(vec![
+            RolloutEvent::Undo {
+                to_version: target.clone(),
+                at_ms: now_ms(),
+                summary,
+            }
+            .to_new(&subject(&run.id)),
+        ])
         .await?;
     Ok(target)
 }
@@ -1137,18 +1130,21 @@ async fn restart_stable(
             })?;
         if let Some(started) = started {
             store
-                .append_events(vec![NewEvent {
-                    subject: subject(run),
-                    kind: "instance".into(),
-                    payload: json!({
-                        "version": "stable",
-                        "index": index,
-                        "url": instance.url,
-                        "pid": started.pid,
-                        "log": started.log.display().to_string(),
-                        "summary": format!("undo: started stable instance {index} at {} (pid {})", instance.url, started.pid),
-                    }),
-                }])
+                .append_events(vec![
+                    RolloutEvent::Instance(InstanceEvent {
+                        version: "stable".to_owned(),
+                        index,
+                        url: instance.url.clone(),
+                        pid: started.pid,
+                        log: Some(started.log.display().to_string()),
+                        stopped: false,
+                        summary: format!(
+                            "undo: started stable instance {index} at {} (pid {})",
+                            instance.url, started.pid
+                        ),
+                    })
+                    .to_new(&subject(run)),
+                ])
                 .await?;
         }
     }

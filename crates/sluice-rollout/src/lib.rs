@@ -11,6 +11,7 @@
 pub mod alert;
 pub mod backend;
 pub mod controller;
+pub mod event;
 pub mod machine;
 pub mod process;
 pub mod readiness;

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 use sluice_config::ProcessEnv;
 use sluice_rollout::controller::{self, Controller};
+use sluice_rollout::event::{self, Command, RolloutEvent};
 use sluice_rollout::machine::{Phase, State};
 use sluice_rollout::spec::Spec;
 use sluice_store::{RunFilter, Store};
@@ -41,12 +42,14 @@ async fn stored_state(store: &Store, name: &str) -> anyhow::Result<(sluice_store
 
 /// The last state a run stored.
 pub(crate) async fn state_of(store: &Store, run: &sluice_store::Run) -> anyhow::Result<State> {
-    let events = controller::all_events(store, &run.id).await?;
+    let events = event::read_all(&controller::all_events(store, &run.id).await?);
     Ok(events
-        .iter()
+        .into_iter()
         .rev()
-        .find(|e| e.kind == "state")
-        .and_then(|e| serde_json::from_value(e.payload["state"].clone()).ok())
+        .find_map(|(_, e)| match e {
+            RolloutEvent::State { state, .. } => Some(state),
+            _ => None,
+        })
         .unwrap_or_default())
 }
 
@@ -143,11 +146,13 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
         }
         RolloutCommand::Runbook(args) => {
             let run = latest_run(&store, &args.name).await?;
-            let events = controller::all_events(&store, &run.id).await?;
+            let events = event::read_all(&controller::all_events(&store, &run.id).await?);
             let markdown = events
-                .iter()
-                .find(|e| e.kind == "runbook")
-                .and_then(|e| e.payload["markdown"].as_str())
+                .into_iter()
+                .find_map(|(_, e)| match e {
+                    RolloutEvent::Runbook { markdown } => Some(markdown),
+                    _ => None,
+                })
                 .ok_or_else(|| anyhow::anyhow!("rollout `{}` has no stored runbook", args.name))?;
             out!("{markdown}");
             Ok(Outcome::Ok)
@@ -199,16 +204,14 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
                 outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for e in &events {
-                    let line = match e.kind.as_str() {
-                        "state" => serde_json::from_value::<State>(e.payload["state"].clone())
-                            .map(|s| describe(&s))
-                            .unwrap_or_default(),
-                        "measurement" => format!(
-                            "{} → {} ({})",
-                            e.payload["rule"].as_str().unwrap_or("?"),
-                            e.payload["outcome"].as_str().unwrap_or("?"),
-                            e.payload["detail"].as_str().unwrap_or("")
-                        ),
+                    let line = match RolloutEvent::read(e) {
+                        Ok(RolloutEvent::State { state, .. }) => describe(&state),
+                        Ok(RolloutEvent::Measurement {
+                            rule,
+                            outcome,
+                            detail,
+                            ..
+                        }) => format!("{rule} → {outcome:?} ({detail})"),
                         _ => e
                             .payload
                             .get("summary")
@@ -221,31 +224,20 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
             Ok(Outcome::Ok)
         }
         RolloutCommand::Promote(args) => {
-            send(
-                &store,
-                &args.name,
-                json!({"command": "promote", "full": args.full}),
-            )
-            .await
+            send(&store, &args.name, Command::Promote { full: args.full }).await
         }
-        RolloutCommand::Pause(args) => send(&store, &args.name, json!({"command": "pause"})).await,
-        RolloutCommand::Resume(args) => {
-            send(&store, &args.name, json!({"command": "resume"})).await
-        }
+        RolloutCommand::Pause(args) => send(&store, &args.name, Command::Pause).await,
+        RolloutCommand::Resume(args) => send(&store, &args.name, Command::Resume).await,
         RolloutCommand::Abort(args) => {
-            send(
-                &store,
-                &args.name,
-                json!({"command": "abort", "reason": args.reason}),
-            )
-            .await
+            let reason = Some(args.reason.clone());
+            send(&store, &args.name, Command::Abort { reason }).await
         }
     }
 }
 
 /// Sends a command to the running controller of `name` (through the store).
-async fn send(store: &Store, name: &str, command: Value) -> anyhow::Result<Outcome> {
-    let verb = command["command"].as_str().unwrap_or("command").to_owned();
+async fn send(store: &Store, name: &str, command: Command) -> anyhow::Result<Outcome> {
+    let verb = command.verb();
     let run = controller::command(store, name, command).await?;
     outln!("{verb} sent to {name} (run {run})");
     Ok(Outcome::Ok)
