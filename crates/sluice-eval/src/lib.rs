@@ -17,6 +17,7 @@ pub mod lm_eval;
 pub mod report;
 pub mod runner;
 pub mod scripted;
+pub mod session;
 pub mod suite;
 pub mod template;
 pub mod text_metrics;

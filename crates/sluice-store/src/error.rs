@@ -51,6 +51,18 @@ pub enum StoreError {
     /// A run that was already finished.
     #[error("run `{0}` is already finished")]
     RunFinished(String),
+    /// A run another live process is working on.
+    #[error(
+        "run `{run}` is still being run by {holder} (lease until {until}); wait for it, or stop it first"
+    )]
+    RunHeld {
+        /// The run.
+        run: String,
+        /// The process holding it.
+        holder: String,
+        /// When its lease runs out, UTC.
+        until: String,
+    },
     /// Stored JSON that does not parse (the row is reported, not dropped).
     #[error("stored JSON in {what} does not parse: {reason}")]
     CorruptJson {

@@ -264,9 +264,78 @@ impl Store {
             .await
     }
 
+    /// Takes this process's lease on run `id` and keeps it (renewed in the background until
+    /// the returned [`RunHold`] is dropped), so that a run whose process died reads as
+    /// interrupted rather than running. A run another live process holds is refused with
+    /// [`StoreError::RunHeld`]; a store that cannot record the lease does not stop the run.
+    pub async fn hold_run(&self, id: &str) -> Result<RunHold, StoreError> {
+        let name = run_lease(id);
+        match self.claim(&name, RUN_LEASE_TTL_MS).await {
+            Ok(LeaseOutcome::Acquired { .. }) => {}
+            Ok(LeaseOutcome::Held(lease)) => {
+                return Err(StoreError::RunHeld {
+                    run: id.to_owned(),
+                    holder: lease.holder,
+                    until: utc_timestamp(lease.expires_at_ms),
+                });
+            }
+            Err(error) => tracing::warn!(%error, "Cannot record that this process runs the run."),
+        }
+        let store = self.clone();
+        Ok(RunHold(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RUN_LEASE_RENEW).await;
+                if let Err(error) = store.claim(&name, RUN_LEASE_TTL_MS).await {
+                    tracing::warn!(%error, "Cannot renew the run's lease.");
+                }
+            }
+        })))
+    }
+
+    /// Whether a run stored as running has lost its process: no live lease, or one whose
+    /// holder on this host has exited. Rollouts are driven under their own lease, by name.
+    pub async fn interrupted(&self, run: &Run) -> Result<bool, StoreError> {
+        if run.status != RunStatus::Running {
+            return Ok(false);
+        }
+        let name = if run.kind == "rollout" {
+            format!("rollout:{}", run.name)
+        } else {
+            run_lease(run.id.as_str())
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Ok(match self.lease(&name).await? {
+            Some(lease) => !lease.live(now) || lease.holder_gone(),
+            None => true,
+        })
+    }
+
     /// The backend, for the operations of the [`Backend`] trait.
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
+    }
+}
+
+/// How long a running command's lease on its run lasts unless renewed.
+const RUN_LEASE_TTL_MS: i64 = 30_000;
+/// How often a running command renews it.
+const RUN_LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The lease a running command holds on its run.
+fn run_lease(id: &str) -> String {
+    format!("run:{id}")
+}
+
+/// This process's hold on a run (see [`Store::hold_run`]); dropping it stops renewing the
+/// lease.
+#[derive(Debug)]
+pub struct RunHold(tokio::task::JoinHandle<()>);
+
+impl Drop for RunHold {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -62,7 +62,7 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
             config: json!({"simulator": base_url}),
         })
         .await?;
-    let _heartbeat = super::Heartbeat::start(&store, run_id.as_str()).await?;
+    let _heartbeat = store.hold_run(run_id.as_str()).await?;
     let say = |line: String| {
         if !args.json {
             outln!("{line}");

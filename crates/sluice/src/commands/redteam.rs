@@ -57,7 +57,7 @@ pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outc
         link_run(store.as_ref(), version.as_ref(), "redteam", id.as_str()).await?;
     }
     let _heartbeat = match (&store, &run_id) {
-        (Some(store), Some(id)) => Some(super::Heartbeat::start(store, id.as_str()).await?),
+        (Some(store), Some(id)) => Some(store.hold_run(id.as_str()).await?),
         _ => None,
     };
     let seed = SystemTime::now()

@@ -33,7 +33,7 @@ pub async fn run(command: StoreCommand, location: &str) -> anyhow::Result<Outcom
             outln!("schema       version {}", store.schema_version().await?);
             let mut interrupted = 0;
             for run in &runs {
-                interrupted += usize::from(super::interrupted(&store, run).await?);
+                interrupted += usize::from(store.interrupted(run).await?);
             }
             outln!("runs         {} ({interrupted} interrupted)", runs.len());
         }
@@ -48,7 +48,7 @@ pub async fn run(command: StoreCommand, location: &str) -> anyhow::Result<Outcom
             // A run still marked running whose process is gone is shown as interrupted.
             let mut shown = Vec::with_capacity(runs.len());
             for run in runs {
-                let interrupted = super::interrupted(&store, &run).await?;
+                let interrupted = store.interrupted(&run).await?;
                 shown.push((run, interrupted));
             }
             if args.json {
