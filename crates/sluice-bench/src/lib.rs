@@ -13,6 +13,7 @@
 pub mod compare;
 pub mod dataset;
 pub mod metrics;
+pub mod profile;
 mod run;
 pub mod schedule;
 pub mod sweep;
