@@ -64,6 +64,7 @@ pub async fn run_python(
 }
 
 /// How much memory one javascript assertion may use.
+#[cfg(feature = "javascript")]
 const JAVASCRIPT_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 /// How long one javascript assertion may run.
 const JAVASCRIPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,6 +87,18 @@ pub async fn run_javascript(
     verdict(&value, threshold, "javascript")
 }
 
+/// A build without the engine refuses javascript assertions by name (the row is an error).
+#[cfg(not(feature = "javascript"))]
+fn evaluate_javascript(
+    _code: &str,
+    _output: &str,
+    _context: &str,
+    _timeout: Duration,
+) -> Result<Value, String> {
+    Err("this build has no JavaScript engine (it was built without the `javascript` feature); rebuild with default features to run javascript assertions".into())
+}
+
+#[cfg(feature = "javascript")]
 fn evaluate_javascript(
     code: &str,
     output: &str,

@@ -11,6 +11,7 @@
 
 mod error;
 mod model;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod registry;
 mod schema;
@@ -24,6 +25,7 @@ pub use model::{
     Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus,
     utc_timestamp,
 };
+#[cfg(feature = "postgres")]
 pub use postgres::PostgresBackend;
 pub use registry::{
     AliasChange, AliasMove, Artifact, Deprecation, LINEAGE_KINDS, LineageLink, ModelVersion,
@@ -226,7 +228,15 @@ impl Store {
     pub async fn open(location: &StoreLocation) -> Result<Self, StoreError> {
         let backend: Arc<dyn Backend> = match location {
             StoreLocation::Sqlite(path) => Arc::new(SqliteBackend::open(path).await?),
+            #[cfg(feature = "postgres")]
             StoreLocation::Postgres(url) => Arc::new(PostgresBackend::open(url).await?),
+            #[cfg(not(feature = "postgres"))]
+            StoreLocation::Postgres(url) => {
+                return Err(StoreError::UnsupportedLocation {
+                    location: redact_url(url),
+                    reason: "this build has no PostgreSQL backend (it was built without the `postgres` feature)".into(),
+                });
+            }
         };
         Ok(Self {
             backend,

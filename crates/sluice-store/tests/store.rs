@@ -36,6 +36,7 @@ impl Fixture {
     }
 
     /// A fresh database on the test server, or `None` when no server is configured.
+    #[cfg(feature = "postgres")]
     async fn postgres() -> Option<Self> {
         let Ok(admin) = std::env::var("SLUICE_TEST_POSTGRES") else {
             assert!(
@@ -78,6 +79,7 @@ impl Fixture {
                     .execute_batch(sql)
                     .unwrap();
             }
+            #[cfg(feature = "postgres")]
             StoreLocation::Postgres(url) => {
                 let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
                     .await
@@ -114,6 +116,7 @@ macro_rules! on_both_backends {
                 }
             )*
         }
+        #[cfg(feature = "postgres")]
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -857,6 +860,7 @@ async fn a_file_that_is_not_a_database_is_a_clear_error() {
     );
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test]
 async fn an_unreachable_postgres_server_is_a_clear_error_without_the_password() {
     // A port nothing listens on.

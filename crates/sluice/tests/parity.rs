@@ -88,7 +88,7 @@ fn suites_give_the_same_pass_fail_per_test_as_promptfoo() {
             "promptfoo is required here (PROMPTFOO_BIN)"
         );
         eprintln!(
-            "skipped: promptfoo is not installed (npm install promptfoo@0.121.14, then set PROMPTFOO_BIN)"
+            "skipped: promptfoo is not installed (npm install promptfoo@0.121.20, then set PROMPTFOO_BIN)"
         );
         return;
     };
