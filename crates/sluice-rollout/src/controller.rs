@@ -909,9 +909,12 @@ impl Controller {
                         // A significant but immaterial slowdown counts as none.
                         Some((if slower { z } else { z.min(0.0) }, n_candidate))
                     }),
-                Source::Prometheus { url, query } => prometheus_query(&self.client, url, query)
-                    .await
-                    .map(|v| v.map(|v| (v, 1))),
+                Source::Prometheus { url, query } => {
+                    sluice_readiness::prometheus::query(&self.client, url, query)
+                        .await
+                        .map(|v| v.map(|v| (v, 1)))
+                        .map_err(|e| e.to_string())
+                }
                 Source::Web { url, pointer } => match self.client.get(url).send().await {
                     Err(e) => Err(format!("{url} unreachable: {e}")),
                     Ok(response) if !response.status().is_success() => {
@@ -961,63 +964,6 @@ impl Controller {
             outcome,
             detail,
         })
-    }
-}
-
-/// Runs an instant query against a Prometheus-compatible HTTP API at `url`.
-pub async fn prometheus_query(
-    client: &reqwest::Client,
-    url: &str,
-    query: &str,
-) -> Result<Option<f64>, String> {
-    let request = client
-        .get(format!("{}/api/v1/query", url.trim_end_matches('/')))
-        .query(&[("query", query)]);
-    match request.send().await {
-        Err(e) => Err(format!("Prometheus unreachable: {e}")),
-        Ok(response) => match response.json::<Value>().await {
-            Err(e) => Err(format!(
-                "Prometheus answered something that is not JSON: {e}"
-            )),
-            Ok(body) => prometheus_value(&body),
-        },
-    }
-}
-
-/// The one number of a Prometheus instant-query answer: `Ok(None)` for an empty result,
-/// an error for a failed query, several series, or a value that is not a number.
-pub fn prometheus_value(body: &Value) -> Result<Option<f64>, String> {
-    if body["status"] != "success" {
-        return Err(format!(
-            "Prometheus: {}",
-            body["error"].as_str().unwrap_or("the query failed")
-        ));
-    }
-    let data = &body["data"];
-    let sample = match data["resultType"].as_str() {
-        Some("scalar") => &data["result"],
-        Some("vector") => match data["result"].as_array().map(Vec::as_slice) {
-            Some([]) => return Ok(None),
-            Some([one]) => &one["value"],
-            Some(many) => {
-                return Err(format!(
-                    "Prometheus returned {} series; the query must give one number",
-                    many.len()
-                ));
-            }
-            None => return Err("Prometheus returned no result list".into()),
-        },
-        other => {
-            return Err(format!(
-                "Prometheus returned a {other:?} result; expected a vector or a scalar"
-            ));
-        }
-    };
-    let text = sample[1].as_str().unwrap_or_default();
-    match text.parse::<f64>() {
-        Ok(v) if v.is_nan() => Ok(None),
-        Ok(v) => Ok(Some(v)),
-        Err(_) => Err(format!("Prometheus returned `{text}`, not a number")),
     }
 }
 
@@ -1205,34 +1151,4 @@ pub async fn latest(store: &Store, name: &str) -> Result<Option<sluice_store::Ru
         .await?
         .into_iter()
         .find(|r| r.name == name))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prometheus_answers_give_one_number_or_say_why_not() {
-        let vector = |result: Value| json!({"status": "success", "data": {"resultType": "vector", "result": result}});
-        assert_eq!(
-            prometheus_value(&vector(json!([{"metric": {}, "value": [1.0, "0.25"]}]))),
-            Ok(Some(0.25))
-        );
-        assert_eq!(prometheus_value(&vector(json!([]))), Ok(None));
-        assert!(
-            prometheus_value(&vector(json!([{"value": [1, "1"]}, {"value": [1, "2"]}]))).is_err()
-        );
-        assert_eq!(
-            prometheus_value(
-                &json!({"status": "success", "data": {"resultType": "scalar", "result": [1, "3"]}})
-            ),
-            Ok(Some(3.0))
-        );
-        assert_eq!(
-            prometheus_value(&vector(json!([{"value": [1, "NaN"]}]))),
-            Ok(None)
-        );
-        let error = prometheus_value(&json!({"status": "error", "error": "parse error at char 4"}));
-        assert_eq!(error, Err("Prometheus: parse error at char 4".to_owned()));
-    }
 }

@@ -14,7 +14,6 @@ pub mod controller;
 pub mod event;
 pub mod machine;
 pub mod process;
-pub mod readiness;
 pub mod registry_link;
 pub mod runbook;
 pub mod sequential;

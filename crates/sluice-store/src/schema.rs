@@ -9,7 +9,10 @@ pub(crate) enum Dialect {
     Sqlite,
     #[cfg_attr(
         not(feature = "postgres"),
-        allow(dead_code, reason = "the migrations stay checked in builds without the backend")
+        allow(
+            dead_code,
+            reason = "the migrations stay checked in builds without the backend"
+        )
     )]
     Postgres,
 }

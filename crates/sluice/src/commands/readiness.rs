@@ -1,10 +1,10 @@
 //! `sluice readiness`: the production-readiness gate for a registered version, as a table or
 //! JSON; the exit code is the gate.
 
-use sluice_registry::ModelRef;
-use sluice_rollout::readiness::{
-    self, CapacitySource, MetricsSource, PrometheusQueries, ReadinessRequest, Slo, Verdict,
+use sluice_readiness::{
+    CapacitySource, MetricsSource, PrometheusQueries, ReadinessRequest, Slo, Verdict,
 };
+use sluice_registry::ModelRef;
 
 use super::{Outcome, open_store};
 use crate::cli::ReadinessArgs;
@@ -63,7 +63,7 @@ pub async fn run(args: ReadinessArgs, location: &str) -> anyhow::Result<Outcome>
         capacity,
         replicas: args.replicas,
     };
-    let report = readiness::assess(&store, &version, &request)
+    let report = sluice_readiness::assess(&store, &version, &request)
         .await
         .map_err(anyhow::Error::msg)?;
     if args.json {

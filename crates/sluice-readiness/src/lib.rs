@@ -11,6 +11,10 @@
 //! Each check passes, fails, or cannot be measured (which fails the gate: readiness is shown,
 //! not assumed).
 
+#![deny(unsafe_code)]
+
+pub mod prometheus;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -224,7 +228,10 @@ async fn from_store(
     version: &str,
     window: Duration,
 ) -> Result<Figures, String> {
-    let since = crate::controller::now_ms() - window.as_millis() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let since = now - window.as_millis() as i64;
     let subject = format!("gateway:{route}");
     let Some(first) = store
         .first_event_since(&subject, since)
@@ -298,7 +305,7 @@ async fn from_prometheus(url: &str, queries: &PrometheusQueries) -> Result<Figur
         ("error rate", &queries.error_rate),
     ] {
         values.push(
-            crate::controller::prometheus_query(&client, url, query)
+            prometheus::query(&client, url, query)
                 .await
                 .map_err(|e| format!("the {name} query: {e}"))?,
         );
