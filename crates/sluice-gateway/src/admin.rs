@@ -35,10 +35,11 @@ use sha2::{Digest, Sha256};
 use sluice_config::ProcessEnv;
 
 use crate::GatewayHandle;
+use crate::api_error::ApiError;
 use crate::control::{
     RouteView, RoutesView, SegmentsChange, ShadowChange, UpstreamsChange, WindowsView,
 };
-use crate::proxy::{GatewayBody, error, full, json_response, read_body};
+use crate::proxy::{GatewayBody, full, json_response, read_body};
 use crate::route::{Timeouts, Upstreams, Version};
 
 /// Compares two secrets in constant time over their SHA-256 digests (so neither the content
@@ -76,7 +77,7 @@ fn query(request: &Request<Incoming>, key: &str) -> Option<String> {
 }
 
 fn bad(message: impl Into<String>) -> Response<GatewayBody> {
-    error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    ApiError::InvalidRequest(message.into()).into_response()
 }
 
 /// Whether `host` (a `Host` header or an origin's host, with or without a port) names this
@@ -107,21 +108,18 @@ fn cross_site(request: &Request<Incoming>, token_set: bool) -> Option<Response<G
     if let Some(origin) = header("origin") {
         let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
         if origin_host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
-            return Some(error(
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                format!("cross-site requests are refused (origin `{origin}`, host `{host}`)"),
-            ));
+            return Some(
+                ApiError::Forbidden(format!(
+                    "cross-site requests are refused (origin `{origin}`, host `{host}`)"
+                ))
+                .into_response(),
+            );
         }
     }
     if !token_set && !is_loopback_host(host) {
-        return Some(error(
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            format!(
+        return Some(ApiError::Forbidden(format!(
                 "without an admin token the admin API answers only loopback host names, not `{host}`"
-            ),
-        ));
+            )).into_response());
     }
     if matches!(*request.method(), Method::POST | Method::PUT) {
         let json = header("content-type").is_some_and(|ct| {
@@ -130,11 +128,12 @@ fn cross_site(request: &Request<Incoming>, token_set: bool) -> Option<Response<G
                 .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
         });
         if !json {
-            return Some(error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_request_error",
-                "the admin API takes `content-type: application/json` on POST and PUT",
-            ));
+            return Some(
+                ApiError::UnsupportedMediaType(
+                    "the admin API takes `content-type: application/json` on POST and PUT".into(),
+                )
+                .into_response(),
+            );
         }
     }
     None
@@ -157,11 +156,10 @@ pub(crate) async fn handle(
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !token_matches(given, token.expose()) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                "the admin API needs `authorization: Bearer <token>`",
-            );
+            return ApiError::Unauthenticated(
+                "the admin API needs `authorization: Bearer <token>`".into(),
+            )
+            .into_response();
         }
     }
     let method = request.method().clone();
@@ -396,20 +394,12 @@ pub(crate) async fn handle(
                 Err(message) => bad(message),
             }
         }
-        _ => error(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            format!("no such admin endpoint: {method} {path}"),
-        ),
+        _ => ApiError::NotFound(format!("no such admin endpoint: {method} {path}")).into_response(),
     }
 }
 
 fn unknown_route(route: &str) -> Response<GatewayBody> {
-    error(
-        StatusCode::NOT_FOUND,
-        "invalid_request_error",
-        format!("no route `{route}`"),
-    )
+    ApiError::NotFound(format!("no route `{route}`")).into_response()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+mod api_error;
 pub mod config;
 pub mod control;
 mod guard;

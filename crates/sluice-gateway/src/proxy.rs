@@ -24,6 +24,7 @@ use tracing::{debug, warn};
 use sluice_store::{NewEvent, Store};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::api_error::ApiError;
 use crate::config::Limits;
 use crate::guard::EventGuard;
 use crate::log::{Recent, Record, RequestLog};
@@ -179,18 +180,6 @@ pub(crate) fn json_response(
     )
 }
 
-/// An OpenAI-shaped error.
-pub(crate) fn error(
-    status: StatusCode,
-    kind: &str,
-    message: impl Into<String>,
-) -> Response<GatewayBody> {
-    json_response(
-        status,
-        &json!({"error": {"message": message.into(), "type": kind, "param": null, "code": null}}),
-    )
-}
-
 /// Reads a request body up to the configured limit.
 pub(crate) async fn read_body(
     request: Request<Incoming>,
@@ -201,15 +190,14 @@ pub(crate) async fn read_body(
     sluice_http::read_body(request.into_body(), limit, timeout)
         .await
         .map_err(|e| {
-            let (status, message) = match &e {
-                BodyError::TooLarge(_) => (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the request body is larger than the gateway's limit of {limit} bytes"),
-                ),
-                BodyError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, e.to_string()),
-                BodyError::Read(_) => (StatusCode::BAD_REQUEST, e.to_string()),
+            let error = match &e {
+                BodyError::TooLarge(_) => ApiError::TooLarge(format!(
+                    "the request body is larger than the gateway's limit of {limit} bytes"
+                )),
+                BodyError::Timeout(_) => ApiError::BodyTimeout(e.to_string()),
+                BodyError::Read(_) => ApiError::InvalidRequest(e.to_string()),
             };
-            let mut response = error(status, "invalid_request_error", message);
+            let mut response = error.into_response();
             // The rest of the body is not read: the connection cannot carry another request.
             response
                 .headers_mut()
@@ -268,38 +256,25 @@ pub(crate) async fn forward(
     let mut body: Map<String, Value> = match serde_json::from_slice(&raw) {
         Ok(Value::Object(map)) => map,
         Ok(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "the request body must be a JSON object",
-            );
+            return ApiError::InvalidRequest("the request body must be a JSON object".into())
+                .into_response();
         }
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                format!("the request body is not valid JSON: {e}"),
-            );
+            return ApiError::InvalidRequest(format!("the request body is not valid JSON: {e}"))
+                .into_response();
         }
     };
     let Some(model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "`model` is required",
-        );
+        return ApiError::InvalidRequest("`model` is required".into()).into_response();
     };
     let snapshot = shared.snapshot.load_full();
     let Some(route) = snapshot.routes.get(&model).cloned() else {
         let known: Vec<&str> = snapshot.routes.keys().map(String::as_str).collect();
-        let mut response = error(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            format!(
-                "The model `{model}` does not exist on this gateway (routes: {}).",
-                known.join(", ")
-            ),
-        );
+        let mut response = ApiError::NotFound(format!(
+            "The model `{model}` does not exist on this gateway (routes: {}).",
+            known.join(", ")
+        ))
+        .into_response();
         set_header(response.headers_mut(), "x-sluice-route", "none");
         return response;
     };
@@ -566,12 +541,9 @@ async fn send(
     let client = match shared.client(version.timeouts.connect) {
         Ok(client) => client,
         Err(e) => {
-            finish.end(Class::UpstreamConnect);
-            return error(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                format!("cannot build the upstream client: {e}"),
-            );
+            return finish.fail(ApiError::Unreachable(format!(
+                "cannot build the upstream client: {e}"
+            )));
         }
     };
     let url = format!("{}/{}", version.upstreams.next(), endpoint.path());
@@ -588,35 +560,20 @@ async fn send(
     let first = version.timeouts.ttft.min(version.timeouts.total);
     let answer = match tokio::time::timeout(first, upstream.send()).await {
         Err(_) => {
-            finish.end(Class::Timeout);
-            return error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                format!(
-                    "version `{}` did not answer within {} ms",
-                    version.name,
-                    first.as_millis()
-                ),
-            );
+            return finish.fail(ApiError::Timeout(format!(
+                "version `{}` did not answer within {} ms",
+                version.name,
+                first.as_millis()
+            )));
         }
         Ok(Err(e)) => {
-            let class = if e.is_timeout() {
-                Class::Timeout
-            } else {
-                Class::UpstreamConnect
-            };
-            finish.end(class);
             warn!(version = version.name, error = %e, "Upstream request failed.");
-            let status = if class == Class::Timeout {
-                StatusCode::GATEWAY_TIMEOUT
+            let message = format!("version `{}` could not be reached: {e}", version.name);
+            return finish.fail(if e.is_timeout() {
+                ApiError::Timeout(message)
             } else {
-                StatusCode::BAD_GATEWAY
-            };
-            return error(
-                status,
-                "upstream_error",
-                format!("version `{}` could not be reached: {e}", version.name),
-            );
+                ApiError::Unreachable(message)
+            });
         }
         Ok(Ok(answer)) => answer,
     };
@@ -638,11 +595,11 @@ async fn send(
             full(status, "application/json", text)
         } else {
             let snippet: String = String::from_utf8_lossy(&text).chars().take(200).collect();
-            error(
+            ApiError::Upstream {
                 status,
-                "upstream_error",
-                format!("version `{}` answered {status}: {snippet}", version.name),
-            )
+                message: format!("version `{}` answered {status}: {snippet}", version.name),
+            }
+            .into_response()
         };
         if let Some(value) = retry_after {
             response.headers_mut().insert(RETRY_AFTER, value);
@@ -711,41 +668,32 @@ async fn whole(
         match tokio::time::timeout_at(deadline.into(), chunks.next()).await {
             Err(_) => {
                 finish.capture = body;
-                finish.end(Class::Timeout);
-                return error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "timeout",
-                    "the upstream timed out before the end of the answer",
-                );
+                return finish.fail(ApiError::Timeout(
+                    "the upstream timed out before the end of the answer".into(),
+                ));
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
                 warn!(error = %e, "Upstream body failed.");
                 finish.capture = body;
-                finish.end(if e.is_timeout() {
-                    Class::Timeout
+                let message = format!("the upstream answer broke off: {e}");
+                return finish.fail(if e.is_timeout() {
+                    ApiError::Timeout(message)
                 } else {
-                    Class::ServerError
+                    ApiError::Broken(message)
                 });
-                return error(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_error",
-                    format!("the upstream answer broke off: {e}"),
-                );
             }
             Ok(Some(Ok(bytes))) => {
                 if body.len() + bytes.len() > limit {
-                    finish.end(Class::ServerError);
                     let why = if scanner.is_some() {
                         "the most the safety scanner reads; it was withheld"
                     } else {
                         "the most the gateway passes on"
                     };
-                    return error(
-                        StatusCode::BAD_GATEWAY,
-                        "upstream_error",
-                        format!("the answer is larger than {} KiB, {why}", limit / 1024),
-                    );
+                    return finish.fail(ApiError::Broken(format!(
+                        "the answer is larger than {} KiB, {why}",
+                        limit / 1024
+                    )));
                 }
                 body.extend_from_slice(&bytes);
             }
@@ -757,12 +705,9 @@ async fn whole(
         Err(e) => {
             warn!("The upstream answered {status} with a body that is not JSON.");
             finish.capture = body;
-            finish.end(Class::ServerError);
-            return error(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                format!("the upstream answered {status} with a body that is not JSON: {e}"),
-            );
+            return finish.fail(ApiError::Broken(format!(
+                "the upstream answered {status} with a body that is not JSON: {e}"
+            )));
         }
     };
     if let Some(usage) = value.get("usage") {
@@ -835,6 +780,12 @@ impl Finish {
         if self.capture.len() + bytes.len() <= self.capture_limit {
             self.capture.extend_from_slice(bytes);
         }
+    }
+
+    /// Records the request as failed with `error`'s class and answers with the error.
+    fn fail(mut self, error: ApiError) -> Response<GatewayBody> {
+        self.end(error.class());
+        error.into_response()
     }
 
     fn end(&mut self, class: Class) {
@@ -995,11 +946,11 @@ impl ProxyBody {
         self.ended = true;
     }
 
-    /// An in-band error event to end a stream that failed after its headers were sent.
-    fn error_event(message: &str, kind: &str) -> Bytes {
-        let event =
-            json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
-        Bytes::from(format!("data: {event}\n\n"))
+    /// Ends a stream that failed after its headers were sent: the outcome is recorded, and
+    /// the client gets the error as an in-band event (never `[DONE]`).
+    fn fail(&mut self, error: ApiError) -> Bytes {
+        self.finish(error.class());
+        error.event()
     }
 
     /// Takes the next complete event off the buffer; `None` when there is none yet. Usage-only
@@ -1081,16 +1032,12 @@ impl ProxyBody {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     warn!(error = %e, "Upstream body failed.");
-                    let class = if e.is_timeout() {
-                        Class::Timeout
+                    let message = format!("the upstream stream failed: {e}");
+                    return Poll::Ready(Some(self.fail(if e.is_timeout() {
+                        ApiError::Timeout(message)
                     } else {
-                        Class::ServerError
-                    };
-                    self.finish(class);
-                    return Poll::Ready(Some(Self::error_event(
-                        &format!("the upstream stream failed: {e}"),
-                        "upstream_error",
-                    )));
+                        ApiError::Broken(message)
+                    })));
                 }
                 Poll::Ready(None) => {
                     let rest = (!self.buffer.is_empty()).then(|| self.buffer.split().freeze());
@@ -1101,17 +1048,15 @@ impl ProxyBody {
                     self.ready.extend(rest);
                     // A stream that ends without `[DONE]` was cut off: the client is told so
                     // in band, and gets no `[DONE]`.
-                    let class = if self.saw_done {
-                        Class::Ok
+                    if self.saw_done {
+                        self.finish(Class::Ok);
                     } else {
                         warn!("The upstream stream ended without [DONE].");
-                        self.ready.push_back(Self::error_event(
-                            "the upstream stream ended early, without its final event",
-                            "upstream_error",
+                        let event = self.fail(ApiError::Broken(
+                            "the upstream stream ended early, without its final event".into(),
                         ));
-                        Class::ServerError
-                    };
-                    self.finish(class);
+                        self.ready.push_back(event);
+                    }
                     return Poll::Ready(self.ready.pop_front());
                 }
                 Poll::Pending => {
@@ -1121,11 +1066,9 @@ impl ProxyBody {
                         } else {
                             "the end of the answer"
                         };
-                        self.finish(Class::Timeout);
-                        return Poll::Ready(Some(Self::error_event(
-                            &format!("the upstream timed out waiting for {what}"),
-                            "timeout",
-                        )));
+                        return Poll::Ready(Some(self.fail(ApiError::Timeout(format!(
+                            "the upstream timed out waiting for {what}"
+                        )))));
                     }
                     return Poll::Pending;
                 }
@@ -1138,17 +1081,16 @@ impl ProxyBody {
 /// route and version that served the request, and counted in that version's window.
 async fn feedback(shared: &Shared, request: Request<Incoming>) -> Response<GatewayBody> {
     let Some(store) = &shared.store else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "feedback needs the store; this gateway runs without one",
-        );
+        return ApiError::Unavailable(
+            "feedback needs the store; this gateway runs without one".into(),
+        )
+        .into_response();
     };
     let body = match read_body(request, 64 * 1024, shared.limits.server.body_read_timeout).await {
         Ok(body) => body,
         Err(response) => return *response,
     };
-    let bad = |message: &str| error(StatusCode::BAD_REQUEST, "invalid_request_error", message);
+    let bad = |message: &str| ApiError::InvalidRequest(message.to_owned()).into_response();
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
         return bad(
             "expected a JSON object: {\"request_id\", \"rating\" (1–5) or \"value\", \"metric\"?, \"comment\"?}",
@@ -1179,13 +1121,12 @@ async fn feedback(shared: &Shared, request: Request<Incoming>) -> Response<Gatew
         .get(request_id)
         .cloned();
     let Some((route, version)) = served else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
+        return ApiError::NotFound(
             format!(
                 "unknown request id `{request_id}` (feedback is taken for the last 100,000 requests this gateway served)"
             ),
-        );
+        )
+        .into_response();
     };
     if let Some(score) = score {
         shared
@@ -1212,11 +1153,9 @@ async fn feedback(shared: &Shared, request: Request<Incoming>) -> Response<Gatew
             StatusCode::OK,
             &json!({"feedback_id": ids.first(), "route": route, "version": version}),
         ),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("the feedback could not be stored: {e}"),
-        ),
+        Err(e) => {
+            ApiError::Unavailable(format!("the feedback could not be stored: {e}")).into_response()
+        }
     }
 }
 
@@ -1241,16 +1180,11 @@ pub(crate) async fn handle(
             Bytes::from(shared.prometheus()),
         ),
         (&Method::GET, "/health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
-        (_, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings") => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request_error",
-            format!("{method} is not allowed on {path}; use POST"),
-        ),
-        _ => error(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            format!("no such endpoint: {method} {path}"),
-        ),
+        (_, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings") => {
+            ApiError::MethodNotAllowed(format!("{method} is not allowed on {path}; use POST"))
+                .into_response()
+        }
+        _ => ApiError::NotFound(format!("no such endpoint: {method} {path}")).into_response(),
     }
 }
 
