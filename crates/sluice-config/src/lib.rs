@@ -13,7 +13,6 @@ pub mod de;
 mod duration;
 pub mod env;
 mod error;
-pub mod glob;
 mod path;
 pub mod yaml;
 

@@ -11,6 +11,7 @@
 pub mod assertion;
 pub mod cache;
 pub mod compare;
+pub mod glob;
 pub mod graded;
 pub mod http_provider;
 pub mod lm_eval;

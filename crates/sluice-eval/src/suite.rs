@@ -893,8 +893,8 @@ impl Compiler<'_> {
                 template: source,
             }];
         };
-        let files = if sluice_config::glob::is_glob(file) {
-            match sluice_config::glob::expand(self.base_dir, file) {
+        let files = if crate::glob::is_glob(file) {
+            match crate::glob::expand(self.base_dir, file) {
                 Ok(files) if files.is_empty() => {
                     self.error(path, format!("`{file}` matches no prompt files"));
                     return Vec::new();
@@ -913,7 +913,7 @@ impl Compiler<'_> {
         for full in files {
             match std::fs::read_to_string(&full) {
                 Ok(template) => {
-                    let shown = if sluice_config::glob::is_glob(file) {
+                    let shown = if crate::glob::is_glob(file) {
                         full.strip_prefix(self.base_dir)
                             .unwrap_or(&full)
                             .display()
@@ -1197,8 +1197,8 @@ impl Compiler<'_> {
             );
             return Vec::new();
         };
-        if sluice_config::glob::is_glob(relative) {
-            let files = match sluice_config::glob::expand(self.base_dir, relative) {
+        if crate::glob::is_glob(relative) {
+            let files = match crate::glob::expand(self.base_dir, relative) {
                 Ok(files) => files,
                 Err(message) => {
                     self.error(path, message);
