@@ -76,8 +76,8 @@ fn query(request: &Request<Incoming>, key: &str) -> Option<String> {
     })
 }
 
-fn bad(message: impl Into<String>) -> Response<GatewayBody> {
-    ApiError::InvalidRequest(message.into()).into_response()
+fn bad(message: impl ToString) -> Response<GatewayBody> {
+    ApiError::InvalidRequest(message.to_string()).into_response()
 }
 
 /// Whether `host` (a `Host` header or an origin's host, with or without a port) names this

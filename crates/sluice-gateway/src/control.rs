@@ -12,9 +12,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sluice_core::Secret;
 
-use crate::GatewayHandle;
 use crate::metrics::Windows;
 use crate::route::{Route, Segment, StickyKey};
+use crate::{ChangeError, GatewayHandle};
 
 /// Why a gateway did not do what it was asked.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -290,17 +290,15 @@ impl GatewayControl for GatewayHandle {
         weights: &BTreeMap<String, f64>,
         owner: Option<&str>,
     ) -> Result<(), ControlError> {
-        self.set_weights_as(route, weights, owner)
-            .map_err(ControlError::Refused)
+        self.set_weights_as(route, weights, owner).map_err(refused)
     }
 
     async fn release(&self, route: &str, owner: &str) -> Result<(), ControlError> {
-        GatewayHandle::release(self, route, owner).map_err(ControlError::Refused)
+        GatewayHandle::release(self, route, owner).map_err(refused)
     }
 
     async fn set_shadow(&self, route: &str, shadow: &ShadowChange) -> Result<(), ControlError> {
-        GatewayHandle::set_shadow(self, route, &shadow.version, shadow.percent)
-            .map_err(ControlError::Refused)
+        GatewayHandle::set_shadow(self, route, &shadow.version, shadow.percent).map_err(refused)
     }
 
     async fn set_segments(
@@ -309,8 +307,7 @@ impl GatewayControl for GatewayHandle {
         version: &str,
         change: &SegmentsChange,
     ) -> Result<(), ControlError> {
-        self.apply_segments(route, version, change)
-            .map_err(ControlError::Refused)
+        self.apply_segments(route, version, change).map_err(refused)
     }
 
     async fn set_upstreams(
@@ -319,8 +316,7 @@ impl GatewayControl for GatewayHandle {
         version: &str,
         change: &UpstreamsChange,
     ) -> Result<(), ControlError> {
-        GatewayHandle::set_upstreams(self, route, version, change.urls.clone())
-            .map_err(ControlError::Refused)
+        GatewayHandle::set_upstreams(self, route, version, change.urls.clone()).map_err(refused)
     }
 
     async fn windows(&self, seconds: u64, histogram: bool) -> Result<Windows, ControlError> {
@@ -332,6 +328,10 @@ impl GatewayControl for GatewayHandle {
     }
 }
 
+fn refused(error: ChangeError) -> ControlError {
+    ControlError::Refused(error.to_string())
+}
+
 impl GatewayHandle {
     /// Replaces a version's segments and sets the sticky key, from the wire form: the admin
     /// API's `PUT …/segments/{version}` and [`GatewayControl::set_segments`] both land here.
@@ -340,23 +340,24 @@ impl GatewayHandle {
         route: &str,
         version: &str,
         change: &SegmentsChange,
-    ) -> Result<(), String> {
+    ) -> Result<(), ChangeError> {
         let sticky = change
             .sticky_key
             .as_deref()
             .map(StickyKey::parse)
             .transpose()
-            .map_err(|message| format!("`sticky_key`: {message}"))?;
+            .map_err(|message| ChangeError::Segments(format!("`sticky_key`: {message}")))?;
         let mut segments = Vec::new();
         for (i, rule) in change.segments.iter().enumerate() {
             if rule.version.as_deref().is_some_and(|v| v != version) {
-                return Err(format!(
+                return Err(ChangeError::Segments(format!(
                     "`segments[{i}].version`: this call sets the segments of `{version}`"
-                ));
+                )));
             }
             segments.push(
-                rule.segment(version)
-                    .map_err(|message| format!("`segments[{i}]`: {message}"))?,
+                rule.segment(version).map_err(|message| {
+                    ChangeError::Segments(format!("`segments[{i}]`: {message}"))
+                })?,
             );
         }
         self.set_segments(route, version, segments, sticky)

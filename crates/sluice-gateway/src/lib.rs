@@ -76,6 +76,85 @@ pub struct HeldRoute {
     pub rollout: String,
 }
 
+/// Why a change to a route was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChangeError {
+    /// No route of that name.
+    #[error("no route `{0}`")]
+    NoRoute(String),
+    /// The route has no version of that name.
+    #[error("route `{route}` has no version `{version}`")]
+    NoVersion {
+        /// The route.
+        route: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// The route already has a version of that name.
+    #[error("route `{route}` already has a version `{version}`")]
+    DuplicateVersion {
+        /// The route.
+        route: String,
+        /// The version.
+        version: String,
+    },
+    /// Weights that cannot be applied.
+    #[error(transparent)]
+    Weights(#[from] route::WeightError),
+    /// A shadow share outside 0–100.
+    #[error("expected a percentage between 0 and 100, found {0}")]
+    Percent(f64),
+    /// Segments for another version than the call sets.
+    #[error("a segment names version `{other}`; this call sets the segments of `{version}`")]
+    SegmentVersion {
+        /// The version the call sets.
+        version: String,
+        /// The version a segment names.
+        other: String,
+    },
+    /// A segment or sticky key as sent that does not read (its field named).
+    #[error("{0}")]
+    Segments(String),
+    /// No instances for a version.
+    #[error("expected at least one URL")]
+    NoUrls,
+    /// An instance URL that is not http(s).
+    #[error("expected http:// or https:// base URLs, found `{0}`")]
+    BadUrl(String),
+    /// A version that still gets traffic cannot be removed.
+    #[error("version `{version}` still has weight {weight}; set it to 0 first")]
+    StillWeighted {
+        /// The version.
+        version: String,
+        /// Its weight.
+        weight: f64,
+    },
+    /// The version is the route's shadow.
+    #[error("version `{0}` is the route's shadow")]
+    IsShadow(String),
+    /// The version is the route's only one.
+    #[error("`{0}` is the route's only version")]
+    OnlyVersion(String),
+}
+
+fn no_version(route: &str, version: &str) -> ChangeError {
+    ChangeError::NoVersion {
+        route: route.to_owned(),
+        version: version.to_owned(),
+    }
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The gateway has no file to read again.
+    #[error("this gateway was started without a config file")]
+    NoFile,
+    /// The file has errors (each located).
+    #[error(transparent)]
+    Config(#[from] sluice_config::Diagnostics),
+}
+
 impl GatewayHandle {
     /// The routing snapshot in force.
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -96,8 +175,8 @@ impl GatewayHandle {
     fn update_route(
         &self,
         route: &str,
-        change: impl Fn(&Route) -> Result<Route, String>,
-    ) -> Result<(), String> {
+        change: impl Fn(&Route) -> Result<Route, ChangeError>,
+    ) -> Result<(), ChangeError> {
         let mut result = Ok(());
         self.shared.snapshot.rcu(|current| {
             let mut next = (**current).clone();
@@ -109,7 +188,7 @@ impl GatewayHandle {
                     }
                     Err(e) => result = Err(e),
                 },
-                None => result = Err(format!("no route `{route}`")),
+                None => result = Err(ChangeError::NoRoute(route.to_owned())),
             }
             next
         });
@@ -117,7 +196,11 @@ impl GatewayHandle {
     }
 
     /// Sets a route's weights atomically (percent by version name; they must sum to 100).
-    pub fn set_weights(&self, route: &str, weights: &BTreeMap<String, f64>) -> Result<(), String> {
+    pub fn set_weights(
+        &self,
+        route: &str,
+        weights: &BTreeMap<String, f64>,
+    ) -> Result<(), ChangeError> {
         self.set_weights_as(route, weights, None)
     }
 
@@ -128,9 +211,9 @@ impl GatewayHandle {
         route: &str,
         weights: &BTreeMap<String, f64>,
         owner: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ChangeError> {
         self.update_route(route, |r| {
-            let mut next = r.with_weights(weights).map_err(|e| e.to_string())?;
+            let mut next = r.with_weights(weights)?;
             if let Some(owner) = owner {
                 next.owner = Some(owner.to_owned());
             }
@@ -141,7 +224,7 @@ impl GatewayHandle {
     }
 
     /// Ends the rollout `owner`'s hold on a route (nothing when another rollout holds it).
-    pub fn release(&self, route: &str, owner: &str) -> Result<(), String> {
+    pub fn release(&self, route: &str, owner: &str) -> Result<(), ChangeError> {
         self.update_route(route, |r| {
             let mut next = r.clone();
             if next.owner.as_deref() == Some(owner) {
@@ -154,14 +237,14 @@ impl GatewayHandle {
     }
 
     /// Adds a version to a route with weight 0.
-    pub fn add_version(&self, route: &str, version: Version) -> Result<(), String> {
+    pub fn add_version(&self, route: &str, version: Version) -> Result<(), ChangeError> {
         let name = version.name.clone();
         self.update_route(route, |r| {
             if r.index(&version.name).is_some() {
-                return Err(format!(
-                    "route `{route}` already has a version `{}`",
-                    version.name
-                ));
+                return Err(ChangeError::DuplicateVersion {
+                    route: route.to_owned(),
+                    version: version.name.clone(),
+                });
             }
             let mut next = r.clone();
             next.versions.push(version.clone());
@@ -173,15 +256,13 @@ impl GatewayHandle {
     }
 
     /// Mirrors `percent` of a route's requests to `version` (0 stops mirroring).
-    pub fn set_shadow(&self, route: &str, version: &str, percent: f64) -> Result<(), String> {
+    pub fn set_shadow(&self, route: &str, version: &str, percent: f64) -> Result<(), ChangeError> {
         if !(0.0..=100.0).contains(&percent) {
-            return Err(format!(
-                "expected a percentage between 0 and 100, found {percent}"
-            ));
+            return Err(ChangeError::Percent(percent));
         }
         self.update_route(route, |r| {
             if r.index(version).is_none() {
-                return Err(format!("route `{route}` has no version `{version}`"));
+                return Err(no_version(route, version));
             }
             let mut next = r.clone();
             next.shadow = (percent > 0.0).then(|| route::Shadow {
@@ -203,17 +284,17 @@ impl GatewayHandle {
         version: &str,
         segments: Vec<route::Segment>,
         sticky: Option<route::StickyKey>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ChangeError> {
         if let Some(other) = segments.iter().find(|s| s.version() != version) {
-            return Err(format!(
-                "a segment names version `{}`; this call sets the segments of `{version}`",
-                other.version()
-            ));
+            return Err(ChangeError::SegmentVersion {
+                version: version.to_owned(),
+                other: other.version().to_owned(),
+            });
         }
         let count = segments.len();
         self.update_route(route, |r| {
             if r.index(version).is_none() {
-                return Err(format!("route `{route}` has no version `{version}`"));
+                return Err(no_version(route, version));
             }
             let mut next = r.clone();
             next.segments.retain(|s| s.version() != version);
@@ -234,22 +315,18 @@ impl GatewayHandle {
         route: &str,
         version: &str,
         urls: Vec<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ChangeError> {
         if urls.is_empty() {
-            return Err("expected at least one URL".into());
+            return Err(ChangeError::NoUrls);
         }
         if let Some(bad) = urls
             .iter()
             .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
         {
-            return Err(format!(
-                "expected http:// or https:// base URLs, found `{bad}`"
-            ));
+            return Err(ChangeError::BadUrl(bad.clone()));
         }
         self.update_route(route, |r| {
-            let index = r
-                .index(version)
-                .ok_or_else(|| format!("route `{route}` has no version `{version}`"))?;
+            let index = r.index(version).ok_or_else(|| no_version(route, version))?;
             let mut next = r.clone();
             let v = &mut next.versions[index];
             v.upstreams = v.upstreams.replaced(urls.clone());
@@ -260,22 +337,20 @@ impl GatewayHandle {
     }
 
     /// Removes a version whose weight is 0.
-    pub fn remove_version(&self, route: &str, name: &str) -> Result<(), String> {
+    pub fn remove_version(&self, route: &str, name: &str) -> Result<(), ChangeError> {
         self.update_route(route, |r| {
-            let index = r
-                .index(name)
-                .ok_or_else(|| format!("route `{route}` has no version `{name}`"))?;
+            let index = r.index(name).ok_or_else(|| no_version(route, name))?;
             if r.weights[index] > 0.0 {
-                return Err(format!(
-                    "version `{name}` still has weight {}; set it to 0 first",
-                    r.weights[index]
-                ));
+                return Err(ChangeError::StillWeighted {
+                    version: name.to_owned(),
+                    weight: r.weights[index],
+                });
             }
             if r.shadow.as_ref().is_some_and(|s| s.version == name) {
-                return Err(format!("version `{name}` is the route's shadow"));
+                return Err(ChangeError::IsShadow(name.to_owned()));
             }
             if r.versions.len() == 1 {
-                return Err(format!("`{name}` is the route's only version"));
+                return Err(ChangeError::OnlyVersion(name.to_owned()));
             }
             let mut next = r.clone();
             next.versions.remove(index);
@@ -295,11 +370,11 @@ impl GatewayHandle {
     /// a replacement): a route whose definition is as before keeps its runtime state, a
     /// changed or new one takes the file's, and a route a rollout steers is never changed (see
     /// [`ReloadReport`]). On an error nothing changes. Listener limits are not reloaded.
-    pub fn reload(&self) -> Result<ReloadReport, String> {
+    pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
         let Some(path) = &self.config_path else {
-            return Err("this gateway was started without a config file".into());
+            return Err(ReloadError::NoFile);
         };
-        let config = GatewayConfig::load(path, &ProcessEnv).map_err(|e| e.to_string())?;
+        let config = GatewayConfig::load(path, &ProcessEnv)?;
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let mut report = ReloadReport::default();
         let mut next_file = BTreeMap::new();

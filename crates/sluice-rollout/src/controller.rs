@@ -120,8 +120,12 @@ impl Controller {
                 spec.name
             )));
         };
-        let backend = Backend::admin(url, spec.admin_token.clone())
-            .map_err(|e| RolloutError::Gateway(e.to_string()))?;
+        let backend = Backend::admin(url, spec.admin_token.clone()).map_err(|source| {
+            RolloutError::Control {
+                what: format!("the admin client for {url}"),
+                source,
+            }
+        })?;
         Self::start_with(spec, store, source, backend).await
     }
 
@@ -1012,16 +1016,20 @@ pub async fn undo(
     if target == field("stable") {
         restart_stable(store, &run.id, config, &admin_url, &route, admin_token).await?;
     }
+    let control = |what: &str| {
+        let what = what.to_owned();
+        move |source| RolloutError::Control { what, source }
+    };
     let gateway = AdminClient::new(
         &admin_url,
         admin_token.map(sluice_core::Secret::new),
         ADMIN_TIMEOUT,
     )
-    .map_err(|e| RolloutError::Gateway(e.to_string()))?;
+    .map_err(control("the admin client"))?;
     gateway
         .set_weights(&route, &BTreeMap::from([(target.clone(), 100.0)]), None)
         .await
-        .map_err(|e| RolloutError::Gateway(format!("the weights were not set: {e}")))?;
+        .map_err(control("the weights were not set"))?;
     let summary = format!("Rollout {name} undone: route {route} is all on {target}.");
     store
         .append_events(vec![
@@ -1094,8 +1102,13 @@ async fn restart_stable(
                 .await?;
         }
     }
-    let backend = Backend::admin(admin_url, admin_token.map(sluice_core::Secret::new))
-        .map_err(|e| RolloutError::Gateway(e.to_string()))?;
+    let backend =
+        Backend::admin(admin_url, admin_token.map(sluice_core::Secret::new)).map_err(|source| {
+            RolloutError::Control {
+                what: "the admin client".into(),
+                source,
+            }
+        })?;
     backend
         .set_upstreams(
             route,
@@ -1103,7 +1116,10 @@ async fn restart_stable(
             instances.iter().map(|i| i.url.clone()).collect(),
         )
         .await
-        .map_err(|e| RolloutError::Gateway(format!("stable's upstreams were not restored: {e}")))
+        .map_err(|source| RolloutError::Control {
+            what: "stable's upstreams were not restored".into(),
+            source,
+        })
 }
 
 /// Refuses a new run while the last rollback of this rollout is more recent than its cooldown.

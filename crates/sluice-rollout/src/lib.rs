@@ -22,10 +22,19 @@ pub mod spec;
 /// Errors that stop a rollout's controller (not the rollout's own failures, which abort it).
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
-    /// The store failed.
-    #[error("the store: {0}")]
-    Store(String),
-    /// The gateway client could not be built.
+    /// The store failed (the store's error is the cause).
+    #[error("the store")]
+    Store(#[from] sluice_store::StoreError),
+    /// The gateway refused or could not be reached (its error is the cause).
+    #[error("the gateway: {what}")]
+    Control {
+        /// What was being done.
+        what: String,
+        /// Why it did not happen.
+        #[source]
+        source: sluice_gateway::control::ControlError,
+    },
+    /// The gateway cannot be steered as the spec or stored run asks.
     #[error("the gateway: {0}")]
     Gateway(String),
     /// A rollback of this rollout is more recent than its cooldown.
@@ -62,10 +71,4 @@ pub enum RolloutError {
         /// Who holds the lease now.
         holder: String,
     },
-}
-
-impl From<sluice_store::StoreError> for RolloutError {
-    fn from(error: sluice_store::StoreError) -> Self {
-        RolloutError::Store(error.to_string())
-    }
 }
