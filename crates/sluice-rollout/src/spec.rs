@@ -50,7 +50,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use sluice_config::{Diagnostic, Diagnostics, Document, EnvSource, FieldPath, parse_duration};
+use sluice_config::{Diagnostics, Document, EnvSource, FieldPath, parse_duration};
 use sluice_core::stats::normal_quantile;
 use sluice_gateway::metrics::WindowStats;
 
@@ -731,15 +731,13 @@ impl Spec {
     /// Checks a parsed spec, reporting every problem at once.
     pub fn from_document(document: &Document, env: &dyn EnvSource) -> Result<Self, Diagnostics> {
         let raw: RawSpec = document.deserialize()?;
-        let mut errors: Vec<Diagnostic> = Vec::new();
+        let mut check = Checker::default();
         let root = FieldPath::root();
-        let mut error =
-            |path: FieldPath, message: String| errors.push(document.error_at(&path, message));
         if raw.name.trim().is_empty() {
-            error(root.key("name"), "expected a non-empty name".into());
+            check.error(root.key("name"), "expected a non-empty name");
         }
         if raw.stable == raw.candidate {
-            error(
+            check.error(
                 root.key("candidate"),
                 format!(
                     "the candidate must differ from the stable version `{}`",
@@ -747,313 +745,15 @@ impl Spec {
                 ),
             );
         }
-        let gateway = raw.gateway.unwrap_or(RawGateway {
-            admin_url: None,
-            token_env: None,
-        });
-        if let Some(url) = &gateway.admin_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            error(
-                root.key("gateway").key("admin_url"),
-                format!("expected an http:// URL such as http://127.0.0.1:8081, found `{url}`"),
-            );
-        }
-        let admin_token = match &gateway.token_env {
-            Some(var) => {
-                let token = env
-                    .var(var)
-                    .filter(|t| !t.is_empty())
-                    .map(sluice_core::Secret::from);
-                if token.is_none() {
-                    error(
-                        root.key("gateway").key("token_env"),
-                        format!("the environment variable `{var}` is not set"),
-                    );
-                }
-                token
-            }
-            None => None,
-        };
-        let instances = match raw.instances {
-            None => Instances::default(),
-            Some(raw_instances) => {
-                let path = root.key("instances");
-                let mut read = |version: &str, list: Vec<RawInstance>| {
-                    let mut out = Vec::new();
-                    for (i, r) in list.into_iter().enumerate() {
-                        let ipath = path.key(version).index(i);
-                        let url = r.url.trim_end_matches('/').to_owned();
-                        if !(url.starts_with("http://") || url.starts_with("https://")) {
-                            error(
-                                ipath.key("url"),
-                                format!("expected an http:// base URL, found `{url}`"),
-                            );
-                        }
-                        if r.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
-                            error(ipath.key("command"), "expected a shell command".into());
-                        }
-                        let start_timeout = match &r.start_timeout {
-                            None => Duration::from_secs(60),
-                            Some(t) => parse_duration(t).unwrap_or_else(|e| {
-                                error(ipath.key("start_timeout"), e);
-                                Duration::from_secs(60)
-                            }),
-                        };
-                        out.push(Instance {
-                            health_url: r.health_url.unwrap_or_else(|| format!("{url}/models")),
-                            url,
-                            command: r.command,
-                            pid_file: r.pid_file,
-                            start_timeout,
-                        });
-                    }
-                    out
-                };
-                let stable = read("stable", raw_instances.stable);
-                let candidate = read("candidate", raw_instances.candidate);
-                for (i, instance) in candidate.iter().enumerate() {
-                    if instance.command.is_none() {
-                        error(
-                            path.key("candidate").index(i).key("command"),
-                            "expected the `command` that starts the candidate's instance".into(),
-                        );
-                    }
-                }
-                Instances { stable, candidate }
-            }
-        };
-        let strategy_path = root.key("strategy");
-        let raw_strategy = raw.strategy.unwrap_or(RawStrategy {
-            canary: None,
-            blue_green: None,
-            shadow: None,
-            feature_flag: None,
-            rolling: None,
-        });
-        let chosen = [
-            raw_strategy.canary.is_some(),
-            raw_strategy.blue_green.is_some(),
-            raw_strategy.shadow.is_some(),
-            raw_strategy.feature_flag.is_some(),
-            raw_strategy.rolling.is_some(),
-        ]
-        .iter()
-        .filter(|set| **set)
-        .count();
-        if chosen > 1 {
-            error(
-                strategy_path.clone(),
-                "expected one strategy: `canary`, `blue_green`, `shadow`, `feature_flag` or `rolling`"
-                    .into(),
-            );
-        }
-        let mut duration_or = |path: FieldPath, text: &Option<String>, default: Duration| match text
-        {
-            None => default,
-            Some(t) => parse_duration(t).unwrap_or_else(|e| {
-                error(path, e);
-                default
-            }),
-        };
-        let mut shadow_rule = None;
-        let mut flag = None;
-        let mut scale_down_delay = Duration::ZERO;
-        let mut problems: Vec<(FieldPath, String)> = Vec::new();
-        // Rules of analysis steps, indexed from 0 here; placed after the rollout's own rules.
-        let mut step_rules: Vec<Rule> = Vec::new();
-        let steps = if let Some(sh) = raw_strategy.shadow {
-            let path = strategy_path.key("shadow");
-            let percent = sh.percent.unwrap_or(100);
-            if !(1..=100).contains(&percent) {
-                problems.push((
-                    path.key("percent"),
-                    format!("expected a percentage from 1 to 100, found {percent}"),
-                ));
-            }
-            let duration = duration_or(path.key("duration"), &sh.duration, Duration::from_secs(60));
-            shadow_rule = Some(Rule {
-                window: duration.max(Duration::from_secs(10)),
-                min_samples: sh.min_samples.unwrap_or(20),
-                interval: Duration::from_secs(1),
-                ..Rule::gateway(
-                    Metric::ShadowSimilarity,
-                    None,
-                    Some(sh.min_similarity.unwrap_or(0.95)),
-                )
-            });
-            shadow_strategy_steps(percent, duration)
-        } else if let Some(bg) = raw_strategy.blue_green {
-            let path = strategy_path.key("blue_green");
-            let pre = duration_or(
-                path.key("pre_promotion"),
-                &bg.pre_promotion,
-                Duration::from_secs(30),
-            );
-            let post = duration_or(
-                path.key("post_promotion"),
-                &bg.post_promotion,
-                Duration::from_secs(60),
-            );
-            scale_down_delay = duration_or(
-                path.key("scale_down_delay"),
-                &bg.scale_down_delay,
-                Duration::from_secs(30),
-            );
-            blue_green_steps(pre, post, bg.auto_promote.unwrap_or(true))
-        } else if let Some(ff) = raw_strategy.feature_flag {
-            let path = strategy_path.key("feature_flag");
-            let sticky_key = ff.sticky_key.unwrap_or_else(|| "user".into());
-            if sticky_key != "user" && sticky_key.strip_prefix("header:").is_none_or(str::is_empty)
-            {
-                problems.push((
-                    path.key("sticky_key"),
-                    format!("expected `user` or `header:NAME`, found `{sticky_key}`"),
-                ));
-            }
-            let mut segments = Vec::new();
-            for (i, seg) in ff.segments.into_iter().enumerate() {
-                match (seg.header, seg.equals, seg.users) {
-                    (Some(name), Some(equals), None) => {
-                        segments.push(FlagSegment::Header { name, equals })
-                    }
-                    (None, None, Some(users)) if !users.is_empty() => {
-                        segments.push(FlagSegment::Users(users))
-                    }
-                    _ => problems.push((
-                        path.key("segments").index(i),
-                        "expected either `header` with `equals`, or a non-empty `users` list"
-                            .into(),
-                    )),
-                }
-            }
-            let percentages = ff.percentages.unwrap_or_else(|| vec![5, 25, 50, 100]);
-            if percentages.last() != Some(&100)
-                || percentages.windows(2).any(|w| w[0] >= w[1])
-                || percentages.first().is_some_and(|p| *p == 0)
-            {
-                problems.push((
-                    path.key("percentages"),
-                    format!(
-                        "expected rising percentages from 1 that end at 100, found {percentages:?}"
-                    ),
-                ));
-            }
-            let pause = duration_or(path.key("pause"), &ff.pause, Duration::from_secs(30));
-            flag = Some(Flag {
-                sticky_key,
-                segments,
-            });
-            feature_flag_steps(&percentages, pause)
-        } else if let Some(rolling) = raw_strategy.rolling {
-            let path = strategy_path.key("rolling");
-            let batch = rolling.batch.unwrap_or(1);
-            if batch == 0 {
-                problems.push((path.key("batch"), "expected a batch of at least 1".into()));
-            }
-            if instances.stable.is_empty() || instances.candidate.is_empty() {
-                problems.push((
-                    path.clone(),
-                    "a rolling rollout replaces instances: list them under `instances.stable` and `instances.candidate`".into(),
-                ));
-            }
-            for (i, instance) in instances.stable.iter().enumerate() {
-                if instance.command.is_none() {
-                    problems.push((
-                        root.key("instances").key("stable").index(i).key("command"),
-                        "a rolling rollout needs each stable instance's `command`, to bring it back on rollback".into(),
-                    ));
-                }
-            }
-            let pause = duration_or(path.key("pause"), &rolling.pause, Duration::from_secs(30));
-            rolling_steps(
-                instances.stable.len(),
-                instances.candidate.len(),
-                batch.max(1),
-                pause,
-            )
-        } else {
-            match raw_strategy.canary.and_then(|c| c.steps) {
-                None => default_steps(),
-                Some(raw_steps) => {
-                    let mut steps = Vec::new();
-                    let path = strategy_path.key("canary").key("steps");
-                    if raw_steps.is_empty() {
-                        problems.push((path.clone(), "expected at least one step".into()));
-                    }
-                    for (i, step) in raw_steps.iter().enumerate() {
-                        let path = path.index(i);
-                        match (step.set_weight, &step.pause, &step.analysis) {
-                            (Some(w), None, None) if (0..=100).contains(&w) => {
-                                steps.push(Step::SetWeight(w as u32))
-                            }
-                            (Some(w), None, None) => problems.push((
-                                path.key("set_weight"),
-                                format!("expected a weight from 0 to 100, found {w}"),
-                            )),
-                            (None, None, Some(analysis)) => {
-                                let count = analysis.count.unwrap_or(3).max(1);
-                                if analysis.rules.is_empty() {
-                                    problems.push((
-                                        path.key("analysis").key("rules"),
-                                        "expected at least one rule".into(),
-                                    ));
-                                }
-                                let mut indices = Vec::new();
-                                for (j, r) in analysis.rules.iter().enumerate() {
-                                    let rpath = path.key("analysis").key("rules").index(j);
-                                    let checked =
-                                        check_rule(r, rpath, &mut |p, m| problems.push((p, m)));
-                                    if let Some(rule) = checked {
-                                        indices.push(step_rules.len());
-                                        step_rules.push(Rule {
-                                            step_only: true,
-                                            count,
-                                            ..rule
-                                        });
-                                    }
-                                }
-                                steps.push(Step::Analysis(indices));
-                            }
-                            (None, Some(pause), None) => match &pause.duration {
-                                None => steps.push(Step::Pause(None)),
-                                Some(text) => match parse_duration(text) {
-                                    Ok(d) => steps.push(Step::Pause(Some(d))),
-                                    Err(e) => problems.push((path.key("pause").key("duration"), e)),
-                                },
-                            },
-                            _ => problems.push((
-                                path,
-                                "expected exactly one of `set_weight`, `pause` or `analysis`"
-                                    .into(),
-                            )),
-                        }
-                    }
-                    steps
-                }
-            }
-        };
-        for (path, message) in problems {
-            error(path, message);
-        }
-        let steps = with_instances(steps, &instances, scale_down_delay);
-        let mut rules: Vec<Rule> = shadow_rule.into_iter().collect();
-        if let Some(analysis) = raw.analysis {
-            match analysis.preset.as_deref() {
-                None => {}
-                Some("default") => rules.extend(default_rules()),
-                Some(other) => error(
-                    root.key("analysis").key("preset"),
-                    format!("unknown preset `{other}` (known: default)"),
-                ),
-            }
-            for (i, r) in analysis.rules.iter().enumerate() {
-                let path = root.key("analysis").key("rules").index(i);
-                rules.extend(check_rule(r, path, &mut error));
-            }
-        }
+        let (admin_url, admin_token) = check.gateway(raw.gateway, env);
+        let instances = check.instances(raw.instances);
+        let strategy = check.strategy(raw.strategy, &instances);
+        let steps = with_instances(strategy.steps, &instances, strategy.scale_down_delay);
+        let mut rules: Vec<Rule> = strategy.shadow_rule.into_iter().collect();
+        rules.extend(check.analysis(raw.analysis));
+        // The analysis steps' rules go after the rollout's own; their indices move with them.
         let offset = rules.len();
-        rules.extend(step_rules);
+        rules.extend(strategy.step_rules);
         let steps: Vec<Step> = steps
             .into_iter()
             .map(|step| match step {
@@ -1063,9 +763,404 @@ impl Spec {
                 other => other,
             })
             .collect();
+        let alerts = check.alerts(&raw.alerts, env);
+        let cooldown = check.duration(root.key("cooldown"), &raw.cooldown, Duration::ZERO);
+        if !check.problems.is_empty() {
+            let errors = check
+                .problems
+                .into_iter()
+                .map(|(path, message)| document.error_at(&path, message))
+                .collect();
+            return Err(document.diagnostics(errors));
+        }
+        Ok(Spec {
+            cooldown,
+            name: raw.name,
+            admin_url,
+            admin_token,
+            route: raw.route,
+            stable: raw.stable,
+            candidate: raw.candidate,
+            steps,
+            rules,
+            alerts,
+            flag: strategy.flag,
+            instances,
+            promote_alias: raw.promote_alias,
+        })
+    }
+}
+
+/// What a strategy compiles to.
+#[derive(Default)]
+struct StrategyPlan {
+    steps: Vec<Step>,
+    /// Rules of analysis steps, indexed from 0 here.
+    step_rules: Vec<Rule>,
+    shadow_rule: Option<Rule>,
+    flag: Option<Flag>,
+    scale_down_delay: Duration,
+}
+
+/// The problems found while checking a spec, each at its field.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<(FieldPath, String)>,
+}
+
+impl Checker {
+    fn error(&mut self, path: FieldPath, message: impl Into<String>) {
+        self.problems.push((path, message.into()));
+    }
+
+    /// A duration as written, or `default` (an unreadable one is a problem).
+    fn duration(&mut self, path: FieldPath, text: &Option<String>, default: Duration) -> Duration {
+        match text {
+            None => default,
+            Some(t) => parse_duration(t).unwrap_or_else(|e| {
+                self.error(path, e);
+                default
+            }),
+        }
+    }
+
+    fn gateway(
+        &mut self,
+        raw: Option<RawGateway>,
+        env: &dyn EnvSource,
+    ) -> (Option<String>, Option<sluice_core::Secret>) {
+        let gateway = raw.unwrap_or(RawGateway {
+            admin_url: None,
+            token_env: None,
+        });
+        let path = FieldPath::root().key("gateway");
+        if let Some(url) = &gateway.admin_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            self.error(
+                path.key("admin_url"),
+                format!("expected an http:// URL such as http://127.0.0.1:8081, found `{url}`"),
+            );
+        }
+        let admin_token = gateway.token_env.as_ref().and_then(|var| {
+            let token = env
+                .var(var)
+                .filter(|t| !t.is_empty())
+                .map(sluice_core::Secret::from);
+            if token.is_none() {
+                self.error(
+                    path.key("token_env"),
+                    format!("the environment variable `{var}` is not set"),
+                );
+            }
+            token
+        });
+        let admin_url = gateway
+            .admin_url
+            .map(|u| u.trim_end_matches('/').to_owned());
+        (admin_url, admin_token)
+    }
+
+    fn instances(&mut self, raw: Option<RawInstances>) -> Instances {
+        let Some(raw) = raw else {
+            return Instances::default();
+        };
+        let path = FieldPath::root().key("instances");
+        let stable = self.instance_list(&path.key("stable"), raw.stable);
+        let candidate = self.instance_list(&path.key("candidate"), raw.candidate);
+        for (i, instance) in candidate.iter().enumerate() {
+            if instance.command.is_none() {
+                self.error(
+                    path.key("candidate").index(i).key("command"),
+                    "expected the `command` that starts the candidate's instance",
+                );
+            }
+        }
+        Instances { stable, candidate }
+    }
+
+    fn instance_list(&mut self, path: &FieldPath, list: Vec<RawInstance>) -> Vec<Instance> {
+        let mut out = Vec::new();
+        for (i, r) in list.into_iter().enumerate() {
+            let ipath = path.index(i);
+            let url = r.url.trim_end_matches('/').to_owned();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                self.error(
+                    ipath.key("url"),
+                    format!("expected an http:// base URL, found `{url}`"),
+                );
+            }
+            if r.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
+                self.error(ipath.key("command"), "expected a shell command");
+            }
+            let start_timeout = self.duration(
+                ipath.key("start_timeout"),
+                &r.start_timeout,
+                Duration::from_secs(60),
+            );
+            out.push(Instance {
+                health_url: r.health_url.unwrap_or_else(|| format!("{url}/models")),
+                url,
+                command: r.command,
+                pid_file: r.pid_file,
+                start_timeout,
+            });
+        }
+        out
+    }
+
+    fn strategy(&mut self, raw: Option<RawStrategy>, instances: &Instances) -> StrategyPlan {
+        let path = FieldPath::root().key("strategy");
+        let raw = raw.unwrap_or(RawStrategy {
+            canary: None,
+            blue_green: None,
+            shadow: None,
+            feature_flag: None,
+            rolling: None,
+        });
+        let chosen = [
+            raw.canary.is_some(),
+            raw.blue_green.is_some(),
+            raw.shadow.is_some(),
+            raw.feature_flag.is_some(),
+            raw.rolling.is_some(),
+        ]
+        .iter()
+        .filter(|set| **set)
+        .count();
+        if chosen > 1 {
+            self.error(
+                path.clone(),
+                "expected one strategy: `canary`, `blue_green`, `shadow`, `feature_flag` or `rolling`",
+            );
+        }
+        if let Some(shadow) = raw.shadow {
+            self.shadow(&path.key("shadow"), shadow)
+        } else if let Some(bg) = raw.blue_green {
+            self.blue_green(&path.key("blue_green"), bg)
+        } else if let Some(ff) = raw.feature_flag {
+            self.feature_flag(&path.key("feature_flag"), ff)
+        } else if let Some(rolling) = raw.rolling {
+            self.rolling(&path.key("rolling"), rolling, instances)
+        } else {
+            match raw.canary.and_then(|c| c.steps) {
+                None => StrategyPlan {
+                    steps: default_steps(),
+                    ..StrategyPlan::default()
+                },
+                Some(steps) => self.canary(&path.key("canary").key("steps"), &steps),
+            }
+        }
+    }
+
+    fn shadow(&mut self, path: &FieldPath, sh: RawShadowStrategy) -> StrategyPlan {
+        let percent = sh.percent.unwrap_or(100);
+        if !(1..=100).contains(&percent) {
+            self.error(
+                path.key("percent"),
+                format!("expected a percentage from 1 to 100, found {percent}"),
+            );
+        }
+        let duration = self.duration(path.key("duration"), &sh.duration, Duration::from_secs(60));
+        StrategyPlan {
+            steps: shadow_strategy_steps(percent, duration),
+            shadow_rule: Some(Rule {
+                window: duration.max(Duration::from_secs(10)),
+                min_samples: sh.min_samples.unwrap_or(20),
+                interval: Duration::from_secs(1),
+                ..Rule::gateway(
+                    Metric::ShadowSimilarity,
+                    None,
+                    Some(sh.min_similarity.unwrap_or(0.95)),
+                )
+            }),
+            ..StrategyPlan::default()
+        }
+    }
+
+    fn blue_green(&mut self, path: &FieldPath, bg: RawBlueGreen) -> StrategyPlan {
+        let pre = self.duration(
+            path.key("pre_promotion"),
+            &bg.pre_promotion,
+            Duration::from_secs(30),
+        );
+        let post = self.duration(
+            path.key("post_promotion"),
+            &bg.post_promotion,
+            Duration::from_secs(60),
+        );
+        let scale_down_delay = self.duration(
+            path.key("scale_down_delay"),
+            &bg.scale_down_delay,
+            Duration::from_secs(30),
+        );
+        StrategyPlan {
+            steps: blue_green_steps(pre, post, bg.auto_promote.unwrap_or(true)),
+            scale_down_delay,
+            ..StrategyPlan::default()
+        }
+    }
+
+    fn feature_flag(&mut self, path: &FieldPath, ff: RawFeatureFlag) -> StrategyPlan {
+        let sticky_key = ff.sticky_key.unwrap_or_else(|| "user".into());
+        if sticky_key != "user" && sticky_key.strip_prefix("header:").is_none_or(str::is_empty) {
+            self.error(
+                path.key("sticky_key"),
+                format!("expected `user` or `header:NAME`, found `{sticky_key}`"),
+            );
+        }
+        let mut segments = Vec::new();
+        for (i, seg) in ff.segments.into_iter().enumerate() {
+            match (seg.header, seg.equals, seg.users) {
+                (Some(name), Some(equals), None) => {
+                    segments.push(FlagSegment::Header { name, equals })
+                }
+                (None, None, Some(users)) if !users.is_empty() => {
+                    segments.push(FlagSegment::Users(users))
+                }
+                _ => self.error(
+                    path.key("segments").index(i),
+                    "expected either `header` with `equals`, or a non-empty `users` list",
+                ),
+            }
+        }
+        let percentages = ff.percentages.unwrap_or_else(|| vec![5, 25, 50, 100]);
+        if percentages.last() != Some(&100)
+            || percentages.windows(2).any(|w| w[0] >= w[1])
+            || percentages.first().is_some_and(|p| *p == 0)
+        {
+            self.error(
+                path.key("percentages"),
+                format!(
+                    "expected rising percentages from 1 that end at 100, found {percentages:?}"
+                ),
+            );
+        }
+        let pause = self.duration(path.key("pause"), &ff.pause, Duration::from_secs(30));
+        StrategyPlan {
+            steps: feature_flag_steps(&percentages, pause),
+            flag: Some(Flag {
+                sticky_key,
+                segments,
+            }),
+            ..StrategyPlan::default()
+        }
+    }
+
+    fn rolling(
+        &mut self,
+        path: &FieldPath,
+        rolling: RawRolling,
+        instances: &Instances,
+    ) -> StrategyPlan {
+        let batch = rolling.batch.unwrap_or(1);
+        if batch == 0 {
+            self.error(path.key("batch"), "expected a batch of at least 1");
+        }
+        if instances.stable.is_empty() || instances.candidate.is_empty() {
+            self.error(
+                path.clone(),
+                "a rolling rollout replaces instances: list them under `instances.stable` and `instances.candidate`",
+            );
+        }
+        for (i, instance) in instances.stable.iter().enumerate() {
+            if instance.command.is_none() {
+                self.error(
+                    FieldPath::root().key("instances").key("stable").index(i).key("command"),
+                    "a rolling rollout needs each stable instance's `command`, to bring it back on rollback",
+                );
+            }
+        }
+        let pause = self.duration(path.key("pause"), &rolling.pause, Duration::from_secs(30));
+        StrategyPlan {
+            steps: rolling_steps(
+                instances.stable.len(),
+                instances.candidate.len(),
+                batch.max(1),
+                pause,
+            ),
+            ..StrategyPlan::default()
+        }
+    }
+
+    fn canary(&mut self, path: &FieldPath, raw_steps: &[RawStep]) -> StrategyPlan {
+        let mut plan = StrategyPlan::default();
+        if raw_steps.is_empty() {
+            self.error(path.clone(), "expected at least one step");
+        }
+        for (i, step) in raw_steps.iter().enumerate() {
+            let path = path.index(i);
+            match (step.set_weight, &step.pause, &step.analysis) {
+                (Some(w), None, None) if (0..=100).contains(&w) => {
+                    plan.steps.push(Step::SetWeight(w as u32))
+                }
+                (Some(w), None, None) => self.error(
+                    path.key("set_weight"),
+                    format!("expected a weight from 0 to 100, found {w}"),
+                ),
+                (None, None, Some(analysis)) => {
+                    let count = analysis.count.unwrap_or(3).max(1);
+                    let rules_path = path.key("analysis").key("rules");
+                    if analysis.rules.is_empty() {
+                        self.error(rules_path.clone(), "expected at least one rule");
+                    }
+                    let mut indices = Vec::new();
+                    for (j, r) in analysis.rules.iter().enumerate() {
+                        let checked =
+                            check_rule(r, rules_path.index(j), &mut |p, m| self.error(p, m));
+                        if let Some(rule) = checked {
+                            indices.push(plan.step_rules.len());
+                            plan.step_rules.push(Rule {
+                                step_only: true,
+                                count,
+                                ..rule
+                            });
+                        }
+                    }
+                    plan.steps.push(Step::Analysis(indices));
+                }
+                (None, Some(pause), None) => match &pause.duration {
+                    None => plan.steps.push(Step::Pause(None)),
+                    Some(text) => match parse_duration(text) {
+                        Ok(d) => plan.steps.push(Step::Pause(Some(d))),
+                        Err(e) => self.error(path.key("pause").key("duration"), e),
+                    },
+                },
+                _ => self.error(
+                    path,
+                    "expected exactly one of `set_weight`, `pause` or `analysis`",
+                ),
+            }
+        }
+        plan
+    }
+
+    fn analysis(&mut self, raw: Option<RawAnalysis>) -> Vec<Rule> {
+        let mut rules = Vec::new();
+        let Some(analysis) = raw else {
+            return rules;
+        };
+        let path = FieldPath::root().key("analysis");
+        match analysis.preset.as_deref() {
+            None => {}
+            Some("default") => rules.extend(default_rules()),
+            Some(other) => self.error(
+                path.key("preset"),
+                format!("unknown preset `{other}` (known: default)"),
+            ),
+        }
+        for (i, r) in analysis.rules.iter().enumerate() {
+            rules.extend(check_rule(r, path.key("rules").index(i), &mut |p, m| {
+                self.error(p, m)
+            }));
+        }
+        rules
+    }
+
+    fn alerts(&mut self, raw: &[RawAlert], env: &dyn EnvSource) -> Vec<Alert> {
         let mut alerts = Vec::new();
-        for (i, a) in raw.alerts.iter().enumerate() {
-            let path = root.key("alerts").index(i);
+        for (i, a) in raw.iter().enumerate() {
+            let path = FieldPath::root().key("alerts").index(i);
             match (a.kind.as_str(), &a.url) {
                 ("webhook", Some(url)) => alerts.push(Alert::Webhook(url.clone())),
                 ("slack", Some(url)) => alerts.push(Alert::Slack(url.clone())),
@@ -1076,46 +1171,19 @@ impl Spec {
                             .clone()
                             .unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".into()),
                     }),
-                    None => error(
+                    None => self.error(
                         path.key("routing_key_env"),
-                        "expected the name of a set environment variable holding the routing key"
-                            .into(),
+                        "expected the name of a set environment variable holding the routing key",
                     ),
                 },
-                ("webhook" | "slack", None) => error(path.key("url"), "expected a `url`".into()),
-                (other, _) => error(
+                ("webhook" | "slack", None) => self.error(path.key("url"), "expected a `url`"),
+                (other, _) => self.error(
                     path.key("type"),
                     format!("unknown alert type `{other}` (webhook, slack or pagerduty)"),
                 ),
             }
         }
-        let cooldown = match &raw.cooldown {
-            None => Duration::ZERO,
-            Some(text) => parse_duration(text).unwrap_or_else(|e| {
-                errors.push(document.error_at(&root.key("cooldown"), e));
-                Duration::ZERO
-            }),
-        };
-        if !errors.is_empty() {
-            return Err(document.diagnostics(errors));
-        }
-        Ok(Spec {
-            cooldown,
-            name: raw.name,
-            admin_url: gateway
-                .admin_url
-                .map(|u| u.trim_end_matches('/').to_owned()),
-            admin_token,
-            route: raw.route,
-            stable: raw.stable,
-            candidate: raw.candidate,
-            steps,
-            rules,
-            alerts,
-            flag,
-            instances,
-            promote_alias: raw.promote_alias,
-        })
+        alerts
     }
 }
 
