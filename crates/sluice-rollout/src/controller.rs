@@ -12,10 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
-use sluice_core::stats::{binned_median, mann_whitney_z};
-use sluice_gateway::control::{AdminClient, GatewayControl};
-use sluice_gateway::metrics::{WindowStats, Windows};
+use serde_json::json;
+use sluice_gateway::metrics::Windows;
 use sluice_store::{LeaseOutcome, NewRun, RunFilter, RunId, RunStatus, Store};
 use tracing::{info, warn};
 
@@ -25,6 +23,7 @@ use crate::event::{
 };
 use crate::machine::{Action, Input, Outcome, State};
 use crate::registry_link::{self, RegistryLink};
+use crate::sources::{self, Reading};
 use crate::spec::{Source, Spec};
 use crate::{RolloutError, alert};
 
@@ -40,7 +39,7 @@ const LEASE_TTL_MS: i64 = 15_000;
 /// How often a controller renews its lease.
 const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Timeout of each admin API call.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Events read per store call.
 const PAGE: u32 = 1000;
@@ -836,105 +835,58 @@ impl Controller {
             .map_err(|e| e.to_string())
     }
 
-    /// `version`'s window on the rollout's route (an empty one when the gateway has none).
-    fn window<'w>(&self, windows: &'w Windows, version: &str) -> std::borrow::Cow<'w, WindowStats> {
-        windows
-            .get(&self.spec.route)
-            .and_then(|route| route.get(version))
-            .map_or_else(
-                || std::borrow::Cow::Owned(WindowStats::default()),
-                std::borrow::Cow::Borrowed,
-            )
-    }
-
     /// Measures one rule on the candidate's window and stores the measurement.
     async fn measure(&mut self, index: usize) -> Result<Input, RolloutError> {
         let rule = self.spec.rules[index].clone();
         // A value and its sample count, `Ok(None)` when there is no data, `Err` when the
         // source cannot be read.
-        let reading: Result<Option<(f64, u64)>, String> =
-            match &rule.source {
-                Source::Gateway(metric) => self
-                    .windows(rule.window.as_secs().max(1))
-                    .await
-                    .map_err(|e| format!("gateway unreachable: {e}"))
-                    .map(|windows| {
-                        let window = self.window(&windows, &self.spec.candidate);
-                        let samples = metric.samples(&window);
-                        metric
-                            .read(&window)
-                            .filter(|_| samples >= rule.min_samples)
-                            .map(|v| (v, samples))
-                    }),
-                Source::JudgeErrorRate { .. } => match self.windows(1).await {
-                    Err(e) => Err(format!("gateway unreachable: {e}")),
-                    Ok(windows) => {
-                        let totals = |version: &str| {
-                            let window = self.window(&windows, version);
-                            crate::sequential::Totals {
-                                judged: window.total_judged,
-                                errors: window.total_errors,
-                            }
-                        };
-                        let (candidate, stable) =
-                            (totals(&self.spec.candidate), totals(&self.spec.stable));
-                        let test = self.judges.entry(index).or_default();
-                        let evidence = test.observe(candidate, stable);
-                        let (candidate, stable) = test.judged();
-                        Ok((candidate.min(stable) >= rule.min_samples)
-                            .then_some((evidence, candidate)))
-                    }
-                },
-                Source::JudgeLatency { tolerance, .. } => self
-                    .backend
-                    .windows(rule.window.as_secs().max(1), true)
-                    .await
-                    .map_err(|e| format!("gateway unreachable: {e}"))
-                    .map(|windows| {
-                        let bins = |version: &str| -> Vec<(f64, u64)> {
-                            self.window(&windows, version)
-                                .latency_histogram
-                                .clone()
-                                .unwrap_or_default()
-                        };
-                        let (candidate, stable) =
-                            (bins(&self.spec.candidate), bins(&self.spec.stable));
-                        let count = |b: &[(f64, u64)]| b.iter().map(|(_, n)| n).sum::<u64>();
-                        let n_candidate = count(&candidate);
-                        if n_candidate.min(count(&stable)) < rule.min_samples {
-                            return None;
-                        }
-                        let z = mann_whitney_z(&candidate, &stable);
-                        let slower = match (binned_median(&candidate), binned_median(&stable)) {
-                            (Some(c), Some(s)) if s > 0.0 => c / s > 1.0 + tolerance,
-                            (Some(c), Some(_)) => c > 0.0,
-                            _ => false,
-                        };
-                        // A significant but immaterial slowdown counts as none.
-                        Some((if slower { z } else { z.min(0.0) }, n_candidate))
-                    }),
-                Source::Prometheus { url, query } => {
-                    sluice_readiness::prometheus::query(&self.client, url, query)
-                        .await
-                        .map(|v| v.map(|v| (v, 1)))
-                        .map_err(|e| e.to_string())
+        let (route, candidate, stable) =
+            (&self.spec.route, &self.spec.candidate, &self.spec.stable);
+        let reading: Reading = match &rule.source {
+            Source::Gateway(metric) => self
+                .windows(rule.window.as_secs().max(1))
+                .await
+                .map_err(|e| format!("gateway unreachable: {e}"))
+                .map(|windows| {
+                    sources::gateway_metric(&windows, route, candidate, metric, rule.min_samples)
+                }),
+            Source::JudgeErrorRate { .. } => match self.windows(1).await {
+                Err(e) => Err(format!("gateway unreachable: {e}")),
+                Ok(windows) => {
+                    let test = self.judges.entry(index).or_default();
+                    Ok(sources::error_rate_judge(
+                        test,
+                        &windows,
+                        route,
+                        candidate,
+                        stable,
+                        rule.min_samples,
+                    ))
                 }
-                Source::Web { url, pointer } => match self.client.get(url).send().await {
-                    Err(e) => Err(format!("{url} unreachable: {e}")),
-                    Ok(response) if !response.status().is_success() => {
-                        Err(format!("{url} answered {}", response.status()))
-                    }
-                    Ok(response) => match response.json::<Value>().await {
-                        Err(e) => Err(format!("{url} answered something that is not JSON: {e}")),
-                        Ok(body) => match body.pointer(pointer) {
-                            None | Some(Value::Null) => Ok(None),
-                            Some(value) => value.as_f64().map(|v| Some((v, 1))).ok_or_else(|| {
-                                format!("{url}: `{pointer}` is {value}, not a number")
-                            }),
-                        },
-                    },
-                },
-            };
+            },
+            Source::JudgeLatency { tolerance, .. } => self
+                .backend
+                .windows(rule.window.as_secs().max(1), true)
+                .await
+                .map_err(|e| format!("gateway unreachable: {e}"))
+                .map(|windows| {
+                    sources::latency_judge(
+                        &windows,
+                        route,
+                        candidate,
+                        stable,
+                        *tolerance,
+                        rule.min_samples,
+                    )
+                }),
+            Source::Prometheus { url, query } => {
+                sluice_readiness::prometheus::query(&self.client, url, query)
+                    .await
+                    .map(|v| v.map(|v| (v, 1)))
+                    .map_err(|e| e.to_string())
+            }
+            Source::Web { url, pointer } => sources::web(&self.client, url, pointer).await,
+        };
         let (outcome, value, samples, detail) = match reading {
             Err(error) => (Outcome::Error, None, 0, error),
             Ok(None) => (
@@ -983,143 +935,6 @@ pub async fn command(store: &Store, name: &str, command: Command) -> Result<RunI
         ])
         .await?;
     Ok(run.id)
-}
-
-/// Sends all of a finished rollout's route to one version (the stable one by default) and
-/// records it as an `undo` event; returns the version now serving.
-pub async fn undo(
-    store: &Store,
-    name: &str,
-    to_version: Option<&str>,
-    admin_token: Option<&str>,
-) -> Result<String, RolloutError> {
-    let run = latest(store, name)
-        .await?
-        .ok_or_else(|| RolloutError::NotRunning(name.to_owned()))?;
-    if run.status == RunStatus::Running {
-        return Err(RolloutError::Gateway(format!(
-            "rollout `{name}` is still running; `sluice rollout abort {name}` rolls it back"
-        )));
-    }
-    let config = &run.config;
-    let field = |key: &str| config[key].as_str().unwrap_or_default().to_owned();
-    let (admin_url, route, stable) = (field("admin_url"), field("route"), field("stable"));
-    // A promoted rollout of registered versions goes back to what the promote alias pointed at
-    // before it, and the alias with it.
-    let previous = match (to_version, RegistryLink::from_config(config)) {
-        (None, Some(link)) => {
-            registry_link::undo(store, &link, name, &field("candidate"), &run.id).await?
-        }
-        _ => None,
-    };
-    let target = to_version.map(str::to_owned).or(previous).unwrap_or(stable);
-    if target == field("stable") {
-        restart_stable(store, &run.id, config, &admin_url, &route, admin_token).await?;
-    }
-    let control = |what: &str| {
-        let what = what.to_owned();
-        move |source| RolloutError::Control { what, source }
-    };
-    let gateway = AdminClient::new(
-        &admin_url,
-        admin_token.map(sluice_core::Secret::new),
-        ADMIN_TIMEOUT,
-    )
-    .map_err(control("the admin client"))?;
-    gateway
-        .set_weights(&route, &BTreeMap::from([(target.clone(), 100.0)]), None)
-        .await
-        .map_err(control("the weights were not set"))?;
-    let summary = format!("Rollout {name} undone: route {route} is all on {target}.");
-    store
-        .append_events(vec![
-            RolloutEvent::Undo {
-                to_version: target.clone(),
-                at_ms: now_ms(),
-                summary,
-            }
-            .to_new(&subject(&run.id)),
-        ])
-        .await?;
-    Ok(target)
-}
-
-/// For `rollout undo` back to stable: a rollout with instances (rolling) may have stopped
-/// stable's; they are started again (unless up) and stable's upstreams pointed at them all
-/// before any traffic moves, so that traffic never goes to a version with nothing behind it.
-async fn restart_stable(
-    store: &Store,
-    run: &RunId,
-    config: &Value,
-    admin_url: &str,
-    route: &str,
-    admin_token: Option<&str>,
-) -> Result<(), RolloutError> {
-    let Some(yaml) = config["spec_yaml"].as_str() else {
-        return Ok(());
-    };
-    let spec = sluice_config::Document::parse("the stored spec", yaml, &sluice_config::ProcessEnv)
-        .and_then(|document| Spec::from_document(&document, &sluice_config::ProcessEnv))
-        .map_err(|e| {
-            RolloutError::Gateway(format!(
-                "the stored spec no longer reads ({e}); its stable instances cannot be restarted, so traffic was not moved"
-            ))
-        })?;
-    let instances = &spec.instances.stable;
-    if instances.is_empty() {
-        return Ok(());
-    }
-    let client = reqwest::Client::builder()
-        .timeout(ADMIN_TIMEOUT)
-        .build()
-        .map_err(|e| RolloutError::Gateway(e.to_string()))?;
-    for (index, instance) in instances.iter().enumerate() {
-        let label = format!("{}-undo-stable-{index}", run.as_str());
-        let started = crate::process::start(&client, instance, &label)
-            .await
-            .map_err(|e| {
-                RolloutError::Gateway(format!(
-                    "stable instance {index} did not come back ({e}); traffic was not moved"
-                ))
-            })?;
-        if let Some(started) = started {
-            store
-                .append_events(vec![
-                    RolloutEvent::Instance(InstanceEvent {
-                        version: "stable".to_owned(),
-                        index,
-                        url: instance.url.clone(),
-                        pid: started.pid,
-                        log: Some(started.log.display().to_string()),
-                        stopped: false,
-                        summary: format!(
-                            "undo: started stable instance {index} at {} (pid {})",
-                            instance.url, started.pid
-                        ),
-                    })
-                    .to_new(&subject(run)),
-                ])
-                .await?;
-        }
-    }
-    let backend =
-        Backend::admin(admin_url, admin_token.map(sluice_core::Secret::new)).map_err(|source| {
-            RolloutError::Control {
-                what: "the admin client".into(),
-                source,
-            }
-        })?;
-    backend
-        .set_upstreams(
-            route,
-            &spec.stable,
-            instances.iter().map(|i| i.url.clone()).collect(),
-        )
-        .await
-        .map_err(|source| RolloutError::Control {
-            what: "stable's upstreams were not restored".into(),
-            source,
-        })
 }
 
 /// Refuses a new run while the last rollback of this rollout is more recent than its cooldown.

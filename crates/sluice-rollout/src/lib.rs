@@ -17,7 +17,9 @@ pub mod process;
 pub mod registry_link;
 pub mod runbook;
 pub mod sequential;
+mod sources;
 pub mod spec;
+pub mod undo;
 
 /// Errors that stop a rollout's controller (not the rollout's own failures, which abort it).
 #[derive(Debug, thiserror::Error)]

@@ -113,7 +113,7 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
                         .map_err(|_| anyhow::anyhow!("--admin-token-env: `{var}` is not set"))
                 })
                 .transpose()?;
-            let version = controller::undo(
+            let version = sluice_rollout::undo::undo(
                 &store,
                 &args.name,
                 args.to_version.as_deref(),
