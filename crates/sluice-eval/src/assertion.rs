@@ -601,7 +601,7 @@ impl Check {
                     false,
                     format!(
                         "invalid regular expression /{value_text}/: {}",
-                        crate::suite::one_line(&error.to_string())
+                        crate::suite::compile::one_line(&error.to_string())
                     ),
                 ),
             },
