@@ -1,0 +1,134 @@
+//! A request's outcome, recorded exactly once (when its answer ends, or when the client
+//! leaves): metrics, the safety scan of what was sent, the request log and any shadow
+//! comparison waiting for it.
+
+use super::*;
+
+/// Records a request's outcome once: when its answer ends, or when it is dropped unfinished
+/// (the client left).
+pub(crate) struct Finish {
+    pub(super) metrics: Arc<VersionMetrics>,
+    pub(super) in_flight: Arc<AtomicUsize>,
+    pub(super) arrived: Instant,
+    pub(super) upstream_started: Instant,
+    pub(super) upstream_ended: Option<Instant>,
+    pub(super) ttft: Option<Duration>,
+    pub(super) class: Option<Class>,
+    pub(super) prompt_tokens: u64,
+    pub(super) completion_tokens: u64,
+    /// The request log and what it records of this request.
+    pub(super) log: Option<(RequestLog, Entry)>,
+    /// Where a shadow comparison waits for this answer.
+    pub(super) primary: Option<oneshot::Sender<Primary>>,
+    /// What the answer is scanned for once it has been sent.
+    pub(super) scanner: Option<Arc<sluice_safety::Scanner>>,
+    /// The injection heuristics that fired on what the user sent.
+    pub(super) input_flags: Vec<&'static str>,
+    /// The serving version's name.
+    pub(super) version: String,
+    /// Whether the answer is a stream.
+    pub(super) stream: bool,
+    /// The answer's bytes (up to `capture_limit`), for `usage`, the log and shadow comparisons.
+    pub(super) capture: Vec<u8>,
+    pub(super) capture_limit: usize,
+}
+
+/// What the request log keeps of a request besides its outcome.
+pub(super) struct Entry {
+    pub(super) request_id: String,
+    pub(super) route: String,
+    pub(super) version: String,
+    pub(super) request: Bytes,
+}
+
+impl Finish {
+    pub(super) fn keep(&mut self, bytes: &[u8]) {
+        if self.capture.len() + bytes.len() <= self.capture_limit {
+            self.capture.extend_from_slice(bytes);
+        }
+    }
+
+    /// Records the request as failed with `error`'s class and answers with the error.
+    pub(super) fn fail(mut self, error: ApiError) -> Response<GatewayBody> {
+        self.end(error.class());
+        error.into_response()
+    }
+
+    pub(super) fn end(&mut self, class: Class) {
+        if self.class.is_some() {
+            return;
+        }
+        self.class = Some(class);
+        let now = Instant::now();
+        let upstream = self
+            .upstream_ended
+            .unwrap_or(now)
+            .saturating_duration_since(self.upstream_started);
+        let latency = now.saturating_duration_since(self.arrived);
+        self.metrics.record(&Observation {
+            class,
+            latency,
+            ttft: self.ttft,
+            overhead: latency.saturating_sub(upstream),
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+        });
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let mut response = std::mem::take(&mut self.capture);
+        self.metrics.record_injection(&self.input_flags);
+        let safety = match &self.scanner {
+            Some(scanner) if class == Class::Ok => {
+                let answer = crate::log::answer_text(&response, self.stream);
+                if scanner.refused(&answer) {
+                    self.metrics.record_refusal();
+                }
+                let kinds = scanner.violations(&answer);
+                self.metrics.record_safety(&kinds);
+                kinds
+            }
+            _ => Vec::new(),
+        };
+        if let Some(sender) = self.primary.take() {
+            let _ = sender.send(Primary {
+                response: if self.log.is_some() {
+                    response.clone()
+                } else {
+                    std::mem::take(&mut response)
+                },
+                stream: self.stream,
+                latency,
+                class,
+                version: self.version.clone(),
+            });
+        }
+        if let Some((log, entry)) = self.log.take() {
+            log.record(Record {
+                request_id: entry.request_id,
+                route: entry.route,
+                version: entry.version,
+                class,
+                latency,
+                ttft: self.ttft,
+                prompt_tokens: self.prompt_tokens,
+                completion_tokens: self.completion_tokens,
+                request: entry.request,
+                response,
+                stream: self.stream,
+                safety,
+                input_flags: std::mem::take(&mut self.input_flags),
+            });
+        }
+    }
+
+    pub(super) fn usage(&mut self, usage: &Value) {
+        let count = |key| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
+        self.prompt_tokens = count("prompt_tokens");
+        self.completion_tokens = count("completion_tokens");
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.end(Class::ClientClosed);
+    }
+}

@@ -1,0 +1,207 @@
+//! The stream relay: an upstream stream passed to the client one whole server-sent event at
+//! a time, guarded, with usage chunks read (and dropped when the client did not ask), timeouts
+//! that know streams, and an in-band error event for a stream that breaks.
+
+use super::*;
+
+pub(super) type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+/// A streamed upstream answer on its way to the client, one whole server-sent event at a time.
+pub(crate) struct ProxyBody {
+    pub(super) upstream: Upstream,
+    /// Guards a stream's text when the version redacts or blocks.
+    pub(super) guard: Option<Box<EventGuard>>,
+    /// Events ready to go out before anything else is read.
+    pub(super) ready: VecDeque<Bytes>,
+    /// Bytes read that do not make a whole event yet.
+    pub(super) buffer: BytesMut,
+    /// Drop usage-only chunks (the client did not ask for them).
+    pub(super) strip_usage: bool,
+    /// Whether `[DONE]` has been seen: a stream that ends without it was cut off.
+    pub(super) saw_done: bool,
+    /// The next deadline: the first chunk's (streams), then the total.
+    pub(super) deadline: Pin<Box<Sleep>>,
+    pub(super) total_deadline: Instant,
+    pub(super) waiting_first: bool,
+    pub(super) finish: Option<Finish>,
+    pub(super) ended: bool,
+}
+
+/// Where the first complete event in `buffer` ends (after its blank line).
+pub(super) fn event_end(buffer: &[u8]) -> Option<usize> {
+    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+pub(super) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether an event carries a generated token: non-empty `content`, `text` or
+/// `reasoning_content`, or a tool call. Role-only chunks do not, so TTFT is not set by them.
+pub(super) fn carries_token(event: &[u8]) -> bool {
+    for key in [
+        &b"\"content\":\""[..],
+        b"\"content\": \"",
+        b"\"text\":\"",
+        b"\"text\": \"",
+        b"\"reasoning_content\":\"",
+    ] {
+        let mut rest = event;
+        while let Some(at) = rest.windows(key.len()).position(|w| w == key) {
+            let after = &rest[at + key.len()..];
+            if after.first().is_some_and(|b| *b != b'"') {
+                return true;
+            }
+            rest = after;
+        }
+    }
+    contains(event, b"\"tool_calls\":[{") || contains(event, b"\"tool_calls\": [{")
+}
+
+impl ProxyBody {
+    pub(super) fn finish(&mut self, class: Class) {
+        if let Some(finish) = &mut self.finish {
+            finish.upstream_ended.get_or_insert_with(Instant::now);
+            finish.end(class);
+        }
+        self.ended = true;
+    }
+
+    /// Ends a stream that failed after its headers were sent: the outcome is recorded, and
+    /// the client gets the error as an in-band event (never `[DONE]`).
+    pub(super) fn fail(&mut self, error: ApiError) -> Bytes {
+        self.finish(error.class());
+        error.event()
+    }
+
+    /// Takes the next complete event off the buffer; `None` when there is none yet. Usage-only
+    /// chunks are read for their token counts and, when the client did not ask for them,
+    /// dropped.
+    pub(super) fn next_event(&mut self) -> Option<Bytes> {
+        if let Some(event) = self.ready.pop_front() {
+            return Some(event);
+        }
+        loop {
+            let end = event_end(&self.buffer)?;
+            let event = self.buffer.split_to(end).freeze();
+            if let Some(finish) = &mut self.finish
+                && finish.ttft.is_none()
+                && carries_token(&event)
+            {
+                finish.ttft = Some(finish.arrived.elapsed());
+            }
+            if contains(&event, b"[DONE]") {
+                self.saw_done = true;
+                if let Some(guard) = &mut self.guard {
+                    guard.flush(&mut self.ready);
+                    self.ready.push_back(event);
+                    return self.ready.pop_front();
+                }
+                return Some(event);
+            }
+            if contains(&event, b"\"usage\":{") || contains(&event, b"\"usage\": {") {
+                let data = String::from_utf8_lossy(&event);
+                let json = data
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .collect::<String>();
+                if let Ok(value) = serde_json::from_str::<Value>(json.trim()) {
+                    let usage_only = value
+                        .get("choices")
+                        .and_then(Value::as_array)
+                        .is_some_and(Vec::is_empty);
+                    if let (Some(finish), Some(usage)) = (&mut self.finish, value.get("usage")) {
+                        finish.usage(usage);
+                    }
+                    if usage_only && self.strip_usage {
+                        continue;
+                    }
+                }
+            }
+            if let Some(guard) = &mut self.guard {
+                match guard.event(event) {
+                    Some(event) => return Some(event),
+                    None => continue,
+                }
+            }
+            return Some(event);
+        }
+    }
+
+    pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if let Some(event) = self.ready.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            if let Some(event) = self.next_event() {
+                return Poll::Ready(Some(event));
+            }
+            match self.upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(bytes))) => {
+                    if self.waiting_first {
+                        self.waiting_first = false;
+                        let total = self.total_deadline;
+                        self.deadline.as_mut().reset(total.into());
+                    }
+                    if let Some(finish) = &mut self.finish {
+                        finish.keep(&bytes);
+                    }
+                    self.buffer.extend_from_slice(&bytes);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    warn!(error = %e, "Upstream body failed.");
+                    let message = format!("the upstream stream failed: {e}");
+                    return Poll::Ready(Some(self.fail(if e.is_timeout() {
+                        ApiError::Timeout(message)
+                    } else {
+                        ApiError::Broken(message)
+                    })));
+                }
+                Poll::Ready(None) => {
+                    let rest = (!self.buffer.is_empty()).then(|| self.buffer.split().freeze());
+                    // What a guard still holds goes out (guarded) before the rest.
+                    if let Some(guard) = &mut self.guard {
+                        guard.flush(&mut self.ready);
+                    }
+                    self.ready.extend(rest);
+                    // A stream that ends without `[DONE]` was cut off: the client is told so
+                    // in band, and gets no `[DONE]`.
+                    if self.saw_done {
+                        self.finish(Class::Ok);
+                    } else {
+                        warn!("The upstream stream ended without [DONE].");
+                        let event = self.fail(ApiError::Broken(
+                            "the upstream stream ended early, without its final event".into(),
+                        ));
+                        self.ready.push_back(event);
+                    }
+                    return Poll::Ready(self.ready.pop_front());
+                }
+                Poll::Pending => {
+                    if self.deadline.as_mut().poll(cx).is_ready() {
+                        let what = if self.waiting_first {
+                            "the first chunk"
+                        } else {
+                            "the end of the answer"
+                        };
+                        return Poll::Ready(Some(self.fail(ApiError::Timeout(format!(
+                            "the upstream timed out waiting for {what}"
+                        )))));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
