@@ -13,5 +13,6 @@ pub mod judge;
 pub mod pack;
 pub mod report;
 pub mod run;
+pub mod session;
 
 pub use config::{Chain, Config};

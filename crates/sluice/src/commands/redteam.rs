@@ -7,58 +7,31 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde_json::json;
 use sluice_config::ProcessEnv;
+use sluice_redteam::session::{self, StoredRun};
 use sluice_redteam::{Config, report, run};
-use sluice_store::{NewRun, ResultRecord, RunId, RunStatus};
+use sluice_store::{ResultRecord, RunId};
 
 use super::{Outcome, link_run, model_version, open_store};
 use crate::cli::{RedteamArgs, RedteamCommand};
 
 pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outcome> {
-    for output in &args.outputs {
-        let extension = output
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or_default();
-        if !matches!(extension, "sarif" | "json" | "xml" | "html") {
-            anyhow::bail!(
-                "{}: unknown report format `.{extension}` (expected .sarif, .json, .xml or .html)",
-                output.display()
-            );
-        }
-    }
+    session::check_outputs(&args.outputs)?;
     let config = Config::load(&args.config, &ProcessEnv)?;
     let clients = run::clients(&config).context("the target or the judge")?;
-    let store = if args.no_write {
+    let stored = if args.no_write {
         None
     } else {
-        Some(open_store(store_location).await?)
-    };
-    let version = model_version(store.as_ref(), args.model_version.as_deref()).await?;
-    let run_id = match &store {
-        Some(store) => Some(
-            store
-                .create_run(NewRun {
-                    kind: "redteam".into(),
-                    name: config.description.clone(),
-                    config: json!({
-                        "config": args.config.display().to_string(),
-                        "target": {"url": config.target.url, "model": config.target.model},
-                        "probes": config.probes.len(),
-                        "strategies": config.strategies.iter().map(|c| c.name()).collect::<Vec<_>>(),
-                        "packs": report::pack_versions(&config.probes),
-                        "judge": config.judge.as_ref().map(|j| json!({"url": j.url, "model": j.model})),
-                    }),
-                })
-                .await?,
-        ),
-        None => None,
-    };
-    if let Some(id) = &run_id {
-        link_run(store.as_ref(), version.as_ref(), "redteam", id.as_str()).await?;
-    }
-    let _heartbeat = match (&store, &run_id) {
-        (Some(store), Some(id)) => Some(store.hold_run(id.as_str()).await?),
-        _ => None,
+        let store = open_store(store_location).await?;
+        let version = model_version(Some(&store), args.model_version.as_deref()).await?;
+        let stored = StoredRun::begin(&store, &config, &args.config).await?;
+        link_run(
+            Some(&store),
+            version.as_ref(),
+            "redteam",
+            stored.id().as_str(),
+        )
+        .await?;
+        Some(stored)
     };
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -82,57 +55,12 @@ pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outc
     })
     .await;
     let summary = report::summarise(&attempts, &config.gate);
-    if let (Some(store), Some(id)) = (&store, &run_id) {
-        let records = attempts
-            .iter()
-            .enumerate()
-            .map(|(seq, a)| ResultRecord {
-                seq: seq as i64,
-                key: a.key(),
-                pass: a.hit.map(|hit| !hit),
-                score: None,
-                error: a.error.clone(),
-                data: json!({
-                    "category": a.probe.category,
-                    "owasp": a.probe.owasp,
-                    "strategy": a.strategy,
-                    "evidence": a.evidence,
-                    "answer": sluice_safety::redact(&a.answer),
-                }),
-            })
-            .collect::<Vec<_>>();
-        for batch in records.chunks(500) {
-            store.append_results(id, batch.to_vec()).await?;
-        }
-        store
-            .finish_run(
-                &RunId(id.0.clone()),
-                if summary.passed {
-                    RunStatus::Passed
-                } else {
-                    RunStatus::Failed
-                },
-                serde_json::to_value(&summary)?,
-            )
-            .await?;
+    let run_id = stored.as_ref().map(|s| s.id().clone());
+    if let Some(stored) = stored {
+        stored.finish(&attempts, &summary).await?;
     }
     for output in &args.outputs {
-        let body = match output.extension().and_then(|e| e.to_str()) {
-            Some("sarif") => serde_json::to_string_pretty(&report::sarif(
-                &attempts,
-                &args.config.display().to_string(),
-                env!("CARGO_PKG_VERSION"),
-            ))?,
-            Some("xml") => report::junit(&attempts, &config.description),
-            Some("html") => report::html(&summary, &attempts, &config.description),
-            _ => serde_json::to_string_pretty(&report::json_report(&summary, &attempts))?,
-        };
-        if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        std::fs::write(output, body)
-            .with_context(|| format!("cannot write {}", output.display()))?;
+        session::write_report(output, &attempts, &summary, &config, &args.config)?;
     }
     out!("{}", report::console(&summary));
     if let Some(id) = &run_id {
