@@ -937,6 +937,50 @@ pub async fn command(store: &Store, name: &str, command: Command) -> Result<RunI
     Ok(run.id)
 }
 
+/// The last state a run stored (the initial state when it stored none).
+pub async fn stored_state(store: &Store, run: &RunId) -> Result<State, RolloutError> {
+    let events = event::read_all(&all_events(store, run).await?);
+    Ok(events
+        .into_iter()
+        .rev()
+        .find_map(|(_, e)| match e {
+            RolloutEvent::State { state, .. } => Some(state),
+            _ => None,
+        })
+        .unwrap_or_default())
+}
+
+/// The runbook a run stored when it started.
+pub async fn stored_runbook(store: &Store, run: &RunId) -> Result<Option<String>, RolloutError> {
+    let events = event::read_all(&all_events(store, run).await?);
+    Ok(events.into_iter().find_map(|(_, e)| match e {
+        RolloutEvent::Runbook { markdown } => Some(markdown),
+        _ => None,
+    }))
+}
+
+/// The spec a finished rollout ran with, checked again, and its text (`rollout retry`).
+pub async fn stored_spec(store: &Store, name: &str) -> Result<(Spec, String), RolloutError> {
+    let run = latest(store, name)
+        .await?
+        .ok_or_else(|| RolloutError::NotRunning(name.to_owned()))?;
+    if run.status == RunStatus::Running {
+        return Err(RolloutError::Stored(format!(
+            "rollout `{name}` is still running; `sluice rollout start` resumes it"
+        )));
+    }
+    let source = run.config["spec_yaml"].as_str().ok_or_else(|| {
+        RolloutError::Stored(format!(
+            "rollout `{name}` has no stored spec; run `sluice rollout start SPEC`"
+        ))
+    })?;
+    let env = &sluice_config::ProcessEnv;
+    let spec = sluice_config::Document::parse(&format!("stored spec of {name}"), source, env)
+        .and_then(|document| Spec::from_document(&document, env))
+        .map_err(|e| RolloutError::Stored(e.to_string()))?;
+    Ok((spec, source.to_owned()))
+}
+
 /// Refuses a new run while the last rollback of this rollout is more recent than its cooldown.
 async fn cooling_down(store: &Store, spec: &Spec) -> Result<(), RolloutError> {
     let Some(last) = latest(store, &spec.name).await? else {

@@ -50,6 +50,9 @@ pub enum RolloutError {
     /// A registry reference in the spec that does not resolve.
     #[error("the registry: {0}")]
     Registry(String),
+    /// A stored rollout that cannot be used as asked (still running, no stored spec).
+    #[error("{0}")]
+    Stored(String),
     /// No rollout of that name is running.
     #[error("no rollout named `{0}` is running (see `sluice rollout list`)")]
     NotRunning(String),

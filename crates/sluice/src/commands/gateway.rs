@@ -164,7 +164,7 @@ async fn restore_rollouts(
         ) else {
             continue;
         };
-        let state = match super::rollout::state_of(store, run).await {
+        let state = match sluice_rollout::controller::stored_state(store, &run.id).await {
             Ok(state) => state,
             Err(error) => {
                 warn!(%error, rollout = run.name, "Cannot read the rollout's state.");

@@ -4,13 +4,13 @@
 use serde_json::{Value, json};
 use sluice_config::ProcessEnv;
 use sluice_rollout::controller::{self, Controller};
-use sluice_rollout::event::{self, Command, RolloutEvent};
+use sluice_rollout::event::{Command, RolloutEvent};
 use sluice_rollout::machine::{Phase, State};
 use sluice_rollout::spec::Spec;
 use sluice_store::{RunFilter, Store};
 
 use super::{Outcome, open_store};
-use crate::cli::RolloutCommand;
+use crate::cli::{RolloutCommand, RolloutListArgs, RolloutNameArgs, RolloutStatusArgs};
 
 /// One line for a rollout's state.
 pub fn describe(state: &State) -> String {
@@ -36,21 +36,8 @@ async fn latest_run(store: &Store, name: &str) -> anyhow::Result<sluice_store::R
 
 async fn stored_state(store: &Store, name: &str) -> anyhow::Result<(sluice_store::Run, State)> {
     let run = latest_run(store, name).await?;
-    let state = state_of(store, &run).await?;
+    let state = controller::stored_state(store, &run.id).await?;
     Ok((run, state))
-}
-
-/// The last state a run stored.
-pub(crate) async fn state_of(store: &Store, run: &sluice_store::Run) -> anyhow::Result<State> {
-    let events = event::read_all(&controller::all_events(store, &run.id).await?);
-    Ok(events
-        .into_iter()
-        .rev()
-        .find_map(|(_, e)| match e {
-            RolloutEvent::State { state, .. } => Some(state),
-            _ => None,
-        })
-        .unwrap_or_default())
 }
 
 /// Runs a rollout's controller in the foreground, printing each transition.
@@ -83,26 +70,8 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
             drive(spec, store, source.as_deref()).await
         }
         RolloutCommand::Retry(args) => {
-            let run = latest_run(&store, &args.name).await?;
-            if run.status == sluice_store::RunStatus::Running {
-                anyhow::bail!(
-                    "rollout `{}` is still running; `sluice rollout start` resumes it",
-                    args.name
-                );
-            }
-            let source = run.config["spec_yaml"].as_str().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "rollout `{}` has no stored spec; run `sluice rollout start SPEC`",
-                    args.name
-                )
-            })?;
-            let document = sluice_config::Document::parse(
-                &format!("stored spec of {}", args.name),
-                source,
-                &ProcessEnv,
-            )?;
-            let spec = Spec::from_document(&document, &ProcessEnv)?;
-            drive(spec, store, Some(source)).await
+            let (spec, source) = controller::stored_spec(&store, &args.name).await?;
+            drive(spec, store, Some(&source)).await
         }
         RolloutCommand::Undo(args) => {
             let token = args
@@ -123,106 +92,18 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
             outln!("{}: route back on {version}", args.name);
             Ok(Outcome::Ok)
         }
-        RolloutCommand::Status(args) if args.watch => {
-            let mut last = None;
-            loop {
-                let (run, state) = stored_state(&store, &args.name).await?;
-                if last.as_ref() != Some(&state) {
-                    if args.json {
-                        outln!(
-                            "{}",
-                            json!({"run": run.id.as_str(), "status": run.status.as_str(), "state": state})
-                        );
-                    } else {
-                        outln!("{}  {}", run.status.as_str(), describe(&state));
-                    }
-                    last = Some(state);
-                }
-                if run.status != sluice_store::RunStatus::Running {
-                    return Ok(Outcome::Ok);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-        }
+        RolloutCommand::Status(args) if args.watch => watch(&store, &args).await,
         RolloutCommand::Runbook(args) => {
             let run = latest_run(&store, &args.name).await?;
-            let events = event::read_all(&controller::all_events(&store, &run.id).await?);
-            let markdown = events
-                .into_iter()
-                .find_map(|(_, e)| match e {
-                    RolloutEvent::Runbook { markdown } => Some(markdown),
-                    _ => None,
-                })
+            let markdown = controller::stored_runbook(&store, &run.id)
+                .await?
                 .ok_or_else(|| anyhow::anyhow!("rollout `{}` has no stored runbook", args.name))?;
             out!("{markdown}");
             Ok(Outcome::Ok)
         }
-        RolloutCommand::Status(args) => {
-            let (run, state) = stored_state(&store, &args.name).await?;
-            if args.json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &json!({"run": run.id.as_str(), "status": run.status.as_str(), "state": state})
-                    )?
-                );
-            } else {
-                outln!("{} ({}, run {})", args.name, run.status.as_str(), run.id);
-                outln!("  {}", describe(&state));
-            }
-            Ok(Outcome::Ok)
-        }
-        RolloutCommand::List(args) => {
-            let runs = store
-                .list_runs(RunFilter {
-                    kind: Some("rollout".into()),
-                    status: None,
-                    limit: 100,
-                })
-                .await?;
-            if args.json {
-                let list: Vec<Value> = runs
-                    .iter()
-                    .map(|r| json!({"name": r.name, "run": r.id.as_str(), "status": r.status.as_str(), "started_at_ms": r.started_at_ms}))
-                    .collect();
-                outln!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                for r in &runs {
-                    outln!("{:<24} {:<8} {}", r.name, r.status.as_str(), r.id);
-                }
-            }
-            Ok(Outcome::Ok)
-        }
-        RolloutCommand::History(args) => {
-            let (run, _) = stored_state(&store, &args.name).await?;
-            let events = controller::all_events(&store, &run.id).await?;
-            if args.json {
-                let list: Vec<Value> = events
-                    .iter()
-                    .map(|e| json!({"seq": e.seq, "kind": e.kind, "at_ms": e.at_ms, "payload": e.payload}))
-                    .collect();
-                outln!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                for e in &events {
-                    let line = match RolloutEvent::read(e) {
-                        Ok(RolloutEvent::State { state, .. }) => describe(&state),
-                        Ok(RolloutEvent::Measurement {
-                            rule,
-                            outcome,
-                            detail,
-                            ..
-                        }) => format!("{rule} → {outcome:?} ({detail})"),
-                        _ => e
-                            .payload
-                            .get("summary")
-                            .and_then(Value::as_str)
-                            .map_or_else(|| e.payload.to_string(), str::to_owned),
-                    };
-                    outln!("{:>6} {:<12} {line}", e.seq, e.kind);
-                }
-            }
-            Ok(Outcome::Ok)
-        }
+        RolloutCommand::Status(args) => status(&store, &args).await,
+        RolloutCommand::List(args) => list(&store, &args).await,
+        RolloutCommand::History(args) => history(&store, &args).await,
         RolloutCommand::Promote(args) => {
             send(&store, &args.name, Command::Promote { full: args.full }).await
         }
@@ -240,5 +121,100 @@ async fn send(store: &Store, name: &str, command: Command) -> anyhow::Result<Out
     let verb = command.verb();
     let run = controller::command(store, name, command).await?;
     outln!("{verb} sent to {name} (run {run})");
+    Ok(Outcome::Ok)
+}
+
+/// `rollout status --watch`: a line per change of state until the run ends.
+async fn watch(store: &Store, args: &RolloutStatusArgs) -> anyhow::Result<Outcome> {
+    let mut last = None;
+    loop {
+        let (run, state) = stored_state(store, &args.name).await?;
+        if last.as_ref() != Some(&state) {
+            if args.json {
+                outln!(
+                    "{}",
+                    json!({"run": run.id.as_str(), "status": run.status.as_str(), "state": state})
+                );
+            } else {
+                outln!("{}  {}", run.status.as_str(), describe(&state));
+            }
+            last = Some(state);
+        }
+        if run.status != sluice_store::RunStatus::Running {
+            return Ok(Outcome::Ok);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// `rollout status`.
+async fn status(store: &Store, args: &RolloutStatusArgs) -> anyhow::Result<Outcome> {
+    let (run, state) = stored_state(store, &args.name).await?;
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"run": run.id.as_str(), "status": run.status.as_str(), "state": state})
+            )?
+        );
+    } else {
+        outln!("{} ({}, run {})", args.name, run.status.as_str(), run.id);
+        outln!("  {}", describe(&state));
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `rollout list`.
+async fn list(store: &Store, args: &RolloutListArgs) -> anyhow::Result<Outcome> {
+    let runs = store
+        .list_runs(RunFilter {
+            kind: Some("rollout".into()),
+            status: None,
+            limit: 100,
+        })
+        .await?;
+    if args.json {
+        let list: Vec<Value> = runs
+            .iter()
+            .map(|r| json!({"name": r.name, "run": r.id.as_str(), "status": r.status.as_str(), "started_at_ms": r.started_at_ms}))
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        for r in &runs {
+            outln!("{:<24} {:<8} {}", r.name, r.status.as_str(), r.id);
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `rollout history`: every stored event, one line each (or JSON).
+async fn history(store: &Store, args: &RolloutNameArgs) -> anyhow::Result<Outcome> {
+    let (run, _) = stored_state(store, &args.name).await?;
+    let events = controller::all_events(store, &run.id).await?;
+    if args.json {
+        let list: Vec<Value> = events
+            .iter()
+            .map(|e| json!({"seq": e.seq, "kind": e.kind, "at_ms": e.at_ms, "payload": e.payload}))
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        for e in &events {
+            let line = match RolloutEvent::read(e) {
+                Ok(RolloutEvent::State { state, .. }) => describe(&state),
+                Ok(RolloutEvent::Measurement {
+                    rule,
+                    outcome,
+                    detail,
+                    ..
+                }) => format!("{rule} → {outcome:?} ({detail})"),
+                _ => e
+                    .payload
+                    .get("summary")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| e.payload.to_string(), str::to_owned),
+            };
+            outln!("{:>6} {:<12} {line}", e.seq, e.kind);
+        }
+    }
     Ok(Outcome::Ok)
 }
