@@ -190,10 +190,7 @@ impl Report<'_> {
         if failing_total > 0 {
             let _ = writeln!(out, "  failures and errors ({failing_total}):");
             for row in self.failing.iter().take(20) {
-                let why = match &row.error {
-                    Some(error) => format!("error: {error}"),
-                    None => failed_assertions(row),
-                };
+                let why = row.why();
                 let _ = writeln!(
                     out,
                     "    [{}] {} × {}: {}",
@@ -351,7 +348,7 @@ impl Report<'_> {
         for row in self.failing {
             let why = match &row.error {
                 Some(error) => error.clone(),
-                None => failed_assertions(row),
+                None => row.failed_assertions(),
             };
             let title = format!("sluice eval: {}", row.description);
             let message = format!("{} × {}: {why}", row.prompt, row.provider);
@@ -744,16 +741,6 @@ pub enum ReportError {
     /// The file could not be written.
     #[error("cannot write {0}: {1}")]
     Write(String, #[source] std::io::Error),
-}
-
-/// The failed assertions of a row and why, joined by `; `.
-fn failed_assertions(row: &EvalRow) -> String {
-    row.grades
-        .iter()
-        .filter(|g| !g.pass)
-        .map(|g| format!("{}: {}", g.assertion, g.reason))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 fn truncate(text: &str, width: usize) -> String {

@@ -121,6 +121,27 @@ pub struct EvalRow {
     pub cost: Option<f64>,
 }
 
+impl EvalRow {
+    /// Why the row did not pass: its error, else each failed assertion and its reason,
+    /// joined by `; ` (empty for a row that passed).
+    pub fn why(&self) -> String {
+        match &self.error {
+            Some(error) => format!("error: {error}"),
+            None => self.failed_assertions(),
+        }
+    }
+
+    /// The failed assertions and why, joined by `; `.
+    pub fn failed_assertions(&self) -> String {
+        self.grades
+            .iter()
+            .filter(|g| !g.pass)
+            .map(|g| format!("{}: {}", g.assertion, g.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 /// Counts for one prompt × provider pair, or for the whole run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Tally {

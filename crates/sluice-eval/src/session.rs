@@ -198,6 +198,52 @@ pub async fn stored_run(store: &Store, id: &str) -> Result<(Run, Vec<ResultRecor
     Ok((run, records))
 }
 
+/// What a finished eval run keeps of its summary, read back from the store (a run still
+/// going, or one that errored, has none of it).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct StoredSummary {
+    /// The counts.
+    #[serde(default)]
+    pub stats: Option<StoredStats>,
+    /// The gate's verdict.
+    #[serde(default)]
+    pub gate: Option<StoredGate>,
+}
+
+/// A finished run's counts.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct StoredStats {
+    /// Rows that passed.
+    pub successes: u64,
+    /// Rows that failed.
+    pub failures: u64,
+    /// Rows without a verdict.
+    pub errors: u64,
+}
+
+/// A finished run's gate.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct StoredGate {
+    /// Whether it passed.
+    #[serde(default)]
+    pub passed: bool,
+    /// Why not.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+}
+
+impl StoredSummary {
+    /// The summary a run stored; empty when it stored none (or one this build cannot read).
+    pub fn of(run: &Run) -> Self {
+        serde_json::from_value(run.summary.clone()).unwrap_or_default()
+    }
+}
+
+/// A stored result as the eval row it was; `None` for a record of another shape.
+pub fn stored_row(record: &ResultRecord) -> Option<EvalRow> {
+    serde_json::from_value(record.data.clone()).ok()
+}
+
 /// The test descriptions whose results did not all pass in a stored run (`--filter-failing`).
 pub fn failing_tests(records: &[ResultRecord]) -> HashSet<String> {
     records

@@ -10,7 +10,9 @@ use sluice_config::ProcessEnv;
 use sluice_eval::RunOptions;
 use sluice_eval::report::ReportFiles;
 use sluice_eval::runner;
-use sluice_eval::session::{self, Baseline, Finished, NoStore, Session, StoredRun};
+use sluice_eval::session::{
+    self, Baseline, Finished, NoStore, Session, StoredRun, StoredStats, StoredSummary,
+};
 use tracing::warn;
 
 use super::{Outcome, link_run, model_version, open_store};
@@ -177,19 +179,19 @@ pub async fn stored(command: EvalCommand, store_location: &str) -> anyhow::Resul
                     "ERROR"
                 );
                 for run in runs {
-                    let stats = &run.summary["stats"];
-                    let count = |field: &str| {
-                        stats[field]
-                            .as_u64()
-                            .map_or("-".to_owned(), |n| n.to_string())
+                    let stats = StoredSummary::of(&run).stats;
+                    let count = |field: fn(&StoredStats) -> u64| {
+                        stats
+                            .as_ref()
+                            .map_or("-".to_owned(), |s| field(s).to_string())
                     };
                     outln!(
                         "{:<36} {:<8} {:>6} {:>6} {:>6}  {}",
                         run.id,
                         run.status.as_str(),
-                        count("successes"),
-                        count("failures"),
-                        count("errors"),
+                        count(|s| s.successes),
+                        count(|s| s.failures),
+                        count(|s| s.errors),
                         run.name
                     );
                 }
@@ -205,40 +207,23 @@ pub async fn stored(command: EvalCommand, store_location: &str) -> anyhow::Resul
                 );
                 return Ok(Outcome::Ok);
             }
-            let stats = &run.summary["stats"];
+            let summary = StoredSummary::of(&run);
             outln!("{}  {}  ({})", run.id, run.name, run.status.as_str());
+            let stats = summary.stats.unwrap_or_default();
             outln!(
                 "  {} passed, {} failed, {} errors of {} stored results",
-                stats["successes"],
-                stats["failures"],
-                stats["errors"],
+                stats.successes,
+                stats.failures,
+                stats.errors,
                 records.len()
             );
-            for reason in run.summary["gate"]["reasons"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                outln!("  gate: {}", reason.as_str().unwrap_or_default());
+            for reason in summary.gate.map(|g| g.reasons).unwrap_or_default() {
+                outln!("  gate: {reason}");
             }
             for record in records.iter().filter(|r| r.pass != Some(true)) {
-                let description = record.data["description"].as_str().unwrap_or_default();
-                let why = match &record.error {
-                    Some(error) => format!("error: {error}"),
-                    None => record.data["grades"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|g| g["pass"] == false)
-                        .map(|g| {
-                            format!(
-                                "{}: {}",
-                                g["assertion"].as_str().unwrap_or_default(),
-                                g["reason"].as_str().unwrap_or_default()
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                let (description, why) = match session::stored_row(record) {
+                    Some(row) => (row.description.clone(), row.why()),
+                    None => (String::new(), record.error.clone().unwrap_or_default()),
                 };
                 outln!("  [{}] {description}: {why}", record.key);
             }
