@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::backend::{Backend, BackendError};
 use crate::event::{
-    self, Command, InstanceEvent, Promoted, Rollback, RollbackMetrics, RolloutEvent,
+    self, Command, InstanceEvent, Promoted, Rollback, RollbackMetrics, RolloutEvent, RunConfig,
 };
 use crate::machine::{Action, Input, Outcome, State};
 use crate::registry_link::{self, RegistryLink};
@@ -154,14 +154,11 @@ impl Controller {
         let (run, state, actions, seen, resumed) = match running {
             Some(run) => {
                 // Registry references were resolved when the run was created: keep those.
-                registry = RegistryLink::from_config(&run.config);
-                if registry.is_some() {
-                    let stored = |key: &str| run.config[key].as_str().map(str::to_owned);
-                    if let (Some(stable), Some(candidate)) = (stored("stable"), stored("candidate"))
-                    {
-                        spec.stable = stable;
-                        spec.candidate = candidate;
-                    }
+                let stored = RunConfig::of(&run);
+                registry = stored.registry;
+                if registry.is_some() && !stored.stable.is_empty() && !stored.candidate.is_empty() {
+                    spec.stable = stored.stable;
+                    spec.candidate = stored.candidate;
                 }
                 let stored = all_events(&store, &run.id).await?;
                 let events = event::read_all(&stored);
@@ -203,16 +200,17 @@ impl Controller {
                     .create_run(NewRun {
                         kind: "rollout".into(),
                         name: spec.name.clone(),
-                        config: json!({
-                            "route": spec.route,
-                            "stable": spec.stable,
-                            "candidate": spec.candidate,
-                            "admin_url": spec.admin_url,
-                            "steps": format!("{:?}", spec.steps),
-                            "rules": spec.rules.iter().map(|r| r.describe()).collect::<Vec<_>>(),
-                            "spec_yaml": source,
-                            "registry": registry.as_ref().map(RegistryLink::to_json),
-                        }),
+                        config: serde_json::to_value(RunConfig {
+                            route: spec.route.clone(),
+                            stable: spec.stable.clone(),
+                            candidate: spec.candidate.clone(),
+                            admin_url: spec.admin_url.clone(),
+                            steps: format!("{:?}", spec.steps),
+                            rules: spec.rules.iter().map(|r| r.describe()).collect(),
+                            spec_yaml: source.map(str::to_owned),
+                            registry: registry.clone(),
+                        })
+                        .unwrap_or_default(),
                     })
                     .await?;
                 if let Some(link) = &registry {
@@ -969,16 +967,16 @@ pub async fn stored_spec(store: &Store, name: &str) -> Result<(Spec, String), Ro
             "rollout `{name}` is still running; `sluice rollout start` resumes it"
         )));
     }
-    let source = run.config["spec_yaml"].as_str().ok_or_else(|| {
+    let source = RunConfig::of(&run).spec_yaml.ok_or_else(|| {
         RolloutError::Stored(format!(
             "rollout `{name}` has no stored spec; run `sluice rollout start SPEC`"
         ))
     })?;
     let env = &sluice_config::ProcessEnv;
-    let spec = sluice_config::Document::parse(&format!("stored spec of {name}"), source, env)
+    let spec = sluice_config::Document::parse(&format!("stored spec of {name}"), &source, env)
         .and_then(|document| Spec::from_document(&document, env))
         .map_err(|e| RolloutError::Stored(e.to_string()))?;
-    Ok((spec, source.to_owned()))
+    Ok((spec, source))
 }
 
 /// Refuses a new run while the last rollback of this rollout is more recent than its cooldown.

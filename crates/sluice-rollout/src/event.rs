@@ -134,6 +134,43 @@ pub struct Rollback {
     pub summary: String,
 }
 
+/// What a rollout's run stores as its config when it starts, and what a resumed controller,
+/// `rollout retry` and `rollout undo` read back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The route steered.
+    #[serde(default)]
+    pub route: String,
+    /// The stable version (as resolved, for registry references).
+    #[serde(default)]
+    pub stable: String,
+    /// The candidate version (as resolved).
+    #[serde(default)]
+    pub candidate: String,
+    /// The gateway's admin API, when the rollout runs outside the gateway.
+    #[serde(default)]
+    pub admin_url: Option<String>,
+    /// The steps, for people.
+    #[serde(default)]
+    pub steps: String,
+    /// The rules, for people.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// The spec's text, when it was read from a file.
+    #[serde(default)]
+    pub spec_yaml: Option<String>,
+    /// The registry side, for rollouts of registered versions.
+    #[serde(default)]
+    pub registry: Option<crate::registry_link::RegistryLink>,
+}
+
+impl RunConfig {
+    /// A stored run's config; empty fields where it stored none.
+    pub fn of(run: &sluice_store::Run) -> Self {
+        serde_json::from_value(run.config.clone()).unwrap_or_default()
+    }
+}
+
 /// One event of a rollout's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "payload", rename_all = "snake_case")]

@@ -5,7 +5,6 @@
 //! moves the promote alias (`production` by default) to the candidate, once, with the move
 //! in the alias history and told to the registry's webhooks.
 
-use serde_json::{Value, json};
 use sluice_registry::versions::{self, ModelRef, Selector};
 use sluice_store::{AliasChange, RunId, Store};
 use tracing::warn;
@@ -14,28 +13,12 @@ use crate::RolloutError;
 use crate::spec::Spec;
 
 /// The registry side of a rollout.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegistryLink {
     /// The registered model.
     pub model: String,
     /// The alias moved on promotion.
     pub promote_alias: String,
-}
-
-impl RegistryLink {
-    /// What the run's config stores.
-    pub fn to_json(&self) -> Value {
-        json!({"model": self.model, "promote_alias": self.promote_alias})
-    }
-
-    /// Reads it back from a run's config.
-    pub fn from_config(config: &Value) -> Option<Self> {
-        let registry = config.get("registry")?;
-        Some(Self {
-            model: registry.get("model")?.as_str()?.to_owned(),
-            promote_alias: registry.get("promote_alias")?.as_str()?.to_owned(),
-        })
-    }
 }
 
 fn is_reference(text: &str) -> bool {

@@ -4,15 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 use sluice_gateway::control::{AdminClient, GatewayControl};
 use sluice_store::{RunId, RunStatus, Store};
 
 use crate::RolloutError;
 use crate::backend::Backend;
 use crate::controller::{ADMIN_TIMEOUT, latest, now_ms, subject};
-use crate::event::{InstanceEvent, RolloutEvent};
-use crate::registry_link::{self, RegistryLink};
+use crate::event::{InstanceEvent, RolloutEvent, RunConfig};
+use crate::registry_link;
 use crate::spec::Spec;
 
 /// Sends all of a finished rollout's route to one version (the stable one by default) and
@@ -31,20 +30,23 @@ pub async fn undo(
             "rollout `{name}` is still running; `sluice rollout abort {name}` rolls it back"
         )));
     }
-    let config = &run.config;
-    let field = |key: &str| config[key].as_str().unwrap_or_default().to_owned();
-    let (admin_url, route, stable) = (field("admin_url"), field("route"), field("stable"));
+    let config = RunConfig::of(&run);
+    let admin_url = config.admin_url.clone().unwrap_or_default();
+    let route = config.route.clone();
     // A promoted rollout of registered versions goes back to what the promote alias pointed at
     // before it, and the alias with it.
-    let previous = match (to_version, RegistryLink::from_config(config)) {
+    let previous = match (to_version, &config.registry) {
         (None, Some(link)) => {
-            registry_link::undo(store, &link, name, &field("candidate"), &run.id).await?
+            registry_link::undo(store, link, name, &config.candidate, &run.id).await?
         }
         _ => None,
     };
-    let target = to_version.map(str::to_owned).or(previous).unwrap_or(stable);
-    if target == field("stable") {
-        restart_stable(store, &run.id, config, &admin_url, &route, admin_token).await?;
+    let target = to_version
+        .map(str::to_owned)
+        .or(previous)
+        .unwrap_or_else(|| config.stable.clone());
+    if target == config.stable {
+        restart_stable(store, &run.id, &config, admin_token).await?;
     }
     let control = |what: &str| {
         let what = what.to_owned();
@@ -80,14 +82,16 @@ pub async fn undo(
 async fn restart_stable(
     store: &Store,
     run: &RunId,
-    config: &Value,
-    admin_url: &str,
-    route: &str,
+    config: &RunConfig,
     admin_token: Option<&str>,
 ) -> Result<(), RolloutError> {
-    let Some(yaml) = config["spec_yaml"].as_str() else {
+    let Some(yaml) = config.spec_yaml.as_deref() else {
         return Ok(());
     };
+    let (admin_url, route) = (
+        config.admin_url.as_deref().unwrap_or_default(),
+        &config.route,
+    );
     let spec = sluice_config::Document::parse("the stored spec", yaml, &sluice_config::ProcessEnv)
         .and_then(|document| Spec::from_document(&document, &sluice_config::ProcessEnv))
         .map_err(|e| {
