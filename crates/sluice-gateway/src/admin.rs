@@ -310,6 +310,7 @@ pub(crate) async fn handle(
                 params: serde_json::Map::new(),
                 timeouts: Timeouts::default(),
                 safety: std::sync::Arc::new(sluice_safety::Scanner::all()),
+                metrics: Default::default(),
             };
             match handle.add_version(route, version) {
                 Ok(()) => json_response(StatusCode::CREATED, &json!({"added": true})),

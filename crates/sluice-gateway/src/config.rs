@@ -388,6 +388,7 @@ fn compile_route(
         let defaults = Timeouts::default();
         let safety = v.safety.unwrap_or_default();
         versions.push(Version {
+            metrics: Default::default(),
             safety: Arc::new(sluice_safety::Scanner {
                 secrets: safety.secrets.unwrap_or(true),
                 pii: safety.pii.unwrap_or(true),

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -718,6 +718,28 @@ impl Metrics {
             self.log_dropped.load(Ordering::Relaxed)
         );
         out
+    }
+}
+
+/// A version's metrics, looked up once and then kept in the routing snapshot (clones share
+/// it), so that serving a request takes no lock and allocates no key to find them.
+#[derive(Clone, Default)]
+pub struct MetricsHandle(Arc<OnceLock<Arc<VersionMetrics>>>);
+
+impl MetricsHandle {
+    /// The metrics of `version` on `route`, from `metrics` the first time.
+    pub fn get(&self, metrics: &Metrics, route: &str, version: &str) -> Arc<VersionMetrics> {
+        Arc::clone(self.0.get_or_init(|| metrics.version(route, version)))
+    }
+}
+
+impl std::fmt::Debug for MetricsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "MetricsHandle(found)"
+        } else {
+            "MetricsHandle(not yet)"
+        })
     }
 }
 

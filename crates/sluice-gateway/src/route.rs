@@ -109,6 +109,8 @@ pub struct Version {
     /// What its answers are scanned for (counted as safety violations) and what is done with
     /// those that hold one.
     pub safety: std::sync::Arc<sluice_safety::Scanner>,
+    /// Its metrics, found on its first request and kept with the routing snapshot.
+    pub metrics: crate::metrics::MetricsHandle,
 }
 
 /// Where a sticky key comes from.
@@ -409,6 +411,7 @@ mod tests {
             params: Map::new(),
             timeouts: Timeouts::default(),
             safety: Default::default(),
+            metrics: Default::default(),
         }
     }
 

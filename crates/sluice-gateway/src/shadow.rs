@@ -62,7 +62,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>) {
 }
 
 async fn process(shared: &Shared, job: Job) {
-    let metrics = shared.metrics.version(&job.route, &job.version.name);
+    let metrics = job
+        .version
+        .metrics
+        .get(&shared.metrics, &job.route, &job.version.name);
     metrics.begin();
     let started = Instant::now();
     let outcome = send(shared, &job).await;

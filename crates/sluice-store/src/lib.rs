@@ -302,8 +302,10 @@ impl Store {
         })))
     }
 
-    /// Whether a run stored as running has lost its process: no live lease, or one whose
-    /// holder on this host has exited. Rollouts are driven under their own lease, by name.
+    /// Whether a run stored as running has lost its process: a lease whose holder on this host
+    /// has exited or that has lapsed, or no lease at all once the run is older than
+    /// [`RUN_LEASE_GRACE_MS`] (a run is created a moment before its process takes the lease).
+    /// Rollouts are driven under their own lease, by name.
     pub async fn interrupted(&self, run: &Run) -> Result<bool, StoreError> {
         if run.status != RunStatus::Running {
             return Ok(false);
@@ -318,7 +320,7 @@ impl Store {
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         Ok(match self.lease(&name).await? {
             Some(lease) => !lease.live(now) || lease.holder_gone(),
-            None => true,
+            None => now - run.started_at_ms > RUN_LEASE_GRACE_MS,
         })
     }
 
@@ -330,6 +332,8 @@ impl Store {
 
 /// How long a running command's lease on its run lasts unless renewed.
 const RUN_LEASE_TTL_MS: i64 = 30_000;
+/// How long a new run may go without its lease before it reads as interrupted.
+pub const RUN_LEASE_GRACE_MS: i64 = 10_000;
 /// How often a running command renews it.
 const RUN_LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(10);
 

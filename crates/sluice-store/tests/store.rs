@@ -146,7 +146,43 @@ on_both_backends!(
     concurrent_alias_moves_keep_a_consistent_history,
     a_lease_has_one_holder_until_it_lapses,
     of_many_asking_at_once_one_gets_the_lease,
+    a_run_reads_as_interrupted_only_when_its_process_is_gone,
 );
+
+async fn a_run_reads_as_interrupted_only_when_its_process_is_gone(fixture: Fixture) {
+    let store = fixture.open().await;
+    let id = store
+        .create_run(NewRun {
+            kind: "eval".into(),
+            name: "suite".into(),
+            config: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+    let run = |store: &Store| {
+        let (store, id) = (store.clone(), id.clone());
+        async move { store.get_run(&id).await.unwrap().unwrap() }
+    };
+    // Just created, its process has not taken the lease yet: not interrupted.
+    assert!(!store.interrupted(&run(&store).await).await.unwrap());
+    // Held by this live process: not interrupted.
+    let hold = store.hold_run(id.as_str()).await.unwrap();
+    assert!(!store.interrupted(&run(&store).await).await.unwrap());
+    drop(hold);
+    // Older than the grace and never held: interrupted.
+    store
+        .unclaim(&format!("run:{}", id.as_str()))
+        .await
+        .unwrap();
+    fixture
+        .execute(&format!(
+            "UPDATE runs SET started_at_ms = started_at_ms - {} WHERE id = '{}'",
+            sluice_store::RUN_LEASE_GRACE_MS + 1000,
+            id.as_str()
+        ))
+        .await;
+    assert!(store.interrupted(&run(&store).await).await.unwrap());
+}
 
 async fn a_lease_has_one_holder_until_it_lapses(fixture: Fixture) {
     use sluice_store::LeaseOutcome;

@@ -75,7 +75,7 @@ pub(crate) async fn forward(
         Vec::new()
     };
     if version.safety.block_input && !input_flags.is_empty() {
-        let metrics = shared.metrics.version(&model, &version.name);
+        let metrics = version.metrics.get(&shared.metrics, &model, &version.name);
         metrics.record_injection(&input_flags);
         metrics.record_action("input_blocked");
         let mut response = json_response(
@@ -116,7 +116,7 @@ pub(crate) async fn forward(
         && endpoint != Endpoint::Embeddings;
     let strip_usage = stream && !client_wants_usage(&body);
     rewrite(&mut body, version, endpoint, stream);
-    let metrics = shared.metrics.version(&model, &version.name);
+    let metrics = version.metrics.get(&shared.metrics, &model, &version.name);
     metrics.begin();
     let scanner = version
         .safety

@@ -38,7 +38,7 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     /// Upstream clients by connect timeout (ms); each keeps its own connection pool.
-    pub(super) clients: Mutex<HashMap<u64, reqwest::Client>>,
+    pub(super) clients: ArcSwap<HashMap<u64, reqwest::Client>>,
     pub(super) next_id: AtomicU64,
     pub(super) id_prefix: String,
     /// Requests whose answer is not complete yet.
@@ -72,7 +72,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             limits,
-            clients: Mutex::new(HashMap::new()),
+            clients: ArcSwap::from_pointee(HashMap::new()),
             next_id: AtomicU64::new(1),
             id_prefix: format!("{:08x}", fastrand::u32(..)),
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -80,10 +80,11 @@ impl Shared {
         }
     }
 
+    /// The upstream client for this connect timeout: one per timeout, each with its own
+    /// connection pool, read without a lock (a new timeout is added copy-on-write).
     pub(crate) fn client(&self, connect: Duration) -> Result<reqwest::Client, reqwest::Error> {
         let key = u64::try_from(connect.as_millis()).unwrap_or(u64::MAX);
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = clients.get(&key) {
+        if let Some(client) = self.clients.load().get(&key) {
             return Ok(client.clone());
         }
         let client = reqwest::Client::builder()
@@ -91,8 +92,13 @@ impl Shared {
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .build()?;
-        clients.insert(key, client.clone());
-        Ok(client)
+        self.clients.rcu(|clients| {
+            let mut next = HashMap::clone(clients);
+            next.entry(key).or_insert_with(|| client.clone());
+            next
+        });
+        // Another request may have added one first: the map's is the one every request shares.
+        Ok(self.clients.load().get(&key).cloned().unwrap_or(client))
     }
 
     /// Prometheus text: the metrics, then the public listener's connections.
@@ -407,6 +413,7 @@ mod tests {
             ]),
             timeouts: crate::route::Timeouts::default(),
             safety: Default::default(),
+            metrics: Default::default(),
         };
         let mut body: Map<String, Value> = serde_json::from_value(json!({
             "model": "chat", "stream": true, "top_p": 0.5,
