@@ -14,6 +14,7 @@ pub mod artifact;
 pub mod deployment;
 pub mod model_yaml;
 pub mod versions;
+pub mod webhook;
 
 pub use model_yaml::{FileReport, validate, validate_file};
 pub use versions::{ModelRef, Registration, Selector};

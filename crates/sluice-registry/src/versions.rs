@@ -5,14 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::json;
 use sluice_config::{Document, ProcessEnv};
 use sluice_store::{
     AliasChange, AliasMove, LINEAGE_KINDS, ModelVersion, NewModelVersion, RunId, Store,
 };
-use tracing::warn;
 
 use crate::{RegistryError, artifact, model_yaml};
 
@@ -297,23 +295,13 @@ pub async fn notify(webhooks: &[String], moved: &AliasMove) -> Vec<String> {
         "at_ms": moved.at_ms,
         "summary": describe(moved),
     });
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-    {
+    let client = match crate::webhook::client() {
         Ok(client) => client,
-        Err(error) => return vec![format!("cannot build the webhook client: {error}")],
+        Err(error) => return vec![error],
     };
     let mut failures = Vec::new();
     for url in webhooks {
-        let outcome = client.post(url).json(&body).send().await;
-        let failure = match outcome {
-            Ok(response) if response.status().is_success() => None,
-            Ok(response) => Some(format!("{url}: answered {}", response.status())),
-            Err(error) => Some(format!("{url}: {error}")),
-        };
-        if let Some(failure) = failure {
-            warn!(%failure, "An alias-move webhook was not delivered.");
+        if let Err(failure) = crate::webhook::deliver(&client, url, &body, 1).await {
             failures.push(failure);
         }
     }

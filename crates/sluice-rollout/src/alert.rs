@@ -2,17 +2,15 @@
 //! and PagerDuty Events v2, each retried a few times in the background so that a slow or
 //! failing receiver never holds up a rollback.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use tracing::warn;
+
+use sluice_registry::webhook;
 
 use crate::spec::Alert;
 
 /// Attempts per receiver.
 const ATTEMPTS: u32 = 3;
-/// Timeout of each attempt.
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The body each kind of receiver gets for `event` (a JSON object with `summary`).
 pub fn body(alert: &Alert, event: &Value) -> Value {
@@ -50,7 +48,7 @@ fn url(alert: &Alert) -> &str {
 pub fn send(alerts: &[Alert], event: Value) -> tokio::task::JoinHandle<()> {
     let alerts = alerts.to_vec();
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
+        let client = match webhook::client() {
             Ok(client) => client,
             Err(error) => {
                 warn!(%error, "Cannot build the alert client.");
@@ -60,16 +58,8 @@ pub fn send(alerts: &[Alert], event: Value) -> tokio::task::JoinHandle<()> {
         let sends = alerts.iter().map(|alert| {
             let (client, body) = (client.clone(), body(alert, &event));
             async move {
-                for attempt in 1..=ATTEMPTS {
-                    match client.post(url(alert)).json(&body).send().await {
-                        Ok(response) if response.status().is_success() => return,
-                        Ok(response) => {
-                            warn!(url = url(alert), status = %response.status(), attempt, "Alert refused.")
-                        }
-                        Err(error) => warn!(url = url(alert), %error, attempt, "Alert not delivered."),
-                    }
-                    tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
-                }
+                // Failures are logged by the sender; an alert never holds up a rollback.
+                let _ = webhook::deliver(&client, url(alert), &body, ATTEMPTS).await;
             }
         });
         futures_util::future::join_all(sends).await;
