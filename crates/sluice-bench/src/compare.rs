@@ -34,18 +34,33 @@ impl Row {
     }
 }
 
+/// Why two results cannot be compared.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompareError {
+    /// One side holds several stages.
+    #[error("the {0} holds a sweep or preset (several stages); compare single runs")]
+    Stages(&'static str),
+    /// One side is not a bench result.
+    #[error("the {0} is not a `sluice bench` result (no `histograms` object)")]
+    NotAResult(&'static str),
+    /// An embedded histogram does not decode.
+    #[error("histogram `{metric}`: {reason}")]
+    Histogram {
+        /// The metric.
+        metric: String,
+        /// Why.
+        reason: String,
+    },
+}
+
 /// Compares two result JSON documents (`sluice bench -o`).
-pub fn compare(baseline: &Value, candidate: &Value) -> Result<Vec<Row>, String> {
+pub fn compare(baseline: &Value, candidate: &Value) -> Result<Vec<Row>, CompareError> {
     for (name, value) in [("baseline", baseline), ("candidate", candidate)] {
         if value.get("stages").is_some() {
-            return Err(format!(
-                "the {name} holds a sweep or preset (several stages); compare single runs"
-            ));
+            return Err(CompareError::Stages(name));
         }
         if value.get("histograms").and_then(Value::as_object).is_none() {
-            return Err(format!(
-                "the {name} is not a `sluice bench` result (no `histograms` object)"
-            ));
+            return Err(CompareError::NotAResult(name));
         }
     }
     let mut rows = Vec::new();
@@ -81,12 +96,17 @@ pub fn compare(baseline: &Value, candidate: &Value) -> Result<Vec<Row>, String> 
     Ok(rows)
 }
 
-fn histogram(result: &Value, metric: &str) -> Result<Option<Metric>, String> {
+fn histogram(result: &Value, metric: &str) -> Result<Option<Metric>, CompareError> {
     result
         .get("histograms")
         .and_then(|h| h.get(metric))
         .and_then(Value::as_str)
-        .map(|text| Metric::decode(text).map_err(|e| format!("histogram `{metric}`: {e}")))
+        .map(|text| {
+            Metric::decode(text).map_err(|reason| CompareError::Histogram {
+                metric: metric.to_owned(),
+                reason,
+            })
+        })
         .transpose()
         .map(|m| m.filter(|m| m.count() > 0))
 }

@@ -295,14 +295,24 @@ pub async fn notify(webhooks: &[String], moved: &AliasMove) -> Vec<String> {
         "at_ms": moved.at_ms,
         "summary": describe(moved),
     });
+    // The reasons are shown to whoever moved the alias: each with its cause.
+    let reason = |error: &crate::webhook::WebhookError| {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    };
     let client = match crate::webhook::client() {
         Ok(client) => client,
-        Err(error) => return vec![error],
+        Err(error) => return vec![reason(&error)],
     };
     let mut failures = Vec::new();
     for url in webhooks {
         if let Err(failure) = crate::webhook::deliver(&client, url, &body, 1).await {
-            failures.push(failure);
+            failures.push(reason(&failure));
         }
     }
     failures

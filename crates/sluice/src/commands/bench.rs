@@ -239,8 +239,7 @@ fn live_display(
 pub async fn compare(args: BenchCompareArgs, store_location: &str) -> anyhow::Result<Outcome> {
     let baseline = load_result(&args.baseline, store_location).await?;
     let candidate = load_result(&args.candidate, store_location).await?;
-    let rows =
-        sluice_bench::compare::compare(&baseline, &candidate).map_err(|e| anyhow::anyhow!(e))?;
+    let rows = sluice_bench::compare::compare(&baseline, &candidate)?;
     if args.json {
         outln!(
             "{}",
