@@ -381,7 +381,7 @@ impl Client {
         } else {
             LlmError::Connect {
                 url: url.to_owned(),
-                reason: error_chain(error),
+                reason: sluice_core::error_chain(error),
             }
         }
     }
@@ -406,7 +406,7 @@ impl Client {
                 Ok(Some(Err(error))) => {
                     return Err(LlmError::Body {
                         url: url.to_owned(),
-                        reason: error_chain(&error),
+                        reason: sluice_core::error_chain(&error),
                     });
                 }
                 Ok(Some(Ok(bytes))) => {
@@ -487,7 +487,7 @@ impl Client {
                 Some(Err(error)) => {
                     return Err(LlmError::Body {
                         url: url.to_owned(),
-                        reason: error_chain(&error),
+                        reason: sluice_core::error_chain(&error),
                     });
                 }
                 None => parser.finish(&mut events),
@@ -534,18 +534,6 @@ fn normalize_base_url(raw: &str) -> Result<String, LlmError> {
         text.push_str("/v1");
     }
     Ok(text)
-}
-
-/// A reqwest error with its causes, which hold the useful part ("connection refused").
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 async fn status_error(url: &str, status: u16, response: reqwest::Response) -> LlmError {

@@ -296,15 +296,7 @@ pub async fn notify(webhooks: &[String], moved: &AliasMove) -> Vec<String> {
         "summary": describe(moved),
     });
     // The reasons are shown to whoever moved the alias: each with its cause.
-    let reason = |error: &crate::webhook::WebhookError| {
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            text.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        text
-    };
+    let reason = |error: &crate::webhook::WebhookError| sluice_core::error_chain(error);
     let client = match crate::webhook::client() {
         Ok(client) => client,
         Err(error) => return vec![reason(&error)],
