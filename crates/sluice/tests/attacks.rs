@@ -405,10 +405,12 @@ fn broken_upstream() -> String {
                         std::thread::sleep(Duration::from_secs(3));
                         Ok(())
                     }
+                    // A complete answer from a server that then closes says so; otherwise the
+                    // gateway may reuse the connection for the next request as it closes.
                     "notjson" => {
                         let html = "<html><body>502 Bad Gateway</body></html>";
                         stream.write_all(
-                            format!("HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{html}", html.len()).as_bytes(),
+                            format!("HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}", html.len()).as_bytes(),
                         )
                     }
                     _ => stream.write_all(
