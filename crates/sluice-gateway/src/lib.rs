@@ -12,6 +12,7 @@
 
 pub mod admin;
 mod api_error;
+mod client;
 pub mod config;
 pub mod control;
 mod guard;

@@ -7,12 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::header::CONTENT_TYPE;
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use sluice_store::NewEvent;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
+use crate::client::{Post, ReadError, read_to_end};
 use crate::log::answer_text;
 use crate::metrics::{Class, Observation};
 use crate::proxy::{Endpoint, Shared};
@@ -143,25 +144,30 @@ async fn embedding_cosine(
     primary: &str,
     shadow: &str,
 ) -> Option<f64> {
-    let client = shared.client(version.timeouts.connect).ok()?;
-    let mut request = client
-        .post(format!("{}/embeddings", version.upstreams.next()))
-        .timeout(version.timeouts.total)
-        .json(&json!({"model": model, "input": [primary, shadow]}));
-    if let Some(key) = &version.api_key {
-        request = request.bearer_auth(key.expose());
-    }
-    let answer: Value = match request.send().await {
-        Ok(response) if response.status().is_success() => response.json().await.ok()?,
-        Ok(response) => {
-            warn!(status = %response.status(), model, "The shadow's embedding request failed.");
-            return None;
-        }
-        Err(error) => {
-            warn!(%error, model, "The shadow's embedding request failed.");
+    let body = json!({"model": model, "input": [primary, shadow]});
+    let post = Post {
+        base: version.upstreams.next(),
+        path: "embeddings",
+        api_key: version.api_key.as_ref(),
+        request_id: None,
+        shadow: true,
+        body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+    };
+    let (status, bytes) = match exchange(shared, version, post).await {
+        Ok(answer) => answer,
+        Err(class) => {
+            warn!(
+                class = class.as_str(),
+                model, "The shadow's embedding request failed."
+            );
             return None;
         }
     };
+    if !(200..300).contains(&status) {
+        warn!(status, model, "The shadow's embedding request failed.");
+        return None;
+    }
+    let answer: Value = serde_json::from_slice(&bytes).ok()?;
     let vector = |i: usize| -> Option<Vec<f64>> {
         answer
             .get("data")?
@@ -175,32 +181,48 @@ async fn embedding_cosine(
     Some(crate::similarity::cosine(&vector(0)?, &vector(1)?))
 }
 
-async fn send(shared: &Shared, job: &Job) -> Result<(u16, bytes::Bytes), Class> {
-    let client = shared
-        .client(job.version.timeouts.connect)
-        .map_err(|_| Class::UpstreamConnect)?;
-    let mut request = client
-        .post(format!(
-            "{}/{}",
-            job.version.upstreams.next(),
-            job.endpoint.path()
-        ))
-        .header(CONTENT_TYPE, "application/json")
-        .header("x-request-id", &job.request_id)
-        .header("x-sluice-shadow", "true")
-        .timeout(job.version.timeouts.total)
-        .body(serde_json::to_vec(&job.body).unwrap_or_default());
-    if let Some(key) = &job.version.api_key {
-        request = request.bearer_auth(key.expose());
-    }
-    let response = request.send().await.map_err(|e| {
-        if e.is_timeout() {
-            Class::Timeout
-        } else {
-            Class::UpstreamConnect
-        }
-    })?;
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.map_err(|_| Class::ServerError)?;
-    Ok((status, bytes))
+async fn send(shared: &Shared, job: &Job) -> Result<(u16, Bytes), Class> {
+    let post = Post {
+        base: job.version.upstreams.next(),
+        path: job.endpoint.path(),
+        api_key: job.version.api_key.as_ref(),
+        request_id: Some(&job.request_id),
+        shadow: true,
+        body: Bytes::from(serde_json::to_vec(&job.body).unwrap_or_default()),
+    };
+    exchange(shared, &job.version, post).await
 }
+
+/// Sends `post` to `version` and reads the whole answer within the version's total timeout;
+/// a failure is the class it would have had as a served request.
+async fn exchange(
+    shared: &Shared,
+    version: &Version,
+    post: Post<'_>,
+) -> Result<(u16, Bytes), Class> {
+    let client = shared.client(version.timeouts.connect);
+    let deadline = tokio::time::Instant::now() + version.timeouts.total;
+    let response = match tokio::time::timeout_at(deadline, client.post(post)).await {
+        Err(_) => return Err(Class::Timeout),
+        Ok(Err(e)) if e.is_timeout() => return Err(Class::Timeout),
+        Ok(Err(_)) => return Err(Class::UpstreamConnect),
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    match read_to_end(
+        response.into_body(),
+        SHADOW_ANSWER_LIMIT,
+        deadline,
+        &mut body,
+    )
+    .await
+    {
+        Ok(()) => Ok((status, Bytes::from(body))),
+        Err(ReadError::Timeout) => Err(Class::Timeout),
+        Err(_) => Err(Class::ServerError),
+    }
+}
+
+/// Largest shadow answer read.
+const SHADOW_ANSWER_LIMIT: usize = 64 << 20;

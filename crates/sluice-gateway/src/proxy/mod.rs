@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
@@ -25,6 +24,7 @@ use sluice_store::{NewEvent, Store};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api_error::ApiError;
+use crate::client::{Post, ReadError, UpstreamClient};
 use crate::config::Limits;
 use crate::guard::EventGuard;
 use crate::log::{Recent, Record, RequestLog};
@@ -38,7 +38,7 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     /// Upstream clients by connect timeout (ms); each keeps its own connection pool.
-    pub(super) clients: ArcSwap<HashMap<u64, reqwest::Client>>,
+    pub(super) clients: ArcSwap<HashMap<u64, UpstreamClient>>,
     pub(super) next_id: AtomicU64,
     pub(super) id_prefix: String,
     /// Requests whose answer is not complete yet.
@@ -82,23 +82,19 @@ impl Shared {
 
     /// The upstream client for this connect timeout: one per timeout, each with its own
     /// connection pool, read without a lock (a new timeout is added copy-on-write).
-    pub(crate) fn client(&self, connect: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    pub(crate) fn client(&self, connect: Duration) -> UpstreamClient {
         let key = u64::try_from(connect.as_millis()).unwrap_or(u64::MAX);
         if let Some(client) = self.clients.load().get(&key) {
-            return Ok(client.clone());
+            return client.clone();
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()?;
+        let client = UpstreamClient::new(connect);
         self.clients.rcu(|clients| {
             let mut next = HashMap::clone(clients);
             next.entry(key).or_insert_with(|| client.clone());
             next
         });
         // Another request may have added one first: the map's is the one every request shares.
-        Ok(self.clients.load().get(&key).cloned().unwrap_or(client))
+        self.clients.load().get(&key).cloned().unwrap_or(client)
     }
 
     /// Prometheus text: the metrics, then the public listener's connections.

@@ -4,11 +4,9 @@
 
 use super::*;
 
-pub(super) type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
-
 /// A streamed upstream answer on its way to the client, one whole server-sent event at a time.
 pub(crate) struct ProxyBody {
-    pub(super) upstream: Upstream,
+    pub(super) upstream: Incoming,
     /// Guards a stream's text when the version redacts or blocks.
     pub(super) guard: Option<Box<EventGuard>>,
     /// Events ready to go out before anything else is read.
@@ -147,8 +145,11 @@ impl ProxyBody {
             if let Some(event) = self.next_event() {
                 return Poll::Ready(Some(event));
             }
-            match self.upstream.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(bytes))) => {
+            match Pin::new(&mut self.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(bytes) = frame.into_data() else {
+                        continue;
+                    };
                     if self.waiting_first {
                         self.waiting_first = false;
                         let total = self.total_deadline;
@@ -162,11 +163,7 @@ impl ProxyBody {
                 Poll::Ready(Some(Err(e))) => {
                     warn!(error = %e, "Upstream body failed.");
                     let message = format!("the upstream stream failed: {e}");
-                    return Poll::Ready(Some(self.fail(if e.is_timeout() {
-                        ApiError::Timeout(message)
-                    } else {
-                        ApiError::Broken(message)
-                    })));
+                    return Poll::Ready(Some(self.fail(ApiError::Broken(message))));
                 }
                 Poll::Ready(None) => {
                     let rest = (!self.buffer.is_empty()).then(|| self.buffer.split().freeze());

@@ -18,27 +18,19 @@ pub(super) async fn send(
     strip_usage: bool,
     mut finish: Finish,
 ) -> Response<GatewayBody> {
-    let client = match shared.client(version.timeouts.connect) {
-        Ok(client) => client,
-        Err(e) => {
-            return finish.fail(ApiError::Unreachable(format!(
-                "cannot build the upstream client: {e}"
-            )));
-        }
-    };
-    let url = format!("{}/{}", version.upstreams.next(), endpoint.path());
-    let mut upstream = client
-        .post(&url)
-        .header(CONTENT_TYPE, "application/json")
-        .header("x-request-id", request_id)
-        .body(serde_json::to_vec(body).unwrap_or_default());
-    if let Some(key) = &version.api_key {
-        upstream = upstream.bearer_auth(key.expose());
-    }
+    let client = shared.client(version.timeouts.connect);
+    let upstream = client.post(Post {
+        base: version.upstreams.next(),
+        path: endpoint.path(),
+        api_key: version.api_key.as_ref(),
+        request_id: Some(request_id),
+        shadow: false,
+        body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+    });
     finish.upstream_started = Instant::now();
     let deadline = finish.upstream_started + version.timeouts.total;
     let first = version.timeouts.ttft.min(version.timeouts.total);
-    let answer = match tokio::time::timeout(first, upstream.send()).await {
+    let answer = match tokio::time::timeout(first, upstream).await {
         Err(_) => {
             return finish.fail(ApiError::Timeout(format!(
                 "version `{}` did not answer within {} ms",
@@ -62,10 +54,16 @@ pub(super) async fn send(
     let retry_after = answer.headers().get(RETRY_AFTER).cloned();
     if !status.is_success() {
         let class = Class::of_status(status.as_u16());
-        let text = match tokio::time::timeout_at(deadline.into(), answer.bytes()).await {
-            Ok(Ok(bytes)) => bytes,
-            _ => Bytes::new(),
-        };
+        let mut text = Vec::new();
+        // What could be read of an error answer is passed on; a broken one is still an error.
+        let _ = crate::client::read_to_end(
+            answer.into_body(),
+            COLLECT_LIMIT,
+            deadline.into(),
+            &mut text,
+        )
+        .await;
+        let text = Bytes::from(text);
         finish.capture = text.to_vec();
         finish.end(class);
         let openai_shaped = serde_json::from_slice::<Value>(&text)
@@ -101,7 +99,7 @@ pub(super) async fn send(
     let body = ProxyBody {
         guard,
         ready: VecDeque::new(),
-        upstream: Box::pin(answer.bytes_stream()),
+        upstream: answer.into_body(),
         buffer: BytesMut::new(),
         strip_usage,
         saw_done: false,
@@ -131,7 +129,7 @@ pub(super) async fn send(
 /// [`MAX_ANSWER_BYTES`]).
 pub(super) async fn whole(
     scanner: Option<&sluice_safety::Scanner>,
-    answer: reqwest::Response,
+    answer: Response<Incoming>,
     deadline: Instant,
     status: StatusCode,
     content_type: Option<HeaderValue>,
@@ -142,41 +140,32 @@ pub(super) async fn whole(
     } else {
         MAX_ANSWER_BYTES
     };
-    let mut chunks = answer.bytes_stream();
     let mut body = Vec::new();
-    loop {
-        match tokio::time::timeout_at(deadline.into(), chunks.next()).await {
-            Err(_) => {
-                finish.capture = body;
-                return finish.fail(ApiError::Timeout(
-                    "the upstream timed out before the end of the answer".into(),
-                ));
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                warn!(error = %e, "Upstream body failed.");
-                finish.capture = body;
-                let message = format!("the upstream answer broke off: {e}");
-                return finish.fail(if e.is_timeout() {
-                    ApiError::Timeout(message)
-                } else {
-                    ApiError::Broken(message)
-                });
-            }
-            Ok(Some(Ok(bytes))) => {
-                if body.len() + bytes.len() > limit {
-                    let why = if scanner.is_some() {
-                        "the most the safety scanner reads; it was withheld"
-                    } else {
-                        "the most the gateway passes on"
-                    };
-                    return finish.fail(ApiError::Broken(format!(
-                        "the answer is larger than {} KiB, {why}",
-                        limit / 1024
-                    )));
-                }
-                body.extend_from_slice(&bytes);
-            }
+    match crate::client::read_to_end(answer.into_body(), limit, deadline.into(), &mut body).await {
+        Ok(()) => {}
+        Err(ReadError::Timeout) => {
+            finish.capture = body;
+            return finish.fail(ApiError::Timeout(
+                "the upstream timed out before the end of the answer".into(),
+            ));
+        }
+        Err(ReadError::Broken(e)) => {
+            warn!(error = %e, "Upstream body failed.");
+            finish.capture = body;
+            return finish.fail(ApiError::Broken(format!(
+                "the upstream answer broke off: {e}"
+            )));
+        }
+        Err(ReadError::TooLarge(_)) => {
+            let why = if scanner.is_some() {
+                "the most the safety scanner reads; it was withheld"
+            } else {
+                "the most the gateway passes on"
+            };
+            return finish.fail(ApiError::Broken(format!(
+                "the answer is larger than {} KiB, {why}",
+                limit / 1024
+            )));
         }
     }
     finish.upstream_ended = Some(Instant::now());
