@@ -22,6 +22,27 @@ use crate::{Backend, StoreError, now_ms, parse_json};
 /// How long a writer waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Switches the file to WAL journaling and returns the journal mode it has. The switch takes
+/// a lock that SQLite does not wait for (it answers "database is locked" at once while
+/// another process is creating the same file), so a busy answer is retried until the busy
+/// timeout.
+fn wal_journal(connection: &Connection) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if matches!(
+                    error.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// The SQLite backend.
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
@@ -53,8 +74,7 @@ impl SqliteBackend {
         connection
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| open_error(e.to_string()))?;
-        let journal: String = connection
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        let journal = wal_journal(&connection)
             .map_err(|e| open_error(format!("not a usable SQLite database ({e})")))?;
         if !journal.eq_ignore_ascii_case("wal") {
             return Err(open_error(format!(

@@ -924,3 +924,23 @@ async fn an_unreachable_postgres_server_is_a_clear_error_without_the_password() 
     .to_string();
     assert!(error.contains("not a valid PostgreSQL URL"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processes_that_create_the_same_new_file_at_once_all_open_it() {
+    // Switching a new file to WAL takes a lock SQLite does not wait for; several commands
+    // started at once on a fresh store (a CI job's first steps) must all get it.
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fresh.db");
+        let opens: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                tokio::spawn(async move { Store::open_sqlite(&path).await.map(|_| ()) })
+            })
+            .collect();
+        for open in opens {
+            let result = open.await.unwrap();
+            assert!(result.is_ok(), "round {round}: {:?}", result.err());
+        }
+    }
+}

@@ -26,7 +26,11 @@ fn runs_text(store: &std::path::Path) -> String {
         .args(["store", "runs"])
         .output()
         .unwrap();
-    assert!(output.status.success());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
