@@ -5,6 +5,7 @@
 //! - [`sse`]: an incremental Server-Sent Events parser.
 //! - [`client`]: requests with connect/first-token/total timeouts, retries with backoff that
 //!   honour `retry-after`, and per-request timing taken as bytes arrive.
+//! - [`wire`]: what a proxy reads of answers and stream chunks, without a JSON tree.
 //! - [`tokens`]: token counts from `usage`, else an offline BPE tokenizer, else chunk counts,
 //!   always with the source recorded.
 
@@ -17,6 +18,7 @@ pub mod sse;
 mod stream;
 pub mod tokens;
 pub mod types;
+pub mod wire;
 
 pub use client::{Client, ClientConfig, MAX_RESPONSE_BYTES, Timeouts};
 pub use error::{LlmError, TimeoutPhase};

@@ -149,6 +149,7 @@ pub(crate) async fn forward(
         version: version.name.clone(),
         stream,
         capture: Vec::new(),
+        text: None,
         capture_limit,
         arrived,
         upstream_started: Instant::now(),

@@ -4,6 +4,7 @@
 //! event by event for streams, with the usage chunk the client did not ask for removed —
 //! recording the outcome in the version's metrics when the last byte has gone.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -373,19 +374,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn role_only_chunks_carry_no_token() {
-        assert!(!carries_token(
-            br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#
-        ));
-        assert!(carries_token(
-            br#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#
-        ));
-        assert!(carries_token(
-            br#"data: {"choices":[{"text":" once","index":0}]}"#
-        ));
-        assert!(carries_token(
-            br#"data: {"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#
-        ));
+    fn event_data_joins_data_lines_and_skips_comments() {
+        assert_eq!(
+            event_data(b"data: {\"a\":1}\n\n").as_deref(),
+            Some("{\"a\":1}")
+        );
+        assert_eq!(
+            event_data(b"data:[DONE]\r\n\r\n").as_deref(),
+            Some("[DONE]")
+        );
+        assert_eq!(
+            event_data(b"event: x\ndata: {\"a\":\ndata: 1}\n\n").as_deref(),
+            Some("{\"a\":\n1}")
+        );
+        assert_eq!(event_data(b": keep-alive\n\n"), None);
     }
 
     #[test]

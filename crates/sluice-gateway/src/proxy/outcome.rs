@@ -28,8 +28,10 @@ pub(crate) struct Finish {
     pub(super) version: String,
     /// Whether the answer is a stream.
     pub(super) stream: bool,
-    /// The answer's bytes (up to `capture_limit`), for `usage`, the log and shadow comparisons.
+    /// The answer's bytes (up to `capture_limit`), for the log and shadow comparisons.
     pub(super) capture: Vec<u8>,
+    /// The answer's text, read as it passed (the safety scan reads it).
+    pub(super) text: Option<String>,
     pub(super) capture_limit: usize,
 }
 
@@ -78,7 +80,10 @@ impl Finish {
         self.metrics.record_injection(&self.input_flags);
         let safety = match &self.scanner {
             Some(scanner) if class == Class::Ok => {
-                let answer = crate::log::answer_text(&response, self.stream);
+                let answer = match self.text.take() {
+                    Some(text) => text,
+                    None => crate::log::answer_text(&response, self.stream),
+                };
                 if scanner.refused(&answer) {
                     self.metrics.record_refusal();
                 }
@@ -120,10 +125,20 @@ impl Finish {
         }
     }
 
-    pub(super) fn usage(&mut self, usage: &Value) {
-        let count = |key| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
-        self.prompt_tokens = count("prompt_tokens");
-        self.completion_tokens = count("completion_tokens");
+    /// Adds streamed text for the safety scan (when there is one), up to the capture limit.
+    pub(super) fn add_text(&mut self, text: &str) {
+        if self.scanner.is_none() || text.is_empty() {
+            return;
+        }
+        let kept = self.text.get_or_insert_with(String::new);
+        if kept.len() + text.len() <= STREAM_CAPTURE_LIMIT {
+            kept.push_str(text);
+        }
+    }
+
+    pub(super) fn set_usage(&mut self, usage: sluice_llm::types::Usage) {
+        self.prompt_tokens = usage.prompt_tokens;
+        self.completion_tokens = usage.completion_tokens;
     }
 }
 

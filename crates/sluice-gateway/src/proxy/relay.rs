@@ -38,30 +38,26 @@ pub(super) fn event_end(buffer: &[u8]) -> Option<usize> {
     }
 }
 
-pub(super) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Whether an event carries a generated token: non-empty `content`, `text` or
-/// `reasoning_content`, or a tool call. Role-only chunks do not, so TTFT is not set by them.
-pub(super) fn carries_token(event: &[u8]) -> bool {
-    for key in [
-        &b"\"content\":\""[..],
-        b"\"content\": \"",
-        b"\"text\":\"",
-        b"\"text\": \"",
-        b"\"reasoning_content\":\"",
-    ] {
-        let mut rest = event;
-        while let Some(at) = rest.windows(key.len()).position(|w| w == key) {
-            let after = &rest[at + key.len()..];
-            if after.first().is_some_and(|b| *b != b'"') {
-                return true;
+/// An event's data: its `data:` lines (one optional space after the colon dropped), joined
+/// by newlines; `None` when it has none (a comment, a keep-alive).
+pub(super) fn event_data(event: &[u8]) -> Option<Cow<'_, str>> {
+    let text = std::str::from_utf8(event).ok()?;
+    let mut lines = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|data| data.strip_prefix(' ').unwrap_or(data));
+    let first = lines.next()?;
+    match lines.next() {
+        None => Some(Cow::Borrowed(first)),
+        Some(second) => {
+            let mut joined = format!("{first}\n{second}");
+            for line in lines {
+                joined.push('\n');
+                joined.push_str(line);
             }
-            rest = after;
+            Some(Cow::Owned(joined))
         }
     }
-    contains(event, b"\"tool_calls\":[{") || contains(event, b"\"tool_calls\": [{")
 }
 
 impl ProxyBody {
@@ -90,13 +86,22 @@ impl ProxyBody {
         loop {
             let end = event_end(&self.buffer)?;
             let event = self.buffer.split_to(end).freeze();
-            if let Some(finish) = &mut self.finish
-                && finish.ttft.is_none()
-                && carries_token(&event)
-            {
-                finish.ttft = Some(finish.arrived.elapsed());
+            let data = event_data(&event);
+            let done = data.as_deref().is_some_and(|d| d.trim() == "[DONE]");
+            let chunk = data
+                .as_deref()
+                .filter(|_| !done)
+                .and_then(sluice_llm::wire::chunk);
+            if let (Some(finish), Some(chunk)) = (&mut self.finish, &chunk) {
+                if finish.ttft.is_none() && chunk.carries_token {
+                    finish.ttft = Some(finish.arrived.elapsed());
+                }
+                if let Some(usage) = chunk.usage {
+                    finish.set_usage(usage);
+                }
+                finish.add_text(&chunk.text);
             }
-            if contains(&event, b"[DONE]") {
+            if done {
                 self.saw_done = true;
                 if let Some(guard) = &mut self.guard {
                     guard.flush(&mut self.ready);
@@ -105,24 +110,8 @@ impl ProxyBody {
                 }
                 return Some(event);
             }
-            if contains(&event, b"\"usage\":{") || contains(&event, b"\"usage\": {") {
-                let data = String::from_utf8_lossy(&event);
-                let json = data
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .collect::<String>();
-                if let Ok(value) = serde_json::from_str::<Value>(json.trim()) {
-                    let usage_only = value
-                        .get("choices")
-                        .and_then(Value::as_array)
-                        .is_some_and(Vec::is_empty);
-                    if let (Some(finish), Some(usage)) = (&mut self.finish, value.get("usage")) {
-                        finish.usage(usage);
-                    }
-                    if usage_only && self.strip_usage {
-                        continue;
-                    }
-                }
+            if self.strip_usage && chunk.is_some_and(|c| c.usage_only) {
+                continue;
             }
             if let Some(guard) = &mut self.guard {
                 match guard.event(event) {

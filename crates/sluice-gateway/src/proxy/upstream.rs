@@ -169,8 +169,8 @@ pub(super) async fn whole(
         }
     }
     finish.upstream_ended = Some(Instant::now());
-    let mut value = match serde_json::from_slice::<Value>(&body) {
-        Ok(value) => value,
+    let view = match sluice_llm::wire::answer(&body) {
+        Ok(view) => view,
         Err(e) => {
             warn!("The upstream answered {status} with a body that is not JSON.");
             finish.capture = body;
@@ -179,11 +179,14 @@ pub(super) async fn whole(
             )));
         }
     };
-    if let Some(usage) = value.get("usage") {
-        finish.usage(usage);
+    if let Some(usage) = view.usage {
+        finish.set_usage(usage);
     }
+    finish.text = Some(view.text);
     let response = match scanner {
         Some(scanner) => {
+            // The body was just read as JSON: only the guard needs it as a tree.
+            let mut value: Value = serde_json::from_slice(&body).unwrap_or_default();
             if let Some(action) = crate::guard::whole(scanner, &mut value) {
                 finish.metrics.record_action(action);
             }

@@ -1,0 +1,241 @@
+//! Reading answers as they cross a proxy, without building a JSON tree: a whole answer's
+//! `usage` and first choice's text, and a stream chunk's `usage`, whether it is a usage-only
+//! chunk, whether it carries a generated token, and its text. Any JSON is accepted: a field
+//! of an unexpected type reads as absent, so only bytes that are not JSON are an error.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::types::Usage;
+
+/// What a proxy reads of a whole (non-streamed) answer.
+#[derive(Debug, Default, PartialEq)]
+pub struct AnswerView {
+    /// The answer's token counts, when it has them.
+    pub usage: Option<Usage>,
+    /// The first choice's message content (chat) or text (completions).
+    pub text: String,
+}
+
+/// What a proxy reads of one streamed chunk (the JSON after `data:`).
+#[derive(Debug, Default, PartialEq)]
+pub struct ChunkView {
+    /// The chunk's token counts, when it has them (the usage chunk).
+    pub usage: Option<Usage>,
+    /// A chunk whose `choices` is an empty list: usage and nothing else.
+    pub usage_only: bool,
+    /// Whether it carries a generated token: non-empty text or reasoning, or a tool call.
+    /// Role-only chunks do not.
+    pub carries_token: bool,
+    /// The first choice's delta content (chat) or text (completions).
+    pub text: String,
+}
+
+#[derive(Deserialize)]
+struct Top<'a> {
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    choices: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    delta: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+/// Reads a whole answer; an error only when `bytes` are not one JSON value.
+pub fn answer(bytes: &[u8]) -> Result<AnswerView, serde_json::Error> {
+    let raw: &RawValue = serde_json::from_slice(bytes)?;
+    let Ok(top) = serde_json::from_str::<Top<'_>>(raw.get()) else {
+        return Ok(AnswerView::default());
+    };
+    let text = first_choice(top.choices)
+        .and_then(|choice| {
+            let message = choice.message.and_then(parse::<Message<'_>>);
+            message
+                .and_then(|m| string(m.content))
+                .or_else(|| string(choice.text))
+        })
+        .map(Cow::into_owned)
+        .unwrap_or_default();
+    Ok(AnswerView {
+        usage: top.usage.and_then(usage),
+        text,
+    })
+}
+
+/// Reads one chunk's JSON; `None` when it is not a JSON object (`[DONE]`, a comment).
+pub fn chunk(data: &str) -> Option<ChunkView> {
+    let top: Top<'_> = serde_json::from_str(data.trim()).ok()?;
+    let choices: Option<Vec<&RawValue>> = top.choices.and_then(parse);
+    let usage_only = choices.as_ref().is_some_and(Vec::is_empty);
+    let mut view = ChunkView {
+        usage: top.usage.and_then(usage),
+        usage_only,
+        ..ChunkView::default()
+    };
+    let Some(choice) = choices
+        .and_then(|c| c.first().copied())
+        .and_then(parse::<Choice<'_>>)
+    else {
+        return Some(view);
+    };
+    let delta = choice.delta.and_then(parse::<Message<'_>>);
+    let content = delta.as_ref().and_then(|d| string(d.content));
+    let text = content.or_else(|| string(choice.text));
+    let reasoning = delta.as_ref().and_then(|d| string(d.reasoning_content));
+    let tool_call = delta
+        .as_ref()
+        .and_then(|d| d.tool_calls)
+        .and_then(parse::<Vec<&RawValue>>)
+        .is_some_and(|calls| !calls.is_empty());
+    view.carries_token = text.as_ref().is_some_and(|t| !t.is_empty())
+        || reasoning.is_some_and(|t| !t.is_empty())
+        || tool_call;
+    view.text = text.map(Cow::into_owned).unwrap_or_default();
+    Some(view)
+}
+
+fn first_choice(choices: Option<&RawValue>) -> Option<Choice<'_>> {
+    let choices: Vec<&RawValue> = choices.and_then(parse)?;
+    choices.first().copied().and_then(parse)
+}
+
+fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Option<T> {
+    serde_json::from_str(raw.get()).ok()
+}
+
+fn string(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    raw.and_then(parse::<Cow<'_, str>>)
+}
+
+/// Token counts from a `usage` object; a count that is not a whole number reads as 0.
+fn usage(raw: &RawValue) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct Counts<'a> {
+        #[serde(borrow, default)]
+        prompt_tokens: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        completion_tokens: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        total_tokens: Option<&'a RawValue>,
+    }
+    let counts: Counts<'_> = parse(raw)?;
+    let count = |raw: Option<&RawValue>| raw.and_then(parse::<u64>).unwrap_or(0);
+    Some(Usage {
+        prompt_tokens: count(counts.prompt_tokens),
+        completion_tokens: count(counts.completion_tokens),
+        total_tokens: count(counts.total_tokens),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chat_answer_gives_its_text_and_usage() {
+        let view = answer(
+            br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"Paris \"is\" it."}}],
+               "usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(view.text, "Paris \"is\" it.");
+        assert_eq!(
+            view.usage,
+            Some(Usage {
+                prompt_tokens: 7,
+                completion_tokens: 3,
+                total_tokens: 10
+            })
+        );
+    }
+
+    #[test]
+    fn a_completion_answer_gives_its_text() {
+        let view = answer(br#"{"choices":[{"text":" once upon"}]}"#).unwrap_or_default();
+        assert_eq!(view.text, " once upon");
+        assert_eq!(view.usage, None);
+    }
+
+    #[test]
+    fn any_json_is_an_answer_and_odd_fields_read_as_absent() {
+        for json in [
+            &br#"[1, 2]"#[..],
+            br#""text""#,
+            br#"{"choices":"none","usage":[1]}"#,
+            br#"{"choices":[{"message":{"content":[{"type":"text"}]}}],"usage":{"prompt_tokens":1.5}}"#,
+            br#"{"choices":[]}"#,
+        ] {
+            let view = answer(json);
+            assert!(view.is_ok(), "{}", String::from_utf8_lossy(json));
+            assert_eq!(view.unwrap_or_default().text, "");
+        }
+        let odd =
+            answer(br#"{"usage":{"prompt_tokens":1.5,"completion_tokens":2}}"#).unwrap_or_default();
+        assert_eq!(
+            odd.usage.map(|u| (u.prompt_tokens, u.completion_tokens)),
+            Some((0, 2))
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_json_are_an_error() {
+        for bytes in [&b"<html>oops</html>"[..], b"{\"choices\":[", b"", b"{} {}"] {
+            assert!(answer(bytes).is_err(), "{}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    #[test]
+    fn chunks_say_whether_they_carry_a_token() {
+        let role = chunk(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#);
+        assert_eq!(role.map(|c| c.carries_token), Some(false));
+        let token = chunk(r#"{"choices":[{"delta":{"content":"Hi"}}]}"#).unwrap_or_default();
+        assert!(token.carries_token);
+        assert_eq!(token.text, "Hi");
+        let text = chunk(r#" {"choices":[{"text":" once","index":0}]} "#).unwrap_or_default();
+        assert!(text.carries_token);
+        assert_eq!(text.text, " once");
+        let reasoning = chunk(r#"{"choices":[{"delta":{"reasoning_content":"hm"}}]}"#);
+        assert_eq!(
+            reasoning.map(|c| (c.carries_token, c.text)),
+            Some((true, String::new()))
+        );
+        let tool = chunk(r#"{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#);
+        assert_eq!(tool.map(|c| c.carries_token), Some(true));
+        let no_tool = chunk(r#"{"choices":[{"delta":{"tool_calls":[]}}]}"#);
+        assert_eq!(no_tool.map(|c| c.carries_token), Some(false));
+    }
+
+    #[test]
+    fn usage_chunks_are_told_apart() {
+        let only = chunk(r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9}}"#)
+            .unwrap_or_default();
+        assert!(only.usage_only && !only.carries_token);
+        assert_eq!(only.usage.map(|u| u.completion_tokens), Some(9));
+        let with_text =
+            chunk(r#"{"choices":[{"delta":{"content":"x"}}],"usage":{"completion_tokens":1}}"#)
+                .unwrap_or_default();
+        assert!(!with_text.usage_only && with_text.carries_token);
+        assert_eq!(chunk("[DONE]"), None);
+        assert_eq!(chunk(": keep-alive"), None);
+    }
+}
