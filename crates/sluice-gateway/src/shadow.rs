@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sluice_store::NewEvent;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
@@ -40,7 +40,8 @@ pub(crate) struct Job {
     pub route: String,
     pub version: Version,
     pub endpoint: Endpoint,
-    pub body: Map<String, Value>,
+    /// The request, rewritten for the shadow version.
+    pub body: Bytes,
     pub request_id: String,
     pub primary: oneshot::Receiver<Primary>,
     /// The embedding model for the cosine comparison, if any.
@@ -188,7 +189,7 @@ async fn send(shared: &Shared, job: &Job) -> Result<(u16, Bytes), Class> {
         api_key: job.version.api_key.as_ref(),
         request_id: Some(&job.request_id),
         shadow: true,
-        body: Bytes::from(serde_json::to_vec(&job.body).unwrap_or_default()),
+        body: job.body.clone(),
     };
     exchange(shared, &job.version, post).await
 }

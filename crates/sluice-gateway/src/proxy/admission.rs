@@ -21,18 +21,11 @@ pub(crate) async fn forward(
         Ok(body) => body,
         Err(response) => return *response,
     };
-    let mut body: Map<String, Value> = match serde_json::from_slice(&raw) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => {
-            return ApiError::InvalidRequest("the request body must be a JSON object".into())
-                .into_response();
-        }
-        Err(e) => {
-            return ApiError::InvalidRequest(format!("the request body is not valid JSON: {e}"))
-                .into_response();
-        }
+    let mut body = match ClientBody::parse(&raw) {
+        Ok(body) => body,
+        Err(e) => return ApiError::InvalidRequest(e.to_string()).into_response(),
     };
-    let Some(model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
+    let Some(model) = body.str_field("model").map(Cow::into_owned) else {
         return ApiError::InvalidRequest("`model` is required".into()).into_response();
     };
     let snapshot = shared.snapshot.load_full();
@@ -48,11 +41,11 @@ pub(crate) async fn forward(
     };
     let (index, request_id) = {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let user = body.get("user").and_then(Value::as_str);
+        let user = body.str_field("user");
         let keys = RequestKeys {
             override_version: header("x-sluice-version")
                 .filter(|_| route.override_allowed(header("x-sluice-override-token"))),
-            user,
+            user: user.as_deref(),
             header: Some(&header),
         };
         let (index, reason) = route.pick(&keys, fastrand::f64());
@@ -70,7 +63,7 @@ pub(crate) async fn forward(
     };
     let version = &route.versions[index];
     let input_flags = if version.safety.input {
-        version.safety.input_flags(&user_text(&body))
+        version.safety.input_flags(&body.user_text())
     } else {
         Vec::new()
     };
@@ -112,10 +105,9 @@ pub(crate) async fn forward(
         &model,
         &request_id,
     );
-    let stream = body.get("stream").and_then(Value::as_bool) == Some(true)
-        && endpoint != Endpoint::Embeddings;
-    let strip_usage = stream && !client_wants_usage(&body);
-    rewrite(&mut body, version, endpoint, stream);
+    let stream = body.bool_field("stream") == Some(true) && endpoint != Endpoint::Embeddings;
+    let strip_usage = stream && !body.wants_usage();
+    body.rewrite(version, endpoint, stream);
     let metrics = version.metrics.get(&shared.metrics, &model, &version.name);
     metrics.begin();
     let scanner = version
@@ -139,7 +131,7 @@ pub(crate) async fn forward(
                     request_id: request_id.clone(),
                     route: model.clone(),
                     version: version.name.clone(),
-                    request: raw,
+                    request: raw.clone(),
                 },
             )
         }),
@@ -184,7 +176,7 @@ pub(super) fn shadow_copy(
     route: &crate::route::Route,
     serving: &Version,
     endpoint: Endpoint,
-    body: &Map<String, Value>,
+    body: &ClientBody<'_>,
     route_name: &str,
     request_id: &str,
 ) -> Option<oneshot::Sender<Primary>> {
@@ -196,13 +188,13 @@ pub(super) fn shadow_copy(
     let mut copy = body.clone();
     copy.remove("stream");
     copy.remove("stream_options");
-    rewrite(&mut copy, version, endpoint, false);
+    copy.rewrite(version, endpoint, false);
     let (sender, receiver) = oneshot::channel();
     let job = Job {
         route: route_name.to_owned(),
         version: version.clone(),
         endpoint,
-        body: copy,
+        body: Bytes::from(copy.to_bytes()),
         request_id: request_id.to_owned(),
         primary: receiver,
         embedding_model: shadow.embedding_model.clone(),
@@ -219,81 +211,8 @@ pub(super) fn shadow_copy(
     }
 }
 
-/// What the user wrote: the text of `user` and `tool` messages (chat) or the prompt
-/// (completions), one part per line.
-pub(super) fn user_text(body: &Map<String, Value>) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    fn texts<'a>(content: &'a Value, parts: &mut Vec<&'a str>) {
-        match content {
-            Value::String(text) => parts.push(text),
-            Value::Array(items) => {
-                for item in items {
-                    match item {
-                        Value::String(text) => parts.push(text),
-                        Value::Object(part) => {
-                            if let Some(text) = part.get("text").and_then(Value::as_str) {
-                                parts.push(text);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Some(messages) = body.get("messages").and_then(Value::as_array) {
-        for message in messages {
-            let role = message.get("role").and_then(Value::as_str);
-            if matches!(role, Some("user" | "tool"))
-                && let Some(content) = message.get("content")
-            {
-                texts(content, &mut parts);
-            }
-        }
-    }
-    if let Some(prompt) = body.get("prompt") {
-        texts(prompt, &mut parts);
-    }
-    parts.join("\n")
-}
-
 pub(super) fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);
-    }
-}
-
-pub(super) fn client_wants_usage(body: &Map<String, Value>) -> bool {
-    body.get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        == Some(true)
-}
-
-/// Rewrites the client's request for `version`.
-pub(super) fn rewrite(
-    body: &mut Map<String, Value>,
-    version: &Version,
-    endpoint: Endpoint,
-    stream: bool,
-) {
-    body.insert("model".into(), Value::String(version.model.clone()));
-    if endpoint == Endpoint::Chat
-        && let Some(system) = &version.system_prompt
-        && let Some(Value::Array(messages)) = body.get_mut("messages")
-    {
-        messages.insert(0, json!({"role": "system", "content": system}));
-    }
-    for (key, value) in &version.params {
-        body.entry(key.clone()).or_insert_with(|| value.clone());
-    }
-    if stream {
-        let options = body
-            .entry("stream_options")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(options) = options {
-            options.insert("include_usage".into(), Value::Bool(true));
-        }
     }
 }

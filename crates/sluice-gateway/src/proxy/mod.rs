@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::time::Sleep;
 use tracing::{debug, warn};
 
@@ -249,13 +249,13 @@ pub(super) const STREAM_CAPTURE_LIMIT: usize = 256 * 1024;
 mod admission;
 mod outcome;
 mod relay;
+mod request;
 mod upstream;
 
 pub(crate) use admission::forward;
-#[cfg(test)]
-use admission::*;
 use outcome::*;
 use relay::*;
+use request::ClientBody;
 use upstream::*;
 
 /// `POST /v1/feedback {request_id, rating 1–5 | value, metric?, comment?}`: stored with the
@@ -395,35 +395,5 @@ mod tests {
         assert_eq!(event_end(b"data: x\n\ndata: y"), Some(9));
         assert_eq!(event_end(b"data: x\r\n\r\nrest"), Some(11));
         assert_eq!(event_end(b"data: x\n"), None);
-    }
-
-    #[test]
-    fn rewriting_sets_the_upstream_model_and_forces_usage() {
-        let version = Version {
-            name: "candidate".into(),
-            upstreams: crate::route::Upstreams::one("http://x/v1"),
-            model: "upstream-model".into(),
-            api_key: None,
-            system_prompt: Some("Be brief.".into()),
-            params: Map::from_iter([
-                ("temperature".to_owned(), json!(0.2)),
-                ("top_p".to_owned(), json!(0.9)),
-            ]),
-            timeouts: crate::route::Timeouts::default(),
-            safety: Default::default(),
-            metrics: Default::default(),
-        };
-        let mut body: Map<String, Value> = serde_json::from_value(json!({
-            "model": "chat", "stream": true, "top_p": 0.5,
-            "messages": [{"role": "user", "content": "hi"}]
-        }))
-        .unwrap_or_default();
-        assert!(!client_wants_usage(&body));
-        rewrite(&mut body, &version, Endpoint::Chat, true);
-        assert_eq!(body["model"], "upstream-model");
-        assert_eq!(body["messages"][0]["content"], "Be brief.");
-        assert_eq!(body["temperature"], 0.2);
-        assert_eq!(body["top_p"], 0.5);
-        assert_eq!(body["stream_options"]["include_usage"], true);
     }
 }

@@ -12,7 +12,7 @@ pub(super) async fn send(
     shared: &Shared,
     version: &Version,
     endpoint: Endpoint,
-    body: &Map<String, Value>,
+    body: &ClientBody<'_>,
     request_id: &str,
     stream: bool,
     strip_usage: bool,
@@ -25,7 +25,7 @@ pub(super) async fn send(
         api_key: version.api_key.as_ref(),
         request_id: Some(request_id),
         shadow: false,
-        body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+        body: Bytes::from(body.to_bytes()),
     });
     finish.upstream_started = Instant::now();
     let deadline = finish.upstream_started + version.timeouts.total;
