@@ -170,7 +170,7 @@ pub(crate) async fn handle(
         (&Method::GET, ["metrics"]) => full(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            Bytes::from(shared.prometheus()),
+            Bytes::from(shared.prometheus().await),
         ),
         (&Method::GET, ["admin", "routes"]) => {
             let snapshot = shared.snapshot.load();
@@ -189,7 +189,9 @@ pub(crate) async fn handle(
                 .unwrap_or(60);
             let histogram = query(&request, "histogram").is_some_and(|v| v == "1" || v == "true");
             let view = WindowsView {
-                windows: handle.windows(Duration::from_secs(seconds), histogram),
+                windows: handle
+                    .windows(Duration::from_secs(seconds), histogram)
+                    .await,
             };
             json_response(StatusCode::OK, &view)
         }

@@ -320,11 +320,7 @@ impl GatewayControl for GatewayHandle {
     }
 
     async fn windows(&self, seconds: u64, histogram: bool) -> Result<Windows, ControlError> {
-        Ok(GatewayHandle::windows(
-            self,
-            Duration::from_secs(seconds),
-            histogram,
-        ))
+        Ok(GatewayHandle::windows(self, Duration::from_secs(seconds), histogram).await)
     }
 }
 

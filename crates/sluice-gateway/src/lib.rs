@@ -167,8 +167,10 @@ impl GatewayHandle {
         Arc::clone(&self.shared.metrics)
     }
 
-    /// Every version's figures over the last `span`.
-    pub fn windows(&self, span: Duration, histogram: bool) -> metrics::Windows {
+    /// Every version's figures over the last `span`, counting every answer sent before the
+    /// call (outcomes still queued for the recorder are recorded first).
+    pub async fn windows(&self, span: Duration, histogram: bool) -> metrics::Windows {
+        self.shared.recorder.flush().await;
         self.shared.metrics.windows(span, histogram)
     }
 
@@ -505,6 +507,7 @@ impl GatewayServer {
             None => (None, None),
         };
         let (shadow_queue, shadow_jobs) = tokio::sync::mpsc::channel(limits.shadow_queue.max(1));
+        let (recorder, recorder_task) = proxy::Recorder::new();
         let shared = Arc::new(Shared::new(
             config.snapshot,
             limits.clone(),
@@ -512,8 +515,10 @@ impl GatewayServer {
             store,
             log,
             shadow_queue,
+            recorder,
         ));
         let shadow_task = tokio::spawn(shadow::run(Arc::clone(&shared), shadow_jobs));
+        let recorder_task = tokio::spawn(recorder_task);
         let handle = GatewayHandle {
             shared: Arc::clone(&shared),
             config_path: config_path.map(Arc::new),
@@ -560,7 +565,7 @@ impl GatewayServer {
             handle,
             shutdown,
             tasks: vec![tokio::spawn(public), tokio::spawn(admin)],
-            background: vec![shadow_task],
+            background: vec![shadow_task, recorder_task],
             log_task,
         })
     }
@@ -587,11 +592,13 @@ impl GatewayServer {
         for task in self.tasks {
             let _ = task.await;
         }
+        let left = self.handle.in_flight();
+        // Requests have drained: record what the recorder has queued, write what the request
+        // log has queued, then stop it.
+        self.handle.shared.recorder.flush().await;
         for task in self.background {
             task.abort();
         }
-        let left = self.handle.in_flight();
-        // Requests have drained: write what the request log has queued, then stop it.
         if let Some((stop, task)) = self.log_task {
             let _ = stop.send(());
             if tokio::time::timeout(Duration::from_secs(10), task)

@@ -138,6 +138,7 @@ pub(crate) async fn forward(
         primary,
         scanner,
         input_flags,
+        recorder: Arc::clone(&shared.recorder),
         version: version.name.clone(),
         stream,
         capture: Vec::new(),

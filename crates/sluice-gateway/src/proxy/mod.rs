@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub recent: Mutex<Recent>,
     /// The shadow queue.
     pub shadow: mpsc::Sender<Job>,
+    /// Where outcomes are recorded off the request path.
+    pub recorder: Arc<Recorder>,
     /// The public listener's connections.
     pub connections: Arc<sluice_http::ConnectionStats>,
 }
@@ -64,8 +66,10 @@ impl Shared {
         store: Option<Store>,
         log: Option<RequestLog>,
         shadow: mpsc::Sender<Job>,
+        recorder: Recorder,
     ) -> Self {
         Self {
+            recorder: Arc::new(recorder),
             store,
             log,
             recent: Mutex::new(Recent::default()),
@@ -98,8 +102,10 @@ impl Shared {
         self.clients.load().get(&key).cloned().unwrap_or(client)
     }
 
-    /// Prometheus text: the metrics, then the public listener's connections.
-    pub(crate) fn prometheus(&self) -> String {
+    /// Prometheus text: the metrics (queued outcomes recorded first), then the public
+    /// listener's connections.
+    pub(crate) async fn prometheus(&self) -> String {
+        self.recorder.flush().await;
         let mut text = self.metrics.prometheus();
         let stats = &self.connections;
         text.push_str(&format!(
@@ -248,12 +254,15 @@ pub(super) const STREAM_CAPTURE_LIMIT: usize = 256 * 1024;
 
 mod admission;
 mod outcome;
+mod recorder;
 mod relay;
 mod request;
 mod upstream;
 
 pub(crate) use admission::forward;
 use outcome::*;
+pub(crate) use recorder::Recorder;
+use recorder::*;
 use relay::*;
 use request::ClientBody;
 use upstream::*;
@@ -358,7 +367,7 @@ pub(crate) async fn handle(
         (&Method::GET, "/metrics") => full(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            Bytes::from(shared.prometheus()),
+            Bytes::from(shared.prometheus().await),
         ),
         (&Method::GET, "/health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
         (_, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings") => {

@@ -1,6 +1,6 @@
 //! A request's outcome, recorded exactly once (when its answer ends, or when the client
-//! leaves): metrics, the safety scan of what was sent, the request log and any shadow
-//! comparison waiting for it.
+//! leaves): its metrics at once, then the rest (the safety scan of what was sent, the request
+//! log and any shadow comparison waiting for it) handed to the [`Recorder`].
 
 use super::*;
 
@@ -24,6 +24,8 @@ pub(crate) struct Finish {
     pub(super) scanner: Option<Arc<sluice_safety::Scanner>>,
     /// The injection heuristics that fired on what the user sent.
     pub(super) input_flags: Vec<&'static str>,
+    /// Where the rest of the outcome is recorded.
+    pub(super) recorder: Arc<Recorder>,
     /// The serving version's name.
     pub(super) version: String,
     /// Whether the answer is a stream.
@@ -76,52 +78,24 @@ impl Finish {
             completion_tokens: self.completion_tokens,
         });
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let mut response = std::mem::take(&mut self.capture);
-        self.metrics.record_injection(&self.input_flags);
-        let safety = match &self.scanner {
-            Some(scanner) if class == Class::Ok => {
-                let answer = match self.text.take() {
-                    Some(text) => text,
-                    None => crate::log::answer_text(&response, self.stream),
-                };
-                if scanner.refused(&answer) {
-                    self.metrics.record_refusal();
-                }
-                let kinds = scanner.violations(&answer);
-                self.metrics.record_safety(&kinds);
-                kinds
-            }
-            _ => Vec::new(),
+        let outcome = Outcome {
+            metrics: Arc::clone(&self.metrics),
+            class,
+            latency,
+            ttft: self.ttft,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            stream: self.stream,
+            version: std::mem::take(&mut self.version),
+            capture: std::mem::take(&mut self.capture),
+            text: self.text.take(),
+            scanner: self.scanner.take(),
+            input_flags: std::mem::take(&mut self.input_flags),
+            primary: self.primary.take(),
+            log: self.log.take(),
         };
-        if let Some(sender) = self.primary.take() {
-            let _ = sender.send(Primary {
-                response: if self.log.is_some() {
-                    response.clone()
-                } else {
-                    std::mem::take(&mut response)
-                },
-                stream: self.stream,
-                latency,
-                class,
-                version: self.version.clone(),
-            });
-        }
-        if let Some((log, entry)) = self.log.take() {
-            log.record(Record {
-                request_id: entry.request_id,
-                route: entry.route,
-                version: entry.version,
-                class,
-                latency,
-                ttft: self.ttft,
-                prompt_tokens: self.prompt_tokens,
-                completion_tokens: self.completion_tokens,
-                request: entry.request,
-                response,
-                stream: self.stream,
-                safety,
-                input_flags: std::mem::take(&mut self.input_flags),
-            });
+        if outcome.pending() {
+            self.recorder.submit(outcome);
         }
     }
 

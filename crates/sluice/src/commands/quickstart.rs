@@ -262,7 +262,10 @@ async fn canary(
         .ok()
         .and_then(|i| *i)
         .map(|at| rolled_back_at.saturating_duration_since(at).as_millis() as u64);
-    let windows = gateway.handle().windows(Duration::from_secs(60), false);
+    let windows = gateway
+        .handle()
+        .windows(Duration::from_secs(60), false)
+        .await;
     let weight = gateway
         .handle()
         .snapshot()
