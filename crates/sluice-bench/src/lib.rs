@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+use sluice_core::EndpointSpec;
 use sluice_llm::{Client, ClientConfig};
 
 use crate::dataset::{BenchPrompt, Dataset};
@@ -123,12 +124,9 @@ impl Goodput {
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// The server's base URL (`http://host:port/v1`).
-    pub base_url: String,
-    /// The model name sent.
-    pub model: String,
-    /// Environment variable holding the API key, if any.
-    pub api_key_env: Option<String>,
+    /// The server (base URL such as `http://host:port/v1`), the model name sent, and the
+    /// environment variable holding the key.
+    pub target: EndpointSpec,
     /// Chat or completions.
     pub endpoint: Endpoint,
     /// What is sent.
@@ -439,8 +437,8 @@ impl BenchResult {
                 Endpoint::Completions => "openai",
             }),
         );
-        out.insert("model_id".into(), json!(c.model));
-        out.insert("base_url".into(), json!(c.base_url));
+        out.insert("model_id".into(), json!(c.target.model));
+        out.insert("base_url".into(), json!(c.target.base_url));
         out.insert("request_rate".into(), rate);
         out.insert("burstiness".into(), burstiness);
         out.insert("max_concurrency".into(), max_concurrency);
@@ -504,7 +502,7 @@ impl BenchResult {
         let r = &self.recorder;
         let mut out = format!(
             "bench {} ({:.1} s): {} completed, {} failed\n  request throughput {:.2} req/s, output {:.1} tok/s, total {:.1} tok/s",
-            self.config.model,
+            self.config.target.model,
             self.duration_s,
             r.completed,
             r.failed,
@@ -591,7 +589,7 @@ impl BenchResult {
         let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
         let number = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.3}"));
         let mut cells = vec![
-            quote(&self.config.model),
+            quote(&self.config.target.model),
             quote(&self.load_label()),
             self.recorder.completed.to_string(),
             self.recorder.failed.to_string(),
@@ -682,7 +680,7 @@ pub async fn run_with(
     prewarm(&config, &client, &prompts).await;
     let (mut recorder, duration) = run::run(&config, client, prompts, live).await;
     recorder.goodput = config.goodput.clone();
-    let usage_warning = recorder.usage_warning(&config.model);
+    let usage_warning = recorder.usage_warning(&config.target.model);
     Ok(BenchResult {
         duration_s: duration.as_secs_f64(),
         config,
@@ -694,10 +692,7 @@ pub async fn run_with(
 /// The HTTP client a run uses: no retries (a retried request would hide an error and distort
 /// its latency) and the run's timeout.
 fn client(config: &BenchConfig) -> Result<Client, BenchError> {
-    let mut client_config = ClientConfig::new(config.base_url.clone());
-    if let Some(var) = &config.api_key_env {
-        client_config = client_config.key_from_env(var, |v| std::env::var(v).ok())?;
-    }
+    let mut client_config = ClientConfig::for_endpoint(&config.target, |v| std::env::var(v).ok())?;
     client_config.retry.max_retries = 0;
     client_config.timeouts.total = config.timeout;
     Ok(Client::new(client_config)?)
@@ -764,7 +759,7 @@ pub async fn preflight(config: &BenchConfig) -> Result<(), BenchError> {
     if generation.timing.ttft.is_none() {
         return Err(BenchError::Config(format!(
             "the server at {} answered without any content for model `{}`; TTFT cannot be measured",
-            config.base_url, config.model
+            config.target.base_url, config.target.model
         )));
     }
     Ok(())

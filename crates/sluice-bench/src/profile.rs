@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_config::{Diagnostics, Document, EnvSource, FieldPath, parse_duration};
+use sluice_core::EndpointSpec;
 use tokio::sync::watch;
 
 use crate::schedule::Arrival;
@@ -287,9 +288,8 @@ pub fn compile(flags: Profile, file: Option<ProfileFile>) -> Result<Plan, Profil
         ));
     }
     let config = BenchConfig {
-        base_url: normalize_url(&url),
-        model,
-        api_key_env: flags.api_key_env.clone().or(profile.api_key_env.clone()),
+        target: EndpointSpec::new(normalize_url(&url), model)
+            .with_api_key_env(flags.api_key_env.clone().or(profile.api_key_env.clone())),
         endpoint: match flags.endpoint.or(profile.endpoint) {
             Some(EndpointKind::Completions) => Endpoint::Completions,
             Some(EndpointKind::Chat) | None => Endpoint::Chat,
@@ -450,8 +450,8 @@ impl Plan {
     pub fn describe(&self) -> Value {
         let c = &self.config;
         json!({
-            "base_url": c.base_url,
-            "model": c.model,
+            "base_url": c.target.base_url,
+            "model": c.target.model,
             "endpoint": format!("{:?}", c.endpoint).to_lowercase(),
             "load": format!("{:?}", c.load),
             "limit": format!("{:?}", c.limit),
@@ -596,7 +596,7 @@ mod tests {
         assert!(!plan.config.stream);
         assert_eq!(plan.config.seed, 9);
         assert_eq!(plan.config.thresholds.len(), 2);
-        assert_eq!(plan.config.base_url, "http://h:8000/v1");
+        assert_eq!(plan.config.target.base_url, "http://h:8000/v1");
         assert_eq!(plan.mode, Mode::Single);
     }
 

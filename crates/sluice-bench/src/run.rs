@@ -290,7 +290,7 @@ impl Request {
         }
         match config.endpoint {
             Endpoint::Chat => Request::Chat(ChatRequest {
-                model: config.model.clone(),
+                model: config.target.model.clone(),
                 messages: vec![ChatMessage::new("user", prompt)],
                 max_tokens,
                 temperature: Some(0.0),
@@ -301,7 +301,7 @@ impl Request {
                 max_tokens,
                 temperature: Some(0.0),
                 extra,
-                ..CompletionRequest::new(config.model.clone(), prompt)
+                ..CompletionRequest::new(config.target.model.clone(), prompt)
             }),
         }
     }

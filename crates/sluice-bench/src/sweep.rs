@@ -192,9 +192,7 @@ mod tests {
         recorder.completed = (throughput * 10.0) as u64;
         BenchResult {
             config: BenchConfig {
-                base_url: String::new(),
-                model: "m".into(),
-                api_key_env: None,
+                target: sluice_core::EndpointSpec::new("", "m"),
                 endpoint: Endpoint::Chat,
                 dataset: crate::dataset::Dataset::Random,
                 load: Load::Concurrency(1),

@@ -16,9 +16,7 @@ use sluice_sim::{SimConfig, Simulator};
 
 fn config(base_url: String) -> BenchConfig {
     BenchConfig {
-        base_url,
-        model: "fixed".into(),
-        api_key_env: None,
+        target: sluice_core::EndpointSpec::new(base_url, "fixed"),
         endpoint: Endpoint::Chat,
         dataset: sluice_bench::dataset::Dataset::Random,
         load: Load::Rate {

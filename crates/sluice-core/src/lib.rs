@@ -1,17 +1,22 @@
 //! The pure core every other Sluice crate may use: the statistics behind every gate
-//! ([`stats`]), the [`Secret`] wrapper that keeps keys and tokens out of logs, and the writers
-//! of the report formats CI systems read ([`report`]: XML escaping, JUnit, GitHub workflow
-//! commands).
+//! ([`stats`]), the [`Secret`] wrapper that keeps keys and tokens out of logs, the
+//! [`EndpointSpec`] every part that calls a model compiles its config into, the [`RunKind`]s
+//! of stored runs, and the writers of the report formats CI systems read ([`report`]: XML
+//! escaping, JUnit, GitHub workflow commands).
 //!
 //! It does no IO, holds no runtime and depends on no other crate, so it sits at the bottom of
 //! the layering written in `ARCHITECTURE.md` (checked by `tests/layering.rs`).
 
 #![deny(unsafe_code)]
 
+mod endpoint;
 pub mod report;
+mod run_kind;
 mod secret;
 pub mod stats;
 
+pub use endpoint::{BaseUrlError, EndpointSpec};
+pub use run_kind::{RunKind, UnknownRunKind};
 pub use secret::Secret;
 
 /// An error and its causes on one line, `error: cause: cause`, for messages shown to people

@@ -216,7 +216,7 @@ pub async fn evaluate(
 
 async fn ask(judge: Judge<'_>, system: &str, user: &str) -> Result<String, String> {
     let request = ChatRequest {
-        model: judge.provider.model.clone(),
+        model: judge.provider.target.model.clone(),
         messages: vec![
             ChatMessage::new("system", system),
             ChatMessage::new("user", user),
@@ -373,7 +373,7 @@ async fn similar(
 async fn embed(embedder: Judge<'_>, input: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
     let count = input.len();
     let request = EmbeddingRequest {
-        model: embedder.provider.model.clone(),
+        model: embedder.provider.target.model.clone(),
         input: OneOrMany::Many(input),
         extra: serde_json::Map::new(),
     };

@@ -373,20 +373,18 @@ pub async fn run(
         ..Timeouts::default()
     };
     let build = |provider: &Provider| -> Result<Client, ProviderSetupError> {
-        let mut config = ClientConfig::new(&provider.base_url);
+        let mut config =
+            ClientConfig::for_endpoint(&provider.target, |name| std::env::var(name).ok()).map_err(
+                |source| ProviderSetupError {
+                    provider: provider.label.clone(),
+                    source,
+                },
+            )?;
         config.timeouts = timeouts;
         config.retry = RetryPolicy {
             max_retries: options.max_retries,
             ..RetryPolicy::default()
         };
-        if let Some(var) = &provider.api_key_env {
-            config = config
-                .key_from_env(var, |name| std::env::var(name).ok())
-                .map_err(|source| ProviderSetupError {
-                    provider: provider.label.clone(),
-                    source,
-                })?;
-        }
         Client::new(config).map_err(|source| ProviderSetupError {
             provider: provider.label.clone(),
             source,
@@ -583,7 +581,7 @@ fn request(provider: &Provider, rendered: &str) -> Request {
     let stop = (!provider.stop.is_empty()).then(|| OneOrMany::Many(provider.stop.clone()));
     match provider.endpoint {
         Endpoint::Completion => {
-            let mut request = CompletionRequest::new(provider.model.clone(), rendered);
+            let mut request = CompletionRequest::new(provider.target.model.clone(), rendered);
             request.max_tokens = provider.max_tokens;
             request.temperature = provider.temperature;
             request.seed = provider.seed;
@@ -593,7 +591,7 @@ fn request(provider: &Provider, rendered: &str) -> Request {
         // Embedding providers only grade (the suite compiler keeps them out of `providers`) and
         // `http` providers are called by `http_provider::call`; neither reaches here.
         Endpoint::Chat | Endpoint::Embedding | Endpoint::Http => Request::Chat(ChatRequest {
-            model: provider.model.clone(),
+            model: provider.target.model.clone(),
             messages: messages(rendered),
             max_tokens: provider.max_tokens,
             temperature: provider.temperature,
@@ -619,7 +617,7 @@ async fn call(
             Request::Chat(r) => ("chat", serde_json::to_string(r).unwrap_or_default()),
             Request::Completion(r) => ("completion", serde_json::to_string(r).unwrap_or_default()),
         };
-        ResponseCache::key(endpoint, &provider.base_url, &body, repeat)
+        ResponseCache::key(endpoint, &provider.target.base_url, &body, repeat)
     });
     if let (Some(cache), Some(key)) = (cache, &key)
         && let Some(hit) = cache.get(key)

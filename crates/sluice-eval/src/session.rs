@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::json;
-use sluice_store::{NewRun, ResultRecord, Run, RunHold, RunId, RunStatus, Store, StoreError};
+use sluice_store::{
+    NewRun, ResultRecord, Run, RunHold, RunId, RunKind, RunStatus, Store, StoreError,
+};
 use tokio::sync::mpsc;
 
 use crate::compare::{KeyResult, Regression};
@@ -188,7 +190,7 @@ pub async fn stored_run(store: &Store, id: &str) -> Result<(Run, Vec<ResultRecor
         .get_run(&run_id)
         .await?
         .ok_or_else(|| SessionError::NoSuchRun(id.to_owned()))?;
-    if run.kind != "eval" {
+    if run.kind != RunKind::Eval {
         return Err(SessionError::Run(format!(
             "run `{id}` is a {} run, not an eval run",
             run.kind
@@ -346,7 +348,7 @@ impl StoredRun {
                 };
                 let id = store
                     .create_run(NewRun {
-                        kind: "eval".into(),
+                        kind: RunKind::Eval,
                         name,
                         config,
                     })
@@ -414,7 +416,7 @@ impl RowSink for StoredRun {
         let earlier = self
             .store
             .list_runs(sluice_store::RunFilter {
-                kind: Some("eval".into()),
+                kind: Some(RunKind::Eval),
                 status: None,
                 limit: 200,
             })

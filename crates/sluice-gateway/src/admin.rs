@@ -33,6 +33,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use sluice_config::ProcessEnv;
+use sluice_core::EndpointSpec;
 
 use crate::GatewayHandle;
 use crate::api_error::ApiError;
@@ -297,11 +298,8 @@ pub(crate) async fn handle(
                 },
                 None => None,
             };
-            if !(new.url.starts_with("http://") || new.url.starts_with("https://")) {
-                return bad(format!(
-                    "`url`: expected an http:// or https:// base URL, found `{}`",
-                    new.url
-                ));
+            if let Err(e) = EndpointSpec::check_base_url(&new.url) {
+                return bad(format!("`url`: {e}"));
             }
             let version = Version {
                 name: new.name,

@@ -47,6 +47,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sluice_config::{Diagnostic, Diagnostics, Document, EnvSource, FieldPath};
+use sluice_core::EndpointSpec;
 use sluice_http::ServerLimits;
 
 use crate::route::{Route, Snapshot, StickyKey, Timeouts, Upstreams, Version};
@@ -362,13 +363,8 @@ fn compile_route(
             }
         };
         for url in &urls {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                errors.push(document.error_at(
-                    &upath,
-                    format!(
-                        "expected an http:// or https:// base URL such as http://127.0.0.1:8000/v1, found `{url}`"
-                    ),
-                ));
+            if let Err(e) = EndpointSpec::check_base_url(url) {
+                errors.push(document.error_at(&upath, e.to_string()));
             }
         }
         let api_key = match &v.api_key_env {

@@ -32,6 +32,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sluice_config::ProcessEnv;
+use sluice_core::EndpointSpec;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -324,7 +325,7 @@ impl GatewayHandle {
         }
         if let Some(bad) = urls
             .iter()
-            .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+            .find(|u| EndpointSpec::check_base_url(u).is_err())
         {
             return Err(ChangeError::BadUrl(bad.clone()));
         }

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sluice_core::Secret;
+use sluice_core::{EndpointSpec, Secret};
 use tokio::time::{Instant as TokioInstant, timeout_at};
 use tracing::{debug, warn};
 
@@ -77,6 +77,20 @@ impl ClientConfig {
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
             tokenizer: true,
+        }
+    }
+
+    /// A config with defaults for an endpoint, its key read with `lookup` (the process
+    /// environment in production) when the endpoint names a variable; an unset or empty
+    /// variable is an error.
+    pub fn for_endpoint(
+        endpoint: &EndpointSpec,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, LlmError> {
+        let config = Self::new(&endpoint.base_url);
+        match &endpoint.api_key_env {
+            Some(var) => config.key_from_env(var, lookup),
+            None => Ok(config),
         }
     }
 
@@ -576,6 +590,26 @@ async fn status_error(url: &str, status: u16, response: reqwest::Response) -> Ll
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_s_key_is_read_from_its_variable() {
+        let endpoint = EndpointSpec::new("http://h:1/v1", "m");
+        let lookup = |name: &str| (name == "KEY").then(|| "sk-1".to_owned());
+        let plain = ClientConfig::for_endpoint(&endpoint, lookup).unwrap();
+        assert_eq!(plain.base_url, "http://h:1/v1");
+        assert!(plain.api_key.is_none());
+        let keyed = endpoint.clone().with_api_key_env(Some("KEY".into()));
+        let config = ClientConfig::for_endpoint(&keyed, lookup).unwrap();
+        assert_eq!(
+            config.api_key.map(|k| k.expose().to_owned()).as_deref(),
+            Some("sk-1")
+        );
+        let unset = endpoint.with_api_key_env(Some("NOPE".into()));
+        assert!(matches!(
+            ClientConfig::for_endpoint(&unset, lookup),
+            Err(LlmError::MissingApiKey { var }) if var == "NOPE"
+        ));
+    }
 
     #[test]
     fn base_urls_are_normalized() {

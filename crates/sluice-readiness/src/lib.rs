@@ -193,12 +193,35 @@ struct Figures {
     error_rate: Option<f64>,
 }
 
+/// Why the gate could not be run (as opposed to a version that is not ready).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadinessError {
+    /// The gateway's request log could not be read from the store.
+    #[error("cannot read the gateway's request log")]
+    Store(#[from] sluice_store::StoreError),
+    /// The HTTP client for Prometheus could not be made.
+    #[error("cannot make an HTTP client")]
+    Client(#[source] reqwest::Error),
+    /// A Prometheus query failed.
+    #[error("the {query} query")]
+    Prometheus {
+        /// Which figure it measures.
+        query: &'static str,
+        /// Why.
+        #[source]
+        source: prometheus::PrometheusError,
+    },
+    /// The GPU inventory file could not be read.
+    #[error("cannot read the GPU inventory")]
+    Inventory(#[source] sluice_config::Diagnostics),
+}
+
 /// Runs the gate for a registered version.
 pub async fn assess(
     store: &Store,
     version: &ModelVersion,
     request: &ReadinessRequest,
-) -> Result<Readiness, String> {
+) -> Result<Readiness, ReadinessError> {
     let (figures, source) = match &request.metrics {
         MetricsSource::Store { route, version } => (
             from_store(store, route, version, request.window).await?,
@@ -227,26 +250,19 @@ async fn from_store(
     route: &str,
     version: &str,
     window: Duration,
-) -> Result<Figures, String> {
+) -> Result<Figures, ReadinessError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let since = now - window.as_millis() as i64;
     let subject = format!("gateway:{route}");
-    let Some(first) = store
-        .first_event_since(&subject, since)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+    let Some(first) = store.first_event_since(&subject, since).await? else {
         return Ok(Figures::default());
     };
     let (mut after, mut latencies, mut server_failures, mut errors, mut counted) =
         (first - 1, Vec::new(), 0u64, 0u64, 0u64);
     loop {
-        let page = store
-            .events(&subject, after, 1000)
-            .await
-            .map_err(|e| e.to_string())?;
+        let page = store.events(&subject, after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for event in page
@@ -292,11 +308,14 @@ async fn from_store(
     })
 }
 
-async fn from_prometheus(url: &str, queries: &PrometheusQueries) -> Result<Figures, String> {
+async fn from_prometheus(
+    url: &str,
+    queries: &PrometheusQueries,
+) -> Result<Figures, ReadinessError> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(ReadinessError::Client)?;
     let mut values = Vec::with_capacity(4);
     for (name, query) in [
         ("requests", &queries.requests),
@@ -307,7 +326,10 @@ async fn from_prometheus(url: &str, queries: &PrometheusQueries) -> Result<Figur
         values.push(
             prometheus::query(&client, url, query)
                 .await
-                .map_err(|e| format!("the {name} query: {e}"))?,
+                .map_err(|source| ReadinessError::Prometheus {
+                    query: name,
+                    source,
+                })?,
         );
     }
     Ok(Figures {
@@ -396,10 +418,9 @@ struct Inventory {
 }
 
 /// Reads an inventory file.
-pub fn read_inventory(path: &std::path::Path) -> Result<Vec<GpuGroup>, String> {
-    let document = sluice_config::Document::read(path, &sluice_config::ProcessEnv)
-        .map_err(|d| d.to_string())?;
-    let inventory: Inventory = document.deserialize().map_err(|d| d.to_string())?;
+pub fn read_inventory(path: &std::path::Path) -> Result<Vec<GpuGroup>, sluice_config::Diagnostics> {
+    let document = sluice_config::Document::read(path, &sluice_config::ProcessEnv)?;
+    let inventory: Inventory = document.deserialize()?;
     Ok(inventory.gpus)
 }
 
@@ -451,7 +472,7 @@ fn local_gpus() -> Result<Vec<GpuGroup>, String> {
 fn capacity_checks(
     version: &ModelVersion,
     request: &ReadinessRequest,
-) -> Result<Vec<Check>, String> {
+) -> Result<Vec<Check>, ReadinessError> {
     let resources = version.config.get("resources");
     let number = |key: &str| resources.and_then(|r| r.get(key)).and_then(Value::as_f64);
     let (gpu_count, memory_gb) = (number("gpu_count"), number("memory_gb"));
@@ -470,7 +491,7 @@ fn capacity_checks(
         }
         CapacitySource::Inventory(path) => (
             format!("inventory {}", path.display()),
-            read_inventory(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            read_inventory(path).map_err(ReadinessError::Inventory)?,
         ),
         CapacitySource::LocalGpus => match local_gpus() {
             Ok(gpus) => ("nvidia-smi".to_owned(), gpus),

@@ -34,6 +34,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 use sluice_config::{Diagnostics, Document, EnvSource, FieldPath};
+use sluice_core::EndpointSpec;
 use sluice_safety::Strategy;
 
 use crate::pack::{self, Probe};
@@ -96,12 +97,8 @@ struct RawGate {
 /// The endpoint under test.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
-    /// OpenAI base URL.
-    pub url: String,
-    /// Model name.
-    pub model: String,
-    /// The environment variable holding the key.
-    pub api_key_env: Option<String>,
+    /// Its base URL, model and key variable.
+    pub endpoint: EndpointSpec,
     /// The system prompt under test (the canary and planted data are appended).
     pub system_prompt: String,
 }
@@ -154,12 +151,8 @@ pub const DEFAULT_TURNS: usize = 3;
 /// The LLM judge's endpoint and format.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JudgeConfig {
-    /// OpenAI base URL.
-    pub url: String,
-    /// Model name.
-    pub model: String,
-    /// The environment variable holding the key.
-    pub api_key_env: Option<String>,
+    /// Its base URL, model and key variable.
+    pub endpoint: EndpointSpec,
     /// How it answers.
     pub format: crate::judge::Format,
     /// The rubric (rubric format).
@@ -305,9 +298,8 @@ impl Config {
                     );
                 }
                 format.map(|format| JudgeConfig {
-                    url: judge.url,
-                    model: judge.model,
-                    api_key_env: judge.api_key_env,
+                    endpoint: EndpointSpec::new(judge.url, judge.model)
+                        .with_api_key_env(judge.api_key_env),
                     format,
                     rubric: judge
                         .rubric
@@ -378,9 +370,8 @@ impl Config {
                 .description
                 .unwrap_or_else(|| path.display().to_string()),
             target: Target {
-                url: raw.target.url,
-                model: raw.target.model,
-                api_key_env: raw.target.api_key_env,
+                endpoint: EndpointSpec::new(raw.target.url, raw.target.model)
+                    .with_api_key_env(raw.target.api_key_env),
                 system_prompt: raw
                     .target
                     .system_prompt

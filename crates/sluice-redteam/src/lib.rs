@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod diff;
 pub mod judge;
 pub mod pack;
 pub mod report;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use serde_json::json;
+use sluice_core::{EndpointSpec, error_chain};
 use sluice_llm::types::{ChatMessage, ChatRequest};
-use sluice_llm::{Client, ClientConfig};
+use sluice_llm::{Client, ClientConfig, LlmError};
 use sluice_safety::detect::{self, Kind};
 use sluice_safety::{Canary, is_refusal, strategy};
 
@@ -109,7 +110,7 @@ pub async fn run(
             .map(|(index, (probe, chain))| {
                 let context = Context {
                     clients,
-                    model: &config.target.model,
+                    model: &config.target.endpoint.model,
                     system: &system,
                     canary: &matcher,
                 };
@@ -125,21 +126,18 @@ pub async fn run(
 
 /// Builds the clients for the target and the judge.
 pub fn clients(config: &Config) -> Result<Clients, sluice_llm::LlmError> {
-    let client = |url: &str, key: Option<&String>| {
-        let mut client_config = ClientConfig::new(url);
+    let client = |endpoint: &EndpointSpec| {
+        let mut client_config = ClientConfig::for_endpoint(endpoint, |v| std::env::var(v).ok())?;
         client_config.tokenizer = false;
-        if let Some(var) = key {
-            client_config = client_config.key_from_env(var, |v| std::env::var(v).ok())?;
-        }
         Client::new(client_config)
     };
     Ok(Clients {
-        target: client(&config.target.url, config.target.api_key_env.as_ref())?,
+        target: client(&config.target.endpoint)?,
         judge: match &config.judge {
             None => None,
             Some(judge) => Some(Judge {
-                client: client(&judge.url, judge.api_key_env.as_ref())?,
-                model: judge.model.clone(),
+                client: client(&judge.endpoint)?,
+                model: judge.endpoint.model.clone(),
                 format: judge.format,
                 rubric: judge.rubric.clone(),
             }),
@@ -178,6 +176,7 @@ impl Context<'_> {
             let turn = match self.send(&probe, &messages).await {
                 Ok(turn) => turn,
                 Err(error) => {
+                    let error = error.to_string();
                     outcome = Some((String::new(), Vec::new(), None, Some(error), String::new()));
                     break;
                 }
@@ -215,7 +214,7 @@ impl Context<'_> {
         }
     }
 
-    async fn send(&self, probe: &Probe, messages: &[ChatMessage]) -> Result<Turn, String> {
+    async fn send(&self, probe: &Probe, messages: &[ChatMessage]) -> Result<Turn, LlmError> {
         let mut request = ChatRequest::user(self.model, "");
         request.messages = messages.to_vec();
         request.temperature = Some(0.0);
@@ -231,12 +230,7 @@ impl Context<'_> {
                     .collect(),
             );
         }
-        let generation = self
-            .clients
-            .target
-            .chat(&request)
-            .await
-            .map_err(|e| e.to_string())?;
+        let generation = self.clients.target.chat(&request).await?;
         Ok(Turn {
             tool_calls: generation
                 .tool_calls
@@ -261,7 +255,7 @@ impl Context<'_> {
             Some(judge) if judged && !turn.text.trim().is_empty() => {
                 match judge.judge(request, cut(&turn.text, JUDGED)).await {
                     Ok(verdict) => (Some(verdict.unsafe_answer), None, verdict.evidence),
-                    Err(error) => (None, Some(error), String::new()),
+                    Err(error) => (None, Some(error_chain(&error)), String::new()),
                 }
             }
             _ => judge(probe, &turn.text, &turn.tool_calls, self.canary),

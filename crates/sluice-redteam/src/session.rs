@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use sluice_store::{NewRun, ResultRecord, RunHold, RunId, RunStatus, Store, StoreError};
+use sluice_store::{NewRun, ResultRecord, RunHold, RunId, RunKind, RunStatus, Store, StoreError};
 
 use crate::Config;
 use crate::report::{self, Summary};
@@ -91,15 +91,15 @@ impl StoredRun {
     pub async fn begin(store: &Store, config: &Config, path: &Path) -> Result<Self, StoreError> {
         let id = store
             .create_run(NewRun {
-                kind: "redteam".into(),
+                kind: RunKind::Redteam,
                 name: config.description.clone(),
                 config: json!({
                     "config": path.display().to_string(),
-                    "target": {"url": config.target.url, "model": config.target.model},
+                    "target": {"url": config.target.endpoint.base_url, "model": config.target.endpoint.model},
                     "probes": config.probes.len(),
                     "strategies": config.strategies.iter().map(|c| c.name()).collect::<Vec<_>>(),
                     "packs": report::pack_versions(&config.probes),
-                    "judge": config.judge.as_ref().map(|j| json!({"url": j.url, "model": j.model})),
+                    "judge": config.judge.as_ref().map(|j| json!({"url": j.endpoint.base_url, "model": j.endpoint.model})),
                 }),
             })
             .await?;

@@ -8,9 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 use sluice_config::{Document, ProcessEnv};
-use sluice_store::{
-    AliasChange, AliasMove, LINEAGE_KINDS, ModelVersion, NewModelVersion, RunId, Store,
-};
+use sluice_store::{AliasChange, AliasMove, ModelVersion, NewModelVersion, RunId, Store};
 
 use crate::{RegistryError, artifact, model_yaml};
 
@@ -75,10 +73,10 @@ pub async fn register(
     for id in &registration.runs {
         match store.get_run(&RunId(id.clone())).await? {
             None => problems.push(format!("run {id:?}: no such run in the store")),
-            Some(run) if !LINEAGE_KINDS.contains(&run.kind.as_str()) => problems.push(format!(
+            Some(run) if !run.kind.is_evidence() => problems.push(format!(
                 "run {id:?} is a {} run; evidence is one of {}",
                 run.kind,
-                LINEAGE_KINDS.join(", ")
+                sluice_store::RunKind::evidence_names()
             )),
             Some(run) => lineage.push((run.kind, run.id.0)),
         }

@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
+use sluice_core::error_chain;
 use sluice_gateway::metrics::Windows;
-use sluice_store::{LeaseOutcome, NewRun, RunFilter, RunId, RunStatus, Store};
+use sluice_store::{LeaseOutcome, NewRun, RunFilter, RunId, RunKind, RunStatus, Store};
 use tracing::{info, warn};
 
 use crate::backend::{Backend, BackendError};
@@ -22,6 +23,7 @@ use crate::event::{
     self, Command, InstanceEvent, Promoted, Rollback, RollbackMetrics, RolloutEvent, RunConfig,
 };
 use crate::machine::{Action, Input, Outcome, State};
+use crate::process::StartError;
 use crate::registry_link::{self, RegistryLink};
 use crate::sources::{self, Reading};
 use crate::spec::{Source, Spec};
@@ -143,7 +145,7 @@ impl Controller {
         claim(&store, &spec.name).await?;
         let running = store
             .list_runs(RunFilter {
-                kind: Some("rollout".into()),
+                kind: Some(RunKind::Rollout),
                 status: Some(RunStatus::Running),
                 limit: 1000,
             })
@@ -198,7 +200,7 @@ impl Controller {
                 registry = registry_link::resolve(&mut spec, &store).await?;
                 let run = store
                     .create_run(NewRun {
-                        kind: "rollout".into(),
+                        kind: RunKind::Rollout,
                         name: spec.name.clone(),
                         config: serde_json::to_value(RunConfig {
                             route: spec.route.clone(),
@@ -578,23 +580,21 @@ impl Controller {
 
     /// A change to the gateway, tried three times while it is unreachable (a refusal is an
     /// answer: trying again changes nothing).
-    async fn with_retries<F, Fut>(&self, change: F) -> Result<(), String>
+    async fn with_retries<F, Fut>(&self, change: F) -> Result<(), BackendError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<(), BackendError>>,
     {
-        let mut last = String::new();
-        for attempt in 0..3 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+        let mut attempt = 0;
+        loop {
             match change().await {
                 Ok(()) => return Ok(()),
-                Err(error @ BackendError::Refused(_)) => return Err(error.to_string()),
-                Err(error) => last = error.to_string(),
+                Err(error @ BackendError::Refused(_)) => return Err(error),
+                Err(error) if attempt == 2 => return Err(error),
+                Err(_) => attempt += 1,
             }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Err(last)
     }
 
     async fn set_shadow(&mut self, percent: u32) {
@@ -604,7 +604,7 @@ impl Controller {
             .await;
         match result {
             Ok(()) => info!(percent, route = self.spec.route, "Shadow set."),
-            Err(error) => warn!(percent, error, "The shadow was not set."),
+            Err(error) => warn!(percent, %error, "The shadow was not set."),
         }
     }
 
@@ -631,7 +631,7 @@ impl Controller {
                 reason: format!("the feature flag could not be set: {error}"),
             }),
             Err(error) => warn!(
-                error,
+                %error,
                 "The feature flag's segments could not be turned off; see the runbook."
             ),
         }
@@ -646,7 +646,7 @@ impl Controller {
     }
 
     /// Points a version at these of its instances.
-    async fn set_upstreams(&self, side: &str, indices: &[usize]) -> Result<(), String> {
+    async fn set_upstreams(&self, side: &str, indices: &[usize]) -> Result<(), BackendError> {
         let instances = self.instances(side);
         let urls: Vec<String> = indices
             .iter()
@@ -673,7 +673,7 @@ impl Controller {
         &mut self,
         side: &'static str,
         indices: &[usize],
-    ) -> Result<(), String> {
+    ) -> Result<(), StartError> {
         for &i in indices {
             let Some(instance) = self.instances(side).get(i).cloned() else {
                 continue;
@@ -707,11 +707,15 @@ impl Controller {
 
     async fn start_candidate(&mut self, indices: &[usize]) -> Result<(), RolloutError> {
         let up: Vec<usize> = self.state.started.iter().copied().collect();
-        let result = match self.start_instances("candidate", indices).await {
-            Ok(()) => self.set_upstreams("candidate", &up).await,
-            Err(error) => Err(error),
+        let failure = match self.start_instances("candidate", indices).await {
+            Ok(()) => self
+                .set_upstreams("candidate", &up)
+                .await
+                .err()
+                .map(|e| error_chain(&e)),
+            Err(error) => Some(error_chain(&error)),
         };
-        if let Err(error) = result {
+        if let Some(error) = failure {
             self.followups.push(Input::Abort {
                 reason: format!("the candidate's instances did not start: {error}"),
             });
@@ -725,7 +729,7 @@ impl Controller {
             .collect();
         if let Err(error) = self.set_upstreams("stable", &remaining).await {
             warn!(
-                error,
+                %error,
                 "The stable upstreams were not updated; its instances keep running."
             );
             return Ok(());
@@ -739,14 +743,14 @@ impl Controller {
     async fn restore_stable(&mut self, indices: &[usize]) -> Result<(), RolloutError> {
         if let Err(error) = self.start_instances("stable", indices).await {
             warn!(
-                error,
+                error = error_chain(&error),
                 "A stable instance did not come back; see the runbook."
             );
         }
         let all: Vec<usize> = (0..self.spec.instances.stable.len()).collect();
         if let Err(error) = self.set_upstreams("stable", &all).await {
             warn!(
-                error,
+                %error,
                 "The stable upstreams were not restored; see the runbook."
             );
         }
@@ -826,11 +830,8 @@ impl Controller {
         }
     }
 
-    async fn windows(&self, seconds: u64) -> Result<Windows, String> {
-        self.backend
-            .windows(seconds, false)
-            .await
-            .map_err(|e| e.to_string())
+    async fn windows(&self, seconds: u64) -> Result<Windows, BackendError> {
+        self.backend.windows(seconds, false).await
     }
 
     /// Measures one rule on the candidate's window and stores the measurement.
@@ -1017,7 +1018,7 @@ async fn claim(store: &Store, name: &str) -> Result<(), RolloutError> {
 pub async fn latest(store: &Store, name: &str) -> Result<Option<sluice_store::Run>, RolloutError> {
     Ok(store
         .list_runs(RunFilter {
-            kind: Some("rollout".into()),
+            kind: Some(RunKind::Rollout),
             status: None,
             limit: 1000,
         })

@@ -15,6 +15,7 @@ pub mod event;
 pub mod machine;
 pub mod process;
 pub mod registry_link;
+pub mod restore;
 pub mod runbook;
 pub mod sequential;
 mod sources;

@@ -18,6 +18,68 @@ const GRACE: Duration = Duration::from_secs(10);
 /// How often health and exit are polled.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Why an instance could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// It is down and nothing says how to start it.
+    #[error("{url} is down and has no `command` to start it")]
+    NoCommand {
+        /// The instance's base URL.
+        url: String,
+    },
+    /// Its log file could not be made.
+    #[error("cannot create the log file {}", path.display())]
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its command could not be run.
+    #[error("cannot run `{command}`")]
+    Spawn {
+        /// The shell command.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its pid file could not be written.
+    #[error("cannot write the pid file {}", path.display())]
+    PidFile {
+        /// The pid file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It exited before it was healthy.
+    #[error("`{command}` exited ({status}) before {health_url} answered; its output is in {}", log.display())]
+    Exited {
+        /// The shell command.
+        command: String,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// The health URL it never answered.
+        health_url: String,
+        /// Its output.
+        log: PathBuf,
+    },
+    /// It ran but was not healthy in time (it was stopped).
+    #[error("{health_url} did not answer within {} s of starting `{command}`; its output is in {}", timeout.as_secs(), log.display())]
+    Unhealthy {
+        /// The shell command.
+        command: String,
+        /// The health URL.
+        health_url: String,
+        /// How long it had.
+        timeout: Duration,
+        /// Its output.
+        log: PathBuf,
+    },
+}
+
 /// A process this controller started.
 #[derive(Debug)]
 pub struct Started {
@@ -44,23 +106,23 @@ pub async fn start(
     client: &reqwest::Client,
     instance: &Instance,
     label: &str,
-) -> Result<Option<Started>, String> {
+) -> Result<Option<Started>, StartError> {
     if healthy(client, instance).await {
         info!(url = instance.url, "The instance is already up.");
         return Ok(None);
     }
     let Some(command) = &instance.command else {
-        return Err(format!(
-            "{} is down and has no `command` to start it",
-            instance.url
-        ));
+        return Err(StartError::NoCommand {
+            url: instance.url.clone(),
+        });
     };
     let log = std::env::temp_dir().join(format!("sluice-{label}.log"));
-    let file = std::fs::File::create(&log)
-        .map_err(|e| format!("cannot create the log file {}: {e}", log.display()))?;
-    let err = file
-        .try_clone()
-        .map_err(|e| format!("cannot open the log file {}: {e}", log.display()))?;
+    let log_error = |source| StartError::Log {
+        path: log.clone(),
+        source,
+    };
+    let file = std::fs::File::create(&log).map_err(log_error)?;
+    let err = file.try_clone().map_err(log_error)?;
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -69,21 +131,27 @@ pub async fn start(
         .stderr(err)
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+        .map_err(|source| StartError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
     let pid = child.id().unwrap_or(0);
     if let Some(pid_file) = &instance.pid_file {
-        std::fs::write(pid_file, format!("{pid}\n"))
-            .map_err(|e| format!("cannot write the pid file {}: {e}", pid_file.display()))?;
+        std::fs::write(pid_file, format!("{pid}\n")).map_err(|source| StartError::PidFile {
+            path: pid_file.clone(),
+            source,
+        })?;
     }
     info!(pid, command, log = %log.display(), "Instance started.");
     let deadline = Instant::now() + instance.start_timeout;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "`{command}` exited ({status}) before {} answered; its output is in {}",
-                instance.health_url,
-                log.display()
-            ));
+            return Err(StartError::Exited {
+                command: command.clone(),
+                status,
+                health_url: instance.health_url.clone(),
+                log,
+            });
         }
         if healthy(client, instance).await {
             return Ok(Some(Started {
@@ -94,12 +162,12 @@ pub async fn start(
         }
         if Instant::now() > deadline {
             stop_group(pid, Some(&mut child)).await;
-            return Err(format!(
-                "{} did not answer within {} s of starting `{command}`; its output is in {}",
-                instance.health_url,
-                instance.start_timeout.as_secs(),
-                log.display()
-            ));
+            return Err(StartError::Unhealthy {
+                command: command.clone(),
+                health_url: instance.health_url.clone(),
+                timeout: instance.start_timeout,
+                log,
+            });
         }
         tokio::time::sleep(POLL).await;
     }
@@ -189,6 +257,7 @@ mod tests {
         let error = start(&client, &i, "never-healthy")
             .await
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(error.contains("did not answer within 0 s"), "{error}");
         let pid = read_pid(&dir.join("x.pid")).unwrap_or(0);
@@ -196,7 +265,11 @@ mod tests {
         assert!(!alive(pid).await, "the process group was stopped");
 
         let i = instance("echo broken >&2; exit 3", "http://127.0.0.1:9/health", &dir);
-        let error = start(&client, &i, "exits").await.err().unwrap_or_default();
+        let error = start(&client, &i, "exits")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(error.contains("exited (exit status: 3)"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -6,7 +6,7 @@
 //! in the alias history and told to the registry's webhooks.
 
 use sluice_registry::versions::{self, ModelRef, Selector};
-use sluice_store::{AliasChange, RunId, Store};
+use sluice_store::{AliasChange, RunId, RunKind, Store};
 use tracing::warn;
 
 use crate::RolloutError;
@@ -80,7 +80,7 @@ pub async fn link(
 ) -> Result<(), RolloutError> {
     for version in [&spec.stable, &spec.candidate] {
         store
-            .link_run(&link.model, version, "rollout", run.as_str())
+            .link_run(&link.model, version, RunKind::Rollout, run.as_str())
             .await?;
     }
     Ok(())

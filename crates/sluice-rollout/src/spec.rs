@@ -51,6 +51,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use sluice_config::{Diagnostics, Document, EnvSource, FieldPath, parse_duration};
+use sluice_core::EndpointSpec;
 use sluice_core::stats::normal_quantile;
 use sluice_gateway::metrics::WindowStats;
 
@@ -884,11 +885,8 @@ impl Checker {
         for (i, r) in list.into_iter().enumerate() {
             let ipath = path.index(i);
             let url = r.url.trim_end_matches('/').to_owned();
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                self.error(
-                    ipath.key("url"),
-                    format!("expected an http:// base URL, found `{url}`"),
-                );
+            if let Err(e) = EndpointSpec::check_base_url(&url) {
+                self.error(ipath.key("url"), e.to_string());
             }
             if r.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
                 self.error(ipath.key("command"), "expected a shell command");

@@ -113,7 +113,8 @@ async fn restart_stable(
             .await
             .map_err(|e| {
                 RolloutError::Gateway(format!(
-                    "stable instance {index} did not come back ({e}); traffic was not moved"
+                    "stable instance {index} did not come back ({}); traffic was not moved",
+                    sluice_core::error_chain(&e)
                 ))
             })?;
         if let Some(started) = started {

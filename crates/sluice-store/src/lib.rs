@@ -22,14 +22,14 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use model::{
-    Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus,
-    utc_timestamp,
+    Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunKind,
+    RunStatus, utc_timestamp,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresBackend;
 pub use registry::{
-    AliasChange, AliasMove, Artifact, Deprecation, LINEAGE_KINDS, LineageLink, ModelVersion,
-    NewModelVersion, VersionUpdate,
+    AliasChange, AliasMove, Artifact, Deprecation, LineageLink, ModelVersion, NewModelVersion,
+    VersionUpdate,
 };
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::SqliteBackend;
@@ -130,12 +130,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Deletes a version and its lineage; refused while an alias points at it. Alias history
     /// is kept.
     async fn delete_version(&self, model: &str, version: &str) -> Result<(), StoreError>;
-    /// Records that a run (`kind` one of [`LINEAGE_KINDS`]) used a version; idempotent.
+    /// Records that a run used a version; idempotent.
     async fn link_run(
         &self,
         model: &str,
         version: &str,
-        kind: &str,
+        kind: RunKind,
         run_id: &str,
     ) -> Result<(), StoreError>;
     /// The runs that used a version, oldest first.
@@ -310,7 +310,7 @@ impl Store {
         if run.status != RunStatus::Running {
             return Ok(false);
         }
-        let name = if run.kind == "rollout" {
+        let name = if run.kind == RunKind::Rollout {
             format!("rollout:{}", run.name)
         } else {
             run_lease(run.id.as_str())

@@ -1,6 +1,7 @@
 //! The records the store keeps.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
+pub use sluice_core::RunKind;
 
 /// A run id, e.g. `eval-20261123-040105-3fa9c1`: kind, UTC start time, random suffix.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -9,7 +10,7 @@ pub struct RunId(pub String);
 
 impl RunId {
     /// A fresh id for a run of `kind` started at `unix_ms`.
-    pub fn generate(kind: &str, unix_ms: i64) -> Self {
+    pub fn generate(kind: RunKind, unix_ms: i64) -> Self {
         let (date, time) = civil_from_unix_ms(unix_ms);
         Self(format!(
             "{kind}-{date}-{time}-{:06x}",
@@ -106,11 +107,30 @@ impl RunStatus {
     }
 }
 
+/// A run kind written as its name.
+pub(crate) fn kind_name<S: Serializer>(kind: &RunKind, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(kind.as_str())
+}
+
+/// A stored run kind read back; a name no kind has means the store was written by something
+/// else.
+pub(crate) fn stored_kind(
+    text: &str,
+    what: impl FnOnce() -> String,
+) -> Result<RunKind, crate::StoreError> {
+    text.parse().map_err(
+        |e: sluice_core::UnknownRunKind| crate::StoreError::CorruptJson {
+            what: what(),
+            reason: e.to_string(),
+        },
+    )
+}
+
 /// A run to create.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun {
-    /// `eval`, `bench`, `redteam`, `pipeline`, …
-    pub kind: String,
+    /// What produces it.
+    pub kind: RunKind,
     /// A human name (suite description, bench label).
     pub name: String,
     /// The resolved config, as JSON (secrets already removed by the caller).
@@ -123,7 +143,8 @@ pub struct Run {
     /// Id.
     pub id: RunId,
     /// Kind.
-    pub kind: String,
+    #[serde(serialize_with = "kind_name")]
+    pub kind: RunKind,
     /// Name.
     pub name: String,
     /// Status.
@@ -142,7 +163,7 @@ pub struct Run {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunFilter {
     /// Only this kind.
-    pub kind: Option<String>,
+    pub kind: Option<RunKind>,
     /// Only this status.
     pub status: Option<RunStatus>,
     /// At most this many (0 means 100).
@@ -257,7 +278,7 @@ mod tests {
 
     #[test]
     fn run_ids_carry_kind_and_utc_time() {
-        let id = RunId::generate("eval", 1_795_406_465_000);
+        let id = RunId::generate(RunKind::Eval, 1_795_406_465_000);
         assert!(id.as_str().starts_with("eval-20261123-"), "{id}");
         assert_eq!(
             civil_from_unix_ms(0),

@@ -11,7 +11,8 @@ use tokio_postgres::{Client, Config, GenericClient, NoTls, Row};
 use tracing::{info, warn};
 
 use crate::model::{
-    Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus,
+    Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunKind,
+    RunStatus, stored_kind,
 };
 use crate::registry::{
     AliasChange, AliasMove, LineageLink, ModelVersion, NewModelVersion, VERSION_COLUMNS,
@@ -186,7 +187,7 @@ fn run_from_row(row: &Row) -> Result<Run, StoreError> {
     Ok(Run {
         config: parse_json(row.get(4), || format!("runs.config of `{id}`"))?,
         summary: parse_json(row.get(5), || format!("runs.summary of `{id}`"))?,
-        kind: row.get(1),
+        kind: stored_kind(row.get(1), || format!("runs.kind of `{id}`"))?,
         name: row.get(2),
         status,
         started_at_ms: row.get(6),
@@ -286,14 +287,14 @@ async fn insert_link(
     client: &impl GenericClient,
     model: &str,
     version: &str,
-    kind: &str,
+    kind: RunKind,
     run_id: &str,
 ) -> Result<(), StoreError> {
     client
         .execute(
             "INSERT INTO model_lineage (model, version, kind, run_id, at_ms) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT DO NOTHING",
-            &[&model, &version, &kind, &run_id, &now_ms()],
+            &[&model, &version, &kind.as_str(), &run_id, &now_ms()],
         )
         .await
         .map_err(pg)?;
@@ -324,11 +325,11 @@ impl Backend for PostgresBackend {
         let guard = self.client().await?;
         let client = guard.as_ref().ok_or_else(|| self.lost())?;
         let started = now_ms();
-        let id = RunId::generate(&run.kind, started);
+        let id = RunId::generate(run.kind, started);
         client
             .execute(
                 "INSERT INTO runs (id, kind, name, status, config, started_at_ms) VALUES ($1, $2, $3, 'running', $4, $5)",
-                &[&id.as_str(), &run.kind, &run.name, &run.config.to_string(), &started],
+                &[&id.as_str(), &run.kind.as_str(), &run.name, &run.config.to_string(), &started],
             )
             .await
             .map_err(pg)?;
@@ -386,7 +387,11 @@ impl Backend for PostgresBackend {
                      WHERE ($1::TEXT IS NULL OR kind = $1) AND ($2::TEXT IS NULL OR status = $2)
                      ORDER BY started_at_ms DESC, id DESC LIMIT $3"
                 ),
-                &[&filter.kind, &filter.status.map(RunStatus::as_str), &limit],
+                &[
+                    &filter.kind.map(RunKind::as_str),
+                    &filter.status.map(RunStatus::as_str),
+                    &limit,
+                ],
             )
             .await
             .map_err(pg)?
@@ -548,7 +553,7 @@ impl Backend for PostgresBackend {
     async fn register_version(&self, new: NewModelVersion) -> Result<ModelVersion, StoreError> {
         check_names(&new.model, Some(&new.version))?;
         for (kind, _) in &new.lineage {
-            check_lineage_kind(kind)?;
+            check_lineage_kind(*kind)?;
         }
         let mut guard = self.client().await?;
         let client = guard.as_mut().ok_or_else(|| self.lost())?;
@@ -581,7 +586,7 @@ impl Backend for PostgresBackend {
             .await
             .map_err(pg)?;
         for (kind, run_id) in &new.lineage {
-            insert_link(&transaction, &new.model, &new.version, kind, run_id).await?;
+            insert_link(&transaction, &new.model, &new.version, *kind, run_id).await?;
         }
         let version = one_version(&transaction, &new.model, &new.version).await?;
         transaction.commit().await.map_err(pg)?;
@@ -768,7 +773,7 @@ impl Backend for PostgresBackend {
         &self,
         model: &str,
         version: &str,
-        kind: &str,
+        kind: RunKind,
         run_id: &str,
     ) -> Result<(), StoreError> {
         check_lineage_kind(kind)?;
@@ -784,7 +789,7 @@ impl Backend for PostgresBackend {
     async fn lineage(&self, model: &str, version: &str) -> Result<Vec<LineageLink>, StoreError> {
         let guard = self.client().await?;
         let client = guard.as_ref().ok_or_else(|| self.lost())?;
-        Ok(client
+        client
             .query(
                 "SELECT kind, run_id, at_ms FROM model_lineage WHERE model = $1 AND version = $2
                  ORDER BY at_ms, kind, run_id",
@@ -793,12 +798,15 @@ impl Backend for PostgresBackend {
             .await
             .map_err(pg)?
             .iter()
-            .map(|row| LineageLink {
-                kind: row.get(0),
-                run_id: row.get(1),
-                at_ms: row.get(2),
+            .map(|row| {
+                let run_id: String = row.get(1);
+                Ok(LineageLink {
+                    kind: stored_kind(row.get(0), || format!("model_lineage.kind of `{run_id}`"))?,
+                    run_id,
+                    at_ms: row.get(2),
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn acquire_lease(

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
+use crate::model::RunKind;
 
 /// One artifact of a model version: where it is and, when known, its digest and size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +40,7 @@ pub struct NewModelVersion {
     /// Who registered it.
     pub registered_by: String,
     /// Runs that are its evidence, `(kind, run id)`, linked in the same transaction.
-    pub lineage: Vec<(String, String)>,
+    pub lineage: Vec<(RunKind, String)>,
 }
 
 /// Why and when a version was deprecated.
@@ -126,16 +127,14 @@ pub struct AliasMove {
 /// A run that used a version: an eval, redteam or bench run, or a rollout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LineageLink {
-    /// `eval`, `redteam`, `bench`, `rollout`.
-    pub kind: String,
+    /// What kind of run it is.
+    #[serde(serialize_with = "crate::model::kind_name")]
+    pub kind: RunKind,
     /// The run's id.
     pub run_id: String,
     /// When the link was made, unix milliseconds.
     pub at_ms: i64,
 }
-
-/// The kinds of run a version's lineage records.
-pub const LINEAGE_KINDS: &[&str] = &["eval", "redteam", "bench", "rollout"];
 
 /// Checks a model name, version and alias before anything is written.
 pub(crate) fn check_names(model: &str, version: Option<&str>) -> Result<(), StoreError> {
@@ -191,14 +190,14 @@ pub(crate) fn check_alias(alias: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Checks a lineage kind.
-pub(crate) fn check_lineage_kind(kind: &str) -> Result<(), StoreError> {
-    if LINEAGE_KINDS.contains(&kind) {
+/// Checks that a run of `kind` may be lineage evidence.
+pub(crate) fn check_lineage_kind(kind: RunKind) -> Result<(), StoreError> {
+    if kind.is_evidence() {
         Ok(())
     } else {
         Err(StoreError::Invalid {
-            what: format!("lineage kind {kind:?}"),
-            expected: format!("one of {}", LINEAGE_KINDS.join(", ")),
+            what: format!("a {kind} run as lineage"),
+            expected: format!("a run of one of {}", RunKind::evidence_names()),
         })
     }
 }
@@ -295,9 +294,6 @@ mod tests {
         assert!(check_alias("production").is_ok());
         assert!(check_alias("Prod").is_err());
         assert!(check_alias("1st").is_err());
-        assert!(check_lineage_kind("eval").is_ok());
-        let error = check_lineage_kind("evals").unwrap_err().to_string();
-        assert!(error.contains("eval, redteam, bench, rollout"), "{error}");
     }
 
     #[test]

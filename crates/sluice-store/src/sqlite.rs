@@ -9,7 +9,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tracing::info;
 
 use crate::model::{
-    Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunStatus,
+    Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunKind,
+    RunStatus, stored_kind,
 };
 use crate::registry::{
     AliasChange, AliasMove, LineageLink, ModelVersion, NewModelVersion, VERSION_COLUMNS,
@@ -177,8 +178,8 @@ fn run_from_parts(parts: RunRow) -> Result<Run, StoreError> {
     Ok(Run {
         config: parse_json(&config, || format!("runs.config of `{id}`"))?,
         summary: parse_json(&summary, || format!("runs.summary of `{id}`"))?,
+        kind: stored_kind(&kind, || format!("runs.kind of `{id}`"))?,
         id: RunId(id),
-        kind,
         name,
         status,
         started_at_ms,
@@ -252,13 +253,13 @@ fn insert_link(
     connection: &Connection,
     model: &str,
     version: &str,
-    kind: &str,
+    kind: RunKind,
     run_id: &str,
 ) -> Result<(), StoreError> {
     connection.execute(
         "INSERT INTO model_lineage (model, version, kind, run_id, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT DO NOTHING",
-        params![model, version, kind, run_id, now_ms()],
+        params![model, version, kind.as_str(), run_id, now_ms()],
     )?;
     Ok(())
 }
@@ -290,11 +291,11 @@ impl Backend for SqliteBackend {
     async fn create_run(&self, run: NewRun) -> Result<RunId, StoreError> {
         self.with(move |connection| {
             let started = now_ms();
-            let id = RunId::generate(&run.kind, started);
+            let id = RunId::generate(run.kind, started);
             let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             transaction.execute(
                 "INSERT INTO runs (id, kind, name, status, config, started_at_ms) VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
-                params![id.as_str(), run.kind, run.name, run.config.to_string(), started],
+                params![id.as_str(), run.kind.as_str(), run.name, run.config.to_string(), started],
             )?;
             transaction.commit()?;
             Ok(id)
@@ -358,7 +359,11 @@ impl Backend for SqliteBackend {
                  ORDER BY started_at_ms DESC, id DESC LIMIT ?3"
             ))?;
             let rows = statement.query_map(
-                params![filter.kind, filter.status.map(RunStatus::as_str), limit],
+                params![
+                    filter.kind.map(RunKind::as_str),
+                    filter.status.map(RunStatus::as_str),
+                    limit
+                ],
                 run_from_row,
             )?;
             rows.map(|row| run_from_parts(row?)).collect()
@@ -524,7 +529,7 @@ impl Backend for SqliteBackend {
     async fn register_version(&self, new: NewModelVersion) -> Result<ModelVersion, StoreError> {
         check_names(&new.model, Some(&new.version))?;
         for (kind, _) in &new.lineage {
-            check_lineage_kind(kind)?;
+            check_lineage_kind(*kind)?;
         }
         self.with(move |connection| {
             let transaction =
@@ -556,7 +561,7 @@ impl Backend for SqliteBackend {
                 ],
             )?;
             for (kind, run_id) in &new.lineage {
-                insert_link(&transaction, &new.model, &new.version, kind, run_id)?;
+                insert_link(&transaction, &new.model, &new.version, *kind, run_id)?;
             }
             let version = one_version(&transaction, &new.model, &new.version)?;
             transaction.commit()?;
@@ -725,21 +730,16 @@ impl Backend for SqliteBackend {
         &self,
         model: &str,
         version: &str,
-        kind: &str,
+        kind: RunKind,
         run_id: &str,
     ) -> Result<(), StoreError> {
         check_lineage_kind(kind)?;
-        let (model, version, kind, run_id) = (
-            model.to_owned(),
-            version.to_owned(),
-            kind.to_owned(),
-            run_id.to_owned(),
-        );
+        let (model, version, run_id) = (model.to_owned(), version.to_owned(), run_id.to_owned());
         self.with(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             one_version(&transaction, &model, &version)?;
-            insert_link(&transaction, &model, &version, &kind, &run_id)?;
+            insert_link(&transaction, &model, &version, kind, &run_id)?;
             transaction.commit()?;
             Ok(())
         })
@@ -753,16 +753,20 @@ impl Backend for SqliteBackend {
                 "SELECT kind, run_id, at_ms FROM model_lineage WHERE model = ?1 AND version = ?2
                  ORDER BY at_ms, kind, run_id",
             )?;
-            let links = statement
+            let rows = statement
                 .query_map(params![model, version], |row| {
-                    Ok(LineageLink {
-                        kind: row.get(0)?,
-                        run_id: row.get(1)?,
-                        at_ms: row.get(2)?,
-                    })
+                    Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(links)
+            rows.into_iter()
+                .map(|(kind, run_id, at_ms): (String, String, i64)| {
+                    Ok(LineageLink {
+                        kind: stored_kind(&kind, || format!("model_lineage.kind of `{run_id}`"))?,
+                        run_id,
+                        at_ms,
+                    })
+                })
+                .collect()
         })
         .await
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_store::{
-    AliasChange, Artifact, NewEvent, NewModelVersion, NewRun, RunFilter, RunStatus, Store,
+    AliasChange, Artifact, NewEvent, NewModelVersion, NewRun, RunFilter, RunKind, RunStatus, Store,
     StoreError, StoreLocation, VersionUpdate,
 };
 
@@ -153,7 +153,7 @@ async fn a_run_reads_as_interrupted_only_when_its_process_is_gone(fixture: Fixtu
     let store = fixture.open().await;
     let id = store
         .create_run(NewRun {
-            kind: "eval".into(),
+            kind: RunKind::Eval,
             name: "suite".into(),
             config: serde_json::json!({}),
         })
@@ -261,9 +261,9 @@ async fn of_many_asking_at_once_one_gets_the_lease(fixture: Fixture) {
     assert_eq!(winners, 1);
 }
 
-fn new_run(kind: &str, name: &str) -> NewRun {
+fn new_run(kind: RunKind, name: &str) -> NewRun {
     NewRun {
-        kind: kind.into(),
+        kind,
         name: name.into(),
         config: json!({"suite": name}),
     }
@@ -320,7 +320,10 @@ async fn a_new_store_is_migrated_to_the_current_schema(fixture: Fixture) {
 async fn runs_and_events_survive_reopening(fixture: Fixture) {
     let (id, seqs) = {
         let store = fixture.open().await;
-        let id = store.create_run(new_run("eval", "smoke")).await.unwrap();
+        let id = store
+            .create_run(new_run(RunKind::Eval, "smoke"))
+            .await
+            .unwrap();
         store
             .finish_run(&id, RunStatus::Passed, json!({"pass_rate": 1.0}))
             .await
@@ -386,17 +389,20 @@ async fn runs_and_events_survive_reopening(fixture: Fixture) {
 
 async fn listing_filters_by_kind_and_status_newest_first(fixture: Fixture) {
     let store = fixture.open().await;
-    let first = store.create_run(new_run("eval", "a")).await.unwrap();
+    let first = store.create_run(new_run(RunKind::Eval, "a")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(3)).await;
-    let second = store.create_run(new_run("eval", "b")).await.unwrap();
-    store.create_run(new_run("bench", "c")).await.unwrap();
+    let second = store.create_run(new_run(RunKind::Eval, "b")).await.unwrap();
+    store
+        .create_run(new_run(RunKind::Bench, "c"))
+        .await
+        .unwrap();
     store
         .finish_run(&first, RunStatus::Failed, json!({}))
         .await
         .unwrap();
     let evals = store
         .list_runs(RunFilter {
-            kind: Some("eval".into()),
+            kind: Some(RunKind::Eval),
             ..RunFilter::default()
         })
         .await
@@ -455,7 +461,10 @@ async fn concurrent_writers_on_separate_connections_lose_nothing(fixture: Fixtur
 async fn a_store_from_a_newer_build_is_refused_and_left_untouched(fixture: Fixture) {
     let id = {
         let store = fixture.open().await;
-        store.create_run(new_run("eval", "kept")).await.unwrap()
+        store
+            .create_run(new_run(RunKind::Eval, "kept"))
+            .await
+            .unwrap()
     };
     fixture.set_schema_version(99).await;
     let error = Store::open(&fixture.location).await.unwrap_err();
@@ -480,7 +489,7 @@ async fn a_store_from_a_newer_build_is_refused_and_left_untouched(fixture: Fixtu
 
 async fn results_append_to_running_runs_only_and_read_back_in_order(fixture: Fixture) {
     let store = fixture.open().await;
-    let id = store.create_run(new_run("eval", "r")).await.unwrap();
+    let id = store.create_run(new_run(RunKind::Eval, "r")).await.unwrap();
     let record = |seq: i64, pass: bool| sluice_store::ResultRecord {
         seq,
         key: format!("test-{seq}"),
@@ -526,7 +535,10 @@ async fn results_append_to_running_runs_only_and_read_back_in_order(fixture: Fix
 async fn an_older_store_is_migrated_forward_keeping_its_runs(fixture: Fixture) {
     let id = {
         let store = fixture.open().await;
-        store.create_run(new_run("eval", "kept")).await.unwrap()
+        store
+            .create_run(new_run(RunKind::Eval, "kept"))
+            .await
+            .unwrap()
     };
     // Turn the store back into a version-1 store: no results, no registry.
     fixture
@@ -747,26 +759,32 @@ async fn lineage_links_runs_to_a_version(fixture: Fixture) {
         .register_version(new_version("m", "2.0.0"))
         .await
         .unwrap();
-    let eval = store.create_run(new_run("eval", "smoke")).await.unwrap();
-    let bench = store.create_run(new_run("bench", "load")).await.unwrap();
-    store
-        .link_run("m", "2.0.0", "eval", eval.as_str())
+    let eval = store
+        .create_run(new_run(RunKind::Eval, "smoke"))
+        .await
+        .unwrap();
+    let bench = store
+        .create_run(new_run(RunKind::Bench, "load"))
         .await
         .unwrap();
     store
-        .link_run("m", "2.0.0", "eval", eval.as_str())
+        .link_run("m", "2.0.0", RunKind::Eval, eval.as_str())
         .await
         .unwrap();
     store
-        .link_run("m", "2.0.0", "bench", bench.as_str())
+        .link_run("m", "2.0.0", RunKind::Eval, eval.as_str())
+        .await
+        .unwrap();
+    store
+        .link_run("m", "2.0.0", RunKind::Bench, bench.as_str())
         .await
         .unwrap();
     let mut with_evidence = new_version("m", "2.1.0");
-    with_evidence.lineage = vec![("eval".into(), eval.0.clone())];
+    with_evidence.lineage = vec![(RunKind::Eval, eval.0.clone())];
     store.register_version(with_evidence).await.unwrap();
     assert_eq!(store.lineage("m", "2.1.0").await.unwrap()[0].run_id, eval.0);
     let mut bad_kind = new_version("m", "2.2.0");
-    bad_kind.lineage = vec![("evals".into(), eval.0.clone())];
+    bad_kind.lineage = vec![(RunKind::Quickstart, eval.0.clone())];
     assert!(store.register_version(bad_kind).await.is_err());
     assert!(store.model_version("m", "2.2.0").await.unwrap().is_none());
     let lineage = store.lineage("m", "2.0.0").await.unwrap();
@@ -777,11 +795,15 @@ async fn lineage_links_runs_to_a_version(fixture: Fixture) {
     links.sort();
     assert_eq!(links, [("bench", bench.as_str()), ("eval", eval.as_str())]);
     assert!(matches!(
-        store.link_run("m", "9.0.0", "eval", eval.as_str()).await,
+        store
+            .link_run("m", "9.0.0", RunKind::Eval, eval.as_str())
+            .await,
         Err(StoreError::UnknownVersion { .. })
     ));
     assert!(matches!(
-        store.link_run("m", "2.0.0", "evals", eval.as_str()).await,
+        store
+            .link_run("m", "2.0.0", RunKind::Quickstart, eval.as_str())
+            .await,
         Err(StoreError::Invalid { .. })
     ));
 }

@@ -873,9 +873,9 @@ pub enum StoreCommand {
 /// `sluice store runs`.
 #[derive(Debug, Args)]
 pub struct RunsArgs {
-    /// Only runs of this kind (eval, bench, quickstart, …).
+    /// Only runs of this kind: eval, redteam, bench, rollout or quickstart.
     #[arg(long)]
-    pub kind: Option<String>,
+    pub kind: Option<sluice_store::RunKind>,
     /// At most this many.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,

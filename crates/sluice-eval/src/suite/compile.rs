@@ -274,9 +274,7 @@ impl Compiler<'_> {
             label: raw.label.unwrap_or_else(|| raw.id.clone()),
             id: raw.id,
             endpoint,
-            model,
-            base_url,
-            api_key_env,
+            target: EndpointSpec::new(base_url, model).with_api_key_env(api_key_env),
             temperature: config.temperature,
             max_tokens: config.max_completion_tokens.or(config.max_tokens),
             top_p: config.top_p,
@@ -349,9 +347,7 @@ impl Compiler<'_> {
             label: raw.label.unwrap_or_else(|| raw.id.clone()),
             id: raw.id,
             endpoint: Endpoint::Http,
-            model: String::new(),
-            base_url: url.clone(),
-            api_key_env: None,
+            target: EndpointSpec::new(&url, ""),
             temperature: None,
             max_tokens: None,
             top_p: None,
@@ -673,8 +669,7 @@ impl Compiler<'_> {
         let provider = self.provider(chosen, &at)?;
         let existing = self.graders.iter().position(|g| {
             g.id == provider.id
-                && g.base_url == provider.base_url
-                && g.api_key_env == provider.api_key_env
+                && g.target == provider.target
                 && g.temperature == provider.temperature
         });
         Some(existing.unwrap_or_else(|| {

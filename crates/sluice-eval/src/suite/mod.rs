@@ -13,6 +13,7 @@ use serde_json::Value;
 use sluice_config::{
     Diagnostic, Diagnostics, Document, EnvSource, FieldPath, Location, did_you_mean,
 };
+use sluice_core::EndpointSpec;
 
 use crate::assertion::{Assertion, AssertionSet, Check, Kind, UNSUPPORTED_TYPES, supported_types};
 use crate::template::{self, Vars};
@@ -88,12 +89,9 @@ pub struct Provider {
     pub label: String,
     /// Endpoint.
     pub endpoint: Endpoint,
-    /// Model name sent upstream.
-    pub model: String,
-    /// Base URL including `/v1`.
-    pub base_url: String,
-    /// Environment variable holding the key, if any.
-    pub api_key_env: Option<String>,
+    /// Where it is reached: base URL including `/v1` (for the `http` provider, its URL), the
+    /// model name sent upstream, the environment variable holding the key.
+    pub target: EndpointSpec,
     /// Sampling temperature.
     pub temperature: Option<f64>,
     /// Output token cap.
@@ -252,7 +250,7 @@ mod tests {
         let suite = load(&suite, &env()).unwrap();
         assert_eq!(suite.providers.len(), 2);
         assert_eq!(suite.providers[1].endpoint, Endpoint::Completion);
-        assert_eq!(suite.providers[1].base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(suite.providers[1].target.base_url, "http://127.0.0.1:9/v1");
         assert_eq!(suite.prompts[0].label, "prompt.txt");
         // 2 CSV rows + 1 JSONL line + 1 test expanded into 2.
         assert_eq!(suite.tests.len(), 5);
@@ -355,7 +353,7 @@ mod tests {
                 "openai:embedding:embed"
             ]
         );
-        assert_eq!(suite.graders[0].base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(suite.graders[0].target.base_url, "http://127.0.0.1:9/v1");
 
         let bare = write(
             dir.path(),

@@ -15,7 +15,7 @@ use sluice_bench::profile::{
 use sluice_bench::sweep::Stages;
 use sluice_bench::{BenchResult, Live};
 use sluice_config::ProcessEnv;
-use sluice_store::{NewRun, RunStatus};
+use sluice_store::{NewRun, RunKind, RunStatus};
 use tokio::sync::watch;
 
 use super::{Outcome, link_run, model_version, open_store};
@@ -81,18 +81,18 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
     sluice_bench::preflight(config).await.with_context(|| {
         format!(
             "pre-flight request to {} (model `{}`) failed; nothing was measured",
-            config.base_url, config.model
+            config.target.base_url, config.target.model
         )
     })?;
     let version = model_version(store.as_ref(), args.model_version.as_deref()).await?;
     let run_id = match &store {
         Some(store) => {
             let config = plan.describe();
-            let name = plan.config.model.clone();
+            let name = plan.config.target.model.clone();
             Some(
                 store
                     .create_run(NewRun {
-                        kind: "bench".into(),
+                        kind: RunKind::Bench,
                         name,
                         config,
                     })
@@ -103,7 +103,7 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
     };
     let _hold = match (&store, &run_id) {
         (Some(store), Some(id)) => {
-            link_run(Some(store), version.as_ref(), "bench", id.as_str()).await?;
+            link_run(Some(store), version.as_ref(), RunKind::Bench, id.as_str()).await?;
             Some(store.hold_run(id.as_str()).await?)
         }
         _ => None,
@@ -176,7 +176,7 @@ fn render(
         };
         outln!(
             "{what} {}: {} stages",
-            plan.config.model,
+            plan.config.target.model,
             stages.stages.len()
         );
         out!("{}", sluice_bench::sweep::table(stages));
@@ -265,7 +265,7 @@ async fn load_result(name: &str, store_location: &str) -> anyhow::Result<Value> 
         .get_run(&sluice_store::RunId(name.to_owned()))
         .await?
         .with_context(|| format!("`{name}` is neither a file nor a stored run"))?;
-    if run.kind != "bench" {
+    if run.kind != RunKind::Bench {
         bail!("run `{name}` is a {} run, not a bench run", run.kind);
     }
     Ok(run.summary)

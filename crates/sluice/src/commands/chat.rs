@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use sluice_core::EndpointSpec;
 use sluice_llm::types::{ChatMessage, ChatRequest};
 use sluice_llm::{Client, ClientConfig, Generation, RetryPolicy, Timeouts};
 
@@ -14,7 +15,9 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Outcome> {
         Duration::try_from_secs_f64(value)
             .with_context(|| format!("{flag} must be a non-negative number of seconds"))
     };
-    let mut config = ClientConfig::new(&args.base_url);
+    let endpoint =
+        EndpointSpec::new(&args.base_url, &args.model).with_api_key_env(args.api_key_env.clone());
+    let mut config = ClientConfig::for_endpoint(&endpoint, |name| std::env::var(name).ok())?;
     config.timeouts = Timeouts {
         first_token: args
             .ttft_timeout_s
@@ -27,9 +30,6 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Outcome> {
         max_retries: args.max_retries,
         ..RetryPolicy::default()
     };
-    if let Some(var) = &args.api_key_env {
-        config = config.key_from_env(var, |name| std::env::var(name).ok())?;
-    }
     let client = Client::new(config)?;
     let mut messages = Vec::new();
     if let Some(system) = &args.system {
@@ -37,7 +37,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Outcome> {
     }
     messages.push(ChatMessage::new("user", args.prompt.clone()));
     let request = ChatRequest {
-        model: args.model.clone(),
+        model: endpoint.model.clone(),
         messages,
         max_tokens: args.max_tokens,
         temperature: args.temperature,

@@ -13,10 +13,11 @@ use sluice_eval::runner;
 use sluice_eval::session::{
     self, Baseline, Finished, NoStore, Session, StoredRun, StoredStats, StoredSummary,
 };
+use sluice_store::{RunKind, Store};
 use tracing::warn;
 
 use super::{Outcome, link_run, model_version, open_store};
-use crate::cli::{EvalArgs, EvalCommand};
+use crate::cli::{DiffArgs, EvalArgs, EvalCommand, RunsListArgs, ShowArgs};
 use crate::progress::Progress;
 
 pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome> {
@@ -79,7 +80,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         let version = model_version(Some(&store), args.model_version.as_deref()).await?;
         let mut stored =
             StoredRun::begin(&store, &suite, &args.config, &plan, args.resume.as_deref()).await?;
-        link_run(Some(&store), version.as_ref(), "eval", stored.id()).await?;
+        link_run(Some(&store), version.as_ref(), RunKind::Eval, stored.id()).await?;
         let replay = stored.take_replay()?;
         let id = stored.id().to_owned();
         session
@@ -157,122 +158,131 @@ fn render(args: &EvalArgs, finished: &Finished, files: ReportFiles) -> anyhow::R
 pub async fn stored(command: EvalCommand, store_location: &str) -> anyhow::Result<Outcome> {
     let store = open_store(store_location).await?;
     match command {
-        EvalCommand::List(args) => {
-            let runs = store
-                .list_runs(sluice_store::RunFilter {
-                    kind: Some("eval".into()),
-                    status: None,
-                    limit: args.limit,
-                })
-                .await?;
-            if args.json {
-                outln!("{}", serde_json::to_string_pretty(&runs)?);
-            } else if runs.is_empty() {
-                outln!("No eval runs recorded yet.");
-            } else {
-                outln!(
-                    "{:<36} {:<8} {:>6} {:>6} {:>6}  NAME",
-                    "RUN",
-                    "STATUS",
-                    "PASS",
-                    "FAIL",
-                    "ERROR"
-                );
-                for run in runs {
-                    let stats = StoredSummary::of(&run).stats;
-                    let count = |field: fn(&StoredStats) -> u64| {
-                        stats
-                            .as_ref()
-                            .map_or("-".to_owned(), |s| field(s).to_string())
-                    };
-                    outln!(
-                        "{:<36} {:<8} {:>6} {:>6} {:>6}  {}",
-                        run.id,
-                        run.status.as_str(),
-                        count(|s| s.successes),
-                        count(|s| s.failures),
-                        count(|s| s.errors),
-                        run.name
-                    );
-                }
-            }
-            Ok(Outcome::Ok)
-        }
-        EvalCommand::Show(args) => {
-            let (run, records) = session::stored_run(&store, &args.run).await?;
-            if args.json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({"run": run, "results": records}))?
-                );
-                return Ok(Outcome::Ok);
-            }
-            let summary = StoredSummary::of(&run);
-            outln!("{}  {}  ({})", run.id, run.name, run.status.as_str());
-            let stats = summary.stats.unwrap_or_default();
+        EvalCommand::List(args) => list(&store, args).await,
+        EvalCommand::Show(args) => show(&store, args).await,
+        EvalCommand::Diff(args) => diff(&store, args).await,
+    }
+}
+
+/// Lists stored eval runs, newest first.
+async fn list(store: &Store, args: RunsListArgs) -> anyhow::Result<Outcome> {
+    let runs = store
+        .list_runs(sluice_store::RunFilter {
+            kind: Some(RunKind::Eval),
+            status: None,
+            limit: args.limit,
+        })
+        .await?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&runs)?);
+    } else if runs.is_empty() {
+        outln!("No eval runs recorded yet.");
+    } else {
+        outln!(
+            "{:<36} {:<8} {:>6} {:>6} {:>6}  NAME",
+            "RUN",
+            "STATUS",
+            "PASS",
+            "FAIL",
+            "ERROR"
+        );
+        for run in runs {
+            let stats = StoredSummary::of(&run).stats;
+            let count = |field: fn(&StoredStats) -> u64| {
+                stats
+                    .as_ref()
+                    .map_or("-".to_owned(), |s| field(s).to_string())
+            };
             outln!(
-                "  {} passed, {} failed, {} errors of {} stored results",
-                stats.successes,
-                stats.failures,
-                stats.errors,
-                records.len()
+                "{:<36} {:<8} {:>6} {:>6} {:>6}  {}",
+                run.id,
+                run.status.as_str(),
+                count(|s| s.successes),
+                count(|s| s.failures),
+                count(|s| s.errors),
+                run.name
             );
-            for reason in summary.gate.map(|g| g.reasons).unwrap_or_default() {
-                outln!("  gate: {reason}");
-            }
-            for record in records.iter().filter(|r| r.pass != Some(true)) {
-                let (description, why) = match session::stored_row(record) {
-                    Some(row) => (row.description.clone(), row.why()),
-                    None => (String::new(), record.error.clone().unwrap_or_default()),
-                };
-                outln!("  [{}] {description}: {why}", record.key);
-            }
-            Ok(Outcome::Ok)
-        }
-        EvalCommand::Diff(args) => {
-            session::check_regression_settings(args.confidence, None)?;
-            let (_, baseline) = session::stored_run(&store, &args.baseline).await?;
-            let (_, candidate) = session::stored_run(&store, &args.candidate).await?;
-            let comparison = sluice_eval::compare::compare(
-                &sluice_eval::compare::keyed_from_records(&baseline),
-                &sluice_eval::compare::keyed_from_records(&candidate),
-                args.confidence,
-                None,
-            );
-            if args.json {
-                outln!("{}", serde_json::to_string_pretty(&comparison)?);
-            } else {
-                outln!(
-                    "{} -> {}: pass rate {:.1}% -> {:.1}% over {} paired results; {} regressed, {} fixed; one-sided p = {:.4}{}",
-                    args.baseline,
-                    args.candidate,
-                    comparison.baseline_rate * 100.0,
-                    comparison.candidate_rate * 100.0,
-                    comparison.paired,
-                    comparison.regressions.len(),
-                    comparison.fixes.len(),
-                    comparison.p_value,
-                    if comparison.significantly_worse {
-                        " (significantly worse)"
-                    } else {
-                        ""
-                    }
-                );
-                for flip in &comparison.regressions {
-                    outln!("  regressed  {}  {}", flip.key, flip.description);
-                }
-                for flip in &comparison.fixes {
-                    outln!("  fixed      {}  {}", flip.key, flip.description);
-                }
-                if comparison.only_baseline + comparison.only_candidate > 0 {
-                    outln!(
-                        "  not compared: {} only in the baseline, {} only in the candidate",
-                        comparison.only_baseline,
-                        comparison.only_candidate
-                    );
-                }
-            }
-            Ok(Outcome::Ok)
         }
     }
+    Ok(Outcome::Ok)
+}
+
+/// Shows a stored run and its results that did not pass.
+async fn show(store: &Store, args: ShowArgs) -> anyhow::Result<Outcome> {
+    let (run, records) = session::stored_run(store, &args.run).await?;
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"run": run, "results": records}))?
+        );
+        return Ok(Outcome::Ok);
+    }
+    let summary = StoredSummary::of(&run);
+    outln!("{}  {}  ({})", run.id, run.name, run.status.as_str());
+    let stats = summary.stats.unwrap_or_default();
+    outln!(
+        "  {} passed, {} failed, {} errors of {} stored results",
+        stats.successes,
+        stats.failures,
+        stats.errors,
+        records.len()
+    );
+    for reason in summary.gate.map(|g| g.reasons).unwrap_or_default() {
+        outln!("  gate: {reason}");
+    }
+    for record in records.iter().filter(|r| r.pass != Some(true)) {
+        let (description, why) = match session::stored_row(record) {
+            Some(row) => (row.description.clone(), row.why()),
+            None => (String::new(), record.error.clone().unwrap_or_default()),
+        };
+        outln!("  [{}] {description}: {why}", record.key);
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Compares two stored runs result by result, with the regression test.
+async fn diff(store: &Store, args: DiffArgs) -> anyhow::Result<Outcome> {
+    session::check_regression_settings(args.confidence, None)?;
+    let (_, baseline) = session::stored_run(store, &args.baseline).await?;
+    let (_, candidate) = session::stored_run(store, &args.candidate).await?;
+    let comparison = sluice_eval::compare::compare(
+        &sluice_eval::compare::keyed_from_records(&baseline),
+        &sluice_eval::compare::keyed_from_records(&candidate),
+        args.confidence,
+        None,
+    );
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        outln!(
+            "{} -> {}: pass rate {:.1}% -> {:.1}% over {} paired results; {} regressed, {} fixed; one-sided p = {:.4}{}",
+            args.baseline,
+            args.candidate,
+            comparison.baseline_rate * 100.0,
+            comparison.candidate_rate * 100.0,
+            comparison.paired,
+            comparison.regressions.len(),
+            comparison.fixes.len(),
+            comparison.p_value,
+            if comparison.significantly_worse {
+                " (significantly worse)"
+            } else {
+                ""
+            }
+        );
+        for flip in &comparison.regressions {
+            outln!("  regressed  {}  {}", flip.key, flip.description);
+        }
+        for flip in &comparison.fixes {
+            outln!("  fixed      {}  {}", flip.key, flip.description);
+        }
+        if comparison.only_baseline + comparison.only_candidate > 0 {
+            outln!(
+                "  not compared: {} only in the baseline, {} only in the candidate",
+                comparison.only_baseline,
+                comparison.only_candidate
+            );
+        }
+    }
+    Ok(Outcome::Ok)
 }

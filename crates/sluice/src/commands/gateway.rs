@@ -9,6 +9,7 @@ use sluice_gateway::GatewayServer;
 use sluice_gateway::config::GatewayConfig;
 use sluice_rollout::backend::Backend;
 use sluice_rollout::controller::Controller;
+use sluice_rollout::restore::restore_routes;
 use sluice_rollout::spec::Spec;
 use tracing::{info, warn};
 
@@ -116,10 +117,8 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
     Ok(Outcome::Ok)
 }
 
-/// A restarted gateway starts from its file; the store says where rollouts left each route.
-/// For every route, the newest rollout on it wins over the file: a running one's last weights
-/// (and it steers the route again), or a finished one's final weights unless the file was
-/// edited after it ended (then the file is the newer word).
+/// Gives each route the weights the store's newest rollout on it left (see
+/// `sluice_rollout::restore`); a store that cannot be read leaves the file's weights.
 async fn restore_rollouts(
     snapshot: &mut sluice_gateway::route::Snapshot,
     store: &sluice_store::Store,
@@ -132,65 +131,11 @@ async fn restore_rollouts(
         .map_or(i64::MAX, |d| {
             i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
         });
-    let runs = match store
-        .list_runs(sluice_store::RunFilter {
-            kind: Some("rollout".into()),
-            status: None,
-            limit: 1000,
-        })
-        .await
-    {
-        Ok(runs) => runs,
-        Err(error) => {
-            warn!(%error, "Cannot read rollouts from the store; the file's weights apply.");
-            return;
-        }
-    };
-    for (name, route) in snapshot.routes.iter_mut() {
-        let Some(run) = runs
-            .iter()
-            .filter(|r| r.config["route"].as_str() == Some(name.as_str()))
-            .max_by_key(|r| r.started_at_ms)
-        else {
-            continue;
-        };
-        let running = run.status == sluice_store::RunStatus::Running;
-        if !running && run.finished_at_ms.is_none_or(|end| end < edited_ms) {
-            continue;
-        }
-        let (Some(stable), Some(candidate)) = (
-            run.config["stable"].as_str(),
-            run.config["candidate"].as_str(),
-        ) else {
-            continue;
-        };
-        let state = match sluice_rollout::controller::stored_state(store, &run.id).await {
-            Ok(state) => state,
-            Err(error) => {
-                warn!(%error, rollout = run.name, "Cannot read the rollout's state.");
-                continue;
-            }
-        };
-        let weights = std::collections::BTreeMap::from([
-            (stable.to_owned(), f64::from(100 - state.weight)),
-            (candidate.to_owned(), f64::from(state.weight)),
-        ]);
-        if route.index(stable).is_none() || route.index(candidate).is_none() {
-            continue;
-        }
-        match route.with_weights(&weights) {
-            Ok(mut restored) => {
-                restored.owner = running.then(|| run.name.clone());
-                *route = std::sync::Arc::new(restored);
-                info!(
-                    route = name,
-                    rollout = run.name,
-                    candidate_weight = state.weight,
-                    "Weights restored from the store."
-                );
-            }
-            Err(error) => warn!(%error, route = name, "Cannot restore the rollout's weights."),
-        }
+    if let Err(error) = restore_routes(snapshot, store, edited_ms).await {
+        warn!(
+            error = sluice_core::error_chain(&error),
+            "Cannot read rollouts from the store; the file's weights apply."
+        );
     }
 }
 

@@ -100,7 +100,7 @@ async fn model_version(
 async fn link_run(
     store: Option<&Store>,
     version: Option<&sluice_store::ModelVersion>,
-    kind: &str,
+    kind: sluice_store::RunKind,
     run_id: &str,
 ) -> anyhow::Result<()> {
     if let (Some(store), Some(version)) = (store, version) {

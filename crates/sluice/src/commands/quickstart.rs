@@ -15,7 +15,7 @@ use sluice_config::{Document, MapEnv};
 use sluice_llm::types::{ChatRequest, CompletionRequest, EmbeddingRequest, OneOrMany};
 use sluice_llm::{Client, ClientConfig, RetryPolicy};
 use sluice_sim::{SimConfig, Simulator};
-use sluice_store::{NewRun, RunStatus};
+use sluice_store::{NewRun, RunKind, RunStatus};
 
 use super::{Outcome, open_store};
 use crate::cli::QuickstartArgs;
@@ -57,7 +57,7 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
     let base_url = server.base_url();
     let run_id = store
         .create_run(NewRun {
-            kind: "quickstart".into(),
+            kind: RunKind::Quickstart,
             name: "quickstart".into(),
             config: json!({"simulator": base_url}),
         })
@@ -150,9 +150,7 @@ async fn canary(
         "  gateway     {gateway_url}  route `chat`: stable 100 %, candidate (candidate-v2) 0 %"
     ));
     let traffic = tokio::spawn(sluice_bench::run(sluice_bench::BenchConfig {
-        base_url: gateway_url.clone(),
-        model: "chat".into(),
-        api_key_env: None,
+        target: sluice_core::EndpointSpec::new(&gateway_url, "chat"),
         endpoint: sluice_bench::Endpoint::Chat,
         dataset: sluice_bench::dataset::Dataset::Random,
         load: sluice_bench::Load::Rate {
@@ -359,9 +357,7 @@ async fn exercise(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serd
     let mut bench = serde_json::Map::new();
     for model in ["stable", "candidate"] {
         let config = sluice_bench::BenchConfig {
-            base_url: client.base_url().to_owned(),
-            model: model.into(),
-            api_key_env: None,
+            target: sluice_core::EndpointSpec::new(client.base_url(), model),
             endpoint: sluice_bench::Endpoint::Chat,
             dataset: sluice_bench::dataset::Dataset::Random,
             load: sluice_bench::Load::Rate {

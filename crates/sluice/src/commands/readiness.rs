@@ -63,9 +63,7 @@ pub async fn run(args: ReadinessArgs, location: &str) -> anyhow::Result<Outcome>
         capacity,
         replicas: args.replicas,
     };
-    let report = sluice_readiness::assess(&store, &version, &request)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let report = sluice_readiness::assess(&store, &version, &request).await?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {

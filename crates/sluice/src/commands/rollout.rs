@@ -7,7 +7,7 @@ use sluice_rollout::controller::{self, Controller};
 use sluice_rollout::event::{Command, RolloutEvent};
 use sluice_rollout::machine::{Phase, State};
 use sluice_rollout::spec::Spec;
-use sluice_store::{RunFilter, Store};
+use sluice_store::{RunFilter, RunKind, Store};
 
 use super::{Outcome, open_store};
 use crate::cli::{RolloutCommand, RolloutListArgs, RolloutNameArgs, RolloutStatusArgs};
@@ -168,7 +168,7 @@ async fn status(store: &Store, args: &RolloutStatusArgs) -> anyhow::Result<Outco
 async fn list(store: &Store, args: &RolloutListArgs) -> anyhow::Result<Outcome> {
     let runs = store
         .list_runs(RunFilter {
-            kind: Some("rollout".into()),
+            kind: Some(RunKind::Rollout),
             status: None,
             limit: 100,
         })

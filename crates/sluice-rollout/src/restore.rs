@@ -1,0 +1,96 @@
+//! A restarted gateway starts from its config file; the store says where rollouts left each
+//! route. For every route, the newest rollout on it wins over the file: a running one's last
+//! weights (and it steers the route again), or a finished one's final weights unless the file
+//! was edited after it ended (then the file is the newer word).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sluice_gateway::route::Snapshot;
+use sluice_store::{Run, RunFilter, RunKind, RunStatus, Store};
+use tracing::{info, warn};
+
+use crate::RolloutError;
+use crate::controller::stored_state;
+use crate::event::RunConfig;
+
+/// A route whose weights came from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The route.
+    pub route: String,
+    /// The rollout whose weights it took.
+    pub rollout: String,
+    /// The candidate's weight, in percent.
+    pub candidate_weight: u32,
+    /// Whether that rollout is still running (it owns the route again).
+    pub owned: bool,
+}
+
+/// Gives each route of `snapshot` the weights the newest rollout on it left, as described
+/// above; `file_edited_ms` is when the config file was last written (Unix milliseconds). A
+/// route whose rollout's state cannot be read, or whose versions the file no longer has, keeps
+/// the file's weights (with a warning).
+pub async fn restore_routes(
+    snapshot: &mut Snapshot,
+    store: &Store,
+    file_edited_ms: i64,
+) -> Result<Vec<Restored>, RolloutError> {
+    let runs = store
+        .list_runs(RunFilter {
+            kind: Some(RunKind::Rollout),
+            status: None,
+            limit: 1000,
+        })
+        .await?;
+    let configs: Vec<(&Run, RunConfig)> = runs.iter().map(|r| (r, RunConfig::of(r))).collect();
+    let mut restored = Vec::new();
+    for (name, route) in snapshot.routes.iter_mut() {
+        let Some((run, config)) = configs
+            .iter()
+            .filter(|(_, config)| config.route == *name)
+            .max_by_key(|(run, _)| run.started_at_ms)
+        else {
+            continue;
+        };
+        let owned = run.status == RunStatus::Running;
+        if !owned && run.finished_at_ms.is_none_or(|end| end < file_edited_ms) {
+            continue;
+        }
+        let (stable, candidate) = (config.stable.as_str(), config.candidate.as_str());
+        if route.index(stable).is_none() || route.index(candidate).is_none() {
+            continue;
+        }
+        let state = match stored_state(store, &run.id).await {
+            Ok(state) => state,
+            Err(error) => {
+                warn!(%error, rollout = run.name, "Cannot read the rollout's state.");
+                continue;
+            }
+        };
+        let weights = BTreeMap::from([
+            (stable.to_owned(), f64::from(100 - state.weight)),
+            (candidate.to_owned(), f64::from(state.weight)),
+        ]);
+        match route.with_weights(&weights) {
+            Ok(mut next) => {
+                next.owner = owned.then(|| run.name.clone());
+                *route = Arc::new(next);
+                info!(
+                    route = name,
+                    rollout = run.name,
+                    candidate_weight = state.weight,
+                    "Weights restored from the store."
+                );
+                restored.push(Restored {
+                    route: name.clone(),
+                    rollout: run.name.clone(),
+                    candidate_weight: state.weight,
+                    owned,
+                });
+            }
+            Err(error) => warn!(%error, route = name, "Cannot restore the rollout's weights."),
+        }
+    }
+    Ok(restored)
+}
