@@ -78,6 +78,22 @@ fn version_for(gateway: &Gateway, headers: &str) -> String {
         .to_owned()
 }
 
+/// Waits (up to 10 s) until the gateway's `/metrics` holds `line`.
+fn until_metrics_show(gateway: &Gateway, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = exchange(&admin_address(gateway), "GET /metrics HTTP/1.1", "", "");
+        if metrics.contains(line) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/metrics never showed {line:?}: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn status_of(response: &str) -> u16 {
     response
         .split(' ')
@@ -208,16 +224,7 @@ fn a_slow_body_is_cut_off_and_a_flood_of_connections_is_refused_clearly() {
         })
         .collect();
     // Once the gateway holds exactly those 15 (the admin listener counts apart), one more.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !exchange(&admin_address(&gateway), "GET /metrics HTTP/1.1", "", "")
-        .contains("sluice_gateway_connections_open 15\n")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the gateway never held the 15 connections"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until_metrics_show(&gateway, "sluice_gateway_connections_open 15\n");
     let response = exchange(&address, "GET /health HTTP/1.1", "", "");
     assert_eq!(status_of(&response), 429, "{response}");
     assert!(
@@ -234,7 +241,7 @@ fn a_slow_body_is_cut_off_and_a_flood_of_connections_is_refused_clearly() {
     );
 
     // When they are gone, the gateway serves again.
-    std::thread::sleep(Duration::from_millis(200));
+    until_metrics_show(&gateway, "sluice_gateway_connections_open 0\n");
     assert_eq!(version_for(&gateway, ""), "stable");
 }
 

@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 
 mod common;
 
-use common::{Simulate, examples, sluice};
+use common::{Simulate, examples, sluice, stored_runs};
 
 fn eval(sim: &Simulate, store: &Path, extra: &[&str]) -> Output {
     sluice()
@@ -699,19 +699,7 @@ fn a_killed_run_resumes_where_it_stopped() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(900));
-    child.kill().unwrap();
-    child.wait().unwrap();
-
-    let runs = sluice()
-        .arg("--store")
-        .arg(&store)
-        .args(["store", "runs", "--json"])
-        .output()
-        .unwrap();
-    let runs: serde_json::Value = serde_json::from_str(&text(&runs.stdout)).unwrap();
-    assert_eq!(runs[0]["status"], "running", "{runs}");
-    let run_id = runs[0]["id"].as_str().unwrap().to_owned();
+    let runs = || stored_runs(&store, "eval");
     let stored = |id: &str| {
         let show = sluice()
             .arg("--store")
@@ -727,6 +715,26 @@ fn a_killed_run_resumes_where_it_stopped() {
             .map(|r| r["seq"].as_u64().unwrap())
             .collect::<Vec<_>>()
     };
+    // Killed once its first results are stored, mid-way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let run_id = loop {
+        let runs = runs();
+        if let Some(id) = runs[0]["id"].as_str()
+            && !stored(id).is_empty()
+        {
+            break id.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing was stored: {runs}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let runs = runs();
+    assert_eq!(runs[0]["status"], "running", "{runs}");
+    assert_eq!(runs[0]["id"], run_id.as_str(), "{runs}");
     let partial = stored(&run_id);
     assert!(
         !partial.is_empty() && partial.len() < 60,

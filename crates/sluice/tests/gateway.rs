@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Gateway, OVERRIDE_TOKEN, Simulate, examples, sluice, windows};
+use common::{Gateway, OVERRIDE_TOKEN, Simulate, examples, sluice, windows, windows_when};
 
 const SIM: &str = "models:
   stable: {default: stable answer}
@@ -305,19 +305,26 @@ async fn sigterm_drains_streams_in_flight() {
         assert_eq!(response.status().as_u16(), 200);
         response.text().await.unwrap()
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    windows_when(&gateway, |w| w["windows"]["slow"]["slow"]["in_flight"] == 1).await;
     let stopped_at = Instant::now();
     gateway.signal("-TERM");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let refused = reqwest::Client::new()
-        .post(format!("{}/chat/completions", gateway.url))
-        .json(&message("chat", None))
-        .send()
-        .await;
-    assert!(
-        refused.is_err(),
-        "a draining gateway must not accept new connections"
-    );
+    // Once the signal is taken, new connections are refused while the stream goes on.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let refused = reqwest::Client::new()
+            .post(format!("{}/chat/completions", gateway.url))
+            .json(&message("chat", None))
+            .send()
+            .await;
+        if refused.is_err() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a draining gateway must not accept new connections"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let text = stream.await.unwrap();
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     assert_eq!(text.matches("\"content\":\"").count(), 11, "{text}");
@@ -403,9 +410,11 @@ async fn bad_requests_and_failing_upstreams_get_openai_shaped_errors() {
     let first = stream.chunk().await.unwrap();
     assert!(first.is_some());
     drop(stream);
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let windows = windows(&gateway).await;
+    let windows = windows_when(&gateway, |w| {
+        w["windows"]["slow"]["slow"]["classes"]["client_closed"] == 1
+    })
+    .await;
     let slow = &windows["windows"]["slow"]["slow"];
     assert_eq!(slow["classes"]["client_closed"], 1, "{windows:#}");
     assert_eq!(slow["in_flight"], 0, "{windows:#}");

@@ -824,12 +824,22 @@ fn steps_wait_while_the_gateway_cannot_take_a_weight() {
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(1500));
-    let status = rollout()
-        .args(["status", "stuck", "--json"])
-        .output()
-        .unwrap();
-    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = || {
+        let output = rollout()
+            .args(["status", "stuck", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&output.stdout).ok()
+    };
+    // Once the controller has stored its run, it keeps failing to set the first weight: give
+    // it a second of retries, then it must still be waiting at its first step.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status().is_none_or(|s| s["status"] != "running") {
+        assert!(Instant::now() < deadline, "the rollout never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let status = status().unwrap();
     assert_eq!(status["status"], "running");
     assert_eq!(status["state"]["step"], 1, "{status:#}");
     assert_ne!(status["state"]["phase"], "Healthy", "{status:#}");

@@ -394,6 +394,26 @@ pub fn exchange(address: &str, request_line: &str, headers: &str, body: &str) ->
     response
 }
 
+/// The gateway's windows once `ready` holds for them (polled every 20 ms, up to 10 s): for
+/// waiting on what the gateway has recorded instead of sleeping.
+pub async fn windows_when(
+    gateway: &Gateway,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let windows = windows(gateway).await;
+        if ready(&windows) {
+            return windows;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the windows never got there: {windows:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A gateway's live windows over five minutes, as `GET /admin/windows` answers them.
 pub async fn windows(gateway: &Gateway) -> serde_json::Value {
     reqwest::get(format!("{}/admin/windows?seconds=300", gateway.admin))
