@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod profile;
 mod run;
 pub mod schedule;
+pub mod session;
 pub mod sweep;
 pub mod threshold;
 

@@ -7,15 +7,16 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_bench::profile::{
     self, ArrivalKind, DurationText, EndpointKind, GoodputSpec, Mode, Plan, Preset, Profile,
     ProfileFile, Verdict,
 };
+use sluice_bench::session::StoredBench;
 use sluice_bench::sweep::Stages;
 use sluice_bench::{BenchResult, Live};
 use sluice_config::ProcessEnv;
-use sluice_store::{NewRun, RunKind, RunStatus};
+use sluice_store::RunKind;
 use tokio::sync::watch;
 
 use super::{Outcome, link_run, model_version, open_store};
@@ -85,29 +86,21 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
         )
     })?;
     let version = model_version(store.as_ref(), args.model_version.as_deref()).await?;
-    let run_id = match &store {
+    let stored = match &store {
         Some(store) => {
-            let config = plan.describe();
-            let name = plan.config.target.model.clone();
-            Some(
-                store
-                    .create_run(NewRun {
-                        kind: RunKind::Bench,
-                        name,
-                        config,
-                    })
-                    .await?,
+            let stored = StoredBench::begin(store, &plan).await?;
+            link_run(
+                Some(store),
+                version.as_ref(),
+                RunKind::Bench,
+                stored.id().as_str(),
             )
+            .await?;
+            Some(stored)
         }
         None => None,
     };
-    let _hold = match (&store, &run_id) {
-        (Some(store), Some(id)) => {
-            link_run(Some(store), version.as_ref(), RunKind::Bench, id.as_str()).await?;
-            Some(store.hold_run(id.as_str()).await?)
-        }
-        _ => None,
-    };
+    let run_id = stored.as_ref().map(|s| s.id().clone());
     let quiet = args.json;
     let (live, display) = live_display(!quiet && std::io::stderr().is_terminal());
     let outcome = plan
@@ -128,9 +121,8 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
     let stages = match outcome {
         Ok(stages) => stages,
         Err(error) => {
-            if let (Some(store), Some(id)) = (&store, &run_id) {
-                let summary = json!({"error": error.to_string()});
-                store.finish_run(id, RunStatus::Errored, summary).await?;
+            if let Some(stored) = stored {
+                stored.errored(&error).await?;
             }
             return Err(error.into());
         }
@@ -144,15 +136,8 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
         std::fs::write(path, stages.csv())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if let (Some(store), Some(id)) = (&store, &run_id) {
-        let status = match (verdict.invalid, verdict.failed) {
-            (true, _) => RunStatus::Errored,
-            (false, true) => RunStatus::Failed,
-            (false, false) => RunStatus::Passed,
-        };
-        store
-            .finish_run(id, status, verdict.document.clone())
-            .await?;
+    if let Some(stored) = stored {
+        stored.finish(&verdict).await?;
     }
     render(&args, &plan, &stages, &verdict, run_id.as_ref())
 }

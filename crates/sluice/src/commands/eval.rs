@@ -46,13 +46,7 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
         &args.outputs
     };
     let mut files = ReportFiles::create(outputs)?;
-    let baseline = match &args.baseline {
-        Some(name) if Path::new(name).is_file() => {
-            Some(Baseline::from_file(Path::new(name), &suite)?)
-        }
-        Some(name) => Some(Baseline::from_run(&open_store(store_location).await?, name).await?),
-        None => None,
-    };
+    let baseline = baseline(args.baseline.as_deref(), &suite, store_location).await?;
     let plan = runner::plan_fingerprint(&suite, &options);
     let expected = runner::plan(&suite, &options).count();
     let session = Session {
@@ -89,6 +83,21 @@ pub async fn run(args: EvalArgs, store_location: &str) -> anyhow::Result<Outcome
     };
     progress.finish();
     render(&args, &finished, files)
+}
+
+/// The baseline to compare with: a report file when `name` is one, else a stored run.
+async fn baseline(
+    name: Option<&str>,
+    suite: &sluice_eval::Suite,
+    store_location: &str,
+) -> anyhow::Result<Option<Baseline>> {
+    Ok(match name {
+        Some(name) if Path::new(name).is_file() => {
+            Some(Baseline::from_file(Path::new(name), suite)?)
+        }
+        Some(name) => Some(Baseline::from_run(&open_store(store_location).await?, name).await?),
+        None => None,
+    })
 }
 
 /// How to run the suite, from the flags.

@@ -58,6 +58,27 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
     let _ = stdout.flush();
     let handle = server.handle();
     let admin_url = format!("http://{}", server.admin_addr());
+    let controllers = start_rollouts(specs, store, &handle, &admin_url).await?;
+    let reloads = tokio::spawn(reload_on_hangup(handle.clone()));
+    shutdown_signal().await;
+    // A rollout still running is left in the store, where the next start resumes it.
+    for controller in controllers {
+        controller.abort();
+    }
+    info!("Draining the gateway.");
+    reloads.abort();
+    server.shutdown().await;
+    Ok(Outcome::Ok)
+}
+
+/// Starts (or resumes) each `--rollout` spec's controller in process, steering this gateway
+/// through its handle; each prints its states and how it ended.
+async fn start_rollouts(
+    specs: Vec<(Spec, Option<String>)>,
+    store: Option<sluice_store::Store>,
+    handle: &sluice_gateway::GatewayHandle,
+    admin_url: &str,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut controllers = Vec::new();
     for (mut spec, source) in specs {
         if spec
@@ -70,7 +91,7 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
                 "The spec's gateway.admin_url is ignored: the rollout steers this gateway in process."
             );
         }
-        spec.admin_url = Some(admin_url.clone());
+        spec.admin_url = Some(admin_url.to_owned());
         let store = store
             .clone()
             .ok_or_else(|| anyhow::anyhow!("a rollout needs the store"))?;
@@ -105,16 +126,7 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
             let _ = writeln!(crate::output::stdout(), "{line}");
         }));
     }
-    let reloads = tokio::spawn(reload_on_hangup(handle.clone()));
-    shutdown_signal().await;
-    // A rollout still running is left in the store, where the next start resumes it.
-    for controller in controllers {
-        controller.abort();
-    }
-    info!("Draining the gateway.");
-    reloads.abort();
-    server.shutdown().await;
-    Ok(Outcome::Ok)
+    Ok(controllers)
 }
 
 /// Gives each route the weights the store's newest rollout on it left (see

@@ -2,9 +2,10 @@
 //! JSON; the exit code is the gate.
 
 use sluice_readiness::{
-    CapacitySource, MetricsSource, PrometheusQueries, ReadinessRequest, Slo, Verdict,
+    CapacitySource, MetricsSource, PrometheusQueries, Readiness, ReadinessRequest, Slo, Verdict,
 };
 use sluice_registry::ModelRef;
+use sluice_store::ModelVersion;
 
 use super::{Outcome, open_store};
 use crate::cli::ReadinessArgs;
@@ -20,6 +21,24 @@ pub async fn run(args: ReadinessArgs, location: &str) -> anyhow::Result<Outcome>
     }
     let store = open_store(location).await?;
     let version = ModelRef::parse(&args.reference)?.resolve(&store).await?;
+    let json = args.json;
+    let report = sluice_readiness::assess(&store, &version, &request(args, &version)).await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print(&report);
+    }
+    Ok(if report.ready {
+        Outcome::Ok
+    } else {
+        Outcome::GateFailed
+    })
+}
+
+/// The gate's request from the flags: where the service levels come from (the store's
+/// request log, or Prometheus with the default queries for the route and version unless
+/// given), where capacity comes from, and the SLO.
+fn request(args: ReadinessArgs, version: &ModelVersion) -> ReadinessRequest {
     let route = args.route.unwrap_or_else(|| version.model.clone());
     let gateway_version = args
         .gateway_version
@@ -51,7 +70,7 @@ pub async fn run(args: ReadinessArgs, location: &str) -> anyhow::Result<Outcome>
         (Some(path), false) => CapacitySource::Inventory(path),
         (None, false) => CapacitySource::LocalGpus,
     };
-    let request = ReadinessRequest {
+    ReadinessRequest {
         window: args.window,
         slo: Slo {
             min_availability: args.min_availability / 100.0,
@@ -62,32 +81,26 @@ pub async fn run(args: ReadinessArgs, location: &str) -> anyhow::Result<Outcome>
         metrics,
         capacity,
         replicas: args.replicas,
-    };
-    let report = sluice_readiness::assess(&store, &version, &request).await?;
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        outln!("{} — service levels from {}", report.version, report.source);
-        outln!("{:<14} {:<16} {:<44} RESULT", "CHECK", "TARGET", "OBSERVED");
-        for check in &report.checks {
-            let verdict = match check.verdict {
-                Verdict::Pass => "pass",
-                Verdict::Fail => "FAIL",
-                Verdict::Unknown => "UNKNOWN",
-                Verdict::Skipped => "skipped",
-            };
-            outln!(
-                "{:<14} {:<16} {:<44} {verdict}",
-                check.name,
-                check.target,
-                check.observed
-            );
-        }
-        outln!("{}", if report.ready { "READY" } else { "NOT READY" });
     }
-    Ok(if report.ready {
-        Outcome::Ok
-    } else {
-        Outcome::GateFailed
-    })
+}
+
+/// The report as a table.
+fn print(report: &Readiness) {
+    outln!("{} — service levels from {}", report.version, report.source);
+    outln!("{:<14} {:<16} {:<44} RESULT", "CHECK", "TARGET", "OBSERVED");
+    for check in &report.checks {
+        let verdict = match check.verdict {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Unknown => "UNKNOWN",
+            Verdict::Skipped => "skipped",
+        };
+        outln!(
+            "{:<14} {:<16} {:<44} {verdict}",
+            check.name,
+            check.target,
+            check.observed
+        );
+    }
+    outln!("{}", if report.ready { "READY" } else { "NOT READY" });
 }
