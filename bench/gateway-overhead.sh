@@ -7,12 +7,17 @@
 #   python3 -m venv /tmp/ll && /tmp/ll/bin/pip install 'litellm[proxy]'
 #   cargo build --release && LITELLM=/tmp/ll/bin/litellm bench/gateway-overhead.sh
 #
-# DURATION (default 10s) per measurement; SKIP_LITELLM=1 leaves LiteLLM out.
+# Besides latency and throughput, it reports each proxy's own CPU time per request at 8
+# connections (from /proc, so a busy neighbour on a shared machine changes it less than it
+# changes requests/s).
+#
+# DURATION (default 10s) per measurement; SKIP_LITELLM=1 leaves LiteLLM out; SLUICE=path measures
+# another sluice binary (a build of an earlier commit, for a before/after table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-10s}
-sluice=$PWD/target/release/sluice
-[ -x "$sluice" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+sluice=${SLUICE:-$PWD/target/release/sluice}
+[ -x "$sluice" ] || { echo "build first: cargo build --release ($sluice is missing)" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exit 2; }
 command -v nginx >/dev/null || { echo "install nginx (apt-get install nginx-light)" >&2; exit 2; }
 
@@ -21,6 +26,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.5; rm -rf "$work"' EXIT
 sim_port=18200 nginx_port=18201 gateway_port=18202 admin_port=18203 litellm_port=18204
 printf 'models:\n  stable:\n    script:\n      - {match: "capital of France", answer: "The capital of France is Paris."}\n' >"$work/sim.yaml"
 "$sluice" simulate --listen "127.0.0.1:$sim_port" --config "$work/sim.yaml" >/dev/null &
+sim_pid=$!
 
 cat >"$work/nginx.conf" <<CONF
 worker_processes 1;
@@ -45,6 +51,7 @@ http {
 }
 CONF
 nginx -c "$work/nginx.conf" &
+nginx_pid=$!
 
 cat >"$work/gateway.yaml" <<YAML
 routes:
@@ -54,8 +61,18 @@ routes:
 YAML
 "$sluice" gateway --no-store -c "$work/gateway.yaml" --listen "127.0.0.1:$gateway_port" \
   --admin-listen "127.0.0.1:$admin_port" >/dev/null &
+gateway_pid=$!
 
 targets="direct:$sim_port nginx:$nginx_port sluice-gateway:$gateway_port"
+
+# CPU seconds (user + system, all threads) of a process and its children, from /proc.
+cpu_seconds() {
+  local pids="$1 $(pgrep -P "$1" | tr '\n' ' ')"
+  for pid in $pids; do cat "/proc/$pid/stat" 2>/dev/null; done |
+    awk -v hz="$(getconf CLK_TCK)" '{ticks += $14 + $15} END {printf "%.3f", ticks / hz}'
+}
+declare -A proxy_pid=([direct]=$sim_pid [nginx]=$nginx_pid [sluice-gateway]=$gateway_pid)
+cpu_report=""
 if [ "${SKIP_LITELLM:-0}" != 1 ]; then
   litellm=${LITELLM:-litellm}
   cat >"$work/litellm.yaml" <<YAML
@@ -67,11 +84,13 @@ YAML
   # Like the other proxies here, LiteLLM runs without client authentication.
   (cd "$work" && LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true exec "$litellm" \
     --config "$work/litellm.yaml" --port "$litellm_port" --num_workers 1 >"$work/litellm.log" 2>&1) &
+  litellm_pid=$!
   for _ in $(seq 1 60); do
     curl -sf "http://127.0.0.1:$litellm_port/health/liveliness" >/dev/null && break
     sleep 1
   done
   targets="$targets litellm:$litellm_port"
+  proxy_pid[litellm]=$litellm_pid
 fi
 sleep 1
 
@@ -87,13 +106,24 @@ printf '%-16s %5s %12s %10s %10s\n' proxy conns req/s p50 p99
 for conns in 1 8 32; do
   for target in $targets; do
     name=${target%%:*} port=${target#*:}
+    before=$(cpu_seconds "${proxy_pid[$name]}")
     wrk -t1 -c"$conns" -d"$duration" --latency -s bench/sim-chat.lua "http://127.0.0.1:$port" >"$work/wrk.txt" 2>&1 || true
+    after=$(cpu_seconds "${proxy_pid[$name]}")
+    if [ "$conns" = 8 ]; then
+      requests=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
+      cpu_report+=$(awk -v n="$name" -v b="$before" -v a="$after" -v r="$requests" \
+        'BEGIN {printf "%-16s %12d %10.1f\n", n, r, (a - b) * 1e6 / r}')$'\n'
+    fi
     rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
     p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
     p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
     printf '%-16s %5s %12s %10s %10s\n' "$name" "$conns" "$rps" "$p50" "$p99"
   done
 done
+
+echo "== CPU time per request at 8 connections (the process and its children; for direct, the simulator's)"
+printf '%-16s %12s %10s\n' proxy requests us/req
+printf '%s' "$cpu_report"
 
 echo "== fixed rate (sluice bench, open loop, non-streaming, $duration): e2e p50 / p99 in ms"
 printf '%-16s %6s %10s %10s %10s %8s\n' proxy rate achieved p50 p99 errors
