@@ -101,24 +101,7 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
         None => None,
     };
     let run_id = stored.as_ref().map(|s| s.id().clone());
-    let quiet = args.json;
-    let (live, display) = live_display(!quiet && std::io::stderr().is_terminal());
-    let outcome = plan
-        .execute(live, |result: &BenchResult| {
-            if !quiet {
-                eprintln!(
-                    "  stage done: {} → {:.2} req/s",
-                    result.load_label(),
-                    result.number("request_throughput").unwrap_or(0.0)
-                );
-            }
-        })
-        .await;
-    if let Some(display) = display {
-        display.abort();
-        eprint!("\r\x1b[2K");
-    }
-    let stages = match outcome {
+    let stages = match execute(&plan, args.json).await {
         Ok(stages) => stages,
         Err(error) => {
             if let Some(stored) = stored {
@@ -140,6 +123,28 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
         stored.finish(&verdict).await?;
     }
     render(&args, &plan, &stages, &verdict, run_id.as_ref())
+}
+
+/// Runs the plan, showing live figures on a terminal and a line per finished stage unless the
+/// report is JSON.
+async fn execute(plan: &Plan, quiet: bool) -> Result<Stages, sluice_bench::BenchError> {
+    let (live, display) = live_display(!quiet && std::io::stderr().is_terminal());
+    let outcome = plan
+        .execute(live, |result: &BenchResult| {
+            if !quiet {
+                eprintln!(
+                    "  stage done: {} → {:.2} req/s",
+                    result.load_label(),
+                    result.number("request_throughput").unwrap_or(0.0)
+                );
+            }
+        })
+        .await;
+    if let Some(display) = display {
+        display.abort();
+        eprint!("\r\x1b[2K");
+    }
+    outcome
 }
 
 /// The console (or JSON) report, and the outcome.

@@ -130,111 +130,25 @@ async fn canary(
     run_id: &str,
     say: &impl Fn(String),
 ) -> anyhow::Result<serde_json::Value> {
-    let gateway_yaml = format!(
-        "routes:\n  chat:\n    versions:\n      - {{name: stable, url: \"{base_url}\", model: stable}}\n      - {{name: candidate, url: \"{base_url}\", model: candidate-v2}}\n    split: {{weights: {{stable: 100, candidate: 0}}}}\n"
-    );
-    let document = Document::parse("quickstart gateway", &gateway_yaml, &MapEnv::default())?;
-    let config =
-        sluice_gateway::config::GatewayConfig::from_document(&document, &MapEnv::default())?;
-    let gateway = sluice_gateway::GatewayServer::start(
-        config,
-        None,
-        Some(store.clone()),
-        "127.0.0.1:0".parse()?,
-        "127.0.0.1:0".parse()?,
-    )
-    .await?;
+    let gateway = start_gateway(store, base_url).await?;
     let gateway_url = format!("http://{}/v1", gateway.local_addr());
-    let admin_url = format!("http://{}", gateway.admin_addr());
     say(format!(
         "  gateway     {gateway_url}  route `chat`: stable 100 %, candidate (candidate-v2) 0 %"
     ));
-    let traffic = tokio::spawn(sluice_bench::run(sluice_bench::BenchConfig {
-        target: sluice_core::EndpointSpec::new(&gateway_url, "chat"),
-        endpoint: sluice_bench::Endpoint::Chat,
-        dataset: sluice_bench::dataset::Dataset::Random,
-        load: sluice_bench::Load::Rate {
-            rate: CANARY_TRAFFIC,
-            arrival: sluice_bench::schedule::Arrival::Poisson,
-            max_concurrency: None,
-        },
-        limit: sluice_bench::Limit::Duration(Duration::from_secs(60)),
-        warmup: Duration::ZERO,
-        input_tokens: 8,
-        output_tokens: 8,
-        range_ratio: 0.0,
-        stream: false,
-        ignore_eos: false,
-        goodput: sluice_bench::Goodput::default(),
-        thresholds: Vec::new(),
-        max_lag: Duration::from_secs(10),
-        timeout: Duration::from_secs(10),
-        seed: 7,
-    }));
+    let traffic = tokio::spawn(sluice_bench::run(traffic(&gateway_url)));
     say(format!(
         "  traffic     {CANARY_TRAFFIC} requests/s of synthetic chat traffic through the gateway"
     ));
-    let rule = sluice_rollout::spec::Rule {
-        window: Duration::from_secs(10),
-        min_samples: 20,
-        interval: Duration::from_millis(250),
-        ..sluice_rollout::spec::Rule::gateway(
-            sluice_rollout::spec::Metric::ErrorRate,
-            Some(0.05),
-            None,
-        )
-    };
     let name = format!(
         "quickstart-canary-{}",
         run_id.rsplit('-').next().unwrap_or("run")
     );
-    let spec = sluice_rollout::spec::Spec {
-        name: name.clone(),
-        admin_url: Some(admin_url),
-        admin_token: None,
-        route: "chat".into(),
-        stable: "stable".into(),
-        candidate: "candidate".into(),
-        steps: vec![
-            sluice_rollout::spec::Step::SetWeight(10),
-            sluice_rollout::spec::Step::Pause(Some(Duration::from_secs(3))),
-            sluice_rollout::spec::Step::SetWeight(50),
-            sluice_rollout::spec::Step::Pause(Some(Duration::from_secs(3))),
-            sluice_rollout::spec::Step::SetWeight(100),
-        ],
-        rules: vec![rule.clone()],
-        cooldown: Duration::ZERO,
-        alerts: Vec::new(),
-        flag: None,
-        instances: Default::default(),
-        promote_alias: None,
-    };
+    let spec = canary_spec(&name, format!("http://{}", gateway.admin_addr()));
     say(format!(
         "  rollout     canary {name}: 10 % → 50 % → 100 %, rolled back if {} over 10 s (≥ 20 requests)",
-        rule.describe()
+        spec.rules[0].describe()
     ));
-    // Give the candidate a healthy second at 10 %, then break it.
-    let fault_url = format!(
-        "{}/admin/models/candidate-v2",
-        base_url.trim_end_matches("/v1")
-    );
-    let injected = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
-    let fault = {
-        let injected = std::sync::Arc::clone(&injected);
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            let client = reqwest::Client::new();
-            let response = client
-                .put(&fault_url)
-                .body("default: lorem\nlorem_tokens: 8\nfaults: {error_rate: 0.6, error_status: [500, 503]}\n")
-                .send()
-                .await;
-            if response.is_ok_and(|r| r.status().is_success()) {
-                *injected.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(std::time::Instant::now());
-            }
-        })
-    };
+    let (fault, injected) = break_candidate_later(base_url);
     let (controller, _) =
         sluice_rollout::controller::Controller::start(spec, store.clone(), None).await?;
     let rollout_run = controller.run_id().as_str().to_owned();
@@ -284,7 +198,6 @@ async fn canary(
             state.message
         ));
     }
-    let chat = windows.get("chat");
     Ok(json!({
         "rollout": name,
         "rollout_run": rollout_run,
@@ -292,15 +205,135 @@ async fn canary(
         "final_candidate_weight": weight,
         "detected_ms": detected_ms,
         "reason": state.message,
-        "windows": chat,
+        "windows": windows.get("chat"),
     }))
+}
+
+/// A gateway in front of the simulator with route `chat`: `stable` at 100 %, `candidate`
+/// (the simulator's `candidate-v2`) at 0 %.
+async fn start_gateway(
+    store: &sluice_store::Store,
+    base_url: &str,
+) -> anyhow::Result<sluice_gateway::GatewayServer> {
+    let gateway_yaml = format!(
+        "routes:\n  chat:\n    versions:\n      - {{name: stable, url: \"{base_url}\", model: stable}}\n      - {{name: candidate, url: \"{base_url}\", model: candidate-v2}}\n    split: {{weights: {{stable: 100, candidate: 0}}}}\n"
+    );
+    let document = Document::parse("quickstart gateway", &gateway_yaml, &MapEnv::default())?;
+    let config =
+        sluice_gateway::config::GatewayConfig::from_document(&document, &MapEnv::default())?;
+    Ok(sluice_gateway::GatewayServer::start(
+        config,
+        None,
+        Some(store.clone()),
+        "127.0.0.1:0".parse()?,
+        "127.0.0.1:0".parse()?,
+    )
+    .await?)
+}
+
+/// A minute of Poisson chat traffic through the gateway at the quickstart's rate.
+fn traffic(gateway_url: &str) -> sluice_bench::BenchConfig {
+    sluice_bench::BenchConfig {
+        target: sluice_core::EndpointSpec::new(gateway_url, "chat"),
+        endpoint: sluice_bench::Endpoint::Chat,
+        dataset: sluice_bench::dataset::Dataset::Random,
+        load: sluice_bench::Load::Rate {
+            rate: CANARY_TRAFFIC,
+            arrival: sluice_bench::schedule::Arrival::Poisson,
+            max_concurrency: None,
+        },
+        limit: sluice_bench::Limit::Duration(Duration::from_secs(60)),
+        warmup: Duration::ZERO,
+        input_tokens: 8,
+        output_tokens: 8,
+        range_ratio: 0.0,
+        stream: false,
+        ignore_eos: false,
+        goodput: sluice_bench::Goodput::default(),
+        thresholds: Vec::new(),
+        max_lag: Duration::from_secs(10),
+        timeout: Duration::from_secs(10),
+        seed: 7,
+    }
+}
+
+/// The canary: 10 % → 50 % → 100 % with 3 s pauses, rolled back when the candidate's error
+/// rate goes over 5 % in a 10 s window of at least 20 requests, checked every 250 ms.
+fn canary_spec(name: &str, admin_url: String) -> sluice_rollout::spec::Spec {
+    use sluice_rollout::spec::{Metric, Rule, Spec, Step};
+    let rule = Rule {
+        window: Duration::from_secs(10),
+        min_samples: 20,
+        interval: Duration::from_millis(250),
+        ..Rule::gateway(Metric::ErrorRate, Some(0.05), None)
+    };
+    Spec {
+        name: name.to_owned(),
+        admin_url: Some(admin_url),
+        admin_token: None,
+        route: "chat".into(),
+        stable: "stable".into(),
+        candidate: "candidate".into(),
+        steps: vec![
+            Step::SetWeight(10),
+            Step::Pause(Some(Duration::from_secs(3))),
+            Step::SetWeight(50),
+            Step::Pause(Some(Duration::from_secs(3))),
+            Step::SetWeight(100),
+        ],
+        rules: vec![rule],
+        cooldown: Duration::ZERO,
+        alerts: Vec::new(),
+        flag: None,
+        instances: Default::default(),
+        promote_alias: None,
+    }
+}
+
+/// Gives the candidate a healthy 1.5 s at 10 %, then makes the simulator fail 60 % of its
+/// requests; the shared slot says when the fault took effect.
+fn break_candidate_later(
+    base_url: &str,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+) {
+    let fault_url = format!(
+        "{}/admin/models/candidate-v2",
+        base_url.trim_end_matches("/v1")
+    );
+    let injected = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    let slot = std::sync::Arc::clone(&injected);
+    let fault = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let client = reqwest::Client::new();
+        let response = client
+            .put(&fault_url)
+            .body("default: lorem\nlorem_tokens: 8\nfaults: {error_rate: 0.6, error_status: [500, 503]}\n")
+            .send()
+            .await;
+        if response.is_ok_and(|r| r.status().is_success()) {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        }
+    });
+    (fault, injected)
 }
 
 fn ms(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
+/// The simulator's endpoints through the client, a bench of each model with thresholds, and the
+/// eval gate on each model.
 async fn exercise(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serde_json::Value> {
+    let mut summary = endpoints(client, say).await?;
+    summary["bench"] = bench_models(client, say).await?;
+    summary["eval_gate"] = eval_gate(client, say).await?;
+    Ok(summary)
+}
+
+/// One streamed and one plain chat, a streamed completion, and embeddings compared by cosine.
+async fn endpoints(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serde_json::Value> {
     let question = "What is the capital of France?";
     let streamed = client
         .chat_stream(&ChatRequest::user("stable", question))
@@ -353,7 +386,16 @@ async fn exercise(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serd
     say(format!(
         "  embeddings  cosine(similar) {similar:.2} vs cosine(unrelated) {unrelated:.2}"
     ));
+    Ok(json!({
+        "chat": {"answer": streamed.text, "ttft_ms": ttft},
+        "json_answer_valid": parsed,
+        "completion_tokens": tokens,
+        "embedding_cosine": {"similar": similar, "unrelated": unrelated},
+    }))
+}
 
+/// A short streamed bench of each model, with the quickstart's thresholds.
+async fn bench_models(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serde_json::Value> {
     let mut bench = serde_json::Map::new();
     for model in ["stable", "candidate"] {
         let config = sluice_bench::BenchConfig {
@@ -402,6 +444,11 @@ async fn exercise(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serd
         ));
         bench.insert(model.into(), json!({"requests": BENCH_REQUESTS, "errors": errors, "ttft_p50_ms": ttft.median, "ttft_p99_ms": p99, "thresholds_passed": failed.is_empty()}));
     }
+    Ok(bench.into())
+}
+
+/// The quickstart's eval suite on each model, with the default gate.
+async fn eval_gate(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serde_json::Value> {
     let mut gate = serde_json::Map::new();
     for model in ["stable", "candidate"] {
         let suite_text = EVAL_SUITE
@@ -433,12 +480,5 @@ async fn exercise(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serd
         ));
         gate.insert(model.into(), json!({"passed": passed, "tests_passed": total.passed, "tests_failed": total.failed, "errors": total.errors}));
     }
-    Ok(json!({
-        "eval_gate": gate,
-        "chat": {"answer": streamed.text, "ttft_ms": ttft},
-        "json_answer_valid": parsed,
-        "completion_tokens": tokens,
-        "embedding_cosine": {"similar": similar, "unrelated": unrelated},
-        "bench": bench,
-    }))
+    Ok(gate.into())
 }
