@@ -44,12 +44,13 @@ pub enum CompareError {
     #[error("the {0} is not a `sluice bench` result (no `histograms` object)")]
     NotAResult(&'static str),
     /// An embedded histogram does not decode.
-    #[error("histogram `{metric}`: {reason}")]
+    #[error("histogram `{metric}`")]
     Histogram {
         /// The metric.
         metric: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: crate::metrics::DecodeError,
     },
 }
 
@@ -102,9 +103,9 @@ fn histogram(result: &Value, metric: &str) -> Result<Option<Metric>, CompareErro
         .and_then(|h| h.get(metric))
         .and_then(Value::as_str)
         .map(|text| {
-            Metric::decode(text).map_err(|reason| CompareError::Histogram {
+            Metric::decode(text).map_err(|source| CompareError::Histogram {
                 metric: metric.to_owned(),
-                reason,
+                source,
             })
         })
         .transpose()

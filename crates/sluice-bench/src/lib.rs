@@ -88,29 +88,47 @@ pub struct Goodput {
     pub e2el: Option<f64>,
 }
 
+/// A goodput item that is not `KEY:MILLISECONDS`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GoodputError {
+    /// No colon.
+    #[error("goodput `{0}`: expected KEY:MILLISECONDS, e.g. ttft:200")]
+    NoColon(String),
+    /// Not a positive number.
+    #[error("goodput `{0}`: expected a positive number of milliseconds")]
+    NotPositive(String),
+    /// A key other than ttft, tpot or e2el.
+    #[error("goodput `{item}`: unknown SLO `{key}` (ttft, tpot or e2el)")]
+    UnknownSlo {
+        /// The item.
+        item: String,
+        /// Its key.
+        key: String,
+    },
+}
+
 impl Goodput {
     /// Parses vLLM's `ttft:200 tpot:50 e2el:5000` (milliseconds).
-    pub fn parse(items: &[String]) -> Result<Self, String> {
+    pub fn parse(items: &[String]) -> Result<Self, GoodputError> {
         let mut goodput = Goodput::default();
         for item in items.iter().flat_map(|i| i.split_whitespace()) {
-            let (key, value) = item.split_once(':').ok_or_else(|| {
-                format!("goodput `{item}`: expected KEY:MILLISECONDS, e.g. ttft:200")
-            })?;
+            let (key, value) = item
+                .split_once(':')
+                .ok_or_else(|| GoodputError::NoColon(item.to_owned()))?;
             let value: f64 = value
                 .parse()
                 .ok()
                 .filter(|v: &f64| v.is_finite() && *v > 0.0)
-                .ok_or_else(|| {
-                    format!("goodput `{item}`: expected a positive number of milliseconds")
-                })?;
+                .ok_or_else(|| GoodputError::NotPositive(item.to_owned()))?;
             match key {
                 "ttft" => goodput.ttft = Some(value),
                 "tpot" => goodput.tpot = Some(value),
                 "e2el" => goodput.e2el = Some(value),
                 other => {
-                    return Err(format!(
-                        "goodput `{item}`: unknown SLO `{other}` (ttft, tpot or e2el)"
-                    ));
+                    return Err(GoodputError::UnknownSlo {
+                        item: item.to_owned(),
+                        key: other.to_owned(),
+                    });
                 }
             }
         }

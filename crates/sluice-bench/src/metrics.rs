@@ -26,6 +26,20 @@ impl Default for Metric {
     }
 }
 
+/// An embedded histogram that [`Metric::decode`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not base64.
+    #[error("the histogram is not base64")]
+    NotBase64,
+    /// Not a serialised histogram.
+    #[error("the histogram cannot be read: {0}")]
+    Unreadable(String),
+    /// Values beyond this build's histogram range.
+    #[error("the histogram does not fit: {0}")]
+    DoesNotFit(String),
+}
+
 impl Metric {
     /// Records one duration.
     pub fn record(&mut self, value: Duration) {
@@ -86,16 +100,16 @@ impl Metric {
     }
 
     /// Reads [`Metric::encode`]'s output.
-    pub fn decode(text: &str) -> Result<Self, String> {
-        let bytes = unbase64(text).ok_or("the histogram is not base64")?;
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let bytes = unbase64(text).ok_or(DecodeError::NotBase64)?;
         let histogram: Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
-            .map_err(|e| format!("the histogram cannot be read: {e:?}"))?;
+            .map_err(|e| DecodeError::Unreadable(format!("{e:?}")))?;
         let mut metric = Metric::default();
         metric
             .histogram
             .add(&histogram)
-            .map_err(|e| format!("the histogram does not fit: {e:?}"))?;
+            .map_err(|e| DecodeError::DoesNotFit(format!("{e:?}")))?;
         Ok(metric)
     }
 }

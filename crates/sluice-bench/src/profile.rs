@@ -280,7 +280,7 @@ pub fn compile(flags: Profile, file: Option<ProfileFile>) -> Result<Plan, Profil
         .flatten()
         .flat_map(GoodputSpec::items)
         .collect();
-    let goodput = Goodput::parse(&goodput_items).map_err(invalid)?;
+    let goodput = Goodput::parse(&goodput_items).map_err(|e| invalid(e.to_string()))?;
     let thresholds = thresholds(&flags, &profile, document.as_ref())?;
     if !thresholds.is_empty() && mode != Mode::Single {
         return Err(invalid(

@@ -3,8 +3,27 @@
 
 use std::time::Duration;
 
-/// Parses a duration; the error says what was expected.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A text that is not a duration; it says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// No number where one was expected.
+    #[error("`{0}`: expected a duration such as 60s, 500ms or 2m")]
+    NotANumber(String),
+    /// A unit other than us, ms, s, m or h.
+    #[error("`{text}`: unknown unit `{unit}` (us, ms, s, m or h)")]
+    UnknownUnit {
+        /// The whole text.
+        text: String,
+        /// The unit written.
+        unit: String,
+    },
+    /// Negative or too large.
+    #[error("`{0}`: out of range")]
+    OutOfRange(String),
+}
+
+/// Parses a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -12,7 +31,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("`{text}`: expected a duration such as 60s, 500ms or 2m"))?;
+        .map_err(|_| DurationError::NotANumber(text.to_owned()))?;
     let seconds = match unit.trim() {
         "" | "s" => number,
         "ms" => number / 1e3,
@@ -20,12 +39,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => number * 60.0,
         "h" => number * 3600.0,
         other => {
-            return Err(format!(
-                "`{text}`: unknown unit `{other}` (us, ms, s, m or h)"
-            ));
+            return Err(DurationError::UnknownUnit {
+                text: text.to_owned(),
+                unit: other.to_owned(),
+            });
         }
     };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}`: out of range"))
+    Duration::try_from_secs_f64(seconds).map_err(|_| DurationError::OutOfRange(text.to_owned()))
 }
 
 #[cfg(test)]
@@ -39,7 +59,13 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("fast").is_err());
+        assert_eq!(
+            parse_duration("5 parsecs").unwrap_err().to_string(),
+            "`5 parsecs`: unknown unit `parsecs` (us, ms, s, m or h)"
+        );
+        assert_eq!(
+            parse_duration("fast").unwrap_err().to_string(),
+            "`fast`: expected a duration such as 60s, 500ms or 2m"
+        );
     }
 }

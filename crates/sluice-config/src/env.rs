@@ -47,9 +47,11 @@ fn walk(node: &mut Node, path: &FieldPath, env: &dyn EnvSource, errors: &mut Vec
             if value.contains('$') {
                 match expand(value, env) {
                     Ok(expanded) => *value = expanded,
-                    Err(message) => {
-                        errors.push(Diagnostic::new(node.location, path.clone(), message))
-                    }
+                    Err(error) => errors.push(Diagnostic::new(
+                        node.location,
+                        path.clone(),
+                        error.to_string(),
+                    )),
                 }
             }
         }
@@ -70,8 +72,29 @@ fn walk(node: &mut Node, path: &FieldPath, env: &dyn EnvSource, errors: &mut Vec
     }
 }
 
+/// A reference that cannot be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    /// `${` without its `}`.
+    #[error("unterminated `${{` in {0:?}: expected `${{NAME}}`")]
+    Unterminated(String),
+    /// A name with other characters than letters, digits and `_`.
+    #[error(
+        "invalid variable name {name:?} in `${{{reference}}}`: expected letters, digits and `_`"
+    )]
+    BadName {
+        /// The name.
+        name: String,
+        /// The whole reference.
+        reference: String,
+    },
+    /// An unset variable without a default.
+    #[error("environment variable `{0}` is not set (write `${{{0}:-default}}` to give a default)")]
+    Unset(String),
+}
+
 /// Expands the references in one string.
-pub fn expand(text: &str, env: &dyn EnvSource) -> Result<String, String> {
+pub fn expand(text: &str, env: &dyn EnvSource) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(dollar) = rest.find('$') {
@@ -82,9 +105,7 @@ pub fn expand(text: &str, env: &dyn EnvSource) -> Result<String, String> {
             rest = stripped;
         } else if let Some(body) = after.strip_prefix("${") {
             let Some(end) = body.find('}') else {
-                return Err(format!(
-                    "unterminated `${{` in {text:?}: expected `${{NAME}}`"
-                ));
+                return Err(ExpandError::Unterminated(text.to_owned()));
             };
             let reference = &body[..end];
             let (name, default) = match reference.split_once(":-") {
@@ -92,18 +113,17 @@ pub fn expand(text: &str, env: &dyn EnvSource) -> Result<String, String> {
                 None => (reference, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "invalid variable name {name:?} in `${{{reference}}}`: expected letters, digits and `_`"
-                ));
+                return Err(ExpandError::BadName {
+                    name: name.to_owned(),
+                    reference: reference.to_owned(),
+                });
             }
             match (env.var(name), default) {
                 (Some(value), Some(default)) if value.is_empty() => out.push_str(default),
                 (Some(value), _) => out.push_str(&value),
                 (None, Some(default)) => out.push_str(default),
                 (None, None) => {
-                    return Err(format!(
-                        "environment variable `{name}` is not set (write `${{{name}:-default}}` to give a default)"
-                    ));
+                    return Err(ExpandError::Unset(name.to_owned()));
                 }
             }
             rest = &body[end + 1..];
@@ -146,16 +166,19 @@ mod tests {
         assert!(
             expand("${MISSING}", &env())
                 .unwrap_err()
+                .to_string()
                 .contains("`MISSING` is not set")
         );
         assert!(
             expand("${HOST", &env())
                 .unwrap_err()
+                .to_string()
                 .contains("unterminated")
         );
         assert!(
             expand("${a-b}", &env())
                 .unwrap_err()
+                .to_string()
                 .contains("invalid variable name")
         );
     }

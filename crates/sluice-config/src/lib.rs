@@ -18,8 +18,8 @@ pub mod yaml;
 
 use std::path::Path;
 
-pub use duration::parse_duration;
-pub use env::{EnvSource, MapEnv, ProcessEnv};
+pub use duration::{DurationError, parse_duration};
+pub use env::{EnvSource, ExpandError, MapEnv, ProcessEnv};
 pub use error::{Diagnostic, Diagnostics, Location};
 pub use path::FieldPath;
 pub use yaml::{Node, NodeKind};

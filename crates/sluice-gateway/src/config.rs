@@ -454,8 +454,8 @@ fn compile_route(
     };
     let sticky = match split.as_ref().and_then(|s| s.sticky_key.as_deref()) {
         None => StickyKey::None,
-        Some(text) => StickyKey::parse(text).unwrap_or_else(|message| {
-            errors.push(document.error_at(&path.key("split").key("sticky_key"), message));
+        Some(text) => StickyKey::parse(text).unwrap_or_else(|e| {
+            errors.push(document.error_at(&path.key("split").key("sticky_key"), e.to_string()));
             StickyKey::None
         }),
     };

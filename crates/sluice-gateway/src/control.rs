@@ -342,7 +342,7 @@ impl GatewayHandle {
             .as_deref()
             .map(StickyKey::parse)
             .transpose()
-            .map_err(|message| ChangeError::Segments(format!("`sticky_key`: {message}")))?;
+            .map_err(|e| ChangeError::Segments(format!("`sticky_key`: {e}")))?;
         let mut segments = Vec::new();
         for (i, rule) in change.segments.iter().enumerate() {
             if rule.version.as_deref().is_some_and(|v| v != version) {

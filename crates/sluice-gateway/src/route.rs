@@ -124,16 +124,21 @@ pub enum StickyKey {
     Header(String),
 }
 
+/// A sticky key that is neither `user` nor `header:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected `user` or `header:NAME`, found `{0}`")]
+pub struct BadStickyKey(pub String);
+
 impl StickyKey {
     /// Reads `user` or `header:NAME`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, BadStickyKey> {
         match text {
             "user" => Ok(StickyKey::User),
             _ => match text.strip_prefix("header:") {
                 Some(header) if !header.is_empty() => {
                     Ok(StickyKey::Header(header.to_ascii_lowercase()))
                 }
-                _ => Err(format!("expected `user` or `header:NAME`, found `{text}`")),
+                _ => Err(BadStickyKey(text.to_owned())),
             },
         }
     }

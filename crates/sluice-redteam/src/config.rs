@@ -255,7 +255,7 @@ impl Config {
                 }
                 match Strategy::parse(name) {
                     Ok(strategy) => parsed.strategies.push(strategy),
-                    Err(message) => {
+                    Err(unknown) => {
                         let hint = sluice_config::did_you_mean(
                             name,
                             sluice_safety::strategy::ALL
@@ -265,7 +265,7 @@ impl Config {
                         )
                         .map(|n| format!("; did you mean `{n}`?"))
                         .unwrap_or_default();
-                        error(at.clone(), format!("{message}, multi-turn[:N]{hint}"));
+                        error(at.clone(), format!("{unknown}, multi-turn[:N]{hint}"));
                     }
                 }
             }

@@ -819,7 +819,7 @@ impl Checker {
         match text {
             None => default,
             Some(t) => parse_duration(t).unwrap_or_else(|e| {
-                self.error(path, e);
+                self.error(path, e.to_string());
                 default
             }),
         }
@@ -1121,7 +1121,7 @@ impl Checker {
                     None => plan.steps.push(Step::Pause(None)),
                     Some(text) => match parse_duration(text) {
                         Ok(d) => plan.steps.push(Step::Pause(Some(d))),
-                        Err(e) => self.error(path.key("pause").key("duration"), e),
+                        Err(e) => self.error(path.key("pause").key("duration"), e.to_string()),
                     },
                 },
                 _ => self.error(
@@ -1310,7 +1310,7 @@ fn check_rule(
     let mut duration = |key: &str, text: &Option<String>, default: Duration| match text {
         None => default,
         Some(t) => parse_duration(t).unwrap_or_else(|e| {
-            error(path.key(key), e);
+            error(path.key(key), e.to_string());
             default
         }),
     };

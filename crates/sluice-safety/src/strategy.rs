@@ -42,6 +42,23 @@ pub const ALL: &[(&str, Strategy)] = &[
     ("translation", Strategy::Translation),
 ];
 
+/// A strategy name that is none of [`ALL`]; its message lists the known ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownStrategy(pub String);
+
+impl std::fmt::Display for UnknownStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown strategy `{}` (known: {})",
+            self.0,
+            ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownStrategy {}
+
 impl Strategy {
     /// Its name in configs.
     pub fn name(self) -> &'static str {
@@ -51,16 +68,11 @@ impl Strategy {
     }
 
     /// Parses a name; the error lists the known ones.
-    pub fn parse(name: &str) -> Result<Self, String> {
+    pub fn parse(name: &str) -> Result<Self, UnknownStrategy> {
         ALL.iter()
             .find(|(n, _)| *n == name)
             .map(|(_, s)| *s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown strategy `{name}` (known: {})",
-                    ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                )
-            })
+            .ok_or_else(|| UnknownStrategy(name.to_owned()))
     }
 
     /// The attack text for `prompt`.
@@ -415,7 +427,7 @@ mod tests {
             assert_eq!(Strategy::parse(name), Ok(*strategy));
             assert_eq!(strategy.name(), *name);
         }
-        let error = Strategy::parse("base65").unwrap_err();
+        let error = Strategy::parse("base65").unwrap_err().to_string();
         assert!(error.contains("base64, hex"), "{error}");
     }
 
