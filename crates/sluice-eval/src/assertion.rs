@@ -369,14 +369,17 @@ fn list(value: &Value) -> Vec<String> {
 }
 
 /// Why an assertion could not be graded (an error of the row, not a failure).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum GradeError {
     /// A `{{var}}` in the value could not be rendered.
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// A script gave no verdict.
+    #[error(transparent)]
+    Script(#[from] crate::scripted::ScriptError),
     /// The grader could not be reached or its answer could not be read.
-    #[error("{0}")]
-    Grader(String),
+    #[error(transparent)]
+    Grader(#[from] crate::graded::GraderError),
 }
 
 impl Check {
@@ -411,7 +414,7 @@ impl Check {
             _ => None,
         };
         let (pass, score, reason) = if let Some(result) = scripted {
-            result.map_err(GradeError::Grader)?
+            result?
         } else if self.kind.is_model_graded() {
             let pick = |index: Option<usize>| index.and_then(|i| judges.get(i)).copied();
             let graders = graded::Graders {
@@ -419,9 +422,7 @@ impl Check {
                 embedder: pick(self.embedder),
             };
             let value = value.clone().unwrap_or(Value::Null);
-            graded::evaluate(self.kind, &value, self.threshold, output, vars, graders)
-                .await
-                .map_err(GradeError::Grader)?
+            graded::evaluate(self.kind, &value, self.threshold, output, vars, graders).await?
         } else {
             self.evaluate(output, value.as_ref())
         };

@@ -78,6 +78,31 @@ decide whether the context supports it: supported means it can be inferred from 
 Reply with a single JSON object and nothing else: \
 {\"verdicts\": [{\"statement\": <number>, \"supported\": true or false}, ...]}.";
 
+/// Why a model-graded assertion gave no verdict (the row is then an error, never a pass).
+#[derive(Debug, thiserror::Error)]
+pub enum GraderError {
+    /// The grader's endpoint failed.
+    #[error("{role} `{provider}`")]
+    Unreachable {
+        /// `grader` or `embedding provider`.
+        role: &'static str,
+        /// The provider's label.
+        provider: String,
+        /// Why.
+        #[source]
+        source: sluice_llm::LlmError,
+    },
+    /// The assertion could not be graded as configured, or the grader's answer is unreadable.
+    #[error("{0}")]
+    Answer(String),
+}
+
+impl From<String> for GraderError {
+    fn from(message: String) -> Self {
+        GraderError::Answer(message)
+    }
+}
+
 /// Grades `output` with a model; `value` is already templated, `vars` are the test's.
 pub async fn evaluate(
     kind: Kind,
@@ -86,7 +111,7 @@ pub async fn evaluate(
     output: &Output<'_>,
     vars: &Vars,
     graders: Graders<'_>,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, GraderError> {
     let (input, output) = (output.input, output.text);
     let judge = || {
         graders
@@ -107,7 +132,7 @@ pub async fn evaluate(
                 &format!("Rubric:\n{rubric}\n\nOutput:\n{output}"),
             )
             .await?;
-            rubric_verdict(&answer, threshold)
+            Ok(rubric_verdict(&answer, threshold)?)
         }
         Kind::Factuality => {
             let reference = crate::template::text(value);
@@ -119,7 +144,7 @@ pub async fn evaluate(
                 ),
             )
             .await?;
-            factuality_verdict(&answer)
+            Ok(factuality_verdict(&answer)?)
         }
         Kind::ModelGradedClosedqa => {
             let criterion = crate::template::text(value);
@@ -129,7 +154,7 @@ pub async fn evaluate(
                 &format!("Task:\n{input}\n\nSubmission:\n{output}\n\nCriterion:\n{criterion}"),
             )
             .await?;
-            closedqa_verdict(&answer)
+            Ok(closedqa_verdict(&answer)?)
         }
         Kind::Similar => similar(value, threshold.unwrap_or(0.75), output, embedder()?).await,
         Kind::AnswerRelevance => {
@@ -139,7 +164,9 @@ pub async fn evaluate(
             let answer = ask(judge()?, QUESTIONS_SYSTEM, &format!("Answer:\n{output}")).await?;
             let questions = string_list(&answer, "questions")?;
             if questions.is_empty() {
-                return Err("the grader wrote no questions".to_owned());
+                return Err(GraderError::Answer(
+                    "the grader wrote no questions".to_owned(),
+                ));
             }
             let mut inputs = vec![query];
             inputs.extend(questions.iter().cloned());
@@ -207,14 +234,14 @@ pub async fn evaluate(
             }
             Ok((score >= threshold, score, reason))
         }
-        other => Err(format!(
+        other => Err(GraderError::Answer(format!(
             "`{}` is not a model-graded assertion",
             other.name()
-        )),
+        ))),
     }
 }
 
-async fn ask(judge: Judge<'_>, system: &str, user: &str) -> Result<String, String> {
+async fn ask(judge: Judge<'_>, system: &str, user: &str) -> Result<String, GraderError> {
     let request = ChatRequest {
         model: judge.provider.target.model.clone(),
         messages: vec![
@@ -226,11 +253,16 @@ async fn ask(judge: Judge<'_>, system: &str, user: &str) -> Result<String, Strin
         seed: judge.provider.seed,
         ..ChatRequest::default()
     };
-    let generation = judge
-        .client
-        .chat(&request)
-        .await
-        .map_err(|e| format!("grader `{}`: {e}", judge.provider.label))?;
+    let generation =
+        judge
+            .client
+            .chat(&request)
+            .await
+            .map_err(|source| GraderError::Unreachable {
+                role: "grader",
+                provider: judge.provider.label.clone(),
+                source,
+            })?;
     Ok(generation.text)
 }
 
@@ -350,7 +382,7 @@ async fn similar(
     threshold: f64,
     output: &str,
     judge: Judge<'_>,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, GraderError> {
     let references: Vec<String> = match value {
         Value::Array(items) => items.iter().map(crate::template::text).collect(),
         other => vec![crate::template::text(other)],
@@ -370,7 +402,7 @@ async fn similar(
 }
 
 /// Embeds `input` in one request; the vectors come back in input order.
-async fn embed(embedder: Judge<'_>, input: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
+async fn embed(embedder: Judge<'_>, input: Vec<String>) -> Result<Vec<Vec<f32>>, GraderError> {
     let count = input.len();
     let request = EmbeddingRequest {
         model: embedder.provider.target.model.clone(),
@@ -381,7 +413,11 @@ async fn embed(embedder: Judge<'_>, input: Vec<String>) -> Result<Vec<Vec<f32>>,
         .client
         .embeddings(&request)
         .await
-        .map_err(|e| format!("embedding provider `{}`: {e}", embedder.provider.label))?;
+        .map_err(|source| GraderError::Unreachable {
+            role: "embedding provider",
+            provider: embedder.provider.label.clone(),
+            source,
+        })?;
     let mut vectors: Vec<(u32, Vec<f32>)> = response
         .data
         .into_iter()
@@ -389,11 +425,11 @@ async fn embed(embedder: Judge<'_>, input: Vec<String>) -> Result<Vec<Vec<f32>>,
         .collect();
     vectors.sort_by_key(|(index, _)| *index);
     if vectors.len() != count {
-        return Err(format!(
+        return Err(GraderError::Answer(format!(
             "embedding provider `{}` returned {} vectors for {count} inputs",
             embedder.provider.label,
             vectors.len(),
-        ));
+        )));
     }
     Ok(vectors.into_iter().map(|(_, v)| v).collect())
 }

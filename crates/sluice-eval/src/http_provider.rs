@@ -120,29 +120,49 @@ pub fn status_ok(rule: &[(Comparison, u16)], status: u16) -> bool {
     })
 }
 
+/// Why an `http` provider gave no output (the row is then an error).
+#[derive(Debug, thiserror::Error)]
+pub enum HttpProviderError {
+    /// A `{{var}}` in the URL, a header or the body could not be rendered.
+    #[error(transparent)]
+    Template(#[from] template::TemplateError),
+    /// The method is not an HTTP method.
+    #[error("invalid HTTP method {0:?}")]
+    Method(String),
+    /// The request could not be sent or its answer read.
+    #[error("{url}")]
+    Request {
+        /// The rendered URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An answer its `validateStatus`, JSON or `transformResponse` does not accept.
+    #[error("{0}")]
+    Answer(String),
+}
+
 /// Calls the API with `prompt` and the vars; returns the output text and the latency in ms.
 pub async fn call(
     config: &HttpConfig,
     client: &reqwest::Client,
     prompt: &str,
     vars: &Vars,
-) -> Result<(String, f64), String> {
+) -> Result<(String, f64), HttpProviderError> {
     let mut vars = vars.clone();
     vars.insert("prompt".to_owned(), Value::String(prompt.to_owned()));
-    let url = template::render(&config.url, &vars).map_err(|e| e.to_string())?;
+    let url = template::render(&config.url, &vars)?;
     let method = reqwest::Method::from_bytes(config.method.as_bytes())
-        .map_err(|_| format!("invalid HTTP method {:?}", config.method))?;
+        .map_err(|_| HttpProviderError::Method(config.method.clone()))?;
     let mut request = client.request(method, &url);
     for (name, value) in &config.headers {
-        request = request.header(
-            name,
-            template::render(value, &vars).map_err(|e| e.to_string())?,
-        );
+        request = request.header(name, template::render(value, &vars)?);
     }
     match config
         .body
         .as_ref()
-        .map(|b| template::render_value(b, &vars).map_err(|e| e.to_string()))
+        .map(|b| template::render_value(b, &vars))
         .transpose()?
     {
         Some(Value::String(text)) => request = request.body(text),
@@ -150,30 +170,35 @@ pub async fn call(
         None => {}
     }
     let started = Instant::now();
-    let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+    let failed = |source| HttpProviderError::Request {
+        url: url.clone(),
+        source,
+    };
+    let response = request.send().await.map_err(failed)?;
     let status = response.status().as_u16();
-    let text = response.text().await.map_err(|e| format!("{url}: {e}"))?;
+    let text = response.text().await.map_err(failed)?;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     if !status_ok(&config.valid_status, status) {
-        return Err(format!(
+        return Err(HttpProviderError::Answer(format!(
             "{url} answered {status}, which validateStatus does not accept: {}",
             text.chars().take(200).collect::<String>()
-        ));
+        )));
     }
     let output = match &config.json_path {
         None => text,
         Some(path) => {
             let json: Value = serde_json::from_str(&text).map_err(|e| {
-                format!(
+                HttpProviderError::Answer(format!(
                     "{url} did not answer JSON ({e}): {}",
                     text.chars().take(120).collect::<String>()
-                )
+                ))
             })?;
             let picked = if path.is_empty() {
                 json
             } else {
-                template::lookup_path(&json, path)
-                    .ok_or_else(|| format!("{url}: the response has no `json.{path}`"))?
+                template::lookup_path(&json, path).ok_or_else(|| {
+                    HttpProviderError::Answer(format!("{url}: the response has no `json.{path}`"))
+                })?
             };
             template::text(&picked)
         }

@@ -727,7 +727,9 @@ async fn evaluate(work: &Work, shared: &Shared) -> EvalRow {
         None if provider.endpoint == Endpoint::Http => {
             let outcome = match provider.http.as_ref() {
                 Some(config) => {
-                    crate::http_provider::call(config, &shared.http, &rendered, &test.vars).await
+                    crate::http_provider::call(config, &shared.http, &rendered, &test.vars)
+                        .await
+                        .map_err(|e| sluice_core::error_chain(&e))
                 }
                 None => Err(format!(
                     "provider `{}` has no http settings",
@@ -792,8 +794,9 @@ async fn evaluate(work: &Work, shared: &Shared) -> EvalRow {
             Ok(grade) => grades.push(grade),
             Err(error) => {
                 row.error = Some(format!(
-                    "assertion `{}`: {error}",
-                    assertion_name(assertion)
+                    "assertion `{}`: {}",
+                    assertion_name(assertion),
+                    sluice_core::error_chain(&error)
                 ));
                 row.output = Some(generation.text.clone());
                 return row;

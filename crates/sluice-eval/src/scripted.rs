@@ -16,6 +16,57 @@ use tokio::io::AsyncWriteExt;
 use crate::graded::Verdict;
 use crate::template::Vars;
 
+/// Why a script gave no verdict (the row is then an error, never a pass).
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// Its program could not be started.
+    #[error("the {what} needs `{program}` on PATH")]
+    Missing {
+        /// What was run, e.g. `python assertion`.
+        what: String,
+        /// The program.
+        program: String,
+        /// Why it could not be started.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It ran past its time.
+    #[error("the {what} did not finish within {after:?}")]
+    TimedOut {
+        /// What was run.
+        what: String,
+        /// Its time.
+        after: Duration,
+    },
+    /// Waiting for it failed.
+    #[error("the {what} failed")]
+    Wait {
+        /// What was run.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The webhook could not be asked or read.
+    #[error("webhook {url}")]
+    Webhook {
+        /// Its URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// It ran, but what it said is no verdict (it raised, answered something unreadable, …).
+    #[error("{0}")]
+    Answer(String),
+}
+
+impl From<String> for ScriptError {
+    fn from(message: String) -> Self {
+        ScriptError::Answer(message)
+    }
+}
+
 /// How long a script or webhook may take.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Marks the line holding a python assertion's result, after anything the script printed.
@@ -28,7 +79,7 @@ pub async fn run_python(
     input: &str,
     output: &str,
     vars: &Vars,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, ScriptError> {
     let (file, function) = match code.trim().strip_prefix("file://") {
         Some(reference) => {
             let (path, function) = match reference.rsplit_once(':') {
@@ -76,7 +127,7 @@ pub async fn run_javascript(
     input: &str,
     output: &str,
     vars: &Vars,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, ScriptError> {
     let context = json!({"prompt": input, "vars": vars}).to_string();
     let (code, output) = (code.to_owned(), output.to_owned());
     let value = tokio::task::spawn_blocking(move || {
@@ -177,7 +228,7 @@ pub async fn run_exec(
     input: &str,
     output: &str,
     vars: &Vars,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, ScriptError> {
     let request = json!({"output": output, "context": {"prompt": input, "vars": vars}});
     let finished = spawn_and_wait(
         "sh",
@@ -215,7 +266,11 @@ pub async fn run_exec(
                 }
             ),
         ),
-        None => return Err(format!("`{command}` was killed by a signal")),
+        None => {
+            return Err(ScriptError::Answer(format!(
+                "`{command}` was killed by a signal"
+            )));
+        }
     })
 }
 
@@ -226,27 +281,36 @@ pub async fn run_webhook(
     input: &str,
     output: &str,
     vars: &Vars,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, ScriptError> {
     let client = reqwest::Client::builder()
         .timeout(SCRIPT_TIMEOUT)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| ScriptError::Webhook {
+            url: url.to_owned(),
+            source,
+        })?;
     let response = client
         .post(url)
         .json(&json!({"output": output, "context": {"prompt": input, "vars": vars}}))
         .send()
         .await
-        .map_err(|e| format!("webhook {url}: {e}"))?;
+        .map_err(|source| ScriptError::Webhook {
+            url: url.to_owned(),
+            source,
+        })?;
     let status = response.status();
     let body = response
         .text()
         .await
-        .map_err(|e| format!("webhook {url}: {e}"))?;
+        .map_err(|source| ScriptError::Webhook {
+            url: url.to_owned(),
+            source,
+        })?;
     if !status.is_success() {
-        return Err(format!(
+        return Err(ScriptError::Answer(format!(
             "webhook {url} answered {status}: {}",
             body.chars().take(200).collect::<String>()
-        ));
+        )));
     }
     let value: Value = serde_json::from_str(&body)
         .map_err(|e| format!("webhook {url} did not answer JSON: {e}"))?;
@@ -254,7 +318,7 @@ pub async fn run_webhook(
 }
 
 /// Reads a script's answer: a boolean, a number, or `{pass, score, reason}`.
-pub fn verdict(value: &Value, threshold: Option<f64>, what: &str) -> Result<Verdict, String> {
+pub fn verdict(value: &Value, threshold: Option<f64>, what: &str) -> Result<Verdict, ScriptError> {
     let from_score = |score: f64| match threshold {
         Some(threshold) => score >= threshold,
         None => score > 0.0,
@@ -282,7 +346,9 @@ pub fn verdict(value: &Value, threshold: Option<f64>, what: &str) -> Result<Verd
             {
                 Some(pass) => pass,
                 None => from_score(score.ok_or_else(|| {
-                    format!("{what} returned an object with neither `pass` nor `score`")
+                    ScriptError::Answer(format!(
+                        "{what} returned an object with neither `pass` nor `score`"
+                    ))
                 })?),
             };
             let reason = map
@@ -303,9 +369,9 @@ pub fn verdict(value: &Value, threshold: Option<f64>, what: &str) -> Result<Verd
                 ),
             ))
         }
-        other => Err(format!(
+        other => Err(ScriptError::Answer(format!(
             "{what} returned {other}, expected a boolean, a number or {{pass, score, reason}}"
-        )),
+        ))),
     }
 }
 
@@ -315,7 +381,7 @@ async fn spawn_and_wait(
     args: &[&str],
     stdin: &str,
     what: &str,
-) -> Result<std::process::Output, String> {
+) -> Result<std::process::Output, ScriptError> {
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
@@ -323,14 +389,24 @@ async fn spawn_and_wait(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("the {what} needs `{program}` on PATH: {e}"))?;
+        .map_err(|source| ScriptError::Missing {
+            what: what.to_owned(),
+            program: program.to_owned(),
+            source,
+        })?;
     if let Some(mut pipe) = child.stdin.take() {
         let _ = pipe.write_all(stdin.as_bytes()).await;
     }
     tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
         .await
-        .map_err(|_| format!("the {what} did not finish within {SCRIPT_TIMEOUT:?}"))?
-        .map_err(|e| format!("the {what} failed: {e}"))
+        .map_err(|_| ScriptError::TimedOut {
+            what: what.to_owned(),
+            after: SCRIPT_TIMEOUT,
+        })?
+        .map_err(|source| ScriptError::Wait {
+            what: what.to_owned(),
+            source,
+        })
 }
 
 async fn run_process(
@@ -338,7 +414,7 @@ async fn run_process(
     args: &[&str],
     stdin: &str,
     what: &str,
-) -> Result<String, String> {
+) -> Result<String, ScriptError> {
     let finished = spawn_and_wait(program, args, stdin, what).await?;
     if !finished.status.success() {
         let stderr = String::from_utf8_lossy(&finished.stderr);
@@ -348,7 +424,7 @@ async fn run_process(
             .map(str::trim)
             .find(|l| !l.is_empty())
             .unwrap_or("no message");
-        return Err(format!("the {what} raised: {last}"));
+        return Err(ScriptError::Answer(format!("the {what} raised: {last}")));
     }
     Ok(String::from_utf8_lossy(&finished.stdout).into_owned())
 }
