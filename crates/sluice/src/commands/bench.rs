@@ -89,13 +89,8 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
     let stored = match &store {
         Some(store) => {
             let stored = StoredBench::begin(store, &plan).await?;
-            link_run(
-                Some(store),
-                version.as_ref(),
-                RunKind::Bench,
-                stored.id().as_str(),
-            )
-            .await?;
+            let id = stored.id().as_str();
+            link_run(Some(store), version.as_ref(), RunKind::Bench, id).await?;
             Some(stored)
         }
         None => None,
@@ -111,6 +106,15 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
         }
     };
     let verdict = stages.verdict(plan.mode);
+    write_files(&plan, &stages, &verdict)?;
+    if let Some(stored) = stored {
+        stored.finish(&verdict).await?;
+    }
+    render(&args, &plan, &stages, &verdict, run_id.as_ref())
+}
+
+/// The result files the plan asks for: JSON (`-o`) and CSV.
+fn write_files(plan: &Plan, stages: &Stages, verdict: &Verdict) -> anyhow::Result<()> {
     if let Some(path) = &plan.output {
         std::fs::write(path, serde_json::to_string_pretty(&verdict.document)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -119,10 +123,7 @@ pub async fn run(args: BenchArgs, store_location: &str) -> anyhow::Result<Outcom
         std::fs::write(path, stages.csv())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if let Some(stored) = stored {
-        stored.finish(&verdict).await?;
-    }
-    render(&args, &plan, &stages, &verdict, run_id.as_ref())
+    Ok(())
 }
 
 /// Runs the plan, showing live figures on a terminal and a line per finished stage unless the

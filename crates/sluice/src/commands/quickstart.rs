@@ -77,16 +77,12 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
         retry: RetryPolicy::none(),
         ..ClientConfig::new(&base_url)
     })?;
-    let result = match exercise(&client, &say).await {
-        Ok(mut summary) => match canary(&store, &base_url, run_id.as_str(), &say).await {
-            Ok(canary) => {
-                summary["canary"] = canary;
-                Ok(summary)
-            }
-            Err(error) => Err(error),
-        },
-        Err(error) => Err(error),
-    };
+    let result = async {
+        let mut summary = exercise(&client, &say).await?;
+        summary["canary"] = canary(&store, &base_url, run_id.as_str(), &say).await?;
+        anyhow::Ok(summary)
+    }
+    .await;
     server.shutdown().await;
     let summary = match result {
         Ok(summary) => summary,
@@ -110,15 +106,20 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
             serde_json::to_string_pretty(&json!({"run_id": run_id, "summary": summary}))?
         );
     } else {
-        outln!("  recorded    run {run_id} in {store_location}");
-        if let Some(rollout) = summary["canary"]["rollout"].as_str() {
-            outln!("  look        `sluice rollout history {rollout}`, `sluice store runs`");
-        }
-        outln!(
-            "Next, against real endpoints: put them in a gateway config (examples/gateway.yaml), run `sluice gateway`, then `sluice rollout start` with a spec like examples/rollout.yaml; `sluice eval` and `sluice bench` take any OpenAI-compatible URL."
-        );
+        print_next_steps(run_id.as_str(), store_location, &summary);
     }
     Ok(Outcome::Ok)
+}
+
+/// Where the run was recorded and what to try next.
+fn print_next_steps(run_id: &str, store_location: &str, summary: &serde_json::Value) {
+    outln!("  recorded    run {run_id} in {store_location}");
+    if let Some(rollout) = summary["canary"]["rollout"].as_str() {
+        outln!("  look        `sluice rollout history {rollout}`, `sluice store runs`");
+    }
+    outln!(
+        "Next, against real endpoints: put them in a gateway config (examples/gateway.yaml), run `sluice gateway`, then `sluice rollout start` with a spec like examples/rollout.yaml; `sluice eval` and `sluice bench` take any OpenAI-compatible URL."
+    );
 }
 
 /// The canary act: the gateway in front of the simulator, synthetic traffic, and a canary of
@@ -152,20 +153,7 @@ async fn canary(
     let (controller, _) =
         sluice_rollout::controller::Controller::start(spec, store.clone(), None).await?;
     let rollout_run = controller.run_id().as_str().to_owned();
-    let mut last_weight = None;
-    let mut fault_told = false;
-    let state = controller
-        .run(|state| {
-            if !fault_told && injected.lock().map(|i| i.is_some()).unwrap_or(false) {
-                fault_told = true;
-                say("  fault       the simulator now fails 60 % of candidate-v2's requests (fault injection)".into());
-            }
-            if last_weight != Some(state.weight) && !state.aborted {
-                last_weight = Some(state.weight);
-                say(format!("  canary      candidate at {} % ({})", state.weight, state.message));
-            }
-        })
-        .await?;
+    let state = narrate(controller, &injected, say).await?;
     let rolled_back_at = std::time::Instant::now();
     fault.abort();
     traffic.abort();
@@ -178,26 +166,17 @@ async fn canary(
         .handle()
         .windows(Duration::from_secs(60), false)
         .await;
-    let weight = gateway
-        .handle()
-        .snapshot()
-        .routes
-        .get("chat")
-        .and_then(|r| r.weight("candidate"))
-        .unwrap_or(-1.0);
+    let weight = candidate_weight(&gateway);
     gateway.shutdown().await;
-    if state.aborted {
-        say(format!(
+    say(if state.aborted {
+        format!(
             "  rollback    candidate back to {weight} % {} after the fault: {}",
             detected_ms.map_or_else(|| "?".to_owned(), |ms| format!("{ms} ms")),
             state.message
-        ));
+        )
     } else {
-        say(format!(
-            "  rollout     ended without a rollback: {}",
-            state.message
-        ));
-    }
+        format!("  rollout     ended without a rollback: {}", state.message)
+    });
     Ok(json!({
         "rollout": name,
         "rollout_run": rollout_run,
@@ -207,6 +186,39 @@ async fn canary(
         "reason": state.message,
         "windows": windows.get("chat"),
     }))
+}
+
+/// The gateway's weight for the candidate now (-1 when the route has none).
+fn candidate_weight(gateway: &sluice_gateway::GatewayServer) -> f64 {
+    gateway
+        .handle()
+        .snapshot()
+        .routes
+        .get("chat")
+        .and_then(|r| r.weight("candidate"))
+        .unwrap_or(-1.0)
+}
+
+/// Runs the rollout to its end, saying when the fault took effect and each new weight.
+async fn narrate(
+    controller: sluice_rollout::controller::Controller,
+    injected: &std::sync::Mutex<Option<std::time::Instant>>,
+    say: &impl Fn(String),
+) -> anyhow::Result<sluice_rollout::machine::State> {
+    let mut last_weight = None;
+    let mut fault_told = false;
+    Ok(controller
+        .run(|state| {
+            if !fault_told && injected.lock().map(|i| i.is_some()).unwrap_or(false) {
+                fault_told = true;
+                say("  fault       the simulator now fails 60 % of candidate-v2's requests (fault injection)".into());
+            }
+            if last_weight != Some(state.weight) && !state.aborted {
+                last_weight = Some(state.weight);
+                say(format!("  canary      candidate at {} % ({})", state.weight, state.message));
+            }
+        })
+        .await?)
 }
 
 /// A gateway in front of the simulator with route `chat`: `stable` at 100 %, `candidate`
