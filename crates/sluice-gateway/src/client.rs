@@ -89,35 +89,76 @@ impl UpstreamClient {
     }
 
     /// Sends `post` and returns the answer's head; its body arrives as it is read.
+    ///
+    /// A request that finds its pooled connection closed by the upstream (reset, or closed
+    /// before any answer) is sent once more on a new connection: an upstream that closes idle
+    /// connections without saying `connection: close` races every reuse, and the request never
+    /// reached it. Connect failures and timeouts are not sent again.
     pub(crate) async fn post(&self, post: Post<'_>) -> Result<Response<Incoming>, SendError> {
-        let url = format!("{}/{}", post.base, post.path);
-        let mut request =
-            Request::post(&url).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(id) = post.request_id {
-            request = request.header("x-request-id", id);
+        let request = build(&post)?;
+        match self.inner.request(request).await {
+            Err(error) if closed_under_us(&error) => self
+                .inner
+                .request(build(&post)?)
+                .await
+                .map_err(SendError::Failed),
+            answer => answer.map_err(SendError::Failed),
         }
-        if post.shadow {
-            request = request.header("x-sluice-shadow", HeaderValue::from_static("true"));
-        }
-        if let Some(key) = post.api_key {
-            let mut value =
-                HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|e| {
-                    SendError::Url {
-                        url: url.clone(),
-                        source: e.into(),
-                    }
-                })?;
-            value.set_sensitive(true);
-            request = request.header(AUTHORIZATION, value);
-        }
-        let request = request
-            .body(Full::new(post.body))
-            .map_err(|source| SendError::Url {
-                url: url.clone(),
-                source,
-            })?;
-        self.inner.request(request).await.map_err(SendError::Failed)
     }
+}
+
+/// Whether an exchange failed because the connection was closed or reset before any answer
+/// (not while connecting).
+fn closed_under_us(error: &hyper_util::client::legacy::Error) -> bool {
+    if error.is_connect() {
+        return false;
+    }
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        if let Some(hyper) = error.downcast_ref::<hyper::Error>()
+            && (hyper.is_incomplete_message() || hyper.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            )
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// The request for `post`: its URL, JSON content type, request id, shadow mark and key.
+fn build(post: &Post<'_>) -> Result<Request<Full<Bytes>>, SendError> {
+    let url = format!("{}/{}", post.base, post.path);
+    let mut request =
+        Request::post(&url).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(id) = post.request_id {
+        request = request.header("x-request-id", id);
+    }
+    if post.shadow {
+        request = request.header("x-sluice-shadow", HeaderValue::from_static("true"));
+    }
+    if let Some(key) = post.api_key {
+        let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|e| {
+            SendError::Url {
+                url: url.clone(),
+                source: e.into(),
+            }
+        })?;
+        value.set_sensitive(true);
+        request = request.header(AUTHORIZATION, value);
+    }
+    request
+        .body(Full::new(post.body.clone()))
+        .map_err(|source| SendError::Url { url, source })
 }
 
 /// Why a body could not be read whole.

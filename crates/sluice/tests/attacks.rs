@@ -18,7 +18,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Gateway, OVERRIDE_TOKEN, Simulate, exchange, sluice};
+use common::{Gateway, OVERRIDE_TOKEN, Simulate, ask, exchange, sluice};
 
 const SIM: &str = "models:
   stable: {default: stable answer}
@@ -695,4 +695,76 @@ async fn no_planted_value_reaches_the_request_log_however_it_is_written() {
             assert!(!leaked, "variant {i} leaked {forbidden}: {}", p.messages);
         }
     }
+}
+
+/// An upstream that answers each request on a keep-alive connection and closes it a moment
+/// later without saying `connection: close`; its base URL.
+fn closing_upstream() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                let complete = loop {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break false,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                    let text = String::from_utf8_lossy(&request);
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break true;
+                        }
+                    }
+                };
+                if complete {
+                    let body = r#"{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+    });
+    url
+}
+
+/// An upstream that closes idle connections without saying so races every reuse of a pooled
+/// connection: the request that finds its connection reset never reached the upstream and is
+/// sent again on a new one, so no client sees an error.
+#[test]
+fn an_upstream_closing_idle_connections_costs_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:\n  chat:\n    versions:\n      - {{name: v1, url: \"{}\", model: m}}\n",
+            closing_upstream()
+        ),
+    )
+    .unwrap();
+    let gateway = Gateway::start(&config, &dir.path().join("sluice.db"));
+    let answers: Vec<String> = (0..40).map(|_| ask(&gateway.url, "u", "")).collect();
+    let failed: Vec<&String> = answers.iter().filter(|a| *a != "hi").collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 40 failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
 }
