@@ -19,6 +19,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 #[derive(Clone)]
 pub(crate) struct UpstreamClient {
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Keeps no idle connections: a request sent again after its pooled connection was found
+    /// closed goes out on a new one.
+    fresh: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 /// Why an upstream request got no answer.
@@ -84,8 +87,11 @@ impl UpstreamClient {
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
+            .build(https.clone());
+        let fresh = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
             .build(https);
-        Self { inner }
+        Self { inner, fresh }
     }
 
     /// Sends `post` and returns the answer's head; its body arrives as it is read.
@@ -98,7 +104,7 @@ impl UpstreamClient {
         let request = build(&post)?;
         match self.inner.request(request).await {
             Err(error) if closed_under_us(&error) => self
-                .inner
+                .fresh
                 .request(build(&post)?)
                 .await
                 .map_err(SendError::Failed),

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Gateway, OVERRIDE_TOKEN, Simulate, ask, exchange, sluice};
+use common::{Gateway, OVERRIDE_TOKEN, Simulate, ask, exchange, read_request, sluice};
 
 const SIM: &str = "models:
   stable: {default: stable answer}
@@ -706,29 +706,7 @@ fn closing_upstream() -> String {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             std::thread::spawn(move || {
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 4096];
-                let complete = loop {
-                    match stream.read(&mut buffer) {
-                        Ok(0) | Err(_) => break false,
-                        Ok(n) => request.extend_from_slice(&buffer[..n]),
-                    }
-                    let text = String::from_utf8_lossy(&request);
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let length = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= length {
-                            break true;
-                        }
-                    }
-                };
-                if complete {
+                if read_request(&mut stream).is_some() {
                     let body = r#"{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
                     let _ = write!(
                         stream,

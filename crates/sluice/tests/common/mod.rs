@@ -234,6 +234,34 @@ impl Drop for Gateway {
     }
 }
 
+/// Reads one HTTP request from `stream`: headers, then a content-length body; the body, or
+/// `None` when the stream ends first.
+pub fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buffer).unwrap_or(0);
+        if n == 0 {
+            return None;
+        }
+        data.extend_from_slice(&buffer[..n]);
+        let text = String::from_utf8_lossy(&data).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                return Some(data[end + 4..end + 4 + length].to_vec());
+            }
+        }
+    }
+}
+
 /// A webhook receiver on a free loopback port: its URL, and the JSON bodies it got.
 pub fn receiver() -> (
     String,
@@ -246,31 +274,7 @@ pub fn receiver() -> (
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut data = Vec::new();
-            let mut buffer = [0u8; 8192];
-            // Headers, then a content-length body.
-            let body = loop {
-                let n = stream.read(&mut buffer).unwrap_or(0);
-                if n == 0 {
-                    break None;
-                }
-                data.extend_from_slice(&buffer[..n]);
-                let text = String::from_utf8_lossy(&data).into_owned();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if data.len() >= end + 4 + length {
-                        break Some(data[end + 4..end + 4 + length].to_vec());
-                    }
-                }
-            };
-            if let Some(body) = body
+            if let Some(body) = read_request(&mut stream)
                 && let Ok(value) = serde_json::from_slice(&body)
             {
                 received.lock().unwrap().push(value);
