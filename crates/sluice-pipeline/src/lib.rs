@@ -5,6 +5,8 @@
 
 #![deny(unsafe_code)]
 
+pub mod runner;
 pub mod spec;
 
+pub use runner::{Event, Outcome, Report, RunOptions, State, run};
 pub use spec::{AllowFailure, Pipeline, Retry, Stage};
