@@ -455,6 +455,10 @@ async fn stop(child: &mut tokio::process::Child, pid: Option<u32>, grace: Durati
     let _ = tokio::time::timeout(grace, child.wait()).await;
     signal_group(pid, "KILL").await;
     let _ = child.wait().await;
+    // A process the shell was forking as the signal went out may join the group a moment
+    // later (seen on a loaded machine): sweep the group once more.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    signal_group(pid, "KILL").await;
 }
 
 /// Sends a signal to every process of group `pgid` (through `kill`, no unsafe code).

@@ -89,6 +89,39 @@ pub enum Command {
     /// Inspect the store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Run the pipeline in `pipeline.yaml`: its stages as a DAG, independent ones in
+    /// parallel, with timeouts, retries, allowed failures and `finally` stages. Exit 0 when
+    /// every stage succeeded (or failed as allowed), 1 when one did not, 2 on a bad file.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+}
+
+/// `sluice pipeline …`.
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Check the pipeline, then run it.
+    Run(PipelineRunArgs),
+}
+
+/// `sluice pipeline run`.
+#[derive(Debug, Args)]
+pub struct PipelineRunArgs {
+    /// The pipeline file.
+    #[arg(short = 'f', long = "file", default_value = "pipeline.yaml")]
+    pub file: PathBuf,
+    /// Check the file and print the order stages would run in, without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stages running at once, at most.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_parallel: u16,
+    /// Where each stage's output goes (`STAGE.log`); a new directory under the system's
+    /// temporary directory by default.
+    #[arg(long, value_name = "DIR")]
+    pub logs: Option<PathBuf>,
+    /// Print the report as JSON instead of a table (no progress lines).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `sluice quickstart`.

@@ -5,6 +5,7 @@ mod bench;
 mod chat;
 mod eval;
 mod gateway;
+mod pipeline;
 mod quickstart;
 mod readiness;
 mod redteam;
@@ -68,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Readiness(args) => readiness::run(args, &cli.global.store).await,
         Command::Registry(command) => registry::run(command, &cli.global.store).await,
         Command::Store(command) => store::run(command, &cli.global.store).await,
+        Command::Pipeline(command) => pipeline::run(command).await,
     }
 }
 
