@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -408,7 +409,7 @@ impl Job {
             status = child.wait() => {
                 // Whatever the command left behind in its group goes with it.
                 if let Some(pid) = pid {
-                    signal_group(pid, "KILL").await;
+                    signal_group(pid, Signal::KILL);
                 }
                 Attempt::Exited(status.ok().and_then(|s| s.code()))
             }
@@ -451,23 +452,19 @@ async fn stop(child: &mut tokio::process::Child, pid: Option<u32>, grace: Durati
         let _ = child.kill().await;
         return;
     };
-    signal_group(pid, "TERM").await;
+    signal_group(pid, Signal::TERM);
     let _ = tokio::time::timeout(grace, child.wait()).await;
-    signal_group(pid, "KILL").await;
+    signal_group(pid, Signal::KILL);
     let _ = child.wait().await;
     // A process the shell was forking as the signal went out may join the group a moment
     // later (seen on a loaded machine): sweep the group once more.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    signal_group(pid, "KILL").await;
+    signal_group(pid, Signal::KILL);
 }
 
-/// Sends a signal to every process of group `pgid` (through `kill`, no unsafe code).
-async fn signal_group(pgid: u32, name: &str) {
-    let _ = tokio::process::Command::new("kill")
-        .args([format!("-{name}"), "--".to_owned(), format!("-{pgid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
+/// Sends a signal to every process of group `pgid` (a group already gone is no error).
+fn signal_group(pgid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process_group(pid, signal);
+    }
 }
