@@ -377,28 +377,31 @@ impl Job {
                 return Attempt::NotStarted(format!("cannot write {}: {e}", self.log.display()));
             }
         };
-        let (out, err) = match file.try_clone() {
-            Ok(err) => (file, err),
-            Err(e) => {
-                return Attempt::NotStarted(format!("cannot write {}: {e}", self.log.display()));
-            }
+        let spawn = |program: &str, args: &[&str]| -> std::io::Result<tokio::process::Child> {
+            tokio::process::Command::new(program)
+                .args(args)
+                .envs(self.stage.env.iter())
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .env("SLUICE_PIPELINE_STAGE", &self.name)
+                .env("SLUICE_PIPELINE_ATTEMPT", number.to_string())
+                .stdin(Stdio::null())
+                .stdout(file.try_clone()?)
+                .stderr(file.try_clone()?)
+                .process_group(0)
+                .kill_on_drop(true)
+                .spawn()
         };
-        let mut command = tokio::process::Command::new("sh");
-        command
-            .arg("-c")
-            .arg(&self.stage.run)
-            .envs(self.stage.env.iter())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("SLUICE_PIPELINE_STAGE", &self.name)
-            .env("SLUICE_PIPELINE_ATTEMPT", number.to_string())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = match command.spawn() {
+        // A plain command runs without a shell, as make runs it; one the system does not
+        // have (a shell builtin such as `exit 3` or `cd`) goes to `sh -c` after all.
+        let direct = plain_words(&self.stage.run).map(|words| spawn(words[0], &words[1..]));
+        let spawned = match direct {
+            Some(Ok(child)) => Ok(child),
+            Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => spawn("sh", &["-c", &self.stage.run]),
+        };
+        let mut child = match spawned {
             Ok(child) => child,
-            Err(e) => return Attempt::NotStarted(format!("cannot run `sh`: {e}")),
+            Err(e) => return Attempt::NotStarted(format!("cannot run `{}`: {e}", self.stage.run)),
         };
         let pid = child.id();
         let limit = self.stage.timeout.unwrap_or(Duration::MAX);
@@ -423,6 +426,20 @@ impl Job {
             }
         }
     }
+}
+
+/// The words of a command that needs no shell (no quoting, expansion, redirection, globbing,
+/// assignment or control operator); `None` when it needs `sh -c`.
+fn plain_words(run: &str) -> Option<Vec<&str>> {
+    const SPECIAL: &[char] = &[
+        '"', '\'', '\\', '$', '`', '&', '|', ';', '<', '>', '(', ')', '{', '}', '*', '?', '[', ']',
+        '~', '#', '!', '=', '%', '\n',
+    ];
+    if run.contains(SPECIAL) {
+        return None;
+    }
+    let words: Vec<&str> = run.split_whitespace().collect();
+    (!words.is_empty()).then_some(words)
 }
 
 /// Resolves to true once the pipeline is asked to stop (false if it no longer can be).
@@ -466,5 +483,33 @@ async fn stop(child: &mut tokio::process::Child, pid: Option<u32>, grace: Durati
 fn signal_group(pgid: u32, signal: Signal) {
     if let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) {
         let _ = kill_process_group(pid, signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_words;
+
+    #[test]
+    fn only_commands_without_shell_syntax_run_directly() {
+        assert_eq!(
+            plain_words("pytest -q tests/unit"),
+            Some(vec!["pytest", "-q", "tests/unit"])
+        );
+        assert_eq!(plain_words("exit 3"), Some(vec!["exit", "3"]));
+        for shell in [
+            "echo $HOME",
+            "a && b",
+            "a; b",
+            "ruff check . > out.sarif",
+            "echo 'x y'",
+            "ls *.py",
+            "A=1 make",
+            "sleep 1 &",
+            "cd ~",
+            "  ",
+        ] {
+            assert_eq!(plain_words(shell), None, "{shell}");
+        }
     }
 }
