@@ -20,14 +20,13 @@ pub struct StoredBench {
 impl StoredBench {
     /// Records a new run of `plan`.
     pub async fn begin(store: &Store, plan: &Plan) -> Result<Self, StoreError> {
-        let id = store
-            .create_run(NewRun {
+        let (id, hold) = store
+            .create_held_run(NewRun {
                 kind: RunKind::Bench,
                 name: plan.config.target.model.clone(),
                 config: plan.describe(),
             })
             .await?;
-        let hold = store.hold_run(id.as_str()).await?;
         Ok(Self {
             store: store.clone(),
             id,

@@ -89,8 +89,8 @@ pub struct StoredRun {
 impl StoredRun {
     /// Records a new run of `config` (read from `path`).
     pub async fn begin(store: &Store, config: &Config, path: &Path) -> Result<Self, StoreError> {
-        let id = store
-            .create_run(NewRun {
+        let (id, hold) = store
+            .create_held_run(NewRun {
                 kind: RunKind::Redteam,
                 name: config.description.clone(),
                 config: json!({
@@ -103,7 +103,6 @@ impl StoredRun {
                 }),
             })
             .await?;
-        let hold = store.hold_run(id.as_str()).await?;
         Ok(Self {
             store: store.clone(),
             id,

@@ -274,6 +274,14 @@ impl Store {
             .await
     }
 
+    /// Creates a run and takes this process's hold on it ([`Store::hold_run`]): what a
+    /// command that records its run does first.
+    pub async fn create_held_run(&self, run: NewRun) -> Result<(RunId, RunHold), StoreError> {
+        let id = self.create_run(run).await?;
+        let hold = self.hold_run(id.as_str()).await?;
+        Ok((id, hold))
+    }
+
     /// Takes this process's lease on run `id` and keeps it (renewed in the background until
     /// the returned [`RunHold`] is dropped), so that a run whose process died reads as
     /// interrupted rather than running. A run another live process holds is refused with

@@ -55,14 +55,13 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
         .await
         .context("cannot start the simulator")?;
     let base_url = server.base_url();
-    let run_id = store
-        .create_run(NewRun {
+    let (run_id, _heartbeat) = store
+        .create_held_run(NewRun {
             kind: RunKind::Quickstart,
             name: "quickstart".into(),
             config: json!({"simulator": base_url}),
         })
         .await?;
-    let _heartbeat = store.hold_run(run_id.as_str()).await?;
     let say = |line: String| {
         if !args.json {
             outln!("{line}");
