@@ -153,7 +153,10 @@ struct RawRetry {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected true, false, or a list of the exit codes allowed such as [3, 4]"
+)]
 enum RawAllowFailure {
     Flag(bool),
     ExitCodes(Vec<i32>),
@@ -480,6 +483,13 @@ mod tests {
         assert!(error.contains("`d` needs itself"), "{error}");
         let error = compile("stages:\n  a: {run: x, timeoutt: 1s}\n").unwrap_err();
         assert!(error.contains("timeoutt"), "{error}");
+        let error = compile("stages:\n  a: {run: x, allow_failure: maybe}\n").unwrap_err();
+        assert!(
+            error.contains(
+                "stages.a.allow_failure: expected true, false, or a list of the exit codes"
+            ),
+            "{error}"
+        );
         let error = compile("stages: {}\n").unwrap_err();
         assert!(error.contains("expected at least one stage"), "{error}");
     }
