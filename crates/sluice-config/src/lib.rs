@@ -47,6 +47,23 @@ impl Document {
         })
     }
 
+    /// Parses `text` without `${VAR}` interpolation, for files whose values are read by a
+    /// shell or by their own template language (a pipeline's commands).
+    pub fn parse_literal(name: &str, text: &str) -> Result<Self, Diagnostics> {
+        let root = yaml::parse(text).map_err(|errors| Diagnostics::in_file(name, errors))?;
+        Ok(Self {
+            name: name.to_owned(),
+            root,
+        })
+    }
+
+    /// Reads a file as [`Document::parse_literal`] does.
+    pub fn read_literal(path: &Path) -> Result<Self, Diagnostics> {
+        let name = path.display().to_string();
+        let text = read_text(path).map_err(|error| Diagnostics::in_file(&name, vec![error]))?;
+        Self::parse_literal(&name, &text)
+    }
+
     /// Reads and parses a file; a missing or unreadable file is a diagnostic naming the path.
     pub fn read(path: &Path, env: &dyn EnvSource) -> Result<Self, Diagnostics> {
         let name = path.display().to_string();

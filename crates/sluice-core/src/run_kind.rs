@@ -17,16 +17,19 @@ pub enum RunKind {
     Rollout,
     /// `sluice quickstart`'s demonstration.
     Quickstart,
+    /// `sluice pipeline run`.
+    Pipeline,
 }
 
 impl RunKind {
     /// Every kind, in the order they are listed to people.
-    pub const ALL: [RunKind; 5] = [
+    pub const ALL: [RunKind; 6] = [
         RunKind::Eval,
         RunKind::Redteam,
         RunKind::Bench,
         RunKind::Rollout,
         RunKind::Quickstart,
+        RunKind::Pipeline,
     ];
 
     /// Its stored name (`eval`, `bench`, `redteam`, `rollout`).
@@ -37,13 +40,15 @@ impl RunKind {
             RunKind::Redteam => "redteam",
             RunKind::Rollout => "rollout",
             RunKind::Quickstart => "quickstart",
+            RunKind::Pipeline => "pipeline",
         }
     }
 
     /// Whether a model version's lineage may name a run of this kind as evidence: an eval,
-    /// red-team, bench run or a rollout, not a demonstration.
+    /// red-team, bench run or a rollout, not a demonstration or a pipeline (whose stages'
+    /// own runs are the evidence).
     pub fn is_evidence(self) -> bool {
-        self != RunKind::Quickstart
+        !matches!(self, RunKind::Quickstart | RunKind::Pipeline)
     }
 
     /// The kinds that are evidence, joined with `, `.
@@ -109,7 +114,7 @@ mod tests {
         let error = "evals".parse::<RunKind>().unwrap_err().to_string();
         assert_eq!(
             error,
-            "unknown run kind `evals`: expected one of eval, redteam, bench, rollout, quickstart"
+            "unknown run kind `evals`: expected one of eval, redteam, bench, rollout, quickstart, pipeline"
         );
         assert_eq!(RunKind::evidence_names(), "eval, redteam, bench, rollout");
         assert!(!RunKind::Quickstart.is_evidence());

@@ -5,8 +5,15 @@
 
 #![deny(unsafe_code)]
 
+pub mod cache;
+pub mod export;
+pub mod expr;
+pub mod gpu;
 pub mod runner;
 pub mod spec;
 
-pub use runner::{Event, Outcome, Report, RunOptions, State, run};
-pub use spec::{AllowFailure, Pipeline, Retry, Stage};
+pub use runner::{Builtins, Event, External, Outcome, Report, RunOptions, State, run};
+pub use spec::{
+    Action, AllowFailure, Builtin, Cache, GpuRequest, Pipeline, Reports, Retry, RetryOn, Stage,
+    Tier,
+};

@@ -1,25 +1,50 @@
 //! Runs a checked pipeline on this machine: independent stages in parallel from a ready queue
-//! (at most `max_parallel` at once), each `run` command with `sh -c` in its own process group
-//! with its output in a log file per stage. A stage runs once every stage it needs has
-//! succeeded (or failed in a way it allows); a stage whose need did not is skipped. After a
-//! failure that is not allowed no new stage starts (the others are cancelled) while running
-//! ones finish; then the `finally` stages run, whatever happened, with the pipeline's status in
-//! `SLUICE_PIPELINE_STATUS`. A timed-out or cancelled stage's whole process group is stopped:
-//! SIGTERM, then SIGKILL after a grace period, so no grandchild outlives it.
+//! (at most `max_parallel` at once), each command in its own process group with its output in
+//! a log file per stage. A stage is decided once every stage it needs has ended: it runs when
+//! its `if` holds (by default: every need succeeded or failed as it allows), and is skipped
+//! otherwise. After a failure that is not allowed no new stage starts (the others are
+//! cancelled, but for those whose `if` asks for `always()`, `failure()` or `cancelled()`)
+//! while running ones finish; then the `finally` stages run, whatever happened, with the
+//! pipeline's status in `SLUICE_PIPELINE_STATUS` and `pipeline.status`.
+//!
+//! A stage that needs GPUs waits in the GPU queue (higher `priority` first, then the one
+//! ready longest) until one node has enough idle ones that fit; it gets them in
+//! `CUDA_VISIBLE_DEVICES`. A cached stage whose key has an entry is restored instead of run.
+//! A timed-out or cancelled stage's whole process group is stopped: SIGTERM, then SIGKILL after
+//! a grace period, so no grandchild outlives it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::spec::{Pipeline, Stage};
+use crate::cache::{self, CacheDir};
+use crate::expr::{Expr, Scope, Value, shell_word};
+use crate::gpu::{Allocation, Pool};
+use crate::spec::{Action, Builtin, Pipeline, RetryOn, Stage};
+
+/// The most read from one output file or `$SLUICE_OUTPUT`.
+const MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
+
+/// How a built-in's options become a command line: the binary knows its own options.
+pub trait Builtins: Send + Sync {
+    /// The program and arguments that run `builtin` with these options (values already
+    /// substituted), or why the options are wrong.
+    fn command(
+        &self,
+        builtin: Builtin,
+        with: &[(String, Vec<String>)],
+    ) -> Result<(PathBuf, Vec<String>), String>;
+}
 
 /// How to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// Stages running at once, at most (at least 1).
     pub max_parallel: usize,
@@ -27,10 +52,74 @@ pub struct RunOptions {
     pub log_dir: PathBuf,
     /// How long a stopped stage has between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// Where commands run and where cache inputs, outputs and reports are read.
+    pub workdir: PathBuf,
+    /// The CI context (`github.NAME`), by name.
+    pub ci: BTreeMap<String, String>,
+    /// The stage cache; `None` runs every stage.
+    pub cache: Option<CacheDir>,
+    /// The GPUs stages may be given.
+    pub gpus: Pool,
+    /// How built-ins run; `None`: a stage that `uses` one errors.
+    pub builtins: Option<Arc<dyn Builtins>>,
+    /// Outcomes of an earlier run of this pipeline being resumed: a stage that ended ok
+    /// there is taken as it is.
+    pub resumed: BTreeMap<String, Outcome>,
+    /// How the needed stages that are not part of this run ended (another CI job ran
+    /// them): their result (`success`, `failure`…) and outputs. A need that is neither in
+    /// the run nor here counts as succeeded without outputs.
+    pub external: BTreeMap<String, External>,
+    /// For a run of `finally` stages alone: whether the stages before them passed (another
+    /// job ran them).
+    pub prior_status: Option<bool>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("max_parallel", &self.max_parallel)
+            .field("log_dir", &self.log_dir)
+            .field("workdir", &self.workdir)
+            .field("cache", &self.cache)
+            .field("gpus", &self.gpus.gpus().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunOptions {
+    /// Options for a run in `workdir` with logs in `log_dir`: 4 at once, a 10 s grace, no
+    /// cache, no GPUs, no built-ins.
+    pub fn new(workdir: PathBuf, log_dir: PathBuf) -> Self {
+        RunOptions {
+            max_parallel: 4,
+            log_dir,
+            grace: Duration::from_secs(10),
+            workdir,
+            ci: BTreeMap::new(),
+            cache: None,
+            gpus: Pool::default(),
+            builtins: None,
+            resumed: BTreeMap::new(),
+            external: BTreeMap::new(),
+            prior_status: None,
+        }
+    }
+}
+
+/// How a needed stage that another CI job ran ended, as GitHub Actions' `toJSON(needs)`
+/// writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct External {
+    /// `success`, `failure`, `skipped` or `cancelled`.
+    pub result: String,
+    /// Its outputs.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
 }
 
 /// How a stage ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum State {
     /// Its command exited 0.
     Succeeded,
@@ -40,10 +129,12 @@ pub enum State {
     TimedOut,
     /// Its command could not be started.
     Errored,
-    /// A stage it needs did not succeed.
+    /// A stage it needs did not succeed, or its `if` did not hold.
     Skipped,
     /// It did not start (or was stopped) because the pipeline stopped.
     Cancelled,
+    /// Its files and outputs were restored from the cache.
+    Cached,
 }
 
 impl State {
@@ -56,12 +147,13 @@ impl State {
             State::Errored => "errored",
             State::Skipped => "skipped",
             State::Cancelled => "cancelled",
+            State::Cached => "cached",
         }
     }
 }
 
 /// One stage's outcome.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     /// The stage.
     pub name: String,
@@ -79,6 +171,14 @@ pub struct Outcome {
     pub started: Option<Duration>,
     /// How long it took, every attempt and wait included.
     pub duration: Duration,
+    /// How long it waited for GPUs.
+    pub gpu_wait: Duration,
+    /// The GPUs it had (`node:0,1`).
+    pub gpus: Option<String>,
+    /// The estimated cost of its GPUs (hourly price × time), when prices are known.
+    pub cost: Option<f64>,
+    /// Its outputs.
+    pub outputs: BTreeMap<String, String>,
     /// Its output, when it ran.
     pub log: Option<PathBuf>,
     /// Why it ended so, for people.
@@ -86,9 +186,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Whether the stages that need it may run: it succeeded, or failed as it allows.
+    /// Whether the stages that need it may run: it succeeded (or was restored from the
+    /// cache), or failed as it allows.
     pub fn ok(&self) -> bool {
-        self.state == State::Succeeded || self.allowed
+        matches!(self.state, State::Succeeded | State::Cached) || self.allowed
+    }
+
+    /// Its result in expressions (`needs.S.result`), as GitHub Actions names them.
+    pub fn result(&self) -> &'static str {
+        match self.state {
+            _ if self.ok() => "success",
+            State::Skipped => "skipped",
+            State::Cancelled => "cancelled",
+            _ => "failure",
+        }
     }
 }
 
@@ -131,28 +242,27 @@ pub async fn run(
         options,
         clock,
         cancel,
+        finally: None,
     };
-    let passed = run_group(
-        &pipeline.stages,
-        false,
-        &[],
-        &context,
-        &mut outcomes,
-        &mut on_event,
-    )
-    .await;
-    let status = if passed { "succeeded" } else { "failed" };
-    let env = [("SLUICE_PIPELINE_STATUS".to_owned(), status.to_owned())];
+    let mut passed = run_group(&pipeline.stages, &context, &mut outcomes, &mut on_event).await;
+    let before = match options.prior_status {
+        Some(prior) if pipeline.stages.is_empty() => prior,
+        _ => passed,
+    };
+    if pipeline.stages.is_empty() {
+        // Another job ran the stages and reported on them.
+        passed = true;
+    }
+    let status = if before { "success" } else { "failure" };
     // `finally` stages run even after a cancellation: they see a fresh signal.
     let (_keep, calm) = watch::channel(false);
     let finally_context = Context {
         cancel: calm,
+        finally: Some(status),
         ..context
     };
     let finally_passed = run_group(
         &pipeline.finally,
-        true,
-        &env,
         &finally_context,
         &mut outcomes,
         &mut on_event,
@@ -169,87 +279,292 @@ struct Context<'a> {
     options: &'a RunOptions,
     clock: Instant,
     cancel: watch::Receiver<bool>,
+    /// For the `finally` group: the status of the stages before it.
+    finally: Option<&'static str>,
+}
+
+/// What a stage's expressions read.
+struct StageScope<'a> {
+    stage: &'a Stage,
+    done: &'a BTreeMap<String, Outcome>,
+    ci: &'a BTreeMap<String, String>,
+    stopped: bool,
+    status: &'a str,
+    /// In `finally`: whether the stages before it passed.
+    before_ok: bool,
+}
+
+impl Scope for StageScope<'_> {
+    fn lookup(&self, path: &[String]) -> Value {
+        let text = |v: Option<&String>| v.map_or(Value::Null, |v| Value::String(v.clone()));
+        let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+        match parts.as_slice() {
+            ["needs", stage, "result"] => self
+                .done
+                .get(*stage)
+                .map_or(Value::Null, |o| Value::String(o.result().to_owned())),
+            ["needs", stage, "outputs", key] => {
+                text(self.done.get(*stage).and_then(|o| o.outputs.get(*key)))
+            }
+            ["env", name] => match self.stage.env.get(*name) {
+                Some(value) => Value::String(value.clone()),
+                None => std::env::var(name).map_or(Value::Null, Value::String),
+            },
+            ["github", name] => text(self.ci.get(*name)),
+            ["pipeline", "status"] => Value::String(self.status.to_owned()),
+            _ => Value::Null,
+        }
+    }
+
+    fn needs_ok(&self) -> bool {
+        self.before_ok
+            && self
+                .stage
+                .needs
+                .iter()
+                .all(|n| self.done.get(n).is_some_and(Outcome::ok))
+    }
+
+    fn cancelled(&self) -> bool {
+        self.stopped
+    }
+}
+
+/// A stage that may start, waiting for a free slot (and GPUs, when it needs them).
+struct Ready<'g> {
+    name: &'g String,
+    stage: &'g Stage,
+    since: Instant,
+    order: usize,
 }
 
 /// Runs one group of stages to the end; whether all ended ok (skipped stages aside: the
 /// failure that caused them is counted).
 async fn run_group(
     group: &BTreeMap<String, Stage>,
-    finally: bool,
-    env: &[(String, String)],
     context: &Context<'_>,
     outcomes: &mut Vec<Outcome>,
     on_event: &mut impl FnMut(Event<'_>),
 ) -> bool {
+    let options = context.options;
+    let finally = context.finally.is_some();
     let mut done: BTreeMap<String, Outcome> = BTreeMap::new();
     let mut ended: Vec<String> = Vec::new();
     let mut pending: Vec<&String> = group.keys().collect();
-    let mut running: JoinSet<Outcome> = JoinSet::new();
+    let mut ready: Vec<Ready<'_>> = Vec::new();
+    let mut readied = 0;
+    let mut running: JoinSet<(Outcome, Option<Allocation>)> = JoinSet::new();
+    let mut pool = options.gpus.clone();
     let (tell, mut told) = mpsc::unbounded_channel::<(String, u32)>();
     let mut cancel = context.cancel.clone();
     let mut stopped = *cancel.borrow();
     let mut cancel_open = true;
     let mut all_ok = !stopped;
+    // Needs outside this run (another job ran them) are taken as that job ended.
+    for stage in group.values() {
+        for need in stage.needs.iter().filter(|n| !group.contains_key(*n)) {
+            let External { result, outputs } =
+                options
+                    .external
+                    .get(need)
+                    .cloned()
+                    .unwrap_or_else(|| External {
+                        result: "success".to_owned(),
+                        outputs: BTreeMap::new(),
+                    });
+            let state = match result.as_str() {
+                "success" => State::Succeeded,
+                "skipped" => State::Skipped,
+                "cancelled" => State::Cancelled,
+                _ => State::Failed,
+            };
+            let mut outcome = never_ran(need, finally, state, format!("{result} in another job"));
+            outcome.outputs = outputs;
+            done.insert(need.clone(), outcome);
+        }
+    }
+    // What a resumed run already did well is taken as it is.
+    for name in group.keys() {
+        if let Some(earlier) = options.resumed.get(name).filter(|o| o.ok()) {
+            let mut outcome = earlier.clone();
+            outcome.reason = format!("{} (in the run resumed)", earlier.reason);
+            pending.retain(|n| *n != name);
+            finish(outcome, &mut done, &mut ended, on_event);
+        }
+    }
     loop {
+        let status = match context.finally {
+            Some(status) => status,
+            None if all_ok => "success",
+            None => "failure",
+        };
         let mut index = 0;
         while index < pending.len() {
             let name = pending[index];
             let stage = &group[name];
+            let by_status = stage
+                .condition
+                .as_ref()
+                .is_some_and(Expr::has_status_function);
             let failed_need = stage
                 .needs
                 .iter()
                 .find(|n| done.get(*n).is_some_and(|o| !o.ok()));
+            let all_done = stage.needs.iter().all(|n| done.contains_key(n));
             let decided = match failed_need {
-                Some(need) => Some((State::Skipped, format!("`{need}` did not succeed"))),
-                None if stopped => Some((State::Cancelled, "the pipeline stopped".to_owned())),
-                None => None,
+                Some(need) if !by_status && !finally => {
+                    Some((State::Skipped, format!("`{need}` did not succeed")))
+                }
+                _ if stopped && !by_status => {
+                    Some((State::Cancelled, "the pipeline stopped".to_owned()))
+                }
+                _ if !all_done => None,
+                _ => {
+                    let scope = StageScope {
+                        stage,
+                        done: &done,
+                        ci: &options.ci,
+                        stopped,
+                        status,
+                        before_ok: context.finally.is_none_or(|s| s == "success"),
+                    };
+                    let runs = match (&stage.condition, finally) {
+                        (None, true) => true,
+                        (Some(c), true) if !c.has_status_function() => c.eval(&scope).truthy(),
+                        (condition, _) => Expr::decides(condition.as_ref(), &scope),
+                    };
+                    if runs {
+                        ready.push(Ready {
+                            name,
+                            stage,
+                            since: Instant::now(),
+                            order: readied,
+                        });
+                        readied += 1;
+                        pending.remove(index);
+                        continue;
+                    }
+                    Some((State::Skipped, "its `if` is false".to_owned()))
+                }
             };
-            if let Some((state, reason)) = decided {
-                let outcome = never_ran(name, finally, state, reason);
-                on_event(Event::Finished(&outcome));
-                ended.push(name.clone());
-                done.insert(name.clone(), outcome);
-                pending.remove(index);
-                continue;
+            match decided {
+                Some((state, reason)) => {
+                    pending.remove(index);
+                    finish(
+                        never_ran(name, finally, state, reason),
+                        &mut done,
+                        &mut ended,
+                        on_event,
+                    );
+                }
+                None => index += 1,
             }
-            let ready = stage.needs.iter().all(|n| done.contains_key(n));
-            if ready && running.len() < context.options.max_parallel.max(1) {
-                let job = Job {
-                    name: name.clone(),
-                    stage: stage.clone(),
+        }
+        if stopped {
+            let (go, halt): (Vec<_>, Vec<_>) = ready.drain(..).partition(|r| {
+                r.stage
+                    .condition
+                    .as_ref()
+                    .is_some_and(Expr::has_status_function)
+            });
+            ready = go;
+            for r in halt {
+                let outcome = never_ran(
+                    r.name,
                     finally,
-                    env: env.to_vec(),
-                    log: context.options.log_dir.join(format!("{name}.log")),
-                    grace: context.options.grace,
-                    clock: context.clock,
-                    cancel: context.cancel.clone(),
-                    started: tell.clone(),
-                };
-                running.spawn(job.run());
-                pending.remove(index);
-                continue;
+                    State::Cancelled,
+                    "the pipeline stopped".to_owned(),
+                );
+                finish(outcome, &mut done, &mut ended, on_event);
             }
-            index += 1;
+        }
+        // The queue: GPU stages by priority, then age; others as they became ready.
+        ready.sort_by_key(|r| (-r.stage.priority, r.order));
+        let mut index = 0;
+        while index < ready.len() && running.len() < options.max_parallel.max(1) {
+            let allocation = match &ready[index].stage.gpu {
+                None => None,
+                Some(request) => match pool.take(request) {
+                    Some(allocation) => Some(allocation),
+                    None => {
+                        index += 1;
+                        continue;
+                    }
+                },
+            };
+            let r = ready.remove(index);
+            let upstream = r
+                .stage
+                .needs
+                .iter()
+                .filter_map(|n| done.get(n).map(|o| (n.clone(), o.outputs.clone())))
+                .collect();
+            let scope = StageScope {
+                stage: r.stage,
+                done: &done,
+                ci: &options.ci,
+                stopped,
+                status,
+                before_ok: true,
+            };
+            let command = render(r.stage, &scope);
+            let job = Job {
+                name: r.name.clone(),
+                stage: r.stage.clone(),
+                command,
+                finally,
+                env: context
+                    .finally
+                    .map(|s| vec![("SLUICE_PIPELINE_STATUS".to_owned(), s.to_owned())])
+                    .unwrap_or_default(),
+                log: options.log_dir.join(format!("{}.log", r.name)),
+                grace: options.grace,
+                clock: context.clock,
+                cancel: context.cancel.clone(),
+                started: tell.clone(),
+                gpu_wait: r.since.elapsed(),
+                allocation,
+                upstream,
+                options: options.clone(),
+            };
+            running.spawn(job.run());
         }
         if running.is_empty() {
-            break;
+            if ready.is_empty() {
+                break;
+            }
+            // Only stages waiting for GPUs are left and every GPU is idle: checked before the
+            // run, so this is a request the pool cannot meet after all.
+            for r in std::mem::take(&mut ready) {
+                let why = r
+                    .stage
+                    .gpu
+                    .as_ref()
+                    .and_then(|g| pool.check(g).err())
+                    .unwrap_or_else(|| "no GPUs fit".to_owned());
+                all_ok = false;
+                let outcome = never_ran(r.name, finally, State::Errored, why);
+                finish(outcome, &mut done, &mut ended, on_event);
+            }
+            continue;
         }
         tokio::select! {
             Some((name, attempt)) = told.recv() => {
                 on_event(Event::Started { name: &name, attempt });
             }
             finished = running.join_next() => {
-                let Some(Ok(outcome)) = finished else { continue };
+                let Some(Ok((outcome, allocation))) = finished else { continue };
+                if let Some(allocation) = &allocation {
+                    pool.give_back(allocation);
+                }
                 while let Ok((name, attempt)) = told.try_recv() {
                     on_event(Event::Started { name: &name, attempt });
                 }
-                on_event(Event::Finished(&outcome));
                 if !outcome.ok() {
                     all_ok = false;
                     stopped = true;
                 }
-                ended.push(outcome.name.clone());
-                done.insert(outcome.name.clone(), outcome);
+                finish(outcome, &mut done, &mut ended, on_event);
             }
             changed = cancel.changed(), if !stopped && cancel_open => {
                 match changed {
@@ -267,6 +582,45 @@ async fn run_group(
     all_ok
 }
 
+/// Records a stage's end.
+fn finish(
+    outcome: Outcome,
+    done: &mut BTreeMap<String, Outcome>,
+    ended: &mut Vec<String>,
+    on_event: &mut impl FnMut(Event<'_>),
+) {
+    on_event(Event::Finished(&outcome));
+    ended.push(outcome.name.clone());
+    done.insert(outcome.name.clone(), outcome);
+}
+
+/// What a stage runs, with its substitutions made.
+#[derive(Debug, Clone)]
+enum Command {
+    /// A shell command line.
+    Shell(String),
+    /// A built-in with its options' values.
+    Builtin(Builtin, Vec<(String, Vec<String>)>),
+}
+
+fn render(stage: &Stage, scope: &dyn Scope) -> Command {
+    match &stage.action {
+        Action::Run(template) => Command::Shell(template.render(scope, shell_word)),
+        Action::Uses { builtin, with } => Command::Builtin(
+            *builtin,
+            with.iter()
+                .map(|(key, values)| {
+                    let values = values
+                        .iter()
+                        .map(|v| v.render(scope, str::to_owned))
+                        .collect();
+                    (key.clone(), values)
+                })
+                .collect(),
+        ),
+    }
+}
+
 fn never_ran(name: &str, finally: bool, state: State, reason: String) -> Outcome {
     Outcome {
         name: name.to_owned(),
@@ -277,6 +631,10 @@ fn never_ran(name: &str, finally: bool, state: State, reason: String) -> Outcome
         attempts: 0,
         started: None,
         duration: Duration::ZERO,
+        gpu_wait: Duration::ZERO,
+        gpus: None,
+        cost: None,
+        outputs: BTreeMap::new(),
         log: None,
         reason,
     }
@@ -286,6 +644,7 @@ fn never_ran(name: &str, finally: bool, state: State, reason: String) -> Outcome
 struct Job {
     name: String,
     stage: Stage,
+    command: Command,
     finally: bool,
     env: Vec<(String, String)>,
     log: PathBuf,
@@ -293,6 +652,10 @@ struct Job {
     clock: Instant,
     cancel: watch::Receiver<bool>,
     started: mpsc::UnboundedSender<(String, u32)>,
+    gpu_wait: Duration,
+    allocation: Option<Allocation>,
+    upstream: BTreeMap<String, BTreeMap<String, String>>,
+    options: RunOptions,
 }
 
 /// How one attempt ended.
@@ -303,23 +666,49 @@ enum Attempt {
     NotStarted(String),
 }
 
+/// Preemptions of a spot stage retried besides its own retries.
+const MAX_PREEMPTIONS: u32 = 3;
+
 impl Job {
-    async fn run(mut self) -> Outcome {
+    async fn run(mut self) -> (Outcome, Option<Allocation>) {
         let started = self.clock.elapsed();
         let began = Instant::now();
+        let cache_key = self.cache_key();
+        if let Some(outcome) = self.restore(cache_key.as_deref(), started, began) {
+            return (outcome, self.allocation);
+        }
         let mut attempts = 0;
+        let mut preemptions = 0;
         let mut backoff = self.stage.retry.backoff;
         let (state, exit_code, reason) = loop {
             attempts += 1;
             let _ = self.started.send((self.name.clone(), attempts));
-            let (state, exit_code, reason) = match self.attempt(attempts).await {
+            let (state, exit_code, reason, retry) = match self.attempt(attempts).await {
                 Attempt::Exited(Some(0)) => {
                     break (State::Succeeded, Some(0), "exited 0".to_owned());
                 }
                 Attempt::Exited(Some(code)) => {
-                    (State::Failed, Some(code), format!("exited {code}"))
+                    let preempted = self
+                        .stage
+                        .gpu
+                        .as_ref()
+                        .is_some_and(|g| g.preempted_exit_codes.contains(&code));
+                    if preempted && preemptions < MAX_PREEMPTIONS {
+                        preemptions += 1;
+                        continue;
+                    }
+                    let retry = match &self.stage.retry.on {
+                        RetryOn::Kinds { failure, .. } => *failure,
+                        RetryOn::ExitCodes(codes) => codes.contains(&code),
+                    };
+                    (State::Failed, Some(code), format!("exited {code}"), retry)
                 }
-                Attempt::Exited(None) => (State::Failed, None, "killed by a signal".to_owned()),
+                Attempt::Exited(None) => (
+                    State::Failed,
+                    None,
+                    "killed by a signal".to_owned(),
+                    matches!(self.stage.retry.on, RetryOn::Kinds { failure: true, .. }),
+                ),
                 Attempt::TimedOut => (
                     State::TimedOut,
                     None,
@@ -327,6 +716,7 @@ impl Job {
                         "ran past its timeout of {:?} and was stopped",
                         self.stage.timeout.unwrap_or_default()
                     ),
+                    matches!(self.stage.retry.on, RetryOn::Kinds { timeout: true, .. }),
                 ),
                 Attempt::Cancelled => {
                     break (
@@ -335,9 +725,14 @@ impl Job {
                         "stopped with the pipeline".to_owned(),
                     );
                 }
-                Attempt::NotStarted(why) => break (State::Errored, None, why),
+                Attempt::NotStarted(why) => (
+                    State::Errored,
+                    None,
+                    why,
+                    matches!(self.stage.retry.on, RetryOn::Kinds { error: true, .. }),
+                ),
             };
-            if attempts > self.stage.retry.limit {
+            if !retry || attempts > self.stage.retry.limit + preemptions {
                 break (state, exit_code, reason);
             }
             tokio::select! {
@@ -350,24 +745,122 @@ impl Job {
         };
         let allowed = matches!(state, State::Failed | State::TimedOut)
             && self.stage.allow_failure.allows(exit_code);
-        let reason = match (attempts, allowed) {
+        let mut reason = match (attempts, allowed) {
             (1, false) => reason,
             (1, true) => format!("{reason} (allowed)"),
             (n, false) => format!("{reason} after {n} attempts"),
             (n, true) => format!("{reason} after {n} attempts (allowed)"),
         };
-        Outcome {
-            name: self.name,
+        if preemptions > 0 {
+            reason.push_str(&format!(
+                "; preempted {preemptions} time(s) and resumed from its checkpoint directory"
+            ));
+        }
+        let mut outputs = BTreeMap::new();
+        let mut state = state;
+        if state == State::Succeeded {
+            match self.read_outputs() {
+                Ok(read) => outputs = read,
+                Err(why) => {
+                    state = State::Errored;
+                    reason = why;
+                }
+            }
+        }
+        if let (State::Succeeded, Some(key), Some(cache), Some(dir)) =
+            (state, &cache_key, &self.stage.cache, &self.options.cache)
+            && let Err(e) = dir.save(key, cache, &self.options.workdir, &outputs)
+        {
+            reason.push_str(&format!(" (not cached: {e})"));
+        }
+        let duration = began.elapsed();
+        let cost = self
+            .allocation
+            .as_ref()
+            .filter(|a| a.hourly_price > 0.0)
+            .map(|a| a.hourly_price * duration.as_secs_f64() / 3600.0);
+        let outcome = Outcome {
+            name: self.name.clone(),
             finally: self.finally,
             state,
             allowed,
             exit_code,
             attempts,
             started: Some(started),
-            duration: began.elapsed(),
-            log: Some(self.log),
+            duration,
+            gpu_wait: self.gpu_wait,
+            gpus: self
+                .allocation
+                .as_ref()
+                .map(|a| format!("{}:{}", a.node, a.visible_devices)),
+            cost,
+            outputs,
+            log: Some(self.log.clone()),
             reason,
+        };
+        (outcome, self.allocation)
+    }
+
+    /// The stage's cache key, when it is cached and the cache is on (a key that cannot be
+    /// made, e.g. an unreadable input, means it runs).
+    fn cache_key(&self) -> Option<String> {
+        let (cache, _) = (self.stage.cache.as_ref()?, self.options.cache.as_ref()?);
+        cache::key(
+            &self.name,
+            &self.stage,
+            cache,
+            &self.options.workdir,
+            &self.upstream,
+        )
+        .ok()
+    }
+
+    fn restore(&self, key: Option<&str>, started: Duration, began: Instant) -> Option<Outcome> {
+        let entry = self
+            .options
+            .cache
+            .as_ref()?
+            .restore(key?, &self.options.workdir)
+            .ok()??;
+        Some(Outcome {
+            name: self.name.clone(),
+            finally: self.finally,
+            state: State::Cached,
+            allowed: false,
+            exit_code: None,
+            attempts: 0,
+            started: Some(started),
+            duration: began.elapsed(),
+            gpu_wait: self.gpu_wait,
+            gpus: None,
+            cost: None,
+            outputs: entry.outputs,
+            log: None,
+            reason: format!("restored from the cache (key {})", &entry.key[..12]),
+        })
+    }
+
+    fn output_file(&self) -> PathBuf {
+        self.log.with_extension("outputs")
+    }
+
+    /// `NAME=value` lines of `$SLUICE_OUTPUT`, then the declared output files.
+    fn read_outputs(&self) -> Result<BTreeMap<String, String>, String> {
+        let mut outputs = BTreeMap::new();
+        if let Ok(text) = read_capped(&self.output_file()) {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                if let Some((key, value)) = line.split_once('=') {
+                    outputs.insert(key.trim().to_owned(), value.to_owned());
+                }
+            }
         }
+        for (key, file) in &self.stage.outputs {
+            let path = self.options.workdir.join(file);
+            let text = read_capped(&path)
+                .map_err(|e| format!("output `{key}`: cannot read {}: {e}", path.display()))?;
+            outputs.insert(key.clone(), text.trim().to_owned());
+        }
+        Ok(outputs)
     }
 
     async fn attempt(&mut self, number: u32) -> Attempt {
@@ -377,13 +870,34 @@ impl Job {
                 return Attempt::NotStarted(format!("cannot write {}: {e}", self.log.display()));
             }
         };
-        let spawn = |program: &str, args: &[&str]| -> std::io::Result<tokio::process::Child> {
+        let _ = std::fs::File::create(self.output_file());
+        let mut env: Vec<(String, String)> = self.env.clone();
+        env.push(("SLUICE_PIPELINE_STAGE".into(), self.name.clone()));
+        env.push(("SLUICE_PIPELINE_ATTEMPT".into(), number.to_string()));
+        env.push((
+            "SLUICE_OUTPUT".into(),
+            self.output_file().to_string_lossy().into_owned(),
+        ));
+        if let Some(allocation) = &self.allocation {
+            env.push((
+                "CUDA_VISIBLE_DEVICES".into(),
+                allocation.visible_devices.clone(),
+            ));
+            env.push(("SLUICE_GPU_NODE".into(), allocation.node.clone()));
+            let checkpoints = self.log.with_extension("checkpoint");
+            let _ = std::fs::create_dir_all(&checkpoints);
+            env.push((
+                "SLUICE_CHECKPOINT_DIR".into(),
+                checkpoints.to_string_lossy().into_owned(),
+            ));
+        }
+        let workdir = self.options.workdir.clone();
+        let spawn = |program: &Path, args: &[&str]| -> std::io::Result<tokio::process::Child> {
             tokio::process::Command::new(program)
                 .args(args)
+                .current_dir(&workdir)
                 .envs(self.stage.env.iter())
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .env("SLUICE_PIPELINE_STAGE", &self.name)
-                .env("SLUICE_PIPELINE_ATTEMPT", number.to_string())
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(file.try_clone()?)
                 .stderr(file.try_clone()?)
@@ -391,17 +905,35 @@ impl Job {
                 .kill_on_drop(true)
                 .spawn()
         };
-        // A plain command runs without a shell, as make runs it; one the system does not
-        // have (a shell builtin such as `exit 3` or `cd`) goes to `sh -c` after all.
-        let direct = plain_words(&self.stage.run).map(|words| spawn(words[0], &words[1..]));
-        let spawned = match direct {
-            Some(Ok(child)) => Ok(child),
-            Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => spawn("sh", &["-c", &self.stage.run]),
+        let spawned = match &self.command {
+            Command::Shell(run) => {
+                // A plain command runs without a shell, as make runs it; one the system does
+                // not have (a shell builtin such as `exit 3` or `cd`) goes to `sh -c` after all.
+                let direct = plain_words(run).map(|words| spawn(Path::new(words[0]), &words[1..]));
+                match direct {
+                    Some(Ok(child)) => Ok(child),
+                    Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => spawn(Path::new("sh"), &["-c", run]),
+                }
+                .map_err(|e| format!("cannot run `{run}`: {e}"))
+            }
+            Command::Builtin(builtin, with) => match &self.options.builtins {
+                None => Err(format!(
+                    "the built-in `{}` can only run from the sluice command",
+                    builtin.name()
+                )),
+                Some(builtins) => builtins
+                    .command(*builtin, with)
+                    .and_then(|(program, args)| {
+                        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                        spawn(&program, &args)
+                            .map_err(|e| format!("cannot run {}: {e}", program.display()))
+                    }),
+            },
         };
         let mut child = match spawned {
             Ok(child) => child,
-            Err(e) => return Attempt::NotStarted(format!("cannot run `{}`: {e}", self.stage.run)),
+            Err(why) => return Attempt::NotStarted(why),
         };
         let pid = child.id();
         let limit = self.stage.timeout.unwrap_or(Duration::MAX);
@@ -426,6 +958,16 @@ impl Job {
             }
         }
     }
+}
+
+/// A file of at most [`MAX_OUTPUT_BYTES`].
+fn read_capped(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_OUTPUT_BYTES)
+        .read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// The words of a command that needs no shell (no quoting, expansion, redirection, globbing,

@@ -1,19 +1,33 @@
 //! `pipeline.yaml`, compiled: `stages` (a map of name → stage) and `finally` (stages that run
-//! after all others, whatever happened). A stage runs a shell command (`run`) after the
-//! stages it `needs`; it may have a `timeout`, a `retry: {limit, backoff}` (the wait doubles
-//! after each failed attempt), an `allow_failure` (true, or the exit codes that are allowed),
-//! `env`, and a `tier` (unit, integration, quality, eval, safety, performance) to select it by.
+//! after all others, whatever happened). A stage runs a shell command (`run`) or a Sluice
+//! built-in (`uses` with its options in `with`) after the stages it `needs`, when its `if`
+//! holds; it may have a `timeout`, a `retry: {limit, backoff, on}` (the wait doubles after
+//! each failed attempt), an `allow_failure` (true, or the exit codes that are allowed), `env`,
+//! `outputs` read from files, a `cache` (input globs and the paths it restores), a `gpu`
+//! request, `reports` (JUnit and SARIF files), a `priority` and a `tier` (unit, integration,
+//! quality, eval, safety, performance) to select it by.
 //!
-//! Everything is checked before anything runs: unknown fields, a stage without a command,
-//! needs that name no stage (with a suggestion), a stage that needs itself, and cycles (named
-//! in order); a `finally` stage may need only other `finally` stages.
+//! The file is read without `${VAR}` interpolation: `${HOME}` in a command is the shell's, and
+//! `${{ … }}` is an expression ([`crate::expr`]) put in when the stage runs.
+//!
+//! Everything is checked before anything runs: unknown fields, a stage without a command or
+//! with both kinds, unknown built-ins, needs that name no stage (with a suggestion), a stage
+//! that needs itself, cycles (named in order), expressions that do not parse or read a stage
+//! not needed; a `finally` stage may need only other `finally` stages.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use sluice_config::{Diagnostics, Document, EnvSource, FieldPath, did_you_mean, parse_duration};
+use sluice_config::{Diagnostics, Document, FieldPath, did_you_mean, parse_duration};
+
+use crate::expr::{Expr, Template};
+
+/// Checks a built-in's options: `Err((option, why))`, the option `None` when the problem is
+/// not one option's.
+pub type OptionCheck =
+    dyn Fn(Builtin, &[(String, Vec<String>)]) -> Result<(), (Option<String>, String)>;
 
 /// A checked pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,10 +41,14 @@ pub struct Pipeline {
 /// One stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stage {
-    /// The shell command (`sh -c`).
-    pub run: String,
+    /// What it runs.
+    pub action: Action,
     /// The stages that must succeed first.
     pub needs: Vec<String>,
+    /// Its condition (`if`), when it has one.
+    pub condition: Option<Expr>,
+    /// The condition as written, for exports.
+    pub condition_text: Option<String>,
     /// How long one attempt may take.
     pub timeout: Option<Duration>,
     /// Attempts after a failure.
@@ -41,15 +59,158 @@ pub struct Stage {
     pub env: BTreeMap<String, String>,
     /// The documents' test tier, when given.
     pub tier: Option<Tier>,
+    /// Outputs read from files once it succeeded, by name (besides the `NAME=value` lines it
+    /// writes to `$SLUICE_OUTPUT`).
+    pub outputs: BTreeMap<String, String>,
+    /// What makes a run of it reusable, when it is cached.
+    pub cache: Option<Cache>,
+    /// The GPUs it needs, when it needs any.
+    pub gpu: Option<GpuRequest>,
+    /// The report files it writes.
+    pub reports: Reports,
+    /// Higher runs first among stages waiting for GPUs (0 by default).
+    pub priority: i32,
+}
+
+/// What a stage runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A shell command (run directly when it needs no shell), with its `${{ }}` substitutions.
+    Run(Template),
+    /// A Sluice built-in, run as `sluice BUILTIN --OPTION VALUE…`.
+    Uses {
+        /// The built-in.
+        builtin: Builtin,
+        /// Its options, in the file's order; a list gives the option once per item.
+        with: Vec<(String, Vec<Template>)>,
+    },
+}
+
+/// The built-ins a stage may `use`: Sluice's own commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// `sluice validate`
+    Validate,
+    /// `sluice eval`
+    Eval,
+    /// `sluice redteam`
+    Redteam,
+    /// `sluice bench`
+    Bench,
+    /// `sluice readiness`
+    Readiness,
+    /// `sluice registry register`
+    Register,
+    /// `sluice registry alias`
+    Alias,
+    /// `sluice rollout start`
+    Rollout,
+}
+
+impl Builtin {
+    const ALL: [(&'static str, Builtin); 8] = [
+        ("validate", Builtin::Validate),
+        ("eval", Builtin::Eval),
+        ("redteam", Builtin::Redteam),
+        ("bench", Builtin::Bench),
+        ("readiness", Builtin::Readiness),
+        ("register", Builtin::Register),
+        ("alias", Builtin::Alias),
+        ("rollout", Builtin::Rollout),
+    ];
+
+    /// Its name in `uses`.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, b)| *b == self)
+            .map_or("validate", |(n, _)| n)
+    }
+
+    /// The `sluice` command words it runs, before its options.
+    pub fn command(self) -> &'static [&'static str] {
+        match self {
+            Builtin::Validate => &["validate"],
+            Builtin::Eval => &["eval"],
+            Builtin::Redteam => &["redteam"],
+            Builtin::Bench => &["bench"],
+            Builtin::Readiness => &["readiness"],
+            Builtin::Register => &["registry", "register"],
+            Builtin::Alias => &["registry", "alias"],
+            Builtin::Rollout => &["rollout", "start"],
+        }
+    }
 }
 
 /// Attempts after a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Retry {
     /// How many more attempts (0: none).
     pub limit: u32,
     /// The wait before the first retry; it doubles after each.
     pub backoff: Duration,
+    /// Which endings are retried.
+    pub on: RetryOn,
+}
+
+/// Which endings of an attempt are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryOn {
+    /// These kinds (`failure`: a non-zero exit or a signal; `error`: it could not start;
+    /// `timeout`: it ran past its timeout).
+    Kinds {
+        /// A non-zero exit or a signal.
+        failure: bool,
+        /// It could not start.
+        error: bool,
+        /// It ran past its timeout.
+        timeout: bool,
+    },
+    /// Only exits with these codes.
+    ExitCodes(BTreeSet<i32>),
+}
+
+impl Default for RetryOn {
+    fn default() -> Self {
+        RetryOn::Kinds {
+            failure: true,
+            error: true,
+            timeout: true,
+        }
+    }
+}
+
+/// What makes a stage's earlier run reusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cache {
+    /// Globs of the files it reads (relative to the pipeline's directory).
+    pub inputs: Vec<String>,
+    /// The files and directories it produces, saved and restored with its outputs.
+    pub paths: Vec<String>,
+}
+
+/// The GPUs a stage needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuRequest {
+    /// How many, on one node.
+    pub count: u32,
+    /// The least memory of each, in GB.
+    pub memory_gb: Option<f64>,
+    /// The GPU type (`H100`, `L4`…), compared without regard to case; any when not given.
+    pub gpu_type: Option<String>,
+    /// Whether a spot GPU will do.
+    pub spot: bool,
+    /// Exit codes that mean the spot node was taken back (the stage is retried).
+    pub preempted_exit_codes: BTreeSet<i32>,
+}
+
+/// The report files a stage writes, collected into the summary.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reports {
+    /// JUnit XML files.
+    pub junit: Vec<String>,
+    /// SARIF files.
+    pub sarif: Vec<String>,
 }
 
 /// Which failures of a stage do not fail the pipeline.
@@ -131,6 +292,12 @@ struct RawStage {
     #[serde(default)]
     run: Option<String>,
     #[serde(default)]
+    uses: Option<String>,
+    #[serde(default)]
+    with: BTreeMap<String, OneOrMany>,
+    #[serde(default, rename = "if")]
+    condition: Option<String>,
+    #[serde(default)]
     needs: Vec<String>,
     #[serde(default)]
     timeout: Option<String>,
@@ -142,6 +309,53 @@ struct RawStage {
     env: BTreeMap<String, String>,
     #[serde(default)]
     tier: Option<String>,
+    #[serde(default)]
+    outputs: BTreeMap<String, String>,
+    #[serde(default)]
+    cache: Option<RawCache>,
+    #[serde(default)]
+    gpu: Option<RawGpu>,
+    #[serde(default)]
+    reports: Option<RawReports>,
+    #[serde(default)]
+    priority: i32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "expected a value or a list of values")]
+enum OneOrMany {
+    One(Scalar),
+    Many(Vec<Scalar>),
+}
+
+/// A text, number or boolean, kept as text.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "expected text, a number or true/false")]
+enum Scalar {
+    Text(String),
+    Integer(i64),
+    Number(f64),
+    Flag(bool),
+}
+
+impl Scalar {
+    fn into_text(self) -> String {
+        match self {
+            Scalar::Text(text) => text,
+            Scalar::Integer(n) => n.to_string(),
+            Scalar::Number(n) => n.to_string(),
+            Scalar::Flag(b) => b.to_string(),
+        }
+    }
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one.into_text()],
+            OneOrMany::Many(many) => many.into_iter().map(Scalar::into_text).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,6 +364,39 @@ struct RawRetry {
     limit: u32,
     #[serde(default)]
     backoff: Option<String>,
+    #[serde(default)]
+    on: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    inputs: OneOrMany,
+    #[serde(default)]
+    paths: Option<OneOrMany>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGpu {
+    count: u32,
+    #[serde(default)]
+    memory_gb: Option<f64>,
+    #[serde(default, rename = "type")]
+    gpu_type: Option<String>,
+    #[serde(default)]
+    spot: bool,
+    #[serde(default)]
+    preempted_exit_codes: Vec<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReports {
+    #[serde(default)]
+    junit: Option<OneOrMany>,
+    #[serde(default)]
+    sarif: Option<OneOrMany>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,13 +410,27 @@ enum RawAllowFailure {
 }
 
 impl Pipeline {
-    /// Reads and checks `path`.
-    pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Self, Diagnostics> {
-        Self::from_document(&Document::read(path, env)?)
+    /// Reads and checks `path` (read literally: see the module's documentation).
+    pub fn load(path: &Path) -> Result<Self, Diagnostics> {
+        Self::from_document(&Document::read_literal(path)?)
     }
 
     /// Checks a parsed document.
     pub fn from_document(document: &Document) -> Result<Self, Diagnostics> {
+        Self::from_document_with(document, &|_, _| Ok(()))
+    }
+
+    /// Reads and checks `path`, each built-in's options by `check` as well.
+    pub fn load_with(path: &Path, check: &OptionCheck) -> Result<Self, Diagnostics> {
+        Self::from_document_with(&Document::read_literal(path)?, check)
+    }
+
+    /// Checks a parsed document, each built-in's options by `check` as well (given the
+    /// options as written, with `${{ … }}` where an expression's value will be).
+    pub fn from_document_with(
+        document: &Document,
+        check: &OptionCheck,
+    ) -> Result<Self, Diagnostics> {
         let raw: Raw = document.deserialize()?;
         let mut errors = Vec::new();
         let mut error =
@@ -194,6 +455,19 @@ impl Pipeline {
                 .map(|(name, raw)| {
                     let at = FieldPath::root().key(section).key(name.as_str());
                     let stage = stage(raw, &at, &mut error);
+                    if let Action::Uses { builtin, with } = &stage.action {
+                        let written: Vec<(String, Vec<String>)> = with
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.iter().map(Template::written).collect()))
+                            .collect();
+                        if let Err((key, message)) = check(*builtin, &written) {
+                            let at = match key {
+                                Some(key) => at.key("with").key(key),
+                                None => at.key("with"),
+                            };
+                            error(at, message);
+                        }
+                    }
                     (name, stage)
                 })
                 .collect::<BTreeMap<_, _>>()
@@ -241,6 +515,93 @@ impl Pipeline {
         }
     }
 
+    /// The part of the pipeline a run is asked for: the stages named in `only`, or `from` a
+    /// stage and every stage that (transitively) needs it, or those of `tier` — each filter
+    /// narrowing the last. Needs on stages left out stay: the runner takes them as another
+    /// job ended them ([`crate::RunOptions::external`]). The `finally` stages stay unless
+    /// `only` names stages (a CI job running one stage does not run them). An unknown stage
+    /// name is an error with a suggestion.
+    pub fn select(
+        &self,
+        only: &[String],
+        from: Option<&str>,
+        tier: Option<Tier>,
+    ) -> Result<Pipeline, String> {
+        let unknown = |name: &str| {
+            let hint = did_you_mean(name, self.stages.keys().map(String::as_str))
+                .map(|n| format!("; did you mean `{n}`?"))
+                .unwrap_or_default();
+            format!("`{name}` is no stage of the pipeline{hint}")
+        };
+        let mut keep: BTreeSet<&str> = self.stages.keys().map(String::as_str).collect();
+        if !only.is_empty() {
+            let known = |n: &String| self.stages.contains_key(n) || self.finally.contains_key(n);
+            if let Some(name) = only.iter().find(|n| !known(n)) {
+                return Err(unknown(name));
+            }
+            keep = only.iter().map(String::as_str).collect();
+        }
+        if let Some(start) = from {
+            if !self.stages.contains_key(start) {
+                return Err(unknown(start));
+            }
+            let mut downstream: BTreeSet<&str> = BTreeSet::from([start]);
+            for name in topological(&self.stages) {
+                if self.stages[name]
+                    .needs
+                    .iter()
+                    .any(|n| downstream.contains(n.as_str()))
+                {
+                    downstream.insert(name);
+                }
+            }
+            keep.retain(|n| downstream.contains(n));
+        }
+        if let Some(tier) = tier {
+            keep.retain(|n| self.stages.get(*n).is_some_and(|s| s.tier == Some(tier)));
+        }
+        let only_finally = !only.is_empty() && only.iter().all(|n| self.finally.contains_key(n));
+        if keep.is_empty() && !only_finally {
+            return Err("no stage is left to run by --only, --from and --tier".to_owned());
+        }
+        let pick = |group: &BTreeMap<String, Stage>, wanted: &dyn Fn(&str) -> bool| {
+            group
+                .iter()
+                .filter(|(name, _)| wanted(name))
+                .map(|(name, stage)| (name.clone(), stage.clone()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        if only_finally {
+            return Ok(Pipeline {
+                stages: BTreeMap::new(),
+                finally: pick(&self.finally, &|n| only.iter().any(|o| o == n)),
+            });
+        }
+        Ok(Pipeline {
+            stages: pick(&self.stages, &|n| keep.contains(n)),
+            finally: if only.is_empty() {
+                self.finally.clone()
+            } else {
+                BTreeMap::new()
+            },
+        })
+    }
+
+    /// Checks every GPU request against the GPUs there are: one message per stage whose
+    /// request no node could ever meet.
+    pub fn check_gpus(&self, pool: &crate::gpu::Pool) -> Vec<String> {
+        self.stages
+            .iter()
+            .chain(&self.finally)
+            .filter_map(|(name, stage)| {
+                let request = stage.gpu.as_ref()?;
+                pool.check(request)
+                    .err()
+                    .map(|why| format!("stage `{name}` asks for GPUs that never fit: {why}"))
+            })
+            .collect()
+    }
+
     /// Every stage then every `finally` stage, each group in an order where a stage comes
     /// after what it needs (ties by name).
     pub fn order(&self) -> Vec<&str> {
@@ -251,51 +612,132 @@ impl Pipeline {
 }
 
 fn stage(raw: RawStage, at: &FieldPath, error: &mut impl FnMut(FieldPath, String)) -> Stage {
-    let run = match raw.run {
-        Some(run) if !run.trim().is_empty() => run,
-        Some(_) => {
+    let mut template = |key: FieldPath, text: &str| {
+        Template::parse(text).unwrap_or_else(|e| {
+            error(key, e.to_string());
+            Template::default()
+        })
+    };
+    let with_given = !raw.with.is_empty();
+    let action = match (raw.run, raw.uses) {
+        (Some(run), None) if !run.trim().is_empty() => Action::Run(template(at.key("run"), &run)),
+        (Some(_), None) => {
             error(at.key("run"), "expected a shell command".to_owned());
-            String::new()
+            Action::Run(Template::default())
         }
-        None => {
+        (None, Some(name)) => {
+            let builtin = Builtin::ALL
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| *b);
+            let with = raw
+                .with
+                .into_iter()
+                .map(|(key, values)| {
+                    let values = values
+                        .into_vec()
+                        .iter()
+                        .map(|v| template(at.key("with").key(key.as_str()), v))
+                        .collect();
+                    (key, values)
+                })
+                .collect();
+            match builtin {
+                Some(builtin) => Action::Uses { builtin, with },
+                None => {
+                    let names = Builtin::ALL.iter().map(|(n, _)| *n);
+                    let hint = did_you_mean(&name, names.clone())
+                        .map(|n| format!("; did you mean `{n}`?"))
+                        .unwrap_or_default();
+                    let known: Vec<&str> = names.collect();
+                    error(
+                        at.key("uses"),
+                        format!(
+                            "unknown built-in `{name}`: expected one of {}{hint}",
+                            known.join(", ")
+                        ),
+                    );
+                    Action::Run(Template::default())
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            error(
+                at.key("uses"),
+                "expected `run` or `uses`, not both".to_owned(),
+            );
+            Action::Run(Template::default())
+        }
+        (None, None) => {
             error(
                 at.clone(),
-                "expected `run`: the stage's shell command".to_owned(),
+                "expected `run` (a shell command) or `uses` (a built-in)".to_owned(),
             );
-            String::new()
+            Action::Run(Template::default())
         }
     };
-    let mut duration = |key: &str, text: Option<String>| {
-        text.and_then(|t| match parse_duration(&t) {
-            Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => {
-                error(
-                    at.key(key),
-                    format!("`{t}`: expected a duration above zero"),
-                );
-                None
+    if with_given && matches!(action, Action::Run(_)) {
+        error(
+            at.key("with"),
+            "`with` gives a built-in's options: expected `uses` beside it".to_owned(),
+        );
+    }
+    let condition = raw
+        .condition
+        .as_deref()
+        .and_then(|text| match Expr::parse(text) {
+            Ok(expr) => {
+                for problem in expr.check(&raw.needs) {
+                    error(at.key("if"), problem);
+                }
+                Some(expr)
             }
             Err(e) => {
-                error(at.key(key), e.to_string());
+                error(at.key("if"), e.to_string());
+                None
+            }
+        });
+    let mut check_templates = |key: FieldPath, template: &Template| {
+        for expr in template.exprs() {
+            for problem in expr.check(&raw.needs) {
+                error(key.clone(), problem);
+            }
+        }
+    };
+    match &action {
+        Action::Run(run) => check_templates(at.key("run"), run),
+        Action::Uses { with, .. } => {
+            for (key, values) in with {
+                for value in values {
+                    check_templates(at.key("with").key(key.as_str()), value);
+                }
+            }
+        }
+    }
+    let mut duration = |key: FieldPath, text: Option<String>, zero_ok: bool| {
+        text.and_then(|t| match parse_duration(&t) {
+            Ok(d) if d.is_zero() && !zero_ok => {
+                error(key, format!("`{t}`: expected a duration above zero"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                error(key, e.to_string());
                 None
             }
         })
     };
-    let timeout = duration("timeout", raw.timeout);
+    let timeout = duration(at.key("timeout"), raw.timeout, false);
     let retry = match raw.retry {
         None => Retry::default(),
         Some(retry) => Retry {
             limit: retry.limit,
-            backoff: retry
-                .backoff
-                .and_then(|t| match parse_duration(&t) {
-                    Ok(d) => Some(d),
-                    Err(e) => {
-                        error(at.key("retry").key("backoff"), e.to_string());
-                        None
-                    }
-                })
+            backoff: duration(at.key("retry").key("backoff"), retry.backoff, true)
                 .unwrap_or(Duration::ZERO),
+            on: retry
+                .on
+                .map(|on| retry_on(&on, &at.key("retry").key("on"), error))
+                .unwrap_or_default(),
         },
     };
     let tier = raw.tier.and_then(|name| {
@@ -311,9 +753,57 @@ fn stage(raw: RawStage, at: &FieldPath, error: &mut impl FnMut(FieldPath, String
             None
         })
     });
+    let gpu = raw.gpu.and_then(|gpu| {
+        if gpu.count == 0 {
+            error(at.key("gpu").key("count"), "expected at least 1".to_owned());
+            return None;
+        }
+        if gpu.memory_gb.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
+            error(
+                at.key("gpu").key("memory_gb"),
+                "expected a size above zero, in GB".to_owned(),
+            );
+            return None;
+        }
+        Some(GpuRequest {
+            count: gpu.count,
+            memory_gb: gpu.memory_gb,
+            gpu_type: gpu.gpu_type,
+            spot: gpu.spot,
+            preempted_exit_codes: gpu.preempted_exit_codes.into_iter().collect(),
+        })
+    });
+    let cache = raw.cache.map(|cache| Cache {
+        inputs: cache.inputs.into_vec(),
+        paths: cache.paths.map(OneOrMany::into_vec).unwrap_or_default(),
+    });
+    if let Some(cache) = &cache {
+        for (i, glob) in cache.inputs.iter().enumerate() {
+            if let Err(e) = glob::Pattern::new(glob) {
+                error(
+                    at.key("cache").key("inputs").index(i),
+                    format!("`{glob}`: {e}"),
+                );
+            }
+        }
+    }
+    for (key, file) in &raw.outputs {
+        if file.trim().is_empty() {
+            error(
+                at.key("outputs").key(key.as_str()),
+                "expected the file the output is read from".to_owned(),
+            );
+        }
+    }
+    let reports = raw.reports.map_or_else(Reports::default, |r| Reports {
+        junit: r.junit.map(OneOrMany::into_vec).unwrap_or_default(),
+        sarif: r.sarif.map(OneOrMany::into_vec).unwrap_or_default(),
+    });
     Stage {
-        run,
+        action,
         needs: raw.needs,
+        condition,
+        condition_text: raw.condition,
         timeout,
         retry,
         allow_failure: match raw.allow_failure {
@@ -325,6 +815,36 @@ fn stage(raw: RawStage, at: &FieldPath, error: &mut impl FnMut(FieldPath, String
         },
         env: raw.env,
         tier,
+        outputs: raw.outputs,
+        cache,
+        gpu,
+        reports,
+        priority: raw.priority,
+    }
+}
+
+/// `retry.on`: the kinds `failure`, `error`, `timeout`, or exit codes (not both).
+fn retry_on(on: &[String], at: &FieldPath, error: &mut impl FnMut(FieldPath, String)) -> RetryOn {
+    let codes: Vec<i32> = on.iter().filter_map(|v| v.parse().ok()).collect();
+    if !codes.is_empty() && codes.len() == on.len() {
+        return RetryOn::ExitCodes(codes.into_iter().collect());
+    }
+    let (mut failure, mut failed_error, mut timeout) = (false, false, false);
+    for (i, kind) in on.iter().enumerate() {
+        match kind.as_str() {
+            "failure" => failure = true,
+            "error" => failed_error = true,
+            "timeout" => timeout = true,
+            other => error(
+                at.index(i),
+                format!("`{other}`: expected failure, error, timeout, or a list of exit codes"),
+            ),
+        }
+    }
+    RetryOn::Kinds {
+        failure,
+        error: failed_error,
+        timeout,
     }
 }
 
@@ -415,13 +935,10 @@ fn topological(stages: &BTreeMap<String, Stage>) -> Vec<&str> {
 
 #[cfg(test)]
 mod tests {
-    use sluice_config::MapEnv;
-
     use super::*;
 
     fn compile(text: &str) -> Result<Pipeline, String> {
-        let document = Document::parse("pipeline.yaml", text, &MapEnv::default())
-            .map_err(|d| d.to_string())?;
+        let document = Document::parse_literal("pipeline.yaml", text).map_err(|d| d.to_string())?;
         Pipeline::from_document(&document).map_err(|d| d.to_string())
     }
 
@@ -438,7 +955,8 @@ mod tests {
             test.retry,
             Retry {
                 limit: 2,
-                backoff: Duration::from_secs(2)
+                backoff: Duration::from_secs(2),
+                on: RetryOn::default(),
             }
         );
         assert_eq!(pipeline.stages["lint"].tier, Some(Tier::Quality));
@@ -463,7 +981,7 @@ mod tests {
             "pipeline.yaml:3:18: stages.test.needs[0]: `lnt` is no stage of `stages`; did you mean `lint`?",
             "stages.test.timeout: `soon`: expected a duration",
             "stages.build.tier: unknown tier `fast`: expected one of unit, integration, quality, eval, safety, performance",
-            "stages.empty: expected `run`",
+            "stages.empty: expected `run` (a shell command) or `uses` (a built-in)",
             "finally.notify.needs[0]: `test` is no stage of `finally` (a `finally` stage runs after every stage",
         ] {
             assert!(error.contains(expected), "{expected}\nin\n{error}");

@@ -8,12 +8,12 @@
 
 use std::time::Duration;
 
-use sluice_config::{Document, MapEnv};
+use sluice_config::Document;
 use sluice_pipeline::{Pipeline, Report, RunOptions, State, run};
 use tokio::sync::watch;
 
 fn pipeline(text: &str) -> Pipeline {
-    let document = Document::parse("pipeline.yaml", text, &MapEnv::default()).unwrap();
+    let document = Document::parse_literal("pipeline.yaml", text).unwrap();
     Pipeline::from_document(&document).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -24,9 +24,8 @@ async fn run_in(dir: &std::path::Path, text: &str) -> Report {
 
 fn options(dir: &std::path::Path) -> RunOptions {
     RunOptions {
-        max_parallel: 4,
-        log_dir: dir.to_owned(),
         grace: Duration::from_millis(500),
+        ..RunOptions::new(dir.to_owned(), dir.to_owned())
     }
 }
 
@@ -84,7 +83,7 @@ async fn a_failure_skips_its_dependents_stops_new_work_and_finally_still_runs() 
         "no new work after a failure"
     );
     assert_eq!(state(&report, "notify"), State::Succeeded);
-    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "failed");
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "failure");
     let bad = report.outcomes.iter().find(|o| o.name == "bad").unwrap();
     assert_eq!(bad.exit_code, Some(3));
     assert_eq!(report.outcomes.last().unwrap().name, "notify");
@@ -171,4 +170,230 @@ async fn cancelling_stops_running_stages_and_runs_finally() {
     assert_eq!(state(&report, "next"), State::Cancelled);
     assert_eq!(state(&report, "clean"), State::Succeeded);
     assert!(report.duration < Duration::from_secs(5), "{report:#?}");
+}
+
+fn outcome<'r>(report: &'r Report, name: &str) -> &'r sluice_pipeline::Outcome {
+    report
+        .outcomes
+        .iter()
+        .find(|o| o.name == name)
+        .unwrap_or_else(|| panic!("no {name} in {report:#?}"))
+}
+
+#[tokio::test]
+async fn conditions_outputs_and_substitutions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(dir.path());
+    options.ci.insert("ref".into(), "refs/heads/feature".into());
+    let pipeline = pipeline(
+        "stages:
+  eval: {run: 'echo pass_rate=0.93 >> $SLUICE_OUTPUT; echo run_id=eval-7 >> $SLUICE_OUTPUT'}
+  gate: {run: 'echo ${{ needs.eval.outputs.run_id }} > gate.txt', needs: [eval], if: \"needs.eval.outputs.pass_rate >= 0.9\"}
+  deploy: {run: 'true', needs: [gate], if: \"github.ref == 'refs/heads/main'\"}
+  bad: {run: 'exit 1', allow_failure: true}
+  on_bad: {run: 'true', needs: [bad], if: \"needs.bad.result == 'success'\"}
+  broken: {run: 'echo x > version.txt; echo \"$(cat version.txt)\"', outputs: {version: version.txt}}
+finally:
+  notify: {run: 'echo ${{ pipeline.status }} > status.txt'}
+  only_on_failure: {run: 'true', if: failure()}
+",
+    );
+    let (_stop, cancel) = watch::channel(false);
+    let report = run(&pipeline, &options, cancel, |_| {}).await;
+    assert!(report.passed, "{report:#?}");
+    assert_eq!(outcome(&report, "eval").outputs["pass_rate"], "0.93");
+    assert_eq!(state(&report, "gate"), State::Succeeded);
+    let gate = std::fs::read_to_string(dir.path().join("gate.txt")).unwrap();
+    assert_eq!(gate.trim(), "eval-7");
+    assert_eq!(state(&report, "deploy"), State::Skipped);
+    assert_eq!(outcome(&report, "deploy").reason, "its `if` is false");
+    assert_eq!(
+        state(&report, "on_bad"),
+        State::Succeeded,
+        "allowed is success"
+    );
+    assert_eq!(outcome(&report, "broken").outputs["version"], "x");
+    let status = std::fs::read_to_string(dir.path().join("status.txt")).unwrap();
+    assert_eq!(status.trim(), "success");
+    assert_eq!(state(&report, "only_on_failure"), State::Skipped);
+}
+
+#[tokio::test]
+async fn failure_and_always_stages_run_after_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_in(
+        dir.path(),
+        "stages:
+  test: {run: 'exit 2'}
+  triage: {run: 'true', needs: [test], if: failure()}
+  report: {run: 'true', needs: [test], if: always()}
+  deploy: {run: 'true', needs: [test]}
+  unrelated: {run: 'true', needs: [triage], if: success()}
+",
+    )
+    .await;
+    assert!(!report.passed);
+    assert_eq!(state(&report, "triage"), State::Succeeded);
+    assert_eq!(state(&report, "report"), State::Succeeded);
+    assert_eq!(state(&report, "deploy"), State::Skipped);
+    assert_eq!(state(&report, "unrelated"), State::Skipped);
+}
+
+fn inventory(gpus: u32) -> sluice_pipeline::gpu::Pool {
+    sluice_pipeline::gpu::Pool::from_groups(&[sluice_readiness::GpuGroup {
+        gpu_type: "H100".into(),
+        memory_gb: 80.0,
+        count: gpus,
+        node: Some("node-a".into()),
+        spot: false,
+        hourly_price: Some(2.0),
+    }])
+}
+
+#[tokio::test]
+async fn four_gpus_run_two_stages_of_two_and_queue_the_third() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(dir.path());
+    options.gpus = inventory(4);
+    let stage = |name: &str, priority: i32| {
+        format!(
+            "  {name}: {{run: 'echo $CUDA_VISIBLE_DEVICES > {name}.gpus; sleep 0.4', gpu: {{count: 2, memory_gb: 40}}, priority: {priority}}}\n"
+        )
+    };
+    let text = format!(
+        "stages:\n{}{}{}",
+        stage("a", 0),
+        stage("b", 0),
+        stage("c", 5)
+    );
+    let pipeline = pipeline(&text);
+    assert!(pipeline.check_gpus(&options.gpus).is_empty());
+    let (_stop, cancel) = watch::channel(false);
+    let report = run(&pipeline, &options, cancel, |_| {}).await;
+    assert!(report.passed, "{report:#?}");
+    let span = |name: &str| {
+        let o = outcome(&report, name);
+        (
+            o.started.unwrap(),
+            o.started.unwrap() + o.duration,
+            o.gpu_wait,
+        )
+    };
+    let (a, b, c) = (span("a"), span("b"), span("c"));
+    // `c` has the highest priority: it and `a` start at once; `b` waits for GPUs.
+    assert!(c.0 < a.1 && a.0 < c.1, "a and c overlap: {report:#?}");
+    assert!(b.0 >= a.1.min(c.1), "b waits for two GPUs: {report:#?}");
+    assert!(
+        b.2 >= Duration::from_millis(300),
+        "b's wait is counted: {report:#?}"
+    );
+    let devices = |name: &str| {
+        std::fs::read_to_string(dir.path().join(format!("{name}.gpus")))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_ne!(devices("a"), devices("c"));
+    for name in ["a", "b", "c"] {
+        assert_eq!(devices(name).split(',').count(), 2);
+    }
+    let cost = outcome(&report, "a").cost.unwrap();
+    assert!(cost > 0.0 && cost < 0.01, "2 GPUs × $2/h × ~0.4 s: {cost}");
+
+    let too_big = pipeline_of("stages:\n  x: {run: 'true', gpu: {count: 5}}\n");
+    let problems = too_big.check_gpus(&options.gpus);
+    assert!(
+        problems[0].contains("stage `x` asks for GPUs that never fit: no node has 5 GPU(s)"),
+        "{problems:?}"
+    );
+}
+
+fn pipeline_of(text: &str) -> Pipeline {
+    pipeline(text)
+}
+
+#[tokio::test]
+async fn a_preempted_spot_stage_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(dir.path());
+    options.gpus = inventory(1);
+    let report = run_in_with(
+        &options,
+        "stages:\n  train: {run: 'if [ -f $SLUICE_CHECKPOINT_DIR/step ]; then exit 0; else touch $SLUICE_CHECKPOINT_DIR/step; exit 143; fi', gpu: {count: 1, preempted_exit_codes: [143]}}\n",
+    )
+    .await;
+    let train = outcome(&report, "train");
+    assert_eq!(
+        (train.state, train.attempts),
+        (State::Succeeded, 2),
+        "{report:#?}"
+    );
+    assert!(
+        train.reason.contains("preempted 1 time(s)"),
+        "{}",
+        train.reason
+    );
+}
+
+async fn run_in_with(options: &RunOptions, text: &str) -> Report {
+    let (_stop, cancel) = watch::channel(false);
+    run(&pipeline(text), options, cancel, |_| {}).await
+}
+
+#[tokio::test]
+async fn a_cached_stage_is_restored_until_an_input_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(dir.path());
+    options.cache = Some(sluice_pipeline::cache::CacheDir::new(
+        dir.path().join("cache"),
+    ));
+    std::fs::write(dir.path().join("data.txt"), "one").unwrap();
+    let text = "stages:\n  build: {run: 'echo built >> runs.txt; cp data.txt out.txt; echo digest=abc >> $SLUICE_OUTPUT', cache: {inputs: ['*.txt'], paths: [out.txt]}}\n  use: {run: 'test ${{ needs.build.outputs.digest }} = abc', needs: [build]}\n";
+    let first = run_in_with(&options, text).await;
+    assert_eq!(state(&first, "build"), State::Succeeded, "{first:#?}");
+    std::fs::remove_file(dir.path().join("out.txt")).unwrap();
+    // runs.txt is an input too: keep it out of the way so the key only sees data.txt.
+    std::fs::rename(dir.path().join("runs.txt"), dir.path().join("runs.log")).unwrap();
+    let second = run_in_with(&options, text).await;
+    assert_eq!(state(&second, "build"), State::Cached, "{second:#?}");
+    assert_eq!(
+        state(&second, "use"),
+        State::Succeeded,
+        "outputs restored: {second:#?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+        "one"
+    );
+    assert!(
+        !dir.path().join("runs.txt").exists(),
+        "the command did not run"
+    );
+    std::fs::write(dir.path().join("data.txt"), "two").unwrap();
+    let third = run_in_with(&options, text).await;
+    assert_eq!(state(&third, "build"), State::Succeeded, "{third:#?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+        "two"
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_run_keeps_what_ended_well() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        "stages:\n  a: {run: 'echo a >> ran.txt'}\n  b: {run: 'echo b >> ran.txt', needs: [a]}\n";
+    let first = run_in(dir.path(), text).await;
+    let mut options = options(dir.path());
+    options.resumed = first
+        .outcomes
+        .iter()
+        .filter(|o| o.name == "a")
+        .map(|o| (o.name.clone(), o.clone()))
+        .collect();
+    let second = run_in_with(&options, text).await;
+    assert!(second.passed);
+    assert!(outcome(&second, "a").reason.contains("in the run resumed"));
+    let ran = std::fs::read_to_string(dir.path().join("ran.txt")).unwrap();
+    assert_eq!(ran, "a\nb\nb\n", "only b ran again");
 }

@@ -409,12 +409,36 @@ pub struct GpuGroup {
     pub memory_gb: f64,
     /// How many.
     pub count: u32,
+    /// The node they are on (`local` when not given).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Whether they are spot (preemptible) capacity.
+    #[serde(default)]
+    pub spot: bool,
+    /// The price of one, per hour, for cost estimates.
+    #[serde(default)]
+    pub hourly_price: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Inventory {
     gpus: Vec<GpuGroup>,
+}
+
+impl GpuGroup {
+    /// An empty group on this machine, on demand, without a price: the base for
+    /// `GpuGroup { gpu_type, memory_gb, count, ..GpuGroup::local() }`.
+    pub fn local() -> Self {
+        GpuGroup {
+            gpu_type: String::new(),
+            memory_gb: 0.0,
+            count: 0,
+            node: None,
+            spot: false,
+            hourly_price: None,
+        }
+    }
 }
 
 /// Reads an inventory file.
@@ -446,13 +470,15 @@ pub fn parse_nvidia_smi(output: &str) -> Vec<GpuGroup> {
                 gpu_type: name,
                 memory_gb,
                 count: 1,
+                ..GpuGroup::local()
             }),
         }
     }
     groups
 }
 
-fn local_gpus() -> Result<Vec<GpuGroup>, String> {
+/// The GPUs of this machine, as `nvidia-smi` lists them (why not, when it cannot).
+pub fn local_gpus() -> Result<Vec<GpuGroup>, String> {
     let output = std::process::Command::new("nvidia-smi")
         .args([
             "--query-gpu=name,memory.total",
@@ -572,12 +598,14 @@ mod tests {
                 GpuGroup {
                     gpu_type: "NVIDIA H200".into(),
                     memory_gb: 150.8,
-                    count: 2
+                    count: 2,
+                    ..GpuGroup::local()
                 },
                 GpuGroup {
                     gpu_type: "NVIDIA L4".into(),
                     memory_gb: 24.2,
-                    count: 1
+                    count: 1,
+                    ..GpuGroup::local()
                 },
             ]
         );

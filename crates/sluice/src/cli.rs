@@ -101,6 +101,23 @@ pub enum Command {
 pub enum PipelineCommand {
     /// Check the pipeline, then run it.
     Run(PipelineRunArgs),
+    /// Write the pipeline as another CI system's file: each job runs
+    /// `sluice pipeline run --only STAGE`, so that the stages behave as they do here.
+    Export(PipelineExportArgs),
+}
+
+/// `sluice pipeline export`.
+#[derive(Debug, Args)]
+pub struct PipelineExportArgs {
+    /// The pipeline file.
+    #[arg(short = 'f', long = "file", default_value = "pipeline.yaml")]
+    pub file: PathBuf,
+    /// The CI system.
+    #[arg(long = "to")]
+    pub to: sluice_pipeline::export::Target,
+    /// Where to write it; standard output by default.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
 }
 
 /// `sluice pipeline run`.
@@ -122,6 +139,43 @@ pub struct PipelineRunArgs {
     /// Print the report as JSON instead of a table (no progress lines).
     #[arg(long)]
     pub json: bool,
+    /// Run only these stages (repeat, or separate with commas); needs on stages left out
+    /// count as met.
+    #[arg(long, value_delimiter = ',', value_name = "STAGE")]
+    pub only: Vec<String>,
+    /// Run this stage and every stage that needs it, directly or not.
+    #[arg(long, value_name = "STAGE")]
+    pub from: Option<String>,
+    /// Run only the stages of this tier (unit, integration, quality, eval, safety,
+    /// performance).
+    #[arg(long, value_parser = parse_tier)]
+    pub tier: Option<sluice_pipeline::Tier>,
+    /// Finish the last run of this pipeline that did not pass (or was killed): the stages
+    /// that ended well there are kept, the others run.
+    #[arg(long)]
+    pub resume: bool,
+    /// Run every stage, cached or not (results are still saved to the cache).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Where cached stages are kept; `.sluice/cache` beside the pipeline file by default.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The GPUs stages may use: an inventory file (`gpus: [{type, memory_gb, count, node,
+    /// spot, hourly_price}]`); `nvidia-smi` by default.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Write a JUnit report with one test case per stage.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Do not record the run in the store.
+    #[arg(long)]
+    pub no_store: bool,
+}
+
+fn parse_tier(text: &str) -> Result<sluice_pipeline::Tier, String> {
+    sluice_pipeline::Tier::parse(text).ok_or_else(|| {
+        format!("unknown tier `{text}`: expected unit, integration, quality, eval, safety or performance")
+    })
 }
 
 /// `sluice quickstart`.
@@ -327,7 +381,7 @@ pub enum BenchPreset {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// A YAML profile holding any of these settings.
-    #[arg(short = 'c', long = "config")]
+    #[arg(short = 'c', long = "config", visible_alias = "profile")]
     pub config: Option<PathBuf>,
     /// Base URL of the OpenAI-compatible API (`http://host:8000/v1`; `/v1` is added to a bare
     /// host).

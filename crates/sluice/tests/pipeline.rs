@@ -52,7 +52,7 @@ fn a_failing_stage_fails_the_run_its_dependents_are_skipped_and_finally_runs() {
     assert_eq!(state("notify"), "succeeded");
     assert!(!dir.path().join("deployed").exists());
     let status = std::fs::read_to_string(dir.path().join("status")).unwrap();
-    assert_eq!(status.trim(), "failed");
+    assert_eq!(status.trim(), "failure");
     let log = std::fs::read_to_string(dir.path().join("logs/lint.log")).unwrap();
     assert_eq!(log.trim(), "linting");
 
@@ -76,7 +76,7 @@ fn a_failing_stage_fails_the_run_its_dependents_are_skipped_and_finally_runs() {
         std::fs::read_to_string(dir.path().join("status"))
             .unwrap()
             .trim(),
-        "succeeded"
+        "success"
     );
 }
 
@@ -124,4 +124,324 @@ fn a_bad_pipeline_is_refused_before_anything_runs_and_dry_run_runs_nothing() {
     assert!(position("stage    lint") < position("stage    test (needs lint)"));
     assert!(position("stage    deploy (needs test, flaky)") < position("finally  notify"));
     assert!(!dir.path().join("status").exists(), "nothing ran");
+}
+
+fn wait_for(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn resume_after_the_runner_is_killed_reruns_only_what_did_not_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pipeline.yaml"),
+        "stages:
+  a: {run: 'echo a >> ran'}
+  c: {run: 'echo c >> ran'}
+  b: {run: 'if [ -f go ]; then echo b >> ran; else echo $$ > b.pid; exec sleep 60; fi', needs: [a]}
+  d: {run: 'echo d >> ran', needs: [b, c]}
+",
+    )
+    .unwrap();
+    let mut runner = sluice()
+        .current_dir(dir.path())
+        .args(["pipeline", "run", "--json", "--logs", "logs"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&dir.path().join("b.pid"));
+    // `c` ended too (a and c start together; b starts after a): wait for its line.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(dir.path().join("ran"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Give the recorder a moment to store c's outcome, then kill the runner outright.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let sleeper = std::fs::read_to_string(dir.path().join("b.pid")).unwrap();
+    let _ = std::process::Command::new("kill")
+        .arg(sleeper.trim())
+        .status();
+
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let output = sluice()
+        .current_dir(dir.path())
+        .args(["pipeline", "run", "--resume", "--json", "--logs", "logs2"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("Resuming run"),
+        "{}",
+        text(&output.stderr)
+    );
+    let mut ran: Vec<String> = std::fs::read_to_string(dir.path().join("ran"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["a", "b", "c", "d"],
+        "a and c ran once, b and d once after the resume"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let reason = |name: &str| {
+        report["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["reason"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert!(reason("a").contains("in the run resumed"));
+    assert!(reason("c").contains("in the run resumed"));
+    assert_eq!(reason("b"), "exited 0");
+
+    // A pipeline whose last run passed has nothing to resume.
+    let output = sluice()
+        .current_dir(dir.path())
+        .args(["pipeline", "run", "--resume"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stdout));
+    assert!(
+        text(&output.stderr).contains("no run of"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn gpu_requests_that_never_fit_and_bad_builtin_options_are_refused_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("inventory.yaml"),
+        "gpus:\n  - {type: H100, memory_gb: 80, count: 4, node: a, hourly_price: 2.5}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("pipeline.yaml"),
+        "stages:\n  train: {run: 'touch ran', gpu: {count: 8}}\n",
+    )
+    .unwrap();
+    let output = sluice()
+        .current_dir(dir.path())
+        .args(["pipeline", "run", "--inventory", "inventory.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr)
+            .contains("stage `train` asks for GPUs that never fit: no node has 8 GPU(s)"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!dir.path().join("ran").exists());
+
+    std::fs::write(
+        dir.path().join("pipeline.yaml"),
+        "stages:\n  eval: {uses: eval, with: {confg: x.yaml, repeat: 3}}\n  bench: {uses: bench, with: {rate: fast}}\n  deploy: {uses: deplyo}\n",
+    )
+    .unwrap();
+    let output = sluice()
+        .current_dir(dir.path())
+        .args(["pipeline", "run"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    for expected in [
+        "pipeline.yaml:2:36: stages.eval.with.confg: `confg` is no option of `uses: eval`",
+        "did you mean `config`?",
+        "stages.bench.with: `uses: bench`: invalid value 'fast' for '--rate",
+        "stages.deploy.uses: unknown built-in `deplyo`",
+    ] {
+        assert!(stderr.contains(expected), "{expected}\nin\n{stderr}");
+    }
+}
+
+#[test]
+fn only_from_and_tier_select_stages_and_a_junit_report_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pipeline.yaml"), PIPELINE).unwrap();
+    let run = |args: &[&str]| {
+        let _ = std::fs::remove_file(dir.path().join("ran"));
+        let output = sluice()
+            .current_dir(dir.path())
+            .args(["pipeline", "run", "--json", "--no-store"])
+            .args(args)
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|_| panic!("{}", text(&output.stderr)));
+        let mut names: Vec<String> = report["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        (output.status.code(), names)
+    };
+    assert_eq!(
+        run(&["--only", "test,docs"]),
+        (Some(0), vec!["docs".into(), "test".into()])
+    );
+    assert_eq!(run(&["--tier", "quality"]).1, ["lint", "notify"]);
+    assert_eq!(run(&["--from", "test"]).1, ["deploy", "notify", "test"]);
+    let output = sluice()
+        .current_dir(dir.path())
+        .args(["pipeline", "run", "--no-store", "--only", "tst"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("did you mean `test`?"));
+
+    let output = sluice()
+        .current_dir(dir.path())
+        .args(["pipeline", "run", "--no-store", "--junit", "junit.xml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("<testcase name=\"flaky\" classname=\"stages\""),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("<failure message=\"exited 1 after 2 attempts\""),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("<skipped message=\"`flaky` did not succeed\"/>"),
+        "{junit}"
+    );
+    common::check_junit(&dir.path().join("junit.xml"));
+}
+
+/// The issue's own example, with every field an export maps.
+const FULL: &str = "stages:
+  lint:    {run: \"ruff check . --output-format sarif > ruff.sarif\", reports: {sarif: ruff.sarif}, tier: quality}
+  eval:    {uses: eval, with: {config: evals/promptfooconfig.yaml, baseline: \"eval@main\"}, needs: [lint]}
+  bench:   {uses: bench, with: {profile: bench.yaml}, needs: [lint], gpu: {count: 1, memory_gb: 40, type: H100}}
+  flaky:   {run: \"./smoke.sh\", retry: {limit: 2, backoff: 2s}, cache: {inputs: ['src/**/*.py'], paths: [build]}}
+  docs:    {run: \"exit 3\", allow_failure: true}
+  codes:   {run: \"exit 4\", allow_failure: [4]}
+  slow:    {run: \"./long.sh\", timeout: 10m, env: {MODE: fast}}
+  triage:  {run: \"true\", needs: [eval], if: failure()}
+  deploy:  {uses: rollout, with: {spec: rollout.yaml}, needs: [eval, bench], if: \"github.ref == 'refs/heads/main'\"}
+finally:
+  notify:  {run: \"./notify.sh ${{ pipeline.status }}\"}
+";
+
+/// Exports to each CI system, checked with that system's published schema or models when
+/// the validators are installed (`SLUICE_PIPELINE_VALIDATORS`: a Python with check-jsonschema,
+/// hera and kfp-pipeline-spec; `.ci/run` provides it and sets
+/// `SLUICE_REQUIRE_PIPELINE_VALIDATORS`).
+#[test]
+fn exports_are_valid_for_each_ci_system() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pipeline.yaml"), FULL).unwrap();
+    let python = std::env::var_os("SLUICE_PIPELINE_VALIDATORS");
+    if python.is_none() {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_PIPELINE_VALIDATORS").is_none(),
+            "SLUICE_PIPELINE_VALIDATORS is required here"
+        );
+        eprintln!(
+            "validators skipped: set SLUICE_PIPELINE_VALIDATORS to a Python with check-jsonschema, hera and kfp-pipeline-spec"
+        );
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validate_exports.py");
+    let mut texts = std::collections::BTreeMap::new();
+    for target in ["github", "gitlab", "argo", "kubeflow"] {
+        let file = dir.path().join(format!("{target}.yaml"));
+        let output = sluice()
+            .current_dir(dir.path())
+            .args(["pipeline", "export", "--to", target, "-o"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        if let Some(python) = &python {
+            let check = std::process::Command::new(python)
+                .arg(&script)
+                .arg(target)
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "{target}: {}{}\n{}",
+                text(&check.stdout),
+                text(&check.stderr),
+                std::fs::read_to_string(&file).unwrap()
+            );
+        }
+        texts.insert(target, std::fs::read_to_string(&file).unwrap());
+    }
+    let github = &texts["github"];
+    for expected in [
+        "if: \"github.ref == 'refs/heads/main'\"",
+        "timeout-minutes: 10",
+        "continue-on-error: true",
+        "      - gpu-h100",
+        "run: \"sluice pipeline run -f pipeline.yaml --only deploy\"",
+        "key: \"sluice-flaky-${{ hashFiles('src/**/*.py') }}\"",
+        "if: \"failure()\"",
+    ] {
+        assert!(github.contains(expected), "{expected}\nin\n{github}");
+    }
+    let gitlab = &texts["gitlab"];
+    for expected in [
+        "exit_codes:",
+        "stage: \".post\"",
+        "when: on_failure",
+        "timeout: \"10m\"",
+        "max: 2",
+    ] {
+        assert!(gitlab.contains(expected), "{expected}\nin\n{gitlab}");
+    }
+    let argo = &texts["argo"];
+    for expected in [
+        "depends: \"eval && bench\"",
+        "nvidia.com/gpu: \"1\"",
+        "activeDeadlineSeconds: 600",
+        "onExit: finally",
+    ] {
+        assert!(argo.contains(expected), "{expected}\nin\n{argo}");
+    }
+    assert!(texts["kubeflow"].contains("resourceType: nvidia.com/gpu"));
+
+    // A bad pipeline is not exported.
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "stages:\n  a: {run: x, needs: [b]}\n",
+    )
+    .unwrap();
+    let output = sluice()
+        .current_dir(dir.path())
+        .args(["pipeline", "export", "--to", "github", "-f", "bad.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
 }

@@ -176,22 +176,7 @@ fn a_compliant_model_fails_and_a_careful_one_passes() {
         junit_text.contains("type=\"attack_succeeded\"") && !junit_text.contains("sk-proj-R3dT"),
         "{junit_text}"
     );
-    match std::env::var_os("SLUICE_JUNIT_XSD") {
-        Some(xsd) => {
-            let output = std::process::Command::new("xmllint")
-                .arg("--noout")
-                .arg("--schema")
-                .arg(xsd)
-                .arg(&junit)
-                .output()
-                .unwrap();
-            assert!(output.status.success(), "{}", text(&output.stderr));
-        }
-        None => assert!(
-            std::env::var("SLUICE_REQUIRE_JUNIT_XSD").as_deref() != Ok("1"),
-            "SLUICE_REQUIRE_JUNIT_XSD=1 but SLUICE_JUNIT_XSD is not set"
-        ),
-    }
+    common::check_junit(&junit);
 
     let output = redteam(&store, &config(dir.path(), &sim.base_url, "refuses"), &[]);
     let stdout = text(&output.stdout);

@@ -69,7 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Readiness(args) => readiness::run(args, &cli.global.store).await,
         Command::Registry(command) => registry::run(command, &cli.global.store).await,
         Command::Store(command) => store::run(command, &cli.global.store).await,
-        Command::Pipeline(command) => pipeline::run(command).await,
+        Command::Pipeline(command) => pipeline::run(command, &cli.global.store).await,
     }
 }
 

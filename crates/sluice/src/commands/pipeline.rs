@@ -1,21 +1,167 @@
-//! `sluice pipeline run`: check `pipeline.yaml`, then run its stages with progress lines on
-//! stderr and a summary (or the JSON report) on stdout; Ctrl-C or SIGTERM stops the running
-//! stages as groups and still runs the `finally` stages.
+//! `sluice pipeline run`: check `pipeline.yaml` (built-ins' options and GPU requests
+//! included), then run its stages with progress lines on stderr and a summary (or the JSON
+//! report) on stdout; the run and each stage's outcome go to the store, so `--resume` can
+//! finish a run that was killed. Ctrl-C or SIGTERM stops the running stages as groups and still
+//! runs the `finally` stages. `sluice pipeline export` writes the pipeline for another CI
+//! system.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use anyhow::Context as _;
+use clap::{CommandFactory as _, Parser as _};
 use serde_json::json;
-use sluice_config::ProcessEnv;
-use sluice_pipeline::{Event, Outcome as StageOutcome, Pipeline, Report, RunOptions, State};
-use tokio::sync::watch;
+use sluice_core::report::{
+    JUNIT_CLOSE, JUNIT_SUITE_CLOSE, JunitCounts, JunitVerdict, github_command, junit_case,
+    junit_open, junit_suite_open,
+};
+use sluice_pipeline::export::{ExportOptions, export};
+use sluice_pipeline::gpu::Pool;
+use sluice_pipeline::{
+    Action, Builtin, Builtins, Event, External, Outcome as StageOutcome, Pipeline, Report,
+    RunOptions, State,
+};
+use sluice_store::{NewEvent, NewRun, RunFilter, RunKind, RunStatus, Store};
+use tokio::sync::{mpsc, watch};
 
-use super::{Outcome, shutdown_signal};
-use crate::cli::{PipelineCommand, PipelineRunArgs};
+use super::{Outcome, open_store, shutdown_signal};
+use crate::cli::{Cli, PipelineCommand, PipelineExportArgs, PipelineRunArgs};
 
-pub async fn run(command: PipelineCommand) -> anyhow::Result<Outcome> {
-    let PipelineCommand::Run(args) = command;
-    let pipeline = Pipeline::load(&args.file, &ProcessEnv)?;
+pub async fn run(command: PipelineCommand, store: &str) -> anyhow::Result<Outcome> {
+    match command {
+        PipelineCommand::Run(args) => run_pipeline(args, store).await,
+        PipelineCommand::Export(args) => export_pipeline(&args),
+    }
+}
+
+/// Reads the pipeline and checks each built-in's options as the command itself would.
+fn load(file: &Path) -> anyhow::Result<Pipeline> {
+    Ok(Pipeline::load_with(file, &|builtin, with| {
+        let templated = with
+            .iter()
+            .any(|(_, v)| v.iter().any(|v| v.contains("${{")));
+        builtin_argv(builtin, with, "sluice.db", !templated).map(|_| ())
+    })?)
+}
+
+/// The `sluice` arguments that run `builtin` with `with`: each key names one of its options
+/// (`_` or `-`), a list gives the option once per item, `true`/`false` turn a flag on or
+/// off. With `parse`, the whole command line is also checked as the command itself would.
+fn builtin_argv(
+    builtin: Builtin,
+    with: &[(String, Vec<String>)],
+    store: &str,
+    parse: bool,
+) -> Result<Vec<String>, (Option<String>, String)> {
+    let root = Cli::command();
+    let mut command = &root;
+    for word in builtin.command() {
+        command = command
+            .find_subcommand(word)
+            .ok_or((None, format!("`sluice {word}` is not a command")))?;
+    }
+    let mut argv: Vec<String> = vec!["--store".into(), store.into()];
+    argv.extend(builtin.command().iter().map(|w| (*w).to_owned()));
+    for (key, values) in with {
+        let long = key.replace('_', "-");
+        let arg = command.get_arguments().find(|a| {
+            a.get_long() == Some(long.as_str())
+                || a.get_id().as_str() == key
+                || a.get_all_aliases()
+                    .is_some_and(|all| all.contains(&long.as_str()))
+        });
+        let Some(arg) = arg else {
+            let names: Vec<String> = command
+                .get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_owned))
+                .filter(|n| n != "help")
+                .collect();
+            let hint = sluice_config::did_you_mean(&long, names.iter().map(String::as_str))
+                .map(|n| format!("; did you mean `{n}`?"))
+                .unwrap_or_default();
+            return Err((
+                Some(key.clone()),
+                format!(
+                    "`{key}` is no option of `uses: {}` (expected one of {}){hint}",
+                    builtin.name(),
+                    names.join(", ")
+                ),
+            ));
+        };
+        if !arg.get_action().takes_values() {
+            match values.as_slice() {
+                [v] if v == "true" => argv.push(format!("--{long}")),
+                [v] if v == "false" => {}
+                _ => {
+                    return Err((
+                        Some(key.clone()),
+                        format!("`{key}` is a flag: expected true or false"),
+                    ));
+                }
+            }
+        } else if arg.is_positional() {
+            argv.extend(values.iter().cloned());
+        } else {
+            for value in values {
+                argv.push(format!("--{long}"));
+                argv.push(value.clone());
+            }
+        }
+    }
+    if parse {
+        let mut full = vec!["sluice".to_owned()];
+        full.extend(argv.iter().cloned());
+        if let Err(e) = Cli::try_parse_from(&full) {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            return Err((None, format!("`uses: {}`: {first}", builtin.name())));
+        }
+    }
+    Ok(argv)
+}
+
+/// Built-ins run as `sluice …` child processes of this binary, on the same store.
+struct CliBuiltins {
+    exe: PathBuf,
+    store: String,
+}
+
+impl Builtins for CliBuiltins {
+    fn command(
+        &self,
+        builtin: Builtin,
+        with: &[(String, Vec<String>)],
+    ) -> Result<(PathBuf, Vec<String>), String> {
+        builtin_argv(builtin, with, &self.store, true)
+            .map(|argv| (self.exe.clone(), argv))
+            .map_err(|(_, message)| message)
+    }
+}
+
+async fn run_pipeline(args: PipelineRunArgs, store_location: &str) -> anyhow::Result<Outcome> {
+    let full = load(&args.file)?;
+    let pipeline = full
+        .select(&args.only, args.from.as_deref(), args.tier)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let workdir = match args.file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let gpus = match gpu_pool(&pipeline, args.inventory.as_deref()) {
+        Ok(gpus) => gpus,
+        Err(why) if args.dry_run => {
+            eprintln!("GPU requests not checked: {why:#}");
+            print_plan(&pipeline);
+            return Ok(Outcome::Ok);
+        }
+        Err(why) => return Err(why),
+    };
+    let problems = pipeline.check_gpus(&gpus);
+    if !problems.is_empty() {
+        anyhow::bail!("{}: {}", args.file.display(), problems.join("; "));
+    }
     if args.dry_run {
         print_plan(&pipeline);
         return Ok(Outcome::Ok);
@@ -27,10 +173,49 @@ pub async fn run(command: PipelineCommand) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&log_dir).map_err(|e| {
         anyhow::anyhow!("cannot create the log directory {}: {e}", log_dir.display())
     })?;
+    let store = if args.no_store {
+        None
+    } else {
+        Some(open_store(store_location).await?)
+    };
+    let run_name = std::fs::canonicalize(&args.file)
+        .unwrap_or_else(|_| args.file.clone())
+        .display()
+        .to_string();
+    let resumed = match (&store, args.resume) {
+        (Some(store), true) => resumable(store, &run_name).await?,
+        (None, true) => anyhow::bail!("--resume reads the store: drop --no-store"),
+        _ => BTreeMap::new(),
+    };
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| workdir.join(".sluice/cache"));
+    let cache = sluice_pipeline::cache::CacheDir::new(cache_dir);
     let options = RunOptions {
         max_parallel: usize::from(args.max_parallel),
-        log_dir: log_dir.clone(),
-        grace: Duration::from_secs(10),
+        ci: ci_context(&workdir),
+        cache: Some(if args.no_cache {
+            cache.write_only()
+        } else {
+            cache
+        }),
+        gpus,
+        builtins: Some(Arc::new(CliBuiltins {
+            exe: std::env::current_exe().context("cannot find the sluice executable")?,
+            store: store_location.to_owned(),
+        })),
+        resumed,
+        external: external_needs()?,
+        prior_status: std::env::var("SLUICE_PIPELINE_STATUS")
+            .ok()
+            .filter(|_| pipeline.stages.is_empty())
+            .map(|s| s == "success"),
+        ..RunOptions::new(workdir, log_dir.clone())
+    };
+    let recorder = match &store {
+        Some(store) => Some(Recorder::start(store.clone(), &run_name, &args).await?),
+        None => None,
     };
     let (stop, cancel) = watch::channel(false);
     let stopper = tokio::spawn(async move {
@@ -40,26 +225,356 @@ pub async fn run(command: PipelineCommand) -> anyhow::Result<Outcome> {
         stop
     });
     let quiet = args.json;
+    let sink = recorder.as_ref().map(|r| r.sink.clone());
     let report = sluice_pipeline::run(&pipeline, &options, cancel, |event| {
+        if let (Event::Finished(outcome), Some(sink)) = (&event, &sink) {
+            let _ = sink.send((*outcome).clone());
+        }
         if !quiet {
             progress(&event);
         }
     })
     .await;
     stopper.abort();
+    drop(sink);
+    let run_id = match recorder {
+        Some(recorder) => Some(recorder.finish(&report).await?),
+        None => None,
+    };
+    publish(&report, &args)?;
     if args.json {
         outln!(
             "{}",
-            serde_json::to_string_pretty(&report_json(&report, &log_dir))?
+            serde_json::to_string_pretty(&report_json(&report, &log_dir, run_id.as_deref()))?
         );
     } else {
-        print_summary(&report, &args, &log_dir);
+        print_summary(&report, &args, &log_dir, run_id.as_deref());
     }
     Ok(if report.passed {
         Outcome::Ok
     } else {
         Outcome::GateFailed
     })
+}
+
+/// The GPUs to schedule on: the inventory file, or `nvidia-smi` when a stage needs GPUs.
+fn gpu_pool(pipeline: &Pipeline, inventory: Option<&Path>) -> anyhow::Result<Pool> {
+    if let Some(path) = inventory {
+        return Ok(Pool::from_groups(&sluice_readiness::read_inventory(path)?));
+    }
+    let wants = pipeline
+        .stages
+        .iter()
+        .chain(&pipeline.finally)
+        .find(|(_, s)| s.gpu.is_some());
+    match wants {
+        None => Ok(Pool::default()),
+        Some((name, _)) => sluice_readiness::local_gpus()
+            .map(|groups| Pool::from_groups(&groups))
+            .map_err(|why| {
+                anyhow::anyhow!("stage `{name}` needs GPUs and none can be listed: {why}")
+            }),
+    }
+}
+
+/// The CI context (`github.*`): GitHub Actions' own variables, else GitLab's, else the
+/// repository's checked-out branch and commit.
+fn ci_context(workdir: &Path) -> BTreeMap<String, String> {
+    let mut context: BTreeMap<String, String> = std::env::vars()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("GITHUB_")
+                .map(|name| (name.to_lowercase(), v))
+        })
+        .collect();
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if !context.contains_key("ref") {
+        let gitlab = match (var("CI_COMMIT_TAG"), var("CI_COMMIT_BRANCH")) {
+            (Some(tag), _) => Some((format!("refs/tags/{tag}"), tag)),
+            (None, Some(branch)) => Some((format!("refs/heads/{branch}"), branch)),
+            _ => None,
+        };
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(workdir)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        };
+        let found = gitlab.or_else(|| {
+            git(&["symbolic-ref", "-q", "HEAD"]).map(|r| {
+                let name = r.strip_prefix("refs/heads/").unwrap_or(&r).to_owned();
+                (r, name)
+            })
+        });
+        if let Some((full, name)) = found {
+            context.insert("ref".into(), full);
+            context.insert("ref_name".into(), name);
+        }
+        if let Some(sha) = var("CI_COMMIT_SHA").or_else(|| git(&["rev-parse", "HEAD"])) {
+            context.insert("sha".into(), sha);
+        }
+    }
+    context
+}
+
+/// `SLUICE_NEEDS`: how the needed stages that other CI jobs ran ended, as GitHub Actions'
+/// `toJSON(needs)` writes it (`{"eval": {"result": "success", "outputs": {…}}}`).
+fn external_needs() -> anyhow::Result<BTreeMap<String, External>> {
+    let Ok(text) = std::env::var("SLUICE_NEEDS") else {
+        return Ok(BTreeMap::new());
+    };
+    serde_json::from_str(&text)
+        .context("SLUICE_NEEDS: expected {\"STAGE\": {\"result\": …, \"outputs\": {…}}}")
+}
+
+/// The outcomes of the last run of this pipeline that did not pass and is not running.
+async fn resumable(store: &Store, name: &str) -> anyhow::Result<BTreeMap<String, StageOutcome>> {
+    let runs = store
+        .list_runs(RunFilter {
+            kind: Some(RunKind::Pipeline),
+            status: None,
+            limit: 100,
+        })
+        .await?;
+    let Some(run) = runs.iter().find(|r| r.name == name) else {
+        anyhow::bail!("--resume: no run of {name} is stored");
+    };
+    match run.status {
+        RunStatus::Passed => {
+            anyhow::bail!("--resume: no run of {name} to finish: the last one passed")
+        }
+        RunStatus::Running if !store.interrupted(run).await? => anyhow::bail!(
+            "--resume: run {} of {name} is still running in another process",
+            run.id.as_str()
+        ),
+        _ => {}
+    }
+    let events = store
+        .events(&format!("pipeline:{}", run.id.as_str()), 0, u32::MAX)
+        .await?;
+    let outcomes = events
+        .into_iter()
+        .filter(|e| e.kind == "stage")
+        .filter_map(|e| serde_json::from_value::<StageOutcome>(e.payload).ok())
+        .map(|o| (o.name.clone(), o))
+        .collect();
+    if run.status == RunStatus::Running {
+        // Its process is gone: it ends here, and the new run carries it on.
+        store
+            .finish_run(&run.id, RunStatus::Errored, json!({"interrupted": true}))
+            .await?;
+    }
+    eprintln!("Resuming run {} of {name}.", run.id.as_str());
+    Ok(outcomes)
+}
+
+/// Writes the run and each stage's outcome to the store as the run goes.
+struct Recorder {
+    store: Store,
+    id: sluice_store::RunId,
+    sink: mpsc::UnboundedSender<StageOutcome>,
+    writer: tokio::task::JoinHandle<()>,
+    _hold: sluice_store::RunHold,
+}
+
+impl Recorder {
+    async fn start(store: Store, name: &str, args: &PipelineRunArgs) -> anyhow::Result<Self> {
+        let (id, hold) = store
+            .create_held_run(NewRun {
+                kind: RunKind::Pipeline,
+                name: name.to_owned(),
+                config: json!({
+                    "file": args.file,
+                    "only": args.only,
+                    "from": args.from,
+                    "tier": args.tier.map(|t| t.name()),
+                    "resume": args.resume,
+                }),
+            })
+            .await?;
+        let (sink, mut outcomes) = mpsc::unbounded_channel::<StageOutcome>();
+        let subject = format!("pipeline:{}", id.as_str());
+        let writer_store = store.clone();
+        let writer = tokio::spawn(async move {
+            while let Some(outcome) = outcomes.recv().await {
+                let event = NewEvent {
+                    subject: subject.clone(),
+                    kind: "stage".to_owned(),
+                    payload: serde_json::to_value(&outcome).unwrap_or_default(),
+                };
+                if let Err(error) = writer_store.append_events(vec![event]).await {
+                    tracing::warn!(%error, "Cannot record a stage's outcome.");
+                }
+            }
+        });
+        Ok(Recorder {
+            store,
+            id,
+            sink,
+            writer,
+            _hold: hold,
+        })
+    }
+
+    async fn finish(self, report: &Report) -> anyhow::Result<String> {
+        drop(self.sink);
+        let _ = self.writer.await;
+        let count = |state: State| report.outcomes.iter().filter(|o| o.state == state).count();
+        let summary = json!({
+            "passed": report.passed,
+            "duration_s": report.duration.as_secs_f64(),
+            "stages": report.outcomes.len(),
+            "succeeded": count(State::Succeeded),
+            "cached": count(State::Cached),
+            "failed": report.outcomes.iter().filter(|o| !o.ok() && !matches!(o.state, State::Skipped | State::Cancelled)).count(),
+            "skipped": count(State::Skipped),
+            "cancelled": count(State::Cancelled),
+            "runs": report.outcomes.iter().filter_map(|o| o.outputs.get("run_id").map(|id| json!({"stage": o.name, "run_id": id}))).collect::<Vec<_>>(),
+        });
+        let status = if report.passed {
+            RunStatus::Passed
+        } else {
+            RunStatus::Failed
+        };
+        self.store.finish_run(&self.id, status, summary).await?;
+        Ok(self.id.as_str().to_owned())
+    }
+}
+
+/// GitHub Actions: `::error` lines, the step summary, and the stage's outputs for the jobs
+/// that need it; then the JUnit file when asked for.
+fn publish(report: &Report, args: &PipelineRunArgs) -> anyhow::Result<()> {
+    let on_github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    if on_github {
+        for outcome in report.outcomes.iter().filter(|o| failed(o)) {
+            outln!(
+                "{}",
+                github_command(
+                    "error",
+                    &[(
+                        "title",
+                        &format!("stage {} {}", outcome.name, outcome.state.name())
+                    )],
+                    &outcome.reason
+                )
+            );
+        }
+    }
+    if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY") {
+        let mut text = format!(
+            "### {} {}\n\n| stage | state | attempts | time | why |\n|---|---|---|---|---|\n",
+            args.file.display(),
+            if report.passed { "passed" } else { "failed" }
+        );
+        for o in &report.outcomes {
+            text.push_str(&format!(
+                "| {} | {} | {} | {:.1}s | {} |\n",
+                o.name,
+                o.state.name(),
+                o.attempts,
+                o.duration.as_secs_f64(),
+                o.reason.replace('|', "\\|")
+            ));
+        }
+        append(Path::new(&path), &text)?;
+    }
+    if let Ok(path) = std::env::var("GITHUB_OUTPUT") {
+        let mut text = String::new();
+        for o in &report.outcomes {
+            for (key, value) in &o.outputs {
+                text.push_str(&format!(
+                    "{key}<<SLUICE_OUTPUT_END\n{value}\nSLUICE_OUTPUT_END\n"
+                ));
+            }
+        }
+        append(Path::new(&path), &text)?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, junit(report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn failed(outcome: &StageOutcome) -> bool {
+    !outcome.ok() && !matches!(outcome.state, State::Skipped | State::Cancelled)
+}
+
+fn append(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// One JUnit test case per stage.
+fn junit(report: &Report) -> String {
+    let counts = JunitCounts {
+        tests: report.outcomes.len() as u64,
+        failures: report
+            .outcomes
+            .iter()
+            .filter(|o| failed(o) && o.state != State::Errored)
+            .count() as u64,
+        errors: report
+            .outcomes
+            .iter()
+            .filter(|o| o.state == State::Errored)
+            .count() as u64,
+    };
+    let seconds = Some(report.duration.as_secs_f64());
+    let mut out = junit_open("sluice pipeline", counts, seconds);
+    out.push_str(&junit_suite_open("pipeline", counts, seconds));
+    for o in &report.outcomes {
+        let verdict = match o.state {
+            State::Errored => JunitVerdict::Error {
+                message: &o.reason,
+                kind: o.state.name(),
+            },
+            State::Skipped | State::Cancelled => JunitVerdict::Skipped { message: &o.reason },
+            _ if o.ok() => JunitVerdict::Passed,
+            _ => JunitVerdict::Failure {
+                message: &o.reason,
+                kind: o.state.name(),
+                text: None,
+            },
+        };
+        let class = if o.finally { "finally" } else { "stages" };
+        out.push_str(&junit_case(
+            &o.name,
+            class,
+            Some(o.duration.as_secs_f64()),
+            verdict,
+        ));
+    }
+    out.push_str(JUNIT_SUITE_CLOSE);
+    out.push_str(JUNIT_CLOSE);
+    out
+}
+
+fn export_pipeline(args: &PipelineExportArgs) -> anyhow::Result<Outcome> {
+    let pipeline = load(&args.file)?;
+    let name = args
+        .file
+        .file_stem()
+        .map_or("pipeline".to_owned(), |s| s.to_string_lossy().into_owned());
+    let options = ExportOptions {
+        file: args.file.display().to_string(),
+        name,
+        image: "ghcr.io/sluice-dev/sluice:latest".to_owned(),
+    };
+    let text = export(&pipeline, args.to, &options);
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => out!("{text}"),
+    }
+    Ok(Outcome::Ok)
 }
 
 /// `sluice-pipeline-UNIXMS` under the system's temporary directory.
@@ -82,7 +597,11 @@ fn print_plan(pipeline: &Pipeline) {
         } else {
             format!(" (needs {})", stage.needs.join(", "))
         };
-        outln!("{group:<8} {name}{needs}: {}", stage.run);
+        let what = match &stage.action {
+            Action::Run(run) => run.written(),
+            Action::Uses { builtin, .. } => format!("uses {}", builtin.name()),
+        };
+        outln!("{group:<8} {name}{needs}: {what}");
     }
 }
 
@@ -93,40 +612,60 @@ fn progress(event: &Event<'_>) {
         Event::Started { name, attempt } => eprintln!("  retry  {name} (attempt {attempt})"),
         Event::Finished(outcome) => {
             let label = match outcome.state {
+                State::Cached => "cached",
                 _ if outcome.ok() => "done",
                 State::Skipped => "skip",
                 State::Cancelled => "stop",
                 _ => "FAIL",
             };
-            eprintln!("  {label:<6} {} — {}", outcome.name, describe(outcome));
+            eprintln!(
+                "  {label:<6} {} — {}: {}",
+                outcome.name,
+                outcome.state.name(),
+                outcome.reason
+            );
         }
     }
 }
 
-fn describe(outcome: &StageOutcome) -> String {
-    format!("{}: {}", outcome.state.name(), outcome.reason)
-}
-
 /// The table of stages, where their logs are, and the verdict.
-fn print_summary(report: &Report, args: &PipelineRunArgs, log_dir: &std::path::Path) {
+fn print_summary(report: &Report, args: &PipelineRunArgs, log_dir: &Path, run_id: Option<&str>) {
     outln!(
-        "{:<24} {:<10} {:>8} {:>9}  WHY",
+        "{:<24} {:<10} {:>8} {:>9} {:>9}  WHY",
         "STAGE",
         "STATE",
         "ATTEMPTS",
-        "TIME"
+        "TIME",
+        "GPU WAIT"
     );
-    for outcome in &report.outcomes {
+    for o in &report.outcomes {
+        let wait = if o.gpus.is_some() {
+            format!("{:.1}s", o.gpu_wait.as_secs_f64())
+        } else {
+            "-".to_owned()
+        };
+        let cost = o
+            .cost
+            .map(|c| format!(" (GPUs {}, ~${c:.4})", o.gpus.as_deref().unwrap_or("")));
         outln!(
-            "{:<24} {:<10} {:>8} {:>8.1}s  {}",
-            outcome.name,
-            outcome.state.name(),
-            outcome.attempts,
-            outcome.duration.as_secs_f64(),
-            outcome.reason
+            "{:<24} {:<10} {:>8} {:>8.1}s {:>9}  {}{}",
+            o.name,
+            o.state.name(),
+            o.attempts,
+            o.duration.as_secs_f64(),
+            wait,
+            o.reason,
+            cost.unwrap_or_default()
         );
     }
+    let total: f64 = report.outcomes.iter().filter_map(|o| o.cost).sum();
+    if total > 0.0 {
+        outln!("estimated GPU cost: ${total:.4}");
+    }
     outln!("logs in {}", log_dir.display());
+    if let Some(id) = run_id {
+        outln!("run {id}");
+    }
     outln!(
         "{} {} in {:.1}s",
         args.file.display(),
@@ -135,9 +674,10 @@ fn print_summary(report: &Report, args: &PipelineRunArgs, log_dir: &std::path::P
     );
 }
 
-fn report_json(report: &Report, log_dir: &std::path::Path) -> serde_json::Value {
+fn report_json(report: &Report, log_dir: &Path, run_id: Option<&str>) -> serde_json::Value {
     json!({
         "passed": report.passed,
+        "run_id": run_id,
         "duration_s": report.duration.as_secs_f64(),
         "logs": log_dir,
         "stages": report.outcomes.iter().map(|o| json!({
@@ -149,6 +689,10 @@ fn report_json(report: &Report, log_dir: &std::path::Path) -> serde_json::Value 
             "attempts": o.attempts,
             "started_s": o.started.map(|s| s.as_secs_f64()),
             "duration_s": o.duration.as_secs_f64(),
+            "gpu_wait_s": o.gpu_wait.as_secs_f64(),
+            "gpus": o.gpus,
+            "cost": o.cost,
+            "outputs": o.outputs,
             "log": o.log,
             "reason": o.reason,
         })).collect::<Vec<_>>(),

@@ -33,6 +33,10 @@ pub fn sluice() -> Command {
         .env_remove("OPENAI_BASE_URL")
         .env_remove("GITHUB_ACTIONS")
         .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("GITHUB_OUTPUT")
+        .env_remove("SLUICE_NEEDS")
+        .env_remove("SLUICE_OUTPUT")
+        .env_remove("SLUICE_PIPELINE_STATUS")
         .env_remove("SLUICE_CACHE_DIR")
         // Runs here change simulator profiles between runs: no answers from earlier runs.
         .env("SLUICE_NO_CACHE", "true")
@@ -426,4 +430,33 @@ pub async fn windows(gateway: &Gateway) -> serde_json::Value {
         .json()
         .await
         .unwrap()
+}
+
+/// Validates a JUnit report against the XSD in `SLUICE_JUNIT_XSD` with xmllint; without it,
+/// says so (and fails where `SLUICE_REQUIRE_JUNIT_XSD=1`).
+#[allow(dead_code, reason = "not every test binary writes JUnit")]
+pub fn check_junit(report: &Path) {
+    match std::env::var_os("SLUICE_JUNIT_XSD") {
+        Some(xsd) => {
+            let output = Command::new("xmllint")
+                .arg("--noout")
+                .arg("--schema")
+                .arg(xsd)
+                .arg(report)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        None => {
+            assert!(
+                std::env::var("SLUICE_REQUIRE_JUNIT_XSD").as_deref() != Ok("1"),
+                "SLUICE_REQUIRE_JUNIT_XSD=1 but SLUICE_JUNIT_XSD is not set"
+            );
+            eprintln!("JUnit schema check skipped: SLUICE_JUNIT_XSD is not set");
+        }
+    }
 }
