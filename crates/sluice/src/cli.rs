@@ -94,6 +94,23 @@ pub enum Command {
     /// every stage succeeded (or failed as allowed), 1 when one did not, 2 on a bad file.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Scaffold a repository that ships a model with Sluice: model files, prompt, eval suite,
+    /// load test, gateway and canary, `pipeline.yaml` and its GitHub Actions workflow.
+    Init(InitArgs),
+}
+
+/// `sluice init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The repository's directory (created when missing).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The model's name (lowercase letters, digits and `-`).
+    #[arg(long, default_value = "chat")]
+    pub name: String,
+    /// Overwrite files that already exist.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `sluice pipeline …`.

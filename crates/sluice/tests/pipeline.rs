@@ -445,3 +445,91 @@ fn exports_are_valid_for_each_ci_system() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// `sluice init` gives a repository whose checks and pipeline pass at once against the
+/// simulator: validate, the eval gate and the load test run as built-ins, the canary waits for
+/// a push to main, and the pipeline's stored run names the eval and bench runs it produced.
+#[test]
+fn init_then_validate_and_pipeline_run_pass_against_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let output = sluice().arg("init").arg(&repo).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    for file in [
+        "models/chat/model.yaml",
+        "models/chat/deployment.yaml",
+        "models/chat/config/production.yaml",
+        "prompts/system.txt",
+        "evals/promptfooconfig.yaml",
+        "rollout.yaml",
+        "pipeline.yaml",
+        ".github/workflows/pipeline.yml",
+    ] {
+        assert!(repo.join(file).is_file(), "{file}");
+    }
+    if let Some(python) = std::env::var_os("SLUICE_PIPELINE_VALIDATORS") {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validate_exports.py");
+        let check = std::process::Command::new(python)
+            .arg(script)
+            .arg("github")
+            .arg(repo.join(".github/workflows/pipeline.yml"))
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{}", text(&check.stdout));
+    }
+    let output = sluice()
+        .current_dir(&repo)
+        .args(["validate", "models"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+
+    let sim = common::Simulate::with_config(&repo.join("sim.yaml"));
+    let output = sluice()
+        .current_dir(&repo)
+        .env("OPENAI_BASE_URL", &sim.base_url)
+        .args(["pipeline", "run", "--json", "--logs", "logs"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let stage = |name: &str| {
+        report["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    for name in ["validate", "eval", "bench"] {
+        assert_eq!(stage(name)["state"], "succeeded", "{}", stage(name));
+    }
+    assert_eq!(stage("rollout")["state"], "skipped");
+    let eval = stage("eval");
+    assert_eq!(eval["outputs"]["pass_rate"], "1.0000", "{eval}");
+    let eval_run = eval["outputs"]["run_id"].as_str().unwrap().to_owned();
+    assert!(eval_run.starts_with("eval-"), "{eval}");
+    let runs = common::stored_runs(repo.join(".sluice/sluice.db"), "pipeline");
+    let summary = &runs.as_array().unwrap()[0]["summary"];
+    assert!(
+        summary["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["run_id"] == eval_run.as_str()),
+        "{summary}"
+    );
+
+    // A second init refuses to overwrite the repository's files.
+    let output = sluice().arg("init").arg(&repo).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("--force overwrites them"));
+}

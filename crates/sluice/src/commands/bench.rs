@@ -177,10 +177,11 @@ fn render(
             }
         }
     }
-    if !args.json
-        && let Some(id) = run_id
-    {
-        outln!("  recorded run {id}");
+    if let Some(id) = run_id {
+        super::stage_outputs(&[("run_id", id.to_string())]);
+        if !args.json {
+            outln!("  recorded run {id}");
+        }
     }
     Ok(if verdict.invalid {
         Outcome::Invalid

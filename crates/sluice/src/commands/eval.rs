@@ -141,6 +141,16 @@ fn render(args: &EvalArgs, finished: &Finished, files: ReportFiles) -> anyhow::R
         );
     }
     files.finish(&report)?;
+    let total = &finished.summary.total;
+    let rows = total.passed + total.failed + total.errors;
+    super::stage_outputs(&[
+        ("run_id", finished.run_id.clone()),
+        (
+            "pass_rate",
+            format!("{:.4}", total.passed as f64 / rows.max(1) as f64),
+        ),
+        ("passed", finished.passed.to_string()),
+    ]);
     if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY")
         && !path.is_empty()
     {

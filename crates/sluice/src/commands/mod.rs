@@ -5,6 +5,7 @@ mod bench;
 mod chat;
 mod eval;
 mod gateway;
+mod init;
 mod pipeline;
 mod quickstart;
 mod readiness;
@@ -70,6 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Registry(command) => registry::run(command, &cli.global.store).await,
         Command::Store(command) => store::run(command, &cli.global.store).await,
         Command::Pipeline(command) => pipeline::run(command, &cli.global.store).await,
+        Command::Init(args) => init::run(args),
     }
 }
 
@@ -111,6 +113,26 @@ async fn link_run(
             .await?;
     }
     Ok(())
+}
+
+/// Hands a pipeline stage its outputs when this command runs as one (`uses:` in
+/// `pipeline.yaml`): `NAME=value` lines appended to the file `$SLUICE_OUTPUT` names.
+fn stage_outputs(outputs: &[(&str, String)]) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os("SLUICE_OUTPUT") else {
+        return;
+    };
+    let text: String = outputs
+        .iter()
+        .map(|(key, value)| format!("{key}={}\n", value.replace('\n', " ")))
+        .collect();
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(text.as_bytes()));
+    if let Err(error) = written {
+        tracing::warn!(%error, "Cannot write the stage's outputs to $SLUICE_OUTPUT.");
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -566,7 +566,7 @@ fn export_pipeline(args: &PipelineExportArgs) -> anyhow::Result<Outcome> {
     let options = ExportOptions {
         file: args.file.display().to_string(),
         name,
-        image: "ghcr.io/sluice-dev/sluice:latest".to_owned(),
+        image: IMAGE.to_owned(),
     };
     let text = export(&pipeline, args.to, &options);
     match &args.output {
@@ -576,6 +576,9 @@ fn export_pipeline(args: &PipelineExportArgs) -> anyhow::Result<Outcome> {
     }
     Ok(Outcome::Ok)
 }
+
+/// The container image Argo and Kubeflow jobs run: `sluice` with the repository checked out.
+pub const IMAGE: &str = "ghcr.io/sluice-dev/sluice:latest";
 
 /// `sluice-pipeline-UNIXMS` under the system's temporary directory.
 fn default_log_dir() -> PathBuf {

@@ -64,6 +64,7 @@ pub async fn run(args: RedteamArgs, store_location: &str) -> anyhow::Result<Outc
     out!("{}", report::console(&summary));
     if let Some(id) = &run_id {
         outln!("recorded run {id}");
+        super::stage_outputs(&[("run_id", id.to_string())]);
     }
     Ok(if summary.passed {
         Outcome::Ok

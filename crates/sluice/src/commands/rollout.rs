@@ -49,6 +49,7 @@ async fn drive(spec: Spec, store: Store, source: Option<&str>) -> anyhow::Result
         if resumed { "resuming" } else { "started" },
         controller.run_id()
     );
+    super::stage_outputs(&[("run_id", controller.run_id().to_string())]);
     let state = controller
         .run(|state| outln!("  {}", describe(state)))
         .await?;
