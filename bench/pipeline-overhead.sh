@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `sluice pipeline run` costs as a scheduler: the same DAG of STAGES `true` commands
 # (each stage needs the one STAGES/2 before it, so two chains run side by side) run by
-# `make -j2` and by `sluice pipeline run --max-parallel 2`, in one run; then the time to check
+# `make -j2` and by `sluice pipeline run --max-parallel 2` (recording each stage in a store, and
+# with --no-store), in one run; then the time to check
 # and order a pipeline of CHECK stages with `--dry-run`.
 #
 #   apt-get install make
@@ -39,11 +40,12 @@ half=$((stages / 2))
 } >"$work/big.yaml"
 seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null 2>&1; end=$(date +%s.%N); echo "$end - $start" | bc; }
 echo "== $stages stages of \`true\`, 2 at a time: wall seconds"
-printf '%-6s %10s %10s %8s\n' round make sluice ratio
+printf '%-6s %10s %10s %8s %10s %8s\n' round make sluice ratio no-store ratio
 for round in $(seq 1 "$rounds"); do
   m=$(seconds make -s -j2 -C "$work" all)
-  s=$(seconds "$sluice" pipeline run -f "$work/pipeline.yaml" --max-parallel 2 --logs "$work/logs" --json)
-  printf '%-6s %10.3f %10.3f %8.2f\n' "$round" "$m" "$s" "$(echo "$s / $m" | bc -l)"
+  s=$(seconds "$sluice" --store "$work/s.db" pipeline run -f "$work/pipeline.yaml" --max-parallel 2 --logs "$work/logs" --json)
+  n=$(seconds "$sluice" pipeline run -f "$work/pipeline.yaml" --max-parallel 2 --logs "$work/logs" --json --no-store)
+  printf '%-6s %10.3f %10.3f %8.2f %10.3f %8.2f\n' "$round" "$m" "$s" "$(echo "$s / $m" | bc -l)" "$n" "$(echo "$n / $m" | bc -l)"
 done
 echo "== check and order $check stages (--dry-run): wall seconds"
 for round in $(seq 1 "$rounds"); do

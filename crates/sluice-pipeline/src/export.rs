@@ -278,17 +278,7 @@ fn read_outputs(pipeline: &Pipeline) -> BTreeMap<String, BTreeSet<String>> {
             .entry(name.clone())
             .or_default()
             .extend(stage.outputs.keys().cloned());
-        let mut exprs: Vec<&Expr> = stage.condition.iter().collect();
-        match &stage.action {
-            crate::spec::Action::Run(t) => exprs.extend(t.exprs()),
-            crate::spec::Action::Uses { with, .. } => {
-                exprs.extend(
-                    with.iter()
-                        .flat_map(|(_, v)| v.iter().flat_map(|t| t.exprs())),
-                );
-            }
-        }
-        for expr in exprs {
+        for expr in stage.exprs() {
             expr.paths(&mut |path| {
                 if let [root, stage, kind, key] = path
                     && root == "needs"

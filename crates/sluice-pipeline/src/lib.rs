@@ -9,6 +9,7 @@ pub mod cache;
 pub mod export;
 pub mod expr;
 pub mod gpu;
+pub mod reports;
 pub mod runner;
 pub mod spec;
 

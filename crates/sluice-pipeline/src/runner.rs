@@ -179,6 +179,9 @@ pub struct Outcome {
     pub cost: Option<f64>,
     /// Its outputs.
     pub outputs: BTreeMap<String, String>,
+    /// The report files it declares, read once it ended.
+    #[serde(default)]
+    pub reports: Vec<crate::reports::ReportFile>,
     /// Its output, when it ran.
     pub log: Option<PathBuf>,
     /// Why it ended so, for people.
@@ -240,6 +243,7 @@ pub async fn run(
     let mut outcomes = Vec::new();
     let context = Context {
         options,
+        shared: Arc::new(options.clone()),
         clock,
         cancel,
         finally: None,
@@ -277,6 +281,8 @@ pub async fn run(
 
 struct Context<'a> {
     options: &'a RunOptions,
+    /// The same options, for the stage jobs.
+    shared: Arc<RunOptions>,
     clock: Instant,
     cancel: watch::Receiver<bool>,
     /// For the `finally` group: the status of the stages before it.
@@ -350,7 +356,14 @@ async fn run_group(
     let finally = context.finally.is_some();
     let mut done: BTreeMap<String, Outcome> = BTreeMap::new();
     let mut ended: Vec<String> = Vec::new();
-    let mut pending: Vec<&String> = group.keys().collect();
+    let mut pending: std::collections::BTreeSet<&String> = group.keys().collect();
+    // Who needs whom: a stage is looked at again only when one of its needs ends.
+    let mut dependents: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for (name, stage) in group {
+        for need in &stage.needs {
+            dependents.entry(need.as_str()).or_default().push(name);
+        }
+    }
     let mut ready: Vec<Ready<'_>> = Vec::new();
     let mut readied = 0;
     let mut running: JoinSet<(Outcome, Option<Allocation>)> = JoinSet::new();
@@ -388,19 +401,36 @@ async fn run_group(
         if let Some(earlier) = options.resumed.get(name).filter(|o| o.ok()) {
             let mut outcome = earlier.clone();
             outcome.reason = format!("{} (in the run resumed)", earlier.reason);
-            pending.retain(|n| *n != name);
+            pending.remove(name);
             finish(outcome, &mut done, &mut ended, on_event);
         }
     }
+    // The stages to look at (a stack: popped in name order at first), and how many ended
+    // stages have had their dependents put on it.
+    let mut check: Vec<&String> = pending.iter().rev().copied().collect();
+    let mut woken = 0;
+    let mut was_stopped = stopped;
     loop {
         let status = match context.finally {
             Some(status) => status,
             None if all_ok => "success",
             None => "failure",
         };
-        let mut index = 0;
-        while index < pending.len() {
-            let name = pending[index];
+        if stopped && !was_stopped {
+            was_stopped = true;
+            check.extend(pending.iter().rev().copied());
+        }
+        loop {
+            for name in &ended[woken..] {
+                if let Some(names) = dependents.get(name.as_str()) {
+                    check.extend(names.iter().rev().copied());
+                }
+            }
+            woken = ended.len();
+            let Some(name) = check.pop() else { break };
+            if !pending.contains(name) {
+                continue;
+            }
             let stage = &group[name];
             let by_status = stage
                 .condition
@@ -441,23 +471,20 @@ async fn run_group(
                             order: readied,
                         });
                         readied += 1;
-                        pending.remove(index);
+                        pending.remove(name);
                         continue;
                     }
                     Some((State::Skipped, "its `if` is false".to_owned()))
                 }
             };
-            match decided {
-                Some((state, reason)) => {
-                    pending.remove(index);
-                    finish(
-                        never_ran(name, finally, state, reason),
-                        &mut done,
-                        &mut ended,
-                        on_event,
-                    );
-                }
-                None => index += 1,
+            if let Some((state, reason)) = decided {
+                pending.remove(name);
+                finish(
+                    never_ran(name, finally, state, reason),
+                    &mut done,
+                    &mut ended,
+                    on_event,
+                );
             }
         }
         if stopped {
@@ -525,7 +552,7 @@ async fn run_group(
                 gpu_wait: r.since.elapsed(),
                 allocation,
                 upstream,
-                options: options.clone(),
+                options: Arc::clone(&context.shared),
             };
             running.spawn(job.run());
         }
@@ -635,6 +662,7 @@ fn never_ran(name: &str, finally: bool, state: State, reason: String) -> Outcome
         gpus: None,
         cost: None,
         outputs: BTreeMap::new(),
+        reports: Vec::new(),
         log: None,
         reason,
     }
@@ -655,7 +683,7 @@ struct Job {
     gpu_wait: Duration,
     allocation: Option<Allocation>,
     upstream: BTreeMap<String, BTreeMap<String, String>>,
-    options: RunOptions,
+    options: Arc<RunOptions>,
 }
 
 /// How one attempt ended.
@@ -795,6 +823,7 @@ impl Job {
                 .map(|a| format!("{}:{}", a.node, a.visible_devices)),
             cost,
             outputs,
+            reports: crate::reports::read(&self.stage.reports, &self.options.workdir),
             log: Some(self.log.clone()),
             reason,
         };
@@ -835,6 +864,7 @@ impl Job {
             gpus: None,
             cost: None,
             outputs: entry.outputs,
+            reports: Vec::new(),
             log: None,
             reason: format!("restored from the cache (key {})", &entry.key[..12]),
         })
@@ -870,7 +900,8 @@ impl Job {
                 return Attempt::NotStarted(format!("cannot write {}: {e}", self.log.display()));
             }
         };
-        let _ = std::fs::File::create(self.output_file());
+        // `$SLUICE_OUTPUT` starts empty each attempt (a command appends to it, creating it).
+        let _ = std::fs::remove_file(self.output_file());
         let mut env: Vec<(String, String)> = self.env.clone();
         env.push(("SLUICE_PIPELINE_STAGE".into(), self.name.clone()));
         env.push(("SLUICE_PIPELINE_ATTEMPT".into(), number.to_string()));
@@ -892,10 +923,19 @@ impl Job {
             ));
         }
         let workdir = self.options.workdir.clone();
+        let own_path = self.stage.env.contains_key("PATH");
         let spawn = |program: &Path, args: &[&str]| -> std::io::Result<tokio::process::Child> {
-            tokio::process::Command::new(program)
+            let program = if own_path {
+                program.to_owned()
+            } else {
+                resolve(program)
+            };
+            let mut command = tokio::process::Command::new(program);
+            if workdir != Path::new(".") {
+                command.current_dir(&workdir);
+            }
+            command
                 .args(args)
-                .current_dir(&workdir)
                 .envs(self.stage.env.iter())
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
@@ -958,6 +998,40 @@ impl Job {
             }
         }
     }
+}
+
+/// `program` found on `PATH` once, then remembered: looking it up again for every stage costs
+/// a failed `execve` per directory before the one that has it. A name with a `/`, or one not
+/// found, is left as it is (the spawn then says why).
+fn resolve(program: &Path) -> PathBuf {
+    use std::sync::{Mutex, OnceLock};
+    static FOUND: OnceLock<Mutex<BTreeMap<PathBuf, PathBuf>>> = OnceLock::new();
+    if program.components().count() != 1 {
+        return program.to_owned();
+    }
+    let found = FOUND.get_or_init(|| Mutex::new(BTreeMap::new()));
+    if let Some(path) = found.lock().ok().and_then(|f| f.get(program).cloned()) {
+        return path;
+    }
+    let hit = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| is_executable(candidate))
+    });
+    match hit {
+        Some(path) => {
+            if let Ok(mut f) = found.lock() {
+                f.insert(program.to_owned(), path.clone());
+            }
+            path
+        }
+        None => program.to_owned(),
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// A file of at most [`MAX_OUTPUT_BYTES`].

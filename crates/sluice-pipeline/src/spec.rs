@@ -72,6 +72,23 @@ pub struct Stage {
     pub priority: i32,
 }
 
+impl Stage {
+    /// Every expression of the stage: its condition, then those in its command or options.
+    pub fn exprs(&self) -> Vec<&Expr> {
+        let mut exprs: Vec<&Expr> = self.condition.iter().collect();
+        match &self.action {
+            Action::Run(template) => exprs.extend(template.exprs()),
+            Action::Uses { with, .. } => {
+                exprs.extend(
+                    with.iter()
+                        .flat_map(|(_, v)| v.iter().flat_map(Template::exprs)),
+                );
+            }
+        }
+        exprs
+    }
+}
+
 /// What a stage runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -585,6 +602,17 @@ impl Pipeline {
                 BTreeMap::new()
             },
         })
+    }
+
+    /// Whether any condition or substitution reads the context `root` (`github`, `env`…).
+    pub fn reads(&self, root: &str) -> bool {
+        let mut found = false;
+        for stage in self.stages.values().chain(self.finally.values()) {
+            for expr in stage.exprs() {
+                expr.paths(&mut |path| found |= path[0] == root);
+            }
+        }
+        found
     }
 
     /// Checks every GPU request against the GPUs there are: one message per stage whose

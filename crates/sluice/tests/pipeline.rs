@@ -533,3 +533,24 @@ fn init_then_validate_and_pipeline_run_pass_against_the_simulator() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("--force overwrites them"));
 }
+
+#[test]
+fn declared_reports_are_read_into_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pipeline.yaml"),
+        "stages:\n  lint: {run: 'echo \"{\\\"runs\\\": [{\\\"results\\\": [{\\\"level\\\": \\\"error\\\"}]}]}\" > lint.sarif', reports: {sarif: lint.sarif}}\n",
+    )
+    .unwrap();
+    let output = sluice()
+        .current_dir(dir.path())
+        .args(["pipeline", "run", "--no-store"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("report lint: sarif lint.sarif: 1 result (1 error, 0 warnings, 0 notes)"),
+        "{stdout}"
+    );
+}

@@ -127,6 +127,7 @@ fn stage_outputs(outputs: &[(&str, String)]) {
         .map(|(key, value)| format!("{key}={}\n", value.replace('\n', " ")))
         .collect();
     let written = std::fs::OpenOptions::new()
+        .create(true)
         .append(true)
         .open(&path)
         .and_then(|mut file| file.write_all(text.as_bytes()));

@@ -194,7 +194,12 @@ async fn run_pipeline(args: PipelineRunArgs, store_location: &str) -> anyhow::Re
     let cache = sluice_pipeline::cache::CacheDir::new(cache_dir);
     let options = RunOptions {
         max_parallel: usize::from(args.max_parallel),
-        ci: ci_context(&workdir),
+        // Reading the repository's branch costs two `git` processes: only when asked for.
+        ci: if pipeline.reads("github") {
+            ci_context(&workdir)
+        } else {
+            BTreeMap::new()
+        },
         cache: Some(if args.no_cache {
             cache.write_only()
         } else {
@@ -478,6 +483,13 @@ fn publish(report: &Report, args: &PipelineRunArgs) -> anyhow::Result<()> {
                 o.reason.replace('|', "\\|")
             ));
         }
+        let reports = report_lines(report);
+        if !reports.is_empty() {
+            text.push('\n');
+            for line in reports {
+                text.push_str(&format!("- {}\n", line.trim()));
+            }
+        }
         append(Path::new(&path), &text)?;
     }
     if let Ok(path) = std::env::var("GITHUB_OUTPUT") {
@@ -496,6 +508,25 @@ fn publish(report: &Report, args: &PipelineRunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// One line per report file a stage declared: `stage: junit path: 12 tests, …`.
+fn report_lines(report: &Report) -> Vec<String> {
+    report
+        .outcomes
+        .iter()
+        .flat_map(|o| {
+            o.reports.iter().map(move |r| {
+                format!(
+                    "report {}: {} {}: {}",
+                    o.name,
+                    r.kind,
+                    r.path.display(),
+                    r.summary
+                )
+            })
+        })
+        .collect()
 }
 
 fn failed(outcome: &StageOutcome) -> bool {
@@ -661,6 +692,9 @@ fn print_summary(report: &Report, args: &PipelineRunArgs, log_dir: &Path, run_id
             cost.unwrap_or_default()
         );
     }
+    for line in report_lines(report) {
+        outln!("{line}");
+    }
     let total: f64 = report.outcomes.iter().filter_map(|o| o.cost).sum();
     if total > 0.0 {
         outln!("estimated GPU cost: ${total:.4}");
@@ -696,6 +730,7 @@ fn report_json(report: &Report, log_dir: &Path, run_id: Option<&str>) -> serde_j
             "gpus": o.gpus,
             "cost": o.cost,
             "outputs": o.outputs,
+            "reports": o.reports,
             "log": o.log,
             "reason": o.reason,
         })).collect::<Vec<_>>(),
