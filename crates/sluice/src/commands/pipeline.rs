@@ -403,14 +403,22 @@ impl Recorder {
         let subject = format!("pipeline:{}", id.as_str());
         let writer_store = store.clone();
         let writer = tokio::spawn(async move {
-            while let Some(outcome) = outcomes.recv().await {
-                let event = NewEvent {
-                    subject: subject.clone(),
-                    kind: "stage".to_owned(),
-                    payload: serde_json::to_value(&outcome).unwrap_or_default(),
-                };
-                if let Err(error) = writer_store.append_events(vec![event]).await {
-                    tracing::warn!(%error, "Cannot record a stage's outcome.");
+            // Stages that ended while the last write went on are written together.
+            while let Some(first) = outcomes.recv().await {
+                let mut batch = vec![first];
+                while let Ok(more) = outcomes.try_recv() {
+                    batch.push(more);
+                }
+                let events = batch
+                    .iter()
+                    .map(|outcome| NewEvent {
+                        subject: subject.clone(),
+                        kind: "stage".to_owned(),
+                        payload: serde_json::to_value(outcome).unwrap_or_default(),
+                    })
+                    .collect();
+                if let Err(error) = writer_store.append_events(events).await {
+                    tracing::warn!(%error, "Cannot record the stages' outcomes.");
                 }
             }
         });
