@@ -194,8 +194,9 @@ fn ident(name: &str, lower: bool, taken: &mut BTreeSet<String>) -> String {
     if !id.starts_with(|c: char| c.is_ascii_alphabetic()) {
         id.insert_str(0, if lower { "s-" } else { "_" });
     }
-    if lower {
-        id = id.trim_end_matches('-').to_owned();
+    let trimmed = id.trim_end_matches('-');
+    if !trimmed.is_empty() {
+        id = trimmed.to_owned();
     }
     let base = id.clone();
     let mut n = 2;
@@ -204,6 +205,15 @@ fn ident(name: &str, lower: bool, taken: &mut BTreeSet<String>) -> String {
         n += 1;
     }
     id
+}
+
+/// Each stage's GitHub Actions job id: what `toJSON(needs)` names it by in a job that needs
+/// it (`SLUICE_NEEDS`).
+pub fn github_job_ids(pipeline: &Pipeline) -> BTreeMap<String, String> {
+    ids(pipeline, false)
+        .into_iter()
+        .map(|(name, _, _, id)| (name.to_owned(), id))
+        .collect()
 }
 
 /// Every stage (`finally` stages last) with its id in the target.

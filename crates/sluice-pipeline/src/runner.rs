@@ -305,10 +305,30 @@ impl Scope for StageScope<'_> {
         let text = |v: Option<&String>| v.map_or(Value::Null, |v| Value::String(v.clone()));
         let parts: Vec<&str> = path.iter().map(String::as_str).collect();
         match parts.as_slice() {
-            ["needs", stage, "result"] => self
-                .done
-                .get(*stage)
-                .map_or(Value::Null, |o| Value::String(o.result().to_owned())),
+            ["needs", stage, "result"] => match self.done.get(*stage) {
+                Some(outcome) => Value::String(outcome.result().to_owned()),
+                // A matrix stage's result is its combinations': success when all succeeded.
+                None => {
+                    let prefix = format!("{stage} (");
+                    let mut results = self
+                        .done
+                        .values()
+                        .filter(|o| o.name.starts_with(&prefix))
+                        .map(Outcome::result)
+                        .peekable();
+                    match results.peek() {
+                        None => Value::Null,
+                        Some(_) => {
+                            let all: Vec<&str> = results.collect();
+                            let result = ["failure", "cancelled", "skipped"]
+                                .into_iter()
+                                .find(|r| all.contains(r))
+                                .unwrap_or("success");
+                            Value::String(result.to_owned())
+                        }
+                    }
+                }
+            },
             ["needs", stage, "outputs", key] => {
                 text(self.done.get(*stage).and_then(|o| o.outputs.get(*key)))
             }
@@ -317,6 +337,7 @@ impl Scope for StageScope<'_> {
                 None => std::env::var(name).map_or(Value::Null, Value::String),
             },
             ["github", name] => text(self.ci.get(*name)),
+            ["matrix", name] => text(self.stage.matrix.as_ref().and_then(|(_, v)| v.get(*name))),
             ["pipeline", "status"] => Value::String(self.status.to_owned()),
             _ => Value::Null,
         }

@@ -70,7 +70,13 @@ pub struct Stage {
     pub reports: Reports,
     /// Higher runs first among stages waiting for GPUs (0 by default).
     pub priority: i32,
+    /// For one combination of a `matrix` stage: the stage's name and this combination's
+    /// values (`${{ matrix.NAME }}`).
+    pub matrix: Option<(String, BTreeMap<String, String>)>,
 }
+
+/// The most combinations one `matrix` may give.
+const MAX_MATRIX: usize = 256;
 
 impl Stage {
     /// Every expression of the stage: its condition, then those in its command or options.
@@ -336,6 +342,8 @@ struct RawStage {
     reports: Option<RawReports>,
     #[serde(default)]
     priority: i32,
+    #[serde(default)]
+    matrix: BTreeMap<String, OneOrMany>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -467,11 +475,26 @@ impl Pipeline {
             );
         }
         let mut compile = |section: &str, stages: BTreeMap<String, RawStage>| {
-            stages
+            let mut bases: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut compiled: BTreeMap<String, Stage> = stages
                 .into_iter()
-                .map(|(name, raw)| {
+                .flat_map(|(name, mut raw)| {
                     let at = FieldPath::root().key(section).key(name.as_str());
+                    let matrix = std::mem::take(&mut raw.matrix);
                     let stage = stage(raw, &at, &mut error);
+                    for expr in stage.exprs() {
+                        expr.paths(&mut |path| {
+                            if path[0] == "matrix"
+                                && path.len() == 2
+                                && !matrix.contains_key(&path[1])
+                            {
+                                error(
+                                    at.clone(),
+                                    format!("`matrix.{}` is not in this stage's `matrix`", path[1]),
+                                );
+                            }
+                        });
+                    }
                     if let Action::Uses { builtin, with } = &stage.action {
                         let written: Vec<(String, Vec<String>)> = with
                             .iter()
@@ -485,9 +508,38 @@ impl Pipeline {
                             error(at, message);
                         }
                     }
-                    (name, stage)
+                    let combinations = match combinations(matrix) {
+                        Ok(combinations) => combinations,
+                        Err(why) => {
+                            error(at.key("matrix"), why);
+                            Vec::new()
+                        }
+                    };
+                    if combinations.is_empty() {
+                        return vec![(name, stage)];
+                    }
+                    let expanded: Vec<(String, Stage)> = combinations
+                        .into_iter()
+                        .map(|values| {
+                            let label = values.values().cloned().collect::<Vec<_>>().join(", ");
+                            let mut one = stage.clone();
+                            one.matrix = Some((name.clone(), values));
+                            (format!("{name} ({label})"), one)
+                        })
+                        .collect();
+                    bases.insert(name, expanded.iter().map(|(n, _)| n.clone()).collect());
+                    expanded
                 })
-                .collect::<BTreeMap<_, _>>()
+                .collect();
+            // Needing a matrix stage is needing every one of its combinations.
+            for stage in compiled.values_mut() {
+                stage.needs = stage
+                    .needs
+                    .iter()
+                    .flat_map(|n| bases.get(n).cloned().unwrap_or_else(|| vec![n.clone()]))
+                    .collect();
+            }
+            compiled
         };
         let stages = compile("stages", raw.stages);
         let finally = compile("finally", raw.finally);
@@ -551,6 +603,25 @@ impl Pipeline {
             format!("`{name}` is no stage of the pipeline{hint}")
         };
         let mut keep: BTreeSet<&str> = self.stages.keys().map(String::as_str).collect();
+        // A matrix stage's name stands for all its combinations.
+        let only: Vec<String> = only
+            .iter()
+            .flat_map(|name| {
+                let combinations: Vec<String> = self
+                    .stages
+                    .iter()
+                    .chain(&self.finally)
+                    .filter(|(_, s)| s.matrix.as_ref().is_some_and(|(base, _)| base == name))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                if combinations.is_empty() {
+                    vec![name.clone()]
+                } else {
+                    combinations
+                }
+            })
+            .collect();
+        let only = only.as_slice();
         if !only.is_empty() {
             let known = |n: &String| self.stages.contains_key(n) || self.finally.contains_key(n);
             if let Some(name) = only.iter().find(|n| !known(n)) {
@@ -559,10 +630,17 @@ impl Pipeline {
             keep = only.iter().map(String::as_str).collect();
         }
         if let Some(start) = from {
-            if !self.stages.contains_key(start) {
+            let mut downstream: BTreeSet<&str> = self
+                .stages
+                .iter()
+                .filter(|(name, s)| {
+                    name.as_str() == start || s.matrix.as_ref().is_some_and(|(b, _)| b == start)
+                })
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if downstream.is_empty() {
                 return Err(unknown(start));
             }
-            let mut downstream: BTreeSet<&str> = BTreeSet::from([start]);
             for name in topological(&self.stages) {
                 if self.stages[name]
                     .needs
@@ -848,7 +926,43 @@ fn stage(raw: RawStage, at: &FieldPath, error: &mut impl FnMut(FieldPath, String
         gpu,
         reports,
         priority: raw.priority,
+        matrix: None,
     }
+}
+
+/// Every combination of a `matrix`'s values, in key order (none without a matrix).
+fn combinations(
+    matrix: BTreeMap<String, OneOrMany>,
+) -> Result<Vec<BTreeMap<String, String>>, String> {
+    let mut all: Vec<BTreeMap<String, String>> = Vec::new();
+    for (key, values) in matrix {
+        let values = values.into_vec();
+        if values.is_empty() {
+            return Err(format!("`{key}` has no values"));
+        }
+        all = if all.is_empty() {
+            values
+                .iter()
+                .map(|v| BTreeMap::from([(key.clone(), v.clone())]))
+                .collect()
+        } else {
+            all.iter()
+                .flat_map(|done| {
+                    values.iter().map(|v| {
+                        let mut next = done.clone();
+                        next.insert(key.clone(), v.clone());
+                        next
+                    })
+                })
+                .collect()
+        };
+        if all.len() > MAX_MATRIX {
+            return Err(format!(
+                "more than {MAX_MATRIX} combinations: split the stage"
+            ));
+        }
+    }
+    Ok(all)
 }
 
 /// `retry.on`: the kinds `failure`, `error`, `timeout`, or exit codes (not both).

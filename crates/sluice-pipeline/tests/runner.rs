@@ -397,3 +397,50 @@ async fn a_resumed_run_keeps_what_ended_well() {
     let ran = std::fs::read_to_string(dir.path().join("ran.txt")).unwrap();
     assert_eq!(ran, "a\nb\nb\n", "only b ran again");
 }
+
+#[tokio::test]
+async fn a_matrix_stage_runs_once_per_combination_and_its_dependents_wait_for_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(
+        "stages:
+  test: {run: 'echo ${{ matrix.python }}-${{ matrix.os }} >> ran.txt', matrix: {python: ['3.10', '3.11'], os: [linux, mac]}}
+  report: {run: 'echo ${{ needs.test.result }} > result.txt', needs: [test]}
+",
+    );
+    assert_eq!(pipeline.stages.len(), 5);
+    assert!(
+        pipeline.stages.contains_key("test (linux, 3.10)"),
+        "{:?}",
+        pipeline.stages.keys()
+    );
+    assert_eq!(pipeline.stages["report"].needs.len(), 4);
+    let (_stop, cancel) = watch::channel(false);
+    let report = run(&pipeline, &options(dir.path()), cancel, |_| {}).await;
+    assert!(report.passed, "{report:#?}");
+    let mut ran: Vec<String> = std::fs::read_to_string(dir.path().join("ran.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["3.10-linux", "3.10-mac", "3.11-linux", "3.11-mac"]);
+    let result = std::fs::read_to_string(dir.path().join("result.txt")).unwrap();
+    assert_eq!(result.trim(), "success");
+    let only = pipeline.select(&["test".to_owned()], None, None).unwrap();
+    assert_eq!(only.stages.len(), 4);
+
+    let document = Document::parse_literal(
+        "pipeline.yaml",
+        "stages:\n  t: {run: 'echo ${{ matrix.pyton }}', matrix: {python: ['3.10'], empty: []}}\n",
+    )
+    .unwrap();
+    let error = Pipeline::from_document(&document).unwrap_err().to_string();
+    assert!(
+        error.contains("`matrix.pyton` is not in this stage's `matrix`"),
+        "{error}"
+    );
+    assert!(
+        error.contains("stages.t.matrix: `empty` has no values"),
+        "{error}"
+    );
+}

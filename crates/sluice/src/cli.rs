@@ -156,9 +156,9 @@ pub struct PipelineRunArgs {
     /// Print the report as JSON instead of a table (no progress lines).
     #[arg(long)]
     pub json: bool,
-    /// Run only these stages (repeat, or separate with commas); needs on stages left out
-    /// count as met.
-    #[arg(long, value_delimiter = ',', value_name = "STAGE")]
+    /// Run only these stages (repeat the flag; a matrix stage's name runs all its
+    /// combinations); needs on stages left out count as met.
+    #[arg(long, value_name = "STAGE")]
     pub only: Vec<String>,
     /// Run this stage and every stage that needs it, directly or not.
     #[arg(long, value_name = "STAGE")]

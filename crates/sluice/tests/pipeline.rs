@@ -303,7 +303,7 @@ fn only_from_and_tier_select_stages_and_a_junit_report_is_written() {
         (output.status.code(), names)
     };
     assert_eq!(
-        run(&["--only", "test,docs"]),
+        run(&["--only", "test", "--only", "docs"]),
         (Some(0), vec!["docs".into(), "test".into()])
     );
     assert_eq!(run(&["--tier", "quality"]).1, ["lint", "notify"]);
@@ -345,6 +345,8 @@ const FULL: &str = "stages:
   bench:   {uses: bench, with: {profile: bench.yaml}, needs: [lint], gpu: {count: 1, memory_gb: 40, type: H100}}
   flaky:   {run: \"./smoke.sh\", retry: {limit: 2, backoff: 2s}, cache: {inputs: ['src/**/*.py'], paths: [build]}}
   docs:    {run: \"exit 3\", allow_failure: true}
+  unit:    {run: \"pytest -q\", matrix: {python: ['3.10', '3.11']}, tier: unit}
+  report:  {run: \"true\", needs: [unit]}
   codes:   {run: \"exit 4\", allow_failure: [4]}
   slow:    {run: \"./long.sh\", timeout: 10m, env: {MODE: fast}}
   triage:  {run: \"true\", needs: [eval], if: failure()}
@@ -552,5 +554,61 @@ fn declared_reports_are_read_into_the_summary() {
     assert!(
         stdout.contains("report lint: sarif lint.sarif: 1 result (1 error, 0 warnings, 0 notes)"),
         "{stdout}"
+    );
+}
+
+/// A CI job running one stage reads how the jobs it needs ended from `SLUICE_NEEDS` (GitHub's
+/// `toJSON(needs)`, keyed by job id), and hands its outputs on through `$GITHUB_OUTPUT`.
+#[test]
+fn a_stage_run_as_one_ci_job_sees_its_needs_and_hands_on_its_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pipeline.yaml"),
+        "stages:
+  build: {run: 'echo version=7 >> $SLUICE_OUTPUT', matrix: {arch: [x86]}}
+  ship: {run: 'echo ${{ needs.build.result }} > shipped; echo url=https://x/7 >> $SLUICE_OUTPUT', needs: [build], if: \"needs.build.result == 'success'\"}
+",
+    )
+    .unwrap();
+    let github_output = dir.path().join("github_output");
+    let output = sluice()
+        .current_dir(dir.path())
+        .env(
+            "SLUICE_NEEDS",
+            r#"{"build--x86": {"result": "success", "outputs": {"version": "7"}}}"#,
+        )
+        .env("GITHUB_OUTPUT", &github_output)
+        .args(["pipeline", "run", "--no-store", "--only", "ship"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("shipped"))
+            .unwrap()
+            .trim(),
+        "success"
+    );
+    let handed = std::fs::read_to_string(&github_output).unwrap();
+    assert!(
+        handed.contains("url<<SLUICE_OUTPUT_END\nhttps://x/7\nSLUICE_OUTPUT_END\n"),
+        "{handed}"
+    );
+
+    // Told that the needed job failed, the stage's condition does not hold.
+    std::fs::remove_file(dir.path().join("shipped")).unwrap();
+    let output = sluice()
+        .current_dir(dir.path())
+        .env(
+            "SLUICE_NEEDS",
+            r#"{"build--x86": {"result": "failure", "outputs": {}}}"#,
+        )
+        .args(["pipeline", "run", "--no-store", "--only", "ship"])
+        .output()
+        .unwrap();
+    assert!(!dir.path().join("shipped").exists());
+    assert!(
+        text(&output.stderr).contains("skip"),
+        "{}",
+        text(&output.stderr)
     );
 }

@@ -211,7 +211,7 @@ async fn run_pipeline(args: PipelineRunArgs, store_location: &str) -> anyhow::Re
             store: store_location.to_owned(),
         })),
         resumed,
-        external: external_needs()?,
+        external: external_needs(&full)?,
         prior_status: std::env::var("SLUICE_PIPELINE_STATUS")
             .ok()
             .filter(|_| pipeline.stages.is_empty())
@@ -326,12 +326,21 @@ fn ci_context(workdir: &Path) -> BTreeMap<String, String> {
 
 /// `SLUICE_NEEDS`: how the needed stages that other CI jobs ran ended, as GitHub Actions'
 /// `toJSON(needs)` writes it (`{"eval": {"result": "success", "outputs": {…}}}`).
-fn external_needs() -> anyhow::Result<BTreeMap<String, External>> {
+fn external_needs(pipeline: &Pipeline) -> anyhow::Result<BTreeMap<String, External>> {
     let Ok(text) = std::env::var("SLUICE_NEEDS") else {
         return Ok(BTreeMap::new());
     };
-    serde_json::from_str(&text)
-        .context("SLUICE_NEEDS: expected {\"STAGE\": {\"result\": …, \"outputs\": {…}}}")
+    let mut needs: BTreeMap<String, External> = serde_json::from_str(&text)
+        .context("SLUICE_NEEDS: expected {\"STAGE\": {\"result\": …, \"outputs\": {…}}}")?;
+    // GitHub names each job by its id: map the ids back to the stages.
+    for (stage, id) in sluice_pipeline::export::github_job_ids(pipeline) {
+        if stage != id
+            && let Some(need) = needs.remove(&id)
+        {
+            needs.insert(stage, need);
+        }
+    }
+    Ok(needs)
 }
 
 /// The outcomes of the last run of this pipeline that did not pass and is not running.
