@@ -471,20 +471,15 @@ fn gitlab(pipeline: &Pipeline, options: &ExportOptions) -> Yaml {
         if !*finally || !needs.is_empty() {
             job.push(("needs", seq(needs)));
         }
-        let mut script = Vec::new();
-        if *finally {
-            script.push("export SLUICE_PIPELINE_STATUS=$([ \"$CI_JOB_STATUS\" = failed ] && echo failure || echo success)".to_owned());
-        }
-        script.push(shell_line(&command(options, name)));
-        job.push(("script", seq(script)));
+        job.push(("script", seq([shell_line(&command(options, name))])));
         let by_status = stage
             .condition
             .as_ref()
             .is_some_and(Expr::has_status_function);
         let text = condition(stage).unwrap_or_default();
-        if *finally || (by_status && text.contains("always()")) {
+        if !*finally && by_status && text.contains("always()") {
             job.push(("when", s("always")));
-        } else if by_status && text.contains("failure()") {
+        } else if !*finally && by_status && text.contains("failure()") {
             job.push(("when", s("on_failure")));
         }
         if let Some(limit) = job_limit(stage) {
@@ -530,19 +525,31 @@ fn gitlab(pipeline: &Pipeline, options: &ExportOptions) -> Yaml {
                 ]),
             ));
         }
-        if !stage.env.is_empty() {
-            job.push((
-                "variables",
-                Yaml::Map(
-                    stage
-                        .env
-                        .iter()
-                        .map(|(k, v)| (k.clone(), s(v.clone())))
-                        .collect(),
-                ),
-            ));
+        let variables: Vec<(String, Yaml)> = stage
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), s(v.clone())))
+            .collect();
+        if !*finally {
+            if !variables.is_empty() {
+                job.push(("variables", Yaml::Map(variables)));
+            }
+            document.push((id.clone(), map(job)));
+            continue;
         }
-        document.push((id.clone(), map(job)));
+        // GitLab tells a job no pipeline status: a `finally` stage is two jobs, one that runs
+        // when every earlier job passed and one when one failed, each knowing which it is.
+        for (suffix, when, status) in [
+            ("", "on_success", "success"),
+            ("-after-failure", "on_failure", "failure"),
+        ] {
+            let mut variables = variables.clone();
+            variables.push(("SLUICE_PIPELINE_STATUS".to_owned(), s(status)));
+            let mut one = job.clone();
+            one.push(("when", s(when)));
+            one.push(("variables", Yaml::Map(variables)));
+            document.push((format!("{id}{suffix}"), map(one)));
+        }
     }
     Yaml::Map(document)
 }

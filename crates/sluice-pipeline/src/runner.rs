@@ -72,6 +72,9 @@ pub struct RunOptions {
     /// For a run of `finally` stages alone: whether the stages before them passed (another
     /// job ran them).
     pub prior_status: Option<bool>,
+    /// Whether each stage's output also goes to stderr, line by line after its name (its log
+    /// file still gets it all).
+    pub echo: bool,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -102,6 +105,7 @@ impl RunOptions {
             resumed: BTreeMap::new(),
             external: BTreeMap::new(),
             prior_status: None,
+            echo: false,
         }
     }
 }
@@ -945,6 +949,7 @@ impl Job {
         }
         let workdir = self.options.workdir.clone();
         let own_path = self.stage.env.contains_key("PATH");
+        let echo = self.options.echo;
         let spawn = |program: &Path, args: &[&str]| -> std::io::Result<tokio::process::Child> {
             let program = if own_path {
                 program.to_owned()
@@ -960,8 +965,16 @@ impl Job {
                 .envs(self.stage.env.iter())
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
-                .stdout(file.try_clone()?)
-                .stderr(file.try_clone()?)
+                .stdout(if echo {
+                    Stdio::piped()
+                } else {
+                    file.try_clone()?.into()
+                })
+                .stderr(if echo {
+                    Stdio::piped()
+                } else {
+                    file.try_clone()?.into()
+                })
                 .process_group(0)
                 .kill_on_drop(true)
                 .spawn()
@@ -997,11 +1010,32 @@ impl Job {
             Err(why) => return Attempt::NotStarted(why),
         };
         let pid = child.id();
+        let copiers: Vec<tokio::task::JoinHandle<()>> = [
+            child
+                .stdout
+                .take()
+                .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|reader| {
+            let log = file.try_clone().ok()?;
+            Some(tokio::spawn(echo_lines(
+                reader,
+                log,
+                format!("{} | ", self.name),
+            )))
+        })
+        .collect();
         let limit = self.stage.timeout.unwrap_or(Duration::MAX);
         let deadline = tokio::time::Instant::now()
             .checked_add(limit)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
-        tokio::select! {
+        let ended = tokio::select! {
             status = child.wait() => {
                 // Whatever the command left behind in its group goes with it.
                 if let Some(pid) = pid {
@@ -1017,7 +1051,32 @@ impl Job {
                 stop(&mut child, pid, self.grace).await;
                 Attempt::Cancelled
             }
+        };
+        // The group is gone, so its pipes close: let the last lines through.
+        for copier in copiers {
+            let _ = tokio::time::timeout(Duration::from_secs(2), copier).await;
         }
+        ended
+    }
+}
+
+/// Copies a stage's output line by line into its log and onto stderr, each line after
+/// `prefix` (the stage's name), for runs whose output people read as it comes (a CI job).
+async fn echo_lines(
+    reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    mut log: std::fs::File,
+    prefix: String,
+) {
+    use std::io::Write as _;
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(reader).split(b'\n');
+    while let Ok(Some(line)) = lines.next_segment().await {
+        let _ = log.write_all(&line).and_then(|()| log.write_all(b"\n"));
+        let mut err = std::io::stderr().lock();
+        let _ = err
+            .write_all(prefix.as_bytes())
+            .and_then(|()| err.write_all(&line))
+            .and_then(|()| err.write_all(b"\n"));
     }
 }
 

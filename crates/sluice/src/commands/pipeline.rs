@@ -194,6 +194,7 @@ async fn run_pipeline(args: PipelineRunArgs, store_location: &str) -> anyhow::Re
     let cache = sluice_pipeline::cache::CacheDir::new(cache_dir);
     let options = RunOptions {
         max_parallel: usize::from(args.max_parallel),
+        echo: args.echo || !args.only.is_empty(),
         // Reading the repository's branch costs two `git` processes: only when asked for.
         ci: if pipeline.reads("github") {
             ci_context(&workdir)
