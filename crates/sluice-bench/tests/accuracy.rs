@@ -1,5 +1,6 @@
 //! The bench library against the simulator's known latency model: at low load its TTFT, TPOT
-//! and ITL land within a millisecond of the configured delays, E2EL within two.
+//! and ITL land within a millisecond of the configured delays, E2EL within two (in one of up
+//! to three runs: a busy machine's delays come and go, a measuring error stays).
 
 #![allow(
     clippy::unwrap_used,
@@ -52,28 +53,40 @@ async fn low_load_latencies_match_the_simulators_model() {
     )
     .await
     .unwrap();
-    let result = sluice_bench::run(config(server.base_url())).await.unwrap();
-    assert_eq!(
-        result.number("completed"),
-        Some(40.0),
-        "{}",
-        result.console()
-    );
-    let median = |metric: &str| result.stats(metric).median;
-    let near = |metric: &str, expected: f64, tolerance: f64| {
-        let got = median(metric);
-        assert!(
-            (got - expected).abs() <= tolerance,
-            "median {metric} {got:.3} ms, expected {expected} ms ± {tolerance}\n{}",
+    // A busy machine only ever adds delay, now and then: a run is measured again (three at
+    // most) when one is off, while an error in the measurement itself is off every time.
+    let mut misses = Vec::new();
+    for _ in 0..3 {
+        let result = sluice_bench::run(config(server.base_url())).await.unwrap();
+        assert_eq!(
+            result.number("completed"),
+            Some(40.0),
+            "{}",
             result.console()
         );
-    };
-    near("ttft", 30.0, 1.0);
-    near("itl", 5.0, 1.0);
-    near("tpot", 5.0, 1.0);
-    // End to end spans eleven of the simulator's timed waits, each of which a busy machine
-    // may overshoot a little: a millisecond per wait would be too loose, one in all too tight.
-    near("e2el", 80.0, 2.0);
-    assert!(sluice_bench::invalid_reason(&result).is_none());
-    server.shutdown().await;
+        assert!(sluice_bench::invalid_reason(&result).is_none());
+        let off: Vec<String> = [
+            ("ttft", 30.0, 1.0),
+            ("itl", 5.0, 1.0),
+            ("tpot", 5.0, 1.0),
+            // End to end spans eleven of the simulator's timed waits, each of which a busy
+            // machine may overshoot a little: a millisecond per wait would be too loose, one
+            // in all too tight.
+            ("e2el", 80.0, 2.0),
+        ]
+        .into_iter()
+        .filter_map(|(metric, expected, tolerance)| {
+            let got = result.stats(metric).median;
+            ((got - expected).abs() > tolerance).then(|| {
+                format!("median {metric} {got:.3} ms, expected {expected} ms ± {tolerance}")
+            })
+        })
+        .collect();
+        if off.is_empty() {
+            server.shutdown().await;
+            return;
+        }
+        misses.push(format!("{}\n{}", off.join("; "), result.console()));
+    }
+    panic!("off in three runs out of three:\n{}", misses.join("\n"));
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal, kill_process, kill_process_group, test_kill_process};
 use tracing::{info, warn};
 
 use crate::spec::Instance;
@@ -187,12 +188,12 @@ pub async fn stop_group(pid: u32, mut child: Option<&mut tokio::process::Child>)
     if pid == 0 {
         return;
     }
-    signal(pid, "TERM").await;
+    signal(pid, Signal::TERM);
     let deadline = Instant::now() + GRACE;
     loop {
         let gone = match child.as_deref_mut() {
             Some(child) => child.try_wait().map(|s| s.is_some()).unwrap_or(true),
-            None => !alive(pid).await,
+            None => !alive(pid),
         };
         if gone {
             info!(pid, "Instance stopped.");
@@ -200,7 +201,7 @@ pub async fn stop_group(pid: u32, mut child: Option<&mut tokio::process::Child>)
         }
         if Instant::now() > deadline {
             warn!(pid, "The instance ignored SIGTERM; killing it.");
-            signal(pid, "KILL").await;
+            signal(pid, Signal::KILL);
             if let Some(child) = child {
                 let _ = child.wait().await;
             }
@@ -212,26 +213,21 @@ pub async fn stop_group(pid: u32, mut child: Option<&mut tokio::process::Child>)
 
 /// Sends a signal to the process group `pid` leads, or to the process alone when it leads
 /// none.
-async fn signal(pid: u32, name: &str) {
-    let group = run_kill(&[&format!("-{name}"), "--", &format!("-{pid}")]).await;
-    if !group {
-        run_kill(&[&format!("-{name}"), &pid.to_string()]).await;
+fn signal(pid: u32, signal: Signal) {
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return;
+    };
+    if kill_process_group(pid, signal).is_err() {
+        let _ = kill_process(pid, signal);
     }
 }
 
-async fn alive(pid: u32) -> bool {
-    run_kill(&["-0", &pid.to_string()]).await
-}
-
-async fn run_kill(args: &[&str]) -> bool {
-    tokio::process::Command::new("kill")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success())
+/// Whether process `pid` exists (a zombie counts until it is reaped).
+fn alive(pid: u32) -> bool {
+    i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .is_some_and(|pid| test_kill_process(pid).is_ok())
 }
 
 #[cfg(test)]
@@ -262,7 +258,7 @@ mod tests {
         assert!(error.contains("did not answer within 0 s"), "{error}");
         let pid = read_pid(&dir.join("x.pid")).unwrap_or(0);
         assert!(pid > 0);
-        assert!(!alive(pid).await, "the process group was stopped");
+        assert!(!alive(pid), "the process group was stopped");
 
         let i = instance("echo broken >&2; exit 3", "http://127.0.0.1:9/health", &dir);
         let error = start(&client, &i, "exits")
