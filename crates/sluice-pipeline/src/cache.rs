@@ -2,7 +2,8 @@
 //! and a later run with the same key restores its files and outputs instead of running it.
 //!
 //! The key is the SHA-256 of the stage as compiled (its command or built-in and options, env,
-//! needs, timeout, retries…), the path and SHA-256 of every file its input globs match (sorted),
+//! needs, timeout, retries…), the path and SHA-256 of every file its input globs match (sorted;
+//! the files it produces itself, under its `paths`, left out),
 //! the outputs of the stages it needs, and the Sluice version. An entry is written to a
 //! temporary directory and renamed into place, so a crash leaves no half entry behind.
 
@@ -44,7 +45,8 @@ pub enum CacheError {
     },
 }
 
-/// The files an input glob matches under `workdir`, sorted, as paths relative to it.
+/// The files an input glob matches under `workdir`, sorted, as paths relative to it — but
+/// for those the stage itself produces (under its `paths`), which would change its key.
 fn inputs(cache: &Cache, workdir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
     for pattern in &cache.inputs {
@@ -61,6 +63,12 @@ fn inputs(cache: &Cache, workdir: &Path) -> Vec<PathBuf> {
             }
         }
     }
+    files.retain(|file| {
+        !cache
+            .paths
+            .iter()
+            .any(|produced| file.starts_with(produced))
+    });
     files.sort();
     files.dedup();
     files

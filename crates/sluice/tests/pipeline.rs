@@ -746,3 +746,75 @@ finally:
     assert!(log.contains("FAIL  broken"), "{log}");
     assert!(!log.contains("after-ran"), "{log}");
 }
+
+/// The cache and the GPU queue as a user meets them: a second run restores the cached stage,
+/// a changed input runs it again; with a 4-GPU inventory, three stages of 2 GPUs each run two
+/// at once and queue the third, and the summary shows the wait and the estimated cost.
+#[test]
+fn the_cache_and_the_gpu_queue_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.csv"), "a,b\n").unwrap();
+    std::fs::write(
+        dir.path().join("inventory.yaml"),
+        "gpus:\n  - {type: H100, memory_gb: 80, count: 4, node: gpu-1, hourly_price: 3.0}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("pipeline.yaml"),
+        "stages:
+  prepare: {run: 'echo prepared >> prepare.runs; cp data.csv prepared.csv', cache: {inputs: ['*.csv'], paths: [prepared.csv]}}
+  train-a: {run: 'sleep 0.6', needs: [prepare], gpu: {count: 2, memory_gb: 40}}
+  train-b: {run: 'sleep 0.6', needs: [prepare], gpu: {count: 2, memory_gb: 40}}
+  train-c: {run: 'sleep 0.6', needs: [prepare], gpu: {count: 2, memory_gb: 40}}
+",
+    )
+    .unwrap();
+    let run = || {
+        let output = sluice()
+            .current_dir(dir.path())
+            .args(["pipeline", "run", "--json", "--inventory", "inventory.yaml"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let stage = |report: &serde_json::Value, name: &str| {
+        report["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(stage(&first, "prepare")["state"], "succeeded");
+    let mut waits: Vec<f64> = ["train-a", "train-b", "train-c"]
+        .iter()
+        .map(|n| stage(&first, n)["gpu_wait_s"].as_f64().unwrap())
+        .collect();
+    waits.sort_by(f64::total_cmp);
+    assert!(
+        waits[1] < 0.3 && waits[2] >= 0.4,
+        "two start at once, one waits: {waits:?}"
+    );
+    let cost = stage(&first, "train-a")["cost"].as_f64().unwrap();
+    assert!(cost > 0.0, "{first}");
+    assert!(
+        stage(&first, "train-a")["gpus"]
+            .as_str()
+            .unwrap()
+            .starts_with("gpu-1:")
+    );
+
+    let second = run();
+    assert_eq!(stage(&second, "prepare")["state"], "cached", "{second}");
+    std::fs::write(dir.path().join("data.csv"), "a,b\n1,2\n").unwrap();
+    let third = run();
+    assert_eq!(stage(&third, "prepare")["state"], "succeeded");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("prepare.runs")).unwrap(),
+        "prepared\nprepared\n",
+        "ran on the first and third runs only"
+    );
+}

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser as _};
@@ -25,8 +25,11 @@ use sluice_pipeline::{
 use sluice_store::{NewEvent, NewRun, RunFilter, RunKind, RunStatus, Store};
 use tokio::sync::{mpsc, watch};
 
+use self::progress::Progress;
 use super::{Outcome, open_store, shutdown_signal};
 use crate::cli::{Cli, PipelineCommand, PipelineExportArgs, PipelineRunArgs};
+
+mod progress;
 
 pub async fn run(command: PipelineCommand, store: &str) -> anyhow::Result<Outcome> {
     match command {
@@ -230,17 +233,34 @@ async fn run_pipeline(args: PipelineRunArgs, store_location: &str) -> anyhow::Re
         let _ = stop.send(true);
         stop
     });
-    let quiet = args.json;
+    let progress = Arc::new(Mutex::new(Progress::new(progress::Mode::choose(
+        args.json,
+        options.echo,
+    ))));
+    let ticker = progress.lock().is_ok_and(|p| p.live()).then(|| {
+        let progress = Arc::clone(&progress);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                if let Ok(mut progress) = progress.lock() {
+                    progress.tick();
+                }
+            }
+        })
+    });
     let sink = recorder.as_ref().map(|r| r.sink.clone());
     let report = sluice_pipeline::run(&pipeline, &options, cancel, |event| {
         if let (Event::Finished(outcome), Some(sink)) = (&event, &sink) {
             let _ = sink.send((*outcome).clone());
         }
-        if !quiet {
-            progress(&event);
+        if let Ok(mut progress) = progress.lock() {
+            progress.event(&event);
         }
     })
     .await;
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
     stopper.abort();
     drop(sink);
     let run_id = match recorder {
@@ -654,29 +674,6 @@ fn print_plan(pipeline: &Pipeline) {
             Action::Uses { builtin, .. } => format!("uses {}", builtin.name()),
         };
         outln!("{group:<8} {name}{needs}: {what}");
-    }
-}
-
-/// One line on stderr per started attempt and per finished stage.
-fn progress(event: &Event<'_>) {
-    match event {
-        Event::Started { name, attempt: 1 } => eprintln!("  start  {name}"),
-        Event::Started { name, attempt } => eprintln!("  retry  {name} (attempt {attempt})"),
-        Event::Finished(outcome) => {
-            let label = match outcome.state {
-                State::Cached => "cached",
-                _ if outcome.ok() => "done",
-                State::Skipped => "skip",
-                State::Cancelled => "stop",
-                _ => "FAIL",
-            };
-            eprintln!(
-                "  {label:<6} {} — {}: {}",
-                outcome.name,
-                outcome.state.name(),
-                outcome.reason
-            );
-        }
     }
 }
 
