@@ -94,9 +94,22 @@ pub enum Command {
     /// every stage succeeded (or failed as allowed), 1 when one did not, 2 on a bad file.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Serve the control plane: a read-only JSON API over the store (runs, run diffs,
+    /// rollouts and their events, pipelines, the registry) with its OpenAPI document at
+    /// `/api/v1/openapi.json`. Runs until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
     /// Scaffold a repository that ships a model with Sluice: model files, prompt, eval suite,
     /// load test, gateway and canary, `pipeline.yaml` and its GitHub Actions workflow.
     Init(InitArgs),
+}
+
+/// `sluice serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    /// Loopback by default: the API shows every stored run.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// `sluice init`.

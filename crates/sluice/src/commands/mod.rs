@@ -12,6 +12,7 @@ mod readiness;
 mod redteam;
 mod registry;
 mod rollout;
+mod serve;
 mod simulate;
 mod store;
 mod validate;
@@ -72,6 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Store(command) => store::run(command, &cli.global.store).await,
         Command::Pipeline(command) => pipeline::run(command, &cli.global.store).await,
         Command::Init(args) => init::run(args),
+        Command::Serve(args) => serve::run(args, &cli.global.store).await,
     }
 }
 

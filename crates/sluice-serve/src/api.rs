@@ -1,0 +1,364 @@
+//! The JSON API under `/api/v1/`, read-only: every answer is JSON (errors too:
+//! `{"error": {"type", "message"}}` with 400, 404, 405 or 500), lists are newest first and
+//! bounded (`limit`, at most 1,000; results of one run are paged with `offset`).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use sluice_core::RunKind;
+use sluice_store::{RunFilter, RunId, RunStatus, Store};
+
+/// The most items one list answer holds.
+pub const MAX_LIMIT: u32 = 1_000;
+/// Items in a list answer unless `limit` says otherwise.
+pub const DEFAULT_LIMIT: u32 = 100;
+
+/// An answer that is not a success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The status.
+    pub status: StatusCode,
+    /// The kind of error (`not_found`, `bad_request`, `method_not_allowed`, `store`).
+    pub kind: &'static str,
+    /// What happened, for people.
+    pub message: String,
+}
+
+impl ApiError {
+    fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "not_found",
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "bad_request",
+            message: message.into(),
+        }
+    }
+
+    fn store(error: impl std::fmt::Display) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "store",
+            message: format!("the store could not answer: {error}"),
+        }
+    }
+}
+
+/// The API over one store.
+#[derive(Debug, Clone)]
+pub struct Api {
+    store: Store,
+}
+
+/// A request's query parameters.
+struct Query(BTreeMap<String, String>);
+
+impl Query {
+    fn parse(query: Option<&str>) -> Query {
+        Query(
+            form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn number<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, ApiError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(text) => text
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("`{key}`: `{text}` is not a number"))),
+        }
+    }
+
+    fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        match self.get(key) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(text) => Err(ApiError::bad_request(format!(
+                "`{key}`: expected true or false, not `{text}`"
+            ))),
+        }
+    }
+
+    fn limit(&self) -> Result<u32, ApiError> {
+        let limit = self.number("limit", DEFAULT_LIMIT)?;
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(ApiError::bad_request(format!(
+                "`limit`: expected 1 to {MAX_LIMIT}"
+            )));
+        }
+        Ok(limit)
+    }
+}
+
+impl Api {
+    /// The API over `store`.
+    pub fn new(store: Store) -> Self {
+        Api { store }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let query = Query::parse(request.uri().query());
+        let head = method == Method::HEAD;
+        let answer = if method == Method::GET || head {
+            self.route(&path, &query).await
+        } else {
+            Err(ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                kind: "method_not_allowed",
+                message: format!("{method} is not allowed here: the API is read-only (GET)"),
+            })
+        };
+        let (status, body) = match answer {
+            Ok(body) => (StatusCode::OK, body),
+            Err(error) => (
+                error.status,
+                json!({"error": {"type": error.kind, "message": error.message}}),
+            ),
+        };
+        let bytes = if head {
+            Bytes::new()
+        } else {
+            Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default())
+        };
+        let mut response = Response::new(Full::new(bytes));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        response
+    }
+
+    async fn route(&self, path: &str, query: &Query) -> Result<Value, ApiError> {
+        let segments: Vec<String> = path
+            .trim_matches('/')
+            .split('/')
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match segments.as_slice() {
+            ["health"] => Ok(json!({"status": "ok"})),
+            ["api", "v1", "openapi.json"] => Ok(crate::openapi::document()),
+            ["api", "v1", "runs"] => self.runs(query, None).await,
+            ["api", "v1", "runs", id] => self.run(id, query).await,
+            ["api", "v1", "runs", a, "diff", b] => self.diff(a, b, query).await,
+            ["api", "v1", "rollouts"] => self.runs(query, Some(RunKind::Rollout)).await,
+            ["api", "v1", "rollouts", id] => {
+                self.with_events(id, RunKind::Rollout, "rollout").await
+            }
+            ["api", "v1", "pipelines"] => self.runs(query, Some(RunKind::Pipeline)).await,
+            ["api", "v1", "pipelines", id] => {
+                self.with_events(id, RunKind::Pipeline, "pipeline").await
+            }
+            ["api", "v1", "models"] => self.models().await,
+            ["api", "v1", "models", name, "versions"] => self.versions(name).await,
+            ["api", "v1", "aliases", name, "history"] => self.alias_history(name).await,
+            _ => Err(ApiError::not_found(format!("no such resource: {path}"))),
+        }
+    }
+
+    /// `runs` (or the runs of one kind): `kind`, `status` and `limit` filter them.
+    async fn runs(&self, query: &Query, kind: Option<RunKind>) -> Result<Value, ApiError> {
+        let kind = match (kind, query.get("kind")) {
+            (Some(kind), _) => Some(kind),
+            (None, None) => None,
+            (None, Some(text)) => Some(
+                text.parse::<RunKind>()
+                    .map_err(|e| ApiError::bad_request(format!("`kind`: {e}")))?,
+            ),
+        };
+        let status = match query.get("status") {
+            None => None,
+            Some(text) => Some(parse_status(text)?),
+        };
+        let runs = self
+            .store
+            .list_runs(RunFilter {
+                kind,
+                status,
+                limit: query.limit()?,
+            })
+            .await
+            .map_err(ApiError::store)?;
+        Ok(json!({ "runs": runs }))
+    }
+
+    async fn get_run(&self, id: &str) -> Result<sluice_store::Run, ApiError> {
+        self.store
+            .get_run(&RunId(id.to_owned()))
+            .await
+            .map_err(ApiError::store)?
+            .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))
+    }
+
+    /// One run with a page of its results (`offset`, `limit`), failures first when asked
+    /// (`failures_first=true`).
+    async fn run(&self, id: &str, query: &Query) -> Result<Value, ApiError> {
+        let run = self.get_run(id).await?;
+        let offset: u32 = query.number("offset", 0)?;
+        let offset = offset as usize;
+        let limit = query.limit()? as usize;
+        let mut results = self.store.results(&run.id).await.map_err(ApiError::store)?;
+        let total = results.len();
+        if query.flag("failures_first")? {
+            // Stable: failed, then errored, then the rest, each in run order.
+            results.sort_by_key(|r| match (r.pass, &r.error) {
+                (_, Some(_)) => 1,
+                (Some(false), None) => 0,
+                _ => 2,
+            });
+        }
+        let page: Vec<_> = results.into_iter().skip(offset).take(limit).collect();
+        Ok(json!({ "run": run, "total_results": total, "offset": offset, "results": page }))
+    }
+
+    /// Two eval runs compared test by test, with the paired significance test.
+    async fn diff(&self, a: &str, b: &str, query: &Query) -> Result<Value, ApiError> {
+        let confidence: f64 = query.number("confidence", 0.95)?;
+        if !(0.5..1.0).contains(&confidence) {
+            return Err(ApiError::bad_request(
+                "`confidence`: expected at least 0.5 and under 1",
+            ));
+        }
+        let (baseline, candidate) = (self.eval_results(a).await?, self.eval_results(b).await?);
+        let comparison = sluice_eval::compare::compare(
+            &sluice_eval::compare::keyed_from_records(&baseline),
+            &sluice_eval::compare::keyed_from_records(&candidate),
+            confidence,
+            None,
+        );
+        Ok(json!({ "baseline": a, "candidate": b, "comparison": comparison }))
+    }
+
+    async fn eval_results(&self, id: &str) -> Result<Vec<sluice_store::ResultRecord>, ApiError> {
+        let run = self.get_run(id).await?;
+        if run.kind != RunKind::Eval {
+            return Err(ApiError::bad_request(format!(
+                "run `{id}` is a {} run: only eval runs are compared",
+                run.kind
+            )));
+        }
+        self.store.results(&run.id).await.map_err(ApiError::store)
+    }
+
+    /// A rollout or pipeline run with every event it recorded, oldest first.
+    async fn with_events(&self, id: &str, kind: RunKind, prefix: &str) -> Result<Value, ApiError> {
+        let run = self.get_run(id).await?;
+        if run.kind != kind {
+            return Err(ApiError::not_found(format!("no {kind} run `{id}`")));
+        }
+        let events = self
+            .store
+            .events(&format!("{prefix}:{id}"), 0, 10_000)
+            .await
+            .map_err(ApiError::store)?;
+        Ok(json!({ "run": run, "events": events }))
+    }
+
+    /// Every model with its number of versions and its latest.
+    async fn models(&self) -> Result<Value, ApiError> {
+        let versions = self
+            .store
+            .model_versions(None)
+            .await
+            .map_err(ApiError::store)?;
+        let mut models: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+        for version in &versions {
+            let entry = models.entry(&version.model).or_insert((0, ""));
+            entry.0 += 1;
+            entry.1 = &version.version;
+        }
+        let models: Vec<Value> = models
+            .into_iter()
+            .map(|(name, (count, latest))| json!({"name": name, "versions": count, "latest": latest}))
+            .collect();
+        Ok(json!({ "models": models }))
+    }
+
+    /// One model's versions, each with its lineage (the runs that are its evidence).
+    async fn versions(&self, model: &str) -> Result<Value, ApiError> {
+        let versions = self
+            .store
+            .model_versions(Some(model))
+            .await
+            .map_err(ApiError::store)?;
+        if versions.is_empty() {
+            return Err(ApiError::not_found(format!("no model `{model}`")));
+        }
+        let mut out = Vec::with_capacity(versions.len());
+        for version in versions {
+            let lineage = self
+                .store
+                .lineage(&version.model, &version.version)
+                .await
+                .map_err(ApiError::store)?;
+            out.push(json!({ "version": version, "lineage": lineage }));
+        }
+        Ok(json!({ "model": model, "versions": out }))
+    }
+
+    /// The history of a model's aliases (`chat`), or of one alias (`chat@production`).
+    async fn alias_history(&self, name: &str) -> Result<Value, ApiError> {
+        let (model, alias) = match name.split_once('@') {
+            Some((model, alias)) => (model, Some(alias)),
+            None => (name, None),
+        };
+        let moves = self
+            .store
+            .alias_history(model, alias)
+            .await
+            .map_err(ApiError::store)?;
+        if moves.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no alias history for `{name}`"
+            )));
+        }
+        Ok(json!({ "name": name, "history": moves }))
+    }
+}
+
+fn parse_status(text: &str) -> Result<RunStatus, ApiError> {
+    [
+        RunStatus::Running,
+        RunStatus::Passed,
+        RunStatus::Failed,
+        RunStatus::Errored,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == text)
+    .ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "`status`: unknown status `{text}`: expected running, passed, failed or errored"
+        ))
+    })
+}

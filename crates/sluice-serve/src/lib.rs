@@ -1,0 +1,91 @@
+//! `sluice serve`: the control plane over the store. [`api`] answers the JSON API under
+//! `/api/v1/` — runs and their results, the test-by-test diff of two eval runs with its
+//! significance verdict, rollouts and their events, pipeline runs and their stages, models,
+//! versions with lineage, alias history — and [`openapi`] describes it. The server has every
+//! Sluice server's defences (header and body timeouts, connection limits, a drain on
+//! shutdown), answers only `GET` (and `HEAD`), and listens on loopback unless told otherwise.
+
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod openapi;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_http::ConnectionStats;
+pub use sluice_http::ServerLimits;
+use sluice_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running control-plane server.
+#[derive(Debug)]
+pub struct ServeServer {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ServeServer {
+    /// Listens on `addr` and serves the API over `store`.
+    pub async fn start(
+        store: Store,
+        addr: SocketAddr,
+        limits: ServerLimits,
+    ) -> Result<ServeServer, ServeError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let (shutdown, stop) = watch::channel(false);
+        let api = Arc::new(api::Api::new(store));
+        let task = tokio::spawn(async move {
+            sluice_http::serve(
+                listener,
+                limits,
+                stop,
+                Arc::new(ConnectionStats::default()),
+                move |request, _peer| {
+                    let api = Arc::clone(&api);
+                    async move { Ok::<_, std::convert::Infallible>(api.handle(request).await) }
+                },
+            )
+            .await;
+        });
+        tracing::info!(%local_addr, "Control plane listening.");
+        Ok(ServeServer {
+            local_addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the drain deadline), and ends.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,229 @@
+//! The OpenAPI 3.0 document of the API, served at `/api/v1/openapi.json`: every path, its
+//! parameters and the schema of each answer (errors included), so that clients can be
+//! generated and the server fuzzed against its own description.
+
+use serde_json::{Value, json};
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn answers(ok: &str, errors: &[u16]) -> Value {
+    let mut responses = serde_json::Map::new();
+    responses.insert(
+        "200".into(),
+        json!({"description": "OK", "content": {"application/json": {"schema": reference(ok)}}}),
+    );
+    for code in errors {
+        let description = match code {
+            400 => "The query is not valid",
+            404 => "No such resource",
+            _ => "Error",
+        };
+        responses.insert(
+            code.to_string(),
+            json!({"description": description, "content": {"application/json": {"schema": reference("Error")}}}),
+        );
+    }
+    Value::Object(responses)
+}
+
+fn path_parameter(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
+}
+
+fn limit() -> Value {
+    json!({"name": "limit", "in": "query", "description": "How many, at most.", "schema": {"type": "integer", "minimum": 1, "maximum": crate::api::MAX_LIMIT, "default": crate::api::DEFAULT_LIMIT}})
+}
+
+fn list_parameters(with_kind: bool) -> Value {
+    let mut parameters = vec![
+        json!({"name": "status", "in": "query", "schema": {"type": "string", "enum": ["running", "passed", "failed", "errored"]}}),
+        limit(),
+    ];
+    if with_kind {
+        parameters.insert(
+            0,
+            json!({"name": "kind", "in": "query", "schema": {"type": "string", "enum": sluice_core::RunKind::ALL.map(sluice_core::RunKind::as_str)}}),
+        );
+    }
+    Value::Array(parameters)
+}
+
+fn get(summary: &str, parameters: Value, responses: Value) -> Value {
+    json!({"get": {"summary": summary, "parameters": parameters, "responses": responses}})
+}
+
+/// The document.
+pub fn document() -> Value {
+    let any = json!({});
+    let run = json!({
+        "type": "object",
+        "required": ["id", "kind", "name", "status", "config", "summary", "started_at_ms"],
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"type": "string", "enum": sluice_core::RunKind::ALL.map(sluice_core::RunKind::as_str)},
+            "name": {"type": "string"},
+            "status": {"type": "string", "enum": ["running", "passed", "failed", "errored"]},
+            "config": any,
+            "summary": any,
+            "started_at_ms": {"type": "integer"},
+            "finished_at_ms": {"type": "integer", "nullable": true},
+        },
+    });
+    let event = json!({
+        "type": "object",
+        "required": ["seq", "subject", "kind", "payload", "at_ms"],
+        "properties": {
+            "seq": {"type": "integer"},
+            "subject": {"type": "string"},
+            "kind": {"type": "string"},
+            "payload": any,
+            "at_ms": {"type": "integer"},
+        },
+    });
+    let flip = json!({
+        "type": "object",
+        "required": ["key", "description", "baseline", "candidate"],
+        "properties": {
+            "key": {"type": "string"},
+            "description": {"type": "string"},
+            "baseline": {"type": "number"},
+            "candidate": {"type": "number"},
+        },
+    });
+    let number = json!({"type": "number", "nullable": true});
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Sluice control plane",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Read-only JSON API over Sluice's store: runs, run diffs, rollouts, pipelines and the model registry.",
+        },
+        "paths": {
+            "/health": get("Liveness", json!([]), answers("Health", &[])),
+            "/api/v1/runs": get("Runs, newest first", list_parameters(true), answers("RunList", &[400])),
+            "/api/v1/runs/{id}": get(
+                "One run and a page of its results",
+                json!([
+                    path_parameter("id", "The run's id"),
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": u32::MAX, "default": 0}},
+                    limit(),
+                    {"name": "failures_first", "in": "query", "schema": {"type": "boolean", "default": false}},
+                ]),
+                answers("RunDetail", &[400, 404]),
+            ),
+            "/api/v1/runs/{baseline}/diff/{candidate}": get(
+                "Two eval runs compared test by test, with the paired significance test",
+                json!([
+                    path_parameter("baseline", "The baseline eval run's id"),
+                    path_parameter("candidate", "The candidate eval run's id"),
+                    {"name": "confidence", "in": "query", "schema": {"type": "number", "minimum": 0.5, "maximum": 1, "exclusiveMaximum": true, "default": 0.95}},
+                ]),
+                answers("Diff", &[400, 404]),
+            ),
+            "/api/v1/rollouts": get("Rollout runs, newest first", list_parameters(false), answers("RunList", &[400])),
+            "/api/v1/rollouts/{id}": get(
+                "One rollout run and its events",
+                json!([path_parameter("id", "The rollout run's id")]),
+                answers("RunEvents", &[404]),
+            ),
+            "/api/v1/pipelines": get("Pipeline runs, newest first", list_parameters(false), answers("RunList", &[400])),
+            "/api/v1/pipelines/{id}": get(
+                "One pipeline run and its stages' outcomes",
+                json!([path_parameter("id", "The pipeline run's id")]),
+                answers("RunEvents", &[404]),
+            ),
+            "/api/v1/models": get("Registered models", json!([]), answers("Models", &[])),
+            "/api/v1/models/{name}/versions": get(
+                "A model's versions with their lineage",
+                json!([path_parameter("name", "The model's name")]),
+                answers("Versions", &[404]),
+            ),
+            "/api/v1/aliases/{name}/history": get(
+                "Alias moves of a model (`chat`) or of one alias (`chat@production`), oldest first",
+                json!([path_parameter("name", "`MODEL` or `MODEL@ALIAS`")]),
+                answers("AliasHistory", &[404]),
+            ),
+        },
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {
+                        "type": "object",
+                        "required": ["type", "message"],
+                        "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+                    }},
+                },
+                "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+                "Run": run,
+                "Event": event,
+                "RunList": {"type": "object", "required": ["runs"], "properties": {"runs": {"type": "array", "items": reference("Run")}}},
+                "RunDetail": {
+                    "type": "object",
+                    "required": ["run", "total_results", "offset", "results"],
+                    "properties": {
+                        "run": reference("Run"),
+                        "total_results": {"type": "integer"},
+                        "offset": {"type": "integer"},
+                        "results": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "RunEvents": {
+                    "type": "object",
+                    "required": ["run", "events"],
+                    "properties": {"run": reference("Run"), "events": {"type": "array", "items": reference("Event")}},
+                },
+                "Flip": flip,
+                "Diff": {
+                    "type": "object",
+                    "required": ["baseline", "candidate", "comparison"],
+                    "properties": {
+                        "baseline": {"type": "string"},
+                        "candidate": {"type": "string"},
+                        "comparison": {
+                            "type": "object",
+                            "required": ["paired", "baseline_rate", "candidate_rate", "p_value", "significantly_worse", "regressions", "fixes"],
+                            "properties": {
+                                "paired": {"type": "integer"},
+                                "only_baseline": {"type": "integer"},
+                                "only_candidate": {"type": "integer"},
+                                "baseline_rate": number,
+                                "candidate_rate": number,
+                                "p_value": number,
+                                "significantly_worse": {"type": "boolean"},
+                                "regressions": {"type": "array", "items": reference("Flip")},
+                                "fixes": {"type": "array", "items": reference("Flip")},
+                            },
+                        },
+                    },
+                },
+                "Models": {
+                    "type": "object",
+                    "required": ["models"],
+                    "properties": {"models": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["name", "versions", "latest"],
+                        "properties": {"name": {"type": "string"}, "versions": {"type": "integer"}, "latest": {"type": "string"}},
+                    }}},
+                },
+                "Versions": {
+                    "type": "object",
+                    "required": ["model", "versions"],
+                    "properties": {"model": {"type": "string"}, "versions": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["version", "lineage"],
+                        "properties": {"version": {"type": "object"}, "lineage": {"type": "array", "items": {"type": "object"}}},
+                    }}},
+                },
+                "AliasHistory": {
+                    "type": "object",
+                    "required": ["name", "history"],
+                    "properties": {"name": {"type": "string"}, "history": {"type": "array", "items": {"type": "object"}}},
+                },
+            },
+        },
+    })
+}
