@@ -132,9 +132,10 @@ pub fn junit_case(
             xml_escape(message),
             xml_escape(kind)
         ),
+        // The reason as the element's text: the JUnit schema gives `skipped` no attributes.
         JunitVerdict::Skipped { message } => writeln!(
             out,
-            ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+            ">\n      <skipped>{}</skipped>\n    </testcase>",
             xml_escape(message)
         ),
     };

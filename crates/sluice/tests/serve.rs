@@ -169,7 +169,10 @@ fn the_api_lists_runs_diffs_them_and_answers_errors_in_json() {
         if let Some(exit) = serve.child.try_wait().unwrap() {
             break exit;
         }
-        assert!(std::time::Instant::now() < deadline, "still running after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     assert_eq!(exit.code(), Some(0));
