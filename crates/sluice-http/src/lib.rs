@@ -12,6 +12,10 @@
 
 #![deny(unsafe_code)]
 
+mod body;
+
+pub use body::ResponseBody;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

@@ -4,14 +4,17 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use sluice_core::RunKind;
+use sluice_http::ResponseBody;
 use sluice_store::{RunFilter, RunId, RunStatus, Store};
+use tokio::sync::watch;
 
 /// The most items one list answer holds.
 pub const MAX_LIMIT: u32 = 1_000;
@@ -55,10 +58,16 @@ impl ApiError {
     }
 }
 
+/// How often a live stream looks for new events.
+const STREAM_POLL: Duration = Duration::from_millis(250);
+/// How often a live stream with nothing new sends a comment, so proxies keep it open.
+const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
+
 /// The API over one store.
 #[derive(Debug, Clone)]
 pub struct Api {
     store: Store,
+    shutdown: watch::Receiver<bool>,
 }
 
 /// A request's query parameters.
@@ -108,17 +117,30 @@ impl Query {
 }
 
 impl Api {
-    /// The API over `store`.
-    pub fn new(store: Store) -> Self {
-        Api { store }
+    /// The API over `store`; live streams end when `shutdown` turns true.
+    pub fn new(store: Store, shutdown: watch::Receiver<bool>) -> Self {
+        Api { store, shutdown }
     }
 
     /// Answers one request.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query = Query::parse(request.uri().query());
         let head = method == Method::HEAD;
+        let last_seen = request
+            .headers()
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        if method == Method::GET
+            && let Some((kind, id)) = stream_path(&path)
+        {
+            match self.stream(kind, id, last_seen.unwrap_or(0)).await {
+                Ok(response) => return response,
+                Err(error) => return json_response(error.status, &error_body(&error), false),
+            }
+        }
         let answer = if method == Method::GET || head {
             self.route(&path, &query).await
         } else {
@@ -128,31 +150,84 @@ impl Api {
                 message: format!("{method} is not allowed here: the API is read-only (GET)"),
             })
         };
-        let (status, body) = match answer {
-            Ok(body) => (StatusCode::OK, body),
-            Err(error) => (
-                error.status,
-                json!({"error": {"type": error.kind, "message": error.message}}),
-            ),
-        };
-        let bytes = if head {
-            Bytes::new()
-        } else {
-            Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default())
-        };
-        let mut response = Response::new(Full::new(bytes));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(
-            "x-content-type-options",
-            HeaderValue::from_static("nosniff"),
-        );
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        match answer {
+            Ok(body) => json_response(StatusCode::OK, &body, head),
+            Err(error) => json_response(error.status, &error_body(&error), head),
         }
-        response
+    }
+
+    /// A run's events as Server-Sent Events (`id:` its sequence number, `event:` its kind,
+    /// `data:` its JSON), from after `last_seen` (a reconnecting client's `Last-Event-ID`),
+    /// then each new one as it is stored; an `end` event once the run finished and every event
+    /// was sent.
+    async fn stream(
+        &self,
+        kind: RunKind,
+        id: &str,
+        last_seen: i64,
+    ) -> Result<Response<ResponseBody>, ApiError> {
+        let run = self.get_run(id).await?;
+        if run.kind != kind {
+            return Err(ApiError::not_found(format!("no {kind} run `{id}`")));
+        }
+        let (sender, body) = ResponseBody::channel(16);
+        let store = self.store.clone();
+        let mut shutdown = self.shutdown.clone();
+        let subject = format!("{}:{id}", kind.as_str());
+        let run_id = run.id.clone();
+        tokio::spawn(async move {
+            let mut after = last_seen;
+            let mut quiet = Duration::ZERO;
+            loop {
+                let Ok(events) = store.events(&subject, after, 500).await else {
+                    break;
+                };
+                // Read before the events are sent: a run that had finished by now has no
+                // event after the ones just read.
+                let finished = match store.get_run(&run_id).await {
+                    Ok(Some(run)) => run.status != RunStatus::Running,
+                    _ => true,
+                };
+                let mut chunk = String::new();
+                for event in &events {
+                    after = event.seq;
+                    chunk.push_str(&format!(
+                        "id: {}\nevent: {}\ndata: {}\n\n",
+                        event.seq,
+                        event.kind.replace(['\n', '\r'], " "),
+                        serde_json::to_string(event).unwrap_or_default()
+                    ));
+                }
+                if events.len() < 500 && finished {
+                    chunk.push_str("event: end\ndata: {}\n\n");
+                }
+                if chunk.is_empty() && quiet >= STREAM_KEEPALIVE {
+                    chunk.push_str(": keep-alive\n\n");
+                    quiet = Duration::ZERO;
+                }
+                if !chunk.is_empty() {
+                    quiet = Duration::ZERO;
+                    if sender.send(Bytes::from(chunk)).await.is_err() {
+                        break;
+                    }
+                }
+                if events.len() < 500 && finished {
+                    break;
+                }
+                if events.len() < 500 {
+                    tokio::select! {
+                        () = tokio::time::sleep(STREAM_POLL) => quiet += STREAM_POLL,
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                    }
+                }
+            }
+        });
+        let mut response = Response::new(body);
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        Ok(response)
     }
 
     async fn route(&self, path: &str, query: &Query) -> Result<Value, ApiError> {
@@ -345,6 +420,46 @@ impl Api {
         }
         Ok(json!({ "name": name, "history": moves }))
     }
+}
+
+/// `/api/v1/rollouts/ID/stream` or `/api/v1/pipelines/ID/stream`.
+fn stream_path(path: &str) -> Option<(RunKind, &str)> {
+    let rest = path.strip_prefix("/api/v1/")?.strip_suffix("/stream")?;
+    let (collection, id) = rest.split_once('/')?;
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    match collection {
+        "rollouts" => Some((RunKind::Rollout, id)),
+        "pipelines" => Some((RunKind::Pipeline, id)),
+        _ => None,
+    }
+}
+
+fn error_body(error: &ApiError) -> Value {
+    json!({"error": {"type": error.kind, "message": error.message}})
+}
+
+/// A JSON answer (without its body for `HEAD`).
+fn json_response(status: StatusCode, body: &Value, head: bool) -> Response<ResponseBody> {
+    let bytes = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(serde_json::to_vec_pretty(body).unwrap_or_default())
+    };
+    let mut response = Response::new(ResponseBody::full(bytes));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    response
 }
 
 fn parse_status(text: &str) -> Result<RunStatus, ApiError> {

@@ -56,7 +56,7 @@ impl ServeServer {
             .local_addr()
             .map_err(|source| ServeError::Bind { addr, source })?;
         let (shutdown, stop) = watch::channel(false);
-        let api = Arc::new(api::Api::new(store));
+        let api = Arc::new(api::Api::new(store, stop.clone()));
         let task = tokio::spawn(async move {
             sluice_http::serve(
                 listener,

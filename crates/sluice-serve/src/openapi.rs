@@ -28,6 +28,13 @@ fn answers(ok: &str, errors: &[u16]) -> Value {
     Value::Object(responses)
 }
 
+fn stream_answers() -> Value {
+    json!({
+        "200": {"description": "Events: `id` (sequence), `event` (kind), `data` (the event as JSON); `end` when the run finished", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        "404": {"description": "No such run", "content": {"application/json": {"schema": reference("Error")}}},
+    })
+}
+
 fn path_parameter(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
 }
@@ -127,6 +134,16 @@ pub fn document() -> Value {
                 "One rollout run and its events",
                 json!([path_parameter("id", "The rollout run's id")]),
                 answers("RunEvents", &[404]),
+            ),
+            "/api/v1/rollouts/{id}/stream": get(
+                "A rollout's events as Server-Sent Events, live until it ends (`Last-Event-ID` resumes)",
+                json!([path_parameter("id", "The rollout run's id")]),
+                stream_answers(),
+            ),
+            "/api/v1/pipelines/{id}/stream": get(
+                "A pipeline run's stage outcomes as Server-Sent Events, live until it ends",
+                json!([path_parameter("id", "The pipeline run's id")]),
+                stream_answers(),
             ),
             "/api/v1/pipelines": get("Pipeline runs, newest first", list_parameters(false), answers("RunList", &[400])),
             "/api/v1/pipelines/{id}": get(

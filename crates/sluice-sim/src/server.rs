@@ -1,22 +1,19 @@
 //! The simulator's HTTP server: OpenAI routes, the admin endpoint, limits and graceful drain.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
-use sluice_http::ServerLimits;
+use sluice_http::{ResponseBody, ServerLimits};
 use sluice_llm::types::{
     ChatChoice, ChatCompletion, ChatRequest, CompletionRequest, Embedding, EmbeddingRequest,
     EmbeddingResponse, ErrorBody, ErrorDetail, FunctionCall, ModelInfo, ModelList, ResponseMessage,
@@ -151,48 +148,13 @@ impl SimServer {
     }
 }
 
-/// A response body: complete bytes, or chunks from a producer task.
-enum SimBody {
-    Full(Option<Bytes>),
-    Stream(mpsc::Receiver<Bytes>),
-}
-
-impl Body for SimBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.get_mut() {
-            SimBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            SimBody::Stream(receiver) => receiver
-                .poll_recv(cx)
-                .map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        matches!(self, SimBody::Full(None))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            SimBody::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
-            SimBody::Full(None) => SizeHint::with_exact(0),
-            SimBody::Stream(_) => SizeHint::default(),
-        }
-    }
-}
-
-type HandlerResult = Result<Response<SimBody>, io::Error>;
+type HandlerResult = Result<Response<ResponseBody>, io::Error>;
 
 /// A ready error response, boxed to keep `Result`s small.
-type Rejection = Box<Response<SimBody>>;
+type Rejection = Box<Response<ResponseBody>>;
 
-fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<SimBody> {
-    let mut response = Response::new(SimBody::Full(Some(body)));
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::Full(Some(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -200,7 +162,7 @@ fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Resp
     response
 }
 
-fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<SimBody> {
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<ResponseBody> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     response(status, "application/json", Bytes::from(body))
 }
@@ -210,7 +172,7 @@ fn error_response(
     kind: &str,
     code: Option<&str>,
     message: impl Into<String>,
-) -> Response<SimBody> {
+) -> Response<ResponseBody> {
     let body = ErrorBody {
         error: ErrorDetail {
             message: message.into(),
@@ -523,7 +485,7 @@ fn usage(plan: &Plan) -> Usage {
     }
 }
 
-fn full_response(generation: Generation) -> Response<SimBody> {
+fn full_response(generation: Generation) -> Response<ResponseBody> {
     let Generation {
         endpoint,
         id,
@@ -635,12 +597,12 @@ impl Generation {
     }
 }
 
-fn stream_response(generation: Generation, started: Instant) -> Response<SimBody> {
+fn stream_response(generation: Generation, started: Instant) -> Response<ResponseBody> {
     let (sender, receiver) = mpsc::channel::<Bytes>(32);
     tokio::spawn(async move {
         let _ = produce_stream(&generation, started, &sender).await;
     });
-    let mut response = Response::new(SimBody::Stream(receiver));
+    let mut response = Response::new(ResponseBody::Stream(receiver));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
@@ -756,7 +718,7 @@ async fn embeddings(state: &State, request: Request<Incoming>) -> HandlerResult 
     Ok(json_response(StatusCode::OK, &response))
 }
 
-fn models(state: &State) -> Response<SimBody> {
+fn models(state: &State) -> Response<ResponseBody> {
     let profiles = state
         .profiles
         .read()

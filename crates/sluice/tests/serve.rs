@@ -218,3 +218,77 @@ fn schemathesis_finds_the_api_true_to_its_document() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A pipeline run's stages arrive on its event stream as they end, then `end`; a client that
+/// reconnects with `Last-Event-ID` gets only what came after.
+#[test]
+fn a_run_streams_its_events_live_and_a_reconnect_resumes() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    std::fs::write(
+        dir.path().join("pipeline.yaml"),
+        "stages:\n  first: {run: 'true'}\n  second: {run: 'while [ ! -f go ]; do sleep 0.05; done', needs: [first]}\n",
+    )
+    .unwrap();
+    let mut runner = sluice()
+        .current_dir(dir.path())
+        .arg("--store")
+        .arg(&store)
+        .args(["pipeline", "run", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let serve = Serve::start(&store);
+    // The run exists once the runner has started.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let id = loop {
+        let (_, body) = serve.call("GET", "/api/v1/pipelines");
+        if let Some(id) = body["runs"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no pipeline run");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stream = std::net::TcpStream::connect(&serve.address).unwrap();
+    write!(
+        stream,
+        "GET /api/v1/pipelines/{id}/stream HTTP/1.1\r\nhost: x\r\n\r\n"
+    )
+    .unwrap();
+    let mut lines = BufReader::new(stream.try_clone().unwrap()).lines();
+    let next_data = |lines: &mut std::io::Lines<BufReader<std::net::TcpStream>>| {
+        lines
+            .by_ref()
+            .map(Result::unwrap)
+            .find(|l| l.starts_with("data: ") || l.starts_with("event: end"))
+            .unwrap()
+    };
+    let first = next_data(&mut lines);
+    assert!(first.contains("\"name\":\"first\""), "{first}");
+    // `second` is still waiting: it arrives once it ends.
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let second = next_data(&mut lines);
+    assert!(second.contains("\"name\":\"second\""), "{second}");
+    assert_eq!(next_data(&mut lines), "event: end");
+    assert!(runner.wait().unwrap().success());
+
+    // Reconnecting after the first event: only the second, then the end.
+    let (_, body) = serve.call("GET", &format!("/api/v1/pipelines/{id}"));
+    let first_seq = body["events"][0]["seq"].as_i64().unwrap();
+    let response = exchange(
+        &serve.address,
+        &format!("GET /api/v1/pipelines/{id}/stream HTTP/1.1"),
+        &format!("last-event-id: {first_seq}\r\n"),
+        "",
+    );
+    assert!(response.contains("text/event-stream"), "{response}");
+    assert!(!response.contains("\"name\":\"first\""), "{response}");
+    assert!(
+        response.contains("\"name\":\"second\"") && response.contains("event: end"),
+        "{response}"
+    );
+    let (status, _) = serve.call("GET", "/api/v1/rollouts/rollout-nope/stream");
+    assert_eq!(status, 404);
+}
