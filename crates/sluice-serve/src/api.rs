@@ -136,10 +136,21 @@ impl Api {
         if method == Method::GET
             && let Some((kind, id)) = stream_path(&path)
         {
-            match self.stream(kind, id, last_seen.unwrap_or(0)).await {
+            // `after` in the query does what `Last-Event-ID` does, for a page's first connect.
+            let after = match (last_seen, query.number::<i64>("after", 0)) {
+                (Some(seen), _) => seen,
+                (None, Ok(after)) => after,
+                (None, Err(error)) => {
+                    return json_response(error.status, &error_body(&error), false);
+                }
+            };
+            match self.stream(kind, id, after).await {
                 Ok(response) => return response,
                 Err(error) => return json_response(error.status, &error_body(&error), false),
             }
+        }
+        if (method == Method::GET || head) && !path.starts_with("/api/") && path != "/health" {
+            return self.page(&path, &query, head).await;
         }
         let answer = if method == Method::GET || head {
             self.route(&path, &query).await
@@ -231,15 +242,7 @@ impl Api {
     }
 
     async fn route(&self, path: &str, query: &Query) -> Result<Value, ApiError> {
-        let segments: Vec<String> = path
-            .trim_matches('/')
-            .split('/')
-            .map(|s| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-            .collect();
+        let segments = segments(path);
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         match segments.as_slice() {
             ["health"] => Ok(json!({"status": "ok"})),
@@ -420,6 +423,127 @@ impl Api {
         }
         Ok(json!({ "name": name, "history": moves }))
     }
+}
+
+impl Api {
+    /// A dashboard page (or one of its assets).
+    async fn page(&self, path: &str, query: &Query, head: bool) -> Response<ResponseBody> {
+        let (status, content_type, body) = match path {
+            "/assets/app.css" => (
+                StatusCode::OK,
+                "text/css; charset=utf-8",
+                crate::html::CSS.to_owned(),
+            ),
+            "/assets/app.js" => (
+                StatusCode::OK,
+                "text/javascript; charset=utf-8",
+                crate::html::JS.to_owned(),
+            ),
+            "/assets/icon.svg" | "/favicon.ico" => (
+                StatusCode::OK,
+                "image/svg+xml",
+                crate::html::ICON.to_owned(),
+            ),
+            _ => match self.render(path, query).await {
+                Ok(html) => (StatusCode::OK, "text/html; charset=utf-8", html),
+                Err(error) => (
+                    error.status,
+                    "text/html; charset=utf-8",
+                    crate::html::error(error.status.as_u16(), &error.message),
+                ),
+            },
+        };
+        let bytes = if head {
+            Bytes::new()
+        } else {
+            Bytes::from(body)
+        };
+        let mut response = Response::new(ResponseBody::full(bytes));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+        // Nothing from another origin, no inline script or style.
+        headers.insert(
+            "content-security-policy",
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            ),
+        );
+        response
+    }
+
+    async fn render(&self, path: &str, query: &Query) -> Result<String, ApiError> {
+        let segments = segments(path);
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let list = |value: Value, key: &str| -> Vec<Value> {
+            value[key].as_array().cloned().unwrap_or_default()
+        };
+        match segments.as_slice() {
+            [""] => {
+                let rollouts = self
+                    .runs(&Query::parse(None), Some(RunKind::Rollout))
+                    .await?;
+                let runs = self.runs(&Query::parse(Some("limit=20")), None).await?;
+                Ok(crate::html::overview(
+                    &list(rollouts, "runs"),
+                    &list(runs, "runs"),
+                ))
+            }
+            ["runs"] => {
+                // An empty choice in the filter form means any.
+                let kind = query.get("kind").filter(|k| !k.is_empty());
+                let status = query.get("status").filter(|s| !s.is_empty());
+                let mut pairs = BTreeMap::from([(
+                    "limit".to_owned(),
+                    query.get("limit").unwrap_or("200").to_owned(),
+                )]);
+                pairs.extend(kind.map(|k| ("kind".to_owned(), k.to_owned())));
+                pairs.extend(status.map(|s| ("status".to_owned(), s.to_owned())));
+                let runs = self.runs(&Query(pairs), None).await?;
+                Ok(crate::html::runs(&list(runs, "runs"), kind, status))
+            }
+            ["runs", id] => {
+                let mut pairs = query.0.clone();
+                pairs.insert("failures_first".into(), "true".into());
+                pairs.entry("limit".into()).or_insert_with(|| "500".into());
+                Ok(crate::html::run(&self.run(id, &Query(pairs)).await?))
+            }
+            ["runs", a, "diff", b] => Ok(crate::html::diff(&self.diff(a, b, query).await?)),
+            ["rollouts"] => {
+                let rollouts = self.runs(query, Some(RunKind::Rollout)).await?;
+                Ok(crate::html::rollouts(&list(rollouts, "runs")))
+            }
+            ["rollouts", id] => Ok(crate::html::rollout(
+                &self.with_events(id, RunKind::Rollout, "rollout").await?,
+            )),
+            ["models"] => Ok(crate::html::models(&self.models().await?)),
+            ["models", name] => {
+                let versions = self.versions(name).await?;
+                let history = self.alias_history(name).await.ok();
+                Ok(crate::html::model(name, &versions, history.as_ref()))
+            }
+            _ => Err(ApiError::not_found(format!("no such page: {path}"))),
+        }
+    }
+}
+
+/// A path's segments, percent-decoded.
+fn segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
 }
 
 /// `/api/v1/rollouts/ID/stream` or `/api/v1/pipelines/ID/stream`.

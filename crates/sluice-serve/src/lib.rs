@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod html;
 pub mod openapi;
 
 use std::net::SocketAddr;

@@ -292,3 +292,81 @@ fn a_run_streams_its_events_live_and_a_reconnect_resumes() {
     let (status, _) = serve.call("GET", "/api/v1/rollouts/rollout-nope/stream");
     assert_eq!(status, 404);
 }
+
+/// Every dashboard page in headless Chromium (`SLUICE_CHROMIUM`, and `SLUICE_PLAYWRIGHT` a
+/// directory whose `node_modules` has playwright-core; `.ci/run` installs both and sets
+/// `SLUICE_REQUIRE_BROWSER`): each renders with no console error, failed request or script
+/// error, and the diff page lists exactly the tests that flipped.
+#[test]
+fn every_dashboard_page_renders_in_chromium_and_the_diff_lists_the_flipped_tests() {
+    let (Some(chromium), Some(playwright)) = (
+        std::env::var_os("SLUICE_CHROMIUM"),
+        std::env::var_os("SLUICE_PLAYWRIGHT"),
+    ) else {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_BROWSER").is_none(),
+            "SLUICE_CHROMIUM and SLUICE_PLAYWRIGHT are required here"
+        );
+        eprintln!("skipped: set SLUICE_CHROMIUM and SLUICE_PLAYWRIGHT");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let sim = Simulate::start();
+    let good = eval(&sim, &store);
+    sim.put_profile("stable", "script:\n  - {match: capital, answer: Lyon.}\n  - {regex: \"(?i)json\", answer: '{\"name\": \"Ada\", \"age\": 36}'}\n  - {exact: ping, answer: pong}\ndefault: echo\n");
+    let bad = eval(&sim, &store);
+    let serve = Serve::start(&store);
+    let (_, api) = serve.call("GET", &format!("/api/v1/runs/{good}/diff/{bad}"));
+    let mut expected: Vec<String> = api["comparison"]["regressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["description"].as_str().unwrap().to_owned())
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty());
+    let base = format!("http://{}", serve.address);
+    let pages = [
+        "/".to_owned(),
+        "/runs".to_owned(),
+        "/runs?kind=eval&status=failed".to_owned(),
+        format!("/runs/{bad}"),
+        format!("/runs/{good}/diff/{bad}"),
+        "/rollouts".to_owned(),
+        "/models".to_owned(),
+    ];
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard.cjs");
+    let output = std::process::Command::new("node")
+        .arg(script)
+        .arg(&chromium)
+        .args(pages.iter().map(|p| format!("{base}{p}")))
+        .env("NODE_PATH", Path::new(&playwright).join("node_modules"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for page in &pages {
+        let seen = &report[format!("{base}{page}")];
+        assert_eq!(seen["status"], 200, "{page}: {seen}");
+        assert_eq!(seen["problems"], serde_json::json!([]), "{page}: {seen}");
+        assert!(
+            seen["title"].as_str().unwrap().ends_with("· Sluice"),
+            "{seen}"
+        );
+    }
+    let diff = &report[format!("{base}/runs/{good}/diff/{bad}")];
+    let mut regressed: Vec<String> = diff["tables"]["regressed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    regressed.sort();
+    assert_eq!(regressed, expected, "{diff}");
+    assert_eq!(diff["tables"]["fixed"], serde_json::json!([]), "{diff}");
+}
