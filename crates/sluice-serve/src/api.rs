@@ -1,9 +1,10 @@
-//! The JSON API under `/api/v1/`, read-only: every answer is JSON (errors too:
-//! `{"error": {"type", "message"}}` with 400, 404, 405 or 500), lists are newest first and
-//! bounded (`limit`, at most 1,000; results of one run are paged with `offset`).
+//! The JSON API under `/api/v1/` and the dashboard's pages: every API answer is JSON (errors
+//! too: `{"error": {"type", "message"}}` with 400, 401, 403, 404, 405, 409 or 500), lists are
+//! newest first and bounded (`limit`, at most 1,000; results of one run are paged with
+//! `offset`). Reading needs nothing; acting (`POST`, [`crate::actions`]) needs the admin token.
 
 use std::collections::BTreeMap;
-
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,7 +34,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::NOT_FOUND,
             kind: "not_found",
@@ -41,7 +42,7 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             kind: "bad_request",
@@ -49,7 +50,7 @@ impl ApiError {
         }
     }
 
-    fn store(error: impl std::fmt::Display) -> Self {
+    pub(crate) fn store(error: impl std::fmt::Display) -> Self {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             kind: "store",
@@ -66,8 +67,10 @@ const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
 /// The API over one store.
 #[derive(Debug, Clone)]
 pub struct Api {
-    store: Store,
+    pub(crate) store: Store,
     shutdown: watch::Receiver<bool>,
+    /// Who may act; `None`: nobody.
+    pub(crate) admin: Option<Arc<crate::admin::Admin>>,
 }
 
 /// A request's query parameters.
@@ -117,13 +120,42 @@ impl Query {
 }
 
 impl Api {
-    /// The API over `store`; live streams end when `shutdown` turns true.
-    pub fn new(store: Store, shutdown: watch::Receiver<bool>) -> Self {
-        Api { store, shutdown }
+    /// The API over `store`; live streams end when `shutdown` turns true; actions need
+    /// `admin`'s token (none without it).
+    pub fn new(
+        store: Store,
+        shutdown: watch::Receiver<bool>,
+        admin: Option<Arc<crate::admin::Admin>>,
+    ) -> Self {
+        Api {
+            store,
+            shutdown,
+            admin,
+        }
     }
 
     /// Answers one request.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+        if request.method() == Method::POST {
+            return self.post(request).await;
+        }
+        // An action's path takes POST only (the login form is also shown by GET).
+        let path = request.uri().path();
+        if crate::actions::action_path(path) && path != "/login" {
+            let error = ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                kind: "method_not_allowed",
+                message: format!(
+                    "{} is not allowed on {path}: it takes POST",
+                    request.method()
+                ),
+            };
+            let mut response = json_response(error.status, &error_body(&error), false);
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query = Query::parse(request.uri().query());
@@ -150,7 +182,15 @@ impl Api {
             }
         }
         if (method == Method::GET || head) && !path.starts_with("/api/") && path != "/health" {
-            return self.page(&path, &query, head).await;
+            let csrf = self.admin.as_ref().and_then(|admin| {
+                admin.session(
+                    request
+                        .headers()
+                        .get(hyper::header::COOKIE)
+                        .and_then(|v| v.to_str().ok()),
+                )
+            });
+            return self.page(&path, &query, head, csrf).await;
         }
         let answer = if method == Method::GET || head {
             self.route(&path, &query).await
@@ -291,7 +331,7 @@ impl Api {
         Ok(json!({ "runs": runs }))
     }
 
-    async fn get_run(&self, id: &str) -> Result<sluice_store::Run, ApiError> {
+    pub(crate) async fn get_run(&self, id: &str) -> Result<sluice_store::Run, ApiError> {
         self.store
             .get_run(&RunId(id.to_owned()))
             .await
@@ -427,7 +467,13 @@ impl Api {
 
 impl Api {
     /// A dashboard page (or one of its assets).
-    async fn page(&self, path: &str, query: &Query, head: bool) -> Response<ResponseBody> {
+    async fn page(
+        &self,
+        path: &str,
+        query: &Query,
+        head: bool,
+        csrf: Option<String>,
+    ) -> Response<ResponseBody> {
         let (status, content_type, body) = match path {
             "/assets/app.css" => (
                 StatusCode::OK,
@@ -444,7 +490,7 @@ impl Api {
                 "image/svg+xml",
                 crate::html::ICON.to_owned(),
             ),
-            _ => match self.render(path, query).await {
+            _ => match self.render(path, query, csrf.as_deref()).await {
                 Ok(html) => (StatusCode::OK, "text/html; charset=utf-8", html),
                 Err(error) => (
                     error.status,
@@ -453,33 +499,15 @@ impl Api {
                 ),
             },
         };
-        let bytes = if head {
-            Bytes::new()
-        } else {
-            Bytes::from(body)
-        };
-        let mut response = Response::new(ResponseBody::full(bytes));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(
-            "x-content-type-options",
-            HeaderValue::from_static("nosniff"),
-        );
-        headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-        headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-        // Nothing from another origin, no inline script or style.
-        headers.insert(
-            "content-security-policy",
-            HeaderValue::from_static(
-                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-            ),
-        );
-        response
+        page_response(status, content_type, body, head)
     }
 
-    async fn render(&self, path: &str, query: &Query) -> Result<String, ApiError> {
+    async fn render(
+        &self,
+        path: &str,
+        query: &Query,
+        csrf: Option<&str>,
+    ) -> Result<String, ApiError> {
         let segments = segments(path);
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let list = |value: Value, key: &str| -> Vec<Value> {
@@ -522,7 +550,10 @@ impl Api {
             }
             ["rollouts", id] => Ok(crate::html::rollout(
                 &self.with_events(id, RunKind::Rollout, "rollout").await?,
+                self.admin.is_some(),
+                csrf,
             )),
+            ["login"] => Ok(crate::html::login(query.get("next").unwrap_or("/"), None)),
             ["models"] => Ok(crate::html::models(&self.models().await?)),
             ["models", name] => {
                 let versions = self.versions(name).await?;
@@ -534,8 +565,41 @@ impl Api {
     }
 }
 
+/// A dashboard answer: HTML (or an asset) with the headers every page has.
+pub(crate) fn page_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+    head: bool,
+) -> Response<ResponseBody> {
+    let bytes = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
+    let mut response = Response::new(ResponseBody::full(bytes));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    // Nothing from another origin, no inline script or style; forms post only here.
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    response
+}
+
 /// A path's segments, percent-decoded.
-fn segments(path: &str) -> Vec<String> {
+pub(crate) fn segments(path: &str) -> Vec<String> {
     path.trim_matches('/')
         .split('/')
         .map(|s| {
@@ -560,12 +624,16 @@ fn stream_path(path: &str) -> Option<(RunKind, &str)> {
     }
 }
 
-fn error_body(error: &ApiError) -> Value {
+pub(crate) fn error_body(error: &ApiError) -> Value {
     json!({"error": {"type": error.kind, "message": error.message}})
 }
 
 /// A JSON answer (without its body for `HEAD`).
-fn json_response(status: StatusCode, body: &Value, head: bool) -> Response<ResponseBody> {
+pub(crate) fn json_response(
+    status: StatusCode,
+    body: &Value,
+    head: bool,
+) -> Response<ResponseBody> {
     let bytes = if head {
         Bytes::new()
     } else {

@@ -340,8 +340,56 @@ pub fn rollouts(runs: &[Value]) -> String {
     page("Rollouts", Some("/api/v1/rollouts"), &run_rows(runs))
 }
 
-/// One rollout, live: weight over time, rules measured, rollbacks, events.
-pub fn rollout(body: &Value) -> String {
+/// The buttons that act on a running rollout, for a logged-in session (`csrf`); a login
+/// link when actions are on but nobody logged in.
+fn rollout_actions(id: &str, running: bool, enabled: bool, csrf: Option<&str>) -> String {
+    match (running, enabled, csrf) {
+        (false, _, _) | (_, false, _) => String::new(),
+        (true, true, None) => format!(
+            r#"<p class="actions"><a href="/login?next=/rollouts/{}">Log in</a> to promote, pause, resume or abort.</p>"#,
+            esc(id)
+        ),
+        (true, true, Some(csrf)) => {
+            let button = |verb: &str, label: &str| {
+                format!(
+                    r#"<form method="post" action="/rollouts/{id}/{verb}"><input type="hidden" name="csrf" value="{csrf}"><button name="do" value="{verb}" class="{verb}">{label}</button></form>"#,
+                    id = esc(id),
+                    csrf = esc(csrf),
+                )
+            };
+            let logout = format!(
+                r#"<form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button>Log out</button></form>"#,
+                esc(csrf)
+            );
+            format!(
+                r#"<div class="actions">{}{}{}{}{logout}</div>"#,
+                button("promote", "Promote"),
+                button("pause", "Pause"),
+                button("resume", "Resume"),
+                button("abort", "Abort"),
+            )
+        }
+    }
+}
+
+/// The login form: the admin token, once, for a session.
+pub fn login(next: &str, error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!(r#"<p class="error">{}</p>"#, esc(e)))
+        .unwrap_or_default();
+    page(
+        "Log in",
+        None,
+        &format!(
+            r#"{error}<form class="login" method="post" action="/login"><input type="hidden" name="next" value="{}"><label>Admin token <input type="password" name="token" autocomplete="current-password" required></label> <button>Log in</button></form>"#,
+            esc(next)
+        ),
+    )
+}
+
+/// One rollout, live: weight over time, rules measured, rollbacks, events, and the actions
+/// (with `actions` on and a session's `csrf` token).
+pub fn rollout(body: &Value, actions: bool, csrf: Option<&str>) -> String {
     let run = &body["run"];
     let id = text(&run["id"]);
     let mut weights: Vec<f64> = Vec::new();
@@ -423,7 +471,8 @@ pub fn rollout(body: &Value) -> String {
         &format!("Rollout {}", text(&run["name"])),
         Some(&format!("/api/v1/rollouts/{id}")),
         &format!(
-            r#"<div class="live"{stream} data-after="{after}"><dl class="facts"><dt>Status</dt><dd id="status">{status}</dd><dt>Phase</dt><dd id="phase">{phase}</dd><dt>Candidate weight</dt><dd id="weight">{weight}</dd><dt>Latest</dt><dd id="message">{message}</dd></dl><h2>Weight over time</h2><div id="chart" data-weights="{data}">{chart}</div>{measured}{rolled}<h2>Events</h2><table><thead><tr><th>At (UTC)</th><th>Kind</th><th>What</th></tr></thead><tbody id="events">{events}</tbody></table></div>"#,
+            r#"{buttons}<div class="live"{stream} data-after="{after}"><dl class="facts"><dt>Status</dt><dd id="status">{status}</dd><dt>Phase</dt><dd id="phase">{phase}</dd><dt>Candidate weight</dt><dd id="weight">{weight}</dd><dt>Latest</dt><dd id="message">{message}</dd></dl><h2>Weight over time</h2><div id="chart" data-weights="{data}">{chart}</div>{measured}{rolled}<h2>Events</h2><table><thead><tr><th>At (UTC)</th><th>Kind</th><th>What</th></tr></thead><tbody id="events">{events}</tbody></table></div>"#,
+            buttons = rollout_actions(&id, run["status"] == "running", actions, csrf),
             stream = if run["status"] == "running" {
                 format!(r#" data-stream="/api/v1/rollouts/{}/stream""#, esc(&id))
             } else {

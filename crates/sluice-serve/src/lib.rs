@@ -7,6 +7,8 @@
 
 #![deny(unsafe_code)]
 
+mod actions;
+pub mod admin;
 pub mod api;
 pub mod html;
 pub mod openapi;
@@ -49,6 +51,7 @@ impl ServeServer {
         store: Store,
         addr: SocketAddr,
         limits: ServerLimits,
+        admin_token: Option<&str>,
     ) -> Result<ServeServer, ServeError> {
         let listener = TcpListener::bind(addr)
             .await
@@ -57,7 +60,8 @@ impl ServeServer {
             .local_addr()
             .map_err(|source| ServeError::Bind { addr, source })?;
         let (shutdown, stop) = watch::channel(false);
-        let api = Arc::new(api::Api::new(store, stop.clone()));
+        let admin = admin_token.map(|token| Arc::new(admin::Admin::new(token)));
+        let api = Arc::new(api::Api::new(store, stop.clone(), admin));
         let task = tokio::spawn(async move {
             sluice_http::serve(
                 listener,

@@ -145,6 +145,21 @@ pub fn document() -> Value {
                 json!([path_parameter("id", "The pipeline run's id")]),
                 stream_answers(),
             ),
+            "/api/v1/rollouts/{id}/{action}": {"post": {
+                "summary": "Send a running rollout's controller a command (needs the admin token)",
+                "security": [{"admin": []}],
+                "parameters": [
+                    path_parameter("id", "The rollout run's id"),
+                    {"name": "action", "in": "path", "required": true, "schema": {"type": "string", "enum": ["promote", "promote-full", "pause", "resume", "abort"]}},
+                ],
+                "responses": {
+                    "200": {"description": "Sent", "content": {"application/json": {"schema": reference("Sent")}}},
+                    "401": {"description": "No admin token, or the wrong one", "content": {"application/json": {"schema": reference("Error")}}},
+                    "403": {"description": "Actions are off (no admin token configured)", "content": {"application/json": {"schema": reference("Error")}}},
+                    "404": {"description": "No such rollout", "content": {"application/json": {"schema": reference("Error")}}},
+                    "409": {"description": "The rollout is not running", "content": {"application/json": {"schema": reference("Error")}}},
+                },
+            }},
             "/api/v1/pipelines": get("Pipeline runs, newest first", list_parameters(false), answers("RunList", &[400])),
             "/api/v1/pipelines/{id}": get(
                 "One pipeline run and its stages' outcomes",
@@ -164,7 +179,13 @@ pub fn document() -> Value {
             ),
         },
         "components": {
+            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
             "schemas": {
+                "Sent": {
+                    "type": "object",
+                    "required": ["sent", "run", "message"],
+                    "properties": {"sent": {"type": "string"}, "run": {"type": "string"}, "message": {"type": "string"}},
+                },
                 "Error": {
                     "type": "object",
                     "required": ["error"],

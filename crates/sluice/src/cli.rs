@@ -110,6 +110,11 @@ pub struct ServeArgs {
     /// Loopback by default: the API shows every stored run.
     #[arg(long, default_value = "127.0.0.1:8090")]
     pub listen: std::net::SocketAddr,
+    /// The environment variable holding the admin token: with it, rollouts can be promoted,
+    /// paused, resumed and aborted from the API (`Authorization: Bearer`) and the dashboard
+    /// (after logging in); without it, nothing can be changed from here.
+    #[arg(long, value_name = "VAR")]
+    pub admin_token_env: Option<String>,
 }
 
 /// `sluice init`.

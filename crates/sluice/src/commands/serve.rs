@@ -14,7 +14,23 @@ pub async fn run(args: ServeArgs, store_location: &str) -> anyhow::Result<Outcom
             "The control plane listens beyond this machine: every stored run is readable from there."
         );
     }
-    let server = ServeServer::start(store, args.listen, ServerLimits::default()).await?;
+    let token = match &args.admin_token_env {
+        None => None,
+        Some(name) => match std::env::var(name) {
+            Ok(token) if token.len() >= 16 => Some(token),
+            Ok(_) => {
+                anyhow::bail!("--admin-token-env {name}: the token must be at least 16 characters")
+            }
+            Err(_) => anyhow::bail!("--admin-token-env {name}: the variable is not set"),
+        },
+    };
+    let server = ServeServer::start(
+        store,
+        args.listen,
+        ServerLimits::default(),
+        token.as_deref(),
+    )
+    .await?;
     outln!(
         "sluice serve: the control plane's API on http://{}/api/v1/",
         server.local_addr()
