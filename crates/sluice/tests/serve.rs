@@ -370,3 +370,93 @@ fn every_dashboard_page_renders_in_chromium_and_the_diff_lists_the_flipped_tests
     assert_eq!(regressed, expected, "{diff}");
     assert_eq!(diff["tables"]["fixed"], serde_json::json!([]), "{diff}");
 }
+
+/// The rollout page in headless Chromium while `sluice quickstart` runs its canary: each
+/// weight change shows within 2 s of being stored, and the automatic rollback shows as it
+/// happens (the page follows the event stream, then reloads with the rollback listed).
+#[test]
+fn the_rollout_page_follows_a_canary_live_to_its_rollback() {
+    let (Some(chromium), Some(playwright)) = (
+        std::env::var_os("SLUICE_CHROMIUM"),
+        std::env::var_os("SLUICE_PLAYWRIGHT"),
+    ) else {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_BROWSER").is_none(),
+            "SLUICE_CHROMIUM and SLUICE_PLAYWRIGHT are required here"
+        );
+        eprintln!("skipped: set SLUICE_CHROMIUM and SLUICE_PLAYWRIGHT");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let serve = Serve::start(&store);
+    let mut quickstart = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["quickstart", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rollout-live.cjs");
+    let output = std::process::Command::new("node")
+        .arg(script)
+        .arg(&chromium)
+        .arg(format!("http://{}", serve.address))
+        .env("NODE_PATH", Path::new(&playwright).join("node_modules"))
+        .output()
+        .unwrap();
+    let finished = quickstart.wait().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(finished.success());
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    eprintln!("{seen}");
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen}");
+    assert!(
+        !seen["status"].as_str().unwrap().contains("running"),
+        "{seen}"
+    );
+    assert_eq!(seen["rollback_listed"], true, "{seen}");
+    let changes = seen["changes"].as_array().unwrap();
+    assert!(
+        !changes.is_empty(),
+        "the page showed no weight change: {seen}"
+    );
+    let (_, body) = serve.call(
+        "GET",
+        &format!("/api/v1/rollouts/{}", seen["id"].as_str().unwrap()),
+    );
+    let states: Vec<(i64, String)> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "state")
+        .map(|e| {
+            (
+                e["at_ms"].as_i64().unwrap(),
+                format!("{} %", e["payload"]["state"]["weight"]),
+            )
+        })
+        .collect();
+    for change in changes {
+        let (shown_at, weight) = (
+            change["at"].as_i64().unwrap(),
+            change["weight"].as_str().unwrap(),
+        );
+        let stored_at = states
+            .iter()
+            .filter(|(at, w)| w == weight && *at <= shown_at)
+            .map(|(at, _)| *at)
+            .max()
+            .unwrap_or_else(|| panic!("no stored state with weight {weight}: {body}"));
+        assert!(
+            shown_at - stored_at <= 2_000,
+            "weight {weight} shown {} ms after it was stored",
+            shown_at - stored_at
+        );
+    }
+}
