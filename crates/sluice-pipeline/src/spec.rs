@@ -124,7 +124,7 @@ pub enum Builtin {
     Readiness,
     /// `sluice registry register`
     Register,
-    /// `sluice registry alias`
+    /// `sluice registry alias set`
     Alias,
     /// `sluice rollout start`
     Rollout,
@@ -159,7 +159,7 @@ impl Builtin {
             Builtin::Bench => &["bench"],
             Builtin::Readiness => &["readiness"],
             Builtin::Register => &["registry", "register"],
-            Builtin::Alias => &["registry", "alias"],
+            Builtin::Alias => &["registry", "alias", "set"],
             Builtin::Rollout => &["rollout", "start"],
         }
     }

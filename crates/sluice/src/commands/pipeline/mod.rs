@@ -66,6 +66,7 @@ fn builtin_argv(
     }
     let mut argv: Vec<String> = vec!["--store".into(), store.into()];
     argv.extend(builtin.command().iter().map(|w| (*w).to_owned()));
+    let mut positional: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (key, values) in with {
         let long = key.replace('_', "-");
         let arg = command.get_arguments().find(|a| {
@@ -104,13 +105,24 @@ fn builtin_argv(
                 }
             }
         } else if arg.is_positional() {
-            argv.extend(values.iter().cloned());
+            positional.insert(arg.get_id().as_str().to_owned(), values.clone());
         } else {
             for value in values {
                 argv.push(format!("--{long}"));
                 argv.push(value.clone());
             }
         }
+    }
+    // Positional arguments go in the command's order, whatever the order of `with`; after
+    // `--` so that a value starting with `-` is not read as an option.
+    let positionals: Vec<String> = command
+        .get_positionals()
+        .filter_map(|arg| positional.remove(arg.get_id().as_str()))
+        .flatten()
+        .collect();
+    if !positionals.is_empty() {
+        argv.push("--".to_owned());
+        argv.extend(positionals);
     }
     if parse {
         let mut full = vec!["sluice".to_owned()];
@@ -750,4 +762,95 @@ fn report_json(report: &Report, log_dir: &Path, run_id: Option<&str>) -> serde_j
             "reason": o.reason,
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Vec<(String, Vec<String>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
+            .collect()
+    }
+
+    #[test]
+    fn built_ins_get_their_options_and_positionals_in_the_commands_order() {
+        let argv = builtin_argv(
+            Builtin::Alias,
+            &with(&[
+                ("version", "1.0.0"),
+                ("alias", "production"),
+                ("model", "chat"),
+            ]),
+            "s.db",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            argv,
+            [
+                "--store",
+                "s.db",
+                "registry",
+                "alias",
+                "set",
+                "--",
+                "chat",
+                "production",
+                "1.0.0"
+            ]
+        );
+        let argv = builtin_argv(
+            Builtin::Register,
+            &with(&[
+                ("model", "chat"),
+                ("version", "2.0.0"),
+                ("artifact", "s3://m"),
+            ]),
+            "s.db",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            argv,
+            [
+                "--store",
+                "s.db",
+                "registry",
+                "register",
+                "--version",
+                "2.0.0",
+                "--artifact",
+                "s3://m",
+                "--",
+                "chat"
+            ]
+        );
+        let argv = builtin_argv(
+            Builtin::Eval,
+            &with(&[("config", "e.yaml"), ("no_cache", "true"), ("repeat", "3")]),
+            "s.db",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            argv,
+            [
+                "--store",
+                "s.db",
+                "eval",
+                "--config",
+                "e.yaml",
+                "--no-cache",
+                "--repeat",
+                "3"
+            ]
+        );
+        let (key, why) =
+            builtin_argv(Builtin::Eval, &with(&[("no_cache", "maybe")]), "s.db", true).unwrap_err();
+        assert_eq!(key.as_deref(), Some("no_cache"));
+        assert!(why.contains("is a flag: expected true or false"), "{why}");
+    }
 }
