@@ -301,6 +301,9 @@ impl Api {
             ["api", "v1", "models"] => self.models().await,
             ["api", "v1", "models", name, "versions"] => self.versions(name).await,
             ["api", "v1", "aliases", name, "history"] => self.alias_history(name).await,
+            ["api", "v1", "drift"] => {
+                Ok(serde_json::to_value(self.drift(query).await?).unwrap_or_default())
+            }
             _ => Err(ApiError::not_found(format!("no such resource: {path}"))),
         }
     }
@@ -445,6 +448,65 @@ impl Api {
         Ok(json!({ "model": model, "versions": out }))
     }
 
+    /// One version's drift: its requests in the current window against the reference window
+    /// (by default the last hour against the hour before), from the route's request log.
+    async fn drift(&self, query: &Query) -> Result<crate::drift::Report, ApiError> {
+        let required = |key: &str| {
+            query
+                .get(key)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ApiError::bad_request(format!("`{key}` is required")))
+        };
+        let (route, version) = (required("route")?, required("version")?);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        const HOUR: i64 = 3_600_000;
+        let current = crate::drift::Window {
+            from_ms: query.number("current_from", now.saturating_sub(HOUR))?,
+            to_ms: query.number("current_to", now.saturating_add(1))?,
+        };
+        let reference = crate::drift::Window {
+            from_ms: query.number("reference_from", current.from_ms.saturating_sub(HOUR))?,
+            to_ms: query.number("reference_to", current.from_ms)?,
+        };
+        let min_samples: usize = query.number("min_samples", crate::drift::MIN_SAMPLES)?;
+        // A window that ends before it starts holds no request: its descriptors are
+        // `insufficient`, not an error.
+        if min_samples == 0 {
+            return Err(ApiError::bad_request("`min_samples`: expected at least 1"));
+        }
+        let subject = format!("gateway:{route}");
+        let mut events = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self
+                .store
+                .events(&subject, after, 10_000)
+                .await
+                .map_err(ApiError::store)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            let full = page.len() == 10_000;
+            events.extend(
+                page.into_iter()
+                    .filter(|e| e.kind == "request")
+                    .map(|e| (e.at_ms, e.payload)),
+            );
+            if !full {
+                break;
+            }
+        }
+        Ok(crate::drift::report(
+            route,
+            version,
+            reference,
+            current,
+            events.iter().map(|(at, payload)| (*at, payload)),
+            min_samples,
+        ))
+    }
+
     /// The history of a model's aliases (`chat`), or of one alias (`chat@production`).
     async fn alias_history(&self, name: &str) -> Result<Value, ApiError> {
         let (model, alias) = match name.split_once('@') {
@@ -555,6 +617,19 @@ impl Api {
             )),
             ["login"] => Ok(crate::html::login(query.get("next").unwrap_or("/"), None)),
             ["models"] => Ok(crate::html::models(&self.models().await?)),
+            ["drift"] => {
+                let report = match (query.get("route"), query.get("version")) {
+                    (Some(r), Some(v)) if !r.is_empty() && !v.is_empty() => {
+                        Some(self.drift(query).await?)
+                    }
+                    _ => None,
+                };
+                Ok(crate::html::drift(
+                    query.get("route"),
+                    query.get("version"),
+                    report.as_ref(),
+                ))
+            }
             ["models", name] => {
                 let versions = self.versions(name).await?;
                 let history = self.alias_history(name).await.ok();

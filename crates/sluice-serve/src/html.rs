@@ -34,7 +34,7 @@ pub fn page(title: &str, json: Option<&str>, body: &str) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · Sluice</title><link rel="icon" href="/assets/icon.svg" type="image/svg+xml"><link rel="stylesheet" href="/assets/app.css"><script src="/assets/app.js" defer></script></head>
-<body><nav><a class="brand" href="/">Sluice</a><a href="/runs">Runs</a><a href="/rollouts">Rollouts</a><a href="/models">Registry</a>{json}</nav>
+<body><nav><a class="brand" href="/">Sluice</a><a href="/runs">Runs</a><a href="/rollouts">Rollouts</a><a href="/models">Registry</a><a href="/drift">Drift</a>{json}</nav>
 <main><h1>{title}</h1>
 {body}</main></body></html>
 "#,
@@ -580,6 +580,59 @@ pub fn model(name: &str, versions: &Value, history: Option<&Value>) -> String {
         Some(&format!("/api/v1/models/{name}/versions")),
         &format!(
             "<h2>Versions</h2><table><thead><tr><th>Version</th><th>Status</th><th>Artifact</th><th>Evidence</th></tr></thead><tbody>{rows}</tbody></table><h2>Alias history</h2>{history}"
+        ),
+    )
+}
+
+/// The drift page: a form for the route and version, then each descriptor's verdict.
+pub fn drift(
+    route: Option<&str>,
+    version: Option<&str>,
+    report: Option<&crate::drift::Report>,
+) -> String {
+    let form = format!(
+        r#"<form class="filter" method="get" action="/drift"><label>Route <input name="route" value="{}" required></label> <label>Version <input name="version" value="{}" required></label> <button>Compare</button></form>"#,
+        esc(route.unwrap_or_default()),
+        esc(version.unwrap_or_default())
+    );
+    let Some(report) = report else {
+        return page("Drift", None, &form);
+    };
+    let number = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.3}"));
+    let mut rows = String::new();
+    for d in &report.descriptors {
+        let _ = write!(
+            rows,
+            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(d.name),
+            esc(d.measure),
+            number(d.value),
+            badge(d.verdict),
+            number(d.reference),
+            number(d.current)
+        );
+    }
+    let json = format!(
+        "/api/v1/drift?route={}&version={}&reference_from={}&reference_to={}&current_from={}&current_to={}",
+        esc(&report.route),
+        esc(&report.version),
+        report.reference.from_ms,
+        report.reference.to_ms,
+        report.current.from_ms,
+        report.current.to_ms
+    );
+    page(
+        &format!("Drift of {} on {}", report.version, report.route),
+        Some(&json),
+        &format!(
+            r#"{form}<p class="muted">{} requests from {} to {} against {} from {} to {} (UTC); judged with at least {} in each.</p><table id="drift"><thead><tr><th>Descriptor</th><th>Measure</th><th>Value</th><th>Verdict</th><th>Reference</th><th>Current</th></tr></thead><tbody>{rows}</tbody></table>"#,
+            report.samples.1,
+            time(Some(report.current.from_ms)),
+            time(Some(report.current.to_ms)),
+            report.samples.0,
+            time(Some(report.reference.from_ms)),
+            time(Some(report.reference.to_ms)),
+            crate::drift::MIN_SAMPLES,
         ),
     )
 }

@@ -10,6 +10,7 @@
 mod actions;
 pub mod admin;
 pub mod api;
+pub mod drift;
 pub mod html;
 pub mod openapi;
 

@@ -100,6 +100,30 @@ pub fn document() -> Value {
         },
     });
     let number = json!({"type": "number", "nullable": true});
+    let drift = json!({
+        "type": "object",
+        "required": ["route", "version", "reference", "current", "samples", "drifted", "descriptors"],
+        "properties": {
+            "route": {"type": "string"},
+            "version": {"type": "string"},
+            "reference": {"type": "object"},
+            "current": {"type": "object"},
+            "samples": {"type": "array", "items": {"type": "integer"}},
+            "drifted": {"type": "array", "items": {"type": "string"}},
+            "descriptors": {"type": "array", "items": {
+                "type": "object",
+                "required": ["name", "measure", "verdict"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "measure": {"type": "string", "enum": ["psi", "jensen_shannon"]},
+                    "value": {"type": "number", "nullable": true},
+                    "verdict": {"type": "string", "enum": ["ok", "warn", "alert", "insufficient"]},
+                    "reference": {"type": "number", "nullable": true},
+                    "current": {"type": "number", "nullable": true},
+                },
+            }},
+        },
+    });
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -167,6 +191,19 @@ pub fn document() -> Value {
                 answers("RunEvents", &[404]),
             ),
             "/api/v1/models": get("Registered models", json!([]), answers("Models", &[])),
+            "/api/v1/drift": get(
+                "One version's drift: its requests in the current window against the reference window, descriptor by descriptor",
+                json!([
+                    {"name": "route", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1}},
+                    {"name": "version", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1}},
+                    {"name": "reference_from", "in": "query", "description": "Unix ms", "schema": {"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}},
+                    {"name": "reference_to", "in": "query", "description": "Unix ms", "schema": {"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}},
+                    {"name": "current_from", "in": "query", "description": "Unix ms", "schema": {"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}},
+                    {"name": "current_to", "in": "query", "description": "Unix ms", "schema": {"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}},
+                    {"name": "min_samples", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000}},
+                ]),
+                answers("Drift", &[400]),
+            ),
             "/api/v1/models/{name}/versions": get(
                 "A model's versions with their lineage",
                 json!([path_parameter("name", "The model's name")]),
@@ -215,6 +252,7 @@ pub fn document() -> Value {
                     "properties": {"run": reference("Run"), "events": {"type": "array", "items": reference("Event")}},
                 },
                 "Flip": flip,
+                "Drift": drift,
                 "Diff": {
                     "type": "object",
                     "required": ["baseline", "candidate", "comparison"],

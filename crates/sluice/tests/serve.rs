@@ -335,6 +335,8 @@ fn every_dashboard_page_renders_in_chromium_and_the_diff_lists_the_flipped_tests
         format!("/runs/{good}/diff/{bad}"),
         "/rollouts".to_owned(),
         "/models".to_owned(),
+        "/drift".to_owned(),
+        "/drift?route=chat&version=stable".to_owned(),
     ];
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard.cjs");
     let output = std::process::Command::new("node")
@@ -459,4 +461,113 @@ fn the_rollout_page_follows_a_canary_live_to_its_rollback() {
             shown_at - stored_at
         );
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Traffic through the gateway shifts (the model starts refusing, with shorter answers):
+/// the drift report of the request log flags exactly answer length and refusals, and not the
+/// prompts, JSON answers, errors or safety hits that did not change.
+#[test]
+fn drift_is_reported_on_exactly_the_descriptors_that_shifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let sim = Simulate::start();
+    sim.put_profile(
+        "drifty",
+        "ttft_ms: 1\ntokens_per_second: 100000\ndefault: lorem\nlorem_tokens: 24\n",
+    );
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:\n  chat:\n    versions:\n      - {{name: candidate, url: \"{}\", model: drifty}}\n    split: {{weights: {{candidate: 100}}}}\n",
+            sim.base_url
+        ),
+    )
+    .unwrap();
+    let gateway = common::Gateway::start(&config, &store);
+    let traffic = || {
+        let output = sluice()
+            .args([
+                "bench",
+                "--url",
+                &gateway.url,
+                "--model",
+                "chat",
+                "--requests",
+                "600",
+            ])
+            .args([
+                "--rate",
+                "400",
+                "--input-tokens",
+                "32",
+                "--output-tokens",
+                "24",
+            ])
+            // A busy test machine must not make the traffic generator call its run invalid.
+            .args([
+                "--no-stream",
+                "--no-write",
+                "--seed",
+                "5",
+                "--max-lag",
+                "10s",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    traffic();
+    // The request log is written in batches: let the first phase land before the split.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let split = now_ms();
+    sim.put_profile(
+        "drifty",
+        "ttft_ms: 1\ntokens_per_second: 100000\ndefault: \"I'm sorry, but I can't help with that.\"\n",
+    );
+    traffic();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let serve = Serve::start(&store);
+    let (status, report) = serve.call(
+        "GET",
+        &format!(
+            "/api/v1/drift?route=chat&version=candidate&reference_from=0&reference_to={split}&current_from={split}&current_to={}",
+            now_ms() + 1
+        ),
+    );
+    assert_eq!(status, 200, "{report}");
+    // Each phase is 600 requests and the bench's warm-up.
+    for window in 0..2 {
+        assert!(
+            report["samples"][window].as_u64().unwrap() >= 600,
+            "{report}"
+        );
+    }
+    let mut drifted: Vec<&str> = report["drifted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    drifted.sort_unstable();
+    // Latency may move with the answers' length; the others must not.
+    drifted.retain(|d| *d != "latency_ms");
+    assert_eq!(drifted, ["completion_tokens", "refusal"], "{report}");
+    let (status, body) = serve.call("GET", "/api/v1/drift?route=chat");
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (400, Some("bad_request"))
+    );
 }

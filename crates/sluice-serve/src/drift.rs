@@ -1,0 +1,264 @@
+//! Drift of a route's traffic: one version's requests in a current window against a reference
+//! window, descriptor by descriptor, from the gateway's request log. Numbers (prompt and answer
+//! length in tokens, latency, time to first token) are compared with the population stability
+//! index on ten reference-quantile bins (warn at 0.1, alert at 0.2); shares (refusals, answers
+//! that are JSON, errors, safety hits, flagged inputs) with the Jensen-Shannon divergence
+//! (alert at 0.1). A descriptor is judged only with at least `min_samples` requests in each
+//! window.
+
+use serde::Serialize;
+use serde_json::Value;
+use sluice_core::stats::{JS_ALERT, PSI_ALERT, PSI_WARN, jensen_shannon, psi};
+
+/// Requests needed in each window before a descriptor is judged.
+pub const MIN_SAMPLES: usize = 500;
+
+/// A time window, Unix ms, `from` included, `to` excluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Window {
+    /// Start.
+    pub from_ms: i64,
+    /// End.
+    pub to_ms: i64,
+}
+
+impl Window {
+    fn holds(&self, at_ms: i64) -> bool {
+        self.from_ms <= at_ms && at_ms < self.to_ms
+    }
+}
+
+/// One descriptor's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Descriptor {
+    /// Its name (`completion_tokens`, `refusal`…).
+    pub name: &'static str,
+    /// `psi` (numbers) or `jensen_shannon` (shares).
+    pub measure: &'static str,
+    /// The measure's value, when both windows had enough requests.
+    pub value: Option<f64>,
+    /// `ok`, `warn`, `alert`, or `insufficient` (too few requests).
+    pub verdict: &'static str,
+    /// The reference window's mean (numbers) or share (shares).
+    pub reference: Option<f64>,
+    /// The current window's.
+    pub current: Option<f64>,
+}
+
+/// The drift report of one version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The route.
+    pub route: String,
+    /// The version.
+    pub version: String,
+    /// The reference window.
+    pub reference: Window,
+    /// The current window.
+    pub current: Window,
+    /// Requests in each.
+    pub samples: (usize, usize),
+    /// The descriptors that drifted (`warn` or `alert`), by name.
+    pub drifted: Vec<&'static str>,
+    /// Every descriptor.
+    pub descriptors: Vec<Descriptor>,
+}
+
+/// What one logged request says about the traffic.
+#[derive(Debug, Clone, Default)]
+struct Sample {
+    numbers: [Option<f64>; 4],
+    flags: [bool; 5],
+}
+
+const NUMBERS: [&str; 4] = [
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "ttft_ms",
+];
+const FLAGS: [&str; 5] = [
+    "refusal",
+    "json_answer",
+    "error",
+    "safety_hit",
+    "input_flagged",
+];
+
+fn sample(payload: &Value) -> Sample {
+    let answer = payload["answer"].as_str().unwrap_or_default();
+    let non_empty = |key: &str| payload[key].as_array().is_some_and(|a| !a.is_empty());
+    Sample {
+        numbers: NUMBERS.map(|key| payload[key].as_f64()),
+        flags: [
+            !answer.is_empty() && sluice_safety::refusal::is_refusal(answer),
+            serde_json::from_str::<Value>(answer.trim())
+                .is_ok_and(|v| v.is_object() || v.is_array()),
+            payload["class"].as_str().is_some_and(|c| c != "ok"),
+            non_empty("safety"),
+            non_empty("input_flags"),
+        ],
+    }
+}
+
+/// Compares `version`'s requests of the two windows. `events` are the route's request log
+/// entries as `(at_ms, payload)`.
+pub fn report<'a>(
+    route: &str,
+    version: &str,
+    reference: Window,
+    current: Window,
+    events: impl Iterator<Item = (i64, &'a Value)>,
+    min_samples: usize,
+) -> Report {
+    let (mut before, mut now): (Vec<Sample>, Vec<Sample>) = (Vec::new(), Vec::new());
+    for (at_ms, payload) in events {
+        if payload["version"].as_str() != Some(version) {
+            continue;
+        }
+        if reference.holds(at_ms) {
+            before.push(sample(payload));
+        } else if current.holds(at_ms) {
+            now.push(sample(payload));
+        }
+    }
+    let enough = before.len() >= min_samples && now.len() >= min_samples;
+    let mean = |values: &[f64]| {
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    };
+    let mut descriptors = Vec::new();
+    for (i, name) in NUMBERS.iter().enumerate() {
+        let values = |samples: &[Sample]| -> Vec<f64> {
+            samples.iter().filter_map(|s| s.numbers[i]).collect()
+        };
+        let (r, c) = (values(&before), values(&now));
+        let value = (r.len() >= min_samples && c.len() >= min_samples)
+            .then(|| psi(&r, &c, 10))
+            .flatten();
+        descriptors.push(Descriptor {
+            name,
+            measure: "psi",
+            value,
+            verdict: match value {
+                None => "insufficient",
+                Some(v) if v >= PSI_ALERT => "alert",
+                Some(v) if v >= PSI_WARN => "warn",
+                Some(_) => "ok",
+            },
+            reference: mean(&r),
+            current: mean(&c),
+        });
+    }
+    for (i, name) in FLAGS.iter().enumerate() {
+        let counts = |samples: &[Sample]| -> [u64; 2] {
+            let yes = samples.iter().filter(|s| s.flags[i]).count() as u64;
+            [yes, samples.len() as u64 - yes]
+        };
+        let (r, c) = (counts(&before), counts(&now));
+        let share = |c: [u64; 2]| (c[0] + c[1] > 0).then(|| c[0] as f64 / (c[0] + c[1]) as f64);
+        let value = enough.then(|| jensen_shannon(&r, &c)).flatten();
+        descriptors.push(Descriptor {
+            name,
+            measure: "jensen_shannon",
+            value,
+            verdict: match value {
+                None => "insufficient",
+                Some(v) if v >= JS_ALERT => "alert",
+                Some(_) => "ok",
+            },
+            reference: share(r),
+            current: share(c),
+        });
+    }
+    Report {
+        route: route.to_owned(),
+        version: version.to_owned(),
+        reference,
+        current,
+        samples: (before.len(), now.len()),
+        drifted: descriptors
+            .iter()
+            .filter(|d| matches!(d.verdict, "warn" | "alert"))
+            .map(|d| d.name)
+            .collect(),
+        descriptors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn longer_answers_and_refusals_drift_and_nothing_else_does() {
+        let mut events = Vec::new();
+        for i in 0..1200i64 {
+            let later = i >= 600;
+            let answer = if later && i % 2 == 0 {
+                "I'm sorry, but I can't help with that.".to_owned()
+            } else {
+                "word ".repeat(if later { 40 } else { 20 } + (i % 7) as usize)
+            };
+            events.push((
+                i,
+                json!({
+                    "version": "candidate",
+                    "class": "ok",
+                    "prompt_tokens": 30 + (i % 11),
+                    "completion_tokens": if later { 40 + (i % 7) } else { 20 + (i % 7) },
+                    "latency_ms": 50.0 + (i % 13) as f64,
+                    "answer": answer,
+                    "safety": [],
+                    "input_flags": [],
+                }),
+            ));
+            // Another version's traffic is not counted.
+            events.push((i, json!({"version": "stable", "class": "error"})));
+        }
+        let report = report(
+            "chat",
+            "candidate",
+            Window {
+                from_ms: 0,
+                to_ms: 600,
+            },
+            Window {
+                from_ms: 600,
+                to_ms: 1200,
+            },
+            events.iter().map(|(at, p)| (*at, p)),
+            500,
+        );
+        assert_eq!(report.samples, (600, 600));
+        assert_eq!(
+            report.drifted,
+            ["completion_tokens", "refusal"],
+            "{report:#?}"
+        );
+        let ttft = report
+            .descriptors
+            .iter()
+            .find(|d| d.name == "ttft_ms")
+            .unwrap();
+        assert_eq!(ttft.verdict, "insufficient");
+
+        let few = super::report(
+            "chat",
+            "candidate",
+            Window {
+                from_ms: 0,
+                to_ms: 100,
+            },
+            Window {
+                from_ms: 600,
+                to_ms: 700,
+            },
+            events.iter().map(|(at, p)| (*at, p)),
+            500,
+        );
+        assert!(few.drifted.is_empty());
+        assert!(few.descriptors.iter().all(|d| d.verdict == "insufficient"));
+    }
+}
