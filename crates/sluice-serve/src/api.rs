@@ -301,6 +301,7 @@ impl Api {
             ["api", "v1", "models"] => self.models().await,
             ["api", "v1", "models", name, "versions"] => self.versions(name).await,
             ["api", "v1", "aliases", name, "history"] => self.alias_history(name).await,
+            ["api", "v1", "feedback"] => self.feedback(query).await,
             ["api", "v1", "drift"] => {
                 Ok(serde_json::to_value(self.drift(query).await?).unwrap_or_default())
             }
@@ -507,6 +508,34 @@ impl Api {
         ))
     }
 
+    /// A route's ratings per version over a window (`window_s`, an hour by default) and the
+    /// retraining triggers that fired for it.
+    async fn feedback(&self, query: &Query) -> Result<Value, ApiError> {
+        let route = query
+            .get("route")
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| ApiError::bad_request("`route` is required"))?;
+        let window_s: u32 = query.number("window_s", 3600)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let events = crate::feedback::all_events(&self.store, &format!("gateway:{route}"))
+            .await
+            .map_err(ApiError::store)?;
+        let versions = crate::feedback::summarise(
+            events
+                .iter()
+                .map(|e| (e.at_ms, e.kind.as_str(), &e.payload)),
+            now.saturating_sub(i64::from(window_s) * 1000),
+        );
+        let triggers = crate::feedback::all_events(&self.store, &format!("retrain:{route}"))
+            .await
+            .map_err(ApiError::store)?;
+        Ok(
+            json!({"route": route, "window_s": window_s, "versions": versions, "triggers": triggers}),
+        )
+    }
+
     /// The history of a model's aliases (`chat`), or of one alias (`chat@production`).
     async fn alias_history(&self, name: &str) -> Result<Value, ApiError> {
         let (model, alias) = match name.split_once('@') {
@@ -617,6 +646,13 @@ impl Api {
             )),
             ["login"] => Ok(crate::html::login(query.get("next").unwrap_or("/"), None)),
             ["models"] => Ok(crate::html::models(&self.models().await?)),
+            ["feedback"] => match query.get("route").filter(|r| !r.is_empty()) {
+                None => Ok(crate::html::feedback(None, &Value::Null)),
+                Some(route) => Ok(crate::html::feedback(
+                    Some(route),
+                    &self.feedback(query).await?,
+                )),
+            },
             ["drift"] => {
                 let report = match (query.get("route"), query.get("version")) {
                     (Some(r), Some(v)) if !r.is_empty() && !v.is_empty() => {

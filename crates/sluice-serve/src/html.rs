@@ -34,7 +34,7 @@ pub fn page(title: &str, json: Option<&str>, body: &str) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · Sluice</title><link rel="icon" href="/assets/icon.svg" type="image/svg+xml"><link rel="stylesheet" href="/assets/app.css"><script src="/assets/app.js" defer></script></head>
-<body><nav><a class="brand" href="/">Sluice</a><a href="/runs">Runs</a><a href="/rollouts">Rollouts</a><a href="/models">Registry</a><a href="/drift">Drift</a>{json}</nav>
+<body><nav><a class="brand" href="/">Sluice</a><a href="/runs">Runs</a><a href="/rollouts">Rollouts</a><a href="/models">Registry</a><a href="/drift">Drift</a><a href="/feedback">Feedback</a>{json}</nav>
 <main><h1>{title}</h1>
 {body}</main></body></html>
 "#,
@@ -633,6 +633,54 @@ pub fn drift(
             time(Some(report.reference.from_ms)),
             time(Some(report.reference.to_ms)),
             crate::drift::MIN_SAMPLES,
+        ),
+    )
+}
+
+/// The feedback page: each version's satisfaction and negative rates, and the retraining
+/// triggers that fired.
+pub fn feedback(route: Option<&str>, body: &Value) -> String {
+    let form = format!(
+        r#"<form class="filter" method="get" action="/feedback"><label>Route <input name="route" value="{}" required></label> <button>Show</button></form>"#,
+        esc(route.unwrap_or_default())
+    );
+    let Some(route) = route else {
+        return page("Feedback", None, &form);
+    };
+    let mut rows = String::new();
+    for v in body["versions"].as_array().into_iter().flatten() {
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&text(&v["version"])),
+            text(&v["samples"]),
+            percent(v["satisfaction_rate"].as_f64()),
+            percent(v["negative_rate"].as_f64())
+        );
+    }
+    let mut fired = String::new();
+    for t in body["triggers"].as_array().into_iter().flatten() {
+        let _ = write!(
+            fired,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            time(t["at_ms"].as_i64()),
+            esc(&text(&t["payload"]["version"])),
+            esc(&text(&t["payload"]["reason"]))
+        );
+    }
+    let fired = if fired.is_empty() {
+        "<p class=\"empty\">None has fired.</p>".to_owned()
+    } else {
+        format!(
+            "<table id=\"triggers\"><thead><tr><th>At (UTC)</th><th>Version</th><th>Why</th></tr></thead><tbody>{fired}</tbody></table>"
+        )
+    };
+    page(
+        &format!("Feedback on {route}"),
+        Some(&format!("/api/v1/feedback?route={route}")),
+        &format!(
+            "{form}<h2>Ratings, last {} s</h2><table><thead><tr><th>Version</th><th>Ratings</th><th>Satisfied</th><th>Negative</th></tr></thead><tbody>{rows}</tbody></table><h2>Retraining triggers</h2>{fired}",
+            text(&body["window_s"])
         ),
     )
 }

@@ -11,6 +11,7 @@ mod actions;
 pub mod admin;
 pub mod api;
 pub mod drift;
+pub mod feedback;
 pub mod html;
 pub mod openapi;
 
@@ -53,6 +54,7 @@ impl ServeServer {
         addr: SocketAddr,
         limits: ServerLimits,
         admin_token: Option<&str>,
+        monitor: Option<feedback::MonitorConfig>,
     ) -> Result<ServeServer, ServeError> {
         let listener = TcpListener::bind(addr)
             .await
@@ -62,6 +64,9 @@ impl ServeServer {
             .map_err(|source| ServeError::Bind { addr, source })?;
         let (shutdown, stop) = watch::channel(false);
         let admin = admin_token.map(|token| Arc::new(admin::Admin::new(token)));
+        if let Some(monitor) = monitor {
+            tokio::spawn(feedback::run(store.clone(), monitor, stop.clone()));
+        }
         let api = Arc::new(api::Api::new(store, stop.clone(), admin));
         let task = tokio::spawn(async move {
             sluice_http::serve(

@@ -191,6 +191,14 @@ pub fn document() -> Value {
                 answers("RunEvents", &[404]),
             ),
             "/api/v1/models": get("Registered models", json!([]), answers("Models", &[])),
+            "/api/v1/feedback": get(
+                "A route's ratings per version over a window, and the retraining triggers that fired",
+                json!([
+                    {"name": "route", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1}},
+                    {"name": "window_s", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": u32::MAX, "default": 3600}},
+                ]),
+                answers("Feedback", &[400]),
+            ),
             "/api/v1/drift": get(
                 "One version's drift: its requests in the current window against the reference window, descriptor by descriptor",
                 json!([
@@ -253,6 +261,16 @@ pub fn document() -> Value {
                 },
                 "Flip": flip,
                 "Drift": drift,
+                "Feedback": {
+                    "type": "object",
+                    "required": ["route", "window_s", "versions", "triggers"],
+                    "properties": {
+                        "route": {"type": "string"},
+                        "window_s": {"type": "integer"},
+                        "versions": {"type": "array", "items": {"type": "object"}},
+                        "triggers": {"type": "array", "items": reference("Event")},
+                    },
+                },
                 "Diff": {
                     "type": "object",
                     "required": ["baseline", "candidate", "comparison"],

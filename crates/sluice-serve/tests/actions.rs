@@ -71,6 +71,7 @@ async fn rollouts_are_acted_on_only_with_the_admin_token() {
         "127.0.0.1:0".parse().unwrap(),
         ServerLimits::default(),
         Some(TOKEN),
+        None,
     )
     .await
     .unwrap();
@@ -177,6 +178,7 @@ async fn rollouts_are_acted_on_only_with_the_admin_token() {
         store.clone(),
         "127.0.0.1:0".parse().unwrap(),
         ServerLimits::default(),
+        None,
         None,
     )
     .await

@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// (after logging in); without it, nothing can be changed from here.
     #[arg(long, value_name = "VAR")]
     pub admin_token_env: Option<String>,
+    /// Rules the control plane evaluates on its own (`monitor.yaml`): the feedback loop's
+    /// retraining trigger.
+    #[arg(long, value_name = "FILE")]
+    pub monitor: Option<std::path::PathBuf>,
 }
 
 /// `sluice init`.

@@ -21,11 +21,16 @@ struct Serve {
 
 impl Serve {
     fn start(store: &Path) -> Self {
+        Self::start_with(store, &[])
+    }
+
+    fn start_with(store: &Path, extra: &[&std::ffi::OsStr]) -> Self {
         let mut command = sluice();
         command
             .arg("--store")
             .arg(store)
-            .args(["serve", "--listen", "127.0.0.1:0"]);
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra);
         let (child, banner, lines) = spawn_with_banner(&mut command);
         std::thread::spawn(move || lines.for_each(drop));
         let address = banner
@@ -337,6 +342,8 @@ fn every_dashboard_page_renders_in_chromium_and_the_diff_lists_the_flipped_tests
         "/models".to_owned(),
         "/drift".to_owned(),
         "/drift?route=chat&version=stable".to_owned(),
+        "/feedback".to_owned(),
+        "/feedback?route=chat".to_owned(),
     ];
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard.cjs");
     let output = std::process::Command::new("node")
@@ -570,4 +577,104 @@ fn drift_is_reported_on_exactly_the_descriptors_that_shifted() {
         (status, body["error"]["type"].as_str()),
         (400, Some("bad_request"))
     );
+}
+
+/// 120 negative ratings of one version through the gateway fire the retraining trigger
+/// once: the webhook gets the evidence (counts, the worst rated requests) with the comments'
+/// personal data redacted, the firing is stored, and neither the next evaluations nor a
+/// restarted server fire it again within the cooldown.
+#[test]
+fn negative_ratings_fire_the_retraining_trigger_once_with_redacted_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let sim = Simulate::start();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:\n  chat:\n    versions:\n      - {{name: v2, url: \"{}\", model: stable}}\n    split: {{weights: {{v2: 100}}}}\n",
+            sim.base_url
+        ),
+    )
+    .unwrap();
+    let gateway = common::Gateway::start(&config, &store);
+    let address = gateway
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned();
+    for i in 0..120 {
+        let body = format!(
+            r#"{{"model":"chat","messages":[{{"role":"user","content":"question {i}"}}]}}"#
+        );
+        let response = exchange(
+            &address,
+            "POST /v1/chat/completions HTTP/1.1",
+            "content-type: application/json\r\n",
+            &body,
+        );
+        let request_id = response
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-request-id:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("{response}"));
+        let rating = format!(
+            r#"{{"request_id":"{request_id}","rating":1,"comment":"useless; mail jane.doe@example.com or call +1 415 555 0132"}}"#
+        );
+        let stored = exchange(
+            &address,
+            "POST /v1/feedback HTTP/1.1",
+            "content-type: application/json\r\n",
+            &rating,
+        );
+        assert!(stored.starts_with("HTTP/1.1 200"), "{stored}");
+    }
+    let (hook, hooks) = common::receiver();
+    let monitor = dir.path().join("monitor.yaml");
+    std::fs::write(
+        &monitor,
+        format!(
+            "interval: 200ms\nfeedback:\n  - route: chat\n    window: 1h\n    min_samples: 100\n    cooldown: 1h\n    webhook: \"{hook}\"\n"
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start_with(&store, &["--monitor".as_ref(), monitor.as_os_str()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while hooks.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trigger never fired"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Five more evaluations: the cooldown holds.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let fired = hooks.lock().unwrap().clone();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let evidence = &fired[0];
+    assert_eq!(evidence["kind"], "retraining_trigger");
+    assert_eq!(evidence["version"], "v2");
+    assert_eq!(evidence["feedback"]["samples"], 120);
+    assert_eq!(evidence["feedback"]["negative"], 120);
+    let text = evidence.to_string();
+    assert!(
+        evidence["feedback"]["worst"].as_array().unwrap().len() == 5,
+        "{text}"
+    );
+    for secret in ["jane.doe@example.com", "555 0132"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    let (_, body) = serve.call("GET", "/api/v1/feedback?route=chat");
+    assert_eq!(body["triggers"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["versions"][0]["satisfaction_rate"], 0.0);
+    drop(serve);
+    // A restarted server keeps the cooldown: it is in the store.
+    let again = Serve::start_with(&store, &["--monitor".as_ref(), monitor.as_os_str()]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(hooks.lock().unwrap().len(), 1);
+    let (_, body) = again.call("GET", "/api/v1/feedback?route=chat");
+    assert_eq!(body["triggers"].as_array().unwrap().len(), 1, "{body}");
 }

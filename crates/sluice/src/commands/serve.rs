@@ -24,11 +24,17 @@ pub async fn run(args: ServeArgs, store_location: &str) -> anyhow::Result<Outcom
             Err(_) => anyhow::bail!("--admin-token-env {name}: the variable is not set"),
         },
     };
+    let monitor = args
+        .monitor
+        .as_deref()
+        .map(sluice_serve::feedback::MonitorConfig::load)
+        .transpose()?;
     let server = ServeServer::start(
         store,
         args.listen,
         ServerLimits::default(),
         token.as_deref(),
+        monitor,
     )
     .await?;
     outln!(
