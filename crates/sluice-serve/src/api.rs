@@ -302,6 +302,7 @@ impl Api {
             ["api", "v1", "models", name, "versions"] => self.versions(name).await,
             ["api", "v1", "aliases", name, "history"] => self.alias_history(name).await,
             ["api", "v1", "feedback"] => self.feedback(query).await,
+            ["api", "v1", "alerts"] => self.alerts(query).await,
             ["api", "v1", "drift"] => {
                 Ok(serde_json::to_value(self.drift(query).await?).unwrap_or_default())
             }
@@ -536,6 +537,18 @@ impl Api {
         )
     }
 
+    /// A route's open alerts and its alert history (newest last).
+    async fn alerts(&self, query: &Query) -> Result<Value, ApiError> {
+        let route = query
+            .get("route")
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| ApiError::bad_request("`route` is required"))?;
+        let history = crate::feedback::all_events(&self.store, &format!("alert:{route}"))
+            .await
+            .map_err(ApiError::store)?;
+        Ok(json!({"route": route, "open": crate::alerts::open(&history), "history": history}))
+    }
+
     /// The history of a model's aliases (`chat`), or of one alias (`chat@production`).
     async fn alias_history(&self, name: &str) -> Result<Value, ApiError> {
         let (model, alias) = match name.split_once('@') {
@@ -646,6 +659,10 @@ impl Api {
             )),
             ["login"] => Ok(crate::html::login(query.get("next").unwrap_or("/"), None)),
             ["models"] => Ok(crate::html::models(&self.models().await?)),
+            ["alerts"] => match query.get("route").filter(|r| !r.is_empty()) {
+                None => Ok(crate::html::alerts(None, &Value::Null)),
+                Some(route) => Ok(crate::html::alerts(Some(route), &self.alerts(query).await?)),
+            },
             ["feedback"] => match query.get("route").filter(|r| !r.is_empty()) {
                 None => Ok(crate::html::feedback(None, &Value::Null)),
                 Some(route) => Ok(crate::html::feedback(

@@ -7,7 +7,7 @@
 //! once per cooldown. Each firing is stored (`retrain:ROUTE`) before anything is sent, so a
 //! restarted server keeps the cooldown.
 //!
-//! `monitor.yaml`:
+//! `monitor.yaml` (its `alerts:` rules are [`crate::alerts`]'s):
 //!
 //! ```yaml
 //! interval: 30s                # how often the rules are evaluated
@@ -46,6 +46,8 @@ pub struct MonitorConfig {
     pub interval: Duration,
     /// The feedback rules.
     pub feedback: Vec<FeedbackRule>,
+    /// The alert rules ([`crate::alerts`]).
+    pub alerts: Vec<crate::alerts::AlertRule>,
 }
 
 /// One route's retraining trigger.
@@ -76,6 +78,31 @@ struct RawConfig {
     interval: Option<String>,
     #[serde(default)]
     feedback: Vec<RawRule>,
+    #[serde(default)]
+    alerts: Vec<RawAlertRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertRule {
+    name: String,
+    route: String,
+    metric: String,
+    max: f64,
+    #[serde(default)]
+    window: Option<String>,
+    #[serde(default)]
+    min_samples: Option<usize>,
+    #[serde(default)]
+    severity: Option<String>,
+    #[serde(default)]
+    cooldown: Option<String>,
+    #[serde(default)]
+    webhook: Option<String>,
+    #[serde(default)]
+    slack: Option<String>,
+    #[serde(default)]
+    pagerduty_key_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,8 +207,99 @@ impl MonitorConfig {
                 command: rule.command,
             });
         }
+        let mut alerts = Vec::new();
+        for (i, rule) in raw.alerts.into_iter().enumerate() {
+            let at = FieldPath::root().key("alerts").index(i);
+            let metric = crate::alerts::Metric::NAMES
+                .iter()
+                .find(|(n, _)| *n == rule.metric)
+                .map(|(_, m)| *m);
+            if metric.is_none() {
+                let names: Vec<&str> = crate::alerts::Metric::NAMES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect();
+                errors.push(document.error_at(
+                    &at.key("metric"),
+                    format!(
+                        "unknown metric `{}`: expected one of {}",
+                        rule.metric,
+                        names.join(", ")
+                    ),
+                ));
+            }
+            let severity = rule.severity.unwrap_or_else(|| "warning".to_owned());
+            if !["info", "warning", "critical"].contains(&severity.as_str()) {
+                errors.push(document.error_at(
+                    &at.key("severity"),
+                    format!("`{severity}`: expected info, warning or critical"),
+                ));
+            }
+            let mut receivers = Vec::new();
+            for (key, url) in [("webhook", &rule.webhook), ("slack", &rule.slack)] {
+                let Some(url) = url else { continue };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    errors.push(document.error_at(
+                        &at.key(key),
+                        format!("`{url}`: expected an http:// or https:// URL"),
+                    ));
+                }
+                receivers.push(if key == "slack" {
+                    sluice_rollout::spec::Alert::Slack(url.clone())
+                } else {
+                    sluice_rollout::spec::Alert::Webhook(url.clone())
+                });
+            }
+            if let Some(var) = &rule.pagerduty_key_env {
+                match std::env::var(var) {
+                    Ok(key) => receivers.push(sluice_rollout::spec::Alert::PagerDuty {
+                        url: "https://events.pagerduty.com/v2/enqueue".to_owned(),
+                        routing_key: sluice_core::Secret::new(key),
+                    }),
+                    Err(_) => errors.push(document.error_at(
+                        &at.key("pagerduty_key_env"),
+                        format!("environment variable `{var}` is not set"),
+                    )),
+                }
+            }
+            let window = match rule.window.as_deref().map(parse_duration) {
+                None => Duration::from_secs(300),
+                Some(Ok(d)) if !d.is_zero() => d,
+                Some(_) => {
+                    errors.push(
+                        document.error_at(&at.key("window"), "expected a duration above zero"),
+                    );
+                    Duration::from_secs(300)
+                }
+            };
+            let cooldown = match rule.cooldown.as_deref().map(parse_duration) {
+                None => Duration::from_secs(900),
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    errors.push(document.error_at(&at.key("cooldown"), e.to_string()));
+                    Duration::from_secs(900)
+                }
+            };
+            if let Some(metric) = metric {
+                alerts.push(crate::alerts::AlertRule {
+                    name: rule.name,
+                    route: rule.route,
+                    metric,
+                    max: rule.max,
+                    window,
+                    min_samples: rule.min_samples.unwrap_or(50).max(1),
+                    severity,
+                    cooldown,
+                    receivers,
+                });
+            }
+        }
         if errors.is_empty() {
-            Ok(MonitorConfig { interval, feedback })
+            Ok(MonitorConfig {
+                interval,
+                feedback,
+                alerts,
+            })
         } else {
             Err(document.diagnostics(errors))
         }
@@ -411,6 +529,9 @@ pub async fn run(store: Store, config: MonitorConfig, mut shutdown: watch::Recei
     loop {
         if let Err(error) = evaluate(&store, &config).await {
             tracing::warn!(%error, "The monitor could not read the store.");
+        }
+        if let Err(error) = crate::alerts::evaluate(&store, &config.alerts, now_ms()).await {
+            tracing::warn!(%error, "The alert rules could not read the store.");
         }
         tokio::select! {
             () = tokio::time::sleep(config.interval) => {}

@@ -34,7 +34,7 @@ pub fn page(title: &str, json: Option<&str>, body: &str) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · Sluice</title><link rel="icon" href="/assets/icon.svg" type="image/svg+xml"><link rel="stylesheet" href="/assets/app.css"><script src="/assets/app.js" defer></script></head>
-<body><nav><a class="brand" href="/">Sluice</a><a href="/runs">Runs</a><a href="/rollouts">Rollouts</a><a href="/models">Registry</a><a href="/drift">Drift</a><a href="/feedback">Feedback</a>{json}</nav>
+<body><nav><a class="brand" href="/">Sluice</a><a href="/runs">Runs</a><a href="/rollouts">Rollouts</a><a href="/models">Registry</a><a href="/drift">Drift</a><a href="/feedback">Feedback</a><a href="/alerts">Alerts</a>{json}</nav>
 <main><h1>{title}</h1>
 {body}</main></body></html>
 "#,
@@ -633,6 +633,57 @@ pub fn drift(
             time(Some(report.reference.from_ms)),
             time(Some(report.reference.to_ms)),
             crate::drift::MIN_SAMPLES,
+        ),
+    )
+}
+
+/// The alerts page: what is open now, then the history.
+pub fn alerts(route: Option<&str>, body: &Value) -> String {
+    let form = format!(
+        r#"<form class="filter" method="get" action="/alerts"><label>Route <input name="route" value="{}" required></label> <button>Show</button></form>"#,
+        esc(route.unwrap_or_default())
+    );
+    let Some(route) = route else {
+        return page("Alerts", None, &form);
+    };
+    let row = |at: Option<i64>, state: &str, alert: &Value| {
+        format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            time(at),
+            badge(state),
+            esc(&text(&alert["severity"])),
+            esc(&text(&alert["summary"]))
+        )
+    };
+    let open: String = body["open"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| row(o["at_ms"].as_i64(), "open", &o["alert"]))
+        .collect();
+    let history: String = body["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .rev()
+        .map(|e| row(e["at_ms"].as_i64(), &text(&e["kind"]), &e["payload"]))
+        .collect();
+    let table = |id: &str, rows: &str, empty: &str| {
+        if rows.is_empty() {
+            format!(r#"<p class="empty">{empty}</p>"#)
+        } else {
+            format!(
+                r#"<table id="{id}"><thead><tr><th>At (UTC)</th><th>State</th><th>Severity</th><th>What</th></tr></thead><tbody>{rows}</tbody></table>"#
+            )
+        }
+    };
+    page(
+        &format!("Alerts on {route}"),
+        Some(&format!("/api/v1/alerts?route={route}")),
+        &format!(
+            "{form}<h2>Open</h2>{}<h2>History</h2>{}",
+            table("open", &open, "No alert is open."),
+            table("history", &history, "No alert has fired.")
         ),
     )
 }

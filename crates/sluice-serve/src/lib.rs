@@ -9,6 +9,7 @@
 
 mod actions;
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod drift;
 pub mod feedback;

@@ -191,6 +191,11 @@ pub fn document() -> Value {
                 answers("RunEvents", &[404]),
             ),
             "/api/v1/models": get("Registered models", json!([]), answers("Models", &[])),
+            "/api/v1/alerts": get(
+                "A route's open alerts and alert history",
+                json!([{"name": "route", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1}}]),
+                answers("Alerts", &[400]),
+            ),
             "/api/v1/feedback": get(
                 "A route's ratings per version over a window, and the retraining triggers that fired",
                 json!([
@@ -261,6 +266,15 @@ pub fn document() -> Value {
                 },
                 "Flip": flip,
                 "Drift": drift,
+                "Alerts": {
+                    "type": "object",
+                    "required": ["route", "open", "history"],
+                    "properties": {
+                        "route": {"type": "string"},
+                        "open": {"type": "array", "items": {"type": "object"}},
+                        "history": {"type": "array", "items": reference("Event")},
+                    },
+                },
                 "Feedback": {
                     "type": "object",
                     "required": ["route", "window_s", "versions", "triggers"],

@@ -344,6 +344,8 @@ fn every_dashboard_page_renders_in_chromium_and_the_diff_lists_the_flipped_tests
         "/drift?route=chat&version=stable".to_owned(),
         "/feedback".to_owned(),
         "/feedback?route=chat".to_owned(),
+        "/alerts".to_owned(),
+        "/alerts?route=chat".to_owned(),
     ];
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard.cjs");
     let output = std::process::Command::new("node")
@@ -677,4 +679,85 @@ fn negative_ratings_fire_the_retraining_trigger_once_with_redacted_evidence() {
     assert_eq!(hooks.lock().unwrap().len(), 1);
     let (_, body) = again.call("GET", "/api/v1/feedback?route=chat");
     assert_eq!(body["triggers"].as_array().unwrap().len(), 1, "{body}");
+}
+
+/// An alert rule on the gateway's traffic: errors cross the rule and the alert is sent once
+/// (not again while it stays open), shown as open; once the errors stop and the window holds
+/// only good requests, it is resolved and that is sent too.
+#[test]
+fn an_error_rate_alert_fires_once_and_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let sim = Simulate::start();
+    sim.put_profile("flaky", "ttft_ms: 1\ntokens_per_second: 100000\ndefault: ok\nfaults: {error_rate: 0.5, error_status: 500}\n");
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:\n  chat:\n    versions:\n      - {{name: v1, url: \"{}\", model: flaky}}\n    split: {{weights: {{v1: 100}}}}\n",
+            sim.base_url
+        ),
+    )
+    .unwrap();
+    let gateway = common::Gateway::start(&config, &store);
+    let address = gateway
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned();
+    let traffic = |n: usize| {
+        for _ in 0..n {
+            exchange(
+                &address,
+                "POST /v1/chat/completions HTTP/1.1",
+                "content-type: application/json\r\n",
+                r#"{"model":"chat","messages":[{"role":"user","content":"hi"}]}"#,
+            );
+        }
+    };
+    let (hook, hooks) = common::receiver();
+    let monitor = dir.path().join("monitor.yaml");
+    std::fs::write(
+        &monitor,
+        format!(
+            "interval: 200ms\nalerts:\n  - {{name: chat errors, route: chat, metric: error_rate, max: 0.05, window: 3s, min_samples: 20, severity: critical, cooldown: 1h, webhook: \"{hook}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start_with(&store, &["--monitor".as_ref(), monitor.as_os_str()]);
+    traffic(60);
+    let wait_for = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while hooks.lock().unwrap().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                hooks.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for(1);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    {
+        let sent = hooks.lock().unwrap();
+        assert_eq!(sent.len(), 1, "sent once while open: {sent:?}");
+        assert_eq!(sent[0]["kind"], "alert");
+        assert_eq!(sent[0]["severity"], "critical");
+        assert!(sent[0]["value"].as_f64().unwrap() > 0.05, "{}", sent[0]);
+    }
+    let (_, body) = serve.call("GET", "/api/v1/alerts?route=chat");
+    assert_eq!(body["open"].as_array().unwrap().len(), 1, "{body}");
+    // The errors stop; once the window holds only good requests, the alert resolves.
+    sim.put_profile(
+        "flaky",
+        "ttft_ms: 1\ntokens_per_second: 100000\ndefault: ok\n",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    traffic(40);
+    wait_for(2);
+    let sent = hooks.lock().unwrap().clone();
+    assert_eq!(sent[1]["kind"], "alert_resolved", "{sent:?}");
+    let (_, body) = serve.call("GET", "/api/v1/alerts?route=chat");
+    assert!(body["open"].as_array().unwrap().is_empty(), "{body}");
 }
