@@ -65,6 +65,62 @@ impl Drop for Serve {
     }
 }
 
+/// Chromium and playwright-core, when installed (`SLUICE_CHROMIUM`, `SLUICE_PLAYWRIGHT`);
+/// where `SLUICE_REQUIRE_BROWSER` is set, their absence fails the test.
+fn browser() -> Option<(std::ffi::OsString, std::ffi::OsString)> {
+    match (
+        std::env::var_os("SLUICE_CHROMIUM"),
+        std::env::var_os("SLUICE_PLAYWRIGHT"),
+    ) {
+        (Some(chromium), Some(playwright)) => Some((chromium, playwright)),
+        _ => {
+            assert!(
+                std::env::var_os("SLUICE_REQUIRE_BROWSER").is_none(),
+                "SLUICE_CHROMIUM and SLUICE_PLAYWRIGHT are required here"
+            );
+            eprintln!("skipped: set SLUICE_CHROMIUM and SLUICE_PLAYWRIGHT");
+            None
+        }
+    }
+}
+
+/// A gateway whose route `chat` sends everything to version `version`, the simulator's
+/// model `model`; and its `host:port`.
+fn chat_gateway(
+    dir: &Path,
+    store: &Path,
+    sim: &Simulate,
+    version: &str,
+    model: &str,
+) -> (common::Gateway, String) {
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:\n  chat:\n    versions:\n      - {{name: {version}, url: \"{}\", model: {model}}}\n    split: {{weights: {{{version}: 100}}}}\n",
+            sim.base_url
+        ),
+    )
+    .unwrap();
+    let gateway = common::Gateway::start(&config, store);
+    let address = gateway
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned();
+    (gateway, address)
+}
+
+/// One chat request through the gateway at `address`; the whole response.
+fn chat(address: &str, content: &str) -> String {
+    exchange(
+        address,
+        "POST /v1/chat/completions HTTP/1.1",
+        "content-type: application/json\r\n",
+        &format!(r#"{{"model":"chat","messages":[{{"role":"user","content":"{content}"}}]}}"#),
+    )
+}
+
 fn eval(sim: &Simulate, store: &Path) -> String {
     let output = sluice()
         .env("SLUICE_BASE_URL", &sim.base_url)
@@ -304,15 +360,7 @@ fn a_run_streams_its_events_live_and_a_reconnect_resumes() {
 /// error, and the diff page lists exactly the tests that flipped.
 #[test]
 fn every_dashboard_page_renders_in_chromium_and_the_diff_lists_the_flipped_tests() {
-    let (Some(chromium), Some(playwright)) = (
-        std::env::var_os("SLUICE_CHROMIUM"),
-        std::env::var_os("SLUICE_PLAYWRIGHT"),
-    ) else {
-        assert!(
-            std::env::var_os("SLUICE_REQUIRE_BROWSER").is_none(),
-            "SLUICE_CHROMIUM and SLUICE_PLAYWRIGHT are required here"
-        );
-        eprintln!("skipped: set SLUICE_CHROMIUM and SLUICE_PLAYWRIGHT");
+    let Some((chromium, playwright)) = browser() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -387,15 +435,7 @@ fn every_dashboard_page_renders_in_chromium_and_the_diff_lists_the_flipped_tests
 /// happens (the page follows the event stream, then reloads with the rollback listed).
 #[test]
 fn the_rollout_page_follows_a_canary_live_to_its_rollback() {
-    let (Some(chromium), Some(playwright)) = (
-        std::env::var_os("SLUICE_CHROMIUM"),
-        std::env::var_os("SLUICE_PLAYWRIGHT"),
-    ) else {
-        assert!(
-            std::env::var_os("SLUICE_REQUIRE_BROWSER").is_none(),
-            "SLUICE_CHROMIUM and SLUICE_PLAYWRIGHT are required here"
-        );
-        eprintln!("skipped: set SLUICE_CHROMIUM and SLUICE_PLAYWRIGHT");
+    let Some((chromium, playwright)) = browser() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -491,16 +531,7 @@ fn drift_is_reported_on_exactly_the_descriptors_that_shifted() {
         "drifty",
         "ttft_ms: 1\ntokens_per_second: 100000\ndefault: lorem\nlorem_tokens: 24\n",
     );
-    let config = dir.path().join("gateway.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "routes:\n  chat:\n    versions:\n      - {{name: candidate, url: \"{}\", model: drifty}}\n    split: {{weights: {{candidate: 100}}}}\n",
-            sim.base_url
-        ),
-    )
-    .unwrap();
-    let gateway = common::Gateway::start(&config, &store);
+    let (gateway, _) = chat_gateway(dir.path(), &store, &sim, "candidate", "drifty");
     let traffic = || {
         let output = sluice()
             .args([
@@ -590,31 +621,9 @@ fn negative_ratings_fire_the_retraining_trigger_once_with_redacted_evidence() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s.db");
     let sim = Simulate::start();
-    let config = dir.path().join("gateway.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "routes:\n  chat:\n    versions:\n      - {{name: v2, url: \"{}\", model: stable}}\n    split: {{weights: {{v2: 100}}}}\n",
-            sim.base_url
-        ),
-    )
-    .unwrap();
-    let gateway = common::Gateway::start(&config, &store);
-    let address = gateway
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches("/v1")
-        .to_owned();
+    let (_gateway, address) = chat_gateway(dir.path(), &store, &sim, "v2", "stable");
     for i in 0..120 {
-        let body = format!(
-            r#"{{"model":"chat","messages":[{{"role":"user","content":"question {i}"}}]}}"#
-        );
-        let response = exchange(
-            &address,
-            "POST /v1/chat/completions HTTP/1.1",
-            "content-type: application/json\r\n",
-            &body,
-        );
+        let response = chat(&address, &format!("question {i}"));
         let request_id = response
             .lines()
             .find_map(|l| {
@@ -690,29 +699,10 @@ fn an_error_rate_alert_fires_once_and_resolves() {
     let store = dir.path().join("s.db");
     let sim = Simulate::start();
     sim.put_profile("flaky", "ttft_ms: 1\ntokens_per_second: 100000\ndefault: ok\nfaults: {error_rate: 0.5, error_status: 500}\n");
-    let config = dir.path().join("gateway.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "routes:\n  chat:\n    versions:\n      - {{name: v1, url: \"{}\", model: flaky}}\n    split: {{weights: {{v1: 100}}}}\n",
-            sim.base_url
-        ),
-    )
-    .unwrap();
-    let gateway = common::Gateway::start(&config, &store);
-    let address = gateway
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches("/v1")
-        .to_owned();
+    let (_gateway, address) = chat_gateway(dir.path(), &store, &sim, "v1", "flaky");
     let traffic = |n: usize| {
         for _ in 0..n {
-            exchange(
-                &address,
-                "POST /v1/chat/completions HTTP/1.1",
-                "content-type: application/json\r\n",
-                r#"{"model":"chat","messages":[{"role":"user","content":"hi"}]}"#,
-            );
+            chat(&address, "hi");
         }
     };
     let (hook, hooks) = common::receiver();
