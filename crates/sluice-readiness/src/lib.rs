@@ -84,14 +84,16 @@ impl PrometheusQueries {
         let selector = format!("route=\"{route}\",version=\"{version}\"");
         let total = format!("sum(rate(sluice_gateway_requests_total{{{selector}}}[{window}]))");
         Self {
+            // A healthy version has no series of failures at all: `or vector(0)` counts that
+            // as zero instead of leaving the whole query without a value.
             availability: format!(
-                "1 - sum(rate(sluice_gateway_requests_total{{{selector},class=~\"5xx|timeout|upstream_connect\"}}[{window}])) / {total}"
+                "1 - (sum(rate(sluice_gateway_requests_total{{{selector},class=~\"5xx|timeout|upstream_connect\"}}[{window}])) or vector(0)) / {total}"
             ),
             p95_seconds: format!(
                 "histogram_quantile(0.95, sum by (le) (rate(sluice_gateway_request_duration_seconds_bucket{{{selector}}}[{window}])))"
             ),
             error_rate: format!(
-                "sum(rate(sluice_gateway_requests_total{{{selector},class!~\"ok|client_closed|4xx\"}}[{window}])) / {total}"
+                "(sum(rate(sluice_gateway_requests_total{{{selector},class!~\"ok|client_closed|4xx\"}}[{window}])) or vector(0)) / {total}"
             ),
             requests: format!(
                 "sum(increase(sluice_gateway_requests_total{{{selector}}}[{window}]))"
