@@ -71,6 +71,8 @@ pub struct Api {
     shutdown: watch::Receiver<bool>,
     /// Who may act; `None`: nobody.
     pub(crate) admin: Option<Arc<crate::admin::Admin>>,
+    /// The routes the monitor's alert rules watch (their open alerts are on the overview).
+    watched: Vec<String>,
 }
 
 /// A request's query parameters.
@@ -126,11 +128,13 @@ impl Api {
         store: Store,
         shutdown: watch::Receiver<bool>,
         admin: Option<Arc<crate::admin::Admin>>,
+        watched: Vec<String>,
     ) -> Self {
         Api {
             store,
             shutdown,
             admin,
+            watched,
         }
     }
 
@@ -623,9 +627,19 @@ impl Api {
                     .runs(&Query::parse(None), Some(RunKind::Rollout))
                     .await?;
                 let runs = self.runs(&Query::parse(Some("limit=20")), None).await?;
+                let mut alerts = Vec::new();
+                for route in &self.watched {
+                    let history =
+                        crate::feedback::all_events(&self.store, &format!("alert:{route}"))
+                            .await
+                            .map_err(ApiError::store)?;
+                    alerts.extend(crate::alerts::open(&history));
+                }
+                let alerts = (!self.watched.is_empty()).then_some(alerts);
                 Ok(crate::html::overview(
                     &list(rollouts, "runs"),
                     &list(runs, "runs"),
+                    alerts.as_deref(),
                 ))
             }
             ["runs"] => {

@@ -119,7 +119,9 @@ fn run_rows(runs: &[Value]) -> String {
 }
 
 /// The overview: rollouts still running, then the latest runs.
-pub fn overview(rollouts: &[Value], runs: &[Value]) -> String {
+/// The overview: rollouts still running, open alerts (`None`: no alert rule is watched), then
+/// the latest runs.
+pub fn overview(rollouts: &[Value], runs: &[Value], alerts: Option<&[Value]>) -> String {
     let active: Vec<Value> = rollouts
         .iter()
         .filter(|r| r["status"] == "running")
@@ -130,11 +132,31 @@ pub fn overview(rollouts: &[Value], runs: &[Value]) -> String {
     } else {
         run_rows(&active)
     };
+    let alerts = match alerts {
+        None => "<p class=\"empty\">No alert rule is watched (start <code>sluice serve --monitor monitor.yaml</code>).</p>".to_owned(),
+        Some([]) => "<p class=\"empty\">No alert is open.</p>".to_owned(),
+        Some(open) => {
+            let rows: String = open
+                .iter()
+                .map(|o| {
+                    let alert = &o["alert"];
+                    format!(
+                        r#"<tr><td>{}</td><td>{}</td><td><a href="/alerts?route={}">{}</a></td></tr>"#,
+                        time(o["at_ms"].as_i64()),
+                        badge(&text(&alert["severity"])),
+                        esc(&text(&alert["route"])),
+                        esc(&text(&alert["summary"]))
+                    )
+                })
+                .collect();
+            format!(r#"<table id="open-alerts"><thead><tr><th>Since (UTC)</th><th>Severity</th><th>What</th></tr></thead><tbody>{rows}</tbody></table>"#)
+        }
+    };
     page(
         "Overview",
         Some("/api/v1/runs"),
         &format!(
-            "<h2>Active rollouts</h2>{active}<h2>Latest runs</h2>{}",
+            "<h2>Active rollouts</h2>{active}<h2>Open alerts</h2>{alerts}<h2>Latest runs</h2>{}",
             run_rows(runs)
         ),
     )

@@ -65,10 +65,16 @@ impl ServeServer {
             .map_err(|source| ServeError::Bind { addr, source })?;
         let (shutdown, stop) = watch::channel(false);
         let admin = admin_token.map(|token| Arc::new(admin::Admin::new(token)));
+        let mut watched: Vec<String> = monitor
+            .iter()
+            .flat_map(|m| m.alerts.iter().map(|rule| rule.route.clone()))
+            .collect();
+        watched.sort();
+        watched.dedup();
         if let Some(monitor) = monitor {
             tokio::spawn(feedback::run(store.clone(), monitor, stop.clone()));
         }
-        let api = Arc::new(api::Api::new(store, stop.clone(), admin));
+        let api = Arc::new(api::Api::new(store, stop.clone(), admin, watched));
         let task = tokio::spawn(async move {
             sluice_http::serve(
                 listener,

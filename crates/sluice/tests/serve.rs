@@ -738,6 +738,12 @@ fn an_error_rate_alert_fires_once_and_resolves() {
     }
     let (_, body) = serve.call("GET", "/api/v1/alerts?route=chat");
     assert_eq!(body["open"].as_array().unwrap().len(), 1, "{body}");
+    // The overview lists it too.
+    let overview = exchange(&serve.address, "GET / HTTP/1.1", "", "");
+    assert!(
+        overview.contains("id=\"open-alerts\"") && overview.contains("chat errors"),
+        "{overview}"
+    );
     // The errors stop; once the window holds only good requests, the alert resolves.
     sim.put_profile(
         "flaky",
