@@ -48,6 +48,8 @@ pub struct MonitorConfig {
     pub feedback: Vec<FeedbackRule>,
     /// The alert rules ([`crate::alerts`]).
     pub alerts: Vec<crate::alerts::AlertRule>,
+    /// The smoke tests ([`crate::smoke`]).
+    pub smoke: Vec<crate::smoke::SmokeTest>,
 }
 
 /// One route's retraining trigger.
@@ -80,6 +82,27 @@ struct RawConfig {
     feedback: Vec<RawRule>,
     #[serde(default)]
     alerts: Vec<RawAlertRule>,
+    #[serde(default)]
+    smoke: Vec<RawSmoke>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmoke {
+    name: String,
+    command: String,
+    #[serde(default)]
+    every: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    alert_after: Option<u32>,
+    #[serde(default)]
+    severity: Option<String>,
+    #[serde(default)]
+    webhook: Option<String>,
+    #[serde(default)]
+    slack: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,11 +317,62 @@ impl MonitorConfig {
                 });
             }
         }
+        let mut smoke = Vec::new();
+        for (i, test) in raw.smoke.into_iter().enumerate() {
+            let at = FieldPath::root().key("smoke").index(i);
+            let mut every_or = |key: &str, text: Option<&str>, default: Duration| match text
+                .map(parse_duration)
+            {
+                None => default,
+                Some(Ok(d)) if !d.is_zero() => d,
+                Some(_) => {
+                    errors.push(document.error_at(&at.key(key), "expected a duration above zero"));
+                    default
+                }
+            };
+            let every = every_or("every", test.every.as_deref(), Duration::from_secs(600));
+            let timeout = every_or("timeout", test.timeout.as_deref(), Duration::from_secs(300));
+            let severity = test.severity.unwrap_or_else(|| "critical".to_owned());
+            if !["info", "warning", "critical"].contains(&severity.as_str()) {
+                errors.push(document.error_at(
+                    &at.key("severity"),
+                    format!("`{severity}`: expected info, warning or critical"),
+                ));
+            }
+            if test.command.trim().is_empty() {
+                errors.push(document.error_at(&at.key("command"), "expected the command to run"));
+            }
+            let mut receivers = Vec::new();
+            for (key, url) in [("webhook", &test.webhook), ("slack", &test.slack)] {
+                let Some(url) = url else { continue };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    errors.push(document.error_at(
+                        &at.key(key),
+                        format!("`{url}`: expected an http:// or https:// URL"),
+                    ));
+                }
+                receivers.push(if key == "slack" {
+                    sluice_rollout::spec::Alert::Slack(url.clone())
+                } else {
+                    sluice_rollout::spec::Alert::Webhook(url.clone())
+                });
+            }
+            smoke.push(crate::smoke::SmokeTest {
+                name: test.name,
+                command: test.command,
+                every,
+                timeout,
+                alert_after: test.alert_after.unwrap_or(3).max(1),
+                severity,
+                receivers,
+            });
+        }
         if errors.is_empty() {
             Ok(MonitorConfig {
                 interval,
                 feedback,
                 alerts,
+                smoke,
             })
         } else {
             Err(document.diagnostics(errors))

@@ -15,6 +15,7 @@ pub mod drift;
 pub mod feedback;
 pub mod html;
 pub mod openapi;
+pub mod smoke;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,9 +70,15 @@ impl ServeServer {
             .iter()
             .flat_map(|m| m.alerts.iter().map(|rule| rule.route.clone()))
             .collect();
+        if monitor.as_ref().is_some_and(|m| !m.smoke.is_empty()) {
+            watched.push("smoke".to_owned());
+        }
         watched.sort();
         watched.dedup();
         if let Some(monitor) = monitor {
+            for test in &monitor.smoke {
+                tokio::spawn(smoke::run(store.clone(), test.clone(), stop.clone()));
+            }
             tokio::spawn(feedback::run(store.clone(), monitor, stop.clone()));
         }
         let api = Arc::new(api::Api::new(store, stop.clone(), admin, watched));

@@ -757,3 +757,47 @@ fn an_error_rate_alert_fires_once_and_resolves() {
     let (_, body) = serve.call("GET", "/api/v1/alerts?route=chat");
     assert!(body["open"].as_array().unwrap().is_empty(), "{body}");
 }
+
+/// A smoke test in production run by the monitor: three failures in a row open an alert
+/// (sent once), the next pass resolves it (sent).
+#[test]
+fn a_failing_smoke_test_alerts_after_three_failures_and_resolves_on_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let ok = dir.path().join("ok");
+    let (hook, hooks) = common::receiver();
+    let monitor = dir.path().join("monitor.yaml");
+    std::fs::write(
+        &monitor,
+        format!(
+            "smoke:\n  - {{name: production, command: \"test -f {}\", every: 150ms, timeout: 5s, alert_after: 3, webhook: \"{hook}\"}}\n",
+            ok.display()
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start_with(&store, &["--monitor".as_ref(), monitor.as_os_str()]);
+    let wait_for = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while hooks.lock().unwrap().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                hooks.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        }
+    };
+    wait_for(1);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(hooks.lock().unwrap().len(), 1, "sent once while failing");
+    let fired = hooks.lock().unwrap()[0].clone();
+    assert_eq!(fired["kind"], "alert");
+    assert!(fired["failures_in_a_row"].as_u64().unwrap() >= 3, "{fired}");
+    let (_, body) = serve.call("GET", "/api/v1/alerts?route=smoke");
+    assert_eq!(body["open"].as_array().unwrap().len(), 1, "{body}");
+    std::fs::write(&ok, "").unwrap();
+    wait_for(2);
+    assert_eq!(hooks.lock().unwrap()[1]["kind"], "alert_resolved");
+    let (_, body) = serve.call("GET", "/api/v1/alerts?route=smoke");
+    assert!(body["open"].as_array().unwrap().is_empty(), "{body}");
+}
