@@ -117,20 +117,30 @@ mod tests {
 
     use super::*;
 
+    /// Never early, and within 1.5 ms late — in one of three tries: a busy machine (the rest
+    /// of the suite beside it) delays a wake now and then, a late timer every time.
     #[tokio::test]
     async fn wakes_on_time_and_in_order() {
-        let start = tokio::time::Instant::now();
-        let late = tokio::spawn(async move {
-            sleep_until(start + Duration::from_millis(30)).await;
-            Instant::now()
-        });
-        sleep_until(start + Duration::from_millis(20)).await;
-        let woke = Instant::now();
-        let elapsed = woke - start.into_std();
-        assert!(
-            elapsed >= Duration::from_millis(20) && elapsed < Duration::from_micros(21_500),
-            "{elapsed:?}"
-        );
-        assert!(late.await.unwrap() > woke);
+        let mut lateness = Vec::new();
+        for _ in 0..3 {
+            let start = tokio::time::Instant::now();
+            let late = tokio::spawn(async move {
+                sleep_until(start + Duration::from_millis(30)).await;
+                Instant::now()
+            });
+            sleep_until(start + Duration::from_millis(20)).await;
+            let woke = Instant::now();
+            let elapsed = woke - start.into_std();
+            assert!(
+                elapsed >= Duration::from_millis(20),
+                "woke early: {elapsed:?}"
+            );
+            assert!(late.await.unwrap() > woke, "woke out of order");
+            if elapsed < Duration::from_micros(21_500) {
+                return;
+            }
+            lateness.push(elapsed);
+        }
+        panic!("late in three tries out of three: {lateness:?}");
     }
 }
