@@ -482,27 +482,14 @@ impl Api {
         if min_samples == 0 {
             return Err(ApiError::bad_request("`min_samples`: expected at least 1"));
         }
-        let subject = format!("gateway:{route}");
-        let mut events = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self
-                .store
-                .events(&subject, after, 10_000)
+        let events: Vec<(i64, Value)> =
+            crate::feedback::all_events(&self.store, &format!("gateway:{route}"))
                 .await
-                .map_err(ApiError::store)?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            let full = page.len() == 10_000;
-            events.extend(
-                page.into_iter()
-                    .filter(|e| e.kind == "request")
-                    .map(|e| (e.at_ms, e.payload)),
-            );
-            if !full {
-                break;
-            }
-        }
+                .map_err(ApiError::store)?
+                .into_iter()
+                .filter(|e| e.kind == "request")
+                .map(|e| (e.at_ms, e.payload))
+                .collect();
         Ok(crate::drift::report(
             route,
             version,

@@ -252,27 +252,8 @@ impl MonitorConfig {
                 ));
             }
             let severity = rule.severity.unwrap_or_else(|| "warning".to_owned());
-            if !["info", "warning", "critical"].contains(&severity.as_str()) {
-                errors.push(document.error_at(
-                    &at.key("severity"),
-                    format!("`{severity}`: expected info, warning or critical"),
-                ));
-            }
-            let mut receivers = Vec::new();
-            for (key, url) in [("webhook", &rule.webhook), ("slack", &rule.slack)] {
-                let Some(url) = url else { continue };
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    errors.push(document.error_at(
-                        &at.key(key),
-                        format!("`{url}`: expected an http:// or https:// URL"),
-                    ));
-                }
-                receivers.push(if key == "slack" {
-                    sluice_rollout::spec::Alert::Slack(url.clone())
-                } else {
-                    sluice_rollout::spec::Alert::Webhook(url.clone())
-                });
-            }
+            check_severity(&document, &at, &severity, &mut errors);
+            let mut receivers = receivers(&document, &at, &rule.webhook, &rule.slack, &mut errors);
             if let Some(var) = &rule.pagerduty_key_env {
                 match std::env::var(var) {
                     Ok(key) => receivers.push(sluice_rollout::spec::Alert::PagerDuty {
@@ -333,30 +314,11 @@ impl MonitorConfig {
             let every = every_or("every", test.every.as_deref(), Duration::from_secs(600));
             let timeout = every_or("timeout", test.timeout.as_deref(), Duration::from_secs(300));
             let severity = test.severity.unwrap_or_else(|| "critical".to_owned());
-            if !["info", "warning", "critical"].contains(&severity.as_str()) {
-                errors.push(document.error_at(
-                    &at.key("severity"),
-                    format!("`{severity}`: expected info, warning or critical"),
-                ));
-            }
+            check_severity(&document, &at, &severity, &mut errors);
             if test.command.trim().is_empty() {
                 errors.push(document.error_at(&at.key("command"), "expected the command to run"));
             }
-            let mut receivers = Vec::new();
-            for (key, url) in [("webhook", &test.webhook), ("slack", &test.slack)] {
-                let Some(url) = url else { continue };
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    errors.push(document.error_at(
-                        &at.key(key),
-                        format!("`{url}`: expected an http:// or https:// URL"),
-                    ));
-                }
-                receivers.push(if key == "slack" {
-                    sluice_rollout::spec::Alert::Slack(url.clone())
-                } else {
-                    sluice_rollout::spec::Alert::Webhook(url.clone())
-                });
-            }
+            let receivers = receivers(&document, &at, &test.webhook, &test.slack, &mut errors);
             smoke.push(crate::smoke::SmokeTest {
                 name: test.name,
                 command: test.command,
@@ -377,6 +339,47 @@ impl MonitorConfig {
         } else {
             Err(document.diagnostics(errors))
         }
+    }
+}
+
+/// The webhook and Slack receivers of an alert or smoke rule, each URL checked.
+fn receivers(
+    document: &Document,
+    at: &FieldPath,
+    webhook: &Option<String>,
+    slack: &Option<String>,
+    errors: &mut Vec<sluice_config::Diagnostic>,
+) -> Vec<sluice_rollout::spec::Alert> {
+    let mut receivers = Vec::new();
+    for (key, url) in [("webhook", webhook), ("slack", slack)] {
+        let Some(url) = url else { continue };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            errors.push(document.error_at(
+                &at.key(key),
+                format!("`{url}`: expected an http:// or https:// URL"),
+            ));
+        }
+        receivers.push(if key == "slack" {
+            sluice_rollout::spec::Alert::Slack(url.clone())
+        } else {
+            sluice_rollout::spec::Alert::Webhook(url.clone())
+        });
+    }
+    receivers
+}
+
+/// A rule's severity must be one of the three.
+fn check_severity(
+    document: &Document,
+    at: &FieldPath,
+    severity: &str,
+    errors: &mut Vec<sluice_config::Diagnostic>,
+) {
+    if !["info", "warning", "critical"].contains(&severity) {
+        errors.push(document.error_at(
+            &at.key("severity"),
+            format!("`{severity}`: expected info, warning or critical"),
+        ));
     }
 }
 
@@ -668,5 +671,29 @@ mod tests {
         );
         let later = summarise(events.iter().map(|(a, k, p)| (*a, k.as_str(), p)), 1000);
         assert!(later.is_empty());
+    }
+
+    #[test]
+    fn a_bad_monitor_file_is_refused_with_every_problem_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("monitor.yaml");
+        std::fs::write(
+            &path,
+            "interval: soon\nfeedback:\n  - {route: chat, min_satisfaction: 1.5}\nalerts:\n  - {name: e, route: chat, metric: eror_rate, max: 0.1, severity: loud, webhook: ftp://x}\nsmoke:\n  - {name: s, command: '', slack: nope}\n",
+        )
+        .unwrap();
+        let error = MonitorConfig::load(&path).unwrap_err().to_string();
+        for expected in [
+            "monitor.yaml:1:11: interval:",
+            "feedback[0].min_satisfaction: 1.5: expected a share from 0 to 1",
+            "feedback[0]: expected `webhook`, `command` or both",
+            "alerts[0].metric: unknown metric `eror_rate`",
+            "alerts[0].severity: `loud`: expected info, warning or critical",
+            "alerts[0].webhook: `ftp://x`: expected an http:// or https:// URL",
+            "smoke[0].command: expected the command to run",
+            "smoke[0].slack: `nope`",
+        ] {
+            assert!(error.contains(expected), "{expected}\nin\n{error}");
+        }
     }
 }
