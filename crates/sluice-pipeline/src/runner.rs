@@ -811,14 +811,20 @@ impl Job {
         }
         let mut outputs = BTreeMap::new();
         let mut state = state;
-        if state == State::Succeeded {
-            match self.read_outputs() {
+        match state {
+            State::Succeeded => match self.read_outputs(true) {
                 Ok(read) => outputs = read,
                 Err(why) => {
                     state = State::Errored;
                     reason = why;
                 }
+            },
+            // What a failed command handed back still counts (its run id, its pass rate),
+            // as a failed GitHub Actions job keeps the outputs it set.
+            State::Failed | State::TimedOut => {
+                outputs = self.read_outputs(false).unwrap_or_default();
             }
+            _ => {}
         }
         if let (State::Succeeded, Some(key), Some(cache), Some(dir)) =
             (state, &cache_key, &self.stage.cache, &self.options.cache)
@@ -895,12 +901,14 @@ impl Job {
         })
     }
 
+    /// Where the stage writes its outputs; absolute, since the stage runs in the workdir.
     fn output_file(&self) -> PathBuf {
-        self.log.with_extension("outputs")
+        absolute(&self.log.with_extension("outputs"))
     }
 
-    /// `NAME=value` lines of `$SLUICE_OUTPUT`, then the declared output files.
-    fn read_outputs(&self) -> Result<BTreeMap<String, String>, String> {
+    /// `NAME=value` lines of `$SLUICE_OUTPUT`, then the declared output files; with
+    /// `strict`, a declared file that cannot be read is an error, else it is left out.
+    fn read_outputs(&self, strict: bool) -> Result<BTreeMap<String, String>, String> {
         let mut outputs = BTreeMap::new();
         if let Ok(text) = read_capped(&self.output_file()) {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -911,9 +919,18 @@ impl Job {
         }
         for (key, file) in &self.stage.outputs {
             let path = self.options.workdir.join(file);
-            let text = read_capped(&path)
-                .map_err(|e| format!("output `{key}`: cannot read {}: {e}", path.display()))?;
-            outputs.insert(key.clone(), text.trim().to_owned());
+            match read_capped(&path) {
+                Ok(text) => {
+                    outputs.insert(key.clone(), text.trim().to_owned());
+                }
+                Err(e) if strict => {
+                    return Err(format!(
+                        "output `{key}`: cannot read {}: {e}",
+                        path.display()
+                    ));
+                }
+                Err(_) => {}
+            }
         }
         Ok(outputs)
     }
@@ -940,7 +957,7 @@ impl Job {
                 allocation.visible_devices.clone(),
             ));
             env.push(("SLUICE_GPU_NODE".into(), allocation.node.clone()));
-            let checkpoints = self.log.with_extension("checkpoint");
+            let checkpoints = absolute(&self.log.with_extension("checkpoint"));
             let _ = std::fs::create_dir_all(&checkpoints);
             env.push((
                 "SLUICE_CHECKPOINT_DIR".into(),
@@ -1180,6 +1197,11 @@ fn signal_group(pgid: u32, signal: Signal) {
     if let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) {
         let _ = kill_process_group(pid, signal);
     }
+}
+
+/// `path` from the filesystem's root: a stage runs in the workdir, not where the runner does.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 #[cfg(test)]

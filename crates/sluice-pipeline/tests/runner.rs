@@ -239,6 +239,24 @@ async fn failure_and_always_stages_run_after_a_failure() {
     assert_eq!(state(&report, "unrelated"), State::Skipped);
 }
 
+/// A failed stage keeps the outputs it handed back (an eval's run id, say) for the stages
+/// that run after it, as a failed GitHub Actions job does.
+#[tokio::test]
+async fn a_failed_stage_keeps_the_outputs_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_in(
+        dir.path(),
+        "stages:
+  eval: {run: 'echo run_id=eval-9 >> $SLUICE_OUTPUT; exit 1', outputs: {missing: never.txt}}
+  triage: {run: 'test ${{ needs.eval.outputs.run_id }} = eval-9', needs: [eval], if: failure()}
+",
+    )
+    .await;
+    assert_eq!(state(&report, "eval"), State::Failed);
+    assert_eq!(outcome(&report, "eval").outputs["run_id"], "eval-9");
+    assert_eq!(state(&report, "triage"), State::Succeeded, "{report:#?}");
+}
+
 fn inventory(gpus: u32) -> sluice_pipeline::gpu::Pool {
     sluice_pipeline::gpu::Pool::from_groups(&[sluice_readiness::GpuGroup {
         gpu_type: "H100".into(),

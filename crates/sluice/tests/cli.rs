@@ -303,6 +303,35 @@ fn quickstart_runs_locally_and_records_a_run() {
             .unwrap_or_else(|| panic!("no run {id} in {runs:#}"))
     };
     assert_eq!(find(run_id)["status"], "passed");
+    // The steps ran as a pipeline, recorded with the runs its stages made; its files stay.
+    let pipeline = &summary["summary"]["pipeline"];
+    let stages: Vec<(&str, &str)> = pipeline["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    for expected in [
+        ("eval-stable", "succeeded"),
+        ("eval-candidate", "failed"),
+        ("bench-stable", "succeeded"),
+        ("bench-candidate", "failed"),
+        ("canary", "failed"),
+    ] {
+        assert!(stages.contains(&expected), "{expected:?} not in {stages:?}");
+    }
+    assert_eq!(
+        find(pipeline["run_id"].as_str().unwrap())["kind"],
+        "pipeline"
+    );
+    for gate in ["eval_gate", "bench"] {
+        let id = summary["summary"][gate]["stable"]["run_id"]
+            .as_str()
+            .unwrap();
+        assert_eq!(find(id)["status"], "passed");
+    }
+    assert!(dir.path().join("quickstart/pipeline.yaml").is_file());
+    assert!(dir.path().join("quickstart/logs/canary.log").is_file());
     // The canary's rollout is a run of its own, rolled back.
     let rollout = find(canary["rollout_run"].as_str().unwrap());
     assert_eq!(rollout["kind"], "rollout");

@@ -807,3 +807,54 @@ fn the_cache_and_the_gpu_queue_from_the_command_line() {
         "ran on the first and third runs only"
     );
 }
+
+/// Stages run in the pipeline's directory, yet a built-in writes to the store the runner was
+/// given (a relative SQLite path names it from where the runner runs) and hands its outputs
+/// back through a relative log directory.
+#[test]
+fn built_ins_use_the_runners_store_from_the_pipelines_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(
+        dir.path().join("sub/pipeline.yaml"),
+        "stages:
+  register: {uses: register, with: {model: chat, version: 1.0.0, artifact: 's3://bucket/chat'}}
+  said: {run: 'echo id=7 >> $SLUICE_OUTPUT', needs: [register]}
+  check: {run: 'test ${{ needs.said.outputs.id }} = 7', needs: [said]}
+",
+    )
+    .unwrap();
+    let output = sluice()
+        .current_dir(dir.path())
+        .args([
+            "--store",
+            "rel.db",
+            "pipeline",
+            "run",
+            "-f",
+            "sub/pipeline.yaml",
+            "--logs",
+            "logs",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert!(!dir.path().join("sub/rel.db").exists());
+    let listed = sluice()
+        .current_dir(dir.path())
+        .args(["--store", "rel.db", "registry", "list", "chat"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert!(
+        text(&listed.stdout).contains("1.0.0"),
+        "{}",
+        text(&listed.stdout)
+    );
+}

@@ -2,34 +2,67 @@
 //!
 //! It starts the simulator with a healthy `stable` and a slower, flakier `candidate`, sends
 //! sample requests through the real client (chat streaming and not, completions, embeddings),
-//! load-tests both with `sluice bench`'s engine and gates them on latency and error
-//! thresholds, gates both on a small eval suite (the candidate fails both gates), then puts the
-//! gateway in front of the simulator and runs a canary of a third model that is made to fail
-//! half-way: the rollout controller rolls it back. Everything is recorded in the store.
+//! puts the gateway in front of the simulator, then writes a pipeline and runs it as
+//! `sluice pipeline run` would: each model gated on a small eval suite and on a short load
+//! test (the candidate fails both gates), then a canary of a third model through the gateway,
+//! made to fail half-way, which the rollout controller rolls back. The files stay beside the
+//! store for a newcomer to read; everything is recorded in the store.
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
 use sluice_config::{Document, MapEnv};
 use sluice_llm::types::{ChatRequest, CompletionRequest, EmbeddingRequest, OneOrMany};
 use sluice_llm::{Client, ClientConfig, RetryPolicy};
+use sluice_pipeline::{Event, Outcome as StageOutcome, RunOptions, State};
 use sluice_sim::{SimConfig, Simulator};
-use sluice_store::{NewRun, RunKind, RunStatus};
+use sluice_store::{NewRun, RunId, RunKind, RunStatus, Store, StoreLocation};
 
+use super::pipeline::{cli_builtins, execute, load, progress};
 use super::{Outcome, open_store};
 use crate::cli::QuickstartArgs;
 
 const PROFILES: &str = include_str!("quickstart.yaml");
-/// The load quickstart puts on each model, and the gate on it.
-const BENCH_RATE: f64 = 20.0;
-const BENCH_REQUESTS: usize = 40;
-const BENCH_THRESHOLDS: &[&str] = &["ttft.p99<300ms", "error_rate<0.05"];
 /// Requests per second sent through the gateway during the canary.
 const CANARY_TRAFFIC: f64 = 100.0;
 
+/// The pipeline quickstart runs.
+const PIPELINE: &str = r#"# The pipeline `sluice quickstart` runs, against the simulator it starts. Each model is gated
+# on the eval suite and on a short load test. The candidate is meant to fail both: its stages
+# allow exactly the gate's exit code (1 for eval, 99 for a bench threshold) so that the demo
+# goes on, where a real pipeline would stop there. Then candidate-v2 goes out as a canary
+# behind the gateway; the simulator is made to fail it half-way, the rollout controller rolls
+# it back, and the stage fails.
+stages:
+  eval-stable:
+    uses: eval
+    with: {config: evals/stable.yaml, max_retries: 0, no_cache: true}
+    tier: eval
+  eval-candidate:
+    uses: eval
+    with: {config: evals/candidate.yaml, max_retries: 0, no_cache: true}
+    tier: eval
+    allow_failure: [1]
+  bench-stable:
+    uses: bench
+    with: {profile: bench/stable.yaml}
+    tier: performance
+  bench-candidate:
+    uses: bench
+    with: {profile: bench/candidate.yaml}
+    tier: performance
+    allow_failure: [99]
+  canary:
+    uses: rollout
+    with: {spec: rollout.yaml}
+    needs: [eval-stable, bench-stable]
+"#;
+
 /// The eval suite quickstart gates each model on (promptfoo's format).
-const EVAL_SUITE: &str = r#"
+const EVAL_SUITE: &str = r#"# The quickstart's eval gate for MODEL (promptfoo's format).
 description: quickstart gate
 providers:
   - id: openai:chat:MODEL
@@ -47,6 +80,59 @@ tests:
     assert: [{type: word-count, value: {max: 12}}]
 "#;
 
+/// The load test quickstart gates each model on (a `sluice bench` profile).
+const BENCH_PROFILE: &str = r#"# The quickstart's load test of MODEL: 40 streamed requests at 20/s, gated on TTFT and errors.
+url: BASE_URL
+model: MODEL
+endpoint: chat
+rate: 20
+arrival: poisson
+requests: 40
+input_tokens: 32
+output_tokens: 24
+range_ratio: 0
+stream: true
+thresholds: ["ttft.p99<300ms", "error_rate<0.05"]
+max_lag: 50ms
+timeout: 30s
+seed: 42
+"#;
+
+/// The canary: 10 % → 50 % → 100 % with 3 s pauses, rolled back when the candidate's error
+/// rate goes over 5 % in a 10 s window of at least 20 requests, checked every 250 ms.
+const ROLLOUT: &str = r#"# The quickstart's canary of candidate-v2 (the gateway's version `candidate`).
+name: NAME
+gateway: {admin_url: "ADMIN_URL"}
+route: chat
+stable: stable
+candidate: candidate
+strategy:
+  canary:
+    steps:
+      - set_weight: 10
+      - pause: {duration: 3s}
+      - set_weight: 50
+      - pause: {duration: 3s}
+      - set_weight: 100
+analysis:
+  rules:
+    - {metric: error_rate, max: 0.05, window: 10s, min_samples: 20, interval: 250ms}
+"#;
+
+/// Says a line on stdout, unless the output is JSON.
+#[derive(Debug, Clone, Copy)]
+struct Say {
+    quiet: bool,
+}
+
+impl Say {
+    fn line(self, line: impl std::fmt::Display) {
+        if !self.quiet {
+            outln!("{line}");
+        }
+    }
+}
+
 pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<Outcome> {
     let store = open_store(store_location).await?;
     let document = Document::parse("quickstart.yaml", PROFILES, &MapEnv::default())?;
@@ -62,13 +148,9 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
             config: json!({"simulator": base_url}),
         })
         .await?;
-    let say = |line: String| {
-        if !args.json {
-            outln!("{line}");
-        }
-    };
-    say("Sluice quickstart: everything runs on this machine; nothing leaves it.".into());
-    say(format!(
+    let say = Say { quiet: args.json };
+    say.line("Sluice quickstart: everything runs on this machine; nothing leaves it.");
+    say.line(format!(
         "  simulator   {base_url}  (a test tool, not a model; models: stable, candidate)"
     ));
 
@@ -77,14 +159,24 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
         ..ClientConfig::new(&base_url)
     })?;
     let result = async {
-        let mut summary = exercise(&client, &say).await?;
-        summary["canary"] = canary(&store, &base_url, run_id.as_str(), &say).await?;
+        let mut summary = endpoints(&client, say).await?;
+        let flow = Flow {
+            store: &store,
+            store_location,
+            base_url: &base_url,
+            run_id: run_id.as_str(),
+            say,
+        };
+        flow.run(&mut summary).await?;
         anyhow::Ok(summary)
     }
     .await;
     server.shutdown().await;
-    let summary = match result {
-        Ok(summary) => summary,
+    let (status, summary) = match result {
+        Ok(summary) => {
+            let problems = unexpected(&summary);
+            summary_status(problems, summary, say)
+        }
         Err(error) => {
             store
                 .finish_run(
@@ -96,9 +188,7 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
             return Err(error);
         }
     };
-    store
-        .finish_run(&run_id, RunStatus::Passed, summary.clone())
-        .await?;
+    store.finish_run(&run_id, status, summary.clone()).await?;
     if args.json {
         outln!(
             "{}",
@@ -107,117 +197,482 @@ pub async fn run(args: QuickstartArgs, store_location: &str) -> anyhow::Result<O
     } else {
         print_next_steps(run_id.as_str(), store_location, &summary);
     }
-    Ok(Outcome::Ok)
+    Ok(if status == RunStatus::Passed {
+        Outcome::Ok
+    } else {
+        Outcome::GateFailed
+    })
+}
+
+/// The run's status: passed when every step ended as the demo means it to.
+fn summary_status(
+    problems: Vec<String>,
+    mut summary: serde_json::Value,
+    say: Say,
+) -> (RunStatus, serde_json::Value) {
+    if problems.is_empty() {
+        return (RunStatus::Passed, summary);
+    }
+    say.line(format!(
+        "  NOT AS DESIGNED: {} (each stage's output is in {}/logs)",
+        problems.join("; "),
+        summary["pipeline"]["dir"]
+            .as_str()
+            .unwrap_or("the pipeline's directory")
+    ));
+    summary["unexpected"] = json!(problems);
+    (RunStatus::Failed, summary)
+}
+
+/// What did not end as the demo means it to: the stable model passes both gates, the
+/// candidate fails both, and the canary is rolled back to a weight of 0.
+fn unexpected(summary: &serde_json::Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut expect = |ok: bool, what: &str| {
+        if !ok {
+            problems.push(what.to_owned());
+        }
+    };
+    let gate = &summary["eval_gate"];
+    let bench = &summary["bench"];
+    expect(
+        gate["stable"]["passed"] == true,
+        "stable failed its eval gate",
+    );
+    expect(
+        gate["candidate"]["passed"] == false,
+        "candidate passed its eval gate",
+    );
+    expect(
+        bench["stable"]["thresholds_passed"] == true,
+        "stable failed its load test",
+    );
+    expect(
+        bench["candidate"]["thresholds_passed"] == false,
+        "candidate passed its load test",
+    );
+    let canary = &summary["canary"];
+    expect(
+        canary["rolled_back"] == true,
+        "the canary was not rolled back",
+    );
+    expect(
+        canary["final_candidate_weight"] == 0.0,
+        "the canary's weight is not back to 0",
+    );
+    problems
 }
 
 /// Where the run was recorded and what to try next.
 fn print_next_steps(run_id: &str, store_location: &str, summary: &serde_json::Value) {
     outln!("  recorded    run {run_id} in {store_location}");
+    if let Some(dir) = summary["pipeline"]["dir"].as_str() {
+        outln!("  files       {dir}: pipeline.yaml, evals/, bench/, rollout.yaml, logs/");
+    }
     if let Some(rollout) = summary["canary"]["rollout"].as_str() {
-        outln!("  look        `sluice rollout history {rollout}`, `sluice store runs`");
+        outln!(
+            "  look        `sluice rollout history {rollout}`, `sluice store runs`, `sluice serve`"
+        );
     }
     outln!(
-        "Next, against real endpoints: put them in a gateway config (examples/gateway.yaml), run `sluice gateway`, then `sluice rollout start` with a spec like examples/rollout.yaml; `sluice eval` and `sluice bench` take any OpenAI-compatible URL."
+        "Next, against real endpoints: put them in a gateway config (examples/gateway.yaml), run `sluice gateway`, then `sluice rollout start` with a spec like examples/rollout.yaml; `sluice eval` and `sluice bench` take any OpenAI-compatible URL; `sluice init` scaffolds a repository with its own pipeline.yaml."
     );
 }
 
-/// The canary act: the gateway in front of the simulator, synthetic traffic, and a canary of
-/// `candidate-v2` that starts healthy and is made to fail during its first pause; the rollout
-/// controller sees the error rate cross its rule and sends all traffic back to stable.
-async fn canary(
-    store: &sluice_store::Store,
-    base_url: &str,
-    run_id: &str,
-    say: &impl Fn(String),
-) -> anyhow::Result<serde_json::Value> {
-    let gateway = start_gateway(store, base_url).await?;
-    let gateway_url = format!("http://{}/v1", gateway.local_addr());
-    say(format!(
-        "  gateway     {gateway_url}  route `chat`: stable 100 %, candidate (candidate-v2) 0 %"
-    ));
-    let traffic = tokio::spawn(sluice_bench::run(traffic(&gateway_url)));
-    say(format!(
-        "  traffic     {CANARY_TRAFFIC} requests/s of synthetic chat traffic through the gateway"
-    ));
-    let name = format!(
-        "quickstart-canary-{}",
-        run_id.rsplit('-').next().unwrap_or("run")
-    );
-    let spec = canary_spec(&name, format!("http://{}", gateway.admin_addr()));
-    say(format!(
-        "  rollout     canary {name}: 10 % → 50 % → 100 %, rolled back if {} over 10 s (≥ 20 requests)",
-        spec.rules[0].describe()
-    ));
-    let (fault, injected) = break_candidate_later(base_url);
-    let (controller, _) =
-        sluice_rollout::controller::Controller::start(spec, store.clone(), None).await?;
-    let rollout_run = controller.run_id().as_str().to_owned();
-    let state = narrate(controller, &injected, say).await?;
-    let rolled_back_at = std::time::Instant::now();
-    fault.abort();
-    traffic.abort();
-    let detected_ms = injected
-        .lock()
-        .ok()
-        .and_then(|i| *i)
-        .map(|at| rolled_back_at.saturating_duration_since(at).as_millis() as u64);
-    let windows = gateway
-        .handle()
-        .windows(Duration::from_secs(60), false)
-        .await;
-    let weight = candidate_weight(&gateway);
-    gateway.shutdown().await;
-    say(if state.aborted {
-        format!(
-            "  rollback    candidate back to {weight} % {} after the fault: {}",
-            detected_ms.map_or_else(|| "?".to_owned(), |ms| format!("{ms} ms")),
-            state.message
-        )
+/// The pipeline part of the quickstart.
+struct Flow<'a> {
+    store: &'a Store,
+    store_location: &'a str,
+    base_url: &'a str,
+    run_id: &'a str,
+    say: Say,
+}
+
+impl Flow<'_> {
+    /// Starts the gateway, writes the pipeline's files and runs it; the canary stage gets
+    /// traffic through the gateway and its fault while it runs.
+    async fn run(&self, summary: &mut serde_json::Value) -> anyhow::Result<()> {
+        let say = self.say;
+        let gateway = start_gateway(self.store, self.base_url).await?;
+        let gateway_url = format!("http://{}/v1", gateway.local_addr());
+        say.line(format!(
+            "  gateway     {gateway_url}  route `chat`: stable 100 %, candidate (candidate-v2) 0 %"
+        ));
+        let rollout = format!(
+            "quickstart-canary-{}",
+            self.run_id.rsplit('-').next().unwrap_or("run")
+        );
+        let dir = self.write_files(&format!("http://{}", gateway.admin_addr()), &rollout)?;
+        say.line(format!(
+            "  pipeline    {}: eval and bench of each model, then a canary of candidate-v2",
+            dir.join("pipeline.yaml").display()
+        ));
+        let pipeline = load(&dir.join("pipeline.yaml"))?;
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs)
+            .with_context(|| format!("cannot create {}", logs.display()))?;
+        let options = RunOptions {
+            builtins: Some(cli_builtins(self.store_location)?),
+            grace: Duration::from_secs(2),
+            ..RunOptions::new(dir.clone(), logs)
+        };
+        let record = (
+            self.store.clone(),
+            dir.join("pipeline.yaml").display().to_string(),
+            json!({"file": dir.join("pipeline.yaml"), "quickstart": self.run_id}),
+        );
+        let mut canary: Option<Canary> = None;
+        let mut gates = Vec::new();
+        let handle = gateway.handle();
+        let (report, pipeline_run) =
+            execute(&pipeline, &options, Some(record), progress::Mode::Quiet, |event| {
+                match event {
+                    Event::Started { name, .. } if *name == "canary" => {
+                        say.line(format!(
+                            "  traffic     {CANARY_TRAFFIC} requests/s of synthetic chat traffic through the gateway"
+                        ));
+                        say.line(format!(
+                            "  rollout     canary {rollout}: 10 % → 50 % → 100 %, rolled back if the error rate is over 5 % over 10 s (≥ 20 requests)"
+                        ));
+                        canary = Some(Canary::start(self.base_url, &gateway_url, handle.clone(), say));
+                    }
+                    Event::Started { .. } => {}
+                    Event::Finished(outcome) => {
+                        if outcome.name == "canary"
+                            && let Some(canary) = &canary
+                        {
+                            canary.stop_traffic();
+                        }
+                        match Gate::of(&outcome.name) {
+                            Some(gate) => gates.push(tokio::spawn(gate.figures(
+                                self.store.clone(),
+                                (*outcome).clone(),
+                                say,
+                            ))),
+                            None => say.line(describe(outcome)),
+                        }
+                    }
+                }
+            })
+            .await?;
+        let detected_ms = match canary {
+            Some(canary) => canary.detected().await,
+            None => None,
+        };
+        let windows = handle.windows(Duration::from_secs(60), false).await;
+        let weight = candidate_weight(&handle);
+        gateway.shutdown().await;
+        for gate in gates {
+            let (gate, figures) = gate.await?;
+            summary[gate.key()][gate.model] = figures;
+        }
+        let canary_outcome = report.outcomes.iter().find(|o| o.name == "canary");
+        let rollout_run = canary_outcome.and_then(|o| o.outputs.get("run_id").cloned());
+        let rolled_back = match &rollout_run {
+            Some(id) => self.stored(id).await?.map(|r| r.status) == Some(RunStatus::Failed),
+            None => false,
+        };
+        say.line(if rolled_back {
+            format!(
+                "  rollback    candidate back to {weight} % {} after the fault",
+                detected_ms.map_or_else(|| "?".to_owned(), |ms| format!("{ms} ms"))
+            )
+        } else {
+            format!(
+                "  rollout     ended without a rollback: {}",
+                canary_outcome.map_or("it did not run", |o| o.reason.as_str())
+            )
+        });
+        summary["canary"] = json!({
+            "rollout": rollout,
+            "rollout_run": rollout_run,
+            "rolled_back": rolled_back,
+            "final_candidate_weight": weight,
+            "detected_ms": detected_ms,
+            "reason": canary_outcome.map(|o| o.reason.clone()),
+            "windows": windows.get("chat"),
+        });
+        summary["pipeline"] = json!({
+            "run_id": pipeline_run,
+            "dir": dir,
+            "passed": report.passed,
+            "stages": report.outcomes.iter().map(|o| json!({"name": o.name, "state": o.state.name(), "exit_code": o.exit_code})).collect::<Vec<_>>(),
+        });
+        Ok(())
+    }
+
+    /// Writes the pipeline and the files its stages read; they stay for the newcomer to
+    /// read (beside a SQLite store, else in the temporary directory).
+    fn write_files(&self, admin_url: &str, rollout: &str) -> anyhow::Result<PathBuf> {
+        let dir = match StoreLocation::parse(self.store_location)? {
+            StoreLocation::Sqlite(path) => path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join("quickstart"),
+            StoreLocation::Postgres(_) => std::env::temp_dir().join("sluice-quickstart"),
+        };
+        let mut files = vec![
+            ("pipeline.yaml".to_owned(), PIPELINE.to_owned()),
+            (
+                "rollout.yaml".to_owned(),
+                ROLLOUT
+                    .replace("NAME", rollout)
+                    .replace("ADMIN_URL", admin_url),
+            ),
+        ];
+        for model in ["stable", "candidate"] {
+            let fill = |text: &str| {
+                text.replace("MODEL", model)
+                    .replace("BASE_URL", self.base_url)
+            };
+            files.push((format!("evals/{model}.yaml"), fill(EVAL_SUITE)));
+            files.push((format!("bench/{model}.yaml"), fill(BENCH_PROFILE)));
+        }
+        for (name, text) in files {
+            let path = dir.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(dir)
+    }
+
+    async fn stored(&self, id: &str) -> anyhow::Result<Option<sluice_store::Run>> {
+        stored(self.store, id).await
+    }
+}
+
+async fn stored(store: &Store, id: &str) -> anyhow::Result<Option<sluice_store::Run>> {
+    Ok(store.get_run(&RunId(id.to_owned())).await?)
+}
+
+/// A gate stage of the quickstart's pipeline: an eval or a bench of one model.
+#[derive(Debug, Clone, Copy)]
+struct Gate {
+    bench: bool,
+    model: &'static str,
+}
+
+impl Gate {
+    fn of(stage: &str) -> Option<Gate> {
+        let (kind, model) = stage.split_once('-')?;
+        let model = ["stable", "candidate"].into_iter().find(|m| *m == model)?;
+        match kind {
+            "eval" => Some(Gate {
+                bench: false,
+                model,
+            }),
+            "bench" => Some(Gate { bench: true, model }),
+            _ => None,
+        }
+    }
+
+    /// Where its figures go in the summary.
+    fn key(self) -> &'static str {
+        if self.bench { "bench" } else { "eval_gate" }
+    }
+
+    /// The figures of the run the stage stored, told in one line.
+    async fn figures(
+        self,
+        store: Store,
+        outcome: StageOutcome,
+        say: Say,
+    ) -> (Gate, serde_json::Value) {
+        let passed = outcome.state == State::Succeeded;
+        let run_id = outcome.outputs.get("run_id").cloned();
+        let run = match &run_id {
+            Some(id) => stored(&store, id).await.ok().flatten(),
+            None => None,
+        };
+        let Some(run) = run else {
+            say.line(describe(&outcome));
+            return (
+                self,
+                json!({"passed": passed, "thresholds_passed": passed, "reason": outcome.reason}),
+            );
+        };
+        let s = &run.summary;
+        let verdict = |reasons: Vec<String>| {
+            if passed {
+                "PASS".to_owned()
+            } else {
+                format!("FAIL ({})", reasons.join("; "))
+            }
+        };
+        let model = self.model;
+        if self.bench {
+            let failed: Vec<String> = s["thresholds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["pass"] == false)
+                .map(|t| {
+                    format!(
+                        "{} measured {:.3}",
+                        t["threshold"].as_str().unwrap_or("?"),
+                        t["value"].as_f64().unwrap_or(f64::NAN)
+                    )
+                })
+                .collect();
+            let requests = s["completed"].as_u64().unwrap_or(0) + s["failed"].as_u64().unwrap_or(0);
+            let (p50, p99) = (s["p50_ttft_ms"].as_f64(), s["p99_ttft_ms"].as_f64());
+            say.line(format!(
+                "  bench       {model:<9} {requests} requests at {}/s: TTFT p50 {:.1} ms, p99 {:.1} ms, {} errors -> {}",
+                s["request_rate"].as_f64().unwrap_or(f64::NAN),
+                p50.unwrap_or(f64::NAN),
+                p99.unwrap_or(f64::NAN),
+                s["failed"].as_u64().unwrap_or(0),
+                verdict(failed)
+            ));
+            let figures = json!({
+                "thresholds_passed": passed,
+                "requests": requests,
+                "errors": s["failed"],
+                "ttft_p50_ms": p50,
+                "ttft_p99_ms": p99,
+                "thresholds": s["thresholds"],
+                "run_id": run_id,
+            });
+            (self, figures)
+        } else {
+            let stats = &s["stats"];
+            let reasons = s["gate"]["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect();
+            say.line(format!(
+                "  eval gate   {model:<9} {} passed, {} failed, {} errors -> {}",
+                stats["successes"],
+                stats["failures"],
+                stats["errors"],
+                verdict(reasons)
+            ));
+            let figures = json!({
+                "passed": passed,
+                "tests_passed": stats["successes"],
+                "tests_failed": stats["failures"],
+                "errors": stats["errors"],
+                "pass_rate": stats["pass_rate"],
+                "run_id": run_id,
+            });
+            (self, figures)
+        }
+    }
+}
+
+/// One line for a stage that ended: its state and what its run measured.
+fn describe(outcome: &StageOutcome) -> String {
+    let allowed = if outcome.allowed {
+        " (allowed here: the gate did its job)"
     } else {
-        format!("  rollout     ended without a rollback: {}", state.message)
-    });
-    Ok(json!({
-        "rollout": name,
-        "rollout_run": rollout_run,
-        "rolled_back": state.aborted,
-        "final_candidate_weight": weight,
-        "detected_ms": detected_ms,
-        "reason": state.message,
-        "windows": windows.get("chat"),
-    }))
+        ""
+    };
+    let pass_rate = outcome
+        .outputs
+        .get("pass_rate")
+        .and_then(|r| r.parse::<f64>().ok())
+        .map(|r| format!(", pass rate {:.0} %", r * 100.0))
+        .unwrap_or_default();
+    format!(
+        "  stage       {:<16} {:<9} in {:.1}s{pass_rate}{allowed}  ({})",
+        outcome.name,
+        outcome.state.name(),
+        outcome.duration.as_secs_f64(),
+        outcome.reason
+    )
+}
+
+/// The canary's side of the demo: traffic through the gateway, the fault the simulator is
+/// told to inject, and a watch on the gateway's weight for the candidate.
+struct Canary {
+    traffic: tokio::task::JoinHandle<()>,
+    fault: tokio::task::JoinHandle<()>,
+    watch: tokio::task::JoinHandle<Option<u64>>,
+}
+
+impl Canary {
+    fn start(
+        base_url: &str,
+        gateway_url: &str,
+        gateway: sluice_gateway::GatewayHandle,
+        say: Say,
+    ) -> Self {
+        let config = traffic(gateway_url);
+        let traffic = tokio::spawn(async move {
+            let _ = sluice_bench::run(config).await;
+        });
+        let (fault, injected) = break_candidate_later(base_url);
+        let watch = tokio::spawn(watch_weight(gateway, injected, say));
+        Canary {
+            traffic,
+            fault,
+            watch,
+        }
+    }
+
+    fn stop_traffic(&self) {
+        self.traffic.abort();
+        self.fault.abort();
+    }
+
+    /// How long after the fault the candidate's weight went back to 0, if it did.
+    async fn detected(self) -> Option<u64> {
+        self.stop_traffic();
+        if !self.watch.is_finished() {
+            // The stage ended without the weight going back to 0 first.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.watch.abort();
+        }
+        self.watch.await.ok().flatten()
+    }
+}
+
+/// Tells each new weight of the candidate and when the fault took effect; ends when the
+/// weight goes back to 0 after being up, with how long after the fault that was.
+async fn watch_weight(
+    gateway: sluice_gateway::GatewayHandle,
+    injected: Arc<Mutex<Option<Instant>>>,
+    say: Say,
+) -> Option<u64> {
+    let mut last = candidate_weight(&gateway);
+    let mut fault_told = false;
+    let mut was_up = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let at = *injected.lock().unwrap_or_else(|p| p.into_inner());
+        if at.is_some() && !fault_told {
+            fault_told = true;
+            say.line("  fault       the simulator now fails 60 % of candidate-v2's requests (fault injection)");
+        }
+        let weight = candidate_weight(&gateway);
+        if weight == last {
+            continue;
+        }
+        last = weight;
+        if weight > 0.0 {
+            was_up = true;
+            say.line(format!("  canary      candidate at {weight} %"));
+        } else if was_up {
+            return at.map(|at| at.elapsed().as_millis() as u64);
+        }
+    }
 }
 
 /// The gateway's weight for the candidate now (-1 when the route has none).
-fn candidate_weight(gateway: &sluice_gateway::GatewayServer) -> f64 {
+fn candidate_weight(gateway: &sluice_gateway::GatewayHandle) -> f64 {
     gateway
-        .handle()
         .snapshot()
         .routes
         .get("chat")
         .and_then(|r| r.weight("candidate"))
         .unwrap_or(-1.0)
-}
-
-/// Runs the rollout to its end, saying when the fault took effect and each new weight.
-async fn narrate(
-    controller: sluice_rollout::controller::Controller,
-    injected: &std::sync::Mutex<Option<std::time::Instant>>,
-    say: &impl Fn(String),
-) -> anyhow::Result<sluice_rollout::machine::State> {
-    let mut last_weight = None;
-    let mut fault_told = false;
-    Ok(controller
-        .run(|state| {
-            if !fault_told && injected.lock().map(|i| i.is_some()).unwrap_or(false) {
-                fault_told = true;
-                say("  fault       the simulator now fails 60 % of candidate-v2's requests (fault injection)".into());
-            }
-            if last_weight != Some(state.weight) && !state.aborted {
-                last_weight = Some(state.weight);
-                say(format!("  canary      candidate at {} % ({})", state.weight, state.message));
-            }
-        })
-        .await?)
 }
 
 /// A gateway in front of the simulator with route `chat`: `stable` at 100 %, `candidate`
@@ -268,39 +723,6 @@ fn traffic(gateway_url: &str) -> sluice_bench::BenchConfig {
     }
 }
 
-/// The canary: 10 % → 50 % → 100 % with 3 s pauses, rolled back when the candidate's error
-/// rate goes over 5 % in a 10 s window of at least 20 requests, checked every 250 ms.
-fn canary_spec(name: &str, admin_url: String) -> sluice_rollout::spec::Spec {
-    use sluice_rollout::spec::{Metric, Rule, Spec, Step};
-    let rule = Rule {
-        window: Duration::from_secs(10),
-        min_samples: 20,
-        interval: Duration::from_millis(250),
-        ..Rule::gateway(Metric::ErrorRate, Some(0.05), None)
-    };
-    Spec {
-        name: name.to_owned(),
-        admin_url: Some(admin_url),
-        admin_token: None,
-        route: "chat".into(),
-        stable: "stable".into(),
-        candidate: "candidate".into(),
-        steps: vec![
-            Step::SetWeight(10),
-            Step::Pause(Some(Duration::from_secs(3))),
-            Step::SetWeight(50),
-            Step::Pause(Some(Duration::from_secs(3))),
-            Step::SetWeight(100),
-        ],
-        rules: vec![rule],
-        cooldown: Duration::ZERO,
-        alerts: Vec::new(),
-        flag: None,
-        instances: Default::default(),
-        promote_alias: None,
-    }
-}
-
 /// Gives the candidate a healthy 1.5 s at 10 %, then makes the simulator fail 60 % of its
 /// requests; the shared slot says when the fault took effect.
 fn break_candidate_later(
@@ -334,23 +756,14 @@ fn ms(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
-/// The simulator's endpoints through the client, a bench of each model with thresholds, and the
-/// eval gate on each model.
-async fn exercise(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serde_json::Value> {
-    let mut summary = endpoints(client, say).await?;
-    summary["bench"] = bench_models(client, say).await?;
-    summary["eval_gate"] = eval_gate(client, say).await?;
-    Ok(summary)
-}
-
 /// One streamed and one plain chat, a streamed completion, and embeddings compared by cosine.
-async fn endpoints(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serde_json::Value> {
+async fn endpoints(client: &Client, say: Say) -> anyhow::Result<serde_json::Value> {
     let question = "What is the capital of France?";
     let streamed = client
         .chat_stream(&ChatRequest::user("stable", question))
         .await?;
     let ttft = streamed.timing.ttft.map(ms).unwrap_or_default();
-    say(format!(
+    say.line(format!(
         "  chat        stable, streamed: {question:?} -> {:?}  (TTFT {ttft} ms, {} chunks)",
         streamed.text, streamed.timing.content_chunks
     ));
@@ -359,7 +772,7 @@ async fn endpoints(client: &Client, say: &impl Fn(String)) -> anyhow::Result<ser
         .chat(&ChatRequest::user("stable", "Give me a person as JSON."))
         .await?;
     let parsed = serde_json::from_str::<serde_json::Value>(&json_answer.text).is_ok();
-    say(format!(
+    say.line(format!(
         "  chat        stable, not streamed: {}  (valid JSON: {parsed})",
         json_answer.text
     ));
@@ -368,7 +781,7 @@ async fn endpoints(client: &Client, say: &impl Fn(String)) -> anyhow::Result<ser
         .completion_stream(&CompletionRequest::new("stable", "Once upon a time"))
         .await?;
     let tokens = completion.tokens.map(|t| t.completion).unwrap_or_default();
-    say(format!(
+    say.line(format!(
         "  completion  stable, streamed: {tokens} tokens, end-to-end {} ms",
         ms(completion.timing.e2e)
     ));
@@ -394,7 +807,7 @@ async fn endpoints(client: &Client, say: &impl Fn(String)) -> anyhow::Result<ser
             .sum()
     };
     let (similar, unrelated) = (cosine(0, 1), cosine(0, 2));
-    say(format!(
+    say.line(format!(
         "  embeddings  cosine(similar) {similar:.2} vs cosine(unrelated) {unrelated:.2}"
     ));
     Ok(json!({
@@ -403,93 +816,4 @@ async fn endpoints(client: &Client, say: &impl Fn(String)) -> anyhow::Result<ser
         "completion_tokens": tokens,
         "embedding_cosine": {"similar": similar, "unrelated": unrelated},
     }))
-}
-
-/// A short streamed bench of each model, with the quickstart's thresholds.
-async fn bench_models(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serde_json::Value> {
-    let mut bench = serde_json::Map::new();
-    for model in ["stable", "candidate"] {
-        let config = sluice_bench::BenchConfig {
-            target: sluice_core::EndpointSpec::new(client.base_url(), model),
-            endpoint: sluice_bench::Endpoint::Chat,
-            dataset: sluice_bench::dataset::Dataset::Random,
-            load: sluice_bench::Load::Rate {
-                rate: BENCH_RATE,
-                arrival: sluice_bench::schedule::Arrival::Poisson,
-                max_concurrency: None,
-            },
-            limit: sluice_bench::Limit::Requests(BENCH_REQUESTS),
-            warmup: Duration::ZERO,
-            input_tokens: 32,
-            output_tokens: 24,
-            range_ratio: 0.0,
-            stream: true,
-            ignore_eos: false,
-            goodput: sluice_bench::Goodput::default(),
-            thresholds: BENCH_THRESHOLDS
-                .iter()
-                .map(|t| sluice_bench::threshold::Threshold::parse(t))
-                .collect::<Result<_, _>>()?,
-            max_lag: Duration::from_millis(50),
-            timeout: Duration::from_secs(30),
-            seed: 42,
-        };
-        let result = sluice_bench::run(config).await?;
-        let checks = result.check();
-        let failed: Vec<String> = checks
-            .iter()
-            .filter(|(_, _, pass)| !pass)
-            .map(|(t, value, _)| format!("{} measured {:.3}", t.source, value.unwrap_or(f64::NAN)))
-            .collect();
-        let ttft = result.stats("ttft");
-        let p99 = ttft.percentile(99.0).unwrap_or_default();
-        let errors = result.number("errors").unwrap_or_default();
-        say(format!(
-            "  bench       {model:<9} {BENCH_REQUESTS} requests at {BENCH_RATE}/s: TTFT p50 {:.1} ms, p99 {p99:.1} ms, {errors} errors -> {}",
-            ttft.median,
-            if failed.is_empty() {
-                "PASS".to_owned()
-            } else {
-                format!("FAIL ({})", failed.join("; "))
-            }
-        ));
-        bench.insert(model.into(), json!({"requests": BENCH_REQUESTS, "errors": errors, "ttft_p50_ms": ttft.median, "ttft_p99_ms": p99, "thresholds_passed": failed.is_empty()}));
-    }
-    Ok(bench.into())
-}
-
-/// The quickstart's eval suite on each model, with the default gate.
-async fn eval_gate(client: &Client, say: &impl Fn(String)) -> anyhow::Result<serde_json::Value> {
-    let mut gate = serde_json::Map::new();
-    for model in ["stable", "candidate"] {
-        let suite_text = EVAL_SUITE
-            .replace("MODEL", model)
-            .replace("BASE_URL", client.base_url());
-        let suite = sluice_eval::suite::parse(
-            "quickstart eval suite",
-            &suite_text,
-            std::path::Path::new("."),
-            &MapEnv::default(),
-        )?;
-        let options = sluice_eval::RunOptions {
-            max_retries: 0,
-            ..sluice_eval::RunOptions::default()
-        };
-        let (_, summary) = sluice_eval::runner::collect(&suite, &options).await?;
-        let (passed, reasons) = summary.verdict(&sluice_eval::Gate::default());
-        let total = &summary.total;
-        say(format!(
-            "  eval gate   {model:<9} {} passed, {} failed, {} errors -> {}",
-            total.passed,
-            total.failed,
-            total.errors,
-            if passed {
-                "PASS".to_owned()
-            } else {
-                format!("FAIL ({})", reasons.join("; "))
-            }
-        ));
-        gate.insert(model.into(), json!({"passed": passed, "tests_passed": total.passed, "tests_failed": total.failed, "errors": total.errors}));
-    }
-    Ok(gate.into())
 }

@@ -29,7 +29,7 @@ use self::progress::Progress;
 use super::{Outcome, open_store, shutdown_signal};
 use crate::cli::{Cli, PipelineCommand, PipelineExportArgs, PipelineRunArgs};
 
-mod progress;
+pub(crate) mod progress;
 
 pub async fn run(command: PipelineCommand, store: &str) -> anyhow::Result<Outcome> {
     match command {
@@ -39,7 +39,7 @@ pub async fn run(command: PipelineCommand, store: &str) -> anyhow::Result<Outcom
 }
 
 /// Reads the pipeline and checks each built-in's options as the command itself would.
-fn load(file: &Path) -> anyhow::Result<Pipeline> {
+pub(crate) fn load(file: &Path) -> anyhow::Result<Pipeline> {
     Ok(Pipeline::load_with(file, &|builtin, with| {
         let templated = with
             .iter()
@@ -143,6 +143,22 @@ struct CliBuiltins {
     store: String,
 }
 
+/// The built-ins as this binary runs them, on the store at `store_location` (a SQLite file
+/// named from where the runner runs, since the stages run in the pipeline's directory).
+pub(crate) fn cli_builtins(store_location: &str) -> anyhow::Result<Arc<dyn Builtins>> {
+    let store = match sluice_store::StoreLocation::parse(store_location)? {
+        sluice_store::StoreLocation::Sqlite(path) => std::path::absolute(&path)
+            .with_context(|| format!("cannot resolve the store's path {}", path.display()))?
+            .display()
+            .to_string(),
+        sluice_store::StoreLocation::Postgres(_) => store_location.to_owned(),
+    };
+    Ok(Arc::new(CliBuiltins {
+        exe: std::env::current_exe().context("cannot find the sluice executable")?,
+        store,
+    }))
+}
+
 impl Builtins for CliBuiltins {
     fn command(
         &self,
@@ -222,10 +238,7 @@ async fn run_pipeline(args: PipelineRunArgs, store_location: &str) -> anyhow::Re
             cache
         }),
         gpus,
-        builtins: Some(Arc::new(CliBuiltins {
-            exe: std::env::current_exe().context("cannot find the sluice executable")?,
-            store: store_location.to_owned(),
-        })),
+        builtins: Some(cli_builtins(store_location)?),
         resumed,
         external: external_needs(&full)?,
         prior_status: std::env::var("SLUICE_PIPELINE_STATUS")
@@ -234,51 +247,18 @@ async fn run_pipeline(args: PipelineRunArgs, store_location: &str) -> anyhow::Re
             .map(|s| s == "success"),
         ..RunOptions::new(workdir, log_dir.clone())
     };
-    let recorder = match &store {
-        Some(store) => Some(Recorder::start(store.clone(), &run_name, &args).await?),
-        None => None,
-    };
-    let (stop, cancel) = watch::channel(false);
-    let stopper = tokio::spawn(async move {
-        shutdown_signal().await;
-        eprintln!("Stopping: the running stages are being stopped; finally stages still run.");
-        let _ = stop.send(true);
-        stop
+    let record = store.map(|store| {
+        let config = json!({
+            "file": args.file,
+            "only": args.only,
+            "from": args.from,
+            "tier": args.tier.map(|t| t.name()),
+            "resume": args.resume,
+        });
+        (store, run_name, config)
     });
-    let progress = Arc::new(Mutex::new(Progress::new(progress::Mode::choose(
-        args.json,
-        options.echo,
-    ))));
-    let ticker = progress.lock().is_ok_and(|p| p.live()).then(|| {
-        let progress = Arc::clone(&progress);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                if let Ok(mut progress) = progress.lock() {
-                    progress.tick();
-                }
-            }
-        })
-    });
-    let sink = recorder.as_ref().map(|r| r.sink.clone());
-    let report = sluice_pipeline::run(&pipeline, &options, cancel, |event| {
-        if let (Event::Finished(outcome), Some(sink)) = (&event, &sink) {
-            let _ = sink.send((*outcome).clone());
-        }
-        if let Ok(mut progress) = progress.lock() {
-            progress.event(&event);
-        }
-    })
-    .await;
-    if let Some(ticker) = ticker {
-        ticker.abort();
-    }
-    stopper.abort();
-    drop(sink);
-    let run_id = match recorder {
-        Some(recorder) => Some(recorder.finish(&report).await?),
-        None => None,
-    };
+    let mode = progress::Mode::choose(args.json, options.echo);
+    let (report, run_id) = execute(&pipeline, &options, record, mode, |_| {}).await?;
     publish(&report, &args)?;
     if args.json {
         outln!(
@@ -293,6 +273,63 @@ async fn run_pipeline(args: PipelineRunArgs, store_location: &str) -> anyhow::Re
     } else {
         Outcome::GateFailed
     })
+}
+
+/// Runs a checked pipeline with `mode`'s progress on stderr; with `record` (the store, the
+/// run's name and its config) the run and each stage's outcome are stored as they end.
+/// Ctrl-C or SIGTERM stops the running stages; the `finally` stages still run. `hook` sees
+/// every event after the progress display. Returns the report and the stored run's id.
+pub(crate) async fn execute(
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    record: Option<(Store, String, serde_json::Value)>,
+    mode: progress::Mode,
+    mut hook: impl FnMut(&Event<'_>),
+) -> anyhow::Result<(Report, Option<String>)> {
+    let recorder = match record {
+        Some((store, name, config)) => Some(Recorder::start(store, &name, config).await?),
+        None => None,
+    };
+    let (stop, cancel) = watch::channel(false);
+    let stopper = tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("Stopping: the running stages are being stopped; finally stages still run.");
+        let _ = stop.send(true);
+        stop
+    });
+    let progress = Arc::new(Mutex::new(Progress::new(mode)));
+    let ticker = progress.lock().is_ok_and(|p| p.live()).then(|| {
+        let progress = Arc::clone(&progress);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                if let Ok(mut progress) = progress.lock() {
+                    progress.tick();
+                }
+            }
+        })
+    });
+    let sink = recorder.as_ref().map(|r| r.sink.clone());
+    let report = sluice_pipeline::run(pipeline, options, cancel, |event| {
+        if let (Event::Finished(outcome), Some(sink)) = (&event, &sink) {
+            let _ = sink.send((*outcome).clone());
+        }
+        if let Ok(mut progress) = progress.lock() {
+            progress.event(&event);
+        }
+        hook(&event);
+    })
+    .await;
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    stopper.abort();
+    drop(sink);
+    let run_id = match recorder {
+        Some(recorder) => Some(recorder.finish(&report).await?),
+        None => None,
+    };
+    Ok((report, run_id))
 }
 
 /// The GPUs to schedule on: the inventory file, or `nvidia-smi` when a stage needs GPUs.
@@ -427,18 +464,12 @@ struct Recorder {
 }
 
 impl Recorder {
-    async fn start(store: Store, name: &str, args: &PipelineRunArgs) -> anyhow::Result<Self> {
+    async fn start(store: Store, name: &str, config: serde_json::Value) -> anyhow::Result<Self> {
         let (id, hold) = store
             .create_held_run(NewRun {
                 kind: RunKind::Pipeline,
                 name: name.to_owned(),
-                config: json!({
-                    "file": args.file,
-                    "only": args.only,
-                    "from": args.from,
-                    "tier": args.tier.map(|t| t.name()),
-                    "resume": args.resume,
-                }),
+                config,
             })
             .await?;
         let (sink, mut outcomes) = mpsc::unbounded_channel::<StageOutcome>();
