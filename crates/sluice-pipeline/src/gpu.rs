@@ -196,6 +196,7 @@ mod tests {
             gpu_type: None,
             spot: false,
             preempted_exit_codes: Default::default(),
+            preempted_signals: Default::default(),
         }
     }
 

@@ -14,6 +14,7 @@
 //! a grace period, so no grandchild outlives it.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -714,6 +715,8 @@ struct Job {
 /// How one attempt ended.
 enum Attempt {
     Exited(Option<i32>),
+    /// Killed by this signal.
+    Signalled(i32),
     TimedOut,
     Cancelled,
     NotStarted(String),
@@ -756,10 +759,27 @@ impl Job {
                     };
                     (State::Failed, Some(code), format!("exited {code}"), retry)
                 }
+                Attempt::Signalled(signal) => {
+                    let preempted = self
+                        .stage
+                        .gpu
+                        .as_ref()
+                        .is_some_and(|g| g.preempted_signals.contains(&signal));
+                    if preempted && preemptions < MAX_PREEMPTIONS {
+                        preemptions += 1;
+                        continue;
+                    }
+                    (
+                        State::Failed,
+                        None,
+                        format!("killed by signal {signal}"),
+                        matches!(self.stage.retry.on, RetryOn::Kinds { failure: true, .. }),
+                    )
+                }
                 Attempt::Exited(None) => (
                     State::Failed,
                     None,
-                    "killed by a signal".to_owned(),
+                    "ended without an exit code".to_owned(),
                     matches!(self.stage.retry.on, RetryOn::Kinds { failure: true, .. }),
                 ),
                 Attempt::TimedOut => (
@@ -1058,7 +1078,13 @@ impl Job {
                 if let Some(pid) = pid {
                     signal_group(pid, Signal::KILL);
                 }
-                Attempt::Exited(status.ok().and_then(|s| s.code()))
+                match status {
+                    Ok(status) => match (status.code(), status.signal()) {
+                        (None, Some(signal)) => Attempt::Signalled(signal),
+                        (code, _) => Attempt::Exited(code),
+                    },
+                    Err(_) => Attempt::Exited(None),
+                }
             }
             () = tokio::time::sleep_until(deadline) => {
                 stop(&mut child, pid, self.grace).await;

@@ -225,6 +225,9 @@ pub struct GpuRequest {
     pub spot: bool,
     /// Exit codes that mean the spot node was taken back (the stage is retried).
     pub preempted_exit_codes: BTreeSet<i32>,
+    /// Signals that mean the same when the command is killed by one (a spot node's shutdown
+    /// sends `TERM`), as signal numbers.
+    pub preempted_signals: BTreeSet<i32>,
 }
 
 /// The report files a stage writes, collected into the summary.
@@ -413,6 +416,8 @@ struct RawGpu {
     spot: bool,
     #[serde(default)]
     preempted_exit_codes: Vec<i32>,
+    #[serde(default)]
+    preempted_signals: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -871,12 +876,32 @@ fn stage(raw: RawStage, at: &FieldPath, error: &mut impl FnMut(FieldPath, String
             );
             return None;
         }
+        let mut preempted_signals = BTreeSet::new();
+        for (i, name) in gpu.preempted_signals.iter().enumerate() {
+            match signal_number(name) {
+                Some(number) => {
+                    preempted_signals.insert(number);
+                }
+                None => error(
+                    at.key("gpu").key("preempted_signals").index(i),
+                    format!(
+                        "`{name}` is not a signal: expected one of {} (with or without SIG)",
+                        SIGNALS
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            }
+        }
         Some(GpuRequest {
             count: gpu.count,
             memory_gb: gpu.memory_gb,
             gpu_type: gpu.gpu_type,
             spot: gpu.spot,
             preempted_exit_codes: gpu.preempted_exit_codes.into_iter().collect(),
+            preempted_signals,
         })
     });
     let cache = raw.cache.map(|cache| Cache {
@@ -1073,6 +1098,27 @@ fn topological(stages: &BTreeMap<String, Stage>) -> Vec<&str> {
         }
     }
     order
+}
+
+/// The signals a preemption may be told by, by name.
+const SIGNALS: &[(&str, rustix::process::Signal)] = &[
+    ("TERM", rustix::process::Signal::TERM),
+    ("KILL", rustix::process::Signal::KILL),
+    ("INT", rustix::process::Signal::INT),
+    ("HUP", rustix::process::Signal::HUP),
+    ("QUIT", rustix::process::Signal::QUIT),
+    ("USR1", rustix::process::Signal::USR1),
+    ("USR2", rustix::process::Signal::USR2),
+];
+
+/// A signal's number from its name (`TERM`, `SIGTERM`, any case).
+fn signal_number(name: &str) -> Option<i32> {
+    let upper = name.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS
+        .iter()
+        .find(|(n, _)| *n == bare)
+        .map(|(_, signal)| signal.as_raw())
 }
 
 #[cfg(test)]

@@ -353,6 +353,46 @@ async fn a_preempted_spot_stage_resumes_from_its_checkpoint() {
     );
 }
 
+/// A spot node's shutdown kills the command with `TERM`: with `preempted_signals` that is a
+/// preemption (retried from the checkpoint directory); without, a failure naming the signal.
+#[tokio::test]
+async fn a_stage_killed_by_a_preemption_signal_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(dir.path());
+    options.gpus = inventory(1);
+    let train = "if [ -f $SLUICE_CHECKPOINT_DIR/step ]; then exit 0; else touch $SLUICE_CHECKPOINT_DIR/step; kill -TERM $$; fi";
+    let report = run_in_with(
+        &options,
+        &format!("stages:\n  train: {{run: '{train}', gpu: {{count: 1, preempted_signals: [SIGTERM]}}}}\n"),
+    )
+    .await;
+    let outcome_of_train = outcome(&report, "train");
+    assert_eq!(
+        (outcome_of_train.state, outcome_of_train.attempts),
+        (State::Succeeded, 2),
+        "{report:#?}"
+    );
+    let other = tempfile::tempdir().unwrap();
+    let mut options = self::options(other.path());
+    options.gpus = inventory(1);
+    let report = run_in_with(
+        &options,
+        &format!("stages:\n  train: {{run: '{train}', gpu: {{count: 1}}}}\n"),
+    )
+    .await;
+    let failed = outcome(&report, "train");
+    assert_eq!(failed.state, State::Failed, "{report:#?}");
+    assert_eq!(failed.reason, "killed by signal 15");
+    let bad = Document::parse_literal(
+        "pipeline.yaml",
+        "stages:\n  t: {run: 'true', gpu: {count: 1, preempted_signals: [TERM, SIGNOPE]}}\n",
+    )
+    .unwrap();
+    let error = Pipeline::from_document(&bad).unwrap_err().to_string();
+    assert!(error.contains("`SIGNOPE` is not a signal"), "{error}");
+    assert!(error.contains("pipeline.yaml:2:"), "{error}");
+}
+
 async fn run_in_with(options: &RunOptions, text: &str) -> Report {
     let (_stop, cancel) = watch::channel(false);
     run(&pipeline(text), options, cancel, |_| {}).await
