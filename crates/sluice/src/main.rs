@@ -25,10 +25,15 @@ fn main() -> ExitCode {
         eprintln!("error: {error:#}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The pipeline runner only waits on child processes and the store's blocking pool: one
+    // thread schedules the next stage soonest (no hand-offs between worker threads).
+    let mut builder = match &cli.command {
+        cli::Command::Pipeline(cli::PipelineCommand::Run(_)) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -454,6 +454,10 @@ async fn resumable(store: &Store, name: &str) -> anyhow::Result<BTreeMap<String,
     Ok(outcomes)
 }
 
+/// How long a stage's outcome may wait to be written with the next ones (a runner killed in
+/// that while runs that stage again on `--resume`).
+const RECORD_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Writes the run and each stage's outcome to the store as the run goes.
 struct Recorder {
     store: Store,
@@ -476,11 +480,16 @@ impl Recorder {
         let subject = format!("pipeline:{}", id.as_str());
         let writer_store = store.clone();
         let writer = tokio::spawn(async move {
-            // Stages that ended while the last write went on are written together.
+            // Stages that end within a short while are written together: one transaction per
+            // burst of short stages, not one per stage.
             while let Some(first) = outcomes.recv().await {
                 let mut batch = vec![first];
-                while let Ok(more) = outcomes.try_recv() {
-                    batch.push(more);
+                let until = tokio::time::Instant::now() + RECORD_EVERY;
+                while batch.len() < 256 {
+                    match tokio::time::timeout_at(until, outcomes.recv()).await {
+                        Ok(Some(more)) => batch.push(more),
+                        Ok(None) | Err(_) => break,
+                    }
                 }
                 let events = batch
                     .iter()
