@@ -25,8 +25,13 @@ impl Serve {
     }
 
     fn start_with(store: &Path, extra: &[&std::ffi::OsStr]) -> Self {
+        Self::start_with_env(store, extra, &[])
+    }
+
+    fn start_with_env(store: &Path, extra: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Self {
         let mut command = sluice();
         command
+            .envs(env.iter().copied())
             .arg("--store")
             .arg(store)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -800,4 +805,86 @@ fn a_failing_smoke_test_alerts_after_three_failures_and_resolves_on_a_pass() {
     assert_eq!(hooks.lock().unwrap()[1]["kind"], "alert_resolved");
     let (_, body) = serve.call("GET", "/api/v1/alerts?route=smoke");
     assert!(body["open"].as_array().unwrap().is_empty(), "{body}");
+}
+
+/// Promote from the rollout page in headless Chromium: without logging in there is no button
+/// and a form post or API call made from the page is refused (the rollout stays paused); after
+/// logging in with the admin token, the Promote button sends the rollout on to its end.
+#[test]
+fn promote_from_the_page_needs_the_admin_token() {
+    let Some((chromium, playwright)) = browser() else {
+        return;
+    };
+    const TOKEN: &str = "a-long-enough-admin-token";
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let sim = Simulate::start();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:\n  chat:\n    versions:\n      - {{name: stable, url: \"{0}\", model: stable}}\n      - {{name: candidate, url: \"{0}\", model: stable}}\n    split: {{weights: {{stable: 100, candidate: 0}}}}\n",
+            sim.base_url
+        ),
+    )
+    .unwrap();
+    let gateway = common::Gateway::start(&config, &store);
+    let spec = dir.path().join("rollout.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: by-hand\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n  canary:\n    steps:\n      - set_weight: 10\n      - pause: {{}}\n      - set_weight: 100\nanalysis:\n  rules: []\n",
+            gateway.admin
+        ),
+    )
+    .unwrap();
+    let mut rollout = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["rollout", "start"])
+        .arg(&spec)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let serve = Serve::start_with_env(
+        &store,
+        &["--admin-token-env".as_ref(), "PROMOTE_TOKEN".as_ref()],
+        &[("PROMOTE_TOKEN", TOKEN)],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promote.cjs");
+    let output = std::process::Command::new("node")
+        .arg(script)
+        .arg(&chromium)
+        .arg(format!("http://{}", serve.address))
+        .arg(TOKEN)
+        .env("NODE_PATH", Path::new(&playwright).join("node_modules"))
+        .output()
+        .unwrap();
+    let ended = rollout.wait().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    eprintln!("{seen}");
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["button_without_login"], 0, "{seen}");
+    assert_eq!(seen["login_link"], 1, "{seen}");
+    let refused: Vec<u64> = seen["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    assert!(refused.iter().all(|s| *s == 401 || *s == 403), "{seen}");
+    assert_eq!(seen["status_after_refusal"], "running", "{seen}");
+    assert_eq!(
+        seen["url_after_login"],
+        format!("/rollouts/{}", seen["id"].as_str().unwrap())
+    );
+    assert_eq!(seen["button_after_login"], 1, "{seen}");
+    assert_eq!(seen["final_status"], "passed", "{seen}");
+    assert!(ended.success(), "the rollout was promoted to its end");
 }
