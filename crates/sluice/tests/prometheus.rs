@@ -1,7 +1,8 @@
 //! A real Prometheus server (Debian's `prometheus`; `SLUICE_PROMETHEUS` names its binary,
 //! `.ci/run` installs it and sets `SLUICE_REQUIRE_PROMETHEUS`) scrapes the gateway's
-//! `/metrics`, and the readiness gate reads the service levels back through its default
-//! PromQL queries over those metrics.
+//! `/metrics`; the readiness gate reads the service levels back through its default PromQL
+//! queries over those metrics, and a canary is rolled back by a rule whose measurement is a
+//! PromQL query to that server.
 
 #![allow(
     clippy::unwrap_used,
@@ -64,11 +65,15 @@ fn prometheus_scrapes_the_gateway_and_readiness_reads_it_back_with_promql() {
     std::fs::write(
         &config,
         format!(
-            "routes:\n  chat:\n    versions:\n      - {{name: v1, url: \"{}\", model: stable}}\n    split: {{weights: {{v1: 100}}}}\n",
+            "routes:\n  chat:\n    versions:\n      - {{name: v1, url: \"{0}\", model: stable}}\n      - {{name: candidate, url: \"{0}\", model: broken}}\n    split: {{weights: {{v1: 100, candidate: 0}}}}\n",
             sim.base_url
         ),
     )
     .unwrap();
+    sim.put_profile(
+        "broken",
+        "ttft_ms: 1\ndefault: lorem\nlorem_tokens: 4\nfaults: {error_rate: 0.5, error_status: [500]}\n",
+    );
     let gateway = common::Gateway::start(&config, &store);
     let gateway_address = gateway
         .url
@@ -196,12 +201,73 @@ fn prometheus_scrapes_the_gateway_and_readiness_reads_it_back_with_promql() {
         for name in ["availability", "p95_latency", "error_rate"] {
             assert_eq!(check(name)["verdict"], "pass", "{report}");
         }
+        canary_rolled_back_by_promql(dir.path(), &store, &gateway, &prometheus);
     });
     let _ = server.kill();
     let _ = server.wait();
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// A canary of `candidate` (which fails half its requests) at 50 %, judged by a rule whose
+/// measurement is a PromQL query to the real server over the gateway's scraped counters:
+/// rolled back, with the query's value in the reason.
+fn canary_rolled_back_by_promql(
+    dir: &std::path::Path,
+    store: &std::path::Path,
+    gateway: &common::Gateway,
+    prometheus: &str,
+) {
+    let query = r#"sum(rate(sluice_gateway_requests_total{route="chat",version="candidate",class!="ok"}[15s])) / sum(rate(sluice_gateway_requests_total{route="chat",version="candidate"}[15s]))"#;
+    let spec = dir.join("rollout.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: judged-by-prometheus\ngateway: {{admin_url: \"{}\"}}\nroute: chat\nstable: v1\ncandidate: candidate\nstrategy:\n  canary:\n    steps:\n      - set_weight: 50\n      - pause: {{duration: 60s}}\n      - set_weight: 100\nanalysis:\n  rules:\n    - metric: candidate_error_ratio\n      max: 0.05\n      interval: 1s\n      source: {{prometheus: {{url: \"http://{prometheus}\", query: '{query}'}}}}\n",
+            gateway.admin
+        ),
+    )
+    .unwrap();
+    let gateway_address = gateway
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                exchange(
+                    &gateway_address,
+                    "POST /v1/chat/completions HTTP/1.1",
+                    "content-type: application/json\r\n",
+                    r#"{"model":"chat","messages":[{"role":"user","content":"hi"}]}"#,
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let started = Instant::now();
+    let output = sluice()
+        .arg("--store")
+        .arg(store)
+        .args(["rollout", "start"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.join().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{text}");
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("rolled back"), "{text}");
+    assert!(text.contains("candidate_error_ratio"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "the rule did not see the errors before the pause ended: {text}"
+    );
 }
 
 fn exchange_ok(address: &str, request_line: &str) -> bool {
