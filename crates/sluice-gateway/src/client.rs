@@ -66,6 +66,8 @@ pub(crate) struct Post<'a> {
     pub path: &'a str,
     pub api_key: Option<&'a sluice_core::Secret>,
     pub request_id: Option<&'a str>,
+    /// The W3C trace context of the gateway's span, passed on.
+    pub traceparent: Option<&'a str>,
     /// Marks a shadow copy.
     pub shadow: bool,
     /// The JSON body.
@@ -148,6 +150,9 @@ fn build(post: &Post<'_>) -> Result<Request<Full<Bytes>>, SendError> {
         Request::post(&url).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(id) = post.request_id {
         request = request.header("x-request-id", id);
+    }
+    if let Some(traceparent) = post.traceparent {
+        request = request.header("traceparent", traceparent);
     }
     if post.shadow {
         request = request.header("x-sluice-shadow", HeaderValue::from_static("true"));

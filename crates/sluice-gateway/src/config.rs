@@ -37,6 +37,13 @@
 //! admin: {token_env: SLUICE_ADMIN_TOKEN}
 //! drain_timeout_ms: 30000
 //! shadow_queue: 1000                     # shadow copies waiting, at most; more are dropped
+//! telemetry:                             # a span per request over OTLP (read at start)
+//!   otlp:
+//!     endpoint: http://127.0.0.1:4318      # the collector (gRPC: usually port 4317)
+//!     protocol: http/protobuf              # or grpc
+//!     headers: {x-api-key: "${OTLP_KEY}"}
+//!     service_name: sluice-gateway
+//!     timeout_ms: 10000
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -65,6 +72,29 @@ struct RawConfig {
     drain_timeout_ms: Option<u64>,
     #[serde(default)]
     shadow_queue: Option<usize>,
+    #[serde(default)]
+    telemetry: Option<RawTelemetry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    #[serde(default)]
+    otlp: Option<RawOtlp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    endpoint: String,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    service_name: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +235,8 @@ pub struct GatewayConfig {
     /// Each route as written (after `${VAR}` interpolation): a reload changes only the routes
     /// whose definition differs from the last file's.
     pub sources: BTreeMap<String, sluice_config::Node>,
+    /// Where spans are exported, if anywhere (read at start, not on reload).
+    pub otlp: Option<crate::otlp::OtlpConfig>,
 }
 
 impl GatewayConfig {
@@ -304,6 +336,10 @@ impl GatewayConfig {
                 None => defaults.shadow_queue,
             },
         };
+        let otlp = raw
+            .telemetry
+            .and_then(|t| t.otlp)
+            .and_then(|raw| compile_otlp(document, raw, &mut errors));
         if !errors.is_empty() {
             return Err(document.diagnostics(errors));
         }
@@ -324,8 +360,68 @@ impl GatewayConfig {
             limits,
             admin_token,
             sources,
+            otlp,
         })
     }
+}
+
+/// `telemetry.otlp`: the collector's URL, the protocol, headers and the export timeout.
+fn compile_otlp(
+    document: &Document,
+    raw: RawOtlp,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<crate::otlp::OtlpConfig> {
+    use crate::otlp::{OtlpConfig, Protocol};
+    let path = FieldPath::root().key("telemetry").key("otlp");
+    let endpoint = raw.endpoint.trim().to_owned();
+    let mut ok = true;
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        || endpoint.parse::<hyper::Uri>().is_err()
+    {
+        errors.push(document.error_at(
+            &path.key("endpoint"),
+            format!("`{endpoint}` is not an http:// or https:// URL of an OTLP collector"),
+        ));
+        ok = false;
+    }
+    let protocol = match raw.protocol.as_deref() {
+        None | Some("http/protobuf") => Protocol::HttpProtobuf,
+        Some("grpc") => Protocol::Grpc,
+        Some(other) => {
+            errors.push(document.error_at(
+                &path.key("protocol"),
+                format!(
+                    "`{other}` is not an OTLP protocol Sluice sends: expected http/protobuf or grpc"
+                ),
+            ));
+            ok = false;
+            Protocol::HttpProtobuf
+        }
+    };
+    for (name, value) in &raw.headers {
+        if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || hyper::header::HeaderValue::from_str(value).is_err()
+        {
+            errors.push(document.error_at(
+                &path.key("headers").key(name.clone()),
+                "expected a valid HTTP header name and value",
+            ));
+            ok = false;
+        }
+    }
+    if raw.timeout_ms == Some(0) {
+        errors.push(document.error_at(&path.key("timeout_ms"), "expected at least 1 ms"));
+        ok = false;
+    }
+    ok.then(|| OtlpConfig {
+        endpoint,
+        protocol,
+        headers: raw.headers.into_iter().collect(),
+        service_name: raw
+            .service_name
+            .unwrap_or_else(|| "sluice-gateway".to_owned()),
+        timeout: Duration::from_millis(raw.timeout_ms.unwrap_or(10_000)),
+    })
 }
 
 fn compile_route(

@@ -18,6 +18,7 @@ pub mod control;
 mod guard;
 mod log;
 pub mod metrics;
+pub mod otlp;
 mod proxy;
 pub mod route;
 mod shadow;
@@ -448,6 +449,7 @@ pub struct GatewayServer {
     tasks: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     log_task: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
+    otlp: Option<otlp::Stop>,
 }
 
 /// Why the gateway cannot start.
@@ -509,7 +511,7 @@ impl GatewayServer {
         };
         let (shadow_queue, shadow_jobs) = tokio::sync::mpsc::channel(limits.shadow_queue.max(1));
         let (recorder, recorder_task) = proxy::Recorder::new();
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             config.snapshot,
             limits.clone(),
             metrics,
@@ -517,7 +519,17 @@ impl GatewayServer {
             log,
             shadow_queue,
             recorder,
-        ));
+        );
+        let otlp = config.otlp.map(|otlp| {
+            info!(
+                endpoint = otlp.endpoint,
+                "Exporting a span per request over OTLP."
+            );
+            let (tracer, stop) = otlp::Tracer::start(otlp);
+            shared.tracer = Some(tracer);
+            stop
+        });
+        let shared = Arc::new(shared);
         let shadow_task = tokio::spawn(shadow::run(Arc::clone(&shared), shadow_jobs));
         let recorder_task = tokio::spawn(recorder_task);
         let handle = GatewayHandle {
@@ -568,6 +580,7 @@ impl GatewayServer {
             tasks: vec![tokio::spawn(public), tokio::spawn(admin)],
             background: vec![shadow_task, recorder_task],
             log_task,
+            otlp,
         })
     }
 
@@ -599,6 +612,9 @@ impl GatewayServer {
         self.handle.shared.recorder.flush().await;
         for task in self.background {
             task.abort();
+        }
+        if let Some(otlp) = self.otlp {
+            otlp.stop().await;
         }
         if let Some((stop, task)) = self.log_task {
             let _ = stop.send(());

@@ -151,6 +151,7 @@ async fn embedding_cosine(
         path: "embeddings",
         api_key: version.api_key.as_ref(),
         request_id: None,
+        traceparent: None,
         shadow: true,
         body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
     };
@@ -188,6 +189,7 @@ async fn send(shared: &Shared, job: &Job) -> Result<(u16, Bytes), Class> {
         path: job.endpoint.path(),
         api_key: job.version.api_key.as_ref(),
         request_id: Some(&job.request_id),
+        traceparent: None,
         shadow: true,
         body: job.body.clone(),
     };

@@ -1,6 +1,7 @@
 //! Reading answers as they cross a proxy, without building a JSON tree: a whole answer's
-//! `usage` and first choice's text, and a stream chunk's `usage`, whether it is a usage-only
-//! chunk, whether it carries a generated token, and its text. Any JSON is accepted: a field
+//! `usage`, model, and first choice's text and finish reason, and a stream chunk's `usage`,
+//! whether it is a usage-only chunk, whether it carries a generated token, its text, model and
+//! finish reason. Any JSON is accepted: a field
 //! of an unexpected type reads as absent, so only bytes that are not JSON are an error.
 
 use std::borrow::Cow;
@@ -17,6 +18,10 @@ pub struct AnswerView {
     pub usage: Option<Usage>,
     /// The first choice's message content (chat) or text (completions).
     pub text: String,
+    /// The model that answered, as the answer names it.
+    pub model: Option<String>,
+    /// Why the first choice ended (`stop`, `length`, `tool_calls`…).
+    pub finish_reason: Option<String>,
 }
 
 /// What a proxy reads of one streamed chunk (the JSON after `data:`).
@@ -31,6 +36,10 @@ pub struct ChunkView {
     pub carries_token: bool,
     /// The first choice's delta content (chat) or text (completions).
     pub text: String,
+    /// The model that answered, as the chunk names it.
+    pub model: Option<String>,
+    /// Why the first choice ended, on the chunk that ends it.
+    pub finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +48,8 @@ struct Top<'a> {
     usage: Option<&'a RawValue>,
     #[serde(borrow, default)]
     choices: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +60,8 @@ struct Choice<'a> {
     delta: Option<&'a RawValue>,
     #[serde(borrow, default)]
     text: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    finish_reason: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -67,7 +80,9 @@ pub fn answer(bytes: &[u8]) -> Result<AnswerView, serde_json::Error> {
     let Ok(top) = serde_json::from_str::<Top<'_>>(raw.get()) else {
         return Ok(AnswerView::default());
     };
-    let text = first_choice(top.choices)
+    let choice = first_choice(top.choices);
+    let text = choice
+        .as_ref()
         .and_then(|choice| {
             let message = choice.message.and_then(parse::<Message<'_>>);
             message
@@ -79,6 +94,10 @@ pub fn answer(bytes: &[u8]) -> Result<AnswerView, serde_json::Error> {
     Ok(AnswerView {
         usage: top.usage.and_then(usage),
         text,
+        model: string(top.model).map(Cow::into_owned),
+        finish_reason: choice
+            .and_then(|c| string(c.finish_reason))
+            .map(Cow::into_owned),
     })
 }
 
@@ -90,6 +109,7 @@ pub fn chunk(data: &str) -> Option<ChunkView> {
     let mut view = ChunkView {
         usage: top.usage.and_then(usage),
         usage_only,
+        model: string(top.model).map(Cow::into_owned),
         ..ChunkView::default()
     };
     let Some(choice) = choices
@@ -111,6 +131,7 @@ pub fn chunk(data: &str) -> Option<ChunkView> {
         || reasoning.is_some_and(|t| !t.is_empty())
         || tool_call;
     view.text = text.map(Cow::into_owned).unwrap_or_default();
+    view.finish_reason = string(choice.finish_reason).map(Cow::into_owned);
     Some(view)
 }
 
@@ -167,6 +188,27 @@ mod tests {
                 total_tokens: 10
             })
         );
+    }
+
+    #[test]
+    fn answers_and_chunks_give_their_model_and_finish_reason() {
+        let view = answer(
+            br#"{"model":"m-1","choices":[{"message":{"content":"x"},"finish_reason":"length"}]}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            (view.model.as_deref(), view.finish_reason.as_deref()),
+            (Some("m-1"), Some("length"))
+        );
+        let last = chunk(r#"{"model":"m-2","choices":[{"delta":{},"finish_reason":"stop"}]}"#)
+            .unwrap_or_default();
+        assert_eq!(
+            (last.model.as_deref(), last.finish_reason.as_deref()),
+            (Some("m-2"), Some("stop"))
+        );
+        let middle = chunk(r#"{"choices":[{"delta":{"content":"a"},"finish_reason":null}]}"#)
+            .unwrap_or_default();
+        assert_eq!(middle.finish_reason, None);
     }
 
     #[test]

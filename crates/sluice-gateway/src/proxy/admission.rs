@@ -151,6 +151,23 @@ pub(crate) async fn forward(
         class: None,
         prompt_tokens: 0,
         completion_tokens: 0,
+        trace: shared.tracer.as_ref().map(|tracer| {
+            Box::new(Trace {
+                tracer: Arc::clone(tracer),
+                context: crate::otlp::SpanContext::child_of(
+                    headers.get("traceparent").and_then(|v| v.to_str().ok()),
+                ),
+                started: std::time::SystemTime::now()
+                    .checked_sub(arrived.elapsed())
+                    .unwrap_or_else(std::time::SystemTime::now),
+                operation: endpoint.operation(),
+                request_model: version.model.clone(),
+                route: model.clone(),
+                request_id: request_id.clone(),
+            })
+        }),
+        response_model: None,
+        finish_reasons: Vec::new(),
     };
     shared.in_flight.fetch_add(1, Ordering::Relaxed);
     let mut response = send(

@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     pub recorder: Arc<Recorder>,
     /// The public listener's connections.
     pub connections: Arc<sluice_http::ConnectionStats>,
+    /// Where request spans go, when they are exported.
+    pub tracer: Option<Arc<crate::otlp::Tracer>>,
 }
 
 impl Shared {
@@ -82,6 +84,7 @@ impl Shared {
             id_prefix: format!("{:08x}", fastrand::u32(..)),
             in_flight: Arc::new(AtomicUsize::new(0)),
             connections: Arc::default(),
+            tracer: None,
         }
     }
 
@@ -120,6 +123,18 @@ impl Shared {
             stats.refused_at_limit(),
             stats.refused_per_ip()
         ));
+        if let Some(tracer) = &self.tracer {
+            let counts = tracer.counts();
+            text.push_str(&format!(
+                "# HELP sluice_gateway_otlp_spans_total Request spans exported over OTLP, or dropped (queue full, collector down).
+                 # TYPE sluice_gateway_otlp_spans_total counter
+                 sluice_gateway_otlp_spans_total{{outcome=\"exported\"}} {}
+                 sluice_gateway_otlp_spans_total{{outcome=\"dropped\"}} {}
+",
+                counts.exported(),
+                counts.dropped()
+            ));
+        }
         text
     }
 
@@ -228,6 +243,15 @@ impl Endpoint {
         match self {
             Endpoint::Chat => "chat/completions",
             Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+
+    /// The GenAI conventions' `gen_ai.operation.name`.
+    pub(crate) fn operation(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Completions => "text_completion",
             Endpoint::Embeddings => "embeddings",
         }
     }

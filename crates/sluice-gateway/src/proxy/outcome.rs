@@ -35,6 +35,82 @@ pub(crate) struct Finish {
     /// The answer's text, read as it passed (the safety scan reads it).
     pub(super) text: Option<String>,
     pub(super) capture_limit: usize,
+    /// The request's span, when spans are exported.
+    pub(super) trace: Option<Box<Trace>>,
+    /// The model the answer named.
+    pub(super) response_model: Option<String>,
+    /// Why the answer's choices ended.
+    pub(super) finish_reasons: Vec<String>,
+}
+
+/// What a request's span needs besides its outcome.
+pub(super) struct Trace {
+    pub(super) tracer: Arc<crate::otlp::Tracer>,
+    pub(super) context: crate::otlp::SpanContext,
+    pub(super) started: std::time::SystemTime,
+    /// `chat`, `text_completion` or `embeddings`.
+    pub(super) operation: &'static str,
+    /// The model asked of the upstream.
+    pub(super) request_model: String,
+    pub(super) route: String,
+    pub(super) request_id: String,
+}
+
+impl Trace {
+    /// The request's span, in the GenAI conventions.
+    fn span(&self, finish: &Finish, class: Class) -> crate::otlp::Span {
+        use crate::otlp::Value;
+        let mut attributes = vec![
+            (
+                "gen_ai.operation.name",
+                Value::Str(self.operation.to_owned()),
+            ),
+            ("gen_ai.provider.name", Value::Str("openai".to_owned())),
+            (
+                "gen_ai.request.model",
+                Value::Str(self.request_model.clone()),
+            ),
+            ("sluice.route", Value::Str(self.route.clone())),
+            ("sluice.version", Value::Str(finish.version.clone())),
+            ("sluice.request_id", Value::Str(self.request_id.clone())),
+            ("sluice.outcome", Value::Str(class.as_str().to_owned())),
+        ];
+        if let Some(model) = &finish.response_model {
+            attributes.push(("gen_ai.response.model", Value::Str(model.clone())));
+        }
+        if finish.prompt_tokens > 0 || finish.completion_tokens > 0 {
+            let count = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
+            attributes.push(("gen_ai.usage.input_tokens", count(finish.prompt_tokens)));
+            attributes.push((
+                "gen_ai.usage.output_tokens",
+                count(finish.completion_tokens),
+            ));
+        }
+        if !finish.finish_reasons.is_empty() {
+            attributes.push((
+                "gen_ai.response.finish_reasons",
+                Value::StrList(finish.finish_reasons.clone()),
+            ));
+        }
+        if let Some(ttft) = finish.ttft {
+            attributes.push(("sluice.ttft_ms", Value::Double(ttft.as_secs_f64() * 1000.0)));
+        }
+        let failed = class != Class::Ok;
+        if failed {
+            attributes.push(("error.type", Value::Str(class.as_str().to_owned())));
+        }
+        let start = crate::otlp::unix_nanos(self.started);
+        crate::otlp::Span {
+            context: self.context,
+            name: format!("{} {}", self.operation, self.request_model),
+            start_unix_nanos: start,
+            end_unix_nanos: start.saturating_add(
+                u64::try_from(finish.arrived.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            ),
+            attributes,
+            error: failed.then(|| class.as_str().to_owned()),
+        }
+    }
 }
 
 /// What the request log keeps of a request besides its outcome.
@@ -78,6 +154,9 @@ impl Finish {
             completion_tokens: self.completion_tokens,
         });
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(trace) = self.trace.take() {
+            trace.tracer.submit(trace.span(self, class));
+        }
         let outcome = Outcome {
             metrics: Arc::clone(&self.metrics),
             class,
@@ -113,6 +192,21 @@ impl Finish {
     pub(super) fn set_usage(&mut self, usage: sluice_llm::types::Usage) {
         self.prompt_tokens = usage.prompt_tokens;
         self.completion_tokens = usage.completion_tokens;
+    }
+
+    /// Keeps what a span reports of the answer: the model it names and why it ended.
+    pub(super) fn note_answer(&mut self, model: Option<String>, finish_reason: Option<String>) {
+        if self.trace.is_none() {
+            return;
+        }
+        if model.is_some() {
+            self.response_model = model;
+        }
+        if let Some(reason) = finish_reason
+            && !self.finish_reasons.contains(&reason)
+        {
+            self.finish_reasons.push(reason);
+        }
     }
 }
 

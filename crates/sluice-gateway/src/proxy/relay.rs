@@ -100,6 +100,7 @@ impl ProxyBody {
                     finish.set_usage(usage);
                 }
                 finish.add_text(&chunk.text);
+                finish.note_answer(chunk.model.clone(), chunk.finish_reason.clone());
             }
             if done {
                 self.saw_done = true;

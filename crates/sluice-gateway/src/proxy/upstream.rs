@@ -19,11 +19,13 @@ pub(super) async fn send(
     mut finish: Finish,
 ) -> Response<GatewayBody> {
     let client = shared.client(version.timeouts.connect);
+    let traceparent = finish.trace.as_ref().map(|t| t.context.traceparent());
     let upstream = client.post(Post {
         base: version.upstreams.next(),
         path: endpoint.path(),
         api_key: version.api_key.as_ref(),
         request_id: Some(request_id),
+        traceparent: traceparent.as_deref(),
         shadow: false,
         body: Bytes::from(body.to_bytes()),
     });
@@ -182,6 +184,7 @@ pub(super) async fn whole(
     if let Some(usage) = view.usage {
         finish.set_usage(usage);
     }
+    finish.note_answer(view.model, view.finish_reason);
     finish.text = Some(view.text);
     let response = match scanner {
         Some(scanner) => {
