@@ -302,6 +302,7 @@ pub(crate) async fn handle(
                 return bad(format!("`url`: {e}"));
             }
             let version = Version {
+                price: sluice_llm::prices::builtin(&new.model),
                 name: new.name,
                 upstreams: Upstreams::one(&new.url),
                 model: new.model,

@@ -37,6 +37,10 @@
 //! admin: {token_env: SLUICE_ADMIN_TOKEN}
 //! drain_timeout_ms: 30000
 //! shadow_queue: 1000                     # shadow copies waiting, at most; more are dropped
+//! prices:                                # USD per million tokens, by upstream model: these
+//!   llama-3-70b: {input: 0.59, output: 0.79}  # and the built-in list prices of OpenAI's
+//!                                        # models give each request its cost (a version
+//!                                        # may set its own `price: {input, output}`)
 //! telemetry:                             # a span per request over OTLP (read at start)
 //!   otlp:
 //!     endpoint: http://127.0.0.1:4318      # the collector (gRPC: usually port 4317)
@@ -74,6 +78,8 @@ struct RawConfig {
     shadow_queue: Option<usize>,
     #[serde(default)]
     telemetry: Option<RawTelemetry>,
+    #[serde(default)]
+    prices: BTreeMap<String, sluice_llm::prices::Price>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +142,8 @@ struct RawVersion {
     timeouts: Option<RawTimeouts>,
     #[serde(default)]
     safety: Option<RawSafety>,
+    #[serde(default)]
+    price: Option<sluice_llm::prices::Price>,
 }
 
 /// `safety: {secrets: true, pii: true, canary: TOKEN, input: true, action: log, block_input:
@@ -270,6 +278,14 @@ impl GatewayConfig {
                 "expected at least one route",
             ));
         }
+        for (model, price) in &raw.prices {
+            if !price.is_valid() {
+                errors.push(document.error_at(
+                    &FieldPath::root().key("prices").key(model.clone()),
+                    "expected prices in USD per million tokens, zero or more",
+                ));
+            }
+        }
         for (name, raw_route) in raw.routes {
             let path = FieldPath::root().key("routes").key(name.clone());
             if let Some(route) = compile_route(
@@ -278,7 +294,7 @@ impl GatewayConfig {
                 &path,
                 &name,
                 raw_route,
-                admin_token.as_ref(),
+                (admin_token.as_ref(), &raw.prices),
                 &mut errors,
             ) {
                 routes.insert(name, Arc::new(route));
@@ -430,7 +446,10 @@ fn compile_route(
     path: &FieldPath,
     name: &str,
     raw: RawRoute,
-    admin_token: Option<&sluice_core::Secret>,
+    (admin_token, prices): (
+        Option<&sluice_core::Secret>,
+        &BTreeMap<String, sluice_llm::prices::Price>,
+    ),
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Route> {
     let before = errors.len();
@@ -479,7 +498,17 @@ fn compile_route(
         let raw_timeouts = v.timeouts.unwrap_or_default();
         let defaults = Timeouts::default();
         let safety = v.safety.unwrap_or_default();
+        if v.price.is_some_and(|p| !p.is_valid()) {
+            errors.push(document.error_at(
+                &vpath.key("price"),
+                "expected prices in USD per million tokens, zero or more",
+            ));
+        }
+        let price = v.price.or_else(|| {
+            sluice_llm::prices::find(prices.iter().map(|(m, p)| (m.as_str(), *p)), &v.model)
+        });
         versions.push(Version {
+            price,
             metrics: Default::default(),
             safety: Arc::new(sluice_safety::Scanner {
                 secrets: safety.secrets.unwrap_or(true),

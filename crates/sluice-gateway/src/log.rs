@@ -38,6 +38,8 @@ pub(crate) struct Record {
     pub ttft: Option<Duration>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// What it cost in USD, when the version's tokens have a price.
+    pub cost_usd: Option<f64>,
     /// The client's request body.
     pub request: Bytes,
     /// The answer's bytes as sent (possibly cut at the capture limit).
@@ -145,6 +147,7 @@ fn event(record: Record) -> NewEvent {
             "ttft_ms": record.ttft.map(|t| t.as_secs_f64() * 1000.0),
             "prompt_tokens": record.prompt_tokens,
             "completion_tokens": record.completion_tokens,
+            "cost_usd": record.cost_usd,
             "request": truncate(&request_for_log(&request)),
             "answer": truncate(&text_for_log(&answer)),
             "safety": record.safety,

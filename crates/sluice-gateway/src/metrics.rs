@@ -89,6 +89,8 @@ pub struct Observation {
     pub prompt_tokens: u64,
     /// Completion tokens, from `usage`.
     pub completion_tokens: u64,
+    /// What the request cost in USD, when the version's tokens have a price.
+    pub cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,7 +142,10 @@ struct Bucket {
     classes: BTreeMap<Class, u64>,
     latency: Histogram<u32>,
     ttft: Histogram<u32>,
+    prompt_tokens: u64,
     completion_tokens: u64,
+    /// Requests with a cost, and their total in USD.
+    cost: Tally,
     feedback: Tally,
     shadow_f1: Tally,
     shadow_rouge: Tally,
@@ -181,7 +186,9 @@ impl Bucket {
             classes: BTreeMap::new(),
             latency: window_histogram(),
             ttft: window_histogram(),
+            prompt_tokens: 0,
             completion_tokens: 0,
+            cost: Tally::default(),
             feedback: Tally::default(),
             shadow_f1: Tally::default(),
             shadow_rouge: Tally::default(),
@@ -201,6 +208,8 @@ struct Inner {
     overhead: PromHistogram,
     prompt_tokens: u64,
     completion_tokens: u64,
+    /// Requests with a cost, and their total in USD.
+    cost: Tally,
     feedback: Tally,
     shadow_compared: u64,
     /// Answers that declined.
@@ -267,8 +276,18 @@ pub struct WindowStats {
     pub ttft_p50_ms: Option<f64>,
     /// TTFT p99.
     pub ttft_p99_ms: Option<f64>,
+    /// Prompt tokens.
+    #[serde(default)]
+    pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
+    /// What the window's requests cost in USD; `None` when none had a price (the version's
+    /// model is not in the price list).
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    /// The same, per hour at the window's pace.
+    #[serde(default)]
+    pub cost_per_hour_usd: Option<f64>,
     /// Requests in flight now.
     pub in_flight: i64,
     /// Feedback received for requests this version served.
@@ -311,6 +330,7 @@ impl VersionMetrics {
                 overhead: PromHistogram::new(),
                 prompt_tokens: 0,
                 completion_tokens: 0,
+                cost: Tally::default(),
                 feedback: Tally::default(),
                 shadow_compared: 0,
                 refusals: 0,
@@ -342,7 +362,14 @@ impl VersionMetrics {
         }
         inner.prompt_tokens += observation.prompt_tokens;
         inner.completion_tokens += observation.completion_tokens;
+        if let Some(cost) = observation.cost_usd {
+            inner.cost.add(cost);
+        }
         let bucket = inner.bucket(index);
+        if let Some(cost) = observation.cost_usd {
+            bucket.cost.add(cost);
+        }
+        bucket.prompt_tokens += observation.prompt_tokens;
         bucket.requests += 1;
         *bucket.classes.entry(observation.class).or_default() += 1;
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
@@ -449,7 +476,10 @@ impl VersionMetrics {
             Tally::default(),
             Tally::default(),
         );
+        let mut cost = Tally::default();
         for bucket in inner.buckets.iter().filter(|b| b.index >= oldest) {
+            cost.merge(bucket.cost);
+            stats.prompt_tokens += bucket.prompt_tokens;
             feedback.merge(bucket.feedback);
             f1.merge(bucket.shadow_f1);
             rouge.merge(bucket.shadow_rouge);
@@ -497,6 +527,12 @@ impl VersionMetrics {
         }
         stats.ttft_p50_ms = ms(&ttft, 0.5);
         stats.ttft_p99_ms = ms(&ttft, 0.99);
+        if cost.count > 0 {
+            stats.cost_usd = Some(cost.sum);
+            // The pace of the window asked for (whole buckets are read, so a little more
+            // than `span` may be in it: the hourly figure errs high, never low).
+            stats.cost_per_hour_usd = Some(cost.sum * 3600.0 / span.as_secs_f64().max(1.0));
+        }
         stats.feedback_count = feedback.count;
         stats.feedback_mean = feedback.mean();
         stats.shadow_compared = f1.count;
@@ -605,6 +641,18 @@ impl Metrics {
                     out,
                     "sluice_gateway_tokens_total{{{},kind=\"{kind}\"}} {n}",
                     labels(route, version)
+                );
+            }
+        }
+        out.push_str("# HELP sluice_gateway_cost_usd_total What requests cost in USD at the version's token prices (versions with a price only).\n# TYPE sluice_gateway_cost_usd_total counter\n");
+        for ((route, version), m) in versions.iter() {
+            let inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if inner.cost.count > 0 {
+                let _ = writeln!(
+                    out,
+                    "sluice_gateway_cost_usd_total{{{}}} {}",
+                    labels(route, version),
+                    inner.cost.sum
                 );
             }
         }
@@ -755,6 +803,7 @@ mod tests {
             overhead: Duration::from_micros(50),
             prompt_tokens: 3,
             completion_tokens: 5,
+            cost_usd: Some(0.5),
         }
     }
 

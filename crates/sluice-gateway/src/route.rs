@@ -111,6 +111,9 @@ pub struct Version {
     pub safety: std::sync::Arc<sluice_safety::Scanner>,
     /// Its metrics, found on its first request and kept with the routing snapshot.
     pub metrics: crate::metrics::MetricsHandle,
+    /// What its tokens cost, when known (its own `price`, the config's `prices` or the
+    /// built-in list for its model).
+    pub price: Option<sluice_llm::prices::Price>,
 }
 
 /// Where a sticky key comes from.
@@ -417,6 +420,7 @@ mod tests {
             timeouts: Timeouts::default(),
             safety: Default::default(),
             metrics: Default::default(),
+            price: None,
         }
     }
 

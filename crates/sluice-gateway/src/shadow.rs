@@ -86,6 +86,7 @@ async fn process(shared: &Shared, job: Job) {
         overhead: Duration::ZERO,
         prompt_tokens: 0,
         completion_tokens: 0,
+        cost_usd: None,
     });
     let primary = match tokio::time::timeout(PRIMARY_WAIT, job.primary).await {
         Ok(Ok(primary)) => primary,

@@ -8,11 +8,13 @@
 //! - [`wire`]: what a proxy reads of answers and stream chunks, without a JSON tree.
 //! - [`tokens`]: token counts from `usage`, else an offline BPE tokenizer, else chunk counts,
 //!   always with the source recorded.
+//! - [`prices`]: USD per million tokens, built in for common models, overridable.
 
 #![deny(unsafe_code)]
 
 pub mod client;
 mod error;
+pub mod prices;
 pub mod retry;
 pub mod sse;
 mod stream;

@@ -1,6 +1,7 @@
 //! Alert rules on live traffic, in the documents' terms: a route's error rate, p99 latency,
-//! p99 time to first token or refusal rate over a window of the gateway's request log, per
-//! version, with a minimum of requests, a severity and a cooldown. An alert opens when a rule
+//! p99 time to first token, refusal rate, cost per hour (against a budget) or mean feedback
+//! score (a quality floor) over a window of the gateway's request log, per version, with a
+//! minimum of samples, a severity and a cooldown. An alert opens when a rule
 //! is breached (stored as `fired` on `alert:ROUTE`, then sent to its webhook, Slack or
 //! PagerDuty receivers), is not sent again while it stays open, and closes (`resolved`, sent
 //! too) when the rule holds again; a rule that reopens within its cooldown is recorded but not
@@ -12,8 +13,9 @@
 //! alerts:
 //!   - name: chat errors
 //!     route: chat
-//!     metric: error_rate        # error_rate | latency_p99_ms | ttft_p99_ms | refusal_rate
-//!     max: 0.01
+//!     metric: error_rate        # error_rate | latency_p99_ms | ttft_p99_ms | refusal_rate |
+//!     max: 0.01                 #   cost_per_hour_usd (the requests' `cost_usd`, priced by the
+//!                               #   gateway) | feedback_score (mean 0–1, with `min:` instead)
 //!     window: 5m
 //!     min_samples: 50
 //!     severity: critical        # info | warning | critical
@@ -38,15 +40,49 @@ pub enum Metric {
     TtftP99,
     /// Answers that refuse, as a share.
     RefusalRate,
+    /// What the window's priced requests cost, in USD per hour at the window's pace.
+    CostPerHour,
+    /// The mean feedback score (ratings 1–5 scaled to 0–1) of the window's feedback.
+    FeedbackScore,
+}
+
+/// Which side of its threshold a rule keeps its metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    /// Breached above this.
+    Max(f64),
+    /// Breached below this.
+    Min(f64),
+}
+
+impl Bound {
+    /// Whether `value` breaches it.
+    pub fn breached(self, value: f64) -> bool {
+        match self {
+            Bound::Max(max) => value > max,
+            Bound::Min(min) => value < min,
+        }
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bound::Max(max) => write!(f, "max {max}"),
+            Bound::Min(min) => write!(f, "min {min}"),
+        }
+    }
 }
 
 impl Metric {
     /// Its name in `monitor.yaml`.
-    pub const NAMES: [(&'static str, Metric); 4] = [
+    pub const NAMES: [(&'static str, Metric); 6] = [
         ("error_rate", Metric::ErrorRate),
         ("latency_p99_ms", Metric::LatencyP99),
         ("ttft_p99_ms", Metric::TtftP99),
         ("refusal_rate", Metric::RefusalRate),
+        ("cost_per_hour_usd", Metric::CostPerHour),
+        ("feedback_score", Metric::FeedbackScore),
     ];
 
     /// Its name.
@@ -57,8 +93,14 @@ impl Metric {
             .map_or("error_rate", |(n, _)| n)
     }
 
-    /// The value over some requests' log entries, with how many it rests on.
-    pub fn measure(self, entries: &[&Value]) -> (Option<f64>, usize) {
+    /// The value over a window's request-log entries and feedback of one version, with how
+    /// many samples it rests on (requests; priced requests for cost; ratings for feedback).
+    pub fn measure(
+        self,
+        entries: &[&Value],
+        feedback: &[&Value],
+        window: Duration,
+    ) -> (Option<f64>, usize) {
         let share = |f: &dyn Fn(&Value) -> bool| {
             let n = entries.len();
             (
@@ -82,6 +124,25 @@ impl Metric {
             }),
             Metric::LatencyP99 => p99("latency_ms"),
             Metric::TtftP99 => p99("ttft_ms"),
+            Metric::CostPerHour => {
+                let costs: Vec<f64> = entries
+                    .iter()
+                    .filter_map(|e| e["cost_usd"].as_f64())
+                    .collect();
+                let hours = window.as_secs_f64() / 3600.0;
+                (
+                    (!costs.is_empty() && hours > 0.0).then(|| costs.iter().sum::<f64>() / hours),
+                    costs.len(),
+                )
+            }
+            Metric::FeedbackScore => {
+                let scores: Vec<f64> = feedback
+                    .iter()
+                    .filter_map(|e| e["score"].as_f64())
+                    .collect();
+                let n = scores.len();
+                ((n > 0).then(|| scores.iter().sum::<f64>() / n as f64), n)
+            }
         }
     }
 }
@@ -95,8 +156,8 @@ pub struct AlertRule {
     pub route: String,
     /// What it measures.
     pub metric: Metric,
-    /// The most the metric may be.
-    pub max: f64,
+    /// The side of its threshold the metric must stay on.
+    pub bound: Bound,
     /// The requests considered, back from now.
     pub window: Duration,
     /// Requests needed for a verdict.
@@ -142,23 +203,30 @@ pub async fn evaluate(
     for rule in rules {
         let window_ms = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
         let log = crate::feedback::all_events(store, &format!("gateway:{}", rule.route)).await?;
-        let mut versions: std::collections::BTreeMap<&str, Vec<&Value>> = Default::default();
+        // Per version: its requests and its feedback in the window.
+        type Entries<'a> = (Vec<&'a Value>, Vec<&'a Value>);
+        let mut versions: std::collections::BTreeMap<&str, Entries<'_>> = Default::default();
         for event in log
             .iter()
-            .filter(|e| e.kind == "request" && e.at_ms >= now_ms.saturating_sub(window_ms))
+            .filter(|e| e.at_ms >= now_ms.saturating_sub(window_ms))
         {
             if let Some(version) = event.payload["version"].as_str() {
-                versions.entry(version).or_default().push(&event.payload);
+                let entries = versions.entry(version).or_default();
+                match event.kind.as_str() {
+                    "request" => entries.0.push(&event.payload),
+                    "feedback" => entries.1.push(&event.payload),
+                    _ => {}
+                }
             }
         }
         let subject = format!("alert:{}", rule.route);
         let history = crate::feedback::all_events(store, &subject).await?;
-        for (version, entries) in versions {
-            let (value, samples) = rule.metric.measure(&entries);
+        for (version, (entries, feedback)) in versions {
+            let (value, samples) = rule.metric.measure(&entries, &feedback, rule.window);
             let Some(value) = value.filter(|_| samples >= rule.min_samples) else {
                 continue;
             };
-            let breached = value > rule.max;
+            let breached = rule.bound.breached(value);
             let (open, sent_at) = last_state(&history, &rule.name, version);
             let kind = match (breached, open) {
                 (true, false) => "fired",
@@ -171,9 +239,9 @@ pub async fn evaluate(
             let payload = json!({
                 "kind": if kind == "fired" { "alert" } else { "alert_resolved" },
                 "summary": format!(
-                    "[{}] {} on {} {}: {} = {value:.4} (max {}) over {samples} requests",
+                    "[{}] {} on {} {}: {} = {value:.4} ({}) over {samples} samples",
                     rule.severity, rule.name, rule.route, version,
-                    rule.metric.name(), rule.max
+                    rule.metric.name(), rule.bound
                 ),
                 "id": format!("{}:{}:{}", rule.route, rule.name, version),
                 "rule": rule.name,
@@ -181,7 +249,8 @@ pub async fn evaluate(
                 "version": version,
                 "metric": rule.metric.name(),
                 "value": value,
-                "max": rule.max,
+                "max": match rule.bound { Bound::Max(max) => Some(max), Bound::Min(_) => None },
+                "min": match rule.bound { Bound::Min(min) => Some(min), Bound::Max(_) => None },
                 "samples": samples,
                 "severity": rule.severity,
                 "sent": send,
@@ -244,9 +313,38 @@ mod tests {
             })
             .collect();
         let refs: Vec<&Value> = entries.iter().collect();
-        assert_eq!(Metric::ErrorRate.measure(&refs), (Some(0.03), 100));
-        assert_eq!(Metric::LatencyP99.measure(&refs), (Some(98.0), 100));
-        assert_eq!(Metric::RefusalRate.measure(&refs), (Some(0.1), 100));
-        assert_eq!(Metric::TtftP99.measure(&refs), (None, 0));
+        let minute = Duration::from_secs(60);
+        let measure = |metric: Metric| metric.measure(&refs, &[], minute);
+        assert_eq!(measure(Metric::ErrorRate), (Some(0.03), 100));
+        assert_eq!(measure(Metric::LatencyP99), (Some(98.0), 100));
+        assert_eq!(measure(Metric::RefusalRate), (Some(0.1), 100));
+        assert_eq!(measure(Metric::TtftP99), (None, 0));
+        assert_eq!(measure(Metric::CostPerHour), (None, 0));
+        assert_eq!(measure(Metric::FeedbackScore), (None, 0));
+    }
+
+    #[test]
+    fn cost_per_hour_and_feedback_score() {
+        let priced: Vec<Value> = (0..10)
+            .map(|_| json!({"class": "ok", "cost_usd": 0.002}))
+            .collect();
+        let refs: Vec<&Value> = priced.iter().collect();
+        let (cost, n) = Metric::CostPerHour.measure(&refs, &[], Duration::from_secs(60));
+        assert_eq!(n, 10);
+        // 0.02 USD in a minute is 1.20 USD an hour.
+        assert!((cost.unwrap() - 1.2).abs() < 1e-9);
+        let ratings = [
+            json!({"score": 0.0}),
+            json!({"score": 0.5}),
+            json!({"score": 1.0}),
+            json!({"comment": "no score"}),
+        ];
+        let refs: Vec<&Value> = ratings.iter().collect();
+        assert_eq!(
+            Metric::FeedbackScore.measure(&[], &refs, Duration::from_secs(60)),
+            (Some(0.5), 3)
+        );
+        assert!(Bound::Min(0.7).breached(0.5));
+        assert!(!Bound::Max(2.0).breached(1.2));
     }
 }

@@ -111,7 +111,10 @@ struct RawAlertRule {
     name: String,
     route: String,
     metric: String,
-    max: f64,
+    #[serde(default)]
+    max: Option<f64>,
+    #[serde(default)]
+    min: Option<f64>,
     #[serde(default)]
     window: Option<String>,
     #[serde(default)]
@@ -284,12 +287,23 @@ impl MonitorConfig {
                     Duration::from_secs(900)
                 }
             };
-            if let Some(metric) = metric {
+            let bound = match (rule.max, rule.min) {
+                (Some(max), None) if max.is_finite() => Some(crate::alerts::Bound::Max(max)),
+                (None, Some(min)) if min.is_finite() => Some(crate::alerts::Bound::Min(min)),
+                _ => {
+                    errors.push(document.error_at(
+                        &at,
+                        "expected one threshold: `max` (breached above it) or `min` (breached below it, e.g. for feedback_score)",
+                    ));
+                    None
+                }
+            };
+            if let (Some(metric), Some(bound)) = (metric, bound) {
                 alerts.push(crate::alerts::AlertRule {
                     name: rule.name,
                     route: rule.route,
                     metric,
-                    max: rule.max,
+                    bound,
                     window,
                     min_samples: rule.min_samples.unwrap_or(50).max(1),
                     severity,

@@ -66,6 +66,7 @@ fn gateway_config(sim: &str, weights: (u32, u32)) -> String {
     shadow: {{version: sluggish, percent: 100, embedding_model: sluggish}}
 limits: {{max_body_bytes: 4096}}
 drain_timeout_ms: 5000
+prices: {{echo: {{input: 1000, output: 2000}}}}
 ",
         weights.0, weights.1
     )
@@ -456,7 +457,7 @@ fn a_bad_config_exits_2_naming_each_problem() {
     let config = dir.path().join("gateway.yaml");
     std::fs::write(
         &config,
-        "routes:\n  chat:\n    versions:\n      - {name: a, url: \"http://x/v1\", model: a, api_key_env: SLUICE_TEST_UNSET_KEY}\n    split:\n      weights: {a: 60, b: 30}\n",
+        "routes:\n  chat:\n    versions:\n      - {name: a, url: \"http://x/v1\", model: a, api_key_env: SLUICE_TEST_UNSET_KEY}\n    split:\n      weights: {a: 60, b: 30}\nprices: {a: {input: -1, output: 2}}\ntelemetry:\n  otlp: {endpoint: \"collector:4318\", protocol: thrift}\n",
     )
     .unwrap();
     let output = sluice()
@@ -488,6 +489,13 @@ fn a_bad_config_exits_2_naming_each_problem() {
         stderr.contains("weights must sum to 100, found 90"),
         "{stderr}"
     );
+    for problem in [
+        "prices.a: expected prices in USD per million tokens, zero or more",
+        "telemetry.otlp.endpoint: `collector:4318` is not an http:// or https:// URL",
+        "telemetry.otlp.protocol: `thrift` is not an OTLP protocol Sluice sends",
+    ] {
+        assert!(stderr.contains(problem), "{problem} not in {stderr}");
+    }
 }
 
 #[test]
@@ -637,6 +645,27 @@ async fn the_request_log_keeps_no_planted_secret_and_feedback_finds_its_version(
     let window = &windows(&gateway).await["windows"]["echo"]["echo"];
     assert_eq!(window["feedback_count"], 1);
     assert_eq!(window["feedback_mean"], 1.0);
+    // The version's model has a price: the request's cost, in the window and in /metrics.
+    let (prompt, completion) = (
+        window["prompt_tokens"].as_u64().unwrap(),
+        window["completion_tokens"].as_u64().unwrap(),
+    );
+    assert!(prompt > 0 && completion > 0, "{window:#}");
+    let cost = (prompt as f64 * 1000.0 + completion as f64 * 2000.0) / 1e6;
+    assert!(
+        (window["cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9,
+        "{window:#}"
+    );
+    assert!(window["cost_per_hour_usd"].as_f64().unwrap() >= cost);
+    let metrics = prometheus_text(&gateway).await;
+    assert!(
+        metrics.contains(&format!(
+            "sluice_gateway_cost_usd_total{{route=\"echo\",version=\"echo\"}} {cost}"
+        )),
+        "{metrics}"
+    );
+    // A model without a price has no cost, not a cost of 0.
+    assert!(!metrics.contains("sluice_gateway_cost_usd_total{route=\"chat\""));
 
     // SIGTERM drains and flushes the log.
     gateway.signal("-TERM");
@@ -646,6 +675,7 @@ async fn the_request_log_keeps_no_planted_secret_and_feedback_finds_its_version(
     let entry = &logged[0];
     assert_eq!(entry["request_id"], request_id.as_str());
     assert_eq!(entry["version"], "echo");
+    assert!((entry["cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9);
     let stored = events(dir.path(), "echo", "feedback").await;
     assert_eq!(stored.len(), 1);
     let everything = format!("{logged:?}{stored:?}");

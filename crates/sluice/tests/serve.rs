@@ -888,3 +888,87 @@ fn promote_from_the_page_needs_the_admin_token() {
     assert_eq!(seen["final_status"], "passed", "{seen}");
     assert!(ended.success(), "the rollout was promoted to its end");
 }
+
+/// Alert rules on what traffic costs and on what users think of it: a version whose priced
+/// requests run over an hourly budget, and one whose mean feedback falls under a floor, each
+/// open an alert that is sent with its value.
+#[test]
+fn cost_budget_and_feedback_floor_alerts_fire() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let sim = Simulate::start();
+    sim.put_profile(
+        "pricey",
+        "ttft_ms: 1\ntokens_per_second: 100000\ndefault: lorem\nlorem_tokens: 20\n",
+    );
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:\n  chat:\n    versions:\n      - {{name: v1, url: \"{}\", model: pricey}}\nprices: {{pricey: {{input: 1000, output: 1000}}}}\n",
+            sim.base_url
+        ),
+    )
+    .unwrap();
+    let gateway = common::Gateway::start(&config, &store);
+    let address = gateway
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned();
+    let (hook, hooks) = common::receiver();
+    let monitor = dir.path().join("monitor.yaml");
+    std::fs::write(
+        &monitor,
+        format!(
+            "interval: 200ms\nalerts:\n  - {{name: budget, route: chat, metric: cost_per_hour_usd, max: 5, window: 1m, min_samples: 10, webhook: \"{hook}\"}}\n  - {{name: quality, route: chat, metric: feedback_score, min: 0.7, window: 1m, min_samples: 5, webhook: \"{hook}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let _serve = Serve::start_with(&store, &["--monitor".as_ref(), monitor.as_os_str()]);
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let answer = chat(&address, "hi");
+        let id = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("x-request-id: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+        ids.push(id);
+    }
+    for id in &ids[..6] {
+        let answer = exchange(
+            &address,
+            "POST /v1/feedback HTTP/1.1",
+            "content-type: application/json\r\n",
+            &format!(r#"{{"request_id":"{id}","rating":1}}"#),
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while hooks.lock().unwrap().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            hooks.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sent = hooks.lock().unwrap().clone();
+    let find = |rule: &str| {
+        sent.iter()
+            .find(|s| s["rule"] == rule)
+            .unwrap_or_else(|| panic!("no {rule} in {sent:?}"))
+            .clone()
+    };
+    let budget = find("budget");
+    assert_eq!(budget["metric"], "cost_per_hour_usd");
+    // 20 requests of a few dozen tokens at $1,000 per million, in a minute: well over $5/h.
+    assert!(budget["value"].as_f64().unwrap() > 5.0, "{budget}");
+    assert_eq!(budget["samples"], 20, "{budget}");
+    let quality = find("quality");
+    assert_eq!(quality["value"], 0.0, "{quality}");
+    assert_eq!(quality["min"], 0.7, "{quality}");
+    assert_eq!(quality["samples"], 6, "{quality}");
+}

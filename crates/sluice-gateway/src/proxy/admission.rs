@@ -168,6 +168,7 @@ pub(crate) async fn forward(
         }),
         response_model: None,
         finish_reasons: Vec::new(),
+        price: version.price,
     };
     shared.in_flight.fetch_add(1, Ordering::Relaxed);
     let mut response = send(

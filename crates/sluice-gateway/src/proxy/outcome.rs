@@ -41,6 +41,8 @@ pub(crate) struct Finish {
     pub(super) response_model: Option<String>,
     /// Why the answer's choices ended.
     pub(super) finish_reasons: Vec<String>,
+    /// What the version's tokens cost, when known.
+    pub(super) price: Option<sluice_llm::prices::Price>,
 }
 
 /// What a request's span needs besides its outcome.
@@ -145,6 +147,9 @@ impl Finish {
             .unwrap_or(now)
             .saturating_duration_since(self.upstream_started);
         let latency = now.saturating_duration_since(self.arrived);
+        let cost_usd = self
+            .price
+            .map(|p| p.cost(self.prompt_tokens, self.completion_tokens));
         self.metrics.record(&Observation {
             class,
             latency,
@@ -152,6 +157,7 @@ impl Finish {
             overhead: latency.saturating_sub(upstream),
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
+            cost_usd,
         });
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some(trace) = self.trace.take() {
@@ -164,6 +170,7 @@ impl Finish {
             ttft: self.ttft,
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
+            cost_usd,
             stream: self.stream,
             version: std::mem::take(&mut self.version),
             capture: std::mem::take(&mut self.capture),

@@ -25,6 +25,7 @@ pub(crate) struct Outcome {
     pub(super) ttft: Option<Duration>,
     pub(super) prompt_tokens: u64,
     pub(super) completion_tokens: u64,
+    pub(super) cost_usd: Option<f64>,
     pub(super) stream: bool,
     pub(super) version: String,
     /// The answer's bytes as captured, for the log and the shadow comparison.
@@ -130,6 +131,7 @@ impl Outcome {
                 ttft: self.ttft,
                 prompt_tokens: self.prompt_tokens,
                 completion_tokens: self.completion_tokens,
+                cost_usd: self.cost_usd,
                 request: entry.request,
                 response,
                 stream: self.stream,
@@ -152,6 +154,7 @@ mod tests {
             ttft: None,
             prompt_tokens: 0,
             completion_tokens: 0,
+            cost_usd: None,
             stream: false,
             version: "v".into(),
             capture: Vec::new(),

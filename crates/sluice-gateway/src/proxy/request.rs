@@ -262,6 +262,7 @@ mod tests {
             timeouts: crate::route::Timeouts::default(),
             safety: Default::default(),
             metrics: Default::default(),
+            price: None,
         }
     }
 
