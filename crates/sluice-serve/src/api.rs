@@ -306,6 +306,7 @@ impl Api {
             ["api", "v1", "models", name, "versions"] => self.versions(name).await,
             ["api", "v1", "aliases", name, "history"] => self.alias_history(name).await,
             ["api", "v1", "feedback"] => self.feedback(query).await,
+            ["api", "v1", "cost"] => self.cost(query).await,
             ["api", "v1", "alerts"] => self.alerts(query).await,
             ["api", "v1", "drift"] => {
                 Ok(serde_json::to_value(self.drift(query).await?).unwrap_or_default())
@@ -528,6 +529,32 @@ impl Api {
         )
     }
 
+    /// What a route's traffic cost per version over a window (`window_s`, an hour by default).
+    async fn cost(&self, query: &Query) -> Result<Value, ApiError> {
+        let route = query
+            .get("route")
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| ApiError::bad_request("`route` is required"))?;
+        let window_s: u32 = query.number("window_s", 3600)?;
+        if window_s == 0 {
+            return Err(ApiError::bad_request("`window_s`: expected at least 1"));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let events = crate::feedback::all_events(&self.store, &format!("gateway:{route}"))
+            .await
+            .map_err(ApiError::store)?;
+        let versions = crate::cost::summarise(
+            events
+                .iter()
+                .map(|e| (e.at_ms, e.kind.as_str(), &e.payload)),
+            now.saturating_sub(i64::from(window_s) * 1000),
+            window_s,
+        );
+        Ok(json!({"route": route, "window_s": window_s, "versions": versions}))
+    }
+
     /// A route's open alerts and its alert history (newest last).
     async fn alerts(&self, query: &Query) -> Result<Value, ApiError> {
         let route = query
@@ -663,6 +690,10 @@ impl Api {
             ["alerts"] => match query.get("route").filter(|r| !r.is_empty()) {
                 None => Ok(crate::html::alerts(None, &Value::Null)),
                 Some(route) => Ok(crate::html::alerts(Some(route), &self.alerts(query).await?)),
+            },
+            ["cost"] => match query.get("route").filter(|r| !r.is_empty()) {
+                None => Ok(crate::html::cost(None, &Value::Null)),
+                Some(route) => Ok(crate::html::cost(Some(route), &self.cost(query).await?)),
             },
             ["feedback"] => match query.get("route").filter(|r| !r.is_empty()) {
                 None => Ok(crate::html::feedback(None, &Value::Null)),

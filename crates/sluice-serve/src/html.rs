@@ -34,7 +34,7 @@ pub fn page(title: &str, json: Option<&str>, body: &str) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · Sluice</title><link rel="icon" href="/assets/icon.svg" type="image/svg+xml"><link rel="stylesheet" href="/assets/app.css"><script src="/assets/app.js" defer></script></head>
-<body><nav><a class="brand" href="/">Sluice</a><a href="/runs">Runs</a><a href="/rollouts">Rollouts</a><a href="/models">Registry</a><a href="/drift">Drift</a><a href="/feedback">Feedback</a><a href="/alerts">Alerts</a>{json}</nav>
+<body><nav><a class="brand" href="/">Sluice</a><a href="/runs">Runs</a><a href="/rollouts">Rollouts</a><a href="/models">Registry</a><a href="/drift">Drift</a><a href="/feedback">Feedback</a><a href="/cost">Cost</a><a href="/alerts">Alerts</a>{json}</nav>
 <main><h1>{title}</h1>
 {body}</main></body></html>
 "#,
@@ -706,6 +706,51 @@ pub fn alerts(route: Option<&str>, body: &Value) -> String {
             "{form}<h2>Open</h2>{}<h2>History</h2>{}",
             table("open", &open, "No alert is open."),
             table("history", &history, "No alert has fired.")
+        ),
+    )
+}
+
+/// The cost page: each version's requests, tokens and cost over the window.
+pub fn cost(route: Option<&str>, body: &Value) -> String {
+    let form = format!(
+        r#"<form class="filter" method="get" action="/cost"><label>Route <input name="route" value="{}" required></label> <button>Show</button></form>"#,
+        esc(route.unwrap_or_default())
+    );
+    let Some(route) = route else {
+        return page("Cost", None, &form);
+    };
+    let usd = |v: &Value| {
+        v.as_f64()
+            .map_or_else(|| "no price".to_owned(), |c| format!("${c:.4}"))
+    };
+    let mut rows = String::new();
+    for v in body["versions"].as_array().into_iter().flatten() {
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&text(&v["version"])),
+            text(&v["requests"]),
+            text(&v["priced"]),
+            text(&v["prompt_tokens"]),
+            text(&v["completion_tokens"]),
+            usd(&v["cost_usd"]),
+            usd(&v["cost_per_request_usd"]),
+            usd(&v["cost_per_hour_usd"])
+        );
+    }
+    let table = if rows.is_empty() {
+        "<p class=\"empty\">No request in the window.</p>".to_owned()
+    } else {
+        format!(
+            "<table id=\"cost\"><thead><tr><th>Version</th><th>Requests</th><th>Priced</th><th>Prompt tokens</th><th>Completion tokens</th><th>Cost</th><th>Per request</th><th>Per hour</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    };
+    page(
+        &format!("Cost on {route}"),
+        Some(&format!("/api/v1/cost?route={route}")),
+        &format!(
+            "{form}<h2>Last {} s</h2>{table}<p>Requests are priced at their version's token prices (the gateway's <code>prices</code>, a version's <code>price</code>, or the built-in list prices); a model without a price has no cost.</p>",
+            text(&body["window_s"])
         ),
     )
 }

@@ -6,11 +6,14 @@
 //! shutdown), answers only `GET` (and `HEAD`), and listens on loopback unless told otherwise.
 
 #![deny(unsafe_code)]
+// The OpenAPI document is one `json!` literal, deeper than the default limit allows.
+#![recursion_limit = "256"]
 
 mod actions;
 pub mod admin;
 pub mod alerts;
 pub mod api;
+pub mod cost;
 pub mod drift;
 pub mod feedback;
 pub mod html;

@@ -57,6 +57,32 @@ fn list_parameters(with_kind: bool) -> Value {
     Value::Array(parameters)
 }
 
+/// The answer of `/api/v1/cost`.
+fn cost_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["route", "window_s", "versions"],
+        "properties": {
+            "route": {"type": "string"},
+            "window_s": {"type": "integer"},
+            "versions": {"type": "array", "items": {
+                "type": "object",
+                "required": ["version", "requests", "priced", "prompt_tokens", "completion_tokens", "cost_usd", "cost_per_request_usd", "cost_per_hour_usd"],
+                "properties": {
+                    "version": {"type": "string"},
+                    "requests": {"type": "integer"},
+                    "priced": {"type": "integer"},
+                    "prompt_tokens": {"type": "integer"},
+                    "completion_tokens": {"type": "integer"},
+                    "cost_usd": {"type": "number", "nullable": true},
+                    "cost_per_request_usd": {"type": "number", "nullable": true},
+                    "cost_per_hour_usd": {"type": "number", "nullable": true},
+                },
+            }},
+        },
+    })
+}
+
 fn get(summary: &str, parameters: Value, responses: Value) -> Value {
     json!({"get": {"summary": summary, "parameters": parameters, "responses": responses}})
 }
@@ -204,6 +230,14 @@ pub fn document() -> Value {
                 ]),
                 answers("Feedback", &[400]),
             ),
+            "/api/v1/cost": get(
+                "What a route's traffic cost per version over a window, from the gateway's request log",
+                json!([
+                    {"name": "route", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1}},
+                    {"name": "window_s", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": u32::MAX, "default": 3600}},
+                ]),
+                answers("Cost", &[400]),
+            ),
             "/api/v1/drift": get(
                 "One version's drift: its requests in the current window against the reference window, descriptor by descriptor",
                 json!([
@@ -275,6 +309,7 @@ pub fn document() -> Value {
                         "history": {"type": "array", "items": reference("Event")},
                     },
                 },
+                "Cost": cost_schema(),
                 "Feedback": {
                     "type": "object",
                     "required": ["route", "window_s", "versions", "triggers"],

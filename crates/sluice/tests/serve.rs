@@ -399,6 +399,8 @@ fn every_dashboard_page_renders_in_chromium_and_the_diff_lists_the_flipped_tests
         "/feedback?route=chat".to_owned(),
         "/alerts".to_owned(),
         "/alerts?route=chat".to_owned(),
+        "/cost".to_owned(),
+        "/cost?route=chat".to_owned(),
     ];
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard.cjs");
     let output = std::process::Command::new("node")
@@ -925,7 +927,7 @@ fn cost_budget_and_feedback_floor_alerts_fire() {
         ),
     )
     .unwrap();
-    let _serve = Serve::start_with(&store, &["--monitor".as_ref(), monitor.as_os_str()]);
+    let serve = Serve::start_with(&store, &["--monitor".as_ref(), monitor.as_os_str()]);
     let mut ids = Vec::new();
     for _ in 0..20 {
         let answer = chat(&address, "hi");
@@ -971,4 +973,28 @@ fn cost_budget_and_feedback_floor_alerts_fire() {
     assert_eq!(quality["value"], 0.0, "{quality}");
     assert_eq!(quality["min"], 0.7, "{quality}");
     assert_eq!(quality["samples"], 6, "{quality}");
+    // The cost view: the same requests, priced, with their tokens.
+    let (status, body) = serve.call("GET", "/api/v1/cost?route=chat&window_s=60");
+    assert_eq!(status, 200, "{body}");
+    let v1 = &body["versions"][0];
+    assert_eq!(
+        (
+            v1["version"].as_str(),
+            v1["requests"].as_u64(),
+            v1["priced"].as_u64()
+        ),
+        (Some("v1"), Some(20), Some(20)),
+        "{body}"
+    );
+    let tokens = v1["prompt_tokens"].as_u64().unwrap() + v1["completion_tokens"].as_u64().unwrap();
+    let cost = v1["cost_usd"].as_f64().unwrap();
+    assert!((cost - tokens as f64 * 1000.0 / 1e6).abs() < 1e-9, "{body}");
+    assert!(
+        (v1["cost_per_hour_usd"].as_f64().unwrap() - cost * 60.0).abs() < 1e-9,
+        "{body}"
+    );
+    let (status, _) = serve.call("GET", "/api/v1/cost?route=chat&window_s=0");
+    assert_eq!(status, 400);
+    let page = exchange(&serve.address, "GET /cost?route=chat HTTP/1.1", "", "");
+    assert!(page.contains("id=\"cost\""), "{page}");
 }
