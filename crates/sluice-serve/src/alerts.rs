@@ -202,7 +202,12 @@ pub async fn evaluate(
     let mut stored = Vec::new();
     for rule in rules {
         let window_ms = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
-        let log = crate::feedback::all_events(store, &format!("gateway:{}", rule.route)).await?;
+        let log = crate::feedback::events_since(
+            store,
+            &format!("gateway:{}", rule.route),
+            now_ms.saturating_sub(window_ms),
+        )
+        .await?;
         // Per version: its requests and its feedback in the window.
         type Entries<'a> = (Vec<&'a Value>, Vec<&'a Value>);
         let mut versions: std::collections::BTreeMap<&str, Entries<'_>> = Default::default();

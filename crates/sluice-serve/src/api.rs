@@ -483,14 +483,17 @@ impl Api {
         if min_samples == 0 {
             return Err(ApiError::bad_request("`min_samples`: expected at least 1"));
         }
-        let events: Vec<(i64, Value)> =
-            crate::feedback::all_events(&self.store, &format!("gateway:{route}"))
-                .await
-                .map_err(ApiError::store)?
-                .into_iter()
-                .filter(|e| e.kind == "request")
-                .map(|e| (e.at_ms, e.payload))
-                .collect();
+        let events: Vec<(i64, Value)> = crate::feedback::events_since(
+            &self.store,
+            &format!("gateway:{route}"),
+            reference.from_ms.min(current.from_ms),
+        )
+        .await
+        .map_err(ApiError::store)?
+        .into_iter()
+        .filter(|e| e.kind == "request")
+        .map(|e| (e.at_ms, e.payload))
+        .collect();
         Ok(crate::drift::report(
             route,
             version,
@@ -512,7 +515,8 @@ impl Api {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let events = crate::feedback::all_events(&self.store, &format!("gateway:{route}"))
+        let since = now.saturating_sub(i64::from(window_s) * 1000);
+        let events = crate::feedback::events_since(&self.store, &format!("gateway:{route}"), since)
             .await
             .map_err(ApiError::store)?;
         let versions = crate::feedback::summarise(
@@ -542,7 +546,8 @@ impl Api {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let events = crate::feedback::all_events(&self.store, &format!("gateway:{route}"))
+        let since = now.saturating_sub(i64::from(window_s) * 1000);
+        let events = crate::feedback::events_since(&self.store, &format!("gateway:{route}"), since)
             .await
             .map_err(ApiError::store)?;
         let versions = crate::cost::summarise(

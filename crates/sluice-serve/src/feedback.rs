@@ -499,8 +499,31 @@ pub async fn all_events(
     store: &Store,
     subject: &str,
 ) -> Result<Vec<sluice_store::Event>, sluice_store::StoreError> {
+    events_after(store, subject, 0).await
+}
+
+/// The events of `subject` stored at or after `since_ms`, oldest first: found through the
+/// store's time index, so a long log costs only its recent part.
+pub async fn events_since(
+    store: &Store,
+    subject: &str,
+    since_ms: i64,
+) -> Result<Vec<sluice_store::Event>, sluice_store::StoreError> {
+    let Some(first) = store.first_event_since(subject, since_ms).await? else {
+        return Ok(Vec::new());
+    };
+    let mut events = events_after(store, subject, first - 1).await?;
+    // Sequence and time mostly agree; an event written with an earlier clock is left out.
+    events.retain(|e| e.at_ms >= since_ms);
+    Ok(events)
+}
+
+async fn events_after(
+    store: &Store,
+    subject: &str,
+    mut after: i64,
+) -> Result<Vec<sluice_store::Event>, sluice_store::StoreError> {
     let mut events = Vec::new();
-    let mut after = 0;
     loop {
         let page = store.events(subject, after, 10_000).await?;
         let Some(last) = page.last() else { break };
@@ -529,7 +552,12 @@ pub async fn evaluate(
     for rule in &config.feedback {
         let now = now_ms();
         let window_ms = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
-        let events = all_events(store, &format!("gateway:{}", rule.route)).await?;
+        let events = events_since(
+            store,
+            &format!("gateway:{}", rule.route),
+            now.saturating_sub(window_ms),
+        )
+        .await?;
         let versions = summarise(
             events
                 .iter()
