@@ -354,19 +354,13 @@ impl Api {
     async fn run(&self, id: &str, query: &Query) -> Result<Value, ApiError> {
         let run = self.get_run(id).await?;
         let offset: u32 = query.number("offset", 0)?;
-        let offset = offset as usize;
-        let limit = query.limit()? as usize;
-        let mut results = self.store.results(&run.id).await.map_err(ApiError::store)?;
-        let total = results.len();
-        if query.flag("failures_first")? {
-            // Stable: failed, then errored, then the rest, each in run order.
-            results.sort_by_key(|r| match (r.pass, &r.error) {
-                (_, Some(_)) => 1,
-                (Some(false), None) => 0,
-                _ => 2,
-            });
-        }
-        let page: Vec<_> = results.into_iter().skip(offset).take(limit).collect();
+        let limit = query.limit()?;
+        // Failed, then errored, then the rest, each in run order; only the page is read whole.
+        let (total, page) = self
+            .store
+            .results_page(&run.id, offset, limit, query.flag("failures_first")?)
+            .await
+            .map_err(ApiError::store)?;
         Ok(json!({ "run": run, "total_results": total, "offset": offset, "results": page }))
     }
 
@@ -483,23 +477,22 @@ impl Api {
         if min_samples == 0 {
             return Err(ApiError::bad_request("`min_samples`: expected at least 1"));
         }
-        let events: Vec<(i64, Value)> = crate::feedback::events_since(
+        let events = crate::feedback::raw_events_since(
             &self.store,
             &format!("gateway:{route}"),
             reference.from_ms.min(current.from_ms),
         )
         .await
-        .map_err(ApiError::store)?
-        .into_iter()
-        .filter(|e| e.kind == "request")
-        .map(|e| (e.at_ms, e.payload))
-        .collect();
+        .map_err(ApiError::store)?;
         Ok(crate::drift::report(
             route,
             version,
             reference,
             current,
-            events.iter().map(|(at, payload)| (*at, payload)),
+            events
+                .iter()
+                .filter(|e| e.kind == "request")
+                .map(|e| (e.at_ms, e.payload.as_str())),
             min_samples,
         ))
     }

@@ -6,8 +6,10 @@
 //! (alert at 0.1). A descriptor is judged only with at least `min_samples` requests in each
 //! window.
 
-use serde::Serialize;
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use sluice_core::stats::{JS_ALERT, PSI_ALERT, PSI_WARN, jensen_shannon, psi};
 
 /// Requests needed in each window before a descriptor is judged.
@@ -85,41 +87,76 @@ const FLAGS: [&str; 5] = [
     "input_flagged",
 ];
 
-fn sample(payload: &Value) -> Sample {
-    let answer = payload["answer"].as_str().unwrap_or_default();
-    let non_empty = |key: &str| payload[key].as_array().is_some_and(|a| !a.is_empty());
+/// The fields of a request-log entry that drift reads: parsed without building a JSON tree,
+/// the rest skipped.
+#[derive(Deserialize)]
+struct Logged<'a> {
+    #[serde(borrow, default)]
+    version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    class: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    answer: Option<Cow<'a, str>>,
+    #[serde(default)]
+    prompt_tokens: Option<f64>,
+    #[serde(default)]
+    completion_tokens: Option<f64>,
+    #[serde(default)]
+    latency_ms: Option<f64>,
+    #[serde(default)]
+    ttft_ms: Option<f64>,
+    #[serde(default)]
+    safety: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    input_flags: Option<Vec<IgnoredAny>>,
+}
+
+fn sample(entry: &Logged<'_>) -> Sample {
+    let answer = entry.answer.as_deref().unwrap_or_default();
+    let trimmed = answer.trim();
+    let non_empty = |list: &Option<Vec<IgnoredAny>>| list.as_ref().is_some_and(|l| !l.is_empty());
     Sample {
-        numbers: NUMBERS.map(|key| payload[key].as_f64()),
+        numbers: [
+            entry.prompt_tokens,
+            entry.completion_tokens,
+            entry.latency_ms,
+            entry.ttft_ms,
+        ],
         flags: [
             !answer.is_empty() && sluice_safety::refusal::is_refusal(answer),
-            serde_json::from_str::<Value>(answer.trim())
-                .is_ok_and(|v| v.is_object() || v.is_array()),
-            payload["class"].as_str().is_some_and(|c| c != "ok"),
-            non_empty("safety"),
-            non_empty("input_flags"),
+            (trimmed.starts_with('{') || trimmed.starts_with('['))
+                && serde_json::from_str::<IgnoredAny>(trimmed).is_ok(),
+            entry.class.as_deref().is_some_and(|c| c != "ok"),
+            non_empty(&entry.safety),
+            non_empty(&entry.input_flags),
         ],
     }
 }
 
 /// Compares `version`'s requests of the two windows. `events` are the route's request log
-/// entries as `(at_ms, payload)`.
+/// entries as `(at_ms, payload as JSON text)`; an entry that is not a JSON object is skipped.
 pub fn report<'a>(
     route: &str,
     version: &str,
     reference: Window,
     current: Window,
-    events: impl Iterator<Item = (i64, &'a Value)>,
+    events: impl Iterator<Item = (i64, &'a str)>,
     min_samples: usize,
 ) -> Report {
     let (mut before, mut now): (Vec<Sample>, Vec<Sample>) = (Vec::new(), Vec::new());
     for (at_ms, payload) in events {
-        if payload["version"].as_str() != Some(version) {
-            continue;
-        }
-        if reference.holds(at_ms) {
-            before.push(sample(payload));
+        let window = if reference.holds(at_ms) {
+            &mut before
         } else if current.holds(at_ms) {
-            now.push(sample(payload));
+            &mut now
+        } else {
+            continue;
+        };
+        let Ok(entry) = serde_json::from_str::<Logged<'_>>(payload) else {
+            continue;
+        };
+        if entry.version.as_deref() == Some(version) {
+            window.push(sample(&entry));
         }
     }
     let enough = before.len() >= min_samples && now.len() >= min_samples;
@@ -212,10 +249,14 @@ mod tests {
                     "answer": answer,
                     "safety": [],
                     "input_flags": [],
-                }),
+                })
+                .to_string(),
             ));
             // Another version's traffic is not counted.
-            events.push((i, json!({"version": "stable", "class": "error"})));
+            events.push((
+                i,
+                json!({"version": "stable", "class": "error"}).to_string(),
+            ));
         }
         let report = report(
             "chat",
@@ -228,7 +269,7 @@ mod tests {
                 from_ms: 600,
                 to_ms: 1200,
             },
-            events.iter().map(|(at, p)| (*at, p)),
+            events.iter().map(|(at, p)| (*at, p.as_str())),
             500,
         );
         assert_eq!(report.samples, (600, 600));
@@ -255,7 +296,7 @@ mod tests {
                 from_ms: 600,
                 to_ms: 700,
             },
-            events.iter().map(|(at, p)| (*at, p)),
+            events.iter().map(|(at, p)| (*at, p.as_str())),
             500,
         );
         assert!(few.drifted.is_empty());

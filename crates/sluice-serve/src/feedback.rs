@@ -499,7 +499,7 @@ pub async fn all_events(
     store: &Store,
     subject: &str,
 ) -> Result<Vec<sluice_store::Event>, sluice_store::StoreError> {
-    events_after(store, subject, 0).await
+    parsed(raw_events_after(store, subject, 0).await?)
 }
 
 /// The events of `subject` stored at or after `since_ms`, oldest first: found through the
@@ -509,32 +509,49 @@ pub async fn events_since(
     subject: &str,
     since_ms: i64,
 ) -> Result<Vec<sluice_store::Event>, sluice_store::StoreError> {
+    parsed(raw_events_since(store, subject, since_ms).await?)
+}
+
+/// [`events_since`] with the payloads left as stored, for readers that take a few fields
+/// of many events.
+pub async fn raw_events_since(
+    store: &Store,
+    subject: &str,
+    since_ms: i64,
+) -> Result<Vec<sluice_store::RawEvent>, sluice_store::StoreError> {
     let Some(first) = store.first_event_since(subject, since_ms).await? else {
         return Ok(Vec::new());
     };
-    let mut events = events_after(store, subject, first - 1).await?;
+    let mut events = raw_events_after(store, subject, first - 1).await?;
     // Sequence and time mostly agree; an event written with an earlier clock is left out.
     events.retain(|e| e.at_ms >= since_ms);
     Ok(events)
 }
 
-async fn events_after(
+async fn raw_events_after(
     store: &Store,
     subject: &str,
     mut after: i64,
-) -> Result<Vec<sluice_store::Event>, sluice_store::StoreError> {
+) -> Result<Vec<sluice_store::RawEvent>, sluice_store::StoreError> {
+    const PAGE: u32 = 10_000;
     let mut events = Vec::new();
     loop {
-        let page = store.events(subject, after, 10_000).await?;
+        let page = store.events_raw(subject, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        let full = page.len() == 10_000;
+        let full = page.len() == PAGE as usize;
         events.extend(page);
         if !full {
             break;
         }
     }
     Ok(events)
+}
+
+fn parsed(
+    raw: Vec<sluice_store::RawEvent>,
+) -> Result<Vec<sluice_store::Event>, sluice_store::StoreError> {
+    raw.into_iter().map(sluice_store::RawEvent::parse).collect()
 }
 
 fn now_ms() -> i64 {

@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use model::{
-    Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunKind,
-    RunStatus, utc_timestamp,
+    Event, Lease, LeaseOutcome, NewEvent, NewRun, RawEvent, ResultRecord, Run, RunFilter, RunId,
+    RunKind, RunStatus, utc_timestamp,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresBackend;
@@ -82,6 +82,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// A run's results in `seq` order.
     async fn results(&self, run_id: &RunId) -> Result<Vec<ResultRecord>, StoreError>;
+    /// One page of a run's results (`limit` from `offset`) and how many it has in all: in
+    /// `seq` order, or with `failures_first` the failed ones, then the errored ones, then the
+    /// rest, each in `seq` order. Only the page's rows are read whole.
+    async fn results_page(
+        &self,
+        run_id: &RunId,
+        offset: u32,
+        limit: u32,
+        failures_first: bool,
+    ) -> Result<(u64, Vec<ResultRecord>), StoreError>;
     /// A run's verdicts alone, `(key, pass)` in `seq` order: what history checks need, without
     /// each result's data.
     async fn verdicts(&self, run_id: &RunId) -> Result<Vec<(String, Option<bool>)>, StoreError>;
@@ -95,9 +105,27 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         subject: &str,
         since_ms: i64,
     ) -> Result<Option<i64>, StoreError>;
+    /// Events of one subject after sequence number `after`, oldest first (at most `limit`;
+    /// 1,000 when 0), their payloads as stored.
+    async fn events_raw(
+        &self,
+        subject: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<RawEvent>, StoreError>;
     /// Events of one subject after sequence number `after`, oldest first.
-    async fn events(&self, subject: &str, after: i64, limit: u32)
-    -> Result<Vec<Event>, StoreError>;
+    async fn events(
+        &self,
+        subject: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.events_raw(subject, after, limit)
+            .await?
+            .into_iter()
+            .map(RawEvent::parse)
+            .collect()
+    }
 
     /// Registers a version; a version is registered once ([`StoreError::VersionExists`]).
     async fn register_version(&self, version: NewModelVersion) -> Result<ModelVersion, StoreError>;
@@ -365,6 +393,22 @@ impl std::ops::Deref for Store {
     type Target = dyn Backend;
     fn deref(&self) -> &Self::Target {
         self.backend.as_ref()
+    }
+}
+
+/// Puts a page of results in its order: by `seq`, or failed, errored, then the rest.
+pub(crate) fn sort_page(page: &mut [ResultRecord], failures_first: bool) {
+    if failures_first {
+        page.sort_by_key(|r| {
+            let rank = match (r.pass, &r.error) {
+                (_, Some(_)) => 1,
+                (Some(false), None) => 0,
+                _ => 2,
+            };
+            (rank, r.seq)
+        });
+    } else {
+        page.sort_by_key(|r| r.seq);
     }
 }
 

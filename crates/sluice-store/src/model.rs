@@ -257,6 +257,35 @@ pub enum LeaseOutcome {
     Held(Lease),
 }
 
+/// A stored event as stored: its payload still JSON text, for readers that take only some
+/// of its fields from many events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    /// Global sequence number, increasing.
+    pub seq: i64,
+    /// Subject.
+    pub subject: String,
+    /// Type.
+    pub kind: String,
+    /// Details, as JSON text.
+    pub payload: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+}
+
+impl RawEvent {
+    /// The event with its payload read.
+    pub fn parse(self) -> Result<Event, crate::StoreError> {
+        Ok(Event {
+            payload: crate::parse_json(&self.payload, || format!("events.payload #{}", self.seq))?,
+            seq: self.seq,
+            subject: self.subject,
+            kind: self.kind,
+            at_ms: self.at_ms,
+        })
+    }
+}
+
 /// A stored event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {

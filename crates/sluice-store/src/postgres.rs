@@ -11,7 +11,7 @@ use tokio_postgres::{Client, Config, GenericClient, NoTls, Row};
 use tracing::{info, warn};
 
 use crate::model::{
-    Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunKind,
+    Lease, LeaseOutcome, NewEvent, NewRun, RawEvent, ResultRecord, Run, RunFilter, RunId, RunKind,
     RunStatus, stored_kind,
 };
 use crate::registry::{
@@ -462,6 +462,58 @@ impl Backend for PostgresBackend {
             .collect()
     }
 
+    async fn results_page(
+        &self,
+        run_id: &RunId,
+        offset: u32,
+        limit: u32,
+        failures_first: bool,
+    ) -> Result<(u64, Vec<ResultRecord>), StoreError> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().ok_or_else(|| self.lost())?;
+        let total: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM run_results WHERE run_id = $1",
+                &[&run_id.as_str()],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        let sql = if failures_first {
+            "SELECT seq, key, pass, score, error, data FROM run_results WHERE run_id = $1 AND seq IN \
+             (SELECT seq FROM run_results WHERE run_id = $1 \
+              ORDER BY CASE WHEN error IS NOT NULL THEN 1 WHEN pass = FALSE THEN 0 ELSE 2 END, seq \
+              LIMIT $2 OFFSET $3)"
+        } else {
+            "SELECT seq, key, pass, score, error, data FROM run_results WHERE run_id = $1 \
+             ORDER BY seq LIMIT $2 OFFSET $3"
+        };
+        let mut page = client
+            .query(
+                sql,
+                &[&run_id.as_str(), &i64::from(limit), &i64::from(offset)],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|row| {
+                let seq: i64 = row.get(0);
+                Ok(ResultRecord {
+                    data: parse_json(row.get(5), || {
+                        format!("run_results.data #{seq} of `{run_id}`")
+                    })?,
+                    seq,
+                    key: row.get(1),
+                    pass: row.get(2),
+                    score: row.get(3),
+                    error: row.get(4),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        crate::sort_page(&mut page, failures_first);
+        Ok((u64::try_from(total).unwrap_or(0), page))
+    }
+
     async fn verdicts(&self, run_id: &RunId) -> Result<Vec<(String, Option<bool>)>, StoreError> {
         let guard = self.client().await?;
         let client = guard.as_ref().ok_or_else(|| self.lost())?;
@@ -520,16 +572,16 @@ impl Backend for PostgresBackend {
         Ok(row.get::<_, Option<i64>>(0))
     }
 
-    async fn events(
+    async fn events_raw(
         &self,
         subject: &str,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
+    ) -> Result<Vec<RawEvent>, StoreError> {
         let guard = self.client().await?;
         let client = guard.as_ref().ok_or_else(|| self.lost())?;
         let limit = i64::from(if limit == 0 { 1000 } else { limit });
-        client
+        Ok(client
             .query(
                 "SELECT seq, subject, kind, payload, at_ms FROM events WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                 &[&subject, &after, &limit],
@@ -537,17 +589,14 @@ impl Backend for PostgresBackend {
             .await
             .map_err(pg)?
             .iter()
-            .map(|row| {
-                let seq: i64 = row.get(0);
-                Ok(Event {
-                    payload: parse_json(row.get(3), || format!("events.payload #{seq}"))?,
-                    seq,
-                    subject: row.get(1),
-                    kind: row.get(2),
-                    at_ms: row.get(4),
-                })
+            .map(|row| RawEvent {
+                seq: row.get(0),
+                subject: row.get(1),
+                kind: row.get(2),
+                payload: row.get(3),
+                at_ms: row.get(4),
             })
-            .collect()
+            .collect())
     }
 
     async fn register_version(&self, new: NewModelVersion) -> Result<ModelVersion, StoreError> {

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tracing::info;
 
 use crate::model::{
-    Event, Lease, LeaseOutcome, NewEvent, NewRun, ResultRecord, Run, RunFilter, RunId, RunKind,
+    Lease, LeaseOutcome, NewEvent, NewRun, RawEvent, ResultRecord, Run, RunFilter, RunId, RunKind,
     RunStatus, stored_kind,
 };
 use crate::registry::{
@@ -435,6 +435,58 @@ impl Backend for SqliteBackend {
         .await
     }
 
+    async fn results_page(
+        &self,
+        run_id: &RunId,
+        offset: u32,
+        limit: u32,
+        failures_first: bool,
+    ) -> Result<(u64, Vec<ResultRecord>), StoreError> {
+        let run_id = run_id.clone();
+        self.with(move |connection| {
+            let total: i64 = connection
+                .prepare_cached("SELECT COUNT(*) FROM run_results WHERE run_id = ?1")?
+                .query_row([run_id.as_str()], |row| row.get(0))?;
+            // The page's rows are chosen on narrow columns, then read whole.
+            let sql = if failures_first {
+                "SELECT seq, key, pass, score, error, data FROM run_results WHERE run_id = ?1 AND seq IN \
+                 (SELECT seq FROM run_results WHERE run_id = ?1 \
+                  ORDER BY CASE WHEN error IS NOT NULL THEN 1 WHEN pass = 0 THEN 0 ELSE 2 END, seq \
+                  LIMIT ?2 OFFSET ?3)"
+            } else {
+                "SELECT seq, key, pass, score, error, data FROM run_results WHERE run_id = ?1 \
+                 ORDER BY seq LIMIT ?2 OFFSET ?3"
+            };
+            let mut statement = connection.prepare_cached(sql)?;
+            let rows = statement.query_map(params![run_id.as_str(), limit, offset], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<bool>>(2)?,
+                    row.get::<_, Option<f64>>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, String>(5)?,
+                ))
+            })?;
+            let mut page: Vec<ResultRecord> = rows
+                .map(|row| {
+                    let (seq, key, pass, score, error, data) = row?;
+                    Ok(ResultRecord {
+                        data: parse_json(&data, || format!("run_results.data #{seq} of `{run_id}`"))?,
+                        seq,
+                        key,
+                        pass,
+                        score,
+                        error,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
+            crate::sort_page(&mut page, failures_first);
+            Ok((u64::try_from(total).unwrap_or(0), page))
+        })
+        .await
+    }
+
     async fn verdicts(&self, run_id: &RunId) -> Result<Vec<(String, Option<bool>)>, StoreError> {
         let run_id = run_id.clone();
         self.with(move |connection| {
@@ -497,31 +549,30 @@ impl Backend for SqliteBackend {
         .await
     }
 
-    async fn events(
+    async fn events_raw(
         &self,
         subject: &str,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
+    ) -> Result<Vec<RawEvent>, StoreError> {
         let subject = subject.to_owned();
         self.with(move |connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT seq, subject, kind, payload, at_ms FROM events WHERE subject = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
-            let rows = statement.query_map(params![subject, after, if limit == 0 { 1000 } else { limit }], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?, row.get::<_, i64>(4)?))
-            })?;
-            rows.map(|row| {
-                let (seq, subject, kind, payload, at_ms) = row?;
-                Ok(Event {
-                    payload: parse_json(&payload, || format!("events.payload #{seq}"))?,
-                    seq,
-                    subject,
-                    kind,
-                    at_ms,
-                })
-            })
-            .collect()
+            let rows = statement.query_map(
+                params![subject, after, if limit == 0 { 1000 } else { limit }],
+                |row| {
+                    Ok(RawEvent {
+                        seq: row.get(0)?,
+                        subject: row.get(1)?,
+                        kind: row.get(2)?,
+                        payload: row.get(3)?,
+                        at_ms: row.get(4)?,
+                    })
+                },
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

@@ -147,6 +147,7 @@ on_both_backends!(
     a_lease_has_one_holder_until_it_lapses,
     of_many_asking_at_once_one_gets_the_lease,
     a_run_reads_as_interrupted_only_when_its_process_is_gone,
+    a_page_of_results_is_read_in_order_or_failures_first,
 );
 
 async fn a_run_reads_as_interrupted_only_when_its_process_is_gone(fixture: Fixture) {
@@ -530,6 +531,52 @@ async fn results_append_to_running_runs_only_and_read_back_in_order(fixture: Fix
         store.append_results(&id, vec![record(9, true)]).await,
         Err(StoreError::RunFinished(_))
     ));
+}
+
+async fn a_page_of_results_is_read_in_order_or_failures_first(fixture: Fixture) {
+    let store = fixture.open().await;
+    let id = store.create_run(new_run(RunKind::Eval, "r")).await.unwrap();
+    // Every 4th fails, every 7th errors (an error wins over a failure).
+    let records: Vec<sluice_store::ResultRecord> = (0..50)
+        .map(|seq| sluice_store::ResultRecord {
+            seq,
+            key: format!("test-{seq}"),
+            pass: if seq % 7 == 0 {
+                None
+            } else {
+                Some(seq % 4 != 0)
+            },
+            score: None,
+            error: (seq % 7 == 0).then(|| "timed out".to_owned()),
+            data: json!({"output": seq}),
+        })
+        .collect();
+    store.append_results(&id, records.clone()).await.unwrap();
+    let seqs = |page: &[sluice_store::ResultRecord]| page.iter().map(|r| r.seq).collect::<Vec<_>>();
+    let (total, page) = store.results_page(&id, 10, 5, false).await.unwrap();
+    assert_eq!(total, 50);
+    assert_eq!(seqs(&page), [10, 11, 12, 13, 14]);
+    assert_eq!(page[2], records[12]);
+    // Failed first, then errored, then the rest: the same order as sorting them all.
+    let mut expected = records.clone();
+    expected.sort_by_key(|r| {
+        let rank = match (r.pass, &r.error) {
+            (_, Some(_)) => 1,
+            (Some(false), None) => 0,
+            _ => 2,
+        };
+        (rank, r.seq)
+    });
+    for (offset, limit) in [(0, 7), (7, 7), (10, 30), (45, 10), (60, 5)] {
+        let (_, page) = store.results_page(&id, offset, limit, true).await.unwrap();
+        let want: Vec<i64> = expected
+            .iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs(&page), want, "offset {offset}, limit {limit}");
+    }
 }
 
 async fn an_older_store_is_migrated_forward_keeping_its_runs(fixture: Fixture) {
