@@ -306,6 +306,20 @@ pub fn keyed_from_records(records: &[sluice_store::ResultRecord]) -> BTreeMap<St
     keyed
 }
 
+/// Per-key results from a run's verdicts alone (`(key, pass)`), without descriptions: for
+/// comparing large runs, whose flipped keys' descriptions are read afterwards.
+pub fn keyed_from_verdicts(verdicts: &[(String, Option<bool>)]) -> BTreeMap<String, KeyResult> {
+    let mut keyed: BTreeMap<String, KeyResult> = BTreeMap::new();
+    for (key, pass) in verdicts {
+        let entry = keyed.entry(key.clone()).or_default();
+        if let Some(pass) = pass {
+            entry.graded += 1;
+            entry.passed += u64::from(*pass);
+        }
+    }
+    keyed
+}
+
 /// Per-key results of a JSON report written by `sluice eval -o results.json`.
 pub fn keyed_from_report(
     report: &serde_json::Value,

@@ -27,7 +27,8 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub struct ApiError {
     /// The status.
     pub status: StatusCode,
-    /// The kind of error (`not_found`, `bad_request`, `method_not_allowed`, `store`).
+    /// The kind of error (`not_found`, `bad_request`, `method_not_allowed`, `store`,
+    /// `internal`).
     pub kind: &'static str,
     /// What happened, for people.
     pub message: String,
@@ -55,6 +56,14 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             kind: "store",
             message: format!("the store could not answer: {error}"),
+        }
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "internal",
+            message: message.into(),
         }
     }
 }
@@ -307,6 +316,7 @@ impl Api {
             ["api", "v1", "aliases", name, "history"] => self.alias_history(name).await,
             ["api", "v1", "feedback"] => self.feedback(query).await,
             ["api", "v1", "cost"] => self.cost(query).await,
+            ["api", "v1", "trends"] => self.trends(query).await,
             ["api", "v1", "alerts"] => self.alerts(query).await,
             ["api", "v1", "drift"] => {
                 Ok(serde_json::to_value(self.drift(query).await?).unwrap_or_default())
@@ -372,17 +382,43 @@ impl Api {
                 "`confidence`: expected at least 0.5 and under 1",
             ));
         }
-        let (baseline, candidate) = (self.eval_results(a).await?, self.eval_results(b).await?);
-        let comparison = sluice_eval::compare::compare(
-            &sluice_eval::compare::keyed_from_records(&baseline),
-            &sluice_eval::compare::keyed_from_records(&candidate),
+        // Compared on the verdicts alone; only the flipped tests' rows are read for their
+        // descriptions.
+        let (baseline, candidate) = (self.eval_verdicts(a).await?, self.eval_verdicts(b).await?);
+        let mut comparison = sluice_eval::compare::compare(
+            &sluice_eval::compare::keyed_from_verdicts(&baseline.1),
+            &sluice_eval::compare::keyed_from_verdicts(&candidate.1),
             confidence,
             None,
         );
+        let flipped: Vec<String> = comparison
+            .regressions
+            .iter()
+            .chain(&comparison.fixes)
+            .map(|f| f.key.clone())
+            .collect();
+        let rows = self
+            .store
+            .results_for_keys(&candidate.0, &flipped)
+            .await
+            .map_err(ApiError::store)?;
+        let descriptions = sluice_eval::compare::keyed_from_records(&rows);
+        for flip in comparison
+            .regressions
+            .iter_mut()
+            .chain(comparison.fixes.iter_mut())
+        {
+            if let Some(found) = descriptions.get(&flip.key) {
+                flip.description.clone_from(&found.description);
+            }
+        }
         Ok(json!({ "baseline": a, "candidate": b, "comparison": comparison }))
     }
 
-    async fn eval_results(&self, id: &str) -> Result<Vec<sluice_store::ResultRecord>, ApiError> {
+    async fn eval_verdicts(
+        &self,
+        id: &str,
+    ) -> Result<(RunId, Vec<(String, Option<bool>)>), ApiError> {
         let run = self.get_run(id).await?;
         if run.kind != RunKind::Eval {
             return Err(ApiError::bad_request(format!(
@@ -390,7 +426,12 @@ impl Api {
                 run.kind
             )));
         }
-        self.store.results(&run.id).await.map_err(ApiError::store)
+        let verdicts = self
+            .store
+            .verdicts(&run.id)
+            .await
+            .map_err(ApiError::store)?;
+        Ok((run.id, verdicts))
     }
 
     /// A rollout or pipeline run with every event it recorded, oldest first.
@@ -484,17 +525,18 @@ impl Api {
         )
         .await
         .map_err(ApiError::store)?;
-        Ok(crate::drift::report(
-            route,
-            version,
-            reference,
-            current,
-            events
+        let (route, version) = (route.to_owned(), version.to_owned());
+        // Seconds of work on a long log: off the runtime's threads.
+        tokio::task::spawn_blocking(move || {
+            let entries: Vec<(i64, &str)> = events
                 .iter()
                 .filter(|e| e.kind == "request")
-                .map(|e| (e.at_ms, e.payload.as_str())),
-            min_samples,
-        ))
+                .map(|e| (e.at_ms, e.payload.as_str()))
+                .collect();
+            crate::drift::report(&route, &version, reference, current, &entries, min_samples)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("the drift report failed: {e}")))
     }
 
     /// A route's ratings per version over a window (`window_s`, an hour by default) and the
@@ -524,6 +566,31 @@ impl Api {
         Ok(
             json!({"route": route, "window_s": window_s, "versions": versions, "triggers": triggers}),
         )
+    }
+
+    /// How each eval suite and benchmarked model moved over its last runs (`limit` runs of
+    /// each kind, newest, 200 by default).
+    async fn trends(&self, query: &Query) -> Result<Value, ApiError> {
+        let limit: u32 = query.number("limit", 200)?;
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(ApiError::bad_request(format!(
+                "`limit`: expected 1 to {MAX_LIMIT}"
+            )));
+        }
+        let mut runs = Vec::new();
+        for kind in [RunKind::Eval, RunKind::Bench] {
+            runs.extend(
+                self.store
+                    .list_runs(RunFilter {
+                        kind: Some(kind),
+                        status: None,
+                        limit,
+                    })
+                    .await
+                    .map_err(ApiError::store)?,
+            );
+        }
+        Ok(json!({ "series": crate::trends::series(&runs) }))
     }
 
     /// What a route's traffic cost per version over a window (`window_s`, an hour by default).
@@ -689,6 +756,7 @@ impl Api {
                 None => Ok(crate::html::alerts(None, &Value::Null)),
                 Some(route) => Ok(crate::html::alerts(Some(route), &self.alerts(query).await?)),
             },
+            ["trends"] => Ok(crate::html::trends(&self.trends(query).await?)),
             ["cost"] => match query.get("route").filter(|r| !r.is_empty()) {
                 None => Ok(crate::html::cost(None, &Value::Null)),
                 Some(route) => Ok(crate::html::cost(Some(route), &self.cost(query).await?)),

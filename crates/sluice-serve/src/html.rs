@@ -34,7 +34,7 @@ pub fn page(title: &str, json: Option<&str>, body: &str) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · Sluice</title><link rel="icon" href="/assets/icon.svg" type="image/svg+xml"><link rel="stylesheet" href="/assets/app.css"><script src="/assets/app.js" defer></script></head>
-<body><nav><a class="brand" href="/">Sluice</a><a href="/runs">Runs</a><a href="/rollouts">Rollouts</a><a href="/models">Registry</a><a href="/drift">Drift</a><a href="/feedback">Feedback</a><a href="/cost">Cost</a><a href="/alerts">Alerts</a>{json}</nav>
+<body><nav><a class="brand" href="/">Sluice</a><a href="/runs">Runs</a><a href="/trends">Trends</a><a href="/rollouts">Rollouts</a><a href="/models">Registry</a><a href="/drift">Drift</a><a href="/feedback">Feedback</a><a href="/cost">Cost</a><a href="/alerts">Alerts</a>{json}</nav>
 <main><h1>{title}</h1>
 {body}</main></body></html>
 "#,
@@ -708,6 +708,90 @@ pub fn alerts(route: Option<&str>, body: &Value) -> String {
             table("history", &history, "No alert has fired.")
         ),
     )
+}
+
+/// The trends page: a row per eval suite (and provider set) and per benchmarked model, with
+/// a sparkline of each figure over its runs and the latest value.
+pub fn trends(body: &Value) -> String {
+    let mut sections = String::new();
+    for (kind, title, figures) in [
+        ("eval", "Eval suites", &crate::trends::EVAL_FIGURES[..]),
+        (
+            "bench",
+            "Benchmarked models",
+            &crate::trends::BENCH_FIGURES[..],
+        ),
+    ] {
+        let mut rows = String::new();
+        for series in body["series"].as_array().into_iter().flatten() {
+            if series["kind"] != kind {
+                continue;
+            }
+            let points = series["points"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let mut cells = String::new();
+            for figure in figures {
+                let values: Vec<f64> = points
+                    .iter()
+                    .filter_map(|p| p["figures"][*figure].as_f64())
+                    .collect();
+                let max = values.iter().copied().fold(0.0, f64::max);
+                let latest = values.last().map_or_else(
+                    || "—".to_owned(),
+                    |v| match *figure {
+                        "pass_rate" | "error_rate" => percent(Some(*v)),
+                        "cost_usd" => format!("${v:.4}"),
+                        "ttft_p95_ms" => format!("{v:.1} ms"),
+                        _ => format!("{v:.1}/s"),
+                    },
+                );
+                let scale = if matches!(*figure, "pass_rate" | "error_rate") {
+                    1.0
+                } else {
+                    max
+                };
+                let _ = write!(
+                    cells,
+                    "<td>{} {latest}</td>",
+                    sparkline(&values, scale, 100, 20, "spark")
+                );
+            }
+            let name = match series["providers"].as_str() {
+                Some(providers) => format!(
+                    "{} <small>{}</small>",
+                    esc(&text(&series["name"])),
+                    esc(providers)
+                ),
+                None => esc(&text(&series["name"])),
+            };
+            let last = points
+                .last()
+                .map(|p| text(&p["run_id"]))
+                .unwrap_or_default();
+            let _ = write!(
+                rows,
+                r#"<tr><td>{name}</td><td>{}</td>{cells}<td><a href="/runs/{}">{}</a></td></tr>"#,
+                points.len(),
+                esc(&last),
+                esc(&last)
+            );
+        }
+        let head: String = figures.iter().map(|f| format!("<th>{f}</th>")).collect();
+        if rows.is_empty() {
+            let _ = write!(
+                sections,
+                "<h2>{title}</h2><p class=\"empty\">No finished {kind} run yet.</p>"
+            );
+        } else {
+            let _ = write!(
+                sections,
+                "<h2>{title}</h2><table id=\"trends-{kind}\"><thead><tr><th>Name</th><th>Runs</th>{head}<th>Latest run</th></tr></thead><tbody>{rows}</tbody></table>"
+            );
+        }
+    }
+    page("Trends", Some("/api/v1/trends"), &sections)
 }
 
 /// The cost page: each version's requests, tokens and cost over the window.

@@ -19,6 +19,7 @@ pub mod feedback;
 pub mod html;
 pub mod openapi;
 pub mod smoke;
+pub mod trends;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -230,6 +230,13 @@ pub fn document() -> Value {
                 ]),
                 answers("Feedback", &[400]),
             ),
+            "/api/v1/trends": get(
+                "Each eval suite's pass rate and cost, and each benchmarked model's p95 TTFT, error rate and throughput, over their last runs",
+                json!([
+                    {"name": "limit", "in": "query", "description": "Runs of each kind read, newest first.", "schema": {"type": "integer", "minimum": 1, "maximum": crate::api::MAX_LIMIT, "default": 200}},
+                ]),
+                answers("Trends", &[400]),
+            ),
             "/api/v1/cost": get(
                 "What a route's traffic cost per version over a window, from the gateway's request log",
                 json!([
@@ -310,6 +317,28 @@ pub fn document() -> Value {
                     },
                 },
                 "Cost": cost_schema(),
+                "Trends": {
+                    "type": "object",
+                    "required": ["series"],
+                    "properties": {"series": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["kind", "name", "providers", "points"],
+                        "properties": {
+                            "kind": {"type": "string", "enum": ["eval", "bench"]},
+                            "name": {"type": "string"},
+                            "providers": {"type": "string", "nullable": true},
+                            "points": {"type": "array", "items": {
+                                "type": "object",
+                                "required": ["run_id", "at_ms", "figures"],
+                                "properties": {
+                                    "run_id": {"type": "string"},
+                                    "at_ms": {"type": "integer"},
+                                    "figures": {"type": "object", "additionalProperties": {"type": "number"}},
+                                },
+                            }},
+                        },
+                    }}},
+                },
                 "Feedback": {
                     "type": "object",
                     "required": ["route", "window_s", "versions", "triggers"],

@@ -92,6 +92,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         limit: u32,
         failures_first: bool,
     ) -> Result<(u64, Vec<ResultRecord>), StoreError>;
+    /// The results of a run whose key is one of `keys`, in `seq` order.
+    async fn results_for_keys(
+        &self,
+        run_id: &RunId,
+        keys: &[String],
+    ) -> Result<Vec<ResultRecord>, StoreError>;
     /// A run's verdicts alone, `(key, pass)` in `seq` order: what history checks need, without
     /// each result's data.
     async fn verdicts(&self, run_id: &RunId) -> Result<Vec<(String, Option<bool>)>, StoreError>;

@@ -514,6 +514,37 @@ impl Backend for PostgresBackend {
         Ok((u64::try_from(total).unwrap_or(0), page))
     }
 
+    async fn results_for_keys(
+        &self,
+        run_id: &RunId,
+        keys: &[String],
+    ) -> Result<Vec<ResultRecord>, StoreError> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().ok_or_else(|| self.lost())?;
+        client
+            .query(
+                "SELECT seq, key, pass, score, error, data FROM run_results WHERE run_id = $1 AND key = ANY($2) ORDER BY seq",
+                &[&run_id.as_str(), &keys],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|row| {
+                let seq: i64 = row.get(0);
+                Ok(ResultRecord {
+                    data: parse_json(row.get(5), || {
+                        format!("run_results.data #{seq} of `{run_id}`")
+                    })?,
+                    seq,
+                    key: row.get(1),
+                    pass: row.get(2),
+                    score: row.get(3),
+                    error: row.get(4),
+                })
+            })
+            .collect()
+    }
+
     async fn verdicts(&self, run_id: &RunId) -> Result<Vec<(String, Option<bool>)>, StoreError> {
         let guard = self.client().await?;
         let client = guard.as_ref().ok_or_else(|| self.lost())?;

@@ -487,6 +487,50 @@ impl Backend for SqliteBackend {
         .await
     }
 
+    async fn results_for_keys(
+        &self,
+        run_id: &RunId,
+        keys: &[String],
+    ) -> Result<Vec<ResultRecord>, StoreError> {
+        let run_id = run_id.clone();
+        let keys = keys.to_vec();
+        self.with(move |connection| {
+            let mut found = Vec::new();
+            // A bounded number of parameters per statement.
+            for chunk in keys.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let mut statement = connection.prepare(&format!(
+                    "SELECT seq, key, pass, score, error, data FROM run_results WHERE run_id = ? AND key IN ({marks})"
+                ))?;
+                let parameters = std::iter::once(run_id.as_str()).chain(chunk.iter().map(String::as_str));
+                let rows = statement.query_map(rusqlite::params_from_iter(parameters), |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Option<bool>>(2)?,
+                        row.get::<_, Option<f64>>(3)?,
+                        row.get::<_, Option<String>>(4)?,
+                        row.get::<_, String>(5)?,
+                    ))
+                })?;
+                for row in rows {
+                    let (seq, key, pass, score, error, data) = row?;
+                    found.push(ResultRecord {
+                        data: parse_json(&data, || format!("run_results.data #{seq} of `{run_id}`"))?,
+                        seq,
+                        key,
+                        pass,
+                        score,
+                        error,
+                    });
+                }
+            }
+            found.sort_by_key(|r| r.seq);
+            Ok(found)
+        })
+        .await
+    }
+
     async fn verdicts(&self, run_id: &RunId) -> Result<Vec<(String, Option<bool>)>, StoreError> {
         let run_id = run_id.clone();
         self.with(move |connection| {

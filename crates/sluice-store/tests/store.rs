@@ -567,6 +567,12 @@ async fn a_page_of_results_is_read_in_order_or_failures_first(fixture: Fixture) 
         };
         (rank, r.seq)
     });
+    let wanted: Vec<String> = ["test-3", "test-40", "test-none", "test-8"]
+        .map(str::to_owned)
+        .to_vec();
+    let found = store.results_for_keys(&id, &wanted).await.unwrap();
+    assert_eq!(seqs(&found), [3, 8, 40]);
+    assert_eq!(found[2], records[40]);
     for (offset, limit) in [(0, 7), (7, 7), (10, 30), (45, 10), (60, 5)] {
         let (_, page) = store.results_page(&id, offset, limit, true).await.unwrap();
         let want: Vec<i64> = expected

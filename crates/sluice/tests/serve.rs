@@ -188,6 +188,19 @@ fn the_api_lists_runs_diffs_them_and_answers_errors_in_json() {
         "{body}"
     );
 
+    // The suite's trend: both runs, oldest first, the pass rate falling.
+    let (status, body) = serve.call("GET", "/api/v1/trends");
+    assert_eq!(status, 200, "{body}");
+    let series = &body["series"][0];
+    assert_eq!(series["kind"], "eval", "{body}");
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "{body}");
+    assert_eq!(points[0]["run_id"], good.as_str());
+    assert!(
+        points[0]["figures"]["pass_rate"].as_f64() > points[1]["figures"]["pass_rate"].as_f64(),
+        "{body}"
+    );
+
     let (status, body) = serve.call("GET", "/api/v1/runs/eval-nope");
     assert_eq!(status, 404);
     assert_eq!(body["error"]["type"], "not_found");
@@ -401,6 +414,7 @@ fn every_dashboard_page_renders_in_chromium_and_the_diff_lists_the_flipped_tests
         "/alerts?route=chat".to_owned(),
         "/cost".to_owned(),
         "/cost?route=chat".to_owned(),
+        "/trends".to_owned(),
     ];
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard.cjs");
     let output = std::process::Command::new("node")
