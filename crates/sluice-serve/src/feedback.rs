@@ -660,6 +660,20 @@ fn run_command(command: &str, evidence: &Value) {
     }
 }
 
+/// Starts the monitor's tasks on the current runtime: the feedback and alert rules every
+/// `interval`, each smoke test on its own clock, until `shutdown` turns true. What a gateway
+/// or the control plane runs with `--monitor`.
+pub fn start_monitor(store: &Store, config: MonitorConfig, shutdown: &watch::Receiver<bool>) {
+    for test in &config.smoke {
+        tokio::spawn(crate::smoke::run(
+            store.clone(),
+            test.clone(),
+            shutdown.clone(),
+        ));
+    }
+    tokio::spawn(run(store.clone(), config, shutdown.clone()));
+}
+
 /// Evaluates the rules every `interval` until `shutdown`.
 pub async fn run(store: Store, config: MonitorConfig, mut shutdown: watch::Receiver<bool>) {
     loop {

@@ -80,10 +80,7 @@ impl ServeServer {
         watched.sort();
         watched.dedup();
         if let Some(monitor) = monitor {
-            for test in &monitor.smoke {
-                tokio::spawn(smoke::run(store.clone(), test.clone(), stop.clone()));
-            }
-            tokio::spawn(feedback::run(store.clone(), monitor, stop.clone()));
+            feedback::start_monitor(&store, monitor, &stop);
         }
         let api = Arc::new(api::Api::new(store, stop.clone(), admin, watched));
         let task = tokio::spawn(async move {

@@ -547,6 +547,10 @@ pub struct GatewayArgs {
     /// `sluice rollout start`, so `sluice rollout status|promote|abort` work on it.
     #[arg(long = "rollout", value_name = "SPEC")]
     pub rollouts: Vec<PathBuf>,
+    /// Watch the traffic with this monitor file's alert rules, retraining triggers and smoke
+    /// tests (the same file as `sluice serve --monitor`; needs the store).
+    #[arg(long, value_name = "FILE")]
+    pub monitor: Option<PathBuf>,
 }
 
 /// `sluice validate`.

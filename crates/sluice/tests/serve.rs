@@ -1012,3 +1012,65 @@ fn cost_budget_and_feedback_floor_alerts_fire() {
     let page = exchange(&serve.address, "GET /cost?route=chat HTTP/1.1", "", "");
     assert!(page.contains("id=\"cost\""), "{page}");
 }
+
+/// The gateway runs the same monitor file itself (`sluice gateway --monitor`): its alert rule
+/// opens an alert on the traffic it serves, with no control plane running.
+#[test]
+fn the_gateway_runs_the_monitor_file_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let sim = Simulate::start();
+    sim.put_profile(
+        "flaky",
+        "ttft_ms: 1\ntokens_per_second: 100000\ndefault: ok\nfaults: {error_rate: 0.5, error_status: 500}\n",
+    );
+    let (hook, hooks) = common::receiver();
+    let monitor = dir.path().join("monitor.yaml");
+    std::fs::write(
+        &monitor,
+        format!(
+            "interval: 200ms\nalerts:\n  - {{name: chat errors, route: chat, metric: error_rate, max: 0.05, window: 1m, min_samples: 20, webhook: \"{hook}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "routes:\n  chat:\n    versions: [{{name: v1, url: \"{}\", model: flaky}}]\n",
+            sim.base_url
+        ),
+    )
+    .unwrap();
+    let (gateway, _) = common::Gateway::start_with(
+        &config,
+        &store,
+        &["--monitor".as_ref(), monitor.as_os_str()],
+    );
+    let address = gateway
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned();
+    for _ in 0..40 {
+        chat(&address, "hi");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while hooks.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no alert was sent");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sent = hooks.lock().unwrap().clone();
+    assert_eq!(sent[0]["kind"], "alert", "{sent:?}");
+    assert_eq!(sent[0]["rule"], "chat errors", "{sent:?}");
+    // And a gateway without a store is refused the monitor.
+    let output = sluice()
+        .args(["gateway", "--no-store", "--monitor"])
+        .arg(&monitor)
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("drop `--no-store`"));
+}

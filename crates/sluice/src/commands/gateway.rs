@@ -29,6 +29,14 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
     if args.no_store && !specs.is_empty() {
         anyhow::bail!("`--rollout` keeps its state in the store; drop `--no-store`");
     }
+    let monitor = args
+        .monitor
+        .as_deref()
+        .map(sluice_serve::feedback::MonitorConfig::load)
+        .transpose()?;
+    if args.no_store && monitor.is_some() {
+        anyhow::bail!("`--monitor` reads the request log in the store; drop `--no-store`");
+    }
     let store = if args.no_store {
         None
     } else {
@@ -58,9 +66,14 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
     let _ = stdout.flush();
     let handle = server.handle();
     let admin_url = format!("http://{}", server.admin_addr());
-    let controllers = start_rollouts(specs, store, &handle, &admin_url).await?;
+    let controllers = start_rollouts(specs, store.clone(), &handle, &admin_url).await?;
     let reloads = tokio::spawn(reload_on_hangup(handle.clone()));
+    let (stop_monitor, monitor_stop) = tokio::sync::watch::channel(false);
+    if let (Some(monitor), Some(store)) = (monitor, &store) {
+        sluice_serve::feedback::start_monitor(store, monitor, &monitor_stop);
+    }
     shutdown_signal().await;
+    let _ = stop_monitor.send(true);
     // A rollout still running is left in the store, where the next start resumes it.
     for controller in controllers {
         controller.abort();
