@@ -40,6 +40,10 @@ pub(crate) struct Record {
     pub completion_tokens: u64,
     /// What it cost in USD, when the version's tokens have a price.
     pub cost_usd: Option<f64>,
+    /// Why the answer's first choice ended (`stop`, `length`…).
+    pub finish_reason: Option<String>,
+    /// Whether the answer called a tool.
+    pub tool_calls: bool,
     /// The client's request body.
     pub request: Bytes,
     /// The answer's bytes as sent (possibly cut at the capture limit).
@@ -148,6 +152,8 @@ fn event(record: Record) -> NewEvent {
             "prompt_tokens": record.prompt_tokens,
             "completion_tokens": record.completion_tokens,
             "cost_usd": record.cost_usd,
+            "finish_reason": record.finish_reason,
+            "tool_calls": record.tool_calls,
             "request": truncate(&request_for_log(&request)),
             "answer": truncate(&text_for_log(&answer)),
             "safety": record.safety,

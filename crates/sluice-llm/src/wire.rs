@@ -22,6 +22,8 @@ pub struct AnswerView {
     pub model: Option<String>,
     /// Why the first choice ended (`stop`, `length`, `tool_calls`…).
     pub finish_reason: Option<String>,
+    /// Whether the first choice's message calls a tool.
+    pub tool_calls: bool,
 }
 
 /// What a proxy reads of one streamed chunk (the JSON after `data:`).
@@ -40,6 +42,8 @@ pub struct ChunkView {
     pub model: Option<String>,
     /// Why the first choice ended, on the chunk that ends it.
     pub finish_reason: Option<String>,
+    /// Whether the chunk carries part of a tool call.
+    pub tool_calls: bool,
 }
 
 #[derive(Deserialize)]
@@ -81,14 +85,18 @@ pub fn answer(bytes: &[u8]) -> Result<AnswerView, serde_json::Error> {
         return Ok(AnswerView::default());
     };
     let choice = first_choice(top.choices);
-    let text = choice
+    let message = choice
         .as_ref()
-        .and_then(|choice| {
-            let message = choice.message.and_then(parse::<Message<'_>>);
-            message
-                .and_then(|m| string(m.content))
-                .or_else(|| string(choice.text))
-        })
+        .and_then(|c| c.message)
+        .and_then(parse::<Message<'_>>);
+    let tool_calls = message
+        .as_ref()
+        .and_then(|m| m.tool_calls)
+        .and_then(parse::<Vec<&RawValue>>)
+        .is_some_and(|calls| !calls.is_empty());
+    let text = message
+        .and_then(|m| string(m.content))
+        .or_else(|| choice.as_ref().and_then(|c| string(c.text)))
         .map(Cow::into_owned)
         .unwrap_or_default();
     Ok(AnswerView {
@@ -98,6 +106,7 @@ pub fn answer(bytes: &[u8]) -> Result<AnswerView, serde_json::Error> {
         finish_reason: choice
             .and_then(|c| string(c.finish_reason))
             .map(Cow::into_owned),
+        tool_calls,
     })
 }
 
@@ -130,6 +139,7 @@ pub fn chunk(data: &str) -> Option<ChunkView> {
     view.carries_token = text.as_ref().is_some_and(|t| !t.is_empty())
         || reasoning.is_some_and(|t| !t.is_empty())
         || tool_call;
+    view.tool_calls = tool_call;
     view.text = text.map(Cow::into_owned).unwrap_or_default();
     view.finish_reason = string(choice.finish_reason).map(Cow::into_owned);
     Some(view)
@@ -209,6 +219,17 @@ mod tests {
         let middle = chunk(r#"{"choices":[{"delta":{"content":"a"},"finish_reason":null}]}"#)
             .unwrap_or_default();
         assert_eq!(middle.finish_reason, None);
+        assert!(!middle.tool_calls);
+        let call = answer(
+            br#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+        )
+        .unwrap_or_default();
+        assert!(call.tool_calls);
+        let part = chunk(
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"}}]}}]}"#,
+        )
+        .unwrap_or_default();
+        assert!(part.tool_calls);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! window, descriptor by descriptor, from the gateway's request log. Numbers (prompt and answer
 //! length in tokens, latency, time to first token) are compared with the population stability
 //! index on ten reference-quantile bins (warn at 0.1, alert at 0.2); shares (refusals, answers
-//! that are JSON, errors, safety hits, flagged inputs) with the Jensen-Shannon divergence
+//! that are JSON, errors, safety hits, flagged inputs, answers cut at the length limit, tool
+//! calls) with the Jensen-Shannon divergence
 //! (alert at 0.1). A descriptor is judged only with at least `min_samples` requests in each
 //! window.
 
@@ -70,7 +71,7 @@ pub struct Report {
 #[derive(Debug, Clone, Default)]
 struct Sample {
     numbers: [Option<f64>; 4],
-    flags: [bool; 5],
+    flags: [bool; 7],
 }
 
 const NUMBERS: [&str; 4] = [
@@ -79,12 +80,14 @@ const NUMBERS: [&str; 4] = [
     "latency_ms",
     "ttft_ms",
 ];
-const FLAGS: [&str; 5] = [
+const FLAGS: [&str; 7] = [
     "refusal",
     "json_answer",
     "error",
     "safety_hit",
     "input_flagged",
+    "finish_length",
+    "tool_call",
 ];
 
 /// The fields of a request-log entry that drift reads: parsed without building a JSON tree,
@@ -109,6 +112,10 @@ struct Logged<'a> {
     safety: Option<Vec<IgnoredAny>>,
     #[serde(default)]
     input_flags: Option<Vec<IgnoredAny>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<bool>,
 }
 
 fn sample(entry: &Logged<'_>) -> Sample {
@@ -129,6 +136,8 @@ fn sample(entry: &Logged<'_>) -> Sample {
             entry.class.as_deref().is_some_and(|c| c != "ok"),
             non_empty(&entry.safety),
             non_empty(&entry.input_flags),
+            entry.finish_reason.as_deref() == Some("length"),
+            entry.tool_calls == Some(true),
         ],
     }
 }
@@ -334,5 +343,41 @@ mod tests {
         );
         assert!(few.drifted.is_empty());
         assert!(few.descriptors.iter().all(|d| d.verdict == "insufficient"));
+    }
+
+    #[test]
+    fn answers_cut_at_the_length_limit_and_tool_calls_are_shares_that_drift() {
+        let events: Vec<(i64, String)> = (0..1200i64)
+            .map(|i| {
+                let later = i >= 600;
+                let finish = if later && i % 3 == 0 { "length" } else { "stop" };
+                let tools = !later && i % 4 == 0;
+                (
+                    i,
+                    json!({"version": "v", "class": "ok", "answer": "fine", "finish_reason": finish, "tool_calls": tools})
+                        .to_string(),
+                )
+            })
+            .collect();
+        let entries: Vec<(i64, &str)> = events.iter().map(|(at, p)| (*at, p.as_str())).collect();
+        let report = report(
+            "chat",
+            "v",
+            Window {
+                from_ms: 0,
+                to_ms: 600,
+            },
+            Window {
+                from_ms: 600,
+                to_ms: 1200,
+            },
+            &entries,
+            500,
+        );
+        assert_eq!(
+            report.drifted,
+            ["finish_length", "tool_call"],
+            "{report:#?}"
+        );
     }
 }

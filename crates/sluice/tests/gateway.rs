@@ -676,6 +676,8 @@ async fn the_request_log_keeps_no_planted_secret_and_feedback_finds_its_version(
     assert_eq!(entry["request_id"], request_id.as_str());
     assert_eq!(entry["version"], "echo");
     assert!((entry["cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9);
+    assert_eq!(entry["finish_reason"], "stop", "{entry:#}");
+    assert_eq!(entry["tool_calls"], false, "{entry:#}");
     let stored = events(dir.path(), "echo", "feedback").await;
     assert_eq!(stored.len(), 1);
     let everything = format!("{logged:?}{stored:?}");

@@ -168,6 +168,7 @@ pub(crate) async fn forward(
         }),
         response_model: None,
         finish_reasons: Vec::new(),
+        tool_calls: false,
         price: version.price,
     };
     shared.in_flight.fetch_add(1, Ordering::Relaxed);

@@ -41,6 +41,8 @@ pub(crate) struct Finish {
     pub(super) response_model: Option<String>,
     /// Why the answer's choices ended.
     pub(super) finish_reasons: Vec<String>,
+    /// Whether the answer called a tool.
+    pub(super) tool_calls: bool,
     /// What the version's tokens cost, when known.
     pub(super) price: Option<sluice_llm::prices::Price>,
 }
@@ -171,6 +173,8 @@ impl Finish {
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
             cost_usd,
+            finish_reason: self.finish_reasons.first().cloned(),
+            tool_calls: self.tool_calls,
             stream: self.stream,
             version: std::mem::take(&mut self.version),
             capture: std::mem::take(&mut self.capture),
@@ -201,18 +205,25 @@ impl Finish {
         self.completion_tokens = usage.completion_tokens;
     }
 
-    /// Keeps what a span reports of the answer: the model it names and why it ended.
-    pub(super) fn note_answer(&mut self, model: Option<String>, finish_reason: Option<String>) {
-        if self.trace.is_none() {
-            return;
-        }
-        if model.is_some() {
-            self.response_model = model;
+    /// Keeps what the log and the span report of the answer: the model it names, why it
+    /// ended and whether it called a tool.
+    pub(super) fn note_answer(
+        &mut self,
+        model: Option<&str>,
+        finish_reason: Option<&str>,
+        tool_calls: bool,
+    ) {
+        self.tool_calls |= tool_calls;
+        if let Some(model) = model
+            && self.trace.is_some()
+            && self.response_model.as_deref() != Some(model)
+        {
+            self.response_model = Some(model.to_owned());
         }
         if let Some(reason) = finish_reason
-            && !self.finish_reasons.contains(&reason)
+            && !self.finish_reasons.iter().any(|r| r == reason)
         {
-            self.finish_reasons.push(reason);
+            self.finish_reasons.push(reason.to_owned());
         }
     }
 }

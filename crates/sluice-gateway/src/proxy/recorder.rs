@@ -26,6 +26,10 @@ pub(crate) struct Outcome {
     pub(super) prompt_tokens: u64,
     pub(super) completion_tokens: u64,
     pub(super) cost_usd: Option<f64>,
+    /// Why the answer's first choice ended.
+    pub(super) finish_reason: Option<String>,
+    /// Whether the answer called a tool.
+    pub(super) tool_calls: bool,
     pub(super) stream: bool,
     pub(super) version: String,
     /// The answer's bytes as captured, for the log and the shadow comparison.
@@ -132,6 +136,8 @@ impl Outcome {
                 prompt_tokens: self.prompt_tokens,
                 completion_tokens: self.completion_tokens,
                 cost_usd: self.cost_usd,
+                finish_reason: self.finish_reason.take(),
+                tool_calls: self.tool_calls,
                 request: entry.request,
                 response,
                 stream: self.stream,
@@ -155,6 +161,8 @@ mod tests {
             prompt_tokens: 0,
             completion_tokens: 0,
             cost_usd: None,
+            finish_reason: None,
+            tool_calls: false,
             stream: false,
             version: "v".into(),
             capture: Vec::new(),

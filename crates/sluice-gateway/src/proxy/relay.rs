@@ -100,7 +100,11 @@ impl ProxyBody {
                     finish.set_usage(usage);
                 }
                 finish.add_text(&chunk.text);
-                finish.note_answer(chunk.model.clone(), chunk.finish_reason.clone());
+                finish.note_answer(
+                    chunk.model.as_deref(),
+                    chunk.finish_reason.as_deref(),
+                    chunk.tool_calls,
+                );
             }
             if done {
                 self.saw_done = true;

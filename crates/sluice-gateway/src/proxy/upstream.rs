@@ -184,7 +184,11 @@ pub(super) async fn whole(
     if let Some(usage) = view.usage {
         finish.set_usage(usage);
     }
-    finish.note_answer(view.model, view.finish_reason);
+    finish.note_answer(
+        view.model.as_deref(),
+        view.finish_reason.as_deref(),
+        view.tool_calls,
+    );
     finish.text = Some(view.text);
     let response = match scanner {
         Some(scanner) => {
