@@ -19,8 +19,15 @@ use sluice_rollout::event::Command;
 use crate::admin::{Admin, COOKIE, SESSION_LIFETIME};
 use crate::api::{Api, ApiError, error_body, json_response, page_response, segments};
 
-/// What can be done to a running rollout.
-const VERBS: [&str; 5] = ["promote", "promote-full", "pause", "resume", "abort"];
+/// What can be done to a running rollout, and (`undo`) to the last run of a finished one.
+const VERBS: [&str; 6] = [
+    "promote",
+    "promote-full",
+    "pause",
+    "resume",
+    "abort",
+    "undo",
+];
 
 /// The largest form or request body taken.
 const MAX_BODY: usize = 16 * 1024;
@@ -257,8 +264,53 @@ impl Api {
         )
     }
 
+    /// Sends all of a finished rollout's route back to its stable version (or what its
+    /// promote alias pointed at before), as `sluice rollout undo` does: only its last run, with
+    /// the gateway's admin token from this process's environment when its spec names one.
+    async fn undo(&self, id: &str) -> Result<String, ApiError> {
+        let conflict = |message: String| ApiError {
+            status: StatusCode::CONFLICT,
+            kind: "conflict",
+            message,
+        };
+        let run = self.get_run(id).await?;
+        if run.kind != RunKind::Rollout {
+            return Err(ApiError::not_found(format!("no rollout run `{id}`")));
+        }
+        if run.status == sluice_store::RunStatus::Running {
+            return Err(conflict(format!(
+                "rollout run `{id}` is still running: abort rolls it back"
+            )));
+        }
+        let latest = sluice_rollout::controller::latest(&self.store, &run.name)
+            .await
+            .map_err(ApiError::store)?;
+        if latest.as_ref().is_some_and(|l| l.id != run.id) {
+            return Err(conflict(format!(
+                "run `{id}` is not the last run of rollout `{}`: only the last one is undone",
+                run.name
+            )));
+        }
+        let token = match sluice_rollout::controller::stored_spec(&self.store, &run.name).await {
+            Ok((spec, _)) => spec.admin_token,
+            Err(_) => None,
+        };
+        let version = sluice_rollout::undo::undo(
+            &self.store,
+            &run.name,
+            None,
+            token.as_ref().map(sluice_core::Secret::expose),
+        )
+        .await
+        .map_err(|e| conflict(e.to_string()))?;
+        Ok(format!("{} undone: route back on {version}", run.name))
+    }
+
     /// Sends `verb` to the controller of rollout run `id`.
     async fn act(&self, id: &str, verb: &str) -> Result<String, ApiError> {
+        if verb == "undo" {
+            return self.undo(id).await;
+        }
         let command = match verb {
             "promote" => Command::Promote { full: false },
             "promote-full" => Command::Promote { full: true },
@@ -269,7 +321,7 @@ impl Api {
             },
             other => {
                 return Err(ApiError::not_found(format!(
-                    "unknown action `{other}`: expected promote, promote-full, pause, resume or abort"
+                    "unknown action `{other}`: expected promote, promote-full, pause, resume, abort or undo"
                 )));
             }
         };

@@ -366,7 +366,16 @@ pub fn rollouts(runs: &[Value]) -> String {
 /// link when actions are on but nobody logged in.
 fn rollout_actions(id: &str, running: bool, enabled: bool, csrf: Option<&str>) -> String {
     match (running, enabled, csrf) {
-        (false, _, _) | (_, false, _) => String::new(),
+        (_, false, _) => String::new(),
+        (false, true, None) => format!(
+            r#"<p class="actions"><a href="/login?next=/rollouts/{}">Log in</a> to undo.</p>"#,
+            esc(id)
+        ),
+        (false, true, Some(csrf)) => format!(
+            r#"<div class="actions"><form method="post" action="/rollouts/{id}/undo"><input type="hidden" name="csrf" value="{csrf}"><button name="do" value="undo" class="undo">Undo: all traffic back</button></form></div>"#,
+            id = esc(id),
+            csrf = esc(csrf),
+        ),
         (true, true, None) => format!(
             r#"<p class="actions"><a href="/login?next=/rollouts/{}">Log in</a> to promote, pause, resume or abort.</p>"#,
             esc(id)

@@ -200,7 +200,7 @@ pub fn document() -> Value {
                 "security": [{"admin": []}],
                 "parameters": [
                     path_parameter("id", "The rollout run's id"),
-                    {"name": "action", "in": "path", "required": true, "schema": {"type": "string", "enum": ["promote", "promote-full", "pause", "resume", "abort"]}},
+                    {"name": "action", "in": "path", "required": true, "schema": {"type": "string", "enum": ["promote", "promote-full", "pause", "resume", "abort", "undo"]}},
                 ],
                 "responses": {
                     "200": {"description": "Sent", "content": {"application/json": {"schema": reference("Sent")}}},

@@ -77,6 +77,14 @@ async function pausedRollout(base, deadline) {
       run = (await api(base, "/api/v1/rollouts/" + id)).run;
     } while (run.status === "running" && Date.now() < deadline);
     seen.final_status = run.status;
+    // Promoted, then undone from the same page: all traffic back on stable.
+    await page.goto(base + "/rollouts/" + id, { waitUntil: "load" });
+    seen.undo_button = await page.locator("button.undo").count();
+    if (seen.undo_button) {
+      await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("button.undo")]);
+      const events = (await api(base, "/api/v1/rollouts/" + id)).events || [];
+      seen.undo_events = events.filter((e) => e.kind === "undo").length;
+    }
     seen.problems = problems;
     console.log(JSON.stringify(seen));
   } finally {

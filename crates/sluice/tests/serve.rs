@@ -903,6 +903,26 @@ fn promote_from_the_page_needs_the_admin_token() {
     assert_eq!(seen["button_after_login"], 1, "{seen}");
     assert_eq!(seen["final_status"], "passed", "{seen}");
     assert!(ended.success(), "the rollout was promoted to its end");
+    // Undone from the page afterwards: the gateway's route is all on stable again.
+    assert_eq!(seen["undo_button"], 1, "{seen}");
+    assert_eq!(seen["undo_events"], 1, "{seen}");
+    let routes = exchange(
+        gateway.admin.trim_start_matches("http://"),
+        "GET /admin/routes HTTP/1.1",
+        "",
+        "",
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(routes.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let versions = body["routes"]["chat"]["versions"].as_array().unwrap();
+    let weight = |name: &str| {
+        versions
+            .iter()
+            .find(|v| v["name"] == name)
+            .map(|v| v["weight"].clone())
+    };
+    assert_eq!(weight("stable"), Some(serde_json::json!(100.0)), "{body}");
+    assert_eq!(weight("candidate"), Some(serde_json::json!(0.0)), "{body}");
 }
 
 /// Alert rules on what traffic costs and on what users think of it: a version whose priced
