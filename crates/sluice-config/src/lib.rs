@@ -11,6 +11,7 @@
 
 pub mod de;
 mod duration;
+pub mod emit;
 pub mod env;
 mod error;
 mod path;

@@ -10,9 +10,10 @@
 //! `${{ github.ref }}` can never break the YAML.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::str::FromStr;
 use std::time::Duration;
+
+use sluice_config::emit::{Yaml, map, s, seq};
 
 use crate::expr::Expr;
 use crate::spec::{AllowFailure, Pipeline, Stage};
@@ -71,110 +72,6 @@ pub fn export(pipeline: &Pipeline, target: Target, options: &ExportOptions) -> S
     out.push_str(".\n");
     document.emit(&mut out, 0);
     out
-}
-
-/// A YAML value, with its mappings in the order they are written.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Yaml {
-    /// A string.
-    Str(String),
-    /// An integer.
-    Int(i64),
-    /// A boolean.
-    Bool(bool),
-    /// A sequence.
-    Seq(Vec<Yaml>),
-    /// A mapping.
-    Map(Vec<(String, Yaml)>),
-}
-
-fn s(text: impl Into<String>) -> Yaml {
-    Yaml::Str(text.into())
-}
-
-fn map(entries: Vec<(&str, Yaml)>) -> Yaml {
-    Yaml::Map(
-        entries
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
-}
-
-fn seq<T: Into<String>>(items: impl IntoIterator<Item = T>) -> Yaml {
-    Yaml::Seq(items.into_iter().map(|i| Yaml::Str(i.into())).collect())
-}
-
-/// `text` as a YAML scalar: plain when it cannot be read as anything but that string,
-/// double-quoted (JSON escapes) otherwise.
-fn scalar(text: &str) -> String {
-    const WORDS: [&str; 12] = [
-        "true", "false", "null", "yes", "no", "on", "off", "y", "n", "~", "", "<<",
-    ];
-    let plain = text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-        && !text.starts_with(['-', '.'])
-        && !WORDS.contains(&text.to_lowercase().as_str())
-        && text.parse::<f64>().is_err()
-        && !text.starts_with(|c: char| c.is_ascii_digit());
-    if plain {
-        text.to_owned()
-    } else {
-        serde_json::Value::String(text.to_owned()).to_string()
-    }
-}
-
-impl Yaml {
-    fn inline(&self) -> Option<String> {
-        match self {
-            Yaml::Str(text) => Some(scalar(text)),
-            Yaml::Int(n) => Some(n.to_string()),
-            Yaml::Bool(b) => Some(b.to_string()),
-            Yaml::Seq(items) if items.is_empty() => Some("[]".to_owned()),
-            Yaml::Map(entries) if entries.is_empty() => Some("{}".to_owned()),
-            _ => None,
-        }
-    }
-
-    /// Writes it in block style at `indent` spaces.
-    fn emit(&self, out: &mut String, indent: usize) {
-        let pad = " ".repeat(indent);
-        match self {
-            Yaml::Map(entries) if !entries.is_empty() => {
-                for (key, value) in entries {
-                    match value.inline() {
-                        Some(text) => {
-                            let _ = writeln!(out, "{pad}{}: {text}", scalar(key));
-                        }
-                        None => {
-                            let _ = writeln!(out, "{pad}{}:", scalar(key));
-                            value.emit(out, indent + 2);
-                        }
-                    }
-                }
-            }
-            Yaml::Seq(items) if !items.is_empty() => {
-                for item in items {
-                    match item.inline() {
-                        Some(text) => {
-                            let _ = writeln!(out, "{pad}- {text}");
-                        }
-                        None => {
-                            let mut inner = String::new();
-                            item.emit(&mut inner, indent + 2);
-                            out.push_str(&pad);
-                            out.push_str("- ");
-                            out.push_str(&inner[indent + 2..]);
-                        }
-                    }
-                }
-            }
-            other => {
-                let _ = writeln!(out, "{pad}{}", other.inline().unwrap_or_default());
-            }
-        }
-    }
 }
 
 /// A name made of `[a-z0-9-]` (Argo, Kubeflow and Kubernetes names), or `[A-Za-z0-9_-]`

@@ -12,6 +12,7 @@ pub mod alert;
 pub mod backend;
 pub mod controller;
 pub mod event;
+pub mod export;
 pub mod machine;
 pub mod process;
 pub mod registry_link;

@@ -590,6 +590,42 @@ pub enum RolloutCommand {
     Retry(RolloutNameArgs),
     /// Send all of a finished rollout's route back to its stable version (or another one).
     Undo(RolloutUndoArgs),
+    /// Write the rollout as another system's objects: an Argo Rollouts `Rollout` (canary
+    /// steps, the Gateway API traffic plugin, the candidate's Deployment as its workload) and
+    /// `AnalysisTemplate`s whose metrics query Prometheus with the spec's rules.
+    Export(RolloutExportArgs),
+}
+
+/// `sluice rollout export`.
+#[derive(Debug, Args)]
+pub struct RolloutExportArgs {
+    /// The rollout spec.
+    pub spec: PathBuf,
+    /// What to write.
+    #[arg(long = "to", value_parser = ["argo-rollouts"])]
+    pub to: String,
+    /// The namespace of the objects.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// The Deployment whose pod template is rolled out (default: the candidate's name).
+    #[arg(long)]
+    pub workload: Option<String>,
+    /// The Service in front of the stable pods (default: ROUTE-STABLE).
+    #[arg(long)]
+    pub stable_service: Option<String>,
+    /// The Service in front of the canary pods (default: ROUTE-CANDIDATE).
+    #[arg(long)]
+    pub canary_service: Option<String>,
+    /// The HTTPRoute whose weights move (default: the route's name).
+    #[arg(long)]
+    pub http_route: Option<String>,
+    /// The Prometheus that scrapes the in-cluster gateway (needed by rules on the gateway's
+    /// window, which become PromQL over its `sluice_gateway_*` metrics).
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Write here instead of standard output.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
 }
 
 /// `sluice rollout undo`.

@@ -1408,3 +1408,110 @@ fn an_analysis_step_holds_the_canary_until_its_rules_pass_and_fails_a_bad_one() 
         "error_rate <= 0.05"
     );
 }
+
+/// `rollout export --to argo-rollouts`: a canary with its rules becomes a `Rollout` and its
+/// `AnalysisTemplate`s that Argo Rollouts' published models accept (`SLUICE_K8S_MODELS`
+/// names a `node_modules` with `@kubernetes-models/argo-rollouts` and `js-yaml`; `.ci/run`
+/// installs them and sets `SLUICE_REQUIRE_K8S_MODELS`); what Argo Rollouts cannot say is
+/// refused by name, with exit 2.
+#[test]
+fn a_canary_exports_as_argo_rollouts_objects_its_models_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("rollout.yaml");
+    std::fs::write(
+        &spec,
+        "name: chat-canary\ngateway: {admin_url: \"http://127.0.0.1:8081\"}\nroute: chat\nstable: stable\ncandidate: candidate\nstrategy:\n  canary:\n    steps:\n      - set_weight: 10\n      - pause: {duration: 30s}\n      - analysis:\n          count: 3\n          rules: [{metric: latency_p99_ms, max: 5000, window: 30s}]\n      - set_weight: 50\n      - pause: {}\n      - set_weight: 100\nanalysis:\n  rules:\n    - {metric: error_rate, max: 0.05, pass_max: 0.01, inconclusive_limit: 2, window: 60s}\n    - {metric: refusal_rate, max: 0.2}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("argo.yaml");
+    let output = sluice()
+        .args(["rollout", "export", "--to", "argo-rollouts"])
+        .arg(&spec)
+        .args([
+            "--namespace",
+            "prod",
+            "--prometheus",
+            "http://prometheus.monitoring:9090",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let written = std::fs::read_to_string(&out).unwrap();
+    for line in [
+        "kind: Rollout",
+        "  namespace: prod",
+        "      failureCondition: \"result[0] > 0.05\"",
+        "      inconclusiveLimit: 2",
+        "sluice_gateway_refusals_total",
+    ] {
+        assert!(written.contains(line), "{line:?} not in\n{written}");
+    }
+    // What Argo Rollouts cannot say: refused, every reason named.
+    let shadow = dir.path().join("shadow.yaml");
+    std::fs::write(
+        &shadow,
+        "name: s\ngateway: {admin_url: \"http://x\"}\nroute: chat\nstable: a\ncandidate: b\nstrategy:\n  shadow: {percent: 20, duration: 60s}\nanalysis:\n  rules: [{metric: error_rate_vs_stable, confidence: 0.95}]\n",
+    )
+    .unwrap();
+    let refused = sluice()
+        .args(["rollout", "export", "--to", "argo-rollouts"])
+        .arg(&shadow)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    let why = text(&refused);
+    assert!(
+        why.contains("shadow.yaml cannot be written as Argo Rollouts objects"),
+        "{why}"
+    );
+    assert!(
+        why.contains("(shadow: 20)") && why.contains("statistical judge"),
+        "{why}"
+    );
+
+    let Some(models) = std::env::var_os("SLUICE_K8S_MODELS") else {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_K8S_MODELS").is_none(),
+            "SLUICE_K8S_MODELS is required here"
+        );
+        eprintln!(
+            "skipped the models' check: set SLUICE_K8S_MODELS to a node_modules with @kubernetes-models/argo-rollouts and js-yaml"
+        );
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/argo_rollouts.mjs");
+    let checked = Command::new("node")
+        .arg(&script)
+        .arg(&out)
+        .env("NODE_PATH", &models)
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", text(&checked));
+    assert_eq!(
+        text(&checked).matches(": ok").count(),
+        3,
+        "{}",
+        text(&checked)
+    );
+    // The models do reject what Argo Rollouts would: a weight that is not a whole number.
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        written.replacen("setWeight: 10\n", "setWeight: \"ten\"\n", 1),
+    )
+    .unwrap();
+    let checked = Command::new("node")
+        .arg(&script)
+        .arg(&broken)
+        .env("NODE_PATH", &models)
+        .output()
+        .unwrap();
+    assert!(!checked.status.success(), "{}", text(&checked));
+    assert!(
+        text(&checked).contains("setWeight must be integer"),
+        "{}",
+        text(&checked)
+    );
+}

@@ -10,7 +10,9 @@ use sluice_rollout::spec::Spec;
 use sluice_store::{RunFilter, RunKind, Store};
 
 use super::{Outcome, open_store};
-use crate::cli::{RolloutCommand, RolloutListArgs, RolloutNameArgs, RolloutStatusArgs};
+use crate::cli::{
+    RolloutCommand, RolloutExportArgs, RolloutListArgs, RolloutNameArgs, RolloutStatusArgs,
+};
 
 /// One line for a rollout's state.
 pub fn describe(state: &State) -> String {
@@ -63,6 +65,10 @@ async fn drive(spec: Spec, store: Store, source: Option<&str>) -> anyhow::Result
 }
 
 pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Result<Outcome> {
+    // Writing another system's objects reads the spec alone.
+    if let RolloutCommand::Export(args) = &command {
+        return export(args);
+    }
     let store = open_store(store_location).await?;
     match command {
         RolloutCommand::Start(args) => {
@@ -93,6 +99,7 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
             outln!("{}: route back on {version}", args.name);
             Ok(Outcome::Ok)
         }
+        RolloutCommand::Export(args) => export(&args),
         RolloutCommand::Status(args) if args.watch => watch(&store, &args).await,
         RolloutCommand::Runbook(args) => {
             let run = latest_run(&store, &args.name).await?;
@@ -115,6 +122,40 @@ pub async fn run(command: RolloutCommand, store_location: &str) -> anyhow::Resul
             send(&store, &args.name, Command::Abort { reason }).await
         }
     }
+}
+
+/// `rollout export --to argo-rollouts`: the spec as Argo Rollouts objects.
+fn export(args: &RolloutExportArgs) -> anyhow::Result<Outcome> {
+    use sluice_rollout::export::{ArgoOptions, argo_rollouts};
+    let spec = Spec::load(&args.spec, &ProcessEnv)?;
+    let defaults = ArgoOptions::from_spec(&spec);
+    let options = ArgoOptions {
+        namespace: args.namespace.clone(),
+        workload: args.workload.clone().unwrap_or(defaults.workload),
+        stable_service: args
+            .stable_service
+            .clone()
+            .unwrap_or(defaults.stable_service),
+        canary_service: args
+            .canary_service
+            .clone()
+            .unwrap_or(defaults.canary_service),
+        http_route: args.http_route.clone().unwrap_or(defaults.http_route),
+        prometheus: args.prometheus.clone(),
+    };
+    let text = argo_rollouts(&spec, &options).map_err(|problems| {
+        anyhow::anyhow!(
+            "{} cannot be written as Argo Rollouts objects:\n  {}",
+            args.spec.display(),
+            problems.join("\n  ")
+        )
+    })?;
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+        None => out!("{text}"),
+    }
+    Ok(Outcome::Ok)
 }
 
 /// Sends a command to the running controller of `name` (through the store).
