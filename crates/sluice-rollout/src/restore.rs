@@ -1,7 +1,8 @@
 //! A restarted gateway starts from its config file; the store says where rollouts left each
 //! route. For every route, the newest rollout on it wins over the file: a running one's last
-//! weights (and it steers the route again), or a finished one's final weights unless the file
-//! was edited after it ended (then the file is the newer word).
+//! weights (and it steers the route again), or a finished one's final weights — all on the
+//! version an undo sent it to, when one came after — unless the file was edited after it
+//! ended (then the file is the newer word).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,8 +12,43 @@ use sluice_store::{Run, RunFilter, RunKind, RunStatus, Store};
 use tracing::{info, warn};
 
 use crate::RolloutError;
-use crate::controller::stored_state;
-use crate::event::RunConfig;
+use crate::controller::all_events;
+use crate::event::{RolloutEvent, RunConfig, read_all};
+
+/// Where a rollout run's events leave its route: the candidate's weight of its last state,
+/// or (after an undo) all on the version the undo named.
+pub async fn stored_weights(
+    store: &Store,
+    run: &sluice_store::RunId,
+    config: &RunConfig,
+) -> Result<BTreeMap<String, f64>, RolloutError> {
+    let mut weights = BTreeMap::from([
+        (config.stable.clone(), 100.0),
+        (config.candidate.clone(), 0.0),
+    ]);
+    for (_, event) in read_all(&all_events(store, run).await?) {
+        match event {
+            RolloutEvent::State { state, .. } => {
+                weights = BTreeMap::from([
+                    (
+                        config.stable.clone(),
+                        f64::from(100 - state.weight.min(100)),
+                    ),
+                    (config.candidate.clone(), f64::from(state.weight.min(100))),
+                ]);
+            }
+            RolloutEvent::Undo { to_version, .. } => {
+                weights = BTreeMap::from([
+                    (config.stable.clone(), 0.0),
+                    (config.candidate.clone(), 0.0),
+                ]);
+                weights.insert(to_version, 100.0);
+            }
+            _ => {}
+        }
+    }
+    Ok(weights)
+}
 
 /// A route whose weights came from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,17 +97,17 @@ pub async fn restore_routes(
         if route.index(stable).is_none() || route.index(candidate).is_none() {
             continue;
         }
-        let state = match stored_state(store, &run.id).await {
-            Ok(state) => state,
+        let weights = match stored_weights(store, &run.id, config).await {
+            Ok(weights) => weights,
             Err(error) => {
                 warn!(%error, rollout = run.name, "Cannot read the rollout's state.");
                 continue;
             }
         };
-        let weights = BTreeMap::from([
-            (stable.to_owned(), f64::from(100 - state.weight)),
-            (candidate.to_owned(), f64::from(state.weight)),
-        ]);
+        if weights.keys().any(|version| route.index(version).is_none()) {
+            continue;
+        }
+        let candidate_weight = weights.get(candidate).copied().unwrap_or(0.0) as u32;
         match route.with_weights(&weights) {
             Ok(mut next) => {
                 next.owner = owned.then(|| run.name.clone());
@@ -79,13 +115,13 @@ pub async fn restore_routes(
                 info!(
                     route = name,
                     rollout = run.name,
-                    candidate_weight = state.weight,
+                    candidate_weight,
                     "Weights restored from the store."
                 );
                 restored.push(Restored {
                     route: name.clone(),
                     rollout: run.name.clone(),
-                    candidate_weight: state.weight,
+                    candidate_weight,
                     owned,
                 });
             }

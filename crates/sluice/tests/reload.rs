@@ -270,3 +270,43 @@ fn weight_changes_and_reloads_during_a_rollout_fail_no_request_and_leave_its_sta
     stream.read_to_string(&mut routes).unwrap();
     assert!(routes.contains("\"owner\":null"), "released: {routes}");
 }
+
+/// A promoted rollout that was undone stays undone when its gateway restarts: the store's undo
+/// is newer than the rollout's last weights (a restart used to bring the candidate back).
+#[test]
+fn a_restart_keeps_an_undo() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_path = dir.path().join("sim.yaml");
+    std::fs::write(&sim_path, SIM).unwrap();
+    let sim = Simulate::with_config(&sim_path);
+    let config = dir.path().join("gateway.yaml");
+    gateway_file(&config, &sim.base_url, "candidate", (100, 0));
+    let store = dir.path().join("sluice.db");
+    let gateway = Gateway::start(&config, &store);
+    let spec = spec(dir.path(), "good", &gateway.admin, "[{set_weight: 100}]");
+    let run = |args: &[&str]| {
+        sluice()
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = run(&["rollout", "start", spec.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert_eq!(weights(&gateway), (0.0, 100.0), "promoted");
+    let output = run(&["rollout", "undo", "good"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(weights(&gateway), (100.0, 0.0), "undone");
+    drop(gateway);
+    let gateway = Gateway::start(&config, &store);
+    assert_eq!(weights(&gateway), (100.0, 0.0), "after a restart");
+}
