@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use sluice_gateway::GatewayHandle;
 use sluice_gateway::route::Snapshot;
 use sluice_store::{Run, RunFilter, RunKind, RunStatus, Store};
 use tracing::{info, warn};
@@ -129,4 +130,86 @@ pub async fn restore_routes(
         }
     }
     Ok(restored)
+}
+
+/// Keeps a gateway's routes where the store's rollouts put them, for a gateway that is one of
+/// several replicas on one store: every `every`, the newest rollout on each route is looked
+/// at, and when it has stored something since the last look (a new state, an undo), its
+/// weights are applied here too — so a controller that steers one replica steers them all
+/// within `every`. Weights set here by hand stay until that rollout stores something new.
+/// Runs until `stop` turns true.
+pub async fn follow(
+    gateway: GatewayHandle,
+    store: Store,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut seen: BTreeMap<String, (sluice_store::RunId, i64)> = BTreeMap::new();
+    loop {
+        if let Err(error) = follow_once(&gateway, &store, &mut seen).await {
+            warn!(%error, "Cannot read the rollouts' weights from the store.");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// One look: applies what is new since `seen` (route → the run and event last applied).
+async fn follow_once(
+    gateway: &GatewayHandle,
+    store: &Store,
+    seen: &mut BTreeMap<String, (sluice_store::RunId, i64)>,
+) -> Result<(), RolloutError> {
+    let runs = store
+        .list_runs(RunFilter {
+            kind: Some(RunKind::Rollout),
+            status: None,
+            limit: 1000,
+        })
+        .await?;
+    let snapshot = gateway.snapshot();
+    for (name, route) in &snapshot.routes {
+        let Some((run, config)) = runs
+            .iter()
+            .map(|r| (r, RunConfig::of(r)))
+            .filter(|(_, config)| config.route == *name)
+            .max_by_key(|(run, _)| run.started_at_ms)
+        else {
+            continue;
+        };
+        let after = match seen.get(name) {
+            Some((id, seq)) if *id == run.id => *seq,
+            _ => 0,
+        };
+        let new = store
+            .events(&crate::controller::subject(&run.id), after, 1000)
+            .await?;
+        let Some(last) = new.last() else {
+            continue;
+        };
+        seen.insert(name.clone(), (run.id.clone(), last.seq));
+        let weights = stored_weights(store, &run.id, &config).await?;
+        if weights.keys().any(|v| route.index(v).is_none()) {
+            continue;
+        }
+        let current = weights.iter().all(|(v, w)| route.weight(v) == Some(*w));
+        let running = run.status == RunStatus::Running;
+        if !current {
+            let owner = running.then_some(run.name.as_str());
+            match gateway.set_weights_as(name, &weights, owner) {
+                Ok(()) => info!(
+                    route = name,
+                    rollout = run.name,
+                    "Weights follow the store's rollout."
+                ),
+                Err(error) => warn!(%error, route = name, "Cannot follow the rollout's weights."),
+            }
+        }
+        if !running && route.owner.as_deref() == Some(run.name.as_str()) {
+            let _ = gateway.release(name, &run.name);
+        }
+    }
+    Ok(())
 }

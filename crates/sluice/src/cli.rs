@@ -551,6 +551,11 @@ pub struct GatewayArgs {
     /// tests (the same file as `sluice serve --monitor`; needs the store).
     #[arg(long, value_name = "FILE")]
     pub monitor: Option<PathBuf>,
+    /// This gateway is one of several replicas on one store: it follows the weights the
+    /// store's rollouts leave on its routes (checked every second), whichever replica a
+    /// rollout steers.
+    #[arg(long)]
+    pub replica: bool,
 }
 
 /// `sluice validate`.

@@ -310,3 +310,74 @@ fn a_restart_keeps_an_undo() {
     let gateway = Gateway::start(&config, &store);
     assert_eq!(weights(&gateway), (100.0, 0.0), "after a restart");
 }
+
+/// Two gateway replicas on one store (`--replica`): a rollout steers one of them, and the
+/// other follows its weights through the store within about a second — every step, the
+/// promotion, and the undo.
+#[test]
+fn replicas_on_one_store_follow_a_rollout_that_steers_one_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_path = dir.path().join("sim.yaml");
+    std::fs::write(&sim_path, SIM).unwrap();
+    let sim = Simulate::with_config(&sim_path);
+    let config = dir.path().join("gateway.yaml");
+    gateway_file(&config, &sim.base_url, "candidate", (100, 0));
+    let store = dir.path().join("sluice.db");
+    let replica = ["--replica".as_ref()];
+    let (steered, _) = Gateway::start_with(&config, &store, &replica);
+    let (follower, _) = Gateway::start_with(&config, &store, &replica);
+    let spec = spec(
+        dir.path(),
+        "spread",
+        &steered.admin,
+        "[{set_weight: 30}, {pause: {duration: 4s}}, {set_weight: 100}]",
+    );
+    let mut rollout = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["rollout", "start"])
+        .arg(&spec)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = |gateway: &Gateway, want: (f64, f64), what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while weights(gateway) != want {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {:?}, not {want:?}",
+                weights(gateway)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    until(&steered, (70.0, 30.0), "the steered replica at 30 %");
+    until(&follower, (70.0, 30.0), "the other replica at 30 %");
+    assert!(rollout.wait().unwrap().success());
+    until(&follower, (0.0, 100.0), "the other replica promoted");
+    let output = sluice()
+        .arg("--store")
+        .arg(&store)
+        .args(["rollout", "undo", "spread"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    until(&steered, (100.0, 0.0), "the steered replica undone");
+    until(&follower, (100.0, 0.0), "the other replica undone");
+    // Weights set by hand on a replica stay: the store has nothing newer to say.
+    let admin = follower.admin.trim_start_matches("http://").to_owned();
+    let response = exchange(
+        &admin,
+        "PUT /admin/routes/chat/weights HTTP/1.1",
+        "content-type: application/json\r\n",
+        r#"{"stable": 90, "candidate": 10}"#,
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(weights(&follower), (90.0, 10.0));
+}

@@ -37,6 +37,9 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
     if args.no_store && monitor.is_some() {
         anyhow::bail!("`--monitor` reads the request log in the store; drop `--no-store`");
     }
+    if args.no_store && args.replica {
+        anyhow::bail!("`--replica` follows the rollouts in the store; drop `--no-store`");
+    }
     let store = if args.no_store {
         None
     } else {
@@ -71,6 +74,14 @@ pub async fn run(args: GatewayArgs, store_location: &str) -> anyhow::Result<Outc
     let (stop_monitor, monitor_stop) = tokio::sync::watch::channel(false);
     if let (Some(monitor), Some(store)) = (monitor, &store) {
         sluice_serve::feedback::start_monitor(store, monitor, &monitor_stop);
+    }
+    if let (true, Some(store)) = (args.replica, &store) {
+        tokio::spawn(sluice_rollout::restore::follow(
+            handle.clone(),
+            store.clone(),
+            std::time::Duration::from_secs(1),
+            monitor_stop.clone(),
+        ));
     }
     shutdown_signal().await;
     let _ = stop_monitor.send(true);
