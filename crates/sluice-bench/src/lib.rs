@@ -466,6 +466,7 @@ impl BenchResult {
         out.insert("failed".into(), json!(r.failed));
         out.insert("total_input_tokens".into(), json!(r.input_tokens));
         out.insert("total_output_tokens".into(), json!(r.output_tokens));
+        out.insert("cost_usd".into(), json!(self.cost_usd()));
         for name in [
             "request_throughput",
             "output_throughput",
@@ -516,6 +517,13 @@ impl BenchResult {
         Value::Object(out)
     }
 
+    /// What the run's tokens cost at the model's list price, when the built-in price list
+    /// knows the model (`None` otherwise: no price, not a cost of 0).
+    pub fn cost_usd(&self) -> Option<f64> {
+        sluice_llm::prices::builtin(&self.config.target.model)
+            .map(|price| price.cost(self.recorder.input_tokens, self.recorder.output_tokens))
+    }
+
     /// A console summary.
     pub fn console(&self) -> String {
         let r = &self.recorder;
@@ -534,6 +542,9 @@ impl BenchResult {
                 ", goodput {:.2} req/s",
                 self.number("goodput").unwrap_or(0.0)
             ));
+        }
+        if let Some(cost) = self.cost_usd() {
+            out.push_str(&format!(", cost ${cost:.4} at list price"));
         }
         out.push_str(&format!(
             "\n  {:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",

@@ -470,3 +470,34 @@ fn a_profile_a_sweep_a_preset_and_compare() {
         assert_eq!(number(stage, "completed"), 50.0 * batch, "{stage:#}");
     }
 }
+
+/// A model the built-in price list knows gets the run's cost at its list price (from the
+/// tokens the answers' usage reported); any other model has no cost, not a cost of 0.
+#[test]
+fn a_listed_model_gets_its_cost_and_another_has_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(dir.path());
+    sim.put_profile(
+        "gpt-4o-mini",
+        "ttft_ms: 1\ndefault: lorem\nlorem_tokens: 10\n",
+    );
+    let mut args = target(&sim, "gpt-4o-mini");
+    args.extend(["--requests", "10", "--rate", "200", "--json", "--no-write"]);
+    let output = bench(dir.path(), &args);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let result = result_json(&output);
+    let (input, output_tokens) = (
+        number(&result, "total_input_tokens"),
+        number(&result, "total_output_tokens"),
+    );
+    assert!(input > 0.0 && output_tokens > 0.0, "{result:#}");
+    let cost = number(&result, "cost_usd");
+    assert!(
+        (cost - (input * 0.15 + output_tokens * 0.60) / 1e6).abs() < 1e-12,
+        "{result:#}"
+    );
+    let mut args = target(&sim, "fast");
+    args.extend(["--requests", "5", "--rate", "200", "--json", "--no-write"]);
+    let result = result_json(&bench(dir.path(), &args));
+    assert!(result["cost_usd"].is_null(), "{result:#}");
+}
