@@ -255,6 +255,38 @@ pub const JS_ALERT: f64 = 0.1;
 /// bins' shares, an empty share counted as 0.0001. 0 when the distributions match; grows with
 /// any shift in location, spread or shape. `None` when either sample is empty.
 pub fn psi(reference: &[f64], current: &[f64], bins: usize) -> Option<f64> {
+    psi_bins(reference, current, bins).map(|binned| binned.psi())
+}
+
+/// Two samples binned on the reference's quantiles, as [`psi`] bins them: what a drift chart
+/// draws.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binned {
+    /// The cuts between bins (a value equal to a cut goes in the bin the cut starts).
+    pub edges: Vec<f64>,
+    /// Each bin's share of the reference (one more bin than cuts, and one more again when
+    /// the reference's largest value is a cut: values above it).
+    pub reference: Vec<f64>,
+    /// Each bin's share of the current sample.
+    pub current: Vec<f64>,
+}
+
+impl Binned {
+    /// The population stability index of the two shares (an empty share counted as 0.0001).
+    pub fn psi(&self) -> f64 {
+        self.reference
+            .iter()
+            .zip(&self.current)
+            .map(|(r, c)| {
+                let (r, c) = (r.max(1e-4), c.max(1e-4));
+                (c - r) * (c / r).ln()
+            })
+            .sum()
+    }
+}
+
+/// [`psi`]'s bins and shares; `None` when either sample is empty.
+pub fn psi_bins(reference: &[f64], current: &[f64], bins: usize) -> Option<Binned> {
     if reference.is_empty() || current.is_empty() || bins < 2 {
         return None;
     }
@@ -273,8 +305,9 @@ pub fn psi(reference: &[f64], current: &[f64], bins: usize) -> Option<f64> {
         .collect();
     edges.dedup();
     let top_atom = edges.last().is_some_and(|edge| *edge == largest);
+    let used = edges.len() + 1 + usize::from(top_atom);
     let shares = |values: &[f64]| -> Vec<f64> {
-        let mut counts = vec![0u64; edges.len() + 2];
+        let mut counts = vec![0u64; used];
         let mut total = 0u64;
         for v in values.iter().filter(|v| v.is_finite()) {
             let bin = if top_atom && *v > largest {
@@ -287,11 +320,15 @@ pub fn psi(reference: &[f64], current: &[f64], bins: usize) -> Option<f64> {
         }
         counts
             .iter()
-            .map(|c| (*c as f64 / total.max(1) as f64).max(1e-4))
+            .map(|c| *c as f64 / total.max(1) as f64)
             .collect()
     };
-    let (r, c) = (shares(reference), shares(current));
-    Some(r.iter().zip(&c).map(|(r, c)| (c - r) * (c / r).ln()).sum())
+    let (reference, current) = (shares(reference), shares(current));
+    Some(Binned {
+        edges,
+        reference,
+        current,
+    })
 }
 
 /// The Jensen-Shannon divergence of two category counts (base 2: 0 for the same mix, 1 for

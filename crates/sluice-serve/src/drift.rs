@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use sluice_core::stats::{JS_ALERT, PSI_ALERT, PSI_WARN, jensen_shannon, psi};
+use sluice_core::stats::{JS_ALERT, PSI_ALERT, PSI_WARN, jensen_shannon, psi_bins};
 
 /// Requests needed in each window before a descriptor is judged.
 pub const MIN_SAMPLES: usize = 500;
@@ -46,6 +46,21 @@ pub struct Descriptor {
     pub reference: Option<f64>,
     /// The current window's.
     pub current: Option<f64>,
+    /// For a number judged: the bins on the reference's quantiles and each window's share
+    /// of them (what the PSI was computed on, what the page draws).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<Distribution>,
+}
+
+/// A number's two windows binned on the reference's quantiles.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Distribution {
+    /// The cuts between bins.
+    pub edges: Vec<f64>,
+    /// Each bin's share of the reference window.
+    pub reference: Vec<f64>,
+    /// Each bin's share of the current window.
+    pub current: Vec<f64>,
 }
 
 /// The drift report of one version.
@@ -205,10 +220,16 @@ pub fn report(
             samples.iter().filter_map(|s| s.numbers[i]).collect()
         };
         let (r, c) = (values(&before), values(&now));
-        let value = (r.len() >= min_samples && c.len() >= min_samples)
-            .then(|| psi(&r, &c, 10))
+        let binned = (r.len() >= min_samples && c.len() >= min_samples)
+            .then(|| psi_bins(&r, &c, 10))
             .flatten();
+        let value = binned.as_ref().map(sluice_core::stats::Binned::psi);
         descriptors.push(Descriptor {
+            distribution: binned.map(|b| Distribution {
+                edges: b.edges,
+                reference: b.reference,
+                current: b.current,
+            }),
             name,
             measure: "psi",
             value,
@@ -241,6 +262,7 @@ pub fn report(
             },
             reference: share(r),
             current: share(c),
+            distribution: None,
         });
     }
     Report {
@@ -323,6 +345,25 @@ mod tests {
             .find(|d| d.name == "ttft_ms")
             .unwrap();
         assert_eq!(ttft.verdict, "insufficient");
+        assert!(ttft.distribution.is_none());
+        // A judged number carries the bins its PSI was computed on, each window's shares
+        // summing to one; the answers' length moved up, out of the reference's bins.
+        let tokens = report
+            .descriptors
+            .iter()
+            .find(|d| d.name == "completion_tokens")
+            .unwrap();
+        let bins = tokens.distribution.as_ref().unwrap();
+        for shares in [&bins.reference, &bins.current] {
+            assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{bins:?}");
+        }
+        assert!(bins.current.last().copied().unwrap() > 0.9, "{bins:?}");
+        let refusal = report
+            .descriptors
+            .iter()
+            .find(|d| d.name == "refusal")
+            .unwrap();
+        assert!(refusal.distribution.is_none());
 
         let few = super::report(
             "chat",

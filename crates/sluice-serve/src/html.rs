@@ -632,9 +632,14 @@ pub fn drift(
     let number = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.3}"));
     let mut rows = String::new();
     for d in &report.descriptors {
+        let chart = d
+            .distribution
+            .as_ref()
+            .map(distribution)
+            .unwrap_or_default();
         let _ = write!(
             rows,
-            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{chart}</td></tr>"#,
             esc(d.name),
             esc(d.measure),
             number(d.value),
@@ -656,7 +661,7 @@ pub fn drift(
         &format!("Drift of {} on {}", report.version, report.route),
         Some(&json),
         &format!(
-            r#"{form}<p class="muted">{} requests from {} to {} against {} from {} to {} (UTC); judged with at least {} in each.</p><table id="drift"><thead><tr><th>Descriptor</th><th>Measure</th><th>Value</th><th>Verdict</th><th>Reference</th><th>Current</th></tr></thead><tbody>{rows}</tbody></table>"#,
+            r#"{form}<p class="muted">{} requests from {} to {} against {} from {} to {} (UTC); judged with at least {} in each.</p><table id="drift"><thead><tr><th>Descriptor</th><th>Measure</th><th>Value</th><th>Verdict</th><th>Reference</th><th>Current</th><th>Distribution (reference, current)</th></tr></thead><tbody>{rows}</tbody></table>"#,
             report.samples.1,
             time(Some(report.current.from_ms)),
             time(Some(report.current.to_ms)),
@@ -665,6 +670,47 @@ pub fn drift(
             time(Some(report.reference.to_ms)),
             crate::drift::MIN_SAMPLES,
         ),
+    )
+}
+
+/// A number's two windows as paired bars per bin (reference, then current), in an SVG whose
+/// title names each bin.
+fn distribution(d: &crate::drift::Distribution) -> String {
+    let bins = d.reference.len().max(d.current.len()).max(1);
+    let (width, height) = (12 * bins as u32, 40u32);
+    let top = d
+        .reference
+        .iter()
+        .chain(&d.current)
+        .copied()
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let mut bars = String::new();
+    for i in 0..bins {
+        let label = match (
+            i.checked_sub(1).and_then(|j| d.edges.get(j)),
+            d.edges.get(i),
+        ) {
+            (None, Some(hi)) => format!("below {hi}"),
+            (Some(lo), Some(hi)) => format!("{lo} to {hi}"),
+            (Some(lo), None) => format!("{lo} and above"),
+            (None, None) => "above the largest reference value".to_owned(),
+        };
+        for (offset, shares, class) in [(1u32, &d.reference, "ref"), (6, &d.current, "cur")] {
+            let share = shares.get(i).copied().unwrap_or(0.0);
+            let h = (share / top * f64::from(height)).round();
+            let _ = write!(
+                bars,
+                r#"<rect class="{class}" x="{}" y="{:.0}" width="5" height="{h:.0}"><title>{}: {:.1} %</title></rect>"#,
+                12 * i as u32 + offset,
+                f64::from(height) - h,
+                esc(&label),
+                share * 100.0
+            );
+        }
+    }
+    format!(
+        r#"<svg class="dist" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">{bars}</svg>"#
     )
 }
 

@@ -626,6 +626,18 @@ fn drift_is_reported_on_exactly_the_descriptors_that_shifted() {
     // Latency may move with the answers' length; the others must not.
     drifted.retain(|d| *d != "latency_ms");
     assert_eq!(drifted, ["completion_tokens", "refusal"], "{report}");
+    // The page draws each judged number's two windows.
+    let page = exchange(
+        &serve.address,
+        &format!(
+            "GET /drift?route=chat&version=candidate&reference_from=0&reference_to={split}&current_from={split}&current_to={} HTTP/1.1",
+            now_ms() + 1
+        ),
+        "",
+        "",
+    );
+    // Prompt and answer tokens and latency; TTFT has no samples (the traffic is not streamed).
+    assert_eq!(page.matches(r#"<svg class="dist""#).count(), 3, "{page}");
     let (status, body) = serve.call("GET", "/api/v1/drift?route=chat");
     assert_eq!(
         (status, body["error"]["type"].as_str()),
