@@ -82,6 +82,8 @@ pub struct Api {
     pub(crate) admin: Option<Arc<crate::admin::Admin>>,
     /// The routes the monitor's alert rules watch (their open alerts are on the overview).
     watched: Vec<String>,
+    /// Where prompts are embedded for embedding drift, when the server was given one.
+    pub(crate) embeddings: Option<Arc<crate::embedding::EmbeddingSource>>,
 }
 
 /// A request's query parameters.
@@ -144,6 +146,7 @@ impl Api {
             shutdown,
             admin,
             watched,
+            embeddings: None,
         }
     }
 
@@ -525,18 +528,59 @@ impl Api {
         )
         .await
         .map_err(ApiError::store)?;
+        let embeddings = if query.flag("embeddings")? {
+            Some(self.embeddings.clone().ok_or_else(|| {
+                ApiError::bad_request(
+                    "`embeddings`: this server has no embeddings endpoint (start it with --embeddings-url)",
+                )
+            })?)
+        } else {
+            None
+        };
         let (route, version) = (route.to_owned(), version.to_owned());
+        let want_prompts = embeddings.is_some();
         // Seconds of work on a long log: off the runtime's threads.
-        tokio::task::spawn_blocking(move || {
+        let (mut report, prompts) = tokio::task::spawn_blocking(move || {
             let entries: Vec<(i64, &str)> = events
                 .iter()
                 .filter(|e| e.kind == "request")
                 .map(|e| (e.at_ms, e.payload.as_str()))
                 .collect();
-            crate::drift::report(&route, &version, reference, current, &entries, min_samples)
+            let report =
+                crate::drift::report(&route, &version, reference, current, &entries, min_samples);
+            let prompts = want_prompts.then(|| {
+                crate::drift::prompts(
+                    &version,
+                    reference,
+                    current,
+                    &entries,
+                    crate::embedding::SAMPLES,
+                )
+            });
+            (report, prompts)
         })
         .await
-        .map_err(|e| ApiError::internal(format!("the drift report failed: {e}")))
+        .map_err(|e| ApiError::internal(format!("the drift report failed: {e}")))?;
+        if let (Some(source), Some((before, now))) = (embeddings, prompts) {
+            let embed = |texts: Vec<String>| {
+                let source = Arc::clone(&source);
+                async move { crate::embedding::embed(&source, &texts).await }
+            };
+            let (before, now) = (embed(before).await, embed(now).await);
+            let (before, now) = before
+                .and_then(|b| now.map(|n| (b, n)))
+                .map_err(ApiError::internal)?;
+            let seed = u64::try_from(reference.from_ms).unwrap_or_default();
+            let drift =
+                tokio::task::spawn_blocking(move || crate::embedding::compare(&before, &now, seed))
+                    .await
+                    .map_err(|e| ApiError::internal(format!("the embedding drift failed: {e}")))?;
+            if drift.verdict == "alert" {
+                report.drifted.push("prompt_embedding");
+            }
+            report.embedding = Some(drift);
+        }
+        Ok(report)
     }
 
     /// A route's ratings per version over a window (`window_s`, an hour by default) and the

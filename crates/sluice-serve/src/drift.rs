@@ -80,6 +80,50 @@ pub struct Report {
     pub drifted: Vec<&'static str>,
     /// Every descriptor.
     pub descriptors: Vec<Descriptor>,
+    /// The prompts' embedding drift, when it was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<crate::embedding::EmbeddingDrift>,
+}
+
+/// The version's prompts in each window (the user's text of each logged request), at most
+/// `n` of each, evenly spread: what embedding drift embeds.
+pub fn prompts(
+    version: &str,
+    reference: Window,
+    current: Window,
+    events: &[(i64, &str)],
+    n: usize,
+) -> (Vec<String>, Vec<String>) {
+    #[derive(Deserialize)]
+    struct Logged<'a> {
+        #[serde(borrow, default)]
+        version: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        request: Option<Cow<'a, str>>,
+    }
+    let (mut before, mut now) = (Vec::new(), Vec::new());
+    for &(at_ms, payload) in events {
+        let window = if reference.holds(at_ms) {
+            &mut before
+        } else if current.holds(at_ms) {
+            &mut now
+        } else {
+            continue;
+        };
+        if let Ok(entry) = serde_json::from_str::<Logged<'_>>(payload)
+            && entry.version.as_deref() == Some(version)
+            && let Some(request) = entry.request
+        {
+            window.push(request);
+        }
+    }
+    let pick = |texts: Vec<Cow<'_, str>>| -> Vec<String> {
+        crate::embedding::spread(&texts, n)
+            .into_iter()
+            .map(|t| crate::embedding::prompt_text(&t))
+            .collect()
+    };
+    (pick(before), pick(now))
 }
 
 /// What one logged request says about the traffic.
@@ -277,6 +321,7 @@ pub fn report(
             .map(|d| d.name)
             .collect(),
         descriptors,
+        embedding: None,
     }
 }
 

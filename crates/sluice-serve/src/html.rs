@@ -661,7 +661,7 @@ pub fn drift(
         &format!("Drift of {} on {}", report.version, report.route),
         Some(&json),
         &format!(
-            r#"{form}<p class="muted">{} requests from {} to {} against {} from {} to {} (UTC); judged with at least {} in each.</p><table id="drift"><thead><tr><th>Descriptor</th><th>Measure</th><th>Value</th><th>Verdict</th><th>Reference</th><th>Current</th><th>Distribution (reference, current)</th></tr></thead><tbody>{rows}</tbody></table>"#,
+            r#"{form}<p class="muted">{} requests from {} to {} against {} from {} to {} (UTC); judged with at least {} in each.</p>{}<table id="drift"><thead><tr><th>Descriptor</th><th>Measure</th><th>Value</th><th>Verdict</th><th>Reference</th><th>Current</th><th>Distribution (reference, current)</th></tr></thead><tbody>{rows}</tbody></table>"#,
             report.samples.1,
             time(Some(report.current.from_ms)),
             time(Some(report.current.to_ms)),
@@ -669,6 +669,15 @@ pub fn drift(
             time(Some(report.reference.from_ms)),
             time(Some(report.reference.to_ms)),
             crate::drift::MIN_SAMPLES,
+            report.embedding.as_ref().map(|e| format!(
+                r#"<p id="embedding">Prompt embeddings ({} against {} prompts): centroid distance {}, permutation p = {}, cluster shares' Jensen-Shannon {} {}</p>"#,
+                e.samples.1,
+                e.samples.0,
+                number(e.centroid_distance),
+                number(e.p_value),
+                number(e.cluster_js),
+                badge(e.verdict)
+            )).unwrap_or_default(),
         ),
     )
 }

@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod api;
 pub mod cost;
 pub mod drift;
+pub mod embedding;
 pub mod feedback;
 pub mod html;
 pub mod openapi;
@@ -61,6 +62,7 @@ impl ServeServer {
         limits: ServerLimits,
         admin_token: Option<&str>,
         monitor: Option<feedback::MonitorConfig>,
+        embeddings: Option<embedding::EmbeddingSource>,
     ) -> Result<ServeServer, ServeError> {
         let listener = TcpListener::bind(addr)
             .await
@@ -82,7 +84,9 @@ impl ServeServer {
         if let Some(monitor) = monitor {
             feedback::start_monitor(&store, monitor, &stop);
         }
-        let api = Arc::new(api::Api::new(store, stop.clone(), admin, watched));
+        let mut api = api::Api::new(store, stop.clone(), admin, watched);
+        api.embeddings = embeddings.map(Arc::new);
+        let api = Arc::new(api);
         let task = tokio::spawn(async move {
             sluice_http::serve(
                 listener,

@@ -255,6 +255,7 @@ pub fn document() -> Value {
                     {"name": "current_from", "in": "query", "description": "Unix ms", "schema": {"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}},
                     {"name": "current_to", "in": "query", "description": "Unix ms", "schema": {"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}},
                     {"name": "min_samples", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000}},
+                    {"name": "embeddings", "in": "query", "description": "Also compare the prompts' embeddings (the server's --embeddings-url)", "schema": {"type": "boolean"}},
                 ]),
                 answers("Drift", &[400]),
             ),

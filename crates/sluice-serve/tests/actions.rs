@@ -72,6 +72,7 @@ async fn rollouts_are_acted_on_only_with_the_admin_token() {
         ServerLimits::default(),
         Some(TOKEN),
         None,
+        None,
     )
     .await
     .unwrap();
@@ -178,6 +179,7 @@ async fn rollouts_are_acted_on_only_with_the_admin_token() {
         store.clone(),
         "127.0.0.1:0".parse().unwrap(),
         ServerLimits::default(),
+        None,
         None,
         None,
     )

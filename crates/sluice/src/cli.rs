@@ -119,6 +119,16 @@ pub struct ServeArgs {
     /// retraining trigger.
     #[arg(long, value_name = "FILE")]
     pub monitor: Option<std::path::PathBuf>,
+    /// An OpenAI-compatible base URL whose `/embeddings` embeds prompts for embedding drift
+    /// (`/api/v1/drift?…&embeddings=true`).
+    #[arg(long, value_name = "URL", requires = "embeddings_model")]
+    pub embeddings_url: Option<String>,
+    /// The embedding model asked of `--embeddings-url`.
+    #[arg(long, value_name = "MODEL", requires = "embeddings_url")]
+    pub embeddings_model: Option<String>,
+    /// The environment variable holding `--embeddings-url`'s API key, if it needs one.
+    #[arg(long, value_name = "VAR", requires = "embeddings_url")]
+    pub embeddings_key_env: Option<String>,
 }
 
 /// `sluice init`.

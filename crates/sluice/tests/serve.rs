@@ -201,6 +201,17 @@ fn the_api_lists_runs_diffs_them_and_answers_errors_in_json() {
         "{body}"
     );
 
+    // Embedding drift needs the server's own embeddings endpoint: none here.
+    let (status, body) = serve.call("GET", "/api/v1/drift?route=chat&version=v&embeddings=true");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--embeddings-url"),
+        "{body}"
+    );
+
     let (status, body) = serve.call("GET", "/api/v1/runs/eval-nope");
     assert_eq!(status, 404);
     assert_eq!(body["error"]["type"], "not_found");
@@ -600,11 +611,20 @@ fn drift_is_reported_on_exactly_the_descriptors_that_shifted() {
     );
     traffic();
     std::thread::sleep(std::time::Duration::from_millis(600));
-    let serve = Serve::start(&store);
+    // The prompts' embeddings too, through the simulator's embeddings endpoint.
+    let serve = Serve::start_with(
+        &store,
+        &[
+            "--embeddings-url".as_ref(),
+            sim.base_url.as_ref(),
+            "--embeddings-model".as_ref(),
+            "drifty".as_ref(),
+        ],
+    );
     let (status, report) = serve.call(
         "GET",
         &format!(
-            "/api/v1/drift?route=chat&version=candidate&reference_from=0&reference_to={split}&current_from={split}&current_to={}",
+            "/api/v1/drift?route=chat&version=candidate&reference_from=0&reference_to={split}&current_from={split}&current_to={}&embeddings=true",
             now_ms() + 1
         ),
     );
@@ -625,7 +645,17 @@ fn drift_is_reported_on_exactly_the_descriptors_that_shifted() {
     drifted.sort_unstable();
     // Latency may move with the answers' length; the others must not.
     drifted.retain(|d| *d != "latency_ms");
+    // The prompts did not change (the same generator in both phases): their embeddings are
+    // not called drifted.
     assert_eq!(drifted, ["completion_tokens", "refusal"], "{report}");
+    let embedding = &report["embedding"];
+    assert_eq!(
+        embedding["samples"],
+        serde_json::json!([200, 200]),
+        "{report}"
+    );
+    assert_eq!(embedding["verdict"], "ok", "{report}");
+    assert!(embedding["p_value"].as_f64().unwrap() >= 0.01, "{report}");
     // The page draws each judged number's two windows.
     let page = exchange(
         &serve.address,

@@ -29,12 +29,32 @@ pub async fn run(args: ServeArgs, store_location: &str) -> anyhow::Result<Outcom
         .as_deref()
         .map(sluice_serve::feedback::MonitorConfig::load)
         .transpose()?;
+    let embeddings = match (&args.embeddings_url, &args.embeddings_model) {
+        (Some(url), Some(model)) => {
+            let api_key = match &args.embeddings_key_env {
+                Some(var) => Some(sluice_core::Secret::new(std::env::var(var).map_err(
+                    |_| anyhow::anyhow!("--embeddings-key-env {var}: the variable is not set"),
+                )?)),
+                None => None,
+            };
+            let client = sluice_llm::Client::new(sluice_llm::ClientConfig {
+                api_key,
+                ..sluice_llm::ClientConfig::new(url)
+            })?;
+            Some(sluice_serve::embedding::EmbeddingSource {
+                client,
+                model: model.clone(),
+            })
+        }
+        _ => None,
+    };
     let server = ServeServer::start(
         store,
         args.listen,
         ServerLimits::default(),
         token.as_deref(),
         monitor,
+        embeddings,
     )
     .await?;
     outln!(
