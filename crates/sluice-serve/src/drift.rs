@@ -101,22 +101,12 @@ pub fn prompts(
         #[serde(borrow, default)]
         request: Option<Cow<'a, str>>,
     }
-    let (mut before, mut now) = (Vec::new(), Vec::new());
-    for &(at_ms, payload) in events {
-        let window = if reference.holds(at_ms) {
-            &mut before
-        } else if current.holds(at_ms) {
-            &mut now
-        } else {
-            continue;
-        };
-        if let Ok(entry) = serde_json::from_str::<Logged<'_>>(payload)
-            && entry.version.as_deref() == Some(version)
-            && let Some(request) = entry.request
-        {
-            window.push(request);
-        }
-    }
+    let (before, now) = split(events, reference, current, |payload| {
+        serde_json::from_str::<Logged<'_>>(payload)
+            .ok()
+            .filter(|entry| entry.version.as_deref() == Some(version))
+            .and_then(|entry| entry.request)
+    });
     let pick = |texts: Vec<Cow<'_, str>>| -> Vec<String> {
         crate::embedding::spread(&texts, n)
             .into_iter()
@@ -208,7 +198,23 @@ fn samples(
     current: Window,
     events: &[(i64, &str)],
 ) -> (Vec<Sample>, Vec<Sample>) {
-    let (mut before, mut now): (Vec<Sample>, Vec<Sample>) = (Vec::new(), Vec::new());
+    split(events, reference, current, |payload| {
+        serde_json::from_str::<Logged<'_>>(payload)
+            .ok()
+            .filter(|entry| entry.version.as_deref() == Some(version))
+            .map(|entry| sample(&entry))
+    })
+}
+
+/// What `read` makes of each event of the reference window, then of the current one (events
+/// in neither, or that `read` makes nothing of, are left out).
+fn split<'a, T>(
+    events: &[(i64, &'a str)],
+    reference: Window,
+    current: Window,
+    mut read: impl FnMut(&'a str) -> Option<T>,
+) -> (Vec<T>, Vec<T>) {
+    let (mut before, mut now) = (Vec::new(), Vec::new());
     for &(at_ms, payload) in events {
         let window = if reference.holds(at_ms) {
             &mut before
@@ -217,11 +223,8 @@ fn samples(
         } else {
             continue;
         };
-        let Ok(entry) = serde_json::from_str::<Logged<'_>>(payload) else {
-            continue;
-        };
-        if entry.version.as_deref() == Some(version) {
-            window.push(sample(&entry));
+        if let Some(item) = read(payload) {
+            window.push(item);
         }
     }
     (before, now)
