@@ -529,10 +529,11 @@ impl Api {
         .await
         .map_err(ApiError::store)?;
         let embeddings = if query.flag("embeddings")? {
-            Some(self.embeddings.clone().ok_or_else(|| {
-                ApiError::bad_request(
-                    "`embeddings`: this server has no embeddings endpoint (start it with --embeddings-url)",
-                )
+            // A well-formed request this server cannot answer as it was started: 409.
+            Some(self.embeddings.clone().ok_or_else(|| ApiError {
+                status: StatusCode::CONFLICT,
+                kind: "unavailable",
+                message: "`embeddings`: this server has no embeddings endpoint (start it with --embeddings-url)".to_owned(),
             })?)
         } else {
             None

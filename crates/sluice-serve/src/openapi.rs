@@ -18,6 +18,7 @@ fn answers(ok: &str, errors: &[u16]) -> Value {
         let description = match code {
             400 => "The query is not valid",
             404 => "No such resource",
+            409 => "The server was not started with what the request needs",
             _ => "Error",
         };
         responses.insert(
@@ -257,7 +258,7 @@ pub fn document() -> Value {
                     {"name": "min_samples", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000}},
                     {"name": "embeddings", "in": "query", "description": "Also compare the prompts' embeddings (the server's --embeddings-url)", "schema": {"type": "boolean"}},
                 ]),
-                answers("Drift", &[400]),
+                answers("Drift", &[400, 409]),
             ),
             "/api/v1/models/{name}/versions": get(
                 "A model's versions with their lineage",

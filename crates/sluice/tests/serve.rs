@@ -203,7 +203,8 @@ fn the_api_lists_runs_diffs_them_and_answers_errors_in_json() {
 
     // Embedding drift needs the server's own embeddings endpoint: none here.
     let (status, body) = serve.call("GET", "/api/v1/drift?route=chat&version=v&embeddings=true");
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["type"], "unavailable", "{body}");
     assert!(
         body["error"]["message"]
             .as_str()
