@@ -596,9 +596,14 @@ impl Api {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let since = now.saturating_sub(i64::from(window_s) * 1000);
-        let events = crate::feedback::events_since(&self.store, &format!("gateway:{route}"), since)
-            .await
-            .map_err(ApiError::store)?;
+        let events = crate::feedback::kind_since(
+            &self.store,
+            &format!("gateway:{route}"),
+            since,
+            "feedback",
+        )
+        .await
+        .map_err(ApiError::store)?;
         let versions = crate::feedback::summarise(
             events
                 .iter()
@@ -652,16 +657,22 @@ impl Api {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let since = now.saturating_sub(i64::from(window_s) * 1000);
-        let events = crate::feedback::events_since(&self.store, &format!("gateway:{route}"), since)
-            .await
-            .map_err(ApiError::store)?;
-        let versions = crate::cost::summarise(
-            events
-                .iter()
-                .map(|e| (e.at_ms, e.kind.as_str(), &e.payload)),
-            now.saturating_sub(i64::from(window_s) * 1000),
-            window_s,
-        );
+        let events =
+            crate::feedback::raw_events_since(&self.store, &format!("gateway:{route}"), since)
+                .await
+                .map_err(ApiError::store)?;
+        // A long window of a busy route is millions of entries: off the async threads.
+        let versions = tokio::task::spawn_blocking(move || {
+            crate::cost::summarise(
+                events
+                    .iter()
+                    .map(|e| (e.at_ms, e.kind.as_str(), e.payload.as_str())),
+                since,
+                window_s,
+            )
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("the cost summary failed: {e}")))?;
         Ok(json!({"route": route, "window_s": window_s, "versions": versions}))
     }
 

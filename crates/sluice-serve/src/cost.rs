@@ -2,10 +2,10 @@
 //! requests, the priced ones (whose model has a price; the others have no cost, not a cost
 //! of 0), their tokens, and their cost in USD in all, per request and per hour.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 /// One version's cost over a window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -28,34 +28,50 @@ pub struct VersionCost {
     pub cost_per_hour_usd: Option<f64>,
 }
 
-/// The cost per version of the request-log entries at or after `from_ms`, over a window of
-/// `window_s` seconds.
+/// The fields of a request-log entry that cost reads (the rest is skipped, no JSON tree).
+#[derive(Deserialize)]
+struct Logged<'a> {
+    #[serde(borrow, default)]
+    version: Option<Cow<'a, str>>,
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    cost_usd: Option<f64>,
+}
+
+/// The cost per version of the request-log entries (`(at_ms, kind, payload as JSON text)`)
+/// at or after `from_ms`, over a window of `window_s` seconds.
 pub fn summarise<'a>(
-    events: impl Iterator<Item = (i64, &'a str, &'a Value)>,
+    events: impl Iterator<Item = (i64, &'a str, &'a str)>,
     from_ms: i64,
     window_s: u32,
 ) -> Vec<VersionCost> {
-    let mut versions: BTreeMap<&str, (VersionCost, f64)> = BTreeMap::new();
+    let mut versions: BTreeMap<String, (VersionCost, f64)> = BTreeMap::new();
     for (at_ms, kind, payload) in events {
         if kind != "request" || at_ms < from_ms {
             continue;
         }
-        let Some(version) = payload["version"].as_str() else {
+        let Ok(entry) = serde_json::from_str::<Logged<'_>>(payload) else {
             continue;
         };
-        let (entry, sum) = versions.entry(version).or_default();
-        entry.requests += 1;
-        entry.prompt_tokens += payload["prompt_tokens"].as_u64().unwrap_or(0);
-        entry.completion_tokens += payload["completion_tokens"].as_u64().unwrap_or(0);
-        if let Some(cost) = payload["cost_usd"].as_f64() {
-            entry.priced += 1;
+        let Some(version) = entry.version else {
+            continue;
+        };
+        let (summary, sum) = versions.entry(version.into_owned()).or_default();
+        summary.requests += 1;
+        summary.prompt_tokens += entry.prompt_tokens.unwrap_or(0);
+        summary.completion_tokens += entry.completion_tokens.unwrap_or(0);
+        if let Some(cost) = entry.cost_usd {
+            summary.priced += 1;
             *sum += cost;
         }
     }
     versions
         .into_iter()
         .map(|(version, (mut entry, sum))| {
-            entry.version = version.to_owned();
+            entry.version = version;
             if entry.priced > 0 {
                 entry.cost_usd = Some(sum);
                 entry.cost_per_request_usd = Some(sum / entry.priced as f64);
@@ -93,7 +109,11 @@ mod tests {
             (40, "feedback", json!({"version": "a", "score": 1.0})),
             (5, "request", json!({"version": "a", "cost_usd": 9.0})),
         ];
-        let summary = summarise(log.iter().map(|(at, k, p)| (*at, *k, p)), 10, 60);
+        let texts: Vec<(i64, &str, String)> = log
+            .iter()
+            .map(|(at, k, p)| (*at, *k, p.to_string()))
+            .collect();
+        let summary = summarise(texts.iter().map(|(at, k, p)| (*at, *k, p.as_str())), 10, 60);
         assert_eq!(summary.len(), 2);
         let a = &summary[0];
         assert_eq!((a.requests, a.priced, a.prompt_tokens), (2, 2, 20));

@@ -512,6 +512,19 @@ pub async fn events_since(
     parsed(raw_events_since(store, subject, since_ms).await?)
 }
 
+/// The events of one `kind` among [`events_since`]'s, the others left unread (a route's
+/// log is mostly requests; its feedback is few).
+pub async fn kind_since(
+    store: &Store,
+    subject: &str,
+    since_ms: i64,
+    kind: &str,
+) -> Result<Vec<sluice_store::Event>, sluice_store::StoreError> {
+    let mut raw = raw_events_since(store, subject, since_ms).await?;
+    raw.retain(|e| e.kind == kind);
+    parsed(raw)
+}
+
 /// [`events_since`] with the payloads left as stored, for readers that take a few fields
 /// of many events.
 pub async fn raw_events_since(
@@ -569,10 +582,11 @@ pub async fn evaluate(
     for rule in &config.feedback {
         let now = now_ms();
         let window_ms = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
-        let events = events_since(
+        let events = kind_since(
             store,
             &format!("gateway:{}", rule.route),
             now.saturating_sub(window_ms),
+            "feedback",
         )
         .await?;
         let versions = summarise(
