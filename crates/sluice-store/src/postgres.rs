@@ -446,19 +446,7 @@ impl Backend for PostgresBackend {
             .await
             .map_err(pg)?
             .iter()
-            .map(|row| {
-                let seq: i64 = row.get(0);
-                Ok(ResultRecord {
-                    data: parse_json(row.get(5), || {
-                        format!("run_results.data #{seq} of `{run_id}`")
-                    })?,
-                    seq,
-                    key: row.get(1),
-                    pass: row.get(2),
-                    score: row.get(3),
-                    error: row.get(4),
-                })
-            })
+            .map(|row| result_record(row, run_id))
             .collect()
     }
 
@@ -496,19 +484,7 @@ impl Backend for PostgresBackend {
             .await
             .map_err(pg)?
             .iter()
-            .map(|row| {
-                let seq: i64 = row.get(0);
-                Ok(ResultRecord {
-                    data: parse_json(row.get(5), || {
-                        format!("run_results.data #{seq} of `{run_id}`")
-                    })?,
-                    seq,
-                    key: row.get(1),
-                    pass: row.get(2),
-                    score: row.get(3),
-                    error: row.get(4),
-                })
-            })
+            .map(|row| result_record(row, run_id))
             .collect::<Result<Vec<_>, StoreError>>()?;
         crate::sort_page(&mut page, failures_first);
         Ok((u64::try_from(total).unwrap_or(0), page))
@@ -529,19 +505,7 @@ impl Backend for PostgresBackend {
             .await
             .map_err(pg)?
             .iter()
-            .map(|row| {
-                let seq: i64 = row.get(0);
-                Ok(ResultRecord {
-                    data: parse_json(row.get(5), || {
-                        format!("run_results.data #{seq} of `{run_id}`")
-                    })?,
-                    seq,
-                    key: row.get(1),
-                    pass: row.get(2),
-                    score: row.get(3),
-                    error: row.get(4),
-                })
-            })
+            .map(|row| result_record(row, run_id))
             .collect()
     }
 
@@ -964,4 +928,19 @@ fn lease_from_row(row: &Row) -> Lease {
         acquired_at_ms: row.get(2),
         expires_at_ms: row.get(3),
     }
+}
+
+/// A `run_results` row (`seq, key, pass, score, error, data`) as a record.
+fn result_record(row: &tokio_postgres::Row, run_id: &RunId) -> Result<ResultRecord, StoreError> {
+    let seq: i64 = row.get(0);
+    Ok(ResultRecord {
+        data: parse_json(row.get(5), || {
+            format!("run_results.data #{seq} of `{run_id}`")
+        })?,
+        seq,
+        key: row.get(1),
+        pass: row.get(2),
+        score: row.get(3),
+        error: row.get(4),
+    })
 }

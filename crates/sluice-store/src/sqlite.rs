@@ -458,29 +458,11 @@ impl Backend for SqliteBackend {
                  ORDER BY seq LIMIT ?2 OFFSET ?3"
             };
             let mut statement = connection.prepare_cached(sql)?;
-            let rows = statement.query_map(params![run_id.as_str(), limit, offset], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Option<bool>>(2)?,
-                    row.get::<_, Option<f64>>(3)?,
-                    row.get::<_, Option<String>>(4)?,
-                    row.get::<_, String>(5)?,
-                ))
-            })?;
-            let mut page: Vec<ResultRecord> = rows
-                .map(|row| {
-                    let (seq, key, pass, score, error, data) = row?;
-                    Ok(ResultRecord {
-                        data: parse_json(&data, || format!("run_results.data #{seq} of `{run_id}`"))?,
-                        seq,
-                        key,
-                        pass,
-                        score,
-                        error,
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?;
+            let mut page = result_records(
+                &mut statement,
+                params![run_id.as_str(), limit, offset],
+                &run_id,
+            )?;
             crate::sort_page(&mut page, failures_first);
             Ok((u64::try_from(total).unwrap_or(0), page))
         })
@@ -503,27 +485,11 @@ impl Backend for SqliteBackend {
                     "SELECT seq, key, pass, score, error, data FROM run_results WHERE run_id = ? AND key IN ({marks})"
                 ))?;
                 let parameters = std::iter::once(run_id.as_str()).chain(chunk.iter().map(String::as_str));
-                let rows = statement.query_map(rusqlite::params_from_iter(parameters), |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, Option<bool>>(2)?,
-                        row.get::<_, Option<f64>>(3)?,
-                        row.get::<_, Option<String>>(4)?,
-                        row.get::<_, String>(5)?,
-                    ))
-                })?;
-                for row in rows {
-                    let (seq, key, pass, score, error, data) = row?;
-                    found.push(ResultRecord {
-                        data: parse_json(&data, || format!("run_results.data #{seq} of `{run_id}`"))?,
-                        seq,
-                        key,
-                        pass,
-                        score,
-                        error,
-                    });
-                }
+                found.extend(result_records(
+                    &mut statement,
+                    rusqlite::params_from_iter(parameters),
+                    &run_id,
+                )?);
             }
             found.sort_by_key(|r| r.seq);
             Ok(found)
@@ -551,28 +517,7 @@ impl Backend for SqliteBackend {
             let mut statement = connection.prepare_cached(
                 "SELECT seq, key, pass, score, error, data FROM run_results WHERE run_id = ?1 ORDER BY seq",
             )?;
-            let rows = statement.query_map([run_id.as_str()], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Option<bool>>(2)?,
-                    row.get::<_, Option<f64>>(3)?,
-                    row.get::<_, Option<String>>(4)?,
-                    row.get::<_, String>(5)?,
-                ))
-            })?;
-            rows.map(|row| {
-                let (seq, key, pass, score, error, data) = row?;
-                Ok(ResultRecord {
-                    data: parse_json(&data, || format!("run_results.data #{seq} of `{run_id}`"))?,
-                    seq,
-                    key,
-                    pass,
-                    score,
-                    error,
-                })
-            })
-            .collect()
+            result_records(&mut statement, [run_id.as_str()], &run_id)
         })
         .await
     }
@@ -940,4 +885,35 @@ fn lease_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
         acquired_at_ms: row.get(2)?,
         expires_at_ms: row.get(3)?,
     })
+}
+
+/// The `run_results` rows (`seq, key, pass, score, error, data`) a statement selects, as
+/// records.
+fn result_records(
+    statement: &mut rusqlite::Statement<'_>,
+    parameters: impl rusqlite::Params,
+    run_id: &RunId,
+) -> Result<Vec<ResultRecord>, StoreError> {
+    let rows = statement.query_map(parameters, |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, Option<bool>>(2)?,
+            row.get::<_, Option<f64>>(3)?,
+            row.get::<_, Option<String>>(4)?,
+            row.get::<_, String>(5)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (seq, key, pass, score, error, data) = row?;
+        Ok(ResultRecord {
+            data: parse_json(&data, || format!("run_results.data #{seq} of `{run_id}`"))?,
+            seq,
+            key,
+            pass,
+            score,
+            error,
+        })
+    })
+    .collect()
 }
